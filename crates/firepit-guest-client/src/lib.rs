@@ -1,0 +1,1 @@
+//! firepit-guest-client (placeholder)

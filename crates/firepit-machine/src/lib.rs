@@ -1,0 +1,1 @@
+//! firepit-machine (placeholder)

@@ -1,0 +1,1 @@
+fn main() { println!("{}", firepit_guest_bin::GUEST.len()); }
