@@ -1,1 +1,89 @@
-fn main() {}
+//! Project tasks, run with `cargo xtask <task>`.
+//!
+//! - `test`: builds (or reuses) the test images in the cache directory, then
+//!   checks formatting, runs clippy and the whole test suite with the
+//!   environment the privileged tests need. `.ci/run` calls exactly this.
+//! - `bench`: runs the machine benchmark (see README).
+//!
+//! The cache directory is `$FIREPIT_CACHE`, default `/var/cache/firepit`:
+//! outside the repository, so CI and developers reuse images between runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match task.as_str() {
+        "test" => test(&rest),
+        "bench" => bench(&rest),
+        "images" => images().map(|_| ()),
+        _ => {
+            eprintln!("usage: cargo xtask <test|bench|images> [args for cargo test]");
+            bail!("unknown task {task:?}")
+        }
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("FIREPIT_CACHE").map_or_else(|| PathBuf::from("/var/cache/firepit"), PathBuf::from)
+}
+
+/// Builds the images the tests use, if they are not cached yet; returns the
+/// images dir and the minimal image's uid base.
+fn images() -> Result<(PathBuf, u32)> {
+    let dir = cache_dir().join("images");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let store = firepit_image::ImageStore::open(&dir)?;
+    let mut uid_base = 0;
+    for name in ["minimal"] {
+        let recipe = firepit_image::Recipe::named(name)?;
+        let image = firepit_image::ensure(&store, &recipe, &mut |p| eprintln!("xtask: image {name}: {p}"))?;
+        uid_base = image.manifest.uid_base;
+    }
+    Ok((dir, uid_base))
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn run(mut cmd: Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn test_env(cmd: &mut Command, images: &Path, uid_base: u32) {
+    cmd.env("FIREPIT_TEST_IMAGES", images)
+        .env("FIREPIT_TEST_ROOTFS", images.join("minimal/rootfs"))
+        .env("FIREPIT_TEST_UID_BASE", uid_base.to_string());
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    let (images, uid_base) = images()?;
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run(fmt)?;
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    run(clippy)?;
+    let mut test = cargo();
+    test.args(["test", "--workspace"]).args(extra);
+    test_env(&mut test, &images, uid_base);
+    run(test)
+}
+
+fn bench(extra: &[String]) -> Result<()> {
+    let (images, uid_base) = images()?;
+    let mut bench = cargo();
+    bench.args(["run", "--release", "-p", "firepit-bench", "--"]).args(extra);
+    test_env(&mut bench, &images, uid_base);
+    run(bench)
+}

@@ -1,1 +1,82 @@
-//! firepit-machine (placeholder)
+//! Machines for firepit sessions: one isolated Linux machine per session.
+//!
+//! A machine is created from a [`MachineSpec`] by a [`Backend`]. The backend
+//! trait is the seam between the daemon and an isolation technology; the
+//! built-in one is [`namespaces::NamespacesBackend`] (Linux namespaces, an
+//! overlayfs root over a read-only image, cgroup limits, seccomp, its own
+//! network namespace behind NAT). MicroVM and Kubernetes backends implement
+//! the same trait later.
+//!
+//! **API Boundary:** the API is synchronous. The daemon calls it from
+//! `spawn_blocking`. Code that calls clone/unshare/mount runs in a separate,
+//! single-threaded launcher process (see [`launcher_main`]).
+#![warn(missing_docs)]
+
+mod error;
+pub mod namespaces;
+mod spec;
+
+pub use error::Error;
+pub use namespaces::launcher::{LAUNCH_ARG, launcher_main};
+pub use spec::{Limits, MachineId, MachineSpec, Network};
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// Whether a machine's processes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MachineState {
+    /// Its init (the guest) runs.
+    Running,
+    /// No process runs; its files are kept.
+    Stopped,
+}
+
+/// How the host reaches a machine's guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestAddress {
+    /// A unix socket on the host (namespaces backend).
+    Unix(PathBuf),
+}
+
+/// What a backend knows about a machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineInfo {
+    /// The machine's id (also its hostname).
+    pub id: MachineId,
+    /// Running or stopped.
+    pub state: MachineState,
+    /// Host pid of the machine's init, while it runs.
+    pub pid: Option<u32>,
+    /// The machine's address on the host bridge, if it has a network.
+    pub address: Option<Ipv4Addr>,
+    /// Where its guest listens.
+    pub guest: GuestAddress,
+}
+
+/// An isolation technology that runs machines.
+///
+/// All methods block; call them from a blocking context.
+pub trait Backend: Send + Sync {
+    /// Creates a machine and starts it. A failure leaves nothing behind.
+    fn create(&self, spec: &MachineSpec) -> Result<MachineInfo, Error>;
+    /// Starts a stopped machine on the files it had. Starting a running
+    /// machine returns its info.
+    fn start(&self, id: &MachineId) -> Result<MachineInfo, Error>;
+    /// Ends a machine's processes; its files are kept. Stopping a stopped
+    /// machine does nothing.
+    fn stop(&self, id: &MachineId) -> Result<(), Error>;
+    /// Stops a machine and removes everything it had.
+    fn destroy(&self, id: &MachineId) -> Result<(), Error>;
+    /// Reports a machine's state.
+    fn inspect(&self, id: &MachineId) -> Result<MachineInfo, Error>;
+    /// After a restart of the owning process: finds the existing machines,
+    /// adopts the running ones and cleans the leftovers of broken ones.
+    fn recover(&self) -> Result<Vec<MachineInfo>, Error>;
+    /// Where the machine's guest listens.
+    fn guest_address(&self, id: &MachineId) -> Result<GuestAddress, Error>;
+    /// The machine's network namespace (a path that `setns` accepts), while
+    /// it runs, for backends whose machines share the host kernel.
+    fn netns_path(&self, id: &MachineId) -> Option<PathBuf>;
+}

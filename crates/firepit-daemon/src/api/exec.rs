@@ -1,0 +1,91 @@
+//! `POST /v1/sessions/{id}/exec`: runs a command and streams its output as
+//! NDJSON [`ExecEvent`] lines, ending with its exit status.
+//!
+//! When the client goes away mid-stream the command's process tree is killed.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use firepit_guest_client::{Exec, ExecEvent as GuestEvent};
+use firepit_wire::api::{ExecEvent, ExecRequest};
+use firepit_wire::guest;
+
+use super::{JsonBody, ndjson};
+use crate::{App, Error};
+
+/// Signal sent to a command whose client went away.
+const SIGKILL: i32 = 9;
+
+pub(super) async fn exec(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<ExecRequest>,
+) -> Result<Response, Error> {
+    let stdin = req
+        .stdin_base64
+        .as_deref()
+        .map(|s| B64.decode(s))
+        .transpose()
+        .map_err(|e| Error::BadRequest(format!("stdin_base64 is not valid base64: {e}")))?;
+    if let guest::Command::Argv(argv) = &req.command
+        && argv.is_empty()
+    {
+        return Err(Error::BadRequest("the command is empty".into()));
+    }
+    let guest = app.guest(&id).await?;
+    let mut exec = guest
+        .exec(guest::ExecRequest {
+            command: req.command,
+            env: req.env,
+            cwd: req.cwd,
+            stdin: stdin.is_some(),
+            timeout_ms: req.timeout_ms,
+        })
+        .await
+        .map_err(Error::Guest)?;
+    if let Some(input) = stdin {
+        exec.stdin_write(Bytes::from(input)).await.map_err(Error::Guest)?;
+        exec.stdin_close().await.map_err(Error::Guest)?;
+    }
+    let stream = futures::stream::unfold(Some(KillOnDrop(Some(exec))), |state| async move {
+        let mut guard = state?;
+        let exec = guard.0.as_mut().expect("present until the end");
+        let event = match exec.next_event().await {
+            Some(Ok(GuestEvent::Stdout(b))) => ExecEvent::Stdout { data: B64.encode(b) },
+            Some(Ok(GuestEvent::Stderr(b))) => ExecEvent::Stderr { data: B64.encode(b) },
+            Some(Ok(GuestEvent::Exit(status))) => {
+                guard.0 = None;
+                return Some((ExecEvent::Exit { status }, None));
+            }
+            Some(Err(e)) => {
+                guard.0 = None;
+                return Some((ExecEvent::Error { error: Error::Guest(e).to_api() }, None));
+            }
+            None => {
+                guard.0 = None;
+                let error = firepit_wire::api::ApiError {
+                    code: "guest_error".into(),
+                    message: "the machine went away before the command ended".into(),
+                };
+                return Some((ExecEvent::Error { error }, None));
+            }
+        };
+        Some((event, Some(guard)))
+    });
+    Ok(ndjson(stream))
+}
+
+/// Kills the command's process tree if the response is dropped before its end.
+struct KillOnDrop(Option<Exec>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(exec) = self.0.take() {
+            tokio::spawn(async move {
+                let _ = exec.kill(SIGKILL).await;
+            });
+        }
+    }
+}

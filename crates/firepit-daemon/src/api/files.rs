@@ -1,0 +1,143 @@
+//! `/v1/sessions/{id}/files`: read, write, list, stat, mkdir, remove, rename.
+//!
+//! Paths are absolute paths inside the machine; the guest refuses `..` and
+//! resolves everything inside the machine's own root, so no path reaches the
+//! host. Reads and writes stream; a write that fails or is cut off leaves the
+//! old file as it was.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use firepit_wire::api::{DirEntry, FileStat, MkdirRequest, RenameRequest};
+use firepit_wire::guest::WriteOptions;
+use futures::StreamExt;
+use serde::Deserialize;
+
+use super::{JsonBody, QueryArgs};
+use crate::{App, Error};
+
+#[derive(Deserialize)]
+pub(super) struct PathQuery {
+    path: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct WriteQuery {
+    path: String,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    parents: bool,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RemoveQuery {
+    path: String,
+    #[serde(default)]
+    recursive: bool,
+}
+
+pub(super) async fn read(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    QueryArgs(q): QueryArgs<PathQuery>,
+) -> Result<Response, Error> {
+    let guest = app.guest(&id).await?;
+    let reader = guest.read_file(&q.path).await.map_err(Error::Guest)?;
+    let size = reader.size();
+    let body = Body::from_stream(reader.into_stream().map(|r| r.map_err(std::io::Error::other)));
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, size)
+        .body(body)
+        .expect("static response parts"))
+}
+
+pub(super) async fn write(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    QueryArgs(q): QueryArgs<WriteQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, Error> {
+    let limit = app.config().max_upload_bytes;
+    let too_large = || {
+        Error::BadRequest(format!("the file is larger than the upload limit of {} MiB", limit >> 20))
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit
+    {
+        return Err(too_large());
+    }
+    let mode = q
+        .mode
+        .as_deref()
+        .map(|m| u32::from_str_radix(m, 8))
+        .transpose()
+        .map_err(|_| Error::BadRequest("mode must be octal permission bits like 644".into()))?;
+    let guest = app.guest(&id).await?;
+    let mut writer = guest
+        .write_file(&q.path, WriteOptions { create_parents: q.parents, mode })
+        .await
+        .map_err(Error::Guest)?;
+    let mut stream = body.into_data_stream();
+    let mut written: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::BadRequest(format!("the upload broke off: {e}")))?;
+        written += chunk.len() as u64;
+        if written > limit {
+            return Err(too_large());
+        }
+        writer.write(chunk).await.map_err(Error::Guest)?;
+    }
+    writer.finish().await.map_err(Error::Guest)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn remove(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    QueryArgs(q): QueryArgs<RemoveQuery>,
+) -> Result<StatusCode, Error> {
+    app.guest(&id).await?.remove(&q.path, q.recursive).await.map_err(Error::Guest)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn list(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    QueryArgs(q): QueryArgs<PathQuery>,
+) -> Result<Json<Vec<DirEntry>>, Error> {
+    Ok(Json(app.guest(&id).await?.list_dir(&q.path).await.map_err(Error::Guest)?))
+}
+
+pub(super) async fn stat(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    QueryArgs(q): QueryArgs<PathQuery>,
+) -> Result<Json<FileStat>, Error> {
+    Ok(Json(app.guest(&id).await?.stat(&q.path).await.map_err(Error::Guest)?))
+}
+
+pub(super) async fn mkdir(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<MkdirRequest>,
+) -> Result<StatusCode, Error> {
+    app.guest(&id).await?.mkdir(&req.path, req.parents).await.map_err(Error::Guest)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn rename(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<RenameRequest>,
+) -> Result<StatusCode, Error> {
+    app.guest(&id).await?.rename(&req.from, &req.to).await.map_err(Error::Guest)?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,122 @@
+//! The HTTP API: routes under `/v1`, one file per resource.
+//!
+//! Everything but `/v1/health` needs the API token (see [`crate::auth`]).
+//! Errors answer with [`crate::Error`]'s status and a JSON
+//! [`firepit_wire::api::ErrorBody`].
+
+mod exec;
+mod files;
+mod images;
+mod ports;
+mod pty;
+mod services;
+mod sessions;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use firepit_wire::api::Health;
+
+use crate::{App, auth};
+
+/// Body limit for JSON requests; uploads have their own, larger one.
+const JSON_BODY_LIMIT: usize = 1 << 20;
+
+/// The daemon's router.
+pub fn router(app: App) -> Router {
+    let session = Router::new()
+        .route("/", get(sessions::get).delete(sessions::destroy))
+        .route("/stop", post(sessions::stop))
+        .route("/start", post(sessions::start))
+        .route("/exec", post(exec::exec))
+        .route(
+            "/files",
+            get(files::read)
+                .put(files::write)
+                .delete(files::remove)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/files/list", get(files::list))
+        .route("/files/stat", get(files::stat))
+        .route("/files/mkdir", post(files::mkdir))
+        .route("/files/rename", post(files::rename))
+        .route("/ports", get(ports::list))
+        .route("/services", get(services::list).post(services::start))
+        .route("/services/{name}", axum::routing::delete(services::stop))
+        .route("/services/{name}/logs", get(services::logs))
+        .route("/pty", get(pty::list))
+        .route("/pty/{name}", get(pty::attach));
+    let v1 = Router::new()
+        .route("/images", get(images::list))
+        .route("/sessions", get(sessions::list).post(sessions::create))
+        .nest("/sessions/{id}", session)
+        .layer(middleware::from_fn_with_state(app.clone(), auth::require_token))
+        .route("/health", get(health));
+    Router::new()
+        .nest("/v1", v1)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .with_state(app)
+}
+
+async fn health() -> Json<Health> {
+    Json(Health { ok: true, version: env!("CARGO_PKG_VERSION").to_owned() })
+}
+
+/// A JSON body extractor whose rejections answer in the API's error shape.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = crate::Error;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(rejection) => Err(crate::Error::BadRequest(rejection.body_text())),
+        }
+    }
+}
+
+/// Query extractor whose rejections answer in the API's error shape.
+pub(crate) struct QueryArgs<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for QueryArgs<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = crate::Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(QueryArgs(v)),
+            Err(rejection) => Err(crate::Error::BadRequest(rejection.body_text())),
+        }
+    }
+}
+
+/// Turns a stream of serialisable items into an NDJSON response body.
+pub(crate) fn ndjson<S, T>(stream: S) -> axum::response::Response
+where
+    S: futures::Stream<Item = T> + Send + 'static,
+    T: serde::Serialize,
+{
+    use futures::StreamExt;
+    let body = stream.map(|item| {
+        let mut line = serde_json::to_vec(&item).expect("API types serialise");
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(line))
+    });
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(axum::body::Body::from_stream(body))
+        .expect("static response parts")
+}

@@ -1,0 +1,65 @@
+//! `/v1/sessions/{id}/services`: named background processes and their logs.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use firepit_wire::api::{LogLine, ServiceInfo, ServiceSpec};
+use firepit_wire::guest::OutputStream;
+use serde::Deserialize;
+
+use super::{JsonBody, QueryArgs, ndjson};
+use crate::{App, Error};
+
+pub(super) async fn list(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Vec<ServiceInfo>>, Error> {
+    Ok(Json(app.guest(&id).await?.service_list().await.map_err(Error::Guest)?))
+}
+
+pub(super) async fn start(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    JsonBody(spec): JsonBody<ServiceSpec>,
+) -> Result<(StatusCode, Json<ServiceInfo>), Error> {
+    let info = app.guest(&id).await?.service_start(spec).await.map_err(Error::Guest)?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+pub(super) async fn stop(
+    State(app): State<App>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<StatusCode, Error> {
+    app.guest(&id).await?.service_stop(&name).await.map_err(Error::Guest)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub(super) struct LogsQuery {
+    #[serde(default)]
+    tail: Option<u64>,
+    #[serde(default)]
+    follow: bool,
+}
+
+pub(super) async fn logs(
+    State(app): State<App>,
+    Path((id, name)): Path<(String, String)>,
+    QueryArgs(q): QueryArgs<LogsQuery>,
+) -> Result<Response, Error> {
+    let logs = app.guest(&id).await?.service_logs(&name, q.tail, q.follow).await.map_err(Error::Guest)?;
+    let stream = futures::stream::unfold(logs, |mut logs| async move {
+        match logs.next().await {
+            Some(Ok(chunk)) => Some((
+                LogLine {
+                    stream: match chunk.stream {
+                        OutputStream::Stdout => "stdout".into(),
+                        OutputStream::Stderr => "stderr".into(),
+                    },
+                    text: String::from_utf8_lossy(&chunk.data).into_owned(),
+                },
+                logs,
+            )),
+            _ => None,
+        }
+    });
+    Ok(ndjson(stream))
+}

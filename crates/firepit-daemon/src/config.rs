@@ -1,0 +1,82 @@
+//! The daemon's settings, resolved by the CLI from flags, environment and
+//! defaults, and checked by [`Config::validate`] before anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use firepit_wire::api::Limits;
+
+use crate::Error;
+
+/// Everything the daemon needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Where the store, token, machines and images live.
+    pub data_dir: PathBuf,
+    /// Where images live; `<data_dir>/images` unless set apart (CI keeps a cache).
+    pub images_dir: PathBuf,
+    /// Domain of preview URLs (`<port>-<session>.<domain>`).
+    pub domain: String,
+    /// Image used when a request names none.
+    pub default_image: String,
+    /// Limits used when a request gives none.
+    pub default_limits: Limits,
+    /// The executable that launches machines (`firepit __machine-launch`).
+    pub launcher: PathBuf,
+    /// The static guest executable bind-mounted into every machine.
+    pub guest_binary: PathBuf,
+    /// Largest file accepted by a single upload, in bytes.
+    pub max_upload_bytes: u64,
+}
+
+impl Config {
+    /// Settings with the documented defaults under `data_dir`.
+    pub fn new(data_dir: PathBuf, launcher: PathBuf, guest_binary: PathBuf) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            images_dir: data_dir.join("images"),
+            data_dir,
+            domain: "localhost".into(),
+            default_image: "default".into(),
+            default_limits: Limits {
+                memory_bytes: Some(2 << 30),
+                cpus: Some(1.0),
+                pids: Some(4096),
+            },
+            launcher,
+            guest_binary,
+            max_upload_bytes: 512 << 20,
+        }
+    }
+
+    /// Refuses settings that cannot work, saying which and why.
+    pub fn validate(&self) -> Result<(), Error> {
+        let domain_ok = !self.domain.is_empty()
+            && self.domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !domain_ok {
+            return Err(Error::BadRequest(format!(
+                "--domain {:?} is not a DNS name like `localhost` or `dev.example.com`",
+                self.domain
+            )));
+        }
+        if !self.launcher.is_file() {
+            return Err(Error::BadRequest(format!(
+                "the machine launcher {} does not exist",
+                self.launcher.display()
+            )));
+        }
+        if !self.guest_binary.is_file() {
+            return Err(Error::BadRequest(format!(
+                "the guest executable {} does not exist",
+                self.guest_binary.display()
+            )));
+        }
+        crate::sessions::check_limits(&self.default_limits)
+    }
+}

@@ -1,0 +1,114 @@
+//! The daemon's error type and how each error answers over HTTP.
+//!
+//! Every handler returns `Result<_, Error>`. The response carries a status, a
+//! stable `code` and a message that says what to do; internals are logged, not
+//! sent.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use firepit_guest_client::ErrorKind as GuestErrorKind;
+use firepit_wire::api::{ApiError, ErrorBody};
+
+/// Everything that can go wrong in the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed.
+    #[error("the session store failed")]
+    Store(#[source] rusqlite::Error),
+    /// The store was written by a newer firepit.
+    #[error("the session store has schema version {found}, newer than this firepit knows ({known}); upgrade firepit")]
+    StoreTooNew {
+        /// Version on disk.
+        found: usize,
+        /// Newest version this build knows.
+        known: usize,
+    },
+    /// No such session.
+    #[error("no session {0:?}; `firepit ls` lists sessions")]
+    SessionNotFound(String),
+    /// The session is not running.
+    #[error("session {0} is not running; start it with `firepit start {0}`")]
+    SessionNotRunning(String),
+    /// The request made no sense.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such image.
+    #[error(transparent)]
+    Image(#[from] firepit_image::Error),
+    /// The machine backend failed.
+    #[error("the machine backend failed: {0}")]
+    Machine(#[source] firepit_machine::Error),
+    /// The guest answered with an error or went away.
+    #[error("{0}")]
+    Guest(#[source] firepit_guest_client::Error),
+    /// Authentication is missing or wrong.
+    #[error("missing or wrong API token; use the token printed by `firepit up` (or in the data dir's `token` file)")]
+    Unauthorized,
+    /// An I/O error in the daemon itself.
+    #[error("{what}")]
+    Io {
+        /// What the daemon was doing.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking task panicked or was cancelled.
+    #[error("an internal task failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl Error {
+    /// The HTTP status and stable code for this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Error::SessionNotFound(_) => (StatusCode::NOT_FOUND, "session_not_found"),
+            Error::SessionNotRunning(_) => (StatusCode::CONFLICT, "session_not_running"),
+            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::Image(e) if e.is_not_found() => (StatusCode::NOT_FOUND, "image_not_found"),
+            Error::Machine(e) if e.is_invalid_input() => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Guest(e) => match e.kind() {
+                GuestErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+                GuestErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "bad_request"),
+                GuestErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
+                GuestErrorKind::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
+                GuestErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+                _ => (StatusCode::BAD_GATEWAY, "guest_error"),
+            },
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The error as the API's body type.
+    pub fn to_api(&self) -> ApiError {
+        let (_, code) = self.status_and_code();
+        ApiError { code: code.to_owned(), message: chain(self) }
+    }
+}
+
+/// The error and its causes, one sentence after another.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut msg = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = cause.source();
+    }
+    msg
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %chain(&self), "request failed");
+        }
+        (status, Json(ErrorBody { error: self.to_api() })).into_response()
+    }
+}

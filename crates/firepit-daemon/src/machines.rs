@@ -1,0 +1,75 @@
+//! The seam between sessions and the machine backend: builds the backend from
+//! the daemon's settings, turns a session into a machine spec, and connects to
+//! a machine's guest.
+
+use std::sync::Arc;
+
+use firepit_guest_client::GuestClient;
+use firepit_image::Image;
+use firepit_machine::namespaces::{self, NamespacesBackend};
+use firepit_machine::{Backend, GuestAddress, MachineId, MachineInfo, MachineSpec, MachineState};
+use firepit_wire::api::{NetworkMode, Session};
+
+use crate::{Config, Error};
+
+/// The machine backend for these settings (namespaces, the only one so far).
+pub fn backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
+    let ns = namespaces::Config {
+        state_dir: config.data_dir.join("machines"),
+        run_dir: config.data_dir.join("run"),
+        launcher: config.launcher.clone(),
+    };
+    Ok(Arc::new(NamespacesBackend::new(ns).map_err(Error::Machine)?))
+}
+
+/// The machine id of a session id (the same text; checked by the caller).
+pub fn id(session: &str) -> MachineId {
+    MachineId::new(session).expect("session ids are valid machine ids")
+}
+
+/// The session id a machine belongs to.
+pub fn id_str(m: &MachineInfo) -> String {
+    m.id.as_str().to_owned()
+}
+
+/// Whether a recovered machine runs.
+pub fn is_running(m: &MachineInfo) -> bool {
+    m.state == MachineState::Running
+}
+
+/// The machine spec for a session made from `image`.
+pub fn spec(config: &Config, session: &Session, image: &Image) -> MachineSpec {
+    let limits = &session.limits;
+    let defaults = &config.default_limits;
+    MachineSpec {
+        id: id(&session.id),
+        image: image.rootfs.clone(),
+        uid_base: image.manifest.uid_base,
+        limits: firepit_machine::Limits {
+            memory_bytes: limits.memory_bytes.or(defaults.memory_bytes).unwrap_or(2 << 30),
+            cpus: limits.cpus.or(defaults.cpus).unwrap_or(1.0),
+            pids: limits.pids.or(defaults.pids).unwrap_or(4096),
+        },
+        network: match session.network {
+            NetworkMode::Nat => firepit_machine::Network::Nat,
+            NetworkMode::None => firepit_machine::Network::None,
+        },
+        guest: config.guest_binary.clone(),
+    }
+}
+
+/// Connects to a guest at `addr`.
+pub async fn connect(addr: &GuestAddress) -> Result<GuestClient, firepit_guest_client::Error> {
+    match addr {
+        GuestAddress::Unix(path) => GuestClient::connect_unix(path).await,
+    }
+}
+
+/// An image as the API shows it.
+pub fn api_image(image: &Image) -> firepit_wire::api::Image {
+    firepit_wire::api::Image {
+        name: image.name.clone(),
+        size_bytes: image.manifest.size_bytes,
+        created_at: image.manifest.created as i64,
+    }
+}

@@ -1,0 +1,313 @@
+//! Sessions: the daemon's view of machines, kept in the store and made real by
+//! the machine backend.
+//!
+//! Lifecycle operations on one session are serialised by a per-session lock;
+//! different sessions proceed in parallel. A create that fails at any step
+//! undoes the steps before it, so nothing half-made is left behind.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use firepit_guest_client::GuestClient;
+use firepit_wire::api::{CreateSession, Limits, Session, SessionState};
+use rand::Rng;
+
+use crate::{App, Error, machines};
+
+/// Smallest memory limit a machine can work with.
+const MIN_MEMORY: u64 = 32 << 20;
+/// Smallest process limit a machine can work with (the guest, a shell, a command).
+const MIN_PIDS: u64 = 16;
+/// How long a new machine's guest may take to answer.
+const GUEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Per-session locks and guest connections.
+#[derive(Default)]
+pub struct Sessions {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    guests: Mutex<HashMap<String, GuestClient>>,
+}
+
+impl Sessions {
+    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.lock().expect("locks").entry(id.to_owned()).or_default().clone()
+    }
+
+    fn forget(&self, id: &str) {
+        self.guests.lock().expect("guests").remove(id);
+        self.locks.lock().expect("locks").remove(id);
+    }
+
+    fn drop_guest(&self, id: &str) {
+        self.guests.lock().expect("guests").remove(id);
+    }
+}
+
+/// Refuses limits that make no sense, saying what would.
+pub fn check_limits(limits: &Limits) -> Result<(), Error> {
+    if let Some(m) = limits.memory_bytes
+        && m < MIN_MEMORY
+    {
+        return Err(Error::BadRequest(format!(
+            "memory limit {m} bytes is too small; give at least {} MiB",
+            MIN_MEMORY >> 20
+        )));
+    }
+    if let Some(c) = limits.cpus {
+        let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        if !c.is_finite() || c <= 0.0 || c > host {
+            return Err(Error::BadRequest(format!(
+                "cpu limit {c} makes no sense; give a number above 0 and at most {host} (this host's CPUs)"
+            )));
+        }
+    }
+    if let Some(p) = limits.pids
+        && p < MIN_PIDS
+    {
+        return Err(Error::BadRequest(format!(
+            "process limit {p} is too small; give at least {MIN_PIDS}"
+        )));
+    }
+    Ok(())
+}
+
+/// A fresh session id: 10 characters of `[a-z0-9]`, starting with a letter, so it
+/// is a DNS label and a hostname.
+pub fn new_id() -> String {
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+    const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let mut id = String::with_capacity(10);
+    id.push(LETTERS[rng.random_range(0..LETTERS.len())] as char);
+    for _ in 1..10 {
+        id.push(ALNUM[rng.random_range(0..ALNUM.len())] as char);
+    }
+    id
+}
+
+/// Whether `id` could be a session id (checked before it reaches a path).
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl App {
+    /// Makes a session and starts its machine.
+    pub async fn create_session(&self, req: CreateSession) -> Result<Session, Error> {
+        let image_name = req.image.unwrap_or_else(|| self.config().default_image.clone());
+        let defaults = &self.config().default_limits;
+        let limits = Limits {
+            memory_bytes: req.limits.memory_bytes.or(defaults.memory_bytes),
+            cpus: req.limits.cpus.or(defaults.cpus),
+            pids: req.limits.pids.or(defaults.pids),
+        };
+        check_limits(&limits)?;
+        let images = self.images().clone();
+        let name = image_name.clone();
+        let image = tokio::task::spawn_blocking(move || images.get(&name)).await??;
+
+        let session = Session {
+            id: new_id(),
+            image: image_name,
+            state: SessionState::Creating,
+            limits,
+            network: req.network,
+            created_at: now(),
+            error: None,
+        };
+        let lock = self.sessions().lock_for(&session.id);
+        let _guard = lock.lock().await;
+        self.store().insert_session(&session)?;
+        let spec = machines::spec(self.config(), &session, &image);
+        let backend = self.backend().clone();
+        let made = tokio::task::spawn_blocking(move || backend.create(&spec)).await?;
+        if let Err(e) = made {
+            self.store().delete_session(&session.id)?;
+            self.sessions().forget(&session.id);
+            return Err(Error::Machine(e));
+        }
+        if let Err(e) = self.connect_guest(&session.id).await {
+            let backend = self.backend().clone();
+            let id = session.id.clone();
+            let _ = tokio::task::spawn_blocking(move || backend.destroy(&machines::id(&id))).await;
+            self.store().delete_session(&session.id)?;
+            self.sessions().forget(&session.id);
+            return Err(e);
+        }
+        self.store().set_state(&session.id, SessionState::Running, None)?;
+        tracing::info!(session = %session.id, image = %session.image, "session created");
+        self.store().session(&session.id)
+    }
+
+    /// Ends a session's processes; its files are kept.
+    pub async fn stop_session(&self, id: &str) -> Result<Session, Error> {
+        let session = self.store().session(id)?;
+        let lock = self.sessions().lock_for(id);
+        let _guard = lock.lock().await;
+        self.sessions().drop_guest(id);
+        let backend = self.backend().clone();
+        let mid = machines::id(id);
+        tokio::task::spawn_blocking(move || backend.stop(&mid)).await?.map_err(Error::Machine)?;
+        self.store().set_state(&session.id, SessionState::Stopped, None)?;
+        self.store().session(id)
+    }
+
+    /// Starts a stopped session's machine again, on the same files.
+    pub async fn start_session(&self, id: &str) -> Result<Session, Error> {
+        let session = self.store().session(id)?;
+        let lock = self.sessions().lock_for(id);
+        let _guard = lock.lock().await;
+        if session.state == SessionState::Running {
+            return Ok(session);
+        }
+        let backend = self.backend().clone();
+        let mid = machines::id(id);
+        tokio::task::spawn_blocking(move || backend.start(&mid)).await?.map_err(Error::Machine)?;
+        self.connect_guest(id).await?;
+        self.store().set_state(id, SessionState::Running, None)?;
+        self.store().session(id)
+    }
+
+    /// Destroys a session's machine and forgets the session.
+    pub async fn destroy_session(&self, id: &str) -> Result<(), Error> {
+        self.store().session(id)?;
+        let lock = self.sessions().lock_for(id);
+        let _guard = lock.lock().await;
+        self.sessions().drop_guest(id);
+        let backend = self.backend().clone();
+        let mid = machines::id(id);
+        tokio::task::spawn_blocking(move || backend.destroy(&mid)).await?.map_err(Error::Machine)?;
+        self.store().delete_session(id)?;
+        self.sessions().forget(id);
+        tracing::info!(session = %id, "session destroyed");
+        Ok(())
+    }
+
+    /// The guest of a running session.
+    pub async fn guest(&self, id: &str) -> Result<GuestClient, Error> {
+        if !is_valid_id(id) {
+            return Err(Error::SessionNotFound(id.to_owned()));
+        }
+        if let Some(g) = self.sessions().guests.lock().expect("guests").get(id)
+            && !g.is_closed()
+        {
+            return Ok(g.clone());
+        }
+        let session = self.store().session(id)?;
+        if session.state != SessionState::Running {
+            return Err(Error::SessionNotRunning(id.to_owned()));
+        }
+        self.connect_guest(id).await
+    }
+
+    /// Connects to a machine's guest, waiting for it to come up.
+    async fn connect_guest(&self, id: &str) -> Result<GuestClient, Error> {
+        let backend = self.backend().clone();
+        let mid = machines::id(id);
+        let addr = tokio::task::spawn_blocking(move || backend.guest_address(&mid))
+            .await?
+            .map_err(Error::Machine)?;
+        let deadline = Instant::now() + GUEST_CONNECT_TIMEOUT;
+        let mut pause = Duration::from_micros(200);
+        let client = loop {
+            match machines::connect(&addr).await {
+                Ok(c) => break c,
+                Err(e) if Instant::now() < deadline && e.kind().is_retryable_connect() => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(e) => return Err(Error::Guest(e)),
+            }
+        };
+        self.sessions().guests.lock().expect("guests").insert(id.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    /// Brings the store in line with the machines that exist after a restart:
+    /// running machines are adopted, ended ones marked stopped, and machines no
+    /// session knows are destroyed.
+    pub async fn reconcile(&self) -> Result<(), Error> {
+        let backend = self.backend().clone();
+        let found = tokio::task::spawn_blocking(move || backend.recover())
+            .await?
+            .map_err(Error::Machine)?;
+        let sessions = self.store().sessions()?;
+        for m in &found {
+            let id = machines::id_str(m);
+            match sessions.iter().find(|s| s.id == id) {
+                Some(_) => {}
+                None => {
+                    tracing::warn!(machine = %id, "destroying a machine no session knows");
+                    let backend = self.backend().clone();
+                    let mid = machines::id(&id);
+                    if let Err(e) = tokio::task::spawn_blocking(move || backend.destroy(&mid)).await? {
+                        tracing::error!(machine = %id, error = %crate::error::chain(&e), "could not destroy");
+                    }
+                }
+            }
+        }
+        for s in sessions {
+            let running = found.iter().any(|m| machines::id_str(m) == s.id && machines::is_running(m));
+            let state = match (s.state, running) {
+                (_, true) => SessionState::Running,
+                (SessionState::Failed, false) => SessionState::Failed,
+                (SessionState::Creating, false) => {
+                    // The daemon died while making it: the create never
+                    // finished, so it is undone.
+                    let backend = self.backend().clone();
+                    let mid = machines::id(&s.id);
+                    let _ = tokio::task::spawn_blocking(move || backend.destroy(&mid)).await?;
+                    self.store().delete_session(&s.id)?;
+                    continue;
+                }
+                (_, false) => SessionState::Stopped,
+            };
+            if state != s.state {
+                self.store().set_state(&s.id, state, s.error.as_deref())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_dns_labels() {
+        for _ in 0..100 {
+            let id = new_id();
+            assert_eq!(id.len(), 10);
+            assert!(id.as_bytes()[0].is_ascii_lowercase());
+            assert!(is_valid_id(&id));
+        }
+        assert!(!is_valid_id("../etc"));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id("ABC"));
+    }
+
+    #[test]
+    fn nonsense_limits_are_refused() {
+        let bad = [
+            Limits { memory_bytes: Some(1), ..Default::default() },
+            Limits { cpus: Some(0.0), ..Default::default() },
+            Limits { cpus: Some(-1.0), ..Default::default() },
+            Limits { cpus: Some(f64::NAN), ..Default::default() },
+            Limits { cpus: Some(1e6), ..Default::default() },
+            Limits { pids: Some(1), ..Default::default() },
+        ];
+        for l in bad {
+            assert!(matches!(check_limits(&l), Err(Error::BadRequest(_))), "{l:?}");
+        }
+        check_limits(&Limits { memory_bytes: Some(1 << 30), cpus: Some(0.5), pids: Some(100) })
+            .unwrap();
+    }
+}

@@ -1,0 +1,23 @@
+//! Errors of the guest's own start-up (operation errors travel as `WireError`s).
+
+use std::path::PathBuf;
+
+/// Why the guest could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line is wrong.
+    #[error("usage: firepit-guest --socket PATH ({0})")]
+    Usage(String),
+    /// The socket could not be bound.
+    #[error("binding {}", path.display())]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The async runtime could not be built.
+    #[error("starting the runtime")]
+    Runtime(#[source] std::io::Error),
+}

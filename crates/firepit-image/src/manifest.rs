@@ -1,0 +1,101 @@
+//! `image.json`: what an image is and how it was made. Written last, atomically; an image
+//! without a manifest that parses does not exist.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+
+/// The manifest's file name inside an image directory.
+pub const FILE: &str = "image.json";
+
+/// An image's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The image name.
+    pub name: String,
+    /// The recipe it was built from (its name is the image's kind).
+    pub recipe: String,
+    /// The variant (`minbase`).
+    pub variant: String,
+    /// The packages asked for on top of the variant.
+    pub packages: Vec<String>,
+    /// The Debian suite.
+    pub suite: String,
+    /// The archive it was built from.
+    pub mirror: String,
+    /// The Debian architecture (`amd64`).
+    pub arch: String,
+    /// Owner ids in the tree are `uid_base + id inside`.
+    pub uid_base: u32,
+    /// Build completion, seconds since the Unix epoch.
+    pub created: u64,
+    /// Disk usage of the tree in bytes (hard links counted once).
+    pub size_bytes: u64,
+    /// The builder program and its version (`mmdebstrap 1.3.5`).
+    pub builder: String,
+    /// The version of firepit-image that built it.
+    pub builder_version: String,
+}
+
+impl Manifest {
+    /// Read and parse a manifest file.
+    pub fn read(path: &Path) -> Result<Manifest> {
+        let bytes = std::fs::read(path).ctx("reading", path)?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::Manifest { path: path.into(), source })
+    }
+
+    /// Write the manifest to `path` atomically (temporary file, fsync, rename).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|source| Error::Manifest { path: path.into(), source })?;
+        let tmp = path.with_extension("json.tmp");
+        let mut f = std::fs::File::create(&tmp).ctx("creating", &tmp)?;
+        f.write_all(&json).and_then(|()| f.write_all(b"\n")).ctx("writing", &tmp)?;
+        f.sync_all().ctx("syncing", &tmp)?;
+        std::fs::rename(&tmp, path).ctx("renaming into place", path)
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn sample(name: &str) -> Manifest {
+    Manifest {
+        name: name.into(),
+        recipe: "minimal".into(),
+        variant: "minbase".into(),
+        packages: vec!["bash".into()],
+        suite: "bookworm".into(),
+        mirror: "http://mirror.invalid/debian".into(),
+        arch: "amd64".into(),
+        uid_base: 100_000,
+        created: 1_700_000_000,
+        size_bytes: 1234,
+        builder: "mmdebstrap 1.3.5".into(),
+        builder_version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let m = sample("minimal");
+        m.write(&path).unwrap();
+        assert_eq!(Manifest::read(&path).unwrap(), m);
+        assert!(!path.with_extension("json.tmp").exists());
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        std::fs::write(&path, "{\"name\": ").unwrap();
+        assert!(matches!(Manifest::read(&path), Err(Error::Manifest { .. })));
+    }
+}

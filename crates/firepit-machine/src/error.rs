@@ -1,0 +1,83 @@
+//! The crate's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+/// What can go wrong with a machine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The machine id is not short lowercase `[a-z0-9-]`.
+    #[error("invalid machine id {0:?}: use 1-40 characters of a-z, 0-9 and '-', not starting or ending with '-'")]
+    InvalidId(String),
+    /// A limit or field of the spec makes no sense.
+    #[error("invalid machine spec: {0}")]
+    InvalidSpec(String),
+    /// A machine with this id exists already.
+    #[error("machine {0} exists already")]
+    Exists(String),
+    /// No machine with this id exists.
+    #[error("no machine {0}")]
+    NotFound(String),
+    /// The host lacks something the backend needs.
+    #[error("host not supported: {0}")]
+    Unsupported(String),
+    /// All machine addresses are in use.
+    #[error("no free machine address left in the pool")]
+    AddressesExhausted,
+    /// The launcher process failed to start the machine.
+    #[error("launching machine failed at {stage}: {message}")]
+    Launch {
+        /// The step that failed.
+        stage: String,
+        /// What the launcher reported.
+        message: String,
+    },
+    /// A system call or file operation failed.
+    #[error("{what} {}", path.as_ref().map(|p| p.display().to_string()).unwrap_or_default())]
+    Io {
+        /// What we were doing.
+        what: &'static str,
+        /// The file it was about, if any.
+        path: Option<PathBuf>,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A state file could not be read or written.
+    #[error("machine state file {path}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A netlink request was refused.
+    #[error("netlink: {what}")]
+    Netlink {
+        /// The request.
+        what: &'static str,
+        /// The kernel's answer.
+        #[source]
+        source: io::Error,
+    },
+    /// The firewall could not be set up.
+    #[error("setting up the firewall (nft): {0}")]
+    Firewall(String),
+    /// The seccomp filter could not be built.
+    #[error("building the seccomp filter")]
+    Seccomp(#[source] seccompiler::BackendError),
+}
+
+impl Error {
+    /// An [`Error::Io`] about a path.
+    pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { what, path: Some(path), source }
+    }
+
+    /// An [`Error::Io`] about no path.
+    pub(crate) fn sys(what: &'static str) -> impl FnOnce(io::Error) -> Error {
+        move |source| Error::Io { what, path: None, source }
+    }
+}

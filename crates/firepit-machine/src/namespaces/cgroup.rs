@@ -1,0 +1,219 @@
+//! Per-machine cgroups: `firepit/<id>` in the cpu, memory and pids v1
+//! hierarchies, or one `firepit/<id>` directory on a v2 host.
+//!
+//! Limits: memory (v1 `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`
+//! when swap accounting exists; v2 `memory.max`, `memory.swap.max = 0`), pids
+//! (`pids.max`), CPU (v1 CFS quota/period; v2 `cpu.max`).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::{Error, Limits};
+
+const PERIOD_US: u64 = 100_000;
+
+/// Where the cgroup hierarchies are.
+#[derive(Debug, Clone)]
+pub(crate) enum Cgroups {
+    /// One unified hierarchy.
+    V2 { root: PathBuf },
+    /// Separate hierarchies per controller.
+    V1 { cpu: PathBuf, memory: PathBuf, pids: PathBuf },
+}
+
+impl Cgroups {
+    /// Finds the hierarchies from `/proc/self/mountinfo`.
+    pub(crate) fn detect() -> Result<Self, Error> {
+        let text = fs::read_to_string("/proc/self/mountinfo")
+            .map_err(Error::io("reading", "/proc/self/mountinfo"))?;
+        Self::from_mountinfo(&text, |p| fs::read_to_string(p.join("cgroup.controllers")).ok())
+    }
+
+    fn from_mountinfo(text: &str, controllers: impl Fn(&Path) -> Option<String>) -> Result<Self, Error> {
+        let (mut cpu, mut memory, mut pids) = (None, None, None);
+        for line in text.lines() {
+            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let mount = left.split(' ').nth(4).map(PathBuf::from);
+            let mut right = right.split(' ');
+            let (fstype, opts) = (right.next(), right.nth(1).unwrap_or(""));
+            let Some(mount) = mount else { continue };
+            match fstype {
+                Some("cgroup2") => {
+                    let c = controllers(&mount).unwrap_or_default();
+                    let has = |n: &str| c.split_whitespace().any(|x| x == n);
+                    if has("memory") && has("pids") {
+                        return Ok(Self::V2 { root: mount });
+                    }
+                }
+                Some("cgroup") => {
+                    for opt in opts.split(',') {
+                        match opt {
+                            "cpu" => cpu = Some(mount.clone()),
+                            "memory" => memory = Some(mount.clone()),
+                            "pids" => pids = Some(mount.clone()),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        match (cpu, memory, pids) {
+            (Some(cpu), Some(memory), Some(pids)) => Ok(Self::V1 { cpu, memory, pids }),
+            _ => Err(Error::Unsupported(
+                "no cgroup v2 hierarchy with memory and pids, nor v1 cpu, memory and pids hierarchies".into(),
+            )),
+        }
+    }
+
+    /// The machine's cgroup directories.
+    pub(crate) fn dirs(&self, id: &str) -> Vec<PathBuf> {
+        match self {
+            Self::V2 { root } => vec![root.join("firepit").join(id)],
+            Self::V1 { cpu, memory, pids } => {
+                [cpu, memory, pids].iter().map(|h| h.join("firepit").join(id)).collect()
+            }
+        }
+    }
+
+    /// Creates the machine's cgroups with its limits. Existing ones (left by
+    /// a crash) are reused.
+    pub(crate) fn create(&self, id: &str, limits: &Limits) -> Result<(), Error> {
+        let result = self.create_inner(id, limits);
+        if result.is_err() {
+            let _ = self.remove(id);
+        }
+        result
+    }
+
+    fn create_inner(&self, id: &str, l: &Limits) -> Result<(), Error> {
+        let quota = ((l.cpus * PERIOD_US as f64) as u64).max(1000);
+        match self {
+            Self::V2 { root } => {
+                let parent = root.join("firepit");
+                mkdir(&parent)?;
+                let enable = "+cpu +memory +pids";
+                write(&root.join("cgroup.subtree_control"), enable)?;
+                write(&parent.join("cgroup.subtree_control"), enable)?;
+                let dir = parent.join(id);
+                mkdir(&dir)?;
+                write(&dir.join("memory.max"), &l.memory_bytes.to_string())?;
+                let swap = dir.join("memory.swap.max");
+                if swap.exists() {
+                    write(&swap, "0")?;
+                }
+                write(&dir.join("pids.max"), &l.pids.to_string())?;
+                write(&dir.join("cpu.max"), &format!("{quota} {PERIOD_US}"))?;
+            }
+            Self::V1 { cpu, memory, pids } => {
+                let dir = |h: &PathBuf| -> Result<PathBuf, Error> {
+                    mkdir(&h.join("firepit"))?;
+                    let d = h.join("firepit").join(id);
+                    mkdir(&d)?;
+                    Ok(d)
+                };
+                let m = dir(memory)?;
+                write(&m.join("memory.limit_in_bytes"), &l.memory_bytes.to_string())?;
+                let memsw = m.join("memory.memsw.limit_in_bytes");
+                if memsw.exists() {
+                    write(&memsw, &l.memory_bytes.to_string())?;
+                }
+                let p = dir(pids)?;
+                write(&p.join("pids.max"), &l.pids.to_string())?;
+                let c = dir(cpu)?;
+                write(&c.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+                write(&c.join("cpu.cfs_quota_us"), &quota.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The processes in the machine's cgroups.
+    pub(crate) fn pids(&self, id: &str) -> Vec<i32> {
+        let mut all = Vec::new();
+        for d in self.dirs(id) {
+            if let Ok(text) = fs::read_to_string(d.join("cgroup.procs")) {
+                all.extend(text.lines().filter_map(|l| l.parse::<i32>().ok()));
+            }
+        }
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// SIGKILLs whatever is left in the cgroups and removes them, retrying
+    /// for up to two seconds while processes exit.
+    pub(crate) fn remove(&self, id: &str) -> Result<(), Error> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for d in self.dirs(id) {
+            loop {
+                for pid in self.pids(id) {
+                    // SAFETY: kill(2) on a pid listed in the machine's cgroup.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                match fs::remove_dir(&d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) if Instant::now() < deadline => {
+                        let _ = e;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(Error::io("removing cgroup", &d)(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn mkdir(p: &Path) -> Result<(), Error> {
+    match fs::create_dir(p) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(Error::io("creating cgroup", p)(e)),
+        _ => Ok(()),
+    }
+}
+
+fn write(p: &Path, v: &str) -> Result<(), Error> {
+    fs::write(p, v).map_err(Error::io("writing cgroup file", p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: &str = "\
+31 27 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn v1_with_a_hugetlb_only_unified_mount() {
+        let c = Cgroups::from_mountinfo(V1, |_| Some("hugetlb".into())).unwrap();
+        match c {
+            Cgroups::V1 { cpu, memory, pids } => {
+                assert_eq!(cpu, Path::new("/sys/fs/cgroup/cpu,cpuacct"));
+                assert_eq!(memory, Path::new("/sys/fs/cgroup/memory"));
+                assert_eq!(pids, Path::new("/sys/fs/cgroup/pids"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn v2() {
+        let text = "30 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        let c = Cgroups::from_mountinfo(text, |_| Some("cpuset cpu io memory pids".into())).unwrap();
+        assert!(matches!(c, Cgroups::V2 { ref root } if root == Path::new("/sys/fs/cgroup")));
+        assert_eq!(c.dirs("m1"), vec![PathBuf::from("/sys/fs/cgroup/firepit/m1")]);
+    }
+
+    #[test]
+    fn none() {
+        assert!(Cgroups::from_mountinfo("", |_| None).is_err());
+    }
+}

@@ -1,0 +1,278 @@
+//! A minimal synchronous rtnetlink client: just the requests machines need
+//! (bridge, veth with its peer in a namespace, port isolation, addresses,
+//! default route, link up/delete). Hand-written because the requests are few
+//! and the launcher must stay synchronous and single-threaded.
+//!
+//! A message is a `nlmsghdr`, a fixed family header (`ifinfomsg`,
+//! `ifaddrmsg` or `rtmsg`) and attributes (`len: u16, type: u16`, payload,
+//! padded to 4 bytes); nested attributes carry attributes as payload. Every
+//! request asks for an ACK, whose `nlmsgerr.error` is 0 or `-errno`.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::Error;
+
+const NLA_F_NESTED: u16 = 0x8000;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MASTER: u16 = 10;
+const IFLA_PROTINFO: u16 = 12;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_NET_NS_PID: u16 = 19;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const VETH_INFO_PEER: u16 = 1;
+const IFLA_BRPORT_ISOLATED: u16 = 33;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const IFINFOMSG_LEN: usize = 16;
+
+/// A request being built.
+struct Msg {
+    buf: Vec<u8>,
+    nests: Vec<usize>,
+}
+
+impl Msg {
+    fn new(ty: u16, flags: u16, header: &[u8]) -> Self {
+        let mut buf = Vec::with_capacity(256);
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set in finish
+        buf.extend_from_slice(&ty.to_ne_bytes());
+        buf.extend_from_slice(&(flags | (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+        buf.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
+        buf.extend_from_slice(header);
+        Self { buf, nests: Vec::new() }
+    }
+
+    fn pad(&mut self) {
+        while self.buf.len() % 4 != 0 {
+            self.buf.push(0);
+        }
+    }
+
+    fn attr(&mut self, ty: u16, data: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+        self.buf.extend_from_slice(&ty.to_ne_bytes());
+        self.buf.extend_from_slice(data);
+        self.pad();
+        self
+    }
+
+    fn str(&mut self, ty: u16, s: &str) -> &mut Self {
+        let mut data = s.as_bytes().to_vec();
+        data.push(0);
+        self.attr(ty, &data)
+    }
+
+    fn u32(&mut self, ty: u16, v: u32) -> &mut Self {
+        self.attr(ty, &v.to_ne_bytes())
+    }
+
+    fn begin(&mut self, ty: u16) -> &mut Self {
+        self.nests.push(self.buf.len());
+        self.attr(ty | NLA_F_NESTED, &[])
+    }
+
+    fn raw(&mut self, data: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(data);
+        self.pad();
+        self
+    }
+
+    fn end(&mut self) -> &mut Self {
+        let start = self.nests.pop().expect("end() matches begin()");
+        let len = (self.buf.len() - start) as u16;
+        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+        self
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        let len = self.buf.len() as u32;
+        self.buf[..4].copy_from_slice(&len.to_ne_bytes());
+        self.buf
+    }
+}
+
+fn ifinfomsg(family: u8, index: i32, flags: u32, change: u32) -> [u8; IFINFOMSG_LEN] {
+    let mut h = [0u8; IFINFOMSG_LEN];
+    h[0] = family;
+    h[4..8].copy_from_slice(&index.to_ne_bytes());
+    h[8..12].copy_from_slice(&flags.to_ne_bytes());
+    h[12..16].copy_from_slice(&change.to_ne_bytes());
+    h
+}
+
+/// A netlink route socket in the caller's network namespace.
+pub(crate) struct Netlink {
+    fd: OwnedFd,
+}
+
+impl Netlink {
+    /// Opens a socket.
+    pub(crate) fn open() -> Result<Self, Error> {
+        // SAFETY: plain socket(2); the result is checked before use.
+        let fd = unsafe {
+            libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE)
+        };
+        if fd < 0 {
+            return Err(Error::sys("opening a netlink socket")(io::Error::last_os_error()));
+        }
+        // SAFETY: fd is a fresh descriptor that nothing else owns.
+        Ok(Self { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    fn request(&self, what: &'static str, msg: Msg) -> Result<(), Error> {
+        let msg = msg.finish();
+        let err = |source| Error::Netlink { what, source };
+        // SAFETY: the buffer is valid for its length; the kernel copies it.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+        if n < 0 {
+            return Err(err(io::Error::last_os_error()));
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: buf is writable for its whole length.
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err(e));
+            }
+            let n = n as usize;
+            let mut off = 0;
+            while off + 16 <= n {
+                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+                let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap());
+                if ty == libc::NLMSG_ERROR as u16 && off + 20 <= n {
+                    let code = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap());
+                    return if code == 0 { Ok(()) } else { Err(err(io::Error::from_raw_os_error(-code))) };
+                }
+                if len < 16 {
+                    break;
+                }
+                off += (len + 3) & !3;
+            }
+        }
+    }
+
+    /// Creates a bridge (if missing) with `addr/prefix`, and brings it up.
+    pub(crate) fn ensure_bridge(&self, name: &str, addr: Ipv4Addr, prefix: u8) -> Result<(), Error> {
+        let mut m = Msg::new(
+            libc::RTM_NEWLINK,
+            libc::NLM_F_CREATE as u16,
+            &ifinfomsg(0, 0, libc::IFF_UP as u32, libc::IFF_UP as u32),
+        );
+        m.str(IFLA_IFNAME, name).begin(IFLA_LINKINFO).str(IFLA_INFO_KIND, "bridge").end();
+        self.request("creating the bridge", m)?;
+        let index = if_index(name)?;
+        self.add_address(index, addr, prefix)
+    }
+
+    /// Adds an IPv4 address to a link; an existing one is fine.
+    pub(crate) fn add_address(&self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<(), Error> {
+        let mut h = [0u8; 8];
+        h[0] = libc::AF_INET as u8;
+        h[1] = prefix;
+        h[4..8].copy_from_slice(&index.to_ne_bytes());
+        let flags = (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
+        let mut m = Msg::new(libc::RTM_NEWADDR, flags, &h);
+        m.attr(IFA_LOCAL, &addr.octets()).attr(IFA_ADDRESS, &addr.octets());
+        self.request("adding an address", m)
+    }
+
+    /// Creates a veth pair: `host` on the host, up, a port of the bridge
+    /// with index `master`, isolated from the other ports; its peer `peer`
+    /// in the network namespace of process `pid`.
+    pub(crate) fn create_veth(&self, host: &str, master: u32, peer: &str, pid: i32) -> Result<(), Error> {
+        let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+        let up = libc::IFF_UP as u32;
+        let mut m = Msg::new(libc::RTM_NEWLINK, flags, &ifinfomsg(0, 0, up, up));
+        m.str(IFLA_IFNAME, host)
+            .u32(IFLA_MASTER, master)
+            .begin(IFLA_LINKINFO)
+            .str(IFLA_INFO_KIND, "veth")
+            .begin(IFLA_INFO_DATA)
+            .begin(VETH_INFO_PEER)
+            .raw(&ifinfomsg(0, 0, 0, 0))
+            .str(IFLA_IFNAME, peer)
+            .u32(IFLA_NET_NS_PID, pid as u32)
+            .end()
+            .end()
+            .end();
+        self.request("creating a veth pair", m)?;
+        let index = if_index(host)? as i32;
+        let mut m = Msg::new(libc::RTM_SETLINK, 0, &ifinfomsg(libc::AF_BRIDGE as u8, index, 0, 0));
+        m.begin(IFLA_PROTINFO).attr(IFLA_BRPORT_ISOLATED, &[1]).end();
+        self.request("isolating the bridge port", m)
+    }
+
+    /// Brings a link up.
+    pub(crate) fn link_up(&self, index: u32) -> Result<(), Error> {
+        let up = libc::IFF_UP as u32;
+        let m = Msg::new(libc::RTM_NEWLINK, 0, &ifinfomsg(0, index as i32, up, up));
+        self.request("bringing a link up", m)
+    }
+
+    /// Deletes a link by name; a missing one is fine.
+    pub(crate) fn delete_link(&self, name: &str) -> Result<(), Error> {
+        let mut m = Msg::new(libc::RTM_DELLINK, 0, &ifinfomsg(0, 0, 0, 0));
+        m.str(IFLA_IFNAME, name);
+        match self.request("deleting a link", m) {
+            Err(Error::Netlink { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Adds a default route through `gateway` on link `index`.
+    pub(crate) fn add_default_route(&self, index: u32, gateway: Ipv4Addr) -> Result<(), Error> {
+        // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags(u32)
+        let mut h = [0u8; 12];
+        h[0] = libc::AF_INET as u8;
+        h[4] = libc::RT_TABLE_MAIN;
+        h[5] = libc::RTPROT_BOOT;
+        h[6] = libc::RT_SCOPE_UNIVERSE;
+        h[7] = libc::RTN_UNICAST;
+        let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+        let mut m = Msg::new(libc::RTM_NEWROUTE, flags, &h);
+        m.attr(RTA_GATEWAY, &gateway.octets()).u32(RTA_OIF, index);
+        self.request("adding the default route", m)
+    }
+}
+
+/// The index of a link in the caller's network namespace.
+pub(crate) fn if_index(name: &str) -> Result<u32, Error> {
+    let c = std::ffi::CString::new(name).map_err(|_| Error::Netlink {
+        what: "looking up a link",
+        source: io::ErrorKind::InvalidInput.into(),
+    })?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        return Err(Error::Netlink { what: "looking up a link", source: io::Error::last_os_error() });
+    }
+    Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_attributes_have_lengths_and_padding() {
+        let mut m = Msg::new(libc::RTM_NEWLINK, 0, &ifinfomsg(0, 0, 0, 0));
+        m.begin(IFLA_LINKINFO).str(IFLA_INFO_KIND, "veth").end();
+        let buf = m.finish();
+        assert_eq!(u32::from_ne_bytes(buf[..4].try_into().unwrap()) as usize, buf.len());
+        let nest = 16 + IFINFOMSG_LEN;
+        // nest header (4) + kind attr (4 + "veth\0" = 9, padded to 12)
+        assert_eq!(u16::from_ne_bytes([buf[nest], buf[nest + 1]]), 16);
+        assert_eq!(u16::from_ne_bytes([buf[nest + 2], buf[nest + 3]]), IFLA_LINKINFO | NLA_F_NESTED);
+        assert_eq!(buf.len() % 4, 0);
+    }
+}

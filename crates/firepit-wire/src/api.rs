@@ -1,0 +1,275 @@
+//! Types of the daemon's HTTP API, shared by the daemon and its clients.
+//!
+//! Every request and response body of `/v1/...` is one of these types, as JSON.
+//! `docs/api/openapi.yaml` describes the same shapes; a test in the daemon keeps
+//! the two in step. Streams (exec output, service logs) are newline-delimited
+//! JSON: one [`ExecEvent`] or [`LogLine`] per line. Types that mean the same
+//! thing in the guest protocol are re-exported from [`crate::guest`], not copied.
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::guest::{
+    Command, DirEntry, ExitStatus, FileKind, FileStat, PortInfo, PtyInfo, RestartPolicy,
+    ServiceInfo, ServiceSpec, ServiceState,
+};
+
+/// The lifecycle state of a session's machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// The machine is being made.
+    Creating,
+    /// The machine runs and its guest answers.
+    Running,
+    /// The machine's processes have ended; its files are kept.
+    Stopped,
+    /// Something went wrong; `error` on the session says what.
+    Failed,
+}
+
+impl SessionState {
+    /// The name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Creating => "creating",
+            SessionState::Running => "running",
+            SessionState::Stopped => "stopped",
+            SessionState::Failed => "failed",
+        }
+    }
+
+    /// Parses the name used in the API and the store.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "creating" => SessionState::Creating,
+            "running" => SessionState::Running,
+            "stopped" => SessionState::Stopped,
+            "failed" => SessionState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// Whether a machine reaches the outside world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// Egress through NAT on the host (the default).
+    #[default]
+    Nat,
+    /// Loopback only.
+    None,
+}
+
+/// Resource limits of a machine. Absent fields take the daemon's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Memory limit in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// CPU limit in CPUs (fractions allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Limit on the number of processes and threads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+}
+
+/// `POST /v1/sessions`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// Image name; the daemon's default image when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Network mode.
+    #[serde(default)]
+    pub network: NetworkMode,
+}
+
+/// A session: a machine and what the daemon knows of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Short id, also the machine's hostname and part of its preview URLs.
+    pub id: String,
+    /// Image the machine was made from.
+    pub image: String,
+    /// Lifecycle state.
+    pub state: SessionState,
+    /// Limits in force (defaults filled in).
+    pub limits: Limits,
+    /// Network mode.
+    pub network: NetworkMode,
+    /// Unix time of creation, in seconds.
+    pub created_at: i64,
+    /// What went wrong, when `state` is `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `POST /v1/sessions/{id}/exec`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// What to run.
+    pub command: Command,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Bytes given to the command's standard input, base64; stdin is closed after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_base64: Option<String>,
+    /// Kill the command's whole process tree after this many milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// One line of the NDJSON stream answering an exec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum ExecEvent {
+    /// Bytes the command wrote to standard output, base64.
+    Stdout {
+        /// The bytes, base64.
+        data: String,
+    },
+    /// Bytes the command wrote to standard error, base64.
+    Stderr {
+        /// The bytes, base64.
+        data: String,
+    },
+    /// The command ended; this is the last line.
+    Exit {
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// The exec failed after the stream began; this is the last line.
+    Error {
+        /// What went wrong.
+        error: ApiError,
+    },
+}
+
+/// An error body: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ApiError,
+}
+
+/// A stable error code and a message a person can act on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Stable machine-readable code, e.g. `session_not_found`.
+    pub code: String,
+    /// What went wrong and what to do about it.
+    pub message: String,
+}
+
+/// `POST /v1/sessions/{id}/files/mkdir`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MkdirRequest {
+    /// Absolute path inside the machine.
+    pub path: String,
+    /// Create missing parents too.
+    #[serde(default)]
+    pub parents: bool,
+}
+
+/// `POST /v1/sessions/{id}/files/rename`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameRequest {
+    /// Absolute source path inside the machine.
+    pub from: String,
+    /// Absolute destination path inside the machine.
+    pub to: String,
+}
+
+/// One chunk of a service's log, as an NDJSON line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The text (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// A control message sent as a text frame on a PTY WebSocket (binary frames carry
+/// raw terminal bytes both ways).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum PtyControl {
+    /// Client → daemon: the terminal's size changed.
+    Resize {
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
+    /// Daemon → client: the PTY's process ended.
+    Exit {
+        /// How it ended.
+        status: ExitStatus,
+    },
+}
+
+/// An image the daemon can make machines from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    /// Name, e.g. `default`.
+    pub name: String,
+    /// Size on disk in bytes.
+    pub size_bytes: u64,
+    /// Unix time it was built.
+    pub created_at: i64,
+}
+
+/// `GET /v1/health`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// Always true when the daemon answers.
+    pub ok: bool,
+    /// Daemon version.
+    pub version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_event_lines_are_tagged() {
+        let line = serde_json::to_string(&ExecEvent::Stdout { data: "aGk=".into() }).unwrap();
+        assert_eq!(line, r#"{"type":"stdout","data":"aGk="}"#);
+        let back: ExecEvent = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, ExecEvent::Stdout { data: "aGk=".into() });
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<CreateSession>(r#"{"imag":"x"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn session_state_names_round_trip() {
+        for s in [
+            SessionState::Creating,
+            SessionState::Running,
+            SessionState::Stopped,
+            SessionState::Failed,
+        ] {
+            assert_eq!(SessionState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(SessionState::parse("nope"), None);
+    }
+}

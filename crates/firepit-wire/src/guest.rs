@@ -1,0 +1,846 @@
+//! The guest protocol: what the daemon and `firepit-guest` say to each other.
+//!
+//! # Transport
+//!
+//! Any reliable, ordered byte stream (a unix socket, vsock, TCP behind a token check). The
+//! protocol does not care which; both ends only need `read`/`write`.
+//!
+//! # Frames
+//!
+//! The stream carries frames, in both directions, in this layout (integers big-endian):
+//!
+//! ```text
+//! +-------------+-------------+----------+---------------------+
+//! | len: u32    | stream: u32 | kind: u8 | payload (len-5)     |
+//! +-------------+-------------+----------+---------------------+
+//! ```
+//!
+//! `len` counts everything after itself (stream id, kind and payload) and is at most
+//! [`MAX_FRAME`]; a larger `len` is a protocol error and the connection is dropped.
+//! `kind` is a [`FrameKind`]:
+//!
+//! * `Control` (0): the payload is one JSON document, a [`Request`] from the client or a
+//!   [`Response`] from the guest.
+//! * `Data` (1): raw bytes, never base64: stdin to an exec, stdout of an exec, pty input and
+//!   output, file chunks, a service's stdout log.
+//! * `Stderr` (2): raw bytes of a standard error stream (exec, service logs).
+//!
+//! # Streams
+//!
+//! Every operation is a stream: the client picks a fresh stream id (any `u32` not in use on
+//! the connection) and sends a `Control` frame with the [`Request`] that opens it. All
+//! frames of that operation, both ways, carry that id, so any number of operations run at
+//! once over one connection. The guest ends a stream with a *final* response
+//! ([`Response::is_final`]): `Done`, `Error`, `Exit`, or one of the one-shot answers; after
+//! it the id may be reused. The client may end a stream early with [`Request::Cancel`]
+//! (detach from a pty, stop a port watch or log follow, abort a read; on an exec it kills
+//! the process group); the guest then answers with a final `Done` unless it already ended.
+//!
+//! Per operation (C = client, G = guest):
+//!
+//! * info: C `Info` → G `Info`.
+//! * exec: C `Exec` → G `Started` → C `Data`* (stdin), `StdinClose`, `Kill` … G `Data`
+//!   (stdout) / `Stderr` frames … G `Exit`. A missing program is G `Error{NotFound}`.
+//! * pty: C `PtyAttach` → G `PtyAttached` → G `Data` (scrollback first, then live output)
+//!   … C `Data` (input), `PtyResize` … G `Exit` when the process ends. `PtyList`,
+//!   `PtyClose` are one-shot.
+//! * read file: C `ReadFile` → G `FileSize` → G `Data`* → G `Done`.
+//! * write file: C `WriteFile` → G `Ready` → C `Data`* → C `WriteFinish` → G `Done`
+//!   (the guest writes a temporary file next to the target and renames it on finish).
+//! * list dir / stat / mkdir / remove / rename: one request, one answer.
+//! * ports: C `ListPorts` → G `Ports` → G `Done`. C `WatchPorts` → G `Ports` (the current set) → G
+//!   `PortOpened` / `PortClosed` … until `Cancel`.
+//! * services: `ServiceStart` → `Service`; `ServiceStop` → `Done`; `ServiceList` →
+//!   `Services`; `ServiceLogs` → G `Data`/`Stderr` (the tail) → G `LogsLive` (only with
+//!   follow) → more `Data`/`Stderr` … → `Done` (without follow, or after `Cancel`).
+//!
+//! Paths are absolute, without `..` components or NUL bytes ([`check_path`]).
+
+use std::fmt;
+use std::net::IpAddr;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+/// Largest frame, counted as `len` counts it (stream id + kind + payload).
+pub const MAX_FRAME: usize = 1 << 20;
+/// Bytes of the fixed frame header (len + stream + kind).
+pub const HEADER_LEN: usize = 9;
+/// Largest payload one frame may carry.
+pub const MAX_PAYLOAD: usize = MAX_FRAME - 5;
+/// The guest's protocol version; bumped on incompatible changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What a frame's payload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// A JSON [`Request`] or [`Response`].
+    Control = 0,
+    /// Raw bytes (stdin, stdout, pty, file chunks).
+    Data = 1,
+    /// Raw bytes of a standard error stream.
+    Stderr = 2,
+}
+
+/// One frame of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The operation this frame belongs to.
+    pub stream: u32,
+    /// What the payload is.
+    pub kind: FrameKind,
+    /// The payload.
+    pub payload: Bytes,
+}
+
+/// Why bytes could not be decoded into a frame or message.
+#[derive(Debug)]
+pub enum DecodeError {
+    /// The frame announces more than [`MAX_FRAME`] bytes.
+    TooLarge(usize),
+    /// The frame is shorter than its fixed header.
+    TooShort(usize),
+    /// The kind byte is not a known [`FrameKind`].
+    UnknownKind(u8),
+    /// A control payload is not valid JSON for the expected message.
+    Json(serde_json::Error),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds {MAX_FRAME}"),
+            DecodeError::TooShort(n) => write!(f, "frame of {n} bytes is shorter than its header"),
+            DecodeError::UnknownKind(k) => write!(f, "unknown frame kind {k}"),
+            DecodeError::Json(_) => write!(f, "malformed control message"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DecodeError::Json(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl Frame {
+    /// A control frame carrying `msg` as JSON.
+    pub fn control<T: Serialize>(stream: u32, msg: &T) -> Frame {
+        // Serializing these plain types cannot fail (no maps with non-string keys).
+        let json = serde_json::to_vec(msg).expect("wire messages serialize");
+        Frame { stream, kind: FrameKind::Control, payload: Bytes::from(json) }
+    }
+
+    /// A data frame.
+    pub fn data(stream: u32, payload: Bytes) -> Frame {
+        Frame { stream, kind: FrameKind::Data, payload }
+    }
+
+    /// A standard-error data frame.
+    pub fn stderr(stream: u32, payload: Bytes) -> Frame {
+        Frame { stream, kind: FrameKind::Stderr, payload }
+    }
+
+    /// Parses a control payload as `T`.
+    pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, DecodeError> {
+        serde_json::from_slice(&self.payload).map_err(DecodeError::Json)
+    }
+
+    /// Appends the encoded frame to `dst`.
+    ///
+    /// # Panics
+    /// If the payload is longer than [`MAX_PAYLOAD`]; split bulk data with [`chunks`].
+    pub fn encode(&self, dst: &mut BytesMut) {
+        assert!(self.payload.len() <= MAX_PAYLOAD, "frame payload over MAX_PAYLOAD");
+        dst.reserve(HEADER_LEN + self.payload.len());
+        dst.put_u32((self.payload.len() + 5) as u32);
+        dst.put_u32(self.stream);
+        dst.put_u8(self.kind as u8);
+        dst.put_slice(&self.payload);
+    }
+
+    /// The encoded frame as one buffer.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut b = BytesMut::new();
+        self.encode(&mut b);
+        b.freeze()
+    }
+
+    /// Takes one whole frame off the front of `src`, if it holds one.
+    ///
+    /// Returns `Ok(None)` when more bytes are needed (truncated input); an announced
+    /// length over [`MAX_FRAME`] is an error before any payload is buffered.
+    pub fn decode(src: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
+        if src.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+        if len > MAX_FRAME {
+            return Err(DecodeError::TooLarge(len));
+        }
+        if len < 5 {
+            return Err(DecodeError::TooShort(len));
+        }
+        if src.len() < 4 + len {
+            src.reserve(4 + len - src.len());
+            return Ok(None);
+        }
+        src.advance(4);
+        let stream = src.get_u32();
+        let kind = match src.get_u8() {
+            0 => FrameKind::Control,
+            1 => FrameKind::Data,
+            2 => FrameKind::Stderr,
+            k => return Err(DecodeError::UnknownKind(k)),
+        };
+        let payload = src.split_to(len - 5).freeze();
+        Ok(Some(Frame { stream, kind, payload }))
+    }
+}
+
+/// Splits bulk bytes into frame-sized pieces (no copies).
+pub fn chunks(mut data: Bytes, max: usize) -> impl Iterator<Item = Bytes> {
+    let max = max.clamp(1, MAX_PAYLOAD);
+    std::iter::from_fn(move || {
+        if data.is_empty() {
+            None
+        } else {
+            Some(data.split_to(data.len().min(max)))
+        }
+    })
+}
+
+/// Checks that a path is absolute, has no `..` component and no NUL byte.
+pub fn check_path(path: &str) -> Result<(), WireError> {
+    if path.contains('\0') {
+        return Err(WireError::new(ErrorKind::InvalidInput, "path contains a NUL byte"));
+    }
+    if !path.starts_with('/') {
+        return Err(WireError::new(ErrorKind::InvalidInput, format!("path is not absolute: {path}")));
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Err(WireError::new(ErrorKind::InvalidInput, format!("path has a `..` component: {path}")));
+    }
+    Ok(())
+}
+
+/// A stable class of error, for the daemon to map onto HTTP statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The path, pty, service or command does not exist.
+    NotFound,
+    /// The request is malformed or names something invalid.
+    InvalidInput,
+    /// The operating system refused.
+    PermissionDenied,
+    /// The pty or service already exists; the file is there.
+    AlreadyExists,
+    /// A directory was expected and something else is there (or the reverse).
+    NotADirectory,
+    /// A directory is not empty and `recursive` was not set.
+    DirectoryNotEmpty,
+    /// Another I/O failure.
+    Io,
+    /// The peer broke the protocol.
+    Protocol,
+    /// The operation is not supported here.
+    Unsupported,
+    /// The connection to the guest ended (reported by clients, never sent).
+    Closed,
+}
+
+/// An error as the guest reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// The stable class.
+    pub kind: ErrorKind,
+    /// A short human message ("command not found: foo").
+    pub message: String,
+}
+
+impl WireError {
+    /// A new error.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> WireError {
+        WireError { kind, message: message.into() }
+    }
+
+    /// Classifies an I/O error, prefixing `context` to its message.
+    pub fn io(context: impl fmt::Display, e: &std::io::Error) -> WireError {
+        use std::io::ErrorKind as K;
+        let kind = match e.kind() {
+            K::NotFound => ErrorKind::NotFound,
+            K::PermissionDenied => ErrorKind::PermissionDenied,
+            K::AlreadyExists => ErrorKind::AlreadyExists,
+            K::InvalidInput | K::InvalidFilename => ErrorKind::InvalidInput,
+            K::NotADirectory | K::IsADirectory => ErrorKind::NotADirectory,
+            K::DirectoryNotEmpty => ErrorKind::DirectoryNotEmpty,
+            K::Unsupported => ErrorKind::Unsupported,
+            _ => ErrorKind::Io,
+        };
+        WireError { kind, message: format!("{context}: {e}") }
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// About the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestInfo {
+    /// The guest's crate version.
+    pub version: String,
+    /// [`PROTOCOL_VERSION`] of the guest.
+    pub protocol: u32,
+    /// The guest's pid in its pid namespace (1 inside a machine).
+    pub pid: u32,
+    /// The machine's hostname.
+    pub hostname: String,
+    /// Milliseconds since the guest started.
+    pub uptime_ms: u64,
+}
+
+/// What to run: a program with arguments, or a shell line for `/bin/sh -c`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// `argv[0]` is looked up in `PATH`.
+    Argv(Vec<String>),
+    /// Run by `/bin/sh -c`.
+    Shell(String),
+}
+
+impl Command {
+    /// The argv that runs this command.
+    pub fn to_argv(&self) -> Vec<String> {
+        match self {
+            Command::Argv(v) => v.clone(),
+            Command::Shell(line) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
+        }
+    }
+}
+
+/// Runs a command to completion, streaming its output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// What to run.
+    pub command: Command,
+    /// Added to (and overriding) the guest's environment.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Working directory; default `/root` (or `/`).
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Whether the client streams stdin; without it stdin is `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Kill the process group after this many milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+impl ExecRequest {
+    /// Runs `argv`.
+    pub fn argv<I: IntoIterator<Item = S>, S: Into<String>>(argv: I) -> ExecRequest {
+        ExecRequest::new(Command::Argv(argv.into_iter().map(Into::into).collect()))
+    }
+
+    /// Runs `line` with `/bin/sh -c`.
+    pub fn shell(line: impl Into<String>) -> ExecRequest {
+        ExecRequest::new(Command::Shell(line.into()))
+    }
+
+    fn new(command: Command) -> ExecRequest {
+        ExecRequest { command, env: Vec::new(), cwd: None, stdin: false, timeout_ms: None }
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// The exit code, if it exited.
+    pub code: Option<i32>,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// Whether the guest killed it because its timeout passed.
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
+impl ExitStatus {
+    /// Exited with code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Opens a pty session if the name is free.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PtyCreate {
+    /// The program; default the login shell (`/bin/bash -l`, else `/bin/sh`).
+    #[serde(default)]
+    pub argv: Option<Vec<String>>,
+    /// Columns; default 80.
+    #[serde(default)]
+    pub cols: Option<u16>,
+    /// Rows; default 24.
+    #[serde(default)]
+    pub rows: Option<u16>,
+    /// Added to the environment.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Working directory; default `/root` (or `/`).
+    #[serde(default)]
+    pub cwd: Option<String>,
+}
+
+/// A pty session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtyInfo {
+    /// Its name (`main` is the shared shell).
+    pub name: String,
+    /// Pid of its process.
+    pub pid: u32,
+    /// The program.
+    pub argv: Vec<String>,
+    /// Columns.
+    pub cols: u16,
+    /// Rows.
+    pub rows: u16,
+    /// Clients attached now.
+    pub clients: u32,
+}
+
+/// How a file is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct WriteOptions {
+    /// Create missing parent directories.
+    #[serde(default)]
+    pub create_parents: bool,
+    /// Permission bits; default 0o644 (or the existing file's).
+    #[serde(default)]
+    pub mode: Option<u32>,
+}
+
+/// What a directory entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (not followed).
+    Symlink,
+    /// Anything else (socket, fifo, device).
+    Other,
+}
+
+/// Metadata of a path (symlinks are not followed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStat {
+    /// The kind.
+    pub kind: FileKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    /// File name (not the path).
+    pub name: String,
+    /// The kind.
+    pub kind: FileKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+}
+
+/// A listening TCP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PortInfo {
+    /// The address it listens on (`0.0.0.0`, `::`, `127.0.0.1` …).
+    pub addr: IpAddr,
+    /// The port.
+    pub port: u16,
+}
+
+/// When a service is restarted after it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    /// Never.
+    #[default]
+    Never,
+    /// When it exits other than with code 0.
+    OnFailure,
+    /// Always (with backoff).
+    Always,
+}
+
+/// A named background process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// Unique name.
+    pub name: String,
+    /// What to run.
+    pub command: Command,
+    /// Added to the environment.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// When to restart.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// Where a service is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceState {
+    /// Its process runs.
+    Running,
+    /// It exited and waits for the backoff before it restarts.
+    Backoff,
+    /// It exited and will not be restarted.
+    Exited,
+    /// It was stopped.
+    Stopped,
+}
+
+/// A service as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// Name.
+    pub name: String,
+    /// State.
+    pub state: ServiceState,
+    /// Pid of the current process.
+    pub pid: Option<u32>,
+    /// How often it was restarted.
+    pub restarts: u32,
+    /// How its last process ended.
+    pub last_exit: Option<ExitStatus>,
+    /// The spec it runs.
+    pub spec: ServiceSpec,
+}
+
+/// Which output stream bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A piece of a service's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogChunk {
+    /// Which stream.
+    pub stream: OutputStream,
+    /// The bytes (whole lines where the process wrote whole lines).
+    pub data: Bytes,
+}
+
+/// A control message from the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// About the guest.
+    Info,
+    /// Run a command.
+    Exec(ExecRequest),
+    /// No more stdin for the exec on this stream.
+    StdinClose,
+    /// Send a signal to the exec's process group.
+    Kill {
+        /// Signal number.
+        signal: i32,
+    },
+    /// Attach to a pty, creating it if `create` is given and the name is free.
+    PtyAttach {
+        /// Name.
+        name: String,
+        /// Create it if missing.
+        create: Option<PtyCreate>,
+    },
+    /// Resize the attached pty.
+    PtyResize {
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
+    /// List ptys.
+    PtyList,
+    /// Kill a pty's process group and forget it.
+    PtyClose {
+        /// Name.
+        name: String,
+    },
+    /// Read a file.
+    ReadFile {
+        /// Absolute path.
+        path: String,
+    },
+    /// Write a file (then `Data` frames and `WriteFinish`).
+    WriteFile {
+        /// Absolute path.
+        path: String,
+        /// Options.
+        #[serde(default)]
+        opts: WriteOptions,
+    },
+    /// All data of the write was sent; commit it.
+    WriteFinish,
+    /// List a directory.
+    ListDir {
+        /// Absolute path.
+        path: String,
+    },
+    /// Metadata of a path.
+    Stat {
+        /// Absolute path.
+        path: String,
+    },
+    /// Create a directory.
+    Mkdir {
+        /// Absolute path.
+        path: String,
+        /// Create parents; an existing directory is fine.
+        #[serde(default)]
+        parents: bool,
+    },
+    /// Remove a file or directory.
+    Remove {
+        /// Absolute path.
+        path: String,
+        /// Remove a directory with its contents.
+        #[serde(default)]
+        recursive: bool,
+    },
+    /// Rename a path.
+    Rename {
+        /// From.
+        from: String,
+        /// To.
+        to: String,
+    },
+    /// List listening TCP ports.
+    ListPorts,
+    /// Watch listening TCP ports.
+    WatchPorts,
+    /// Start a service.
+    ServiceStart(ServiceSpec),
+    /// Stop a service.
+    ServiceStop {
+        /// Name.
+        name: String,
+    },
+    /// List services.
+    ServiceList,
+    /// A service's log.
+    ServiceLogs {
+        /// Name.
+        name: String,
+        /// Send at most the last this many bytes; all kept if absent.
+        #[serde(default)]
+        tail_bytes: Option<u64>,
+        /// Keep streaming new output.
+        #[serde(default)]
+        follow: bool,
+    },
+    /// End this stream early.
+    Cancel,
+}
+
+/// A control message from the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "r", rename_all = "snake_case")]
+pub enum Response {
+    /// The operation failed or was refused (final).
+    Error(WireError),
+    /// The operation finished (final).
+    Done,
+    /// About the guest (final).
+    Info(GuestInfo),
+    /// The exec's process runs.
+    Started {
+        /// Its pid (and process group id).
+        pid: u32,
+    },
+    /// The process ended (final).
+    Exit(ExitStatus),
+    /// Attached to a pty; scrollback follows.
+    PtyAttached(PtyInfo),
+    /// The ptys (final).
+    Ptys {
+        /// All ptys.
+        ptys: Vec<PtyInfo>,
+    },
+    /// The file's size; chunks follow.
+    FileSize {
+        /// Bytes.
+        size: u64,
+    },
+    /// Ready for the chunks of a write.
+    Ready,
+    /// A directory's entries (final).
+    Dir {
+        /// Entries, sorted by name.
+        entries: Vec<DirEntry>,
+    },
+    /// A path's metadata (final).
+    Stat(FileStat),
+    /// Listening ports (final for `ListPorts`; the first message of a watch).
+    Ports {
+        /// Sorted.
+        ports: Vec<PortInfo>,
+    },
+    /// A port started listening.
+    PortOpened(PortInfo),
+    /// A port stopped listening.
+    PortClosed(PortInfo),
+    /// A service (final).
+    Service(ServiceInfo),
+    /// The services (final).
+    Services {
+        /// All services.
+        services: Vec<ServiceInfo>,
+    },
+    /// The tail of a followed log was sent; live output follows.
+    LogsLive,
+}
+
+impl Response {
+    /// Whether this response ends its stream.
+    ///
+    /// `Ports` is final except as the first message of a watch; the client knows which
+    /// it asked for, so it is reported as not final here and `ListPorts` handlers treat it
+    /// as the answer.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Response::Error(_)
+                | Response::Done
+                | Response::Info(_)
+                | Response::Exit(_)
+                | Response::Ptys { .. }
+                | Response::Dir { .. }
+                | Response::Stat(_)
+                | Response::Service(_)
+                | Response::Services { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_round_trip() {
+        let frames = vec![
+            Frame::control(7, &Request::Exec(ExecRequest::shell("echo hi"))),
+            Frame::data(7, Bytes::from_static(b"\x00\xffraw")),
+            Frame::stderr(u32::MAX, Bytes::new()),
+        ];
+        let mut buf = BytesMut::new();
+        for f in &frames {
+            f.encode(&mut buf);
+        }
+        let mut out = Vec::new();
+        while let Some(f) = Frame::decode(&mut buf).unwrap() {
+            out.push(f);
+        }
+        assert_eq!(out, frames);
+        assert!(buf.is_empty());
+        let req: Request = out[0].parse().unwrap();
+        assert_eq!(req, Request::Exec(ExecRequest::shell("echo hi")));
+    }
+
+    #[test]
+    fn truncated_input_waits_for_more() {
+        let bytes = Frame::data(3, Bytes::from_static(b"hello")).to_bytes();
+        for cut in 0..bytes.len() {
+            let mut buf = BytesMut::from(&bytes[..cut]);
+            assert!(Frame::decode(&mut buf).unwrap().is_none(), "cut at {cut}");
+            assert_eq!(buf.len(), cut, "nothing consumed");
+        }
+        let mut buf = BytesMut::from(&bytes[..]);
+        assert_eq!(Frame::decode(&mut buf).unwrap().unwrap().payload, "hello");
+    }
+
+    #[test]
+    fn oversized_frame_is_rejected() {
+        let mut buf = BytesMut::new();
+        buf.put_u32((MAX_FRAME + 1) as u32);
+        buf.put_u32(1);
+        buf.put_u8(1);
+        assert!(matches!(Frame::decode(&mut buf), Err(DecodeError::TooLarge(_))));
+    }
+
+    #[test]
+    fn bad_kind_and_short_header_are_rejected() {
+        let mut buf = BytesMut::new();
+        buf.put_u32(5);
+        buf.put_u32(1);
+        buf.put_u8(9);
+        assert!(matches!(Frame::decode(&mut buf), Err(DecodeError::UnknownKind(9))));
+        let mut buf = BytesMut::new();
+        buf.put_u32(2);
+        buf.put_u16(0);
+        assert!(matches!(Frame::decode(&mut buf), Err(DecodeError::TooShort(2))));
+    }
+
+    #[test]
+    fn chunks_split_without_loss() {
+        let data = Bytes::from(vec![7u8; 10]);
+        let parts: Vec<_> = chunks(data, 4).collect();
+        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), vec![4, 4, 2]);
+    }
+
+    #[test]
+    fn paths_are_checked() {
+        assert!(check_path("/root/a.txt").is_ok());
+        assert!(check_path("/").is_ok());
+        assert_eq!(check_path("relative").unwrap_err().kind, ErrorKind::InvalidInput);
+        assert_eq!(check_path("/a/../etc").unwrap_err().kind, ErrorKind::InvalidInput);
+        assert_eq!(check_path("/a/..").unwrap_err().kind, ErrorKind::InvalidInput);
+        assert_eq!(check_path("/a\0b").unwrap_err().kind, ErrorKind::InvalidInput);
+        assert!(check_path("/a/..b/c..").is_ok());
+    }
+
+    #[test]
+    fn messages_have_stable_json() {
+        let json = serde_json::to_string(&Request::Kill { signal: 9 }).unwrap();
+        assert_eq!(json, r#"{"op":"kill","signal":9}"#);
+        let r = Response::Error(WireError::new(ErrorKind::NotFound, "command not found: foo"));
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(json, r#"{"r":"error","kind":"not_found","message":"command not found: foo"}"#);
+        assert_eq!(serde_json::from_str::<Response>(&json).unwrap(), r);
+        assert!(r.is_final());
+        assert!(!Response::Started { pid: 1 }.is_final());
+    }
+}

@@ -1,0 +1,188 @@
+//! The command line, as clap derive types. Nothing here reaches the core:
+//! [`crate::settings`] resolves these into settings first.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// firepit: isolated machines that a person and an AI agent share.
+#[derive(Debug, Parser)]
+#[command(name = "firepit", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Data directory of the daemon (store, token, machines, images).
+    #[arg(long, global = true, env = "FIREPIT_DATA_DIR", default_value = "/var/lib/firepit")]
+    pub data_dir: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (builds the default image first if it is missing).
+    Up(UpArgs),
+    /// Make a new session; prints its id.
+    New(NewArgs),
+    /// List sessions.
+    Ls,
+    /// Run a command in a session, streaming its output; exits with its code.
+    Exec(ExecArgs),
+    /// Attach this terminal to a session's shared shell (the `main` PTY).
+    Shell(ShellArgs),
+    /// Copy a file into or out of a session: `firepit cp ./a ID:/root/a` or `firepit cp ID:/etc/os-release .`.
+    Cp(CpArgs),
+    /// Stop a session: its processes end, its files are kept.
+    Stop(IdArg),
+    /// Start a stopped session again.
+    Start(IdArg),
+    /// Destroy a session and everything in it.
+    Rm(IdArg),
+    /// Make a session, run a command in it, destroy it.
+    Run(RunArgs),
+    /// Build, list and remove images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+/// `firepit up`
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FIREPIT_LISTEN", default_value = "127.0.0.1:7777")]
+    pub listen: SocketAddr,
+    /// Domain of preview URLs.
+    #[arg(long, env = "FIREPIT_DOMAIN", default_value = "localhost")]
+    pub domain: String,
+    /// Image used when a session names none.
+    #[arg(long, env = "FIREPIT_DEFAULT_IMAGE", default_value = "default")]
+    pub default_image: String,
+    /// Directory of images, if not `<data-dir>/images`.
+    #[arg(long, env = "FIREPIT_IMAGES_DIR")]
+    pub images_dir: Option<PathBuf>,
+}
+
+/// Limits and options of a new machine.
+#[derive(Debug, Args)]
+pub struct MachineArgs {
+    /// Image to make the machine from (the daemon's default if absent).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Memory limit, e.g. `512M`, `2G`.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// CPU limit, e.g. `0.5`, `2`.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Limit on processes and threads.
+    #[arg(long)]
+    pub pids: Option<u64>,
+    /// Network: `nat` (egress through the host) or `none` (loopback only).
+    #[arg(long, value_enum, default_value_t = Network::Nat)]
+    pub network: Network,
+}
+
+/// Network modes on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Network {
+    /// Egress through NAT on the host.
+    Nat,
+    /// Loopback only.
+    None,
+}
+
+/// `firepit new`
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// Machine options.
+    #[command(flatten)]
+    pub machine: MachineArgs,
+}
+
+/// A session id.
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// Session id (see `firepit ls`).
+    pub id: String,
+}
+
+/// `firepit exec`
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Session id.
+    pub id: String,
+    /// Working directory inside the machine.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Environment variable for the command, `KEY=VALUE` (repeatable).
+    #[arg(long = "env", short = 'e')]
+    pub env: Vec<String>,
+    /// Kill the command after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Send this terminal's standard input (read to its end) to the command.
+    #[arg(long, short = 'i')]
+    pub stdin: bool,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// `firepit shell`
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// Session id.
+    pub id: String,
+    /// PTY to attach to.
+    #[arg(long, default_value = "main")]
+    pub pty: String,
+}
+
+/// `firepit cp`
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Source: a local path or `ID:/path`.
+    pub from: String,
+    /// Destination: a local path or `ID:/path`.
+    pub to: String,
+}
+
+/// `firepit run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Machine options.
+    #[command(flatten)]
+    pub machine: MachineArgs,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// `firepit image …`
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build an image from Debian packages: `default`, `minimal` or `browser`.
+    Build {
+        /// Which image.
+        #[arg(default_value = "default")]
+        name: String,
+        /// Directory of images, if not `<data-dir>/images`.
+        #[arg(long, env = "FIREPIT_IMAGES_DIR")]
+        images_dir: Option<PathBuf>,
+    },
+    /// List built images.
+    Ls {
+        /// Directory of images, if not `<data-dir>/images`.
+        #[arg(long, env = "FIREPIT_IMAGES_DIR")]
+        images_dir: Option<PathBuf>,
+    },
+    /// Remove an image.
+    Rm {
+        /// Which image.
+        name: String,
+        /// Directory of images, if not `<data-dir>/images`.
+        #[arg(long, env = "FIREPIT_IMAGES_DIR")]
+        images_dir: Option<PathBuf>,
+    },
+}

@@ -1,0 +1,92 @@
+//! `firepit new`, `ls`, `stop`, `start`, `rm` and `run`.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use firepit_wire::api::Session;
+use reqwest::Method;
+
+use crate::cli::{NewArgs, RunArgs};
+use crate::client::Client;
+use crate::settings::create_request;
+
+/// `firepit new`: prints the new session's id.
+pub async fn new(client: &Client, args: &NewArgs) -> Result<()> {
+    let session = client.create(&create_request(&args.machine)?).await?;
+    println!("{}", session.id);
+    Ok(())
+}
+
+/// `firepit ls`
+pub async fn ls(client: &Client) -> Result<()> {
+    let resp = client.send(client.request(Method::GET, "/v1/sessions")).await?;
+    let sessions: Vec<Session> = resp.json().await.context("reading sessions")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<12} {:<9} {:<10} {:>8} {:>5} {:<7} AGE", "ID", "STATE", "IMAGE", "MEMORY", "CPUS", "NETWORK")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for s in sessions {
+        writeln!(
+            out,
+            "{:<12} {:<9} {:<10} {:>8} {:>5} {:<7} {}",
+            s.id,
+            s.state.as_str(),
+            s.image,
+            s.limits.memory_bytes.map_or("-".into(), |m| format!("{}M", m >> 20)),
+            s.limits.cpus.map_or("-".into(), |c| c.to_string()),
+            format!("{:?}", s.network).to_lowercase(),
+            age(now - s.created_at),
+        )?;
+    }
+    Ok(())
+}
+
+fn age(secs: i64) -> String {
+    match secs.max(0) {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// `firepit stop|start ID`
+pub async fn transition(client: &Client, id: &str, verb: &str) -> Result<()> {
+    let resp = client.send(client.request(Method::POST, &format!("/v1/sessions/{id}/{verb}"))).await?;
+    let s: Session = resp.json().await?;
+    println!("{} {}", s.id, s.state.as_str());
+    Ok(())
+}
+
+/// `firepit rm ID`
+pub async fn rm(client: &Client, id: &str) -> Result<()> {
+    client.destroy(id).await?;
+    println!("{id} destroyed");
+    Ok(())
+}
+
+/// `firepit run`: new, exec, rm. Returns the command's exit code.
+pub async fn run(client: &Client, args: &RunArgs) -> Result<i32> {
+    let session = client.create(&create_request(&args.machine)?).await?;
+    let req = crate::commands::exec::request(&args.command, None, &[], None)?;
+    let result = tokio::select! {
+        r = crate::commands::exec::stream(client, &session.id, &req) => r,
+        _ = tokio::signal::ctrl_c() => Ok(130),
+    };
+    let removed = client.destroy(&session.id).await;
+    let code = result?;
+    removed.with_context(|| format!("destroying session {}", session.id))?;
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ages_read_well() {
+        assert_eq!(super::age(5), "5s");
+        assert_eq!(super::age(120), "2m");
+        assert_eq!(super::age(7200), "2h");
+        assert_eq!(super::age(-3), "0s");
+    }
+}

@@ -1,0 +1,94 @@
+//! `firepit up`: runs the daemon in the foreground.
+//!
+//! First run: makes the data dir, writes the guest executable into it, builds
+//! the default image if it is missing (with progress), then listens and prints
+//! the login URL. Machines keep running when the daemon stops; the next `up`
+//! adopts them.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use firepit_daemon::{App, Config};
+
+use crate::cli::UpArgs;
+use crate::settings::DAEMON_FILE;
+
+/// Writes the embedded guest executable under the data dir, replacing an older one.
+pub fn install_guest(data_dir: &Path) -> Result<PathBuf> {
+    let dir = data_dir.join("bin");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("firepit-guest");
+    if std::fs::read(&path).ok().as_deref() == Some(firepit_guest_bin::GUEST) {
+        return Ok(path);
+    }
+    let tmp = dir.join(format!(".firepit-guest.{}", std::process::id()));
+    std::fs::write(&tmp, firepit_guest_bin::GUEST).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("installing {}", path.display()))?;
+    Ok(path)
+}
+
+/// The settings `up` runs the daemon with.
+pub fn config(data_dir: &Path, args: &UpArgs) -> Result<Config> {
+    let launcher = std::env::current_exe().context("finding this executable")?;
+    let guest = install_guest(data_dir)?;
+    let mut config = Config::new(data_dir.to_owned(), launcher, guest);
+    config.listen = args.listen;
+    config.domain = args.domain.clone();
+    config.default_image = args.default_image.clone();
+    if let Some(dir) = &args.images_dir {
+        config.images_dir = dir.clone();
+    }
+    config.validate().map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
+    Ok(config)
+}
+
+/// `firepit up`
+pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    let config = config(data_dir, args)?;
+    let images_dir = config.images_dir.clone();
+    let image = config.default_image.clone();
+    tokio::task::spawn_blocking(move || crate::commands::image::ensure(&images_dir, &image))
+        .await
+        .context("building the default image")??;
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
+        format!("cannot listen on {}; is another firepit running? Pick another with --listen", config.listen)
+    })?;
+    let addr = listener.local_addr()?;
+    let app = App::open(config).await.map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
+    let url = format!("http://{}", display_addr(addr));
+    let daemon_file = data_dir.join(DAEMON_FILE);
+    std::fs::write(&daemon_file, serde_json::json!({ "url": url, "pid": std::process::id() }).to_string())
+        .with_context(|| format!("writing {}", daemon_file.display()))?;
+    let login = format!("http://localhost:{}/?token={}", addr.port(), app.token());
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "firepit is up: {login}")?;
+    writeln!(out, "API: {url}   data: {}", data_dir.display())?;
+    drop(out);
+
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("firepit: shutting down; machines keep running and the next `firepit up` adopts them");
+    };
+    let served = firepit_daemon::serve(listener, app, shutdown).await;
+    let _ = std::fs::remove_file(&daemon_file);
+    served.map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))
+}
+
+fn display_addr(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}

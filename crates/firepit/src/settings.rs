@@ -1,0 +1,108 @@
+//! Resolves command-line arguments and the environment into what commands use:
+//! where the daemon is and its token, and parsed machine options.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use firepit_wire::api::{CreateSession, Limits, NetworkMode};
+
+use crate::cli::{MachineArgs, Network};
+
+/// File in the data dir where `firepit up` records its URL.
+pub const DAEMON_FILE: &str = "daemon.json";
+
+/// How to reach the daemon.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Base URL, e.g. `http://127.0.0.1:7777`.
+    pub url: String,
+    /// API token.
+    pub token: String,
+}
+
+/// Finds the daemon: FIREPIT_URL and FIREPIT_TOKEN, else the data dir.
+pub fn target(data_dir: &Path) -> Result<Target> {
+    let url = match std::env::var("FIREPIT_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            let path = data_dir.join(DAEMON_FILE);
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "no running daemon recorded in {}; start one with `firepit up`, or set FIREPIT_URL and FIREPIT_TOKEN",
+                    path.display()
+                )
+            })?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not valid JSON", path.display()))?;
+            v["url"].as_str().map(str::to_owned).with_context(|| {
+                format!("{} has no `url`; restart the daemon with `firepit up`", path.display())
+            })?
+        }
+    };
+    let token = match std::env::var("FIREPIT_TOKEN") {
+        Ok(t) if !t.is_empty() => t,
+        _ => {
+            let path = data_dir.join("token");
+            std::fs::read_to_string(&path)
+                .with_context(|| {
+                    format!("cannot read the API token from {}; set FIREPIT_TOKEN", path.display())
+                })?
+                .trim()
+                .to_owned()
+        }
+    };
+    Ok(Target { url: url.trim_end_matches('/').to_owned(), token })
+}
+
+/// Parses a size such as `512M`, `2G`, `1.5GiB` or `1048576` into bytes.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().with_context(|| format!("{s:?} is not a size like 512M or 2G"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => bail!("unknown size unit {other:?} in {s:?}; use K, M, G or T"),
+    };
+    let bytes = value * mult as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        bail!("{s:?} is not a usable size");
+    }
+    Ok(bytes as u64)
+}
+
+/// The create request for these machine options.
+pub fn create_request(m: &MachineArgs) -> Result<CreateSession> {
+    Ok(CreateSession {
+        image: m.image.clone(),
+        limits: Limits {
+            memory_bytes: m.memory.as_deref().map(parse_size).transpose()?,
+            cpus: m.cpus,
+            pids: m.pids,
+        },
+        network: match m.network {
+            Network::Nat => NetworkMode::Nat,
+            Network::None => NetworkMode::None,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("2X").is_err());
+        assert!(parse_size("0").is_err());
+    }
+}
