@@ -40,8 +40,8 @@ fn images() -> Result<(PathBuf, u32)> {
     let store = firepit_image::ImageStore::open(&dir)?;
     let mut uid_base = 0;
     for name in ["minimal"] {
-        let recipe = firepit_image::Recipe::named(name)?;
-        let image = firepit_image::ensure(&store, &recipe, &mut |p| eprintln!("xtask: image {name}: {p}"))?;
+        let recipe = firepit_image::Recipe::builtin(name)?;
+        let image = firepit_image::cache::ensure(&store, &recipe, &mut |p| eprintln!("xtask: image {name}: {p}"))?;
         uid_base = image.manifest.uid_base;
     }
     Ok((dir, uid_base))

@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use firepit_guest_client::ErrorKind as GuestErrorKind;
+use firepit_wire::guest::ErrorKind as GuestErrorKind;
 use firepit_wire::api::{ApiError, ErrorBody};
 
 /// Everything that can go wrong in the daemon.
@@ -68,13 +68,21 @@ impl Error {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::Image(e) if e.is_not_found() => (StatusCode::NOT_FOUND, "image_not_found"),
-            Error::Machine(e) if e.is_invalid_input() => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Machine(
+                firepit_machine::Error::InvalidSpec(_) | firepit_machine::Error::InvalidId(_),
+            ) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Machine(firepit_machine::Error::NotFound(_)) => {
+                (StatusCode::NOT_FOUND, "machine_not_found")
+            }
             Error::Guest(e) => match e.kind() {
                 GuestErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
                 GuestErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "bad_request"),
                 GuestErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
                 GuestErrorKind::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
-                GuestErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+                GuestErrorKind::NotADirectory | GuestErrorKind::DirectoryNotEmpty => {
+                    (StatusCode::CONFLICT, "conflict")
+                }
+                GuestErrorKind::Unsupported => (StatusCode::BAD_REQUEST, "unsupported"),
                 _ => (StatusCode::BAD_GATEWAY, "guest_error"),
             },
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -23,7 +23,7 @@ use firepit_image::ImageStore;
 pub use crate::config::Config;
 pub use crate::error::Error;
 use crate::sessions::Sessions;
-use crate::store::Store;
+pub use crate::store::Store;
 
 /// The daemon's shared state; cheap to clone.
 #[derive(Clone)]
@@ -32,7 +32,7 @@ pub struct App(Arc<Inner>);
 struct Inner {
     config: Config,
     store: Store,
-    images: ImageStore,
+    images: Arc<ImageStore>,
     backend: Arc<dyn firepit_machine::Backend>,
     sessions: Sessions,
     token: String,
@@ -53,16 +53,21 @@ impl App {
         let store = Store::open(&config.data_dir.join("firepit.db"))?;
         let images = ImageStore::open(&config.images_dir)?;
         let backend = machines::backend(&config)?;
-        let app = App(Arc::new(Inner {
-            config,
-            store,
-            images,
-            backend,
-            sessions: Sessions::default(),
-            token,
-        }));
+        let app = App::from_parts(config, store, images, backend, token);
         app.reconcile().await?;
         Ok(app)
+    }
+
+    /// Builds the state from parts without touching the host or reconciling:
+    /// for tests and for embedding the daemon with another backend.
+    pub fn from_parts(
+        config: Config,
+        store: Store,
+        images: ImageStore,
+        backend: Arc<dyn firepit_machine::Backend>,
+        token: String,
+    ) -> App {
+        App(Arc::new(Inner { config, store, images: Arc::new(images), backend, sessions: Sessions::default(), token }))
     }
 
     /// The settings the daemon runs with.
@@ -81,7 +86,7 @@ impl App {
     }
 
     /// The image store.
-    pub fn images(&self) -> &ImageStore {
+    pub fn images(&self) -> &Arc<ImageStore> {
         &self.0.images
     }
 

@@ -14,11 +14,11 @@ use crate::{Config, Error};
 
 /// The machine backend for these settings (namespaces, the only one so far).
 pub fn backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
-    let ns = namespaces::Config {
-        state_dir: config.data_dir.join("machines"),
-        run_dir: config.data_dir.join("run"),
-        launcher: config.launcher.clone(),
-    };
+    let ns = namespaces::Config::new(
+        config.data_dir.join("machines"),
+        config.data_dir.join("run"),
+        config.launcher.clone(),
+    );
     Ok(Arc::new(NamespacesBackend::new(ns).map_err(Error::Machine)?))
 }
 

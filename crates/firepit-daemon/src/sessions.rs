@@ -44,6 +44,12 @@ impl Sessions {
     }
 }
 
+/// Whether connecting failed only because the guest has not bound its socket yet.
+fn not_up_yet(e: &firepit_guest_client::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionRefused, NotFound};
+    matches!(e, firepit_guest_client::Error::Connect { source, .. } if matches!(source.kind(), NotFound | ConnectionRefused))
+}
+
 /// Refuses limits that make no sense, saying what would.
 pub fn check_limits(limits: &Limits) -> Result<(), Error> {
     if let Some(m) = limits.memory_bytes
@@ -219,7 +225,7 @@ impl App {
         let client = loop {
             match machines::connect(&addr).await {
                 Ok(c) => break c,
-                Err(e) if Instant::now() < deadline && e.kind().is_retryable_connect() => {
+                Err(e) if Instant::now() < deadline && not_up_yet(&e) => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }

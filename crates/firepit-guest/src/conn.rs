@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use firepit_wire::guest::{Frame, FrameKind, Request, Response, MAX_PAYLOAD};
+use firepit_wire::guest::{Frame, FrameKind, MAX_PAYLOAD, Request, Response};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -55,7 +55,16 @@ impl Stream {
 
     async fn bytes(&self, bytes: Bytes, kind: FrameKind) -> bool {
         for payload in firepit_wire::guest::chunks(bytes, MAX_PAYLOAD) {
-            if self.out.send(Frame { stream: self.id, kind, payload }).await.is_err() {
+            if self
+                .out
+                .send(Frame {
+                    stream: self.id,
+                    kind,
+                    payload,
+                })
+                .await
+                .is_err()
+            {
                 return false;
             }
         }
@@ -70,7 +79,10 @@ impl Stream {
 
     fn unregister(&self) {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        if table.get(&self.id).is_some_and(|(g, _)| *g == self.generation) {
+        if table
+            .get(&self.id)
+            .is_some_and(|(g, _)| *g == self.generation)
+        {
             table.remove(&self.id);
         }
     }
@@ -123,14 +135,18 @@ where
             };
             match (existing, frame.kind) {
                 (Some(tx), FrameKind::Control) => {
-                    let Ok(req) = frame.parse::<Request>() else { break 'read };
+                    let Ok(req) = frame.parse::<Request>() else {
+                        break 'read;
+                    };
                     let _ = tx.send(Inbound::Control(req)).await;
                 }
                 (Some(tx), _) => {
                     let _ = tx.send(Inbound::Data(frame.payload)).await;
                 }
                 (None, FrameKind::Control) => {
-                    let Ok(req) = frame.parse::<Request>() else { break 'read };
+                    let Ok(req) = frame.parse::<Request>() else {
+                        break 'read;
+                    };
                     if is_follow_up(&req) {
                         continue; // for a stream that already ended
                     }

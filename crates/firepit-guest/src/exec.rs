@@ -23,15 +23,28 @@ use crate::process;
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
 
 /// Builds a std command for `argv` with the guest's environment plus `env`.
-pub fn command(argv: &[String], env: &[(String, String)], cwd: &str) -> Result<std::process::Command, WireError> {
+pub fn command(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: &str,
+) -> Result<std::process::Command, WireError> {
     let Some(program) = argv.first().filter(|p| !p.is_empty()) else {
         return Err(WireError::new(ErrorKind::InvalidInput, "empty command"));
     };
-    if argv.iter().any(|a| a.contains('\0')) || env.iter().any(|(k, v)| k.contains(['\0', '=']) || v.contains('\0')) {
-        return Err(WireError::new(ErrorKind::InvalidInput, "argument or environment has a NUL byte"));
+    if argv.iter().any(|a| a.contains('\0'))
+        || env
+            .iter()
+            .any(|(k, v)| k.contains(['\0', '=']) || v.contains('\0'))
+    {
+        return Err(WireError::new(
+            ErrorKind::InvalidInput,
+            "argument or environment has a NUL byte",
+        ));
     }
     let mut cmd = std::process::Command::new(program);
-    cmd.args(&argv[1..]).envs(env.iter().map(|(k, v)| (k, v))).current_dir(cwd);
+    cmd.args(&argv[1..])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(cwd);
     Ok(cmd)
 }
 
@@ -49,7 +62,10 @@ async fn read_opt(r: &mut Option<pipe::Receiver>, buf: &mut BytesMut) -> std::io
 }
 
 /// Reads into `buf` after making room.
-pub async fn read_into<R: AsyncRead + Unpin>(r: &mut R, buf: &mut BytesMut) -> std::io::Result<usize> {
+pub async fn read_into<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
     buf.reserve(64 * 1024);
     r.read_buf(buf).await
 }
@@ -59,10 +75,15 @@ pub async fn run(req: ExecRequest, s: &mut Stream) -> Result<Response, WireError
     let argv = req.command.to_argv();
     let cwd = process::resolve_cwd(req.cwd.as_deref())?;
     let mut cmd = command(&argv, &req.env, &cwd)?;
-    cmd.stdin(if req.stdin { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut spawned = process::spawn(&mut cmd, false).map_err(|e| process::spawn_error(&argv[0], &e))?;
+    cmd.stdin(if req.stdin {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut spawned =
+        process::spawn(&mut cmd, false).map_err(|e| process::spawn_error(&argv[0], &e))?;
     let pid = spawned.pid;
     let mut stdout = receiver(spawned.child.stdout.take());
     let mut stderr = receiver(spawned.child.stderr.take());
@@ -92,7 +113,9 @@ pub async fn run(req: ExecRequest, s: &mut Stream) -> Result<Response, WireError
         process::kill_group(pid, libc::SIGKILL);
     }
 
-    let deadline = req.timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+    let deadline = req
+        .timeout_ms
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
     let mut timed_out = false;
     let mut status: Option<ExitStatus> = None;
     let mut drain_until: Option<Instant> = None;
@@ -144,7 +167,11 @@ pub async fn run(req: ExecRequest, s: &mut Stream) -> Result<Response, WireError
             }
         }
     }
-    let mut status = status.unwrap_or(ExitStatus { code: None, signal: None, timed_out: false });
+    let mut status = status.unwrap_or(ExitStatus {
+        code: None,
+        signal: None,
+        timed_out: false,
+    });
     status.timed_out = timed_out;
     if timed_out {
         // The timeout kills the whole group, stragglers included.

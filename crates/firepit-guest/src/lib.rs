@@ -37,7 +37,11 @@ pub struct Guest {
 impl Guest {
     /// A guest with no ptys and no services yet.
     pub fn new() -> Arc<Guest> {
-        Arc::new(Guest { started: Instant::now(), ptys: pty::Ptys::default(), services: services::Services::default() })
+        Arc::new(Guest {
+            started: Instant::now(),
+            ptys: pty::Ptys::default(),
+            services: services::Services::default(),
+        })
     }
 
     /// What `info` answers.

@@ -56,7 +56,10 @@ fn run() -> Result<(), Error> {
     let settings = parse_args()?;
     let pid1 = std::process::id() == 1;
     for (k, v) in [
-        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ),
         ("HOME", "/root"),
         ("TERM", "xterm-256color"),
         ("LANG", "C.UTF-8"),
@@ -78,8 +81,10 @@ fn run() -> Result<(), Error> {
             let _ = std::fs::create_dir_all(dir);
         }
         let _ = std::fs::remove_file(&settings.socket);
-        let listener = UnixListener::bind(&settings.socket)
-            .map_err(|source| Error::Bind { path: settings.socket.clone(), source })?;
+        let listener = UnixListener::bind(&settings.socket).map_err(|source| Error::Bind {
+            path: settings.socket.clone(),
+            source,
+        })?;
         tokio::spawn(process::reaper());
         let guest = Guest::new();
         if settings.main_pty {
@@ -94,8 +99,10 @@ fn run() -> Result<(), Error> {
 }
 
 async fn terminated() {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {
@@ -121,7 +128,11 @@ async fn stop_everything(pid1: bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while tokio::time::Instant::now() < deadline {
         // SAFETY: plain syscall; signal 0 only checks for existence.
-        let any = if pid1 { (unsafe { libc::kill(-1, 0) }) == 0 } else { !process::live_children().is_empty() };
+        let any = if pid1 {
+            (unsafe { libc::kill(-1, 0) }) == 0
+        } else {
+            !process::live_children().is_empty()
+        };
         if !any {
             return;
         }

@@ -71,7 +71,10 @@ pub fn spawn(cmd: &mut Command, ctty: bool) -> io::Result<Spawned> {
 
 /// The pids the guest spawned that have not exited yet.
 pub fn live_children() -> Vec<i32> {
-    owners().as_ref().map(|m| m.keys().copied().collect()).unwrap_or_default()
+    owners()
+        .as_ref()
+        .map(|m| m.keys().copied().collect())
+        .unwrap_or_default()
 }
 
 /// Collects every exited child, routing statuses of spawned ones to their owners.
@@ -85,9 +88,17 @@ pub fn reap() {
             break;
         }
         let exit = if libc::WIFEXITED(status) {
-            ExitStatus { code: Some(libc::WEXITSTATUS(status)), signal: None, timed_out: false }
+            ExitStatus {
+                code: Some(libc::WEXITSTATUS(status)),
+                signal: None,
+                timed_out: false,
+            }
         } else if libc::WIFSIGNALED(status) {
-            ExitStatus { code: None, signal: Some(libc::WTERMSIG(status)), timed_out: false }
+            ExitStatus {
+                code: None,
+                signal: Some(libc::WTERMSIG(status)),
+                timed_out: false,
+            }
         } else {
             continue;
         };
@@ -125,7 +136,10 @@ pub fn resolve_cwd(cwd: Option<&str>) -> Result<String, WireError> {
             if Path::new(dir).is_dir() {
                 Ok(dir.to_string())
             } else {
-                Err(WireError::new(ErrorKind::NotFound, format!("no such directory: {dir}")))
+                Err(WireError::new(
+                    ErrorKind::NotFound,
+                    format!("no such directory: {dir}"),
+                ))
             }
         }
         None if Path::new("/root").is_dir() => Ok("/root".into()),
@@ -139,9 +153,10 @@ pub fn spawn_error(program: &str, e: &io::Error) -> WireError {
         io::ErrorKind::NotFound => {
             WireError::new(ErrorKind::NotFound, format!("command not found: {program}"))
         }
-        io::ErrorKind::PermissionDenied => {
-            WireError::new(ErrorKind::PermissionDenied, format!("permission denied: {program}"))
-        }
+        io::ErrorKind::PermissionDenied => WireError::new(
+            ErrorKind::PermissionDenied,
+            format!("permission denied: {program}"),
+        ),
         _ => WireError::io(format_args!("starting {program}"), e),
     }
 }
@@ -173,7 +188,13 @@ mod tests {
     #[test]
     fn cwd_must_exist_and_be_absolute() {
         assert_eq!(resolve_cwd(Some("/")).unwrap(), "/");
-        assert_eq!(resolve_cwd(Some("/nonexistent-dir-x")).unwrap_err().kind, ErrorKind::NotFound);
-        assert_eq!(resolve_cwd(Some("tmp")).unwrap_err().kind, ErrorKind::InvalidInput);
+        assert_eq!(
+            resolve_cwd(Some("/nonexistent-dir-x")).unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            resolve_cwd(Some("tmp")).unwrap_err().kind,
+            ErrorKind::InvalidInput
+        );
     }
 }

@@ -51,7 +51,7 @@
 //! * ports: C `ListPorts` → G `Ports` → G `Done`. C `WatchPorts` → G `Ports` (the current set) → G
 //!   `PortOpened` / `PortClosed` … until `Cancel`.
 //! * services: `ServiceStart` → `Service`; `ServiceStop` → `Done`; `ServiceList` →
-//!   `Services`; `ServiceLogs` → G `Data`/`Stderr` (the tail) → G `LogsLive` (only with
+//!   `Services`; `ServiceLogs` → G `Ready` → G `Data`/`Stderr` (the tail) → G `LogsLive` (only with
 //!   follow) → more `Data`/`Stderr` … → `Done` (without follow, or after `Cancel`).
 //!
 //! Paths are absolute, without `..` components or NUL bytes ([`check_path`]).
@@ -132,17 +132,29 @@ impl Frame {
     pub fn control<T: Serialize>(stream: u32, msg: &T) -> Frame {
         // Serializing these plain types cannot fail (no maps with non-string keys).
         let json = serde_json::to_vec(msg).expect("wire messages serialize");
-        Frame { stream, kind: FrameKind::Control, payload: Bytes::from(json) }
+        Frame {
+            stream,
+            kind: FrameKind::Control,
+            payload: Bytes::from(json),
+        }
     }
 
     /// A data frame.
     pub fn data(stream: u32, payload: Bytes) -> Frame {
-        Frame { stream, kind: FrameKind::Data, payload }
+        Frame {
+            stream,
+            kind: FrameKind::Data,
+            payload,
+        }
     }
 
     /// A standard-error data frame.
     pub fn stderr(stream: u32, payload: Bytes) -> Frame {
-        Frame { stream, kind: FrameKind::Stderr, payload }
+        Frame {
+            stream,
+            kind: FrameKind::Stderr,
+            payload,
+        }
     }
 
     /// Parses a control payload as `T`.
@@ -155,7 +167,10 @@ impl Frame {
     /// # Panics
     /// If the payload is longer than [`MAX_PAYLOAD`]; split bulk data with [`chunks`].
     pub fn encode(&self, dst: &mut BytesMut) {
-        assert!(self.payload.len() <= MAX_PAYLOAD, "frame payload over MAX_PAYLOAD");
+        assert!(
+            self.payload.len() <= MAX_PAYLOAD,
+            "frame payload over MAX_PAYLOAD"
+        );
         dst.reserve(HEADER_LEN + self.payload.len());
         dst.put_u32((self.payload.len() + 5) as u32);
         dst.put_u32(self.stream);
@@ -198,7 +213,11 @@ impl Frame {
             k => return Err(DecodeError::UnknownKind(k)),
         };
         let payload = src.split_to(len - 5).freeze();
-        Ok(Some(Frame { stream, kind, payload }))
+        Ok(Some(Frame {
+            stream,
+            kind,
+            payload,
+        }))
     }
 }
 
@@ -217,13 +236,22 @@ pub fn chunks(mut data: Bytes, max: usize) -> impl Iterator<Item = Bytes> {
 /// Checks that a path is absolute, has no `..` component and no NUL byte.
 pub fn check_path(path: &str) -> Result<(), WireError> {
     if path.contains('\0') {
-        return Err(WireError::new(ErrorKind::InvalidInput, "path contains a NUL byte"));
+        return Err(WireError::new(
+            ErrorKind::InvalidInput,
+            "path contains a NUL byte",
+        ));
     }
     if !path.starts_with('/') {
-        return Err(WireError::new(ErrorKind::InvalidInput, format!("path is not absolute: {path}")));
+        return Err(WireError::new(
+            ErrorKind::InvalidInput,
+            format!("path is not absolute: {path}"),
+        ));
     }
     if path.split('/').any(|c| c == "..") {
-        return Err(WireError::new(ErrorKind::InvalidInput, format!("path has a `..` component: {path}")));
+        return Err(WireError::new(
+            ErrorKind::InvalidInput,
+            format!("path has a `..` component: {path}"),
+        ));
     }
     Ok(())
 }
@@ -266,7 +294,10 @@ pub struct WireError {
 impl WireError {
     /// A new error.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> WireError {
-        WireError { kind, message: message.into() }
+        WireError {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// Classifies an I/O error, prefixing `context` to its message.
@@ -282,7 +313,10 @@ impl WireError {
             K::Unsupported => ErrorKind::Unsupported,
             _ => ErrorKind::Io,
         };
-        WireError { kind, message: format!("{context}: {e}") }
+        WireError {
+            kind,
+            message: format!("{context}: {e}"),
+        }
     }
 }
 
@@ -360,7 +394,13 @@ impl ExecRequest {
     }
 
     fn new(command: Command) -> ExecRequest {
-        ExecRequest { command, env: Vec::new(), cwd: None, stdin: false, timeout_ms: None }
+        ExecRequest {
+            command,
+            env: Vec::new(),
+            cwd: None,
+            stdin: false,
+            timeout_ms: None,
+        }
     }
 }
 
@@ -798,7 +838,10 @@ mod tests {
         buf.put_u32((MAX_FRAME + 1) as u32);
         buf.put_u32(1);
         buf.put_u8(1);
-        assert!(matches!(Frame::decode(&mut buf), Err(DecodeError::TooLarge(_))));
+        assert!(matches!(
+            Frame::decode(&mut buf),
+            Err(DecodeError::TooLarge(_))
+        ));
     }
 
     #[test]
@@ -807,28 +850,49 @@ mod tests {
         buf.put_u32(5);
         buf.put_u32(1);
         buf.put_u8(9);
-        assert!(matches!(Frame::decode(&mut buf), Err(DecodeError::UnknownKind(9))));
+        assert!(matches!(
+            Frame::decode(&mut buf),
+            Err(DecodeError::UnknownKind(9))
+        ));
         let mut buf = BytesMut::new();
         buf.put_u32(2);
         buf.put_u16(0);
-        assert!(matches!(Frame::decode(&mut buf), Err(DecodeError::TooShort(2))));
+        assert!(matches!(
+            Frame::decode(&mut buf),
+            Err(DecodeError::TooShort(2))
+        ));
     }
 
     #[test]
     fn chunks_split_without_loss() {
         let data = Bytes::from(vec![7u8; 10]);
         let parts: Vec<_> = chunks(data, 4).collect();
-        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), vec![4, 4, 2]);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            vec![4, 4, 2]
+        );
     }
 
     #[test]
     fn paths_are_checked() {
         assert!(check_path("/root/a.txt").is_ok());
         assert!(check_path("/").is_ok());
-        assert_eq!(check_path("relative").unwrap_err().kind, ErrorKind::InvalidInput);
-        assert_eq!(check_path("/a/../etc").unwrap_err().kind, ErrorKind::InvalidInput);
-        assert_eq!(check_path("/a/..").unwrap_err().kind, ErrorKind::InvalidInput);
-        assert_eq!(check_path("/a\0b").unwrap_err().kind, ErrorKind::InvalidInput);
+        assert_eq!(
+            check_path("relative").unwrap_err().kind,
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            check_path("/a/../etc").unwrap_err().kind,
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            check_path("/a/..").unwrap_err().kind,
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            check_path("/a\0b").unwrap_err().kind,
+            ErrorKind::InvalidInput
+        );
         assert!(check_path("/a/..b/c..").is_ok());
     }
 
@@ -836,9 +900,15 @@ mod tests {
     fn messages_have_stable_json() {
         let json = serde_json::to_string(&Request::Kill { signal: 9 }).unwrap();
         assert_eq!(json, r#"{"op":"kill","signal":9}"#);
-        let r = Response::Error(WireError::new(ErrorKind::NotFound, "command not found: foo"));
+        let r = Response::Error(WireError::new(
+            ErrorKind::NotFound,
+            "command not found: foo",
+        ));
         let json = serde_json::to_string(&r).unwrap();
-        assert_eq!(json, r#"{"r":"error","kind":"not_found","message":"command not found: foo"}"#);
+        assert_eq!(
+            json,
+            r#"{"r":"error","kind":"not_found","message":"command not found: foo"}"#
+        );
         assert_eq!(serde_json::from_str::<Response>(&json).unwrap(), r);
         assert!(r.is_final());
         assert!(!Response::Started { pid: 1 }.is_final());

@@ -35,7 +35,7 @@ pub(super) async fn exec(
         return Err(Error::BadRequest("the command is empty".into()));
     }
     let guest = app.guest(&id).await?;
-    let mut exec = guest
+    let exec = guest
         .exec(guest::ExecRequest {
             command: req.command,
             env: req.env,
@@ -53,17 +53,17 @@ pub(super) async fn exec(
         let mut guard = state?;
         let exec = guard.0.as_mut().expect("present until the end");
         let event = match exec.next_event().await {
-            Some(Ok(GuestEvent::Stdout(b))) => ExecEvent::Stdout { data: B64.encode(b) },
-            Some(Ok(GuestEvent::Stderr(b))) => ExecEvent::Stderr { data: B64.encode(b) },
-            Some(Ok(GuestEvent::Exit(status))) => {
+            Ok(Some(GuestEvent::Stdout(b))) => ExecEvent::Stdout { data: B64.encode(b) },
+            Ok(Some(GuestEvent::Stderr(b))) => ExecEvent::Stderr { data: B64.encode(b) },
+            Ok(Some(GuestEvent::Exit(status))) => {
                 guard.0 = None;
                 return Some((ExecEvent::Exit { status }, None));
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 guard.0 = None;
                 return Some((ExecEvent::Error { error: Error::Guest(e).to_api() }, None));
             }
-            None => {
+            Ok(None) => {
                 guard.0 = None;
                 let error = firepit_wire::api::ApiError {
                     code: "guest_error".into(),

@@ -47,7 +47,15 @@ pub(super) async fn read(
     let guest = app.guest(&id).await?;
     let reader = guest.read_file(&q.path).await.map_err(Error::Guest)?;
     let size = reader.size();
-    let body = Body::from_stream(reader.into_stream().map(|r| r.map_err(std::io::Error::other)));
+    let chunks = futures::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        match reader.next_chunk().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(reader))),
+            Ok(None) => None,
+            Err(e) => Some((Err(std::io::Error::other(e)), None)),
+        }
+    });
+    let body = Body::from_stream(chunks);
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, size)

@@ -24,6 +24,34 @@ use crate::{App, auth};
 /// Body limit for JSON requests; uploads have their own, larger one.
 const JSON_BODY_LIMIT: usize = 1 << 20;
 
+/// Every route: method and path. `docs/api/openapi.yaml` must list exactly
+/// these; a test checks both that and that each one is routed.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/health"),
+    ("GET", "/v1/images"),
+    ("GET", "/v1/sessions"),
+    ("POST", "/v1/sessions"),
+    ("GET", "/v1/sessions/{id}"),
+    ("DELETE", "/v1/sessions/{id}"),
+    ("POST", "/v1/sessions/{id}/stop"),
+    ("POST", "/v1/sessions/{id}/start"),
+    ("POST", "/v1/sessions/{id}/exec"),
+    ("GET", "/v1/sessions/{id}/files"),
+    ("PUT", "/v1/sessions/{id}/files"),
+    ("DELETE", "/v1/sessions/{id}/files"),
+    ("GET", "/v1/sessions/{id}/files/list"),
+    ("GET", "/v1/sessions/{id}/files/stat"),
+    ("POST", "/v1/sessions/{id}/files/mkdir"),
+    ("POST", "/v1/sessions/{id}/files/rename"),
+    ("GET", "/v1/sessions/{id}/ports"),
+    ("GET", "/v1/sessions/{id}/services"),
+    ("POST", "/v1/sessions/{id}/services"),
+    ("DELETE", "/v1/sessions/{id}/services/{name}"),
+    ("GET", "/v1/sessions/{id}/services/{name}/logs"),
+    ("GET", "/v1/sessions/{id}/pty"),
+    ("GET", "/v1/sessions/{id}/pty/{name}"),
+];
+
 /// The daemon's router.
 pub fn router(app: App) -> Router {
     let session = Router::new()
@@ -52,7 +80,7 @@ pub fn router(app: App) -> Router {
         .route("/images", get(images::list))
         .route("/sessions", get(sessions::list).post(sessions::create))
         .nest("/sessions/{id}", session)
-        .layer(middleware::from_fn_with_state(app.clone(), auth::require_token))
+        .route_layer(middleware::from_fn_with_state(app.clone(), auth::require_token))
         .route("/health", get(health));
     Router::new()
         .nest("/v1", v1)

@@ -40,23 +40,23 @@ async fn relay(mut socket: WebSocket, mut pty: Pty) {
     loop {
         tokio::select! {
             event = pty.next_event() => match event {
-                Some(Ok(PtyEvent::Output(bytes))) => {
+                Ok(Some(PtyEvent::Output(bytes))) => {
                     if socket.send(Message::Binary(bytes)).await.is_err() {
                         return;
                     }
                 }
-                Some(Ok(PtyEvent::Exit(status))) => {
+                Ok(Some(PtyEvent::Exit(status))) => {
                     let text = serde_json::to_string(&PtyControl::Exit { status }).expect("serialises");
                     let _ = socket.send(Message::Text(text.into())).await;
                     let _ = socket.send(Message::Close(None)).await;
                     return;
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     tracing::debug!(error = %e, "pty stream ended");
                     let _ = socket.send(Message::Close(None)).await;
                     return;
                 }
-                None => {
+                Ok(None) => {
                     let _ = socket.send(Message::Close(None)).await;
                     return;
                 }

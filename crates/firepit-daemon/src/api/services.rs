@@ -48,7 +48,7 @@ pub(super) async fn logs(
     let logs = app.guest(&id).await?.service_logs(&name, q.tail, q.follow).await.map_err(Error::Guest)?;
     let stream = futures::stream::unfold(logs, |mut logs| async move {
         match logs.next().await {
-            Some(Ok(chunk)) => Some((
+            Ok(Some(chunk)) => Some((
                 LogLine {
                     stream: match chunk.stream {
                         OutputStream::Stdout => "stdout".into(),

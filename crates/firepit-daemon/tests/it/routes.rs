@@ -1,0 +1,199 @@
+//! The router: authentication, the OpenAPI document, and clear errors for bad
+//! input, checked with `tower::ServiceExt::oneshot`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use firepit_daemon::api::{ROUTES, router};
+use firepit_daemon::{App, Config, Store};
+use firepit_machine::{Backend, Error as MachineError, GuestAddress, MachineId, MachineInfo, MachineSpec};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-token";
+
+/// A backend that records what it was asked and makes nothing.
+#[derive(Default)]
+struct Recording(Mutex<Vec<String>>);
+
+impl Backend for Recording {
+    fn create(&self, spec: &MachineSpec) -> Result<MachineInfo, MachineError> {
+        self.0.lock().unwrap().push(format!("create {}", spec.id.as_str()));
+        Err(MachineError::Unsupported("the recording backend makes no machines".into()))
+    }
+    fn start(&self, id: &MachineId) -> Result<MachineInfo, MachineError> {
+        Err(MachineError::NotFound(id.as_str().into()))
+    }
+    fn stop(&self, id: &MachineId) -> Result<(), MachineError> {
+        Err(MachineError::NotFound(id.as_str().into()))
+    }
+    fn destroy(&self, id: &MachineId) -> Result<(), MachineError> {
+        self.0.lock().unwrap().push(format!("destroy {}", id.as_str()));
+        Ok(())
+    }
+    fn inspect(&self, id: &MachineId) -> Result<MachineInfo, MachineError> {
+        Err(MachineError::NotFound(id.as_str().into()))
+    }
+    fn recover(&self) -> Result<Vec<MachineInfo>, MachineError> {
+        Ok(Vec::new())
+    }
+    fn guest_address(&self, id: &MachineId) -> Result<GuestAddress, MachineError> {
+        Err(MachineError::NotFound(id.as_str().into()))
+    }
+    fn netns_path(&self, _: &MachineId) -> Option<PathBuf> {
+        None
+    }
+}
+
+struct Harness {
+    app: App,
+    backend: Arc<Recording>,
+    _dir: tempfile::TempDir,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let config = Config::new(dir.path().to_owned(), exe.clone(), exe);
+    std::fs::create_dir_all(&config.images_dir).unwrap();
+    let images = firepit_image::ImageStore::open(&config.images_dir).unwrap();
+    let backend = Arc::new(Recording::default());
+    let app = App::from_parts(config, Store::in_memory().unwrap(), images, backend.clone(), TOKEN.into());
+    Harness { app, backend, _dir: dir }
+}
+
+async fn call(app: &App, method: &str, uri: &str, token: Option<&str>, body: Option<&str>) -> (StatusCode, String) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req.body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned()))).unwrap();
+    let resp = router(app.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn error_code(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}")).to_owned()
+}
+
+#[tokio::test]
+async fn every_route_exists_and_needs_the_token() {
+    let h = harness();
+    for (method, path) in ROUTES {
+        let uri = path.replace("{id}", "abc").replace("{name}", "main");
+        let (status, body) = call(&h.app, method, &uri, None, None).await;
+        if *path == "/v1/health" {
+            assert_eq!(status, StatusCode::OK, "{method} {path}: {body}");
+        } else {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}: {body}");
+            assert_eq!(error_code(&body), "unauthorized");
+        }
+        let (status, _) = call(&h.app, method, &uri, Some("wrong"), None).await;
+        if *path != "/v1/health" {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} with a wrong token");
+        }
+    }
+    let (status, _) = call(&h.app, "GET", "/v1/nothing-here", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn the_openapi_document_lists_exactly_the_routes() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api/openapi.yaml");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut documented = BTreeSet::new();
+    for (p, item) in doc["paths"].as_mapping().expect("paths") {
+        for (m, _) in item.as_mapping().expect("path item") {
+            let m = m.as_str().unwrap();
+            if m != "parameters" {
+                documented.insert((m.to_uppercase(), p.as_str().unwrap().to_owned()));
+            }
+        }
+    }
+    let routed: BTreeSet<_> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(documented, routed, "docs/api/openapi.yaml and api::ROUTES differ");
+}
+
+#[tokio::test]
+async fn health_answers_without_a_token() {
+    let h = harness();
+    let (status, body) = call(&h.app, "GET", "/v1/health", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("\"ok\":true"), "{body}");
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let h = harness();
+    let t = Some(TOKEN);
+    let (s, b) = call(&h.app, "GET", "/v1/sessions/nosuch", t, None).await;
+    assert_eq!((s, error_code(&b).as_str()), (StatusCode::NOT_FOUND, "session_not_found"));
+    assert!(b.contains("firepit ls"), "the message says what to do: {b}");
+
+    let (s, b) = call(&h.app, "GET", "/v1/sessions/..%2F..%2Fetc/ports", t, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+
+    let (s, b) = call(&h.app, "POST", "/v1/sessions", t, Some("{not json")).await;
+    assert_eq!((s, error_code(&b).as_str()), (StatusCode::BAD_REQUEST, "bad_request"));
+
+    let (s, b) = call(&h.app, "POST", "/v1/sessions", t, Some(r#"{"imag":"x"}"#)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b.contains("unknown field"), "{b}");
+
+    let (s, b) = call(&h.app, "POST", "/v1/sessions", t, Some(r#"{"limits":{"cpus":-1}}"#)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b.contains("cpu limit"), "{b}");
+
+    let (s, b) = call(&h.app, "POST", "/v1/sessions", t, Some(r#"{"limits":{"memory_bytes":5}}"#)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+
+    let (s, b) = call(&h.app, "POST", "/v1/sessions", t, Some(r#"{"image":"nope"}"#)).await;
+    assert_eq!((s, error_code(&b).as_str()), (StatusCode::NOT_FOUND, "image_not_found"), "{b}");
+    assert!(b.contains("firepit image build"), "the message says what to do: {b}");
+
+    // None of this reached the backend or left a session behind.
+    assert!(h.backend.0.lock().unwrap().is_empty());
+    let (_, b) = call(&h.app, "GET", "/v1/sessions", t, None).await;
+    assert_eq!(b, "[]");
+}
+
+#[tokio::test]
+async fn a_failed_create_leaves_no_session() {
+    let h = harness();
+    // An image that exists as far as the store can tell: a rootfs and a manifest.
+    let images = &h.app.config().images_dir;
+    let rootfs = images.join("tiny/rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let manifest = firepit_image::Manifest {
+        name: "tiny".into(),
+        recipe: "minimal".into(),
+        variant: "minbase".into(),
+        packages: Vec::new(),
+        suite: "test".into(),
+        mirror: "file:/nowhere".into(),
+        arch: "amd64".into(),
+        uid_base: 100_000,
+        created: 0,
+        size_bytes: 0,
+        builder: "hand".into(),
+        builder_version: "0".into(),
+    };
+    manifest.write(&images.join("tiny/image.json")).unwrap();
+    let (s, b) = call(&h.app, "POST", "/v1/sessions", Some(TOKEN), Some(r#"{"image":"tiny"}"#)).await;
+    assert!(s.is_server_error(), "{s} {b}");
+    assert!(b.contains("makes no machines"), "{b}");
+    let calls = h.backend.0.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0].starts_with("create "), "{calls:?}");
+    let (_, b) = call(&h.app, "GET", "/v1/sessions", Some(TOKEN), None).await;
+    assert_eq!(b, "[]", "the failed session is gone");
+}

@@ -1,0 +1,320 @@
+//! Handles of long-lived operations: execs, ptys, file transfers, port watches, logs.
+//!
+//! Each wraps one stream. Dropping a handle before its stream ended cancels it on the
+//! guest (an exec is killed, a pty detached, a transfer aborted, a watch stopped).
+
+use bytes::{Bytes, BytesMut};
+use firepit_wire::guest::{
+    ExitStatus, FrameKind, LogChunk, OutputStream, PortInfo, PtyInfo, Request, Response,
+};
+
+use crate::Error;
+use crate::conn::{StreamHandle, into_result, parse};
+
+fn unexpected(r: Response) -> Error {
+    Error::Protocol(format!("unexpected response {r:?}"))
+}
+
+/// What an exec produced next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEvent {
+    /// Bytes of standard output.
+    Stdout(Bytes),
+    /// Bytes of standard error.
+    Stderr(Bytes),
+    /// The process ended; the last event.
+    Exit(ExitStatus),
+}
+
+/// Everything an exec produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Standard output.
+    pub stdout: Bytes,
+    /// Standard error.
+    pub stderr: Bytes,
+    /// How it ended.
+    pub status: ExitStatus,
+}
+
+/// A running command.
+pub struct Exec {
+    s: StreamHandle,
+    pid: u32,
+}
+
+impl Exec {
+    pub(crate) fn new(s: StreamHandle, pid: u32) -> Exec {
+        Exec { s, pid }
+    }
+
+    /// The process's pid in the machine (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The next output or the exit; `Ok(None)` after the exit.
+    pub async fn next_event(&mut self) -> Result<Option<ExecEvent>, Error> {
+        let Some(f) = self.s.next().await? else {
+            return Ok(None);
+        };
+        Ok(Some(match f.kind {
+            FrameKind::Data => ExecEvent::Stdout(f.payload),
+            FrameKind::Stderr => ExecEvent::Stderr(f.payload),
+            FrameKind::Control => match into_result(parse(&f)?)? {
+                Response::Exit(st) => ExecEvent::Exit(st),
+                other => return Err(unexpected(other)),
+            },
+        }))
+    }
+
+    /// Writes to the command's stdin (the request must have had `stdin: true`).
+    pub async fn stdin_write(&self, data: Bytes) -> Result<(), Error> {
+        self.s.data(data).await
+    }
+
+    /// Closes the command's stdin.
+    pub async fn stdin_close(&self) -> Result<(), Error> {
+        self.s.request(&Request::StdinClose).await
+    }
+
+    /// Sends `signal` to the command's process group.
+    pub async fn kill(&self, signal: i32) -> Result<(), Error> {
+        self.s.request(&Request::Kill { signal }).await
+    }
+
+    /// Collects all output until the exit.
+    pub async fn output(mut self) -> Result<ExecOutput, Error> {
+        let (mut stdout, mut stderr) = (BytesMut::new(), BytesMut::new());
+        loop {
+            match self.next_event().await? {
+                Some(ExecEvent::Stdout(b)) => stdout.extend_from_slice(&b),
+                Some(ExecEvent::Stderr(b)) => stderr.extend_from_slice(&b),
+                Some(ExecEvent::Exit(status)) => {
+                    return Ok(ExecOutput {
+                        stdout: stdout.freeze(),
+                        stderr: stderr.freeze(),
+                        status,
+                    });
+                }
+                None => return Err(Error::Protocol("exec ended without an exit".into())),
+            }
+        }
+    }
+}
+
+/// What a pty produced next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PtyEvent {
+    /// Output (scrollback first, then live).
+    Output(Bytes),
+    /// The pty's process ended; the last event.
+    Exit(ExitStatus),
+}
+
+/// An attachment to a pty session. Dropping it detaches (the session lives on).
+pub struct Pty {
+    s: StreamHandle,
+    info: PtyInfo,
+}
+
+impl Pty {
+    pub(crate) fn new(s: StreamHandle, info: PtyInfo) -> Pty {
+        Pty { s, info }
+    }
+
+    /// The session as it was when attached.
+    pub fn info(&self) -> &PtyInfo {
+        &self.info
+    }
+
+    /// The next output or the exit; `Ok(None)` after the end.
+    pub async fn next_event(&mut self) -> Result<Option<PtyEvent>, Error> {
+        loop {
+            let Some(f) = self.s.next().await? else {
+                return Ok(None);
+            };
+            return Ok(Some(match f.kind {
+                FrameKind::Data | FrameKind::Stderr => PtyEvent::Output(f.payload),
+                FrameKind::Control => match into_result(parse(&f)?)? {
+                    Response::Exit(st) => PtyEvent::Exit(st),
+                    Response::Done => return Ok(None),
+                    _ => continue,
+                },
+            }));
+        }
+    }
+
+    /// Types into the pty.
+    pub async fn input(&self, data: Bytes) -> Result<(), Error> {
+        self.s.data(data).await
+    }
+
+    /// Resizes the pty (for every attached client).
+    pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), Error> {
+        self.s.request(&Request::PtyResize { cols, rows }).await
+    }
+}
+
+/// A file being read.
+pub struct FileReader {
+    s: StreamHandle,
+    size: u64,
+}
+
+impl FileReader {
+    pub(crate) fn new(s: StreamHandle, size: u64) -> FileReader {
+        FileReader { s, size }
+    }
+
+    /// The file's size when it was opened.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The next chunk; `Ok(None)` at the end of the file.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        let Some(f) = self.s.next().await? else {
+            return Ok(None);
+        };
+        match f.kind {
+            FrameKind::Data | FrameKind::Stderr => Ok(Some(f.payload)),
+            FrameKind::Control => match into_result(parse(&f)?)? {
+                Response::Done => Ok(None),
+                other => Err(unexpected(other)),
+            },
+        }
+    }
+
+    /// Reads the rest of the file.
+    pub async fn read_all(mut self) -> Result<Bytes, Error> {
+        let mut all = BytesMut::with_capacity(self.size.min(64 << 20) as usize);
+        while let Some(chunk) = self.next_chunk().await? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all.freeze())
+    }
+}
+
+/// A file being written. Dropping it without [`FileWriter::finish`] leaves no file.
+pub struct FileWriter {
+    s: StreamHandle,
+}
+
+impl FileWriter {
+    pub(crate) fn new(s: StreamHandle) -> FileWriter {
+        FileWriter { s }
+    }
+
+    /// Sends more of the file.
+    pub async fn write(&mut self, data: Bytes) -> Result<(), Error> {
+        if self.s.ended() {
+            // The guest ended the stream early: an error is waiting in `finish`.
+            return Ok(());
+        }
+        self.s.data(data).await
+    }
+
+    /// Commits the file (renames it into place) and reports how the write went.
+    pub async fn finish(mut self) -> Result<(), Error> {
+        self.s.request(&Request::WriteFinish).await?;
+        loop {
+            match self.s.next().await? {
+                Some(f) if f.kind == FrameKind::Control => match into_result(parse(&f)?)? {
+                    Response::Done => return Ok(()),
+                    other => return Err(unexpected(other)),
+                },
+                Some(_) => continue,
+                None => return Err(Error::Protocol("write ended without an answer".into())),
+            }
+        }
+    }
+}
+
+/// A change of the listening ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortEvent {
+    /// A port started listening.
+    Opened(PortInfo),
+    /// A port stopped listening.
+    Closed(PortInfo),
+}
+
+/// A watch of the listening TCP ports.
+pub struct PortWatch {
+    s: StreamHandle,
+    initial: Vec<PortInfo>,
+}
+
+impl PortWatch {
+    pub(crate) fn new(s: StreamHandle, initial: Vec<PortInfo>) -> PortWatch {
+        PortWatch { s, initial }
+    }
+
+    /// The ports that listened when the watch began.
+    pub fn initial(&self) -> &[PortInfo] {
+        &self.initial
+    }
+
+    /// The next change; `Ok(None)` if the guest ended the watch.
+    pub async fn next(&mut self) -> Result<Option<PortEvent>, Error> {
+        loop {
+            let Some(f) = self.s.next().await? else {
+                return Ok(None);
+            };
+            if f.kind != FrameKind::Control {
+                continue;
+            }
+            return match into_result(parse(&f)?)? {
+                Response::PortOpened(p) => Ok(Some(PortEvent::Opened(p))),
+                Response::PortClosed(p) => Ok(Some(PortEvent::Closed(p))),
+                Response::Done => Ok(None),
+                _ => continue,
+            };
+        }
+    }
+}
+
+/// A service's log, as chunks tagged with their stream.
+pub struct LogStream {
+    s: StreamHandle,
+    live: bool,
+}
+
+impl LogStream {
+    pub(crate) fn new(s: StreamHandle) -> LogStream {
+        LogStream { s, live: false }
+    }
+
+    /// Whether the tail was delivered and what follows is live output.
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// The next chunk; `Ok(None)` at the end (without follow, after the tail).
+    pub async fn next(&mut self) -> Result<Option<LogChunk>, Error> {
+        loop {
+            let Some(f) = self.s.next().await? else {
+                return Ok(None);
+            };
+            return match f.kind {
+                FrameKind::Data => Ok(Some(LogChunk {
+                    stream: OutputStream::Stdout,
+                    data: f.payload,
+                })),
+                FrameKind::Stderr => Ok(Some(LogChunk {
+                    stream: OutputStream::Stderr,
+                    data: f.payload,
+                })),
+                FrameKind::Control => match into_result(parse(&f)?)? {
+                    Response::Done => Ok(None),
+                    Response::LogsLive => {
+                        self.live = true;
+                        continue;
+                    }
+                    _ => continue,
+                },
+            };
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The client against a scripted in-memory guest (the real guest is exercised end to end
+//! in `firepit-guest`'s tests).
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use firepit_guest_client::{ErrorKind, ExecEvent, ExecRequest, GuestClient, GuestInfo};
+use firepit_wire::guest::{ExitStatus, Frame, Request, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+async fn next_frame(io: &mut DuplexStream, buf: &mut BytesMut) -> Option<Frame> {
+    loop {
+        if let Some(f) = Frame::decode(buf).unwrap() {
+            return Some(f);
+        }
+        if io.read_buf(buf).await.unwrap() == 0 {
+            return None;
+        }
+    }
+}
+
+async fn guard<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("hang guard")
+}
+
+#[tokio::test]
+async fn info_and_exec_over_any_transport() {
+    let (client_io, mut guest) = tokio::io::duplex(1 << 16);
+    let client = GuestClient::over(client_io);
+    let fake = tokio::spawn(async move {
+        let mut buf = BytesMut::new();
+        while let Some(f) = next_frame(&mut guest, &mut buf).await {
+            let reply: Vec<Frame> = match f.parse::<Request>().unwrap() {
+                Request::Info => vec![Frame::control(
+                    f.stream,
+                    &Response::Info(GuestInfo {
+                        version: "x".into(),
+                        protocol: 1,
+                        pid: 1,
+                        hostname: "m".into(),
+                        uptime_ms: 5,
+                    }),
+                )],
+                Request::Exec(_) => vec![
+                    Frame::control(f.stream, &Response::Started { pid: 9 }),
+                    Frame::data(f.stream, "out".into()),
+                    Frame::stderr(f.stream, "err".into()),
+                    Frame::control(
+                        f.stream,
+                        &Response::Exit(ExitStatus {
+                            code: Some(0),
+                            signal: None,
+                            timed_out: false,
+                        }),
+                    ),
+                ],
+                _ => vec![],
+            };
+            for r in reply {
+                guest.write_all(&r.to_bytes()).await.unwrap();
+            }
+        }
+    });
+    assert_eq!(guard(client.info()).await.unwrap().hostname, "m");
+    let mut exec = guard(client.exec(ExecRequest::shell("x"))).await.unwrap();
+    assert_eq!(exec.pid(), 9);
+    assert_eq!(
+        guard(exec.next_event()).await.unwrap(),
+        Some(ExecEvent::Stdout("out".into()))
+    );
+    let out = guard(exec.output()).await.unwrap();
+    assert_eq!(out.stderr, "err");
+    assert!(out.status.success());
+    drop(client);
+    guard(fake).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dropped_connection_fails_open_streams_and_new_calls() {
+    let (client_io, mut guest) = tokio::io::duplex(1 << 16);
+    let client = GuestClient::over(client_io);
+    let pending = tokio::spawn({
+        let c = client.clone();
+        async move { c.info().await }
+    });
+    let mut buf = BytesMut::new();
+    let f = guard(next_frame(&mut guest, &mut buf)).await.unwrap();
+    assert_eq!(f.parse::<Request>().unwrap(), Request::Info);
+    drop(guest);
+    let err = guard(pending).await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed);
+    assert_eq!(
+        guard(client.info()).await.unwrap_err().kind(),
+        ErrorKind::Closed
+    );
+    assert!(client.is_closed());
+}
+
+#[tokio::test]
+async fn a_guest_error_keeps_its_kind() {
+    let (client_io, mut guest) = tokio::io::duplex(1 << 16);
+    let client = GuestClient::over(client_io);
+    tokio::spawn(async move {
+        let mut buf = BytesMut::new();
+        while let Some(f) = next_frame(&mut guest, &mut buf).await {
+            let e = firepit_wire::guest::WireError::new(ErrorKind::NotFound, "no such pty: x");
+            guest
+                .write_all(&Frame::control(f.stream, &Response::Error(e)).to_bytes())
+                .await
+                .unwrap();
+        }
+    });
+    let err = guard(client.pty_attach("x", None)).await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(err.to_string(), "no such pty: x");
+}

@@ -1,0 +1,153 @@
+//! pty sessions end to end.
+
+use bytes::Bytes;
+use firepit_guest_client::{ErrorKind, Pty, PtyCreate, PtyEvent};
+
+use crate::{Harness, guard};
+
+/// Reads output until `needle` was seen; returns everything read.
+async fn read_until(pty: &mut Pty, needle: &str) -> String {
+    let mut seen = String::new();
+    guard(async {
+        while !seen.contains(needle) {
+            match pty.next_event().await.unwrap() {
+                Some(PtyEvent::Output(b)) => seen.push_str(&String::from_utf8_lossy(&b)),
+                other => panic!("before {needle:?}: {other:?}; seen {seen:?}"),
+            }
+        }
+    })
+    .await;
+    seen
+}
+
+fn sh(argv: &[&str]) -> PtyCreate {
+    PtyCreate {
+        argv: Some(argv.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn main_pty_exists_from_boot() {
+    let h = Harness::start().await;
+    let list = guard(async {
+        loop {
+            let l = h.client.pty_list().await.unwrap();
+            if !l.is_empty() {
+                return l;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(list[0].name, "main");
+    let mut main = guard(h.client.pty_attach("main", None)).await.unwrap();
+    main.input(Bytes::from("echo hi-$((40+2))\n"))
+        .await
+        .unwrap();
+    read_until(&mut main, "hi-42").await;
+}
+
+#[tokio::test]
+async fn two_clients_share_output_and_a_late_one_gets_scrollback() {
+    let h = Harness::start_with(&["--no-main-pty"]).await;
+    let mut a = guard(h.client.pty_attach("t", Some(sh(&["/bin/sh"]))))
+        .await
+        .unwrap();
+    let mut b = guard(h.client.pty_attach("t", None)).await.unwrap();
+    a.input(Bytes::from("echo one-$((1+1))\n")).await.unwrap();
+    read_until(&mut a, "one-2").await;
+    read_until(&mut b, "one-2").await;
+    b.input(Bytes::from("echo two-$((2+1))\n")).await.unwrap();
+    read_until(&mut a, "two-3").await;
+    read_until(&mut b, "two-3").await;
+    // A client on another connection attaching now first sees what came before.
+    let other = firepit_guest_client::GuestClient::connect_unix(&h.socket)
+        .await
+        .unwrap();
+    let mut late = guard(other.pty_attach("t", None)).await.unwrap();
+    let seen = read_until(&mut late, "two-3").await;
+    assert!(seen.contains("one-2"), "{seen:?}");
+    assert_eq!(h.client.pty_list().await.unwrap()[0].clients, 3);
+}
+
+#[tokio::test]
+async fn resize_is_seen_by_the_program() {
+    let h = Harness::start_with(&["--no-main-pty"]).await;
+    let mut p = guard(h.client.pty_attach("r", Some(sh(&["/bin/sh"]))))
+        .await
+        .unwrap();
+    p.resize(123, 45).await.unwrap();
+    p.input(Bytes::from("stty size; echo x-$((1+1))\n"))
+        .await
+        .unwrap();
+    let seen = read_until(&mut p, "x-2").await;
+    assert!(seen.contains("45 123"), "{seen:?}");
+    let info = h.client.pty_list().await.unwrap();
+    assert_eq!((info[0].cols, info[0].rows), (123, 45));
+}
+
+#[tokio::test]
+async fn exit_is_reported_and_unknown_pty_is_not_found() {
+    let h = Harness::start_with(&["--no-main-pty"]).await;
+    let mut p = guard(
+        h.client
+            .pty_attach("e", Some(sh(&["/bin/sh", "-c", "echo bye; exit 7"]))),
+    )
+    .await
+    .unwrap();
+    let status = guard(async {
+        loop {
+            match p.next_event().await.unwrap() {
+                Some(PtyEvent::Exit(st)) => return st,
+                Some(PtyEvent::Output(_)) => {}
+                None => panic!("ended without exit"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(status.code, Some(7));
+    let err = guard(h.client.pty_attach("nope", None))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        guard(h.client.pty_close("nope")).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test]
+async fn main_is_restarted_when_its_shell_exits() {
+    let h = Harness::start().await;
+    let mut main = guard(async {
+        loop {
+            if let Ok(p) = h.client.pty_attach("main", None).await {
+                return p;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let first = main.info().pid;
+    main.input(Bytes::from("exit\n")).await.unwrap();
+    guard(async {
+        while let Some(ev) = main.next_event().await.unwrap() {
+            if matches!(ev, PtyEvent::Exit(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    guard(async {
+        loop {
+            let l = h.client.pty_list().await.unwrap();
+            if l.iter().any(|p| p.name == "main" && p.pid != first) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}

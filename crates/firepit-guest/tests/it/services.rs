@@ -1,0 +1,132 @@
+//! Services end to end.
+
+use firepit_guest_client::{
+    Command, ErrorKind, LogStream, OutputStream, RestartPolicy, ServiceSpec, ServiceState,
+};
+
+use crate::{Harness, guard};
+
+fn spec(name: &str, line: &str, restart: RestartPolicy) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        command: Command::Shell(line.into()),
+        env: vec![],
+        cwd: None,
+        restart,
+    }
+}
+
+async fn read_until(logs: &mut LogStream, needle: &str) -> Vec<(OutputStream, String)> {
+    let mut seen = Vec::new();
+    guard(async {
+        while !seen
+            .iter()
+            .any(|(_, s): &(OutputStream, String)| s.contains(needle))
+        {
+            let c = logs.next().await.unwrap().expect("log ended");
+            seen.push((c.stream, String::from_utf8_lossy(&c.data).into_owned()));
+        }
+    })
+    .await;
+    seen
+}
+
+#[tokio::test]
+async fn on_failure_restarts_and_logs_follow() {
+    let h = Harness::start_with(&["--no-main-pty"]).await;
+    let info = guard(h.client.service_start(spec(
+        "flaky",
+        "echo started; echo oops >&2; exit 1",
+        RestartPolicy::OnFailure,
+    )))
+    .await
+    .unwrap();
+    assert_eq!(info.name, "flaky");
+    let mut logs = guard(h.client.service_logs("flaky", None, true))
+        .await
+        .unwrap();
+    let seen = read_until(&mut logs, "oops").await;
+    assert!(
+        seen.iter()
+            .any(|(s, t)| *s == OutputStream::Stderr && t.contains("oops"))
+    );
+    assert!(
+        seen.iter()
+            .any(|(s, t)| *s == OutputStream::Stdout && t.contains("started"))
+    );
+    guard(async {
+        loop {
+            let l = h.client.service_list().await.unwrap();
+            if l[0].restarts >= 2 {
+                assert_eq!(l[0].last_exit.unwrap().code, Some(1));
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    guard(h.client.service_stop("flaky")).await.unwrap();
+    assert_eq!(
+        h.client.service_list().await.unwrap()[0].state,
+        ServiceState::Stopped
+    );
+}
+
+#[tokio::test]
+async fn stop_tail_and_errors() {
+    let h = Harness::start_with(&["--no-main-pty"]).await;
+    guard(h.client.service_start(spec(
+        "web",
+        "echo line1; echo line2; exec sleep 1000",
+        RestartPolicy::Always,
+    )))
+    .await
+    .unwrap();
+    let err = guard(
+        h.client
+            .service_start(spec("web", "true", RestartPolicy::Never)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    let mut logs = guard(h.client.service_logs("web", None, true))
+        .await
+        .unwrap();
+    read_until(&mut logs, "line2").await;
+    let mut tail = guard(h.client.service_logs("web", Some(6), false))
+        .await
+        .unwrap();
+    let c = guard(tail.next()).await.unwrap().unwrap();
+    assert_eq!(c.data, "line2\n");
+    assert!(guard(tail.next()).await.unwrap().is_none());
+    let l = h.client.service_list().await.unwrap();
+    assert_eq!(l[0].state, ServiceState::Running);
+    assert!(l[0].pid.is_some());
+    guard(h.client.service_stop("web")).await.unwrap();
+    let l = h.client.service_list().await.unwrap();
+    assert_eq!(l[0].state, ServiceState::Stopped);
+    assert_eq!(l[0].last_exit.unwrap().signal, Some(libc::SIGTERM));
+    let err = guard(h.client.service_logs("nope", None, false))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    let err = guard(
+        h.client
+            .service_start(spec("bad", "x", RestartPolicy::Never)),
+    )
+    .await;
+    assert!(
+        err.is_ok(),
+        "a shell line starts sh; sh reports the missing command in the log"
+    );
+    let mut argv = spec("bad2", "", RestartPolicy::Never);
+    argv.command = Command::Argv(vec!["no-such-program-xyz".into()]);
+    assert_eq!(
+        guard(h.client.service_start(argv))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}

@@ -1,0 +1,454 @@
+//! Building an image tree: choose the archive, run mmdebstrap (or debootstrap) in a private
+//! mount and PID namespace, report its progress, then finish the tree for machines.
+//!
+//! The builder runs as `unshare --mount --propagation private --pid --fork --kill-child`, with
+//! `PR_SET_PDEATHSIG=SIGKILL` on `unshare`: if the build's caller dies (Ctrl-C, `kill -9`), the
+//! whole builder process tree dies with it and the `/proc`, `/sys` and `/dev` mounts it made
+//! inside the tree vanish with its mount namespace, so the half-built tree can be deleted
+//! safely by the next build or list.
+
+use std::collections::VecDeque;
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::error::{Error, IoContext, Result};
+use crate::progress::{self, Phase, Progress};
+use crate::recipe::Recipe;
+use crate::sources::{self, AptEntry};
+
+/// How to build: where packages come from and how owners are shifted. The defaults read the
+/// host's apt sources (`/etc/apt`) and `/etc/os-release`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// The archive to build from instead of the host's main archive. When set, the image is
+    /// built from this mirror alone and its apt sources list only it.
+    pub mirror: Option<String>,
+    /// The suite instead of the host's.
+    pub suite: Option<String>,
+    /// The Debian architecture instead of the host's.
+    pub arch: Option<String>,
+    /// The first id outside that a machine's id 0 maps to (0, or at least 65536).
+    pub uid_base: u32,
+    /// The apt configuration directory whose sources are read.
+    pub apt_dir: PathBuf,
+    /// The os-release file whose `VERSION_CODENAME` picks the main archive.
+    pub os_release: PathBuf,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            mirror: None,
+            suite: None,
+            arch: None,
+            uid_base: crate::DEFAULT_UID_BASE,
+            apt_dir: PathBuf::from("/etc/apt"),
+            os_release: PathBuf::from("/etc/os-release"),
+        }
+    }
+}
+
+/// Where the packages come from: the main archive, and every source the image gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Archive {
+    pub main: AptEntry,
+    pub all: Vec<AptEntry>,
+}
+
+/// Resolve the archive from the options and the host's apt sources.
+pub(crate) fn resolve_archive(opts: &BuildOptions) -> Result<Archive> {
+    let host = sources::read_dir(&opts.apt_dir)?;
+    let codename = sources::codename(&opts.os_release)?;
+    let host_main = sources::select_main(&host, opts.suite.as_deref().or(codename.as_deref()));
+    let no_source = || Error::NoAptSource { apt_dir: opts.apt_dir.clone() };
+    if let Some(mirror) = &opts.mirror {
+        let suite = opts
+            .suite
+            .clone()
+            .or_else(|| host_main.map(|m| m.suite.clone()))
+            .or(codename)
+            .ok_or_else(no_source)?;
+        let main = AptEntry {
+            uri: mirror.clone(),
+            suite,
+            components: host_main.map_or_else(|| vec!["main".into()], |m| m.components.clone()),
+            signed_by: host_main.filter(|m| &m.uri == mirror).and_then(|m| m.signed_by.clone()),
+        };
+        return Ok(Archive { all: vec![main.clone()], main });
+    }
+    let mut main = host_main.ok_or_else(no_source)?.clone();
+    if let Some(suite) = &opts.suite {
+        main.suite = suite.clone();
+    }
+    Ok(Archive { all: sources::distribution(&host, &main), main })
+}
+
+/// The program that builds trees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Tool {
+    Mmdebstrap(PathBuf),
+    Debootstrap(PathBuf),
+}
+
+impl Tool {
+    pub(crate) fn find() -> Result<Tool> {
+        if let Some(p) = which("mmdebstrap") {
+            return Ok(Tool::Mmdebstrap(p));
+        }
+        which("debootstrap").map(Tool::Debootstrap).ok_or(Error::NoBuilder)
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Tool::Mmdebstrap(p) | Tool::Debootstrap(p) => p,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Tool::Mmdebstrap(_) => "mmdebstrap",
+            Tool::Debootstrap(_) => "debootstrap",
+        }
+    }
+
+    /// `mmdebstrap 1.3.5`, or the bare name if `--version` says nothing useful.
+    pub(crate) fn version(&self) -> String {
+        Command::new(self.path())
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.lines().next().map(|l| l.trim().to_owned()))
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| self.name().to_owned())
+    }
+
+    /// The builder's arguments for a recipe.
+    pub(crate) fn args(&self, recipe: &Recipe, archive: &Archive, arch: &str, target: &Path) -> Vec<String> {
+        let include = format!("--include={}", recipe.packages.join(","));
+        let variant = format!("--variant={}", recipe.variant);
+        let suite = archive.main.suite.clone();
+        let target = target.display().to_string();
+        match self {
+            Tool::Mmdebstrap(_) => {
+                let mut a = vec!["--mode=root".into(), "--format=directory".into(), variant, include];
+                a.push(format!("--architectures={arch}"));
+                for opt in DPKG_EXCLUDES {
+                    a.push(format!("--dpkgopt={opt}"));
+                }
+                if recipe.keep_apt_lists {
+                    a.push("--skip=cleanup/apt/lists".into());
+                }
+                a.extend([suite, target]);
+                a.extend(archive.all.iter().map(AptEntry::one_line));
+                a
+            }
+            Tool::Debootstrap(_) => {
+                let mut a = vec![variant, include, format!("--arch={arch}")];
+                a.push(format!("--components={}", archive.main.components.join(",")));
+                if let Some(key) = archive.main.signed_by.as_deref().filter(|k| k.starts_with('/')) {
+                    a.push(format!("--keyring={key}"));
+                }
+                a.extend([suite, target, archive.main.uri.clone()]);
+                a
+            }
+        }
+    }
+}
+
+/// Documentation, manual pages and translations are left out of images (mmdebstrap only);
+/// the rule stays in the image, so packages installed later leave them out too.
+const DPKG_EXCLUDES: &[&str] = &[
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/locale/*",
+    "path-include=/usr/share/locale/locale.alias",
+];
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// The Debian architecture of the host.
+pub(crate) fn host_arch() -> String {
+    Command::new("dpkg")
+        .arg("--print-architecture")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            match std::env::consts::ARCH {
+                "x86_64" => "amd64",
+                "aarch64" => "arm64",
+                "x86" => "i386",
+                "powerpc64" => "ppc64el",
+                other => other,
+            }
+            .to_owned()
+        })
+}
+
+/// Run the builder into `target` (which must not exist yet), reporting progress.
+pub(crate) fn run_tool(
+    tool: &Tool,
+    args: &[String],
+    started: Instant,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let mut cmd = match which("unshare") {
+        Some(unshare) => {
+            let mut c = Command::new(unshare);
+            c.args(["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--"]);
+            c.arg(tool.path());
+            c
+        }
+        None => Command::new(tool.path()),
+    };
+    cmd.args(args)
+        .env("LC_ALL", "C.UTF-8")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null());
+    // O_CLOEXEC: a concurrent build's child must not inherit this pipe.
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::io("creating a pipe", "", e.into()))?;
+    let write2 = write.try_clone().ctx("duplicating a pipe", "")?;
+    cmd.stdout(Stdio::from(write)).stderr(Stdio::from(write2));
+    // SAFETY: prctl and close_range are async-signal-safe and touch no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            // The builder's shell scripts (dash) cannot redirect fds above 9, and mmdebstrap
+            // hands them the next free fd: start it with nothing but 0, 1 and 2 open.
+            libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, 0);
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().ctx("starting", tool.path())?;
+    drop(cmd); // closes our copies of the pipe's write end
+
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let mut phase = Phase::Prepare;
+    let mut reader = BufReader::new(std::fs::File::from(read));
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("reading the output of", tool.path(), e)),
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end();
+        if tail.len() == 40 {
+            tail.pop_front();
+        }
+        tail.push_back(line.to_owned());
+        if let Some((p, msg)) = progress::parse_line(line) {
+            if p != phase || tool.name() == "mmdebstrap" {
+                phase = p;
+                progress(Progress { phase, message: msg.to_owned(), elapsed: started.elapsed() });
+            }
+        }
+    }
+    let status = child.wait().ctx("waiting for", tool.path())?;
+    if !status.success() {
+        return Err(Error::BuilderFailed {
+            tool: tool.name().to_owned(),
+            status: status.to_string(),
+            tail: Vec::from(tail).join("\n"),
+        });
+    }
+    Ok(())
+}
+
+/// The finishing touches, done as the host's root before the shift: hostname and hosts,
+/// `/root`, `/tmp` and `/workspace`, apt configuration and sources, no apt caches.
+pub(crate) fn finalize(rootfs: &Path, archive: &Archive, keep_apt_lists: bool) -> Result<()> {
+    let write = |rel: &str, text: &str| {
+        let p = rootfs.join(rel);
+        std::fs::write(&p, text).ctx("writing", p)
+    };
+    write("etc/hostname", "firepit\n")?;
+    write(
+        "etc/hosts",
+        "127.0.0.1\tlocalhost\n127.0.1.1\tfirepit\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    )?;
+    for (rel, mode) in [("root", 0o700), ("tmp", 0o1777), ("workspace", 0o755)] {
+        let p = rootfs.join(rel);
+        std::fs::create_dir_all(&p).ctx("creating", &p)?;
+        std::os::unix::fs::lchown(&p, Some(0), Some(0)).ctx("changing the owner of", &p)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).ctx("chmod", &p)?;
+    }
+
+    // apt drops privileges to `_apt` for downloads, which fails in some sandboxes.
+    std::fs::create_dir_all(rootfs.join("etc/apt/apt.conf.d")).ctx("creating", rootfs.join("etc/apt"))?;
+    write("etc/apt/apt.conf.d/99firepit", "// Written by firepit.\nAPT::Sandbox::User \"root\";\n")?;
+
+    // The host's sources for this distribution, and the keyrings they name.
+    std::fs::create_dir_all(rootfs.join("etc/apt/sources.list.d")).ctx("creating", rootfs.join("etc/apt"))?;
+    write("etc/apt/sources.list.d/debian.sources", &sources::render_deb822(&archive.all))?;
+    let list = rootfs.join("etc/apt/sources.list");
+    match std::fs::remove_file(&list) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("removing", list, e)),
+        _ => {}
+    }
+    for key in archive.all.iter().filter_map(|e| e.signed_by.as_deref()) {
+        let host = Path::new(key);
+        if !key.starts_with('/') || key.contains('\n') || !host.is_file() {
+            continue;
+        }
+        let inside = rootfs.join(key.trim_start_matches('/'));
+        if !inside.exists() {
+            if let Some(parent) = inside.parent() {
+                std::fs::create_dir_all(parent).ctx("creating", parent)?;
+            }
+            std::fs::copy(host, &inside).ctx("copying a keyring to", &inside)?;
+        }
+    }
+
+    // apt caches: downloaded packages and binary caches always go; lists unless kept.
+    let mut doomed = vec![rootfs.join("var/cache/apt/archives/partial")];
+    doomed.extend(files_in(&rootfs.join("var/cache/apt"), |n| n.ends_with(".bin"))?);
+    doomed.extend(files_in(&rootfs.join("var/cache/apt/archives"), |n| n.ends_with(".deb"))?);
+    if !keep_apt_lists {
+        doomed.extend(files_in(&rootfs.join("var/lib/apt/lists"), |n| n != "lock" && n != "partial")?);
+    }
+    for p in doomed {
+        crate::fsutil::remove_tree(&p)?;
+    }
+    for rel in ["var/cache/apt/archives/partial", "var/lib/apt/lists/partial"] {
+        let p = rootfs.join(rel);
+        std::fs::create_dir_all(&p).ctx("creating", &p)?;
+    }
+    Ok(())
+}
+
+fn files_in(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => Ok(rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_str().is_some_and(&keep))
+            .map(|e| e.path())
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io("reading", dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(dir: &Path, sources: &str) -> BuildOptions {
+        std::fs::create_dir_all(dir.join("apt/sources.list.d")).unwrap();
+        std::fs::write(dir.join("apt/sources.list.d/debian.sources"), sources).unwrap();
+        std::fs::write(dir.join("os-release"), "VERSION_CODENAME=bookworm\n").unwrap();
+        BuildOptions { apt_dir: dir.join("apt"), os_release: dir.join("os-release"), ..Default::default() }
+    }
+
+    const HOST: &str = "Types: deb\nURIs: http://m.invalid/debian\nSuites: bookworm bookworm-updates\n\
+        Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
+        Types: deb\nURIs: http://m.invalid/debian-security\nSuites: bookworm-security\nComponents: main\n";
+
+    #[test]
+    fn archive_from_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = resolve_archive(&opts(dir.path(), HOST)).unwrap();
+        assert_eq!((a.main.uri.as_str(), a.main.suite.as_str()), ("http://m.invalid/debian", "bookworm"));
+        assert_eq!(a.all.len(), 3);
+    }
+
+    #[test]
+    fn archive_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path(), HOST);
+        o.mirror = Some("http://127.0.0.1:9/debian".into());
+        let a = resolve_archive(&o).unwrap();
+        assert_eq!(a.all, vec![a.main.clone()]);
+        assert_eq!((a.main.uri.as_str(), a.main.suite.as_str()), ("http://127.0.0.1:9/debian", "bookworm"));
+        assert_eq!(a.main.signed_by, None);
+        o.suite = Some("trixie".into());
+        assert_eq!(resolve_archive(&o).unwrap().main.suite, "trixie");
+        o.mirror = None;
+        let a = resolve_archive(&o).unwrap();
+        assert_eq!((a.main.uri.as_str(), a.main.suite.as_str(), a.all.len()), ("http://m.invalid/debian", "trixie", 1));
+    }
+
+    #[test]
+    fn no_source_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = resolve_archive(&opts(dir.path(), "")).unwrap_err();
+        assert!(matches!(err, Error::NoAptSource { .. }), "{err}");
+        assert!(err.to_string().contains("mirror and suite"));
+    }
+
+    #[test]
+    fn mmdebstrap_args() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = resolve_archive(&opts(dir.path(), HOST)).unwrap();
+        let r = Recipe::builtin("minimal").unwrap();
+        let args = Tool::Mmdebstrap("/x".into()).args(&r, &a, "amd64", Path::new("/t/rootfs"));
+        assert!(args.contains(&"--variant=minbase".to_owned()));
+        assert!(args.iter().any(|a| a.starts_with("--include=bash,coreutils,")));
+        let i = args.iter().position(|a| a == "bookworm").unwrap();
+        assert_eq!(args[i + 1], "/t/rootfs");
+        assert_eq!(
+            args[i + 2],
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://m.invalid/debian bookworm main"
+        );
+        assert_eq!(args.len(), i + 5);
+        let d = Tool::Debootstrap("/x".into()).args(&r, &a, "amd64", Path::new("/t/rootfs"));
+        assert_eq!(&d[d.len() - 3..], ["bookworm", "/t/rootfs", "http://m.invalid/debian"]);
+    }
+
+    #[test]
+    fn finalize_a_fake_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = resolve_archive(&opts(dir.path(), HOST)).unwrap();
+        let root = dir.path().join("rootfs");
+        for d in ["etc/apt", "var/cache/apt/archives/partial", "var/lib/apt/lists/partial"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("etc/apt/sources.list"), "deb x y z\n").unwrap();
+        std::fs::write(root.join("var/cache/apt/pkgcache.bin"), "").unwrap();
+        std::fs::write(root.join("var/cache/apt/archives/a.deb"), "").unwrap();
+        std::fs::write(root.join("var/lib/apt/lists/m_Packages"), "").unwrap();
+        std::fs::write(root.join("var/lib/apt/lists/lock"), "").unwrap();
+        if !nix::unistd::geteuid().is_root() {
+            return; // lchown to root needs root
+        }
+        finalize(&root, &a, false).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "firepit\n");
+        let mode = |p: &str| std::fs::metadata(root.join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!((mode("tmp"), mode("root"), mode("workspace")), (0o1777, 0o700, 0o755));
+        assert!(!root.join("etc/apt/sources.list").exists());
+        let s = std::fs::read_to_string(root.join("etc/apt/sources.list.d/debian.sources")).unwrap();
+        assert!(s.contains("Suites: bookworm-security"));
+        assert!(!root.join("var/cache/apt/pkgcache.bin").exists());
+        assert!(!root.join("var/cache/apt/archives/a.deb").exists());
+        assert!(!root.join("var/lib/apt/lists/m_Packages").exists());
+        assert!(root.join("var/lib/apt/lists/lock").exists());
+        let conf = std::fs::read_to_string(root.join("etc/apt/apt.conf.d/99firepit")).unwrap();
+        assert!(conf.contains("APT::Sandbox::User \"root\";"));
+    }
+}

@@ -1,0 +1,390 @@
+//! The launcher: a short-lived, single-threaded process that starts one
+//! machine, so that clone/unshare/mount never run in the multithreaded daemon.
+//!
+//! Protocol: the backend runs `<launcher> <args..>` with a JSON
+//! [`LaunchRequest`] on stdin; the launcher answers one JSON [`LaunchReply`]
+//! on stdout and exits (0 when started).
+//!
+//! Steps, in the launcher:
+//! 1. join the machine's cgroups (so the child's cgroup namespace is rooted
+//!    there), unshare a private mount namespace of its own and mount the
+//!    overlay root, the read-only guest and the run dir — host mounts never
+//!    see them, and they vanish with the machine;
+//! 2. clone the child into new user, mount, pid, net, uts, ipc and cgroup
+//!    namespaces; write its uid/gid maps and `oom_score_adj = -1000`; create
+//!    its veth (peer straight into the child's netns); release the child;
+//! 3. wait until the child execs the guest (its error pipe closes) or reports
+//!    a failure, and answer with the child's pid and start time.
+//!
+//! In the child: become root of the user namespace, set the hostname, mount
+//! /proc, /sys (read-only), a minimal /dev, /tmp and /run, pivot_root,
+//! configure lo and eth0, drop capabilities, set no_new_privs, install
+//! seccomp, and exec `/.firepit/guest --socket /.firepit/run/guest.sock`.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::confine;
+use super::netlink::{Netlink, if_index};
+use super::procfs;
+
+/// The `argv[1]` by which the `firepit` binary recognizes a launcher run.
+pub const LAUNCH_ARG: &str = "__machine-launch";
+
+/// Where the guest is mounted inside machines.
+pub const GUEST_PATH: &str = "/.firepit/guest";
+/// Where the per-machine run dir is mounted inside machines.
+pub const RUN_PATH: &str = "/.firepit/run";
+/// The guest socket inside machines.
+pub const GUEST_SOCKET: &str = "/.firepit/run/guest.sock";
+
+/// The machine's end of its network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NetPlan {
+    pub bridge: String,
+    pub host_if: String,
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+}
+
+/// What the backend asks the launcher to start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LaunchRequest {
+    pub hostname: String,
+    pub image: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub rootfs: PathBuf,
+    pub guest: PathBuf,
+    pub run_dir: PathBuf,
+    pub log: PathBuf,
+    pub uid_base: u32,
+    pub cgroup_procs: Vec<PathBuf>,
+    pub net: Option<NetPlan>,
+}
+
+/// The launcher's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LaunchReply {
+    Started { pid: i32, start_time: u64 },
+    Failed { stage: String, message: String },
+}
+
+struct Failure {
+    stage: &'static str,
+    error: String,
+}
+
+trait Stage<T> {
+    fn at(self, stage: &'static str) -> Result<T, Failure>;
+}
+
+impl<T, E: std::fmt::Display> Stage<T> for Result<T, E> {
+    fn at(self, stage: &'static str) -> Result<T, Failure> {
+        self.map_err(|e| Failure { stage, error: e.to_string() })
+    }
+}
+
+/// Runs the launcher: reads a request on stdin, starts the machine, answers
+/// on stdout, exits. Call it from `main` before anything starts threads.
+pub fn launcher_main() -> ! {
+    let reply = match read_request() {
+        Ok(req) => match launch(&req) {
+            Ok((pid, start_time)) => LaunchReply::Started { pid, start_time },
+            Err(f) => LaunchReply::Failed { stage: f.stage.into(), message: f.error },
+        },
+        Err(f) => LaunchReply::Failed { stage: f.stage.into(), message: f.error },
+    };
+    let ok = matches!(reply, LaunchReply::Started { .. });
+    let mut out = io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, &reply);
+    let _ = out.flush();
+    std::process::exit(if ok { 0 } else { 1 })
+}
+
+fn read_request() -> Result<LaunchRequest, Failure> {
+    let mut text = String::new();
+    io::stdin().read_to_string(&mut text).at("reading the request")?;
+    serde_json::from_str(&text).at("parsing the request")
+}
+
+fn cstr(p: impl AsRef<Path>) -> CString {
+    CString::new(p.as_ref().as_os_str().as_bytes()).expect("paths have no NUL")
+}
+
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+fn mount(src: Option<&Path>, dst: &Path, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> io::Result<()> {
+    let src = src.map(cstr);
+    let dst_c = cstr(dst);
+    let fstype = fstype.map(|s| CString::new(s).expect("no NUL"));
+    let data = data.map(|s| CString::new(s).expect("no NUL"));
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: all pointers are NUL-terminated strings that outlive the call, or null.
+    let r = unsafe { libc::mount(ptr(&src), dst_c.as_ptr(), ptr(&fstype), flags, ptr(&data).cast()) };
+    check(r).map_err(|e| annotate(e, "mount", dst))
+}
+
+fn annotate(e: io::Error, what: &str, p: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for two descriptors.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors are fresh and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn launch(req: &LaunchRequest) -> Result<(i32, u64), Failure> {
+    let program = confine::seccomp_program().at("building the seccomp filter")?;
+    let pid = std::process::id().to_string();
+    for procs in &req.cgroup_procs {
+        fs::write(procs, &pid).at("joining the machine's cgroup")?;
+    }
+    // SAFETY: unshare(2) affects only this single-threaded process.
+    check(unsafe { libc::unshare(libc::CLONE_NEWNS) }).at("unsharing the mount namespace")?;
+    mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None).at("making mounts private")?;
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        req.image.display(),
+        req.upper.display(),
+        req.work.display()
+    );
+    mount(Some(Path::new("overlay")), &req.rootfs, Some("overlay"), 0, Some(&opts)).at("mounting the root overlay")?;
+    let guest = req.rootfs.join(&GUEST_PATH[1..]);
+    let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+    mount(Some(&req.guest), &guest, None, libc::MS_BIND, None).at("mounting the guest")?;
+    mount(None, &guest, None, ro, None).at("mounting the guest")?;
+    let run = req.rootfs.join(&RUN_PATH[1..]);
+    mount(Some(&req.run_dir), &run, None, libc::MS_BIND, None).at("mounting the run dir")?;
+    let rw = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    mount(None, &run, None, rw, None).at("mounting the run dir")?;
+
+    let log = fs::OpenOptions::new().create(true).append(true).open(&req.log).at("opening the guest log")?;
+    let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null").at("opening /dev/null")?;
+    let (go_r, go_w) = pipe().at("creating pipes")?;
+    let (err_r, err_w) = pipe().at("creating pipes")?;
+
+    let flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWCGROUP;
+    // SAFETY: a fork-like clone (no new stack) of a single-threaded process.
+    let child = unsafe { libc::syscall(libc::SYS_clone, (flags | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    if child < 0 {
+        return Err(io::Error::last_os_error()).at("cloning the machine's init");
+    }
+    if child == 0 {
+        drop(go_w);
+        drop(err_r);
+        child_main(req, go_r, err_w, &log, &null, &program);
+    }
+    let child = child as i32;
+    drop(go_r);
+    drop(err_w);
+    let kill = |f: Failure| {
+        // SAFETY: kill and reap our own child.
+        unsafe {
+            libc::kill(child, libc::SIGKILL);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+        }
+        f
+    };
+    prepare_child(req, child).map_err(kill)?;
+    let mut go_w = fs::File::from(go_w);
+    go_w.write_all(&[1]).at("releasing the machine's init").map_err(kill)?;
+    drop(go_w);
+    let mut report = String::new();
+    fs::File::from(err_r).read_to_string(&mut report).at("waiting for the machine's init").map_err(kill)?;
+    if !report.is_empty() {
+        let (stage, error) = report.split_once('\n').unwrap_or(("machine init", &report));
+        let stage: &'static str = match stage {
+            s if s.starts_with("mount") => "mounting the machine's filesystems",
+            s if s.starts_with("net") => "configuring the machine's network",
+            s if s.starts_with("exec") => "starting the guest",
+            _ => "setting up the machine's init",
+        };
+        return Err(kill(Failure { stage, error: error.to_string() }));
+    }
+    let start_time = procfs::start_time(child)
+        .ok_or_else(|| io::Error::other("the guest exited right away; see its log"))
+        .at("starting the guest")
+        .map_err(kill)?;
+    Ok((child, start_time))
+}
+
+fn prepare_child(req: &LaunchRequest, child: i32) -> Result<(), Failure> {
+    let map = format!("0 {} {}\n", req.uid_base, crate::spec::UID_COUNT);
+    fs::write(format!("/proc/{child}/uid_map"), &map).at("writing the uid map")?;
+    fs::write(format!("/proc/{child}/gid_map"), &map).at("writing the gid map")?;
+    // Best effort: without CAP_SYS_RESOURCE (some container hosts) the OOM
+    // killer still picks the biggest process of the cgroup, which is not the
+    // guest.
+    match fs::write(format!("/proc/{child}/oom_score_adj"), "-1000") {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+        r => r.at("protecting the guest from the OOM killer")?,
+    }
+    if let Some(net) = &req.net {
+        let nl = Netlink::open().at("creating the veth pair")?;
+        // A veth of a machine that just died may linger while its netns is torn down.
+        nl.delete_link(&net.host_if).at("creating the veth pair")?;
+        let bridge = if_index(&net.bridge).at("creating the veth pair")?;
+        nl.create_veth(&net.host_if, bridge, "eth0", child).at("creating the veth pair")?;
+    }
+    Ok(())
+}
+
+/// The child: sets the machine up and execs the guest; never returns.
+fn child_main(req: &LaunchRequest, go: OwnedFd, err: OwnedFd, log: &fs::File, null: &fs::File, program: &seccompiler::BpfProgram) -> ! {
+    let mut byte = [0u8; 1];
+    let mut go = fs::File::from(go);
+    if !matches!(go.read(&mut byte), Ok(1)) {
+        // The launcher gave up on us.
+        // SAFETY: _exit ends this process without running the parent's destructors.
+        unsafe { libc::_exit(1) };
+    }
+    let result = setup(req, log.as_raw_fd(), null.as_raw_fd(), program);
+    let (stage, e) = match result {
+        Ok(never) => match never {},
+        Err(x) => x,
+    };
+    let mut err = fs::File::from(err);
+    let _ = write!(err, "{stage}\n{e}");
+    // SAFETY: as above.
+    unsafe { libc::_exit(1) }
+}
+
+enum Never {}
+
+fn setup(req: &LaunchRequest, log: RawFd, null: RawFd, program: &seccompiler::BpfProgram) -> Result<Never, (&'static str, io::Error)> {
+    let at = |stage: &'static str| move |e: io::Error| (stage, e);
+    // SAFETY: plain id syscalls; the maps were written by the launcher.
+    unsafe {
+        check(libc::setresgid(0, 0, 0)).map_err(at("ids"))?;
+        check(libc::setgroups(0, std::ptr::null())).map_err(at("ids"))?;
+        check(libc::setresuid(0, 0, 0)).map_err(at("ids"))?;
+    }
+    let host = req.hostname.as_bytes();
+    // SAFETY: the buffer is valid for its length.
+    check(unsafe { libc::sethostname(host.as_ptr().cast(), host.len()) }).map_err(at("hostname"))?;
+    mount_filesystems(&req.rootfs).map_err(at("mount"))?;
+    network(req.net.as_ref()).map_err(|e| ("net", io::Error::other(e.to_string())))?;
+    // SAFETY: setsid/dup2/close_range on descriptors this process owns.
+    unsafe {
+        libc::setsid();
+        check(libc::dup2(null, 0)).map_err(at("stdio"))?;
+        check(libc::dup2(log, 1)).map_err(at("stdio"))?;
+        check(libc::dup2(log, 2)).map_err(at("stdio"))?;
+        check(libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) as libc::c_int).map_err(at("stdio"))?;
+    }
+    confine::confine(program).map_err(at("confine"))?;
+    let path = CString::new(GUEST_PATH).expect("no NUL");
+    let args = [path.clone(), CString::new("--socket").expect("no NUL"), CString::new(GUEST_SOCKET).expect("no NUL")];
+    let env = [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME=/root",
+        "TERM=xterm-256color",
+        "LANG=C.UTF-8",
+    ]
+    .map(|s| CString::new(s).expect("no NUL"));
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: argv and envp are null-terminated arrays of valid C strings.
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Err(("exec", io::Error::last_os_error()))
+}
+
+fn mount_filesystems(root: &Path) -> io::Result<()> {
+    use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
+    let dir = |p: &Path| match fs::create_dir(p) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(annotate(e, "mkdir", p)),
+        _ => Ok(()),
+    };
+    // The overlay came from the launcher's (more privileged) mount namespace,
+    // so it is locked here and cannot be pivoted to; a bind of it can.
+    mount(Some(root), root, None, MS_BIND | libc::MS_REC, None)?;
+    for d in ["proc", "sys", "dev", "tmp", "run"] {
+        dir(&root.join(d))?;
+    }
+    mount(Some(Path::new("proc")), &root.join("proc"), Some("proc"), MS_NOSUID | MS_NODEV | MS_NOEXEC, None)?;
+    mount(
+        Some(Path::new("sysfs")),
+        &root.join("sys"),
+        Some("sysfs"),
+        MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+        None,
+    )?;
+    let dev = root.join("dev");
+    mount(Some(Path::new("tmpfs")), &dev, Some("tmpfs"), MS_NOSUID | MS_NOEXEC, Some("mode=755,size=1m"))?;
+    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let target = dev.join(node);
+        fs::File::create(&target).map_err(|e| annotate(e, "create", &target))?;
+        mount(Some(&Path::new("/dev").join(node)), &target, None, MS_BIND, None)?;
+    }
+    let pts = dev.join("pts");
+    dir(&pts)?;
+    mount(
+        Some(Path::new("devpts")),
+        &pts,
+        Some("devpts"),
+        MS_NOSUID | MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?;
+    let shm = dev.join("shm");
+    dir(&shm)?;
+    mount(Some(Path::new("shm")), &shm, Some("tmpfs"), MS_NOSUID | MS_NODEV, Some("mode=1777"))?;
+    for (link, to) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(to, dev.join(link)).map_err(|e| annotate(e, "symlink", &dev.join(link)))?;
+    }
+    mount(Some(Path::new("tmpfs")), &root.join("tmp"), Some("tmpfs"), MS_NOSUID | MS_NODEV, Some("mode=1777"))?;
+    mount(Some(Path::new("tmpfs")), &root.join("run"), Some("tmpfs"), MS_NOSUID | MS_NODEV, Some("mode=755"))?;
+
+    let root_c = cstr(root);
+    let dot = cstr(".");
+    // SAFETY: path arguments are valid C strings; pivot_root(".", ".") stacks
+    // the old root under the new one, which the umount then detaches.
+    unsafe {
+        check(libc::chdir(root_c.as_ptr())).map_err(|e| annotate(e, "chdir", root))?;
+        check(libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as libc::c_int)
+            .map_err(|e| annotate(e, "pivot_root", root))?;
+        check(libc::umount2(dot.as_ptr(), libc::MNT_DETACH)).map_err(|e| annotate(e, "umount old root", root))?;
+        check(libc::chdir(cstr("/").as_ptr())).map_err(|e| annotate(e, "chdir", Path::new("/")))?;
+    }
+    Ok(())
+}
+
+fn network(net: Option<&NetPlan>) -> Result<(), crate::Error> {
+    let nl = Netlink::open()?;
+    nl.link_up(if_index("lo")?)?;
+    if let Some(net) = net {
+        let eth0 = if_index("eth0")?;
+        nl.add_address(eth0, net.address, net.prefix)?;
+        nl.link_up(eth0)?;
+        nl.add_default_route(eth0, net.gateway)?;
+    }
+    Ok(())
+}

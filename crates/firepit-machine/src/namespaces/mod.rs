@@ -1,0 +1,538 @@
+//! The namespaces backend: machines as Linux namespaces on the host kernel.
+//!
+//! A machine is a process tree in its own user (root inside = `uid_base`
+//! outside), mount, pid, net, uts, ipc and cgroup namespaces, whose root is an
+//! overlay of the image and the machine's own upper layer, limited by its
+//! cgroups, confined by a capability bounding set, `no_new_privs` and
+//! seccomp. Its PID 1 is the guest.
+//!
+//! Layout on the host:
+//! - `<state_dir>/<id>/`: `spec.json`, `net.json` (address slot, kept across
+//!   restarts), `init.json` (pid and start time of the running init),
+//!   `upper/`, `work/`, `rootfs/` (mount point, only in the machine's own
+//!   mount namespace), `guest.log` (the guest's stdout and stderr);
+//! - `<run_dir>/<id>/`: bind-mounted at `/.firepit/run`, holds `guest.sock`;
+//! - cgroups `firepit/<id>`; veth `fpv<slot>` on bridge `fpbr0`.
+//!
+//! **Architecture Invariant:** no mount of a machine is in the host's mount
+//! namespace, and a machine's netns dies with its init: a stopped machine
+//! leaves only its state dir behind.
+
+mod cgroup;
+mod confine;
+mod firewall;
+pub(crate) mod launcher;
+mod netlink;
+mod procfs;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Backend, Error, GuestAddress, MachineId, MachineInfo, MachineSpec, MachineState, Network};
+use cgroup::Cgroups;
+use firewall::Layout;
+use launcher::{LaunchReply, LaunchRequest, NetPlan};
+
+pub use launcher::{GUEST_PATH, GUEST_SOCKET, RUN_PATH};
+
+/// Settings of the namespaces backend.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where machines' files live (e.g. `<data-dir>/machines`).
+    pub state_dir: PathBuf,
+    /// Where machines' run dirs (guest sockets) live (e.g. `/run/firepit/machines`).
+    pub run_dir: PathBuf,
+    /// The executable that runs [`crate::launcher_main`] (the daemon passes
+    /// `std::env::current_exe()`).
+    pub launcher: PathBuf,
+    /// Arguments to it (by default [`crate::LAUNCH_ARG`]).
+    pub launcher_args: Vec<OsString>,
+    /// The host bridge.
+    pub bridge: String,
+    /// The bridge's (gateway's) address; machines get addresses after it.
+    pub gateway: Ipv4Addr,
+    /// The machine subnet's prefix length.
+    pub prefix: u8,
+    /// How long a stopping guest gets after SIGTERM before SIGKILL.
+    pub stop_grace: Duration,
+}
+
+impl Config {
+    /// Defaults: bridge `fpbr0`, `10.88.0.1/16`, 5 s grace.
+    pub fn new(state_dir: impl Into<PathBuf>, run_dir: impl Into<PathBuf>, launcher: impl Into<PathBuf>) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            run_dir: run_dir.into(),
+            launcher: launcher.into(),
+            launcher_args: vec![launcher::LAUNCH_ARG.into()],
+            bridge: "fpbr0".into(),
+            gateway: Ipv4Addr::new(10, 88, 0, 1),
+            prefix: 16,
+            stop_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct InitRecord {
+    pid: i32,
+    start_time: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct NetRecord {
+    slot: u32,
+}
+
+/// Machines as namespaces on the host kernel. See the module docs.
+pub struct NamespacesBackend {
+    config: Config,
+    cgroups: Cgroups,
+    layout: Layout,
+    host_cpus: usize,
+    /// One lock per machine id, so operations on one machine are serialized.
+    locks: Mutex<HashMap<MachineId, Arc<Mutex<()>>>>,
+    /// Held while choosing an address slot.
+    alloc: Mutex<()>,
+}
+
+impl NamespacesBackend {
+    /// Checks the host, makes this process a child subreaper (machine inits
+    /// are reparented to it when their launcher exits), and sets up the
+    /// bridge and firewall.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(Error::Unsupported("the namespaces backend needs root".into()));
+        }
+        if config.prefix < 8 || config.prefix > 30 {
+            return Err(Error::InvalidSpec(format!("network prefix /{} must be in 8..=30", config.prefix)));
+        }
+        let cgroups = Cgroups::detect()?;
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+            return Err(Error::sys("becoming a child subreaper")(io::Error::last_os_error()));
+        }
+        for d in [&config.state_dir, &config.run_dir] {
+            fs::DirBuilder::new().recursive(true).mode(0o711).create(d).map_err(Error::io("creating", d))?;
+        }
+        let layout = Layout { bridge: config.bridge.clone(), gateway: config.gateway, prefix: config.prefix };
+        firewall::setup(&layout)?;
+        let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Self { config, cgroups, layout, host_cpus, locks: Mutex::default(), alloc: Mutex::default() })
+    }
+
+    fn lock(&self, id: &MachineId) -> Arc<Mutex<()>> {
+        self.locks.lock().unwrap_or_else(|e| e.into_inner()).entry(id.clone()).or_default().clone()
+    }
+
+    fn dir(&self, id: &MachineId) -> PathBuf {
+        self.config.state_dir.join(id.as_str())
+    }
+
+    fn run(&self, id: &MachineId) -> PathBuf {
+        self.config.run_dir.join(id.as_str())
+    }
+
+    fn load_spec(&self, id: &MachineId) -> Result<MachineSpec, Error> {
+        let path = self.dir(id).join("spec.json");
+        match fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|source| Error::State { path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound(id.to_string())),
+            Err(e) => Err(Error::io("reading", path)(e)),
+        }
+    }
+
+    fn net_slot(&self, id: &MachineId) -> Option<u32> {
+        let b = fs::read(self.dir(id).join("net.json")).ok()?;
+        serde_json::from_slice::<NetRecord>(&b).ok().map(|r| r.slot)
+    }
+
+    /// The running init of a machine, if it still runs (pid reuse excluded).
+    fn live_init(&self, id: &MachineId) -> Option<InitRecord> {
+        let b = fs::read(self.dir(id).join("init.json")).ok()?;
+        let rec: InitRecord = serde_json::from_slice(&b).ok()?;
+        reap(rec.pid);
+        (procfs::start_time(rec.pid) == Some(rec.start_time)).then_some(rec)
+    }
+
+    fn info(&self, id: &MachineId) -> MachineInfo {
+        let init = self.live_init(id);
+        MachineInfo {
+            id: id.clone(),
+            state: if init.is_some() { MachineState::Running } else { MachineState::Stopped },
+            pid: init.map(|r| r.pid as u32),
+            address: self.net_slot(id).map(|s| self.layout.address(s)),
+            guest: GuestAddress::Unix(self.run(id).join("guest.sock")),
+        }
+    }
+
+    fn allocate_slot(&self, id: &MachineId) -> Result<u32, Error> {
+        let _g = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
+        let mut used = std::collections::HashSet::new();
+        let entries = fs::read_dir(&self.config.state_dir).map_err(Error::io("listing", &self.config.state_dir))?;
+        for e in entries.flatten() {
+            if let Ok(b) = fs::read(e.path().join("net.json"))
+                && let Ok(r) = serde_json::from_slice::<NetRecord>(&b)
+            {
+                used.insert(r.slot);
+            }
+        }
+        let slot = (2..self.layout.slots()).find(|s| !used.contains(s)).ok_or(Error::AddressesExhausted)?;
+        write_json(&self.dir(id).join("net.json"), &NetRecord { slot })?;
+        Ok(slot)
+    }
+
+    /// Writes the upper layer's skeleton: mount points for the guest and run
+    /// dir, and the files the host decides (/etc/hostname, /etc/hosts,
+    /// /etc/resolv.conf), owned by root inside.
+    fn prepare_upper(&self, spec: &MachineSpec) -> Result<(), Error> {
+        let dir = self.dir(&spec.id);
+        let upper = dir.join("upper");
+        let base = spec.uid_base;
+        let image_mode = fs::metadata(&spec.image).map_err(Error::io("reading", &spec.image))?.permissions().mode();
+        mkdir_owned(&upper, image_mode & 0o7777, base)?;
+        mkdir_owned(&dir.join("work"), 0o700, 0)?;
+        mkdir_owned(&dir.join("rootfs"), 0o755, 0)?;
+        mkdir_owned(&upper.join(".firepit"), 0o755, base)?;
+        mkdir_owned(&upper.join(".firepit/run"), 0o755, base)?;
+        let guest = upper.join(".firepit/guest");
+        if !guest.exists() {
+            fs::write(&guest, b"").map_err(Error::io("creating", &guest))?;
+            chown(&guest, base)?;
+        }
+        let etc = upper.join("etc");
+        let etc_mode = fs::metadata(spec.image.join("etc")).map_or(0o755, |m| m.permissions().mode() & 0o7777);
+        mkdir_owned(&etc, etc_mode, base)?;
+        let host = spec.id.as_str();
+        write_owned(&etc.join("hostname"), format!("{host}\n").as_bytes(), base)?;
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n127.0.1.1\t{host}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        );
+        write_owned(&etc.join("hosts"), hosts.as_bytes(), base)?;
+        let resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
+        write_owned(&etc.join("resolv.conf"), &resolv, base)
+    }
+
+    /// Starts the machine's init through the launcher. Undoes what it did on failure.
+    fn launch(&self, spec: &MachineSpec) -> Result<MachineInfo, Error> {
+        let id = &spec.id;
+        let dir = self.dir(id);
+        let run = self.run(id);
+        // Leftovers of an earlier run that ended without a stop.
+        self.cleanup_runtime(id)?;
+        mkdir_owned(&run, 0o700, spec.uid_base)?;
+        let result = self.launch_inner(spec, &dir, &run);
+        if result.is_err() {
+            let _ = self.cleanup_runtime(id);
+        }
+        result
+    }
+
+    fn launch_inner(&self, spec: &MachineSpec, dir: &Path, run: &Path) -> Result<MachineInfo, Error> {
+        let id = &spec.id;
+        self.cgroups.create(id.as_str(), &spec.limits)?;
+        let net = match spec.network {
+            Network::None => None,
+            Network::Nat => {
+                let slot = match self.net_slot(id) {
+                    Some(s) => s,
+                    None => self.allocate_slot(id)?,
+                };
+                Some(NetPlan {
+                    bridge: self.layout.bridge.clone(),
+                    host_if: format!("fpv{slot}"),
+                    address: self.layout.address(slot),
+                    prefix: self.layout.prefix,
+                    gateway: self.layout.gateway,
+                })
+            }
+        };
+        let procs = |d: PathBuf| d.join("cgroup.procs");
+        let req = LaunchRequest {
+            hostname: id.to_string(),
+            image: spec.image.clone(),
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            rootfs: dir.join("rootfs"),
+            guest: spec.guest.clone(),
+            run_dir: run.to_path_buf(),
+            log: dir.join("guest.log"),
+            uid_base: spec.uid_base,
+            cgroup_procs: self.cgroups.dirs(id.as_str()).into_iter().map(procs).collect(),
+            net,
+        };
+        let reply = self.run_launcher(&req)?;
+        let (pid, start_time) = match reply {
+            LaunchReply::Started { pid, start_time } => (pid, start_time),
+            LaunchReply::Failed { stage, message } => return Err(Error::Launch { stage, message }),
+        };
+        let rec = InitRecord { pid, start_time };
+        if let Err(e) = write_json(&dir.join("init.json"), &rec) {
+            kill_init(rec, Duration::ZERO);
+            return Err(e);
+        }
+        Ok(self.info(id))
+    }
+
+    fn run_launcher(&self, req: &LaunchRequest) -> Result<LaunchReply, Error> {
+        let launch_err = |message: String| Error::Launch { stage: "running the launcher".into(), message };
+        let mut child = Command::new(&self.config.launcher)
+            .args(&self.config.launcher_args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| launch_err(format!("{}: {e}", self.config.launcher.display())))?;
+        let body = serde_json::to_vec(req).expect("request serializes");
+        let mut stdin = child.stdin.take().expect("piped");
+        let wrote = stdin.write_all(&body);
+        drop(stdin);
+        let out = child.wait_with_output().map_err(|e| launch_err(e.to_string()))?;
+        wrote.map_err(|e| launch_err(format!("writing the request: {e}")))?;
+        serde_json::from_slice(&out.stdout).map_err(|_| {
+            launch_err(format!(
+                "no answer ({}); stderr: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        })
+    }
+
+    /// Removes what a run of the machine leaves: processes, cgroups, veth,
+    /// the run dir and `init.json`. Keeps the files.
+    fn cleanup_runtime(&self, id: &MachineId) -> Result<(), Error> {
+        self.cgroups.remove(id.as_str())?;
+        if let Some(slot) = self.net_slot(id) {
+            netlink::Netlink::open()?.delete_link(&format!("fpv{slot}"))?;
+        }
+        remove_all(&self.run(id))?;
+        match fs::remove_file(self.dir(id).join("init.json")) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("removing", self.dir(id).join("init.json"))(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn stop_locked(&self, id: &MachineId) -> Result<(), Error> {
+        if !self.dir(id).join("spec.json").exists() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        if let Some(rec) = self.live_init(id) {
+            kill_init(rec, self.config.stop_grace);
+        }
+        self.cleanup_runtime(id)
+    }
+}
+
+impl Backend for NamespacesBackend {
+    fn create(&self, spec: &MachineSpec) -> Result<MachineInfo, Error> {
+        spec.validate(self.host_cpus)?;
+        let lock = self.lock(&spec.id);
+        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = self.dir(&spec.id);
+        // 0711: the machine's init passes through it (as root inside) to reach its root.
+        match fs::DirBuilder::new().mode(0o711).create(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::Exists(spec.id.to_string())),
+            r => r.map_err(Error::io("creating", &dir))?,
+        }
+        let result = (|| {
+            self.prepare_upper(spec)?;
+            if spec.network == Network::Nat {
+                self.allocate_slot(&spec.id)?;
+            }
+            // spec.json last: a dir without it is a half-made machine that recover() removes.
+            write_json(&dir.join("spec.json"), spec)?;
+            self.launch(spec)
+        })();
+        if result.is_err() {
+            let _ = self.cleanup_runtime(&spec.id);
+            let _ = remove_all(&dir);
+        }
+        result
+    }
+
+    fn start(&self, id: &MachineId) -> Result<MachineInfo, Error> {
+        let lock = self.lock(id);
+        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let spec = self.load_spec(id)?;
+        if self.live_init(id).is_some() {
+            return Ok(self.info(id));
+        }
+        self.prepare_upper(&spec)?;
+        self.launch(&spec)
+    }
+
+    fn stop(&self, id: &MachineId) -> Result<(), Error> {
+        let lock = self.lock(id);
+        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.stop_locked(id)
+    }
+
+    fn destroy(&self, id: &MachineId) -> Result<(), Error> {
+        let lock = self.lock(id);
+        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.stop_locked(id)?;
+        remove_all(&self.dir(id))?;
+        self.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        Ok(())
+    }
+
+    fn inspect(&self, id: &MachineId) -> Result<MachineInfo, Error> {
+        if !self.dir(id).join("spec.json").exists() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        Ok(self.info(id))
+    }
+
+    fn recover(&self) -> Result<Vec<MachineInfo>, Error> {
+        let mut found = Vec::new();
+        let dir = &self.config.state_dir;
+        let entries = fs::read_dir(dir).map_err(Error::io("listing", dir))?;
+        for entry in entries.flatten() {
+            let Some(id) = entry.file_name().to_str().and_then(|s| MachineId::new(s).ok()) else { continue };
+            let lock = self.lock(&id);
+            let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if !entry.path().join("spec.json").exists() {
+                tracing::warn!(machine = %id, "removing a machine whose creation did not finish");
+                let _ = self.cleanup_runtime(&id);
+                remove_all(&entry.path())?;
+                continue;
+            }
+            if self.live_init(&id).is_none() {
+                self.cleanup_runtime(&id)?;
+            }
+            found.push(self.info(&id));
+        }
+        // Cgroups of machines that are gone.
+        for d in self.cgroups.dirs("") {
+            for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+                let name = e.file_name();
+                let known = name.to_str().and_then(|s| MachineId::new(s).ok()).is_some_and(|id| self.dir(&id).exists());
+                if e.path().is_dir() && !known && let Some(s) = name.to_str() {
+                    let _ = self.cgroups.remove(s);
+                }
+            }
+        }
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
+    }
+
+    fn guest_address(&self, id: &MachineId) -> Result<GuestAddress, Error> {
+        if !self.dir(id).exists() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        Ok(GuestAddress::Unix(self.run(id).join("guest.sock")))
+    }
+
+    fn netns_path(&self, id: &MachineId) -> Option<PathBuf> {
+        self.live_init(id).map(|r| PathBuf::from(format!("/proc/{}/ns/net", r.pid)))
+    }
+}
+
+/// Reaps `pid` if it is an exited child of this process. Only ever a known
+/// machine init: never `waitpid(-1)`, which would steal other children.
+fn reap(pid: i32) {
+    // SAFETY: waitpid on one pid, without blocking.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+}
+
+/// Ends a machine's init: SIGTERM, up to `grace` for it to exit, then
+/// SIGKILL; waits for the exit and reaps it if it is our child.
+fn kill_init(rec: InitRecord, grace: Duration) {
+    // SAFETY: pidfd_open on a pid; a failure means it is gone.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, rec.pid, 0) } as libc::c_int;
+    if fd < 0 {
+        reap(rec.pid);
+        return;
+    }
+    // SAFETY: fd is a fresh pidfd we own.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // The pidfd pins the process: check it is still the init we started.
+    if procfs::start_time(rec.pid) != Some(rec.start_time) {
+        reap(rec.pid);
+        return;
+    }
+    let signal = |sig: libc::c_int| {
+        // SAFETY: pidfd_send_signal on our pidfd; no siginfo.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        }
+    };
+    let exited = |timeout: Duration| {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut p = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&fd), events: libc::POLLIN, revents: 0 };
+            let left = deadline.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd.
+            let r = unsafe { libc::poll(&mut p, 1, left) };
+            if r > 0 {
+                return true;
+            }
+            if r == 0 || Instant::now() >= deadline {
+                return false;
+            }
+        }
+    };
+    if !grace.is_zero() {
+        signal(libc::SIGTERM);
+    }
+    if grace.is_zero() || !exited(grace) {
+        signal(libc::SIGKILL);
+        exited(Duration::from_secs(10));
+    }
+    reap(rec.pid);
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp");
+    let body = serde_json::to_vec(value).expect("state serializes");
+    fs::write(&tmp, body).map_err(Error::io("writing", &tmp))?;
+    fs::rename(&tmp, path).map_err(Error::io("writing", path))
+}
+
+fn chown(path: &Path, id: u32) -> Result<(), Error> {
+    std::os::unix::fs::lchown(path, Some(id), Some(id)).map_err(Error::io("changing owner of", path))
+}
+
+fn mkdir_owned(path: &Path, mode: u32, owner: u32) -> Result<(), Error> {
+    match fs::DirBuilder::new().mode(mode).create(path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        r => r.map_err(Error::io("creating", path))?,
+    }
+    chown(path, owner)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(Error::io("setting mode of", path))
+}
+
+/// Writes a file into an upper layer, replacing whatever is there (a
+/// whiteout too).
+fn write_owned(path: &Path, body: &[u8], owner: u32) -> Result<(), Error> {
+    if fs::symlink_metadata(path).is_ok() {
+        fs::remove_file(path).map_err(Error::io("replacing", path))?;
+    }
+    fs::write(path, body).map_err(Error::io("writing", path))?;
+    chown(path, owner)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).map_err(Error::io("setting mode of", path))
+}
+
+fn remove_all(path: &Path) -> Result<(), Error> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("removing", path)(e)),
+        _ => Ok(()),
+    }
+}
