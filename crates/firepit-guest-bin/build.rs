@@ -12,9 +12,15 @@ use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest_dir.join("../..").canonicalize().expect("workspace root exists");
+    let workspace = manifest_dir
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root exists");
     for watched in ["crates/firepit-guest", "crates/firepit-wire", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
     println!("cargo:rerun-if-env-changed=FIREPIT_GUEST_PROFILE");
 
@@ -29,7 +35,14 @@ fn main() {
 
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
-        .args(["build", "-p", "firepit-guest", "--profile", profile, "--target"])
+        .args([
+            "build",
+            "-p",
+            "firepit-guest",
+            "--profile",
+            profile,
+            "--target",
+        ])
         .arg(&target)
         .arg("--target-dir")
         .arg(&target_dir)
@@ -42,7 +55,10 @@ fn main() {
         .env_remove("MAKEFLAGS")
         .env_remove("MFLAGS")
         .env(
-            format!("CARGO_TARGET_{}_RUSTFLAGS", target.to_uppercase().replace('-', "_")),
+            format!(
+                "CARGO_TARGET_{}_RUSTFLAGS",
+                target.to_uppercase().replace('-', "_")
+            ),
             "-C target-feature=+crt-static",
         );
     let status = cmd.status().expect("cargo can be run from a build script");
@@ -51,6 +67,10 @@ fn main() {
     }
     let dir = if profile == "dev" { "debug" } else { "release" };
     let binary = target_dir.join(&target).join(dir).join("firepit-guest");
-    assert!(binary.is_file(), "firepit-guest was not produced at {}", binary.display());
+    assert!(
+        binary.is_file(),
+        "firepit-guest was not produced at {}",
+        binary.display()
+    );
     println!("cargo:rustc-env=FIREPIT_GUEST_PATH={}", binary.display());
 }

@@ -29,7 +29,8 @@ fn main() -> Result<()> {
 }
 
 fn cache_dir() -> PathBuf {
-    std::env::var_os("FIREPIT_CACHE").map_or_else(|| PathBuf::from("/var/cache/firepit"), PathBuf::from)
+    std::env::var_os("FIREPIT_CACHE")
+        .map_or_else(|| PathBuf::from("/var/cache/firepit"), PathBuf::from)
 }
 
 /// Builds the images the tests use, if they are not cached yet; returns the
@@ -38,13 +39,35 @@ fn images() -> Result<(PathBuf, u32)> {
     let dir = cache_dir().join("images");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let store = firepit_image::ImageStore::open(&dir)?;
-    let mut uid_base = 0;
-    for name in ["minimal"] {
-        let recipe = firepit_image::Recipe::builtin(name)?;
-        let image = firepit_image::cache::ensure(&store, &recipe, &mut |p| eprintln!("xtask: image {name}: {p}"))?;
-        uid_base = image.manifest.uid_base;
-    }
+    let recipe = firepit_image::Recipe::builtin("minimal")?;
+    let image = firepit_image::cache::ensure(&store, &recipe, &mut |p| {
+        eprintln!("xtask: image minimal: {p}")
+    })?;
+    let uid_base = image.manifest.uid_base;
     Ok((dir, uid_base))
+}
+
+/// Downloads the `.deb` files the tests install inside machines (with the
+/// host's apt, from its configured archive), if they are not cached yet.
+fn debs() -> Result<PathBuf> {
+    let dir = cache_dir().join("debs");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let have = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("hello_"));
+    if !have {
+        let mut cmd = Command::new("apt-get");
+        cmd.current_dir(&dir).args(["download", "-q", "hello"]);
+        if run(cmd).is_err() {
+            let mut update = Command::new("apt-get");
+            update.args(["update", "-q"]);
+            run(update)?;
+            let mut cmd = Command::new("apt-get");
+            cmd.current_dir(&dir).args(["download", "-q", "hello"]);
+            run(cmd)?;
+        }
+    }
+    Ok(dir)
 }
 
 fn cargo() -> Command {
@@ -62,17 +85,26 @@ fn run(mut cmd: Command) -> Result<()> {
 
 fn test_env(cmd: &mut Command, images: &Path, uid_base: u32) {
     cmd.env("FIREPIT_TEST_IMAGES", images)
+        .env("FIREPIT_TEST_DEBS", cache_dir().join("debs"))
         .env("FIREPIT_TEST_ROOTFS", images.join("minimal/rootfs"))
         .env("FIREPIT_TEST_UID_BASE", uid_base.to_string());
 }
 
 fn test(extra: &[String]) -> Result<()> {
     let (images, uid_base) = images()?;
+    debs()?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     run(clippy)?;
     let mut test = cargo();
     test.args(["test", "--workspace"]).args(extra);
@@ -83,7 +115,9 @@ fn test(extra: &[String]) -> Result<()> {
 fn bench(extra: &[String]) -> Result<()> {
     let (images, uid_base) = images()?;
     let mut bench = cargo();
-    bench.args(["run", "--release", "-p", "firepit-bench", "--"]).args(extra);
+    bench
+        .args(["run", "--release", "-p", "firepit-bench", "--"])
+        .args(extra);
     test_env(&mut bench, &images, uid_base);
     run(bench)
 }

@@ -28,7 +28,10 @@ pub fn load_or_create_token(path: &Path) -> Result<String, Error> {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(source) => {
-            return Err(Error::Io { what: format!("reading {}", path.display()), source });
+            return Err(Error::Io {
+                what: format!("reading {}", path.display()),
+                source,
+            });
         }
     }
     let token: String = rand::rng()
@@ -37,7 +40,10 @@ pub fn load_or_create_token(path: &Path) -> Result<String, Error> {
         .map(char::from)
         .collect();
     let tmp = path.with_extension("tmp");
-    let io = |source| Error::Io { what: format!("writing {}", path.display()), source };
+    let io = |source| Error::Io {
+        what: format!("writing {}", path.display()),
+        source,
+    };
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -58,7 +64,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The token a request carries, from the Authorization header or the cookie.
 fn presented_token(req: &Request) -> Option<&str> {
-    if let Some(v) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         return v.strip_prefix("Bearer ").map(str::trim);
     }
     req.headers()
@@ -72,9 +82,15 @@ fn presented_token(req: &Request) -> Option<&str> {
 }
 
 /// Middleware: refuses requests without the right token.
-pub async fn require_token(State(app): State<App>, req: Request, next: Next) -> Result<Response, Error> {
+pub async fn require_token(
+    State(app): State<App>,
+    req: Request,
+    next: Next,
+) -> Result<Response, Error> {
     match presented_token(&req) {
-        Some(t) if constant_time_eq(t.as_bytes(), app.token().as_bytes()) => Ok(next.run(req).await),
+        Some(t) if constant_time_eq(t.as_bytes(), app.token().as_bytes()) => {
+            Ok(next.run(req).await)
+        }
         _ => Err(Error::Unauthorized),
     }
 }
@@ -90,7 +106,10 @@ mod tests {
         let path = dir.path().join("token");
         let first = load_or_create_token(&path).unwrap();
         assert_eq!(first.len(), 40);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(load_or_create_token(&path).unwrap(), first);
     }
 

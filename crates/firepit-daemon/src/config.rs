@@ -29,6 +29,10 @@ pub struct Config {
     pub guest_binary: PathBuf,
     /// Largest file accepted by a single upload, in bytes.
     pub max_upload_bytes: u64,
+    /// Name of this daemon among several on one host (tests, a second
+    /// install): its machines get their own cgroup parent, firewall table,
+    /// bridge and subnet. `None` is the default install.
+    pub instance: Option<String>,
 }
 
 impl Config {
@@ -48,6 +52,7 @@ impl Config {
             launcher,
             guest_binary,
             max_upload_bytes: 512 << 20,
+            instance: None,
         }
     }
 
@@ -63,6 +68,16 @@ impl Config {
             return Err(Error::BadRequest(format!(
                 "--domain {:?} is not a DNS name like `localhost` or `dev.example.com`",
                 self.domain
+            )));
+        }
+        if let Some(name) = &self.instance
+            && (!(1..=6).contains(&name.len())
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        {
+            return Err(Error::BadRequest(format!(
+                "instance name {name:?} must be 1 to 6 characters of a-z and 0-9"
             )));
         }
         if !self.launcher.is_file() {

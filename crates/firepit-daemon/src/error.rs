@@ -7,8 +7,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use firepit_wire::guest::ErrorKind as GuestErrorKind;
 use firepit_wire::api::{ApiError, ErrorBody};
+use firepit_wire::guest::ErrorKind as GuestErrorKind;
 
 /// Everything that can go wrong in the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +17,9 @@ pub enum Error {
     #[error("the session store failed")]
     Store(#[source] rusqlite::Error),
     /// The store was written by a newer firepit.
-    #[error("the session store has schema version {found}, newer than this firepit knows ({known}); upgrade firepit")]
+    #[error(
+        "the session store has schema version {found}, newer than this firepit knows ({known}); upgrade firepit"
+    )]
     StoreTooNew {
         /// Version on disk.
         found: usize,
@@ -43,7 +45,9 @@ pub enum Error {
     #[error("{0}")]
     Guest(#[source] firepit_guest_client::Error),
     /// Authentication is missing or wrong.
-    #[error("missing or wrong API token; use the token printed by `firepit up` (or in the data dir's `token` file)")]
+    #[error(
+        "missing or wrong API token; use the token printed by `firepit up` (or in the data dir's `token` file)"
+    )]
     Unauthorized,
     /// An I/O error in the daemon itself.
     #[error("{what}")]
@@ -92,7 +96,10 @@ impl Error {
     /// The error as the API's body type.
     pub fn to_api(&self) -> ApiError {
         let (_, code) = self.status_and_code();
-        ApiError { code: code.to_owned(), message: chain(self) }
+        ApiError {
+            code: code.to_owned(),
+            message: chain(self),
+        }
     }
 }
 
@@ -117,6 +124,12 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %chain(&self), "request failed");
         }
-        (status, Json(ErrorBody { error: self.to_api() })).into_response()
+        (
+            status,
+            Json(ErrorBody {
+                error: self.to_api(),
+            }),
+        )
+            .into_response()
     }
 }

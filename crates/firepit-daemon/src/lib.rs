@@ -44,8 +44,10 @@ impl App {
     pub async fn open(config: Config) -> Result<App, Error> {
         config.validate()?;
         let mkdir = |dir: &PathBuf| {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| Error::Io { what: format!("creating {}", dir.display()), source })
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                what: format!("creating {}", dir.display()),
+                source,
+            })
         };
         mkdir(&config.data_dir)?;
         mkdir(&config.images_dir)?;
@@ -67,7 +69,14 @@ impl App {
         backend: Arc<dyn firepit_machine::Backend>,
         token: String,
     ) -> App {
-        App(Arc::new(Inner { config, store, images: Arc::new(images), backend, sessions: Sessions::default(), token }))
+        App(Arc::new(Inner {
+            config,
+            store,
+            images: Arc::new(images),
+            backend,
+            sessions: Sessions::default(),
+            token,
+        }))
     }
 
     /// The settings the daemon runs with.
@@ -110,5 +119,8 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|source| Error::Io { what: "serving HTTP".into(), source })
+        .map_err(|source| Error::Io {
+            what: "serving HTTP".into(),
+            source,
+        })
 }

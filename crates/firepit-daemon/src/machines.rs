@@ -14,12 +14,35 @@ use crate::{Config, Error};
 
 /// The machine backend for these settings (namespaces, the only one so far).
 pub fn backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
-    let ns = namespaces::Config::new(
+    let mut ns = namespaces::Config::new(
         config.data_dir.join("machines"),
         config.data_dir.join("run"),
         config.launcher.clone(),
     );
-    Ok(Arc::new(NamespacesBackend::new(ns).map_err(Error::Machine)?))
+    if let Some(name) = &config.instance {
+        let (gateway, prefix) = instance_subnet(name);
+        ns.cgroup_parent = format!("firepit-{name}");
+        ns.nft_table = format!("firepit_{name}");
+        ns.bridge = format!("fpb-{name}");
+        ns.veth_prefix = format!("fv{name}");
+        ns.gateway = gateway;
+        ns.prefix = prefix;
+    }
+    Ok(Arc::new(
+        NamespacesBackend::new(ns).map_err(Error::Machine)?,
+    ))
+}
+
+/// The gateway and prefix of a named instance's subnet: a /24 in 10.100.0.0 –
+/// 10.227.255.0, chosen by a hash of the name (FNV-1a), away from the default
+/// install's 10.88.0.0/16.
+pub fn instance_subnet(name: &str) -> (std::net::Ipv4Addr, u8) {
+    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let second = 100 + (hash % 128) as u8;
+    let third = ((hash >> 8) % 256) as u8;
+    (std::net::Ipv4Addr::new(10, second, third, 1), 24)
 }
 
 /// The machine id of a session id (the same text; checked by the caller).
@@ -46,7 +69,10 @@ pub fn spec(config: &Config, session: &Session, image: &Image) -> MachineSpec {
         image: image.rootfs.clone(),
         uid_base: image.manifest.uid_base,
         limits: firepit_machine::Limits {
-            memory_bytes: limits.memory_bytes.or(defaults.memory_bytes).unwrap_or(2 << 30),
+            memory_bytes: limits
+                .memory_bytes
+                .or(defaults.memory_bytes)
+                .unwrap_or(2 << 30),
             cpus: limits.cpus.or(defaults.cpus).unwrap_or(1.0),
             pids: limits.pids.or(defaults.pids).unwrap_or(4096),
         },
@@ -71,5 +97,20 @@ pub fn api_image(image: &Image) -> firepit_wire::api::Image {
         name: image.name.clone(),
         size_bytes: image.manifest.size_bytes,
         created_at: image.manifest.created as i64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_subnets_are_apart_from_the_default() {
+        let (gw, prefix) = instance_subnet("t1");
+        assert_eq!(prefix, 24);
+        assert_eq!(gw.octets()[0], 10);
+        assert!((100..228).contains(&gw.octets()[1]));
+        assert_eq!(gw.octets()[3], 1);
+        assert_ne!(instance_subnet("t1"), instance_subnet("t2"));
     }
 }

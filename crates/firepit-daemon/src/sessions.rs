@@ -31,7 +31,12 @@ pub struct Sessions {
 
 impl Sessions {
     fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks.lock().expect("locks").entry(id.to_owned()).or_default().clone()
+        self.locks
+            .lock()
+            .expect("locks")
+            .entry(id.to_owned())
+            .or_default()
+            .clone()
     }
 
     fn forget(&self, id: &str) {
@@ -95,7 +100,9 @@ pub fn new_id() -> String {
 /// Whether `id` could be a session id (checked before it reaches a path).
 pub fn is_valid_id(id: &str) -> bool {
     (1..=32).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn now() -> i64 {
@@ -107,7 +114,9 @@ fn now() -> i64 {
 impl App {
     /// Makes a session and starts its machine.
     pub async fn create_session(&self, req: CreateSession) -> Result<Session, Error> {
-        let image_name = req.image.unwrap_or_else(|| self.config().default_image.clone());
+        let image_name = req
+            .image
+            .unwrap_or_else(|| self.config().default_image.clone());
         let defaults = &self.config().default_limits;
         let limits = Limits {
             memory_bytes: req.limits.memory_bytes.or(defaults.memory_bytes),
@@ -147,7 +156,8 @@ impl App {
             self.sessions().forget(&session.id);
             return Err(e);
         }
-        self.store().set_state(&session.id, SessionState::Running, None)?;
+        self.store()
+            .set_state(&session.id, SessionState::Running, None)?;
         tracing::info!(session = %session.id, image = %session.image, "session created");
         self.store().session(&session.id)
     }
@@ -160,8 +170,11 @@ impl App {
         self.sessions().drop_guest(id);
         let backend = self.backend().clone();
         let mid = machines::id(id);
-        tokio::task::spawn_blocking(move || backend.stop(&mid)).await?.map_err(Error::Machine)?;
-        self.store().set_state(&session.id, SessionState::Stopped, None)?;
+        tokio::task::spawn_blocking(move || backend.stop(&mid))
+            .await?
+            .map_err(Error::Machine)?;
+        self.store()
+            .set_state(&session.id, SessionState::Stopped, None)?;
         self.store().session(id)
     }
 
@@ -175,7 +188,9 @@ impl App {
         }
         let backend = self.backend().clone();
         let mid = machines::id(id);
-        tokio::task::spawn_blocking(move || backend.start(&mid)).await?.map_err(Error::Machine)?;
+        tokio::task::spawn_blocking(move || backend.start(&mid))
+            .await?
+            .map_err(Error::Machine)?;
         self.connect_guest(id).await?;
         self.store().set_state(id, SessionState::Running, None)?;
         self.store().session(id)
@@ -189,7 +204,9 @@ impl App {
         self.sessions().drop_guest(id);
         let backend = self.backend().clone();
         let mid = machines::id(id);
-        tokio::task::spawn_blocking(move || backend.destroy(&mid)).await?.map_err(Error::Machine)?;
+        tokio::task::spawn_blocking(move || backend.destroy(&mid))
+            .await?
+            .map_err(Error::Machine)?;
         self.store().delete_session(id)?;
         self.sessions().forget(id);
         tracing::info!(session = %id, "session destroyed");
@@ -232,7 +249,11 @@ impl App {
                 Err(e) => return Err(Error::Guest(e)),
             }
         };
-        self.sessions().guests.lock().expect("guests").insert(id.to_owned(), client.clone());
+        self.sessions()
+            .guests
+            .lock()
+            .expect("guests")
+            .insert(id.to_owned(), client.clone());
         Ok(client)
     }
 
@@ -253,14 +274,18 @@ impl App {
                     tracing::warn!(machine = %id, "destroying a machine no session knows");
                     let backend = self.backend().clone();
                     let mid = machines::id(&id);
-                    if let Err(e) = tokio::task::spawn_blocking(move || backend.destroy(&mid)).await? {
+                    if let Err(e) =
+                        tokio::task::spawn_blocking(move || backend.destroy(&mid)).await?
+                    {
                         tracing::error!(machine = %id, error = %crate::error::chain(&e), "could not destroy");
                     }
                 }
             }
         }
         for s in sessions {
-            let running = found.iter().any(|m| machines::id_str(m) == s.id && machines::is_running(m));
+            let running = found
+                .iter()
+                .any(|m| machines::id_str(m) == s.id && machines::is_running(m));
             let state = match (s.state, running) {
                 (_, true) => SessionState::Running,
                 (SessionState::Failed, false) => SessionState::Failed,
@@ -303,17 +328,42 @@ mod tests {
     #[test]
     fn nonsense_limits_are_refused() {
         let bad = [
-            Limits { memory_bytes: Some(1), ..Default::default() },
-            Limits { cpus: Some(0.0), ..Default::default() },
-            Limits { cpus: Some(-1.0), ..Default::default() },
-            Limits { cpus: Some(f64::NAN), ..Default::default() },
-            Limits { cpus: Some(1e6), ..Default::default() },
-            Limits { pids: Some(1), ..Default::default() },
+            Limits {
+                memory_bytes: Some(1),
+                ..Default::default()
+            },
+            Limits {
+                cpus: Some(0.0),
+                ..Default::default()
+            },
+            Limits {
+                cpus: Some(-1.0),
+                ..Default::default()
+            },
+            Limits {
+                cpus: Some(f64::NAN),
+                ..Default::default()
+            },
+            Limits {
+                cpus: Some(1e6),
+                ..Default::default()
+            },
+            Limits {
+                pids: Some(1),
+                ..Default::default()
+            },
         ];
         for l in bad {
-            assert!(matches!(check_limits(&l), Err(Error::BadRequest(_))), "{l:?}");
+            assert!(
+                matches!(check_limits(&l), Err(Error::BadRequest(_))),
+                "{l:?}"
+            );
         }
-        check_limits(&Limits { memory_bytes: Some(1 << 30), cpus: Some(0.5), pids: Some(100) })
-            .unwrap();
+        check_limits(&Limits {
+            memory_bytes: Some(1 << 30),
+            cpus: Some(0.5),
+            pids: Some(100),
+        })
+        .unwrap();
     }
 }

@@ -36,31 +36,44 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store, Error> {
         let conn = Connection::open(path).map_err(Error::Store)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(Error::Store)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(Error::Store)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(Error::Store)?;
-        let store = Store { conn: Mutex::new(conn) };
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(Error::Store)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(Error::Store)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(Error::Store)?;
+        let store = Store {
+            conn: Mutex::new(conn),
+        };
         store.migrate()?;
         Ok(store)
     }
 
     /// An in-memory store, for tests.
     pub fn in_memory() -> Result<Store, Error> {
-        let store = Store { conn: Mutex::new(Connection::open_in_memory().map_err(Error::Store)?) };
+        let store = Store {
+            conn: Mutex::new(Connection::open_in_memory().map_err(Error::Store)?),
+        };
         store.migrate()?;
         Ok(store)
     }
 
     fn migrate(&self) -> Result<(), Error> {
         let mut conn = self.conn.lock().expect("store lock");
-        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::Store)?;
+        let version: usize = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(Error::Store)?;
         if version > SCHEMA.len() {
-            return Err(Error::StoreTooNew { found: version, known: SCHEMA.len() });
+            return Err(Error::StoreTooNew {
+                found: version,
+                known: SCHEMA.len(),
+            });
         }
         let tx = conn.transaction().map_err(Error::Store)?;
         for (i, step) in SCHEMA.iter().enumerate().skip(version) {
             tx.execute_batch(step).map_err(Error::Store)?;
-            tx.pragma_update(None, "user_version", i + 1).map_err(Error::Store)?;
+            tx.pragma_update(None, "user_version", i + 1)
+                .map_err(Error::Store)?;
         }
         tx.commit().map_err(Error::Store)
     }
@@ -88,7 +101,12 @@ impl Store {
     }
 
     /// Sets a session's state (and error, cleared when `None`).
-    pub fn set_state(&self, id: &str, state: SessionState, error: Option<&str>) -> Result<(), Error> {
+    pub fn set_state(
+        &self,
+        id: &str,
+        state: SessionState,
+        error: Option<&str>,
+    ) -> Result<(), Error> {
         let conn = self.conn.lock().expect("store lock");
         let n = conn
             .execute(
@@ -105,24 +123,30 @@ impl Store {
     /// Forgets a session.
     pub fn delete_session(&self, id: &str) -> Result<(), Error> {
         let conn = self.conn.lock().expect("store lock");
-        conn.execute("DELETE FROM sessions WHERE id = ?1", params![id]).map_err(Error::Store)?;
+        conn.execute("DELETE FROM sessions WHERE id = ?1", params![id])
+            .map_err(Error::Store)?;
         Ok(())
     }
 
     /// One session.
     pub fn session(&self, id: &str) -> Result<Session, Error> {
         let conn = self.conn.lock().expect("store lock");
-        conn.query_row(&format!("{SELECT} WHERE id = ?1"), params![id], row_to_session)
-            .optional()
-            .map_err(Error::Store)?
-            .ok_or_else(|| Error::SessionNotFound(id.to_owned()))
+        conn.query_row(
+            &format!("{SELECT} WHERE id = ?1"),
+            params![id],
+            row_to_session,
+        )
+        .optional()
+        .map_err(Error::Store)?
+        .ok_or_else(|| Error::SessionNotFound(id.to_owned()))
     }
 
     /// All sessions, oldest first.
     pub fn sessions(&self) -> Result<Vec<Session>, Error> {
         let conn = self.conn.lock().expect("store lock");
-        let mut stmt =
-            conn.prepare(&format!("{SELECT} ORDER BY created_at, id")).map_err(Error::Store)?;
+        let mut stmt = conn
+            .prepare(&format!("{SELECT} ORDER BY created_at, id"))
+            .map_err(Error::Store)?;
         let rows = stmt.query_map([], row_to_session).map_err(Error::Store)?;
         rows.collect::<Result<_, _>>().map_err(Error::Store)
     }
@@ -150,7 +174,11 @@ fn row_to_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
             cpus: row.get(4)?,
             pids: row.get::<_, Option<i64>>(5)?.map(|v| v as u64),
         },
-        network: if network == "none" { NetworkMode::None } else { NetworkMode::Nat },
+        network: if network == "none" {
+            NetworkMode::None
+        } else {
+            NetworkMode::Nat
+        },
         created_at: row.get(7)?,
         error: row.get(8)?,
     })
@@ -165,7 +193,11 @@ mod tests {
             id: id.into(),
             image: "minimal".into(),
             state: SessionState::Creating,
-            limits: Limits { memory_bytes: Some(1 << 30), cpus: Some(0.5), pids: Some(512) },
+            limits: Limits {
+                memory_bytes: Some(1 << 30),
+                cpus: Some(0.5),
+                pids: Some(512),
+            },
             network: NetworkMode::None,
             created_at,
             error: None,
@@ -177,8 +209,18 @@ mod tests {
         let store = Store::in_memory().unwrap();
         store.insert_session(&session("b", 2)).unwrap();
         store.insert_session(&session("a", 1)).unwrap();
-        assert_eq!(store.sessions().unwrap().iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        store.set_state("a", SessionState::Failed, Some("boom")).unwrap();
+        assert_eq!(
+            store
+                .sessions()
+                .unwrap()
+                .iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        store
+            .set_state("a", SessionState::Failed, Some("boom"))
+            .unwrap();
         let a = store.session("a").unwrap();
         assert_eq!(a.state, SessionState::Failed);
         assert_eq!(a.error.as_deref(), Some("boom"));
@@ -186,14 +228,20 @@ mod tests {
         assert_eq!(a.network, NetworkMode::None);
         store.delete_session("a").unwrap();
         assert!(matches!(store.session("a"), Err(Error::SessionNotFound(_))));
-        assert!(matches!(store.set_state("a", SessionState::Running, None), Err(Error::SessionNotFound(_))));
+        assert!(matches!(
+            store.set_state("a", SessionState::Running, None),
+            Err(Error::SessionNotFound(_))
+        ));
     }
 
     #[test]
     fn a_file_store_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("firepit.db");
-        Store::open(&path).unwrap().insert_session(&session("x", 1)).unwrap();
+        Store::open(&path)
+            .unwrap()
+            .insert_session(&session("x", 1))
+            .unwrap();
         let again = Store::open(&path).unwrap();
         assert_eq!(again.session("x").unwrap().id, "x");
     }
@@ -202,8 +250,14 @@ mod tests {
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("firepit.db");
-        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
-        assert!(matches!(Store::open(&path), Err(Error::StoreTooNew { found: 99, .. })));
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        assert!(matches!(
+            Store::open(&path),
+            Err(Error::StoreTooNew { found: 99, .. })
+        ));
     }
 
     #[test]

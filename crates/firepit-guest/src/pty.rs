@@ -162,10 +162,15 @@ impl Ptys {
         }
     }
 
-    /// Stops restarting `main` (the guest is shutting down).
+    /// Stops restarting `main` and hangs up every session (interactive shells ignore
+    /// SIGTERM, not SIGHUP): the guest is shutting down.
     pub fn shutdown(&self) {
         self.shutting_down
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        for s in self.map().values() {
+            process::kill_group(s.pid, libc::SIGHUP);
+            process::kill_group(s.pid, libc::SIGCONT);
+        }
     }
 
     /// The sessions, sorted by name.

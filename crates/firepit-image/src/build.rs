@@ -64,7 +64,9 @@ pub(crate) fn resolve_archive(opts: &BuildOptions) -> Result<Archive> {
     let host = sources::read_dir(&opts.apt_dir)?;
     let codename = sources::codename(&opts.os_release)?;
     let host_main = sources::select_main(&host, opts.suite.as_deref().or(codename.as_deref()));
-    let no_source = || Error::NoAptSource { apt_dir: opts.apt_dir.clone() };
+    let no_source = || Error::NoAptSource {
+        apt_dir: opts.apt_dir.clone(),
+    };
     if let Some(mirror) = &opts.mirror {
         let suite = opts
             .suite
@@ -76,15 +78,23 @@ pub(crate) fn resolve_archive(opts: &BuildOptions) -> Result<Archive> {
             uri: mirror.clone(),
             suite,
             components: host_main.map_or_else(|| vec!["main".into()], |m| m.components.clone()),
-            signed_by: host_main.filter(|m| &m.uri == mirror).and_then(|m| m.signed_by.clone()),
+            signed_by: host_main
+                .filter(|m| &m.uri == mirror)
+                .and_then(|m| m.signed_by.clone()),
         };
-        return Ok(Archive { all: vec![main.clone()], main });
+        return Ok(Archive {
+            all: vec![main.clone()],
+            main,
+        });
     }
     let mut main = host_main.ok_or_else(no_source)?.clone();
     if let Some(suite) = &opts.suite {
         main.suite = suite.clone();
     }
-    Ok(Archive { all: sources::distribution(&host, &main), main })
+    Ok(Archive {
+        all: sources::distribution(&host, &main),
+        main,
+    })
 }
 
 /// The program that builds trees.
@@ -99,7 +109,9 @@ impl Tool {
         if let Some(p) = which("mmdebstrap") {
             return Ok(Tool::Mmdebstrap(p));
         }
-        which("debootstrap").map(Tool::Debootstrap).ok_or(Error::NoBuilder)
+        which("debootstrap")
+            .map(Tool::Debootstrap)
+            .ok_or(Error::NoBuilder)
     }
 
     fn path(&self) -> &Path {
@@ -130,18 +142,26 @@ impl Tool {
     }
 
     /// The builder's arguments for a recipe.
-    pub(crate) fn args(&self, recipe: &Recipe, archive: &Archive, arch: &str, target: &Path) -> Vec<String> {
+    pub(crate) fn args(
+        &self,
+        recipe: &Recipe,
+        archive: &Archive,
+        arch: &str,
+        target: &Path,
+    ) -> Vec<String> {
         let include = format!("--include={}", recipe.packages.join(","));
         let variant = format!("--variant={}", recipe.variant);
         let suite = archive.main.suite.clone();
         let target = target.display().to_string();
         match self {
             Tool::Mmdebstrap(_) => {
-                let mut a = vec!["--mode=root".into(), "--format=directory".into(), variant, include];
+                let mut a = vec![
+                    "--mode=root".into(),
+                    "--format=directory".into(),
+                    variant,
+                    include,
+                ];
                 a.push(format!("--architectures={arch}"));
-                for opt in DPKG_EXCLUDES {
-                    a.push(format!("--dpkgopt={opt}"));
-                }
                 if recipe.keep_apt_lists {
                     a.push("--skip=cleanup/apt/lists".into());
                 }
@@ -151,8 +171,16 @@ impl Tool {
             }
             Tool::Debootstrap(_) => {
                 let mut a = vec![variant, include, format!("--arch={arch}")];
-                a.push(format!("--components={}", archive.main.components.join(",")));
-                if let Some(key) = archive.main.signed_by.as_deref().filter(|k| k.starts_with('/')) {
+                a.push(format!(
+                    "--components={}",
+                    archive.main.components.join(",")
+                ));
+                if let Some(key) = archive
+                    .main
+                    .signed_by
+                    .as_deref()
+                    .filter(|k| k.starts_with('/'))
+                {
                     a.push(format!("--keyring={key}"));
                 }
                 a.extend([suite, target, archive.main.uri.clone()]);
@@ -162,23 +190,14 @@ impl Tool {
     }
 }
 
-/// Documentation, manual pages and translations are left out of images (mmdebstrap only);
-/// the rule stays in the image, so packages installed later leave them out too.
-const DPKG_EXCLUDES: &[&str] = &[
-    "path-exclude=/usr/share/man/*",
-    "path-exclude=/usr/share/info/*",
-    "path-exclude=/usr/share/doc/*",
-    "path-include=/usr/share/doc/*/copyright",
-    "path-exclude=/usr/share/locale/*",
-    "path-include=/usr/share/locale/locale.alias",
-];
-
 fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
         .map(|d| d.join(name))
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// The Debian architecture of the host.
@@ -214,7 +233,15 @@ pub(crate) fn run_tool(
     let mut cmd = match which("unshare") {
         Some(unshare) => {
             let mut c = Command::new(unshare);
-            c.args(["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--"]);
+            c.args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--",
+            ]);
             c.arg(tool.path());
             c
         }
@@ -223,7 +250,10 @@ pub(crate) fn run_tool(
     cmd.args(args)
         .env("LC_ALL", "C.UTF-8")
         .env("DEBIAN_FRONTEND", "noninteractive")
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .stdin(Stdio::null());
     // O_CLOEXEC: a concurrent build's child must not inherit this pipe.
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -236,7 +266,14 @@ pub(crate) fn run_tool(
             // The builder's shell scripts (dash) cannot redirect fds above 9, and mmdebstrap
             // hands them the next free fd: start it with nothing but 0, 1 and 2 open.
             libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, 0);
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -263,11 +300,15 @@ pub(crate) fn run_tool(
             tail.pop_front();
         }
         tail.push_back(line.to_owned());
-        if let Some((p, msg)) = progress::parse_line(line) {
-            if p != phase || tool.name() == "mmdebstrap" {
-                phase = p;
-                progress(Progress { phase, message: msg.to_owned(), elapsed: started.elapsed() });
-            }
+        // debootstrap says a line per package: report only when its phase changes.
+        let parsed = progress::parse_line(line);
+        if let Some((p, msg)) = parsed.filter(|(p, _)| *p != phase || tool.name() == "mmdebstrap") {
+            phase = p;
+            progress(Progress {
+                phase,
+                message: msg.to_owned(),
+                elapsed: started.elapsed(),
+            });
         }
     }
     let status = child.wait().ctx("waiting for", tool.path())?;
@@ -301,15 +342,25 @@ pub(crate) fn finalize(rootfs: &Path, archive: &Archive, keep_apt_lists: bool) -
     }
 
     // apt drops privileges to `_apt` for downloads, which fails in some sandboxes.
-    std::fs::create_dir_all(rootfs.join("etc/apt/apt.conf.d")).ctx("creating", rootfs.join("etc/apt"))?;
-    write("etc/apt/apt.conf.d/99firepit", "// Written by firepit.\nAPT::Sandbox::User \"root\";\n")?;
+    std::fs::create_dir_all(rootfs.join("etc/apt/apt.conf.d"))
+        .ctx("creating", rootfs.join("etc/apt"))?;
+    write(
+        "etc/apt/apt.conf.d/99firepit",
+        "// Written by firepit.\nAPT::Sandbox::User \"root\";\n",
+    )?;
 
     // The host's sources for this distribution, and the keyrings they name.
-    std::fs::create_dir_all(rootfs.join("etc/apt/sources.list.d")).ctx("creating", rootfs.join("etc/apt"))?;
-    write("etc/apt/sources.list.d/debian.sources", &sources::render_deb822(&archive.all))?;
+    std::fs::create_dir_all(rootfs.join("etc/apt/sources.list.d"))
+        .ctx("creating", rootfs.join("etc/apt"))?;
+    write(
+        "etc/apt/sources.list.d/debian.sources",
+        &sources::render_deb822(&archive.all),
+    )?;
     let list = rootfs.join("etc/apt/sources.list");
     match std::fs::remove_file(&list) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("removing", list, e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io("removing", list, e));
+        }
         _ => {}
     }
     for key in archive.all.iter().filter_map(|e| e.signed_by.as_deref()) {
@@ -328,15 +379,24 @@ pub(crate) fn finalize(rootfs: &Path, archive: &Archive, keep_apt_lists: bool) -
 
     // apt caches: downloaded packages and binary caches always go; lists unless kept.
     let mut doomed = vec![rootfs.join("var/cache/apt/archives/partial")];
-    doomed.extend(files_in(&rootfs.join("var/cache/apt"), |n| n.ends_with(".bin"))?);
-    doomed.extend(files_in(&rootfs.join("var/cache/apt/archives"), |n| n.ends_with(".deb"))?);
+    doomed.extend(files_in(&rootfs.join("var/cache/apt"), |n| {
+        n.ends_with(".bin")
+    })?);
+    doomed.extend(files_in(&rootfs.join("var/cache/apt/archives"), |n| {
+        n.ends_with(".deb")
+    })?);
     if !keep_apt_lists {
-        doomed.extend(files_in(&rootfs.join("var/lib/apt/lists"), |n| n != "lock" && n != "partial")?);
+        doomed.extend(files_in(&rootfs.join("var/lib/apt/lists"), |n| {
+            n != "lock" && n != "partial"
+        })?);
     }
     for p in doomed {
         crate::fsutil::remove_tree(&p)?;
     }
-    for rel in ["var/cache/apt/archives/partial", "var/lib/apt/lists/partial"] {
+    for rel in [
+        "var/cache/apt/archives/partial",
+        "var/lib/apt/lists/partial",
+    ] {
         let p = rootfs.join(rel);
         std::fs::create_dir_all(&p).ctx("creating", &p)?;
     }
@@ -363,7 +423,11 @@ mod tests {
         std::fs::create_dir_all(dir.join("apt/sources.list.d")).unwrap();
         std::fs::write(dir.join("apt/sources.list.d/debian.sources"), sources).unwrap();
         std::fs::write(dir.join("os-release"), "VERSION_CODENAME=bookworm\n").unwrap();
-        BuildOptions { apt_dir: dir.join("apt"), os_release: dir.join("os-release"), ..Default::default() }
+        BuildOptions {
+            apt_dir: dir.join("apt"),
+            os_release: dir.join("os-release"),
+            ..Default::default()
+        }
     }
 
     const HOST: &str = "Types: deb\nURIs: http://m.invalid/debian\nSuites: bookworm bookworm-updates\n\
@@ -374,7 +438,10 @@ mod tests {
     fn archive_from_host() {
         let dir = tempfile::tempdir().unwrap();
         let a = resolve_archive(&opts(dir.path(), HOST)).unwrap();
-        assert_eq!((a.main.uri.as_str(), a.main.suite.as_str()), ("http://m.invalid/debian", "bookworm"));
+        assert_eq!(
+            (a.main.uri.as_str(), a.main.suite.as_str()),
+            ("http://m.invalid/debian", "bookworm")
+        );
         assert_eq!(a.all.len(), 3);
     }
 
@@ -385,13 +452,19 @@ mod tests {
         o.mirror = Some("http://127.0.0.1:9/debian".into());
         let a = resolve_archive(&o).unwrap();
         assert_eq!(a.all, vec![a.main.clone()]);
-        assert_eq!((a.main.uri.as_str(), a.main.suite.as_str()), ("http://127.0.0.1:9/debian", "bookworm"));
+        assert_eq!(
+            (a.main.uri.as_str(), a.main.suite.as_str()),
+            ("http://127.0.0.1:9/debian", "bookworm")
+        );
         assert_eq!(a.main.signed_by, None);
         o.suite = Some("trixie".into());
         assert_eq!(resolve_archive(&o).unwrap().main.suite, "trixie");
         o.mirror = None;
         let a = resolve_archive(&o).unwrap();
-        assert_eq!((a.main.uri.as_str(), a.main.suite.as_str(), a.all.len()), ("http://m.invalid/debian", "trixie", 1));
+        assert_eq!(
+            (a.main.uri.as_str(), a.main.suite.as_str(), a.all.len()),
+            ("http://m.invalid/debian", "trixie", 1)
+        );
     }
 
     #[test]
@@ -409,7 +482,10 @@ mod tests {
         let r = Recipe::builtin("minimal").unwrap();
         let args = Tool::Mmdebstrap("/x".into()).args(&r, &a, "amd64", Path::new("/t/rootfs"));
         assert!(args.contains(&"--variant=minbase".to_owned()));
-        assert!(args.iter().any(|a| a.starts_with("--include=bash,coreutils,")));
+        assert!(
+            args.iter()
+                .any(|a| a.starts_with("--include=bash,coreutils,"))
+        );
         let i = args.iter().position(|a| a == "bookworm").unwrap();
         assert_eq!(args[i + 1], "/t/rootfs");
         assert_eq!(
@@ -418,7 +494,10 @@ mod tests {
         );
         assert_eq!(args.len(), i + 5);
         let d = Tool::Debootstrap("/x".into()).args(&r, &a, "amd64", Path::new("/t/rootfs"));
-        assert_eq!(&d[d.len() - 3..], ["bookworm", "/t/rootfs", "http://m.invalid/debian"]);
+        assert_eq!(
+            &d[d.len() - 3..],
+            ["bookworm", "/t/rootfs", "http://m.invalid/debian"]
+        );
     }
 
     #[test]
@@ -426,7 +505,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = resolve_archive(&opts(dir.path(), HOST)).unwrap();
         let root = dir.path().join("rootfs");
-        for d in ["etc/apt", "var/cache/apt/archives/partial", "var/lib/apt/lists/partial"] {
+        for d in [
+            "etc/apt",
+            "var/cache/apt/archives/partial",
+            "var/lib/apt/lists/partial",
+        ] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
         std::fs::write(root.join("etc/apt/sources.list"), "deb x y z\n").unwrap();
@@ -438,11 +521,24 @@ mod tests {
             return; // lchown to root needs root
         }
         finalize(&root, &a, false).unwrap();
-        assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "firepit\n");
-        let mode = |p: &str| std::fs::metadata(root.join(p)).unwrap().permissions().mode() & 0o7777;
-        assert_eq!((mode("tmp"), mode("root"), mode("workspace")), (0o1777, 0o700, 0o755));
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
+            "firepit\n"
+        );
+        let mode = |p: &str| {
+            std::fs::metadata(root.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(
+            (mode("tmp"), mode("root"), mode("workspace")),
+            (0o1777, 0o700, 0o755)
+        );
         assert!(!root.join("etc/apt/sources.list").exists());
-        let s = std::fs::read_to_string(root.join("etc/apt/sources.list.d/debian.sources")).unwrap();
+        let s =
+            std::fs::read_to_string(root.join("etc/apt/sources.list.d/debian.sources")).unwrap();
         assert!(s.contains("Suites: bookworm-security"));
         assert!(!root.join("var/cache/apt/pkgcache.bin").exists());
         assert!(!root.join("var/cache/apt/archives/a.deb").exists());

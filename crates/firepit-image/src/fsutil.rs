@@ -24,7 +24,11 @@ impl Lock {
             .write(true)
             .open(path)
             .ctx("opening lock file", path)?;
-        let op = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+        let op = if wait {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_EX | libc::LOCK_NB
+        };
         loop {
             // SAFETY: flock on a file descriptor we own; no memory is involved.
             let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
@@ -88,7 +92,9 @@ fn remove_dir_on(dir: &Path, dev: u64) -> Result<()> {
             let mut sub_dev = meta.dev();
             if sub_dev != dev {
                 let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
-                sub_dev = std::fs::symlink_metadata(&path).map(|m| m.dev()).unwrap_or(dev);
+                sub_dev = std::fs::symlink_metadata(&path)
+                    .map(|m| m.dev())
+                    .unwrap_or(dev);
                 if sub_dev != dev {
                     return Err(Error::MountInTree { path });
                 }

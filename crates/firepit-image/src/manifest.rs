@@ -44,16 +44,23 @@ impl Manifest {
     /// Read and parse a manifest file.
     pub fn read(path: &Path) -> Result<Manifest> {
         let bytes = std::fs::read(path).ctx("reading", path)?;
-        serde_json::from_slice(&bytes).map_err(|source| Error::Manifest { path: path.into(), source })
+        serde_json::from_slice(&bytes).map_err(|source| Error::Manifest {
+            path: path.into(),
+            source,
+        })
     }
 
     /// Write the manifest to `path` atomically (temporary file, fsync, rename).
     pub fn write(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self)
-            .map_err(|source| Error::Manifest { path: path.into(), source })?;
+        let json = serde_json::to_vec_pretty(self).map_err(|source| Error::Manifest {
+            path: path.into(),
+            source,
+        })?;
         let tmp = path.with_extension("json.tmp");
         let mut f = std::fs::File::create(&tmp).ctx("creating", &tmp)?;
-        f.write_all(&json).and_then(|()| f.write_all(b"\n")).ctx("writing", &tmp)?;
+        f.write_all(&json)
+            .and_then(|()| f.write_all(b"\n"))
+            .ctx("writing", &tmp)?;
         f.sync_all().ctx("syncing", &tmp)?;
         std::fs::rename(&tmp, path).ctx("renaming into place", path)
     }

@@ -56,7 +56,13 @@ pub struct Progress {
 
 impl fmt::Display for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{:>5.1}s] {}: {}", self.elapsed.as_secs_f64(), self.phase, self.message)
+        write!(
+            f,
+            "[{:>5.1}s] {}: {}",
+            self.elapsed.as_secs_f64(),
+            self.phase,
+            self.message
+        )
     }
 }
 
@@ -65,8 +71,12 @@ pub fn parse_line(line: &str) -> Option<(Phase, &str)> {
     let msg = line.strip_prefix("I: ")?.trim();
     let lower = msg.to_ascii_lowercase();
     let has = |w: &str| lower.contains(w);
-    let phase = if has("apt-get update") || has("resolving") || (has("retrieving") && has("release"))
-        || has("retrieving packages") || has("validating") || has("checking component")
+    let phase = if has("apt-get update")
+        || has("resolving")
+        || (has("retrieving") && has("release"))
+        || has("retrieving packages")
+        || has("validating")
+        || has("checking component")
     {
         Phase::Update
     } else if has("download") || has("retrieving") {
@@ -94,15 +104,27 @@ mod tests {
             ("I: downloading packages with apt...", Some(Phase::Download)),
             ("I: extracting archives...", Some(Phase::Extract)),
             ("I: installing essential packages...", Some(Phase::Install)),
-            ("I: installing remaining packages inside the chroot...", Some(Phase::Install)),
-            ("I: cleaning package lists and apt cache...", Some(Phase::Cleanup)),
-            ("I: chroot architecture amd64 is equal to the host's architecture", None),
+            (
+                "I: installing remaining packages inside the chroot...",
+                Some(Phase::Install),
+            ),
+            (
+                "I: cleaning package lists and apt cache...",
+                Some(Phase::Cleanup),
+            ),
+            (
+                "I: chroot architecture amd64 is equal to the host's architecture",
+                None,
+            ),
             ("Get:1 http://x bookworm InRelease", None),
         ];
         for (line, want) in cases {
             assert_eq!(parse_line(line).map(|(p, _)| p), want, "{line}");
         }
-        assert_eq!(parse_line("I: extracting archives...").unwrap().1, "extracting archives...");
+        assert_eq!(
+            parse_line("I: extracting archives...").unwrap().1,
+            "extracting archives..."
+        );
     }
 
     #[test]
@@ -111,7 +133,10 @@ mod tests {
             ("I: Retrieving InRelease ", Phase::Update),
             ("I: Retrieving Packages ", Phase::Update),
             ("I: Validating Packages ", Phase::Update),
-            ("I: Resolving dependencies of required packages...", Phase::Update),
+            (
+                "I: Resolving dependencies of required packages...",
+                Phase::Update,
+            ),
             ("I: Retrieving libc6 2.36-9", Phase::Download),
             ("I: Extracting bash...", Phase::Extract),
             ("I: Unpacking the base system...", Phase::Extract),
@@ -131,6 +156,9 @@ mod tests {
             message: "downloading packages with apt...".into(),
             elapsed: Duration::from_millis(2500),
         };
-        assert_eq!(p.to_string(), "[  2.5s] downloading packages: downloading packages with apt...");
+        assert_eq!(
+            p.to_string(),
+            "[  2.5s] downloading packages: downloading packages with apt..."
+        );
     }
 }

@@ -100,8 +100,16 @@ impl Recipe {
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
-    if ok { Ok(()) } else { Err(Error::InvalidName { name: name.to_owned() }) }
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -128,7 +136,10 @@ mod tests {
     fn unknown_recipe_lists_known() {
         let err = Recipe::builtin("fancy").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("`fancy`") && msg.contains("minimal, browser, default"), "{msg}");
+        assert!(
+            msg.contains("`fancy`") && msg.contains("minimal, browser, default"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -136,7 +147,16 @@ mod tests {
         for good in ["minimal", "a", "x1.2_3-4", "9lives"] {
             validate_name(good).unwrap();
         }
-        for bad in ["", ".build-x", "-x", "A", "a/b", "..", "a b", &"x".repeat(65)] {
+        for bad in [
+            "",
+            ".build-x",
+            "-x",
+            "A",
+            "a/b",
+            "..",
+            "a b",
+            &"x".repeat(65),
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
         assert!(Recipe::custom("../etc", &["bash"]).is_err());

@@ -16,8 +16,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, IoContext, Result};
 use crate::UID_RANGE;
+use crate::error::{Error, IoContext, Result};
 
 /// What a shift did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -42,7 +42,12 @@ pub fn shift_tree(root: &Path, uid_base: u32) -> Result<ShiftStats> {
     }
     let start = Instant::now();
     let meta = std::fs::symlink_metadata(root).ctx("inspecting", root)?;
-    let mut walk = Walk { uid_base, dev: meta.dev(), seen: HashSet::new(), stats: ShiftStats::default() };
+    let mut walk = Walk {
+        uid_base,
+        dev: meta.dev(),
+        seen: HashSet::new(),
+        stats: ShiftStats::default(),
+    };
     walk.visit(root, &meta)?;
     let mut stats = walk.stats;
     stats.elapsed = start.elapsed();
@@ -62,7 +67,8 @@ impl Walk {
             return Err(Error::MountInTree { path: path.into() });
         }
         self.stats.entries += 1;
-        let first_time = meta.nlink() <= 1 || meta.is_dir() || self.seen.insert((meta.dev(), meta.ino()));
+        let first_time =
+            meta.nlink() <= 1 || meta.is_dir() || self.seen.insert((meta.dev(), meta.ino()));
         if first_time {
             self.stats.bytes += meta.blocks() * 512;
             self.shift_one(path, meta)?;
@@ -81,7 +87,11 @@ impl Walk {
     fn shift_one(&mut self, path: &Path, meta: &std::fs::Metadata) -> Result<()> {
         let check = |id: u32| {
             if id >= UID_RANGE {
-                Err(Error::IdOutOfRange { path: path.into(), id, range: UID_RANGE })
+                Err(Error::IdOutOfRange {
+                    path: path.into(),
+                    id,
+                    range: UID_RANGE,
+                })
             } else {
                 Ok(id)
             }
@@ -108,7 +118,11 @@ impl Walk {
         // SAFETY: as above; lchown never follows a symlink.
         let rc = unsafe { libc::lchown(cpath.as_ptr(), self.uid_base + uid, self.uid_base + gid) };
         if rc != 0 {
-            return Err(Error::io("changing the owner of", path, std::io::Error::last_os_error()));
+            return Err(Error::io(
+                "changing the owner of",
+                path,
+                std::io::Error::last_os_error(),
+            ));
         }
         let mode = meta.permissions().mode();
         if !meta.file_type().is_symlink() && mode & 0o6000 != 0 {
@@ -131,7 +145,10 @@ mod tests {
     #[test]
     fn rejects_overlapping_base() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(shift_tree(dir.path(), 1000), Err(Error::InvalidUidBase(1000))));
+        assert!(matches!(
+            shift_tree(dir.path(), 1000),
+            Err(Error::InvalidUidBase(1000))
+        ));
     }
 
     #[test]
@@ -189,6 +206,9 @@ mod tests {
         assert_eq!(mode(&setgid_dir), 0o2775);
 
         // Shifting again finds ids that no longer fit.
-        assert!(matches!(shift_tree(&root, 100_000), Err(Error::IdOutOfRange { .. })));
+        assert!(matches!(
+            shift_tree(&root, 100_000),
+            Err(Error::IdOutOfRange { .. })
+        ));
     }
 }

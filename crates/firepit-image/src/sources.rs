@@ -28,16 +28,27 @@ impl AptEntry {
     /// Whether the suite is a security/updates/backports/proposed side suite.
     pub fn is_side_suite(&self) -> bool {
         let s = self.suite.as_str();
-        ["-security", "-updates", "-backports", "-proposed-updates", "-proposed"]
-            .iter()
-            .any(|suffix| s.ends_with(suffix))
+        [
+            "-security",
+            "-updates",
+            "-backports",
+            "-proposed-updates",
+            "-proposed",
+        ]
+        .iter()
+        .any(|suffix| s.ends_with(suffix))
             || s.ends_with("/updates")
     }
 
     /// Whether the URI carries credentials (`user:pass@host`); such entries are never copied.
     fn has_credentials(&self) -> bool {
-        let rest = self.uri.split_once("://").map_or(self.uri.as_str(), |(_, r)| r);
-        rest.split('/').next().is_some_and(|authority| authority.contains('@'))
+        let rest = self
+            .uri
+            .split_once("://")
+            .map_or(self.uri.as_str(), |(_, r)| r);
+        rest.split('/')
+            .next()
+            .is_some_and(|authority| authority.contains('@'))
     }
 
     /// The entry as a one-line `deb` source, as mmdebstrap takes it.
@@ -46,7 +57,13 @@ impl AptEntry {
         if let Some(key) = self.signed_by.as_deref().filter(|k| !k.contains('\n')) {
             let _ = write!(line, "[signed-by={key}] ");
         }
-        let _ = write!(line, "{} {} {}", self.uri, self.suite, self.components.join(" "));
+        let _ = write!(
+            line,
+            "{} {} {}",
+            self.uri,
+            self.suite,
+            self.components.join(" ")
+        );
         line
     }
 }
@@ -57,15 +74,22 @@ pub fn parse_deb822(text: &str) -> Vec<AptEntry> {
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut flush = |fields: &mut Vec<(String, String)>| {
         let get = |name: &str| {
-            fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+            fields
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
         };
         let words = |name: &str| -> Vec<String> {
-            get(name).map(|v| v.split_whitespace().map(str::to_owned).collect()).unwrap_or_default()
+            get(name)
+                .map(|v| v.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default()
         };
         let enabled = get("Enabled").is_none_or(|v| !v.trim().eq_ignore_ascii_case("no"));
         if enabled && words("Types").iter().any(|t| t == "deb") {
             let components = words("Components");
-            let signed_by = get("Signed-By").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+            let signed_by = get("Signed-By")
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty());
             for uri in words("URIs") {
                 for suite in words("Suites") {
                     out.push(AptEntry {
@@ -110,7 +134,10 @@ pub fn parse_one_line(text: &str) -> Vec<AptEntry> {
         let mut rest: Vec<&str> = tokens.collect();
         let mut signed_by = None;
         if rest.first().is_some_and(|t| t.starts_with('[')) {
-            let end = rest.iter().position(|t| t.ends_with(']')).unwrap_or(rest.len() - 1);
+            let end = rest
+                .iter()
+                .position(|t| t.ends_with(']'))
+                .unwrap_or(rest.len() - 1);
             let options = rest[..=end].join(" ");
             let options = options.trim_start_matches('[').trim_end_matches(']');
             for option in options.split_whitespace() {
@@ -174,7 +201,9 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
 pub fn select_main<'a>(entries: &'a [AptEntry], codename: Option<&str>) -> Option<&'a AptEntry> {
     let mut candidates = entries.iter().filter(|e| !e.is_side_suite());
     let first = candidates.clone().next();
-    codename.and_then(|c| candidates.find(|e| e.suite == c)).or(first)
+    codename
+        .and_then(|c| candidates.find(|e| e.suite == c))
+        .or(first)
 }
 
 /// The entries of the same distribution as `main`: `main` itself first, then the host's
@@ -183,7 +212,10 @@ pub fn select_main<'a>(entries: &'a [AptEntry], codename: Option<&str>) -> Optio
 pub fn distribution(entries: &[AptEntry], main: &AptEntry) -> Vec<AptEntry> {
     let mut out = vec![main.clone()];
     for entry in entries {
-        let side = [format!("{}-updates", main.suite), format!("{}-security", main.suite)];
+        let side = [
+            format!("{}-updates", main.suite),
+            format!("{}-security", main.suite),
+        ];
         if side.contains(&entry.suite) && !entry.has_credentials() && !out.contains(entry) {
             out.push(entry.clone());
         }
@@ -211,9 +243,12 @@ pub fn render_deb822(entries: &[AptEntry]) -> String {
 
 /// The host's `VERSION_CODENAME` from an os-release file.
 pub fn codename(os_release: &Path) -> Result<Option<String>> {
-    let Some(text) = read_optional(os_release)? else { return Ok(None) };
+    let Some(text) = read_optional(os_release)? else {
+        return Ok(None);
+    };
     Ok(text.lines().find_map(|l| {
-        l.strip_prefix("VERSION_CODENAME=").map(|v| v.trim().trim_matches('"').to_owned())
+        l.strip_prefix("VERSION_CODENAME=")
+            .map(|v| v.trim().trim_matches('"').to_owned())
     }))
 }
 
@@ -254,7 +289,10 @@ Components: main
     #[test]
     fn deb822_entries() {
         let entries = parse_deb822(DEB822);
-        let pairs: Vec<_> = entries.iter().map(|e| (e.uri.as_str(), e.suite.as_str())).collect();
+        let pairs: Vec<_> = entries
+            .iter()
+            .map(|e| (e.uri.as_str(), e.suite.as_str()))
+            .collect();
         assert_eq!(
             pairs,
             [
@@ -275,7 +313,10 @@ Components: main
         let text = "Types: deb\nURIs: http://m.invalid/d\nSuites: s\nComponents: main\n\
                     Signed-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n abc\n";
         let e = &parse_deb822(text)[0];
-        assert_eq!(e.signed_by.as_deref(), Some("-----BEGIN PGP PUBLIC KEY BLOCK-----\n.\nabc"));
+        assert_eq!(
+            e.signed_by.as_deref(),
+            Some("-----BEGIN PGP PUBLIC KEY BLOCK-----\n.\nabc")
+        );
         assert!(render_deb822(std::slice::from_ref(e)).contains("Signed-By: -----BEGIN"));
         assert!(!e.one_line().contains("signed-by"));
     }
@@ -310,9 +351,15 @@ deb broken
              deb http://m.invalid/debian bookworm main\n\
              deb http://m.invalid/debian-security buster/updates main\n",
         );
-        assert_eq!(select_main(&entries, Some("bookworm")).unwrap().uri, "http://m.invalid/debian");
+        assert_eq!(
+            select_main(&entries, Some("bookworm")).unwrap().uri,
+            "http://m.invalid/debian"
+        );
         assert_eq!(select_main(&entries, None).unwrap().suite, "nodistro");
-        assert_eq!(select_main(&entries, Some("trixie")).unwrap().suite, "nodistro");
+        assert_eq!(
+            select_main(&entries, Some("trixie")).unwrap().suite,
+            "nodistro"
+        );
         entries.retain(|e| e.is_side_suite());
         assert_eq!(select_main(&entries, Some("bookworm")), None);
     }
@@ -330,7 +377,10 @@ deb broken
         let main = select_main(&with_creds, Some("bookworm")).unwrap();
         let dist = distribution(&with_creds, main);
         let suites: Vec<_> = dist.iter().map(|e| e.suite.as_str()).collect();
-        assert_eq!(suites, ["bookworm", "bookworm-updates", "bookworm-security"]);
+        assert_eq!(
+            suites,
+            ["bookworm", "bookworm-updates", "bookworm-security"]
+        );
         assert!(render_deb822(&dist).contains("Suites: bookworm-security\n"));
         assert!(!render_deb822(&dist).contains("secret"));
     }
@@ -346,12 +396,18 @@ deb broken
             "deb http://a.invalid/x nodistro main\n",
         )
         .unwrap();
-        std::fs::write(dir.path().join("sources.list.d/c.list.disabled"), "deb http://c x y\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join("sources.list.d/c.list.disabled"),
+            "deb http://c x y\n",
+        )
+        .unwrap();
         let entries = read_dir(dir.path()).unwrap();
         assert_eq!(entries.len(), 4);
         assert_eq!(entries[0].suite, "nodistro");
-        assert_eq!(select_main(&entries, Some("bookworm")).unwrap().suite, "bookworm");
+        assert_eq!(
+            select_main(&entries, Some("bookworm")).unwrap().suite,
+            "bookworm"
+        );
         assert!(read_dir(&dir.path().join("missing")).unwrap().is_empty());
     }
 

@@ -37,7 +37,10 @@ impl ImageStore {
     /// Open (and create if missing) the store at `dir`, with default build options.
     pub fn open(dir: &Path) -> Result<ImageStore> {
         std::fs::create_dir_all(dir).ctx("creating the image store", dir)?;
-        Ok(ImageStore { dir: dir.to_owned(), options: BuildOptions::default() })
+        Ok(ImageStore {
+            dir: dir.to_owned(),
+            options: BuildOptions::default(),
+        })
     }
 
     /// Use these build options (mirror, suite, uid base...) for builds from this store.
@@ -62,7 +65,9 @@ impl ImageStore {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir).ctx("reading", &self.dir)? {
             let entry = entry.ctx("reading", &self.dir)?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
             if validate_name(&name).is_err() {
                 continue;
             }
@@ -81,10 +86,16 @@ impl ImageStore {
         let path = dir.join(manifest::FILE);
         let rootfs = dir.join("rootfs");
         if !path.is_file() || !rootfs.is_dir() {
-            return Err(Error::NotFound { name: name.to_owned() });
+            return Err(Error::NotFound {
+                name: name.to_owned(),
+            });
         }
         let manifest = Manifest::read(&path)?;
-        Ok(Image { name: name.to_owned(), rootfs, manifest })
+        Ok(Image {
+            name: name.to_owned(),
+            rootfs,
+            manifest,
+        })
     }
 
     /// Remove an image: renamed out of sight at once, then deleted. Whether a machine still
@@ -92,10 +103,14 @@ impl ImageStore {
     pub fn remove(&self, name: &str) -> Result<()> {
         validate_name(name)?;
         let dir = self.dir.join(name);
-        let trash = self.dir.join(format!("{TRASH_PREFIX}{name}-{}", fsutil::random_suffix()));
+        let trash = self
+            .dir
+            .join(format!("{TRASH_PREFIX}{name}-{}", fsutil::random_suffix()));
         match std::fs::rename(&dir, &trash) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotFound { name: name.to_owned() });
+                return Err(Error::NotFound {
+                    name: name.to_owned(),
+                });
             }
             r => r.ctx("moving aside", &dir)?,
         }
@@ -107,7 +122,9 @@ impl ImageStore {
     pub fn cleanup(&self) -> Result<()> {
         for entry in std::fs::read_dir(&self.dir).ctx("reading", &self.dir)? {
             let entry = entry.ctx("reading", &self.dir)?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
             let path = entry.path();
             if name.starts_with(TRASH_PREFIX) {
                 fsutil::remove_tree(&path)?;
@@ -137,7 +154,11 @@ impl ImageStore {
         validate_name(name)?;
         let path = self.dir.join(format!(".name-{name}{LOCK_SUFFIX}"));
         Lock::acquire(&path, true)?.ok_or_else(|| {
-            Error::io("locking", &path, std::io::Error::from(std::io::ErrorKind::WouldBlock))
+            Error::io(
+                "locking",
+                &path,
+                std::io::Error::from(std::io::ErrorKind::WouldBlock),
+            )
         })
     }
 
@@ -150,7 +171,11 @@ impl ImageStore {
         validate_name(&recipe.name)?;
         let started = Instant::now();
         let report = |progress: &mut dyn FnMut(Progress), phase: Phase, message: String| {
-            progress(Progress { phase, message, elapsed: started.elapsed() })
+            progress(Progress {
+                phase,
+                message,
+                elapsed: started.elapsed(),
+            })
         };
         let _ = self.cleanup();
         let work = WorkDir::create(&self.dir, &recipe.name)?;
@@ -163,16 +188,27 @@ impl ImageStore {
         report(
             progress,
             Phase::Prepare,
-            format!("{builder}: {} {} ({arch})", archive.main.uri, archive.main.suite),
+            format!(
+                "{builder}: {} {} ({arch})",
+                archive.main.uri, archive.main.suite
+            ),
         );
         let rootfs = work.dir.join("rootfs");
         let args = tool.args(recipe, &archive, &arch, &rootfs);
         build::run_tool(&tool, &args, started, progress)?;
 
-        report(progress, Phase::Finalize, "hostname, directories, apt configuration".into());
+        report(
+            progress,
+            Phase::Finalize,
+            "hostname, directories, apt configuration".into(),
+        );
         build::finalize(&rootfs, &archive, recipe.keep_apt_lists)?;
 
-        report(progress, Phase::Shift, format!("owners to {}..", opts.uid_base));
+        report(
+            progress,
+            Phase::Shift,
+            format!("owners to {}..", opts.uid_base),
+        );
         let stats = shift::shift_tree(&rootfs, opts.uid_base)?;
         report(
             progress,
@@ -194,14 +230,20 @@ impl ImageStore {
             mirror: archive.main.uri.clone(),
             arch,
             uid_base: opts.uid_base,
-            created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             size_bytes: stats.bytes,
             builder,
             builder_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
         manifest.write(&work.dir.join(manifest::FILE))?;
         work.commit(&self.dir.join(&recipe.name))?;
-        report(progress, Phase::Done, format!("image `{}` ready", recipe.name));
+        report(
+            progress,
+            Phase::Done,
+            format!("image `{}` ready", recipe.name),
+        );
         self.get(&recipe.name)
     }
 }
@@ -219,20 +261,32 @@ impl WorkDir {
             let stem = format!("{BUILD_PREFIX}{name}-{}", fsutil::random_suffix());
             let dir = store.join(&stem);
             let lock_path = store.join(format!("{stem}{LOCK_SUFFIX}"));
-            let Some(lock) = Lock::acquire(&lock_path, false)? else { continue };
+            let Some(lock) = Lock::acquire(&lock_path, false)? else {
+                continue;
+            };
             // A cleaner may have unlinked the file between our open and our flock.
             if !lock.is_at(&lock_path) {
                 continue;
             }
             std::fs::create_dir(&dir).ctx("creating", &dir)?;
-            return Ok(WorkDir { dir, lock_path, lock: Some(lock) });
+            return Ok(WorkDir {
+                dir,
+                lock_path,
+                lock: Some(lock),
+            });
         }
     }
 
     /// Move the finished tree to `dest`, swapping atomically with an image already there.
     fn commit(mut self, dest: &Path) -> Result<()> {
         use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-        match renameat2(AT_FDCWD, &self.dir, AT_FDCWD, dest, RenameFlags::RENAME_EXCHANGE) {
+        match renameat2(
+            AT_FDCWD,
+            &self.dir,
+            AT_FDCWD,
+            dest,
+            RenameFlags::RENAME_EXCHANGE,
+        ) {
             Ok(()) => {
                 // self.dir now holds the old image; it goes with the drop below.
             }
@@ -265,7 +319,9 @@ mod tests {
     fn fake_image(store: &ImageStore, name: &str) {
         let dir = store.dir().join(name);
         std::fs::create_dir_all(dir.join("rootfs/usr/bin")).unwrap();
-        crate::manifest::sample(name).write(&dir.join(manifest::FILE)).unwrap();
+        crate::manifest::sample(name)
+            .write(&dir.join(manifest::FILE))
+            .unwrap();
     }
 
     #[test]
@@ -285,7 +341,10 @@ mod tests {
         assert_eq!(a.manifest.uid_base, 100_000);
         let err = store.get("nomanifest").unwrap_err();
         assert!(err.is_not_found());
-        assert!(err.to_string().contains("firepit image build nomanifest"), "{err}");
+        assert!(
+            err.to_string().contains("firepit image build nomanifest"),
+            "{err}"
+        );
         assert!(matches!(store.get("../x"), Err(Error::InvalidName { .. })));
     }
 
@@ -328,7 +387,9 @@ mod tests {
         let work = WorkDir::create(store.dir(), "minimal").unwrap();
         std::fs::create_dir_all(work.dir.join("rootfs")).unwrap();
         std::fs::write(work.dir.join("rootfs/new"), "").unwrap();
-        crate::manifest::sample("minimal").write(&work.dir.join(manifest::FILE)).unwrap();
+        crate::manifest::sample("minimal")
+            .write(&work.dir.join(manifest::FILE))
+            .unwrap();
         work.commit(&store.dir().join("minimal")).unwrap();
         let image = store.get("minimal").unwrap();
         assert!(image.rootfs.join("new").exists() && !image.rootfs.join("old").exists());
@@ -348,7 +409,9 @@ mod tests {
             os_release: tmp.path().join("no-os-release"),
             ..BuildOptions::default()
         };
-        let store = ImageStore::open(&tmp.path().join("images")).unwrap().with_options(opts);
+        let store = ImageStore::open(&tmp.path().join("images"))
+            .unwrap()
+            .with_options(opts);
         let recipe = Recipe::builtin("minimal").unwrap();
         let err = store.build(&recipe, &mut |_| {}).unwrap_err();
         assert!(matches!(err, Error::NoAptSource { .. }), "{err}");

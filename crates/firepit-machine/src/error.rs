@@ -7,7 +7,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The machine id is not short lowercase `[a-z0-9-]`.
-    #[error("invalid machine id {0:?}: use 1-40 characters of a-z, 0-9 and '-', not starting or ending with '-'")]
+    #[error(
+        "invalid machine id {0:?}: use 1-40 characters of a-z, 0-9 and '-', not starting or ending with '-'"
+    )]
     InvalidId(String),
     /// A limit or field of the spec makes no sense.
     #[error("invalid machine spec: {0}")]
@@ -71,13 +73,24 @@ pub enum Error {
 
 impl Error {
     /// An [`Error::Io`] about a path.
-    pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+    pub(crate) fn io(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { what, path: Some(path), source }
+        move |source| Error::Io {
+            what,
+            path: Some(path),
+            source,
+        }
     }
 
     /// An [`Error::Io`] about no path.
     pub(crate) fn sys(what: &'static str) -> impl FnOnce(io::Error) -> Error {
-        move |source| Error::Io { what, path: None, source }
+        move |source| Error::Io {
+            what,
+            path: None,
+            source,
+        }
     }
 }

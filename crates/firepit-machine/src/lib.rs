@@ -7,6 +7,18 @@
 //! network namespace behind NAT). MicroVM and Kubernetes backends implement
 //! the same trait later.
 //!
+//! The binary that owns a backend must run the launcher when asked, before
+//! it starts any threads:
+//!
+//! ```no_run
+//! // First thing in `main`:
+//! if std::env::args_os().nth(1).is_some_and(|a| a == firepit_machine::LAUNCH_ARG) {
+//!     firepit_machine::launcher_main();
+//! }
+//! // ... then the daemon, which passes `std::env::current_exe()` as
+//! // `namespaces::Config::launcher`.
+//! ```
+//!
 //! **API Boundary:** the API is synchronous. The daemon calls it from
 //! `spawn_blocking`. Code that calls clone/unshare/mount runs in a separate,
 //! single-threaded launcher process (see [`launcher_main`]).

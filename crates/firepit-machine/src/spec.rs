@@ -26,10 +26,16 @@ impl MachineId {
         let id = id.into();
         let valid = !id.is_empty()
             && id.len() <= 40
-            && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !id.starts_with('-')
             && !id.ends_with('-');
-        if valid { Ok(Self(id)) } else { Err(Error::InvalidId(id)) }
+        if valid {
+            Ok(Self(id))
+        } else {
+            Err(Error::InvalidId(id))
+        }
     }
 
     /// The id as a string.
@@ -80,13 +86,22 @@ impl Limits {
             ));
         }
         if !self.cpus.is_finite() || self.cpus < 0.01 {
-            return bad(format!("cpus {} must be a number of at least 0.01", self.cpus));
+            return bad(format!(
+                "cpus {} must be a number of at least 0.01",
+                self.cpus
+            ));
         }
         if self.cpus > host_cpus as f64 {
-            return bad(format!("cpus {} is more than the host's {host_cpus}", self.cpus));
+            return bad(format!(
+                "cpus {} is more than the host's {host_cpus}",
+                self.cpus
+            ));
         }
         if self.pids < MIN_PIDS {
-            return bad(format!("pids limit {} is below the minimum of {MIN_PIDS}", self.pids));
+            return bad(format!(
+                "pids limit {} is below the minimum of {MIN_PIDS}",
+                self.pids
+            ));
         }
         Ok(())
     }
@@ -139,7 +154,11 @@ impl MachineSpec {
             )));
         }
         // overlayfs options are separated by ',' and ':'.
-        if self.image.to_str().is_none_or(|s| s.contains([',', ':', '\\'])) {
+        if self
+            .image
+            .to_str()
+            .is_none_or(|s| s.contains([',', ':', '\\']))
+        {
             return Err(Error::InvalidSpec(format!(
                 "image path {} must be UTF-8 without ',', ':' or '\\'",
                 self.image.display()
@@ -160,7 +179,11 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        Limits { memory_bytes: 256 << 20, cpus: 1.0, pids: 512 }
+        Limits {
+            memory_bytes: 256 << 20,
+            cpus: 1.0,
+            pids: 512,
+        }
     }
 
     #[test]
@@ -176,19 +199,42 @@ mod tests {
     #[test]
     fn id_deserialization_validates() {
         assert!(serde_json::from_str::<MachineId>("\"../x\"").is_err());
-        assert_eq!(serde_json::from_str::<MachineId>("\"ok\"").unwrap().as_str(), "ok");
+        assert_eq!(
+            serde_json::from_str::<MachineId>("\"ok\"")
+                .unwrap()
+                .as_str(),
+            "ok"
+        );
     }
 
     #[test]
     fn limits_validation() {
         limits().validate(2).unwrap();
         let cases = [
-            Limits { memory_bytes: 0, ..limits() },
-            Limits { cpus: -1.0, ..limits() },
-            Limits { cpus: 0.0, ..limits() },
-            Limits { cpus: f64::NAN, ..limits() },
-            Limits { cpus: 3.0, ..limits() },
-            Limits { pids: 0, ..limits() },
+            Limits {
+                memory_bytes: 0,
+                ..limits()
+            },
+            Limits {
+                cpus: -1.0,
+                ..limits()
+            },
+            Limits {
+                cpus: 0.0,
+                ..limits()
+            },
+            Limits {
+                cpus: f64::NAN,
+                ..limits()
+            },
+            Limits {
+                cpus: 3.0,
+                ..limits()
+            },
+            Limits {
+                pids: 0,
+                ..limits()
+            },
         ];
         for l in cases {
             let err = l.validate(2).unwrap_err().to_string();
@@ -207,10 +253,45 @@ mod tests {
             guest: "/proc/self/exe".into(),
         };
         spec.validate(2).unwrap();
-        assert!(MachineSpec { uid_base: 0, ..spec.clone() }.validate(2).is_err());
-        assert!(MachineSpec { uid_base: u32::MAX - 5, ..spec.clone() }.validate(2).is_err());
-        assert!(MachineSpec { image: "/nonexistent".into(), ..spec.clone() }.validate(2).is_err());
-        assert!(MachineSpec { image: "rel".into(), ..spec.clone() }.validate(2).is_err());
-        assert!(MachineSpec { guest: "/".into(), ..spec }.validate(2).is_err());
+        assert!(
+            MachineSpec {
+                uid_base: 0,
+                ..spec.clone()
+            }
+            .validate(2)
+            .is_err()
+        );
+        assert!(
+            MachineSpec {
+                uid_base: u32::MAX - 5,
+                ..spec.clone()
+            }
+            .validate(2)
+            .is_err()
+        );
+        assert!(
+            MachineSpec {
+                image: "/nonexistent".into(),
+                ..spec.clone()
+            }
+            .validate(2)
+            .is_err()
+        );
+        assert!(
+            MachineSpec {
+                image: "rel".into(),
+                ..spec.clone()
+            }
+            .validate(2)
+            .is_err()
+        );
+        assert!(
+            MachineSpec {
+                guest: "/".into(),
+                ..spec
+            }
+            .validate(2)
+            .is_err()
+        );
     }
 }

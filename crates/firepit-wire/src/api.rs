@@ -248,10 +248,18 @@ mod tests {
 
     #[test]
     fn exec_event_lines_are_tagged() {
-        let line = serde_json::to_string(&ExecEvent::Stdout { data: "aGk=".into() }).unwrap();
+        let line = serde_json::to_string(&ExecEvent::Stdout {
+            data: "aGk=".into(),
+        })
+        .unwrap();
         assert_eq!(line, r#"{"type":"stdout","data":"aGk="}"#);
         let back: ExecEvent = serde_json::from_str(&line).unwrap();
-        assert_eq!(back, ExecEvent::Stdout { data: "aGk=".into() });
+        assert_eq!(
+            back,
+            ExecEvent::Stdout {
+                data: "aGk=".into()
+            }
+        );
     }
 
     #[test]

@@ -11,7 +11,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "firepit", version, about, propagate_version = true)]
 pub struct Cli {
     /// Data directory of the daemon (store, token, machines, images).
-    #[arg(long, global = true, env = "FIREPIT_DATA_DIR", default_value = "/var/lib/firepit")]
+    #[arg(
+        long,
+        global = true,
+        env = "FIREPIT_DATA_DIR",
+        default_value = "/var/lib/firepit"
+    )]
     pub data_dir: PathBuf,
     /// What to do.
     #[command(subcommand)]
@@ -61,6 +66,10 @@ pub struct UpArgs {
     /// Directory of images, if not `<data-dir>/images`.
     #[arg(long, env = "FIREPIT_IMAGES_DIR")]
     pub images_dir: Option<PathBuf>,
+    /// Name of this daemon when several run on one host (1-6 of a-z0-9): its
+    /// machines get their own cgroups, firewall table, bridge and subnet.
+    #[arg(long, env = "FIREPIT_INSTANCE")]
+    pub instance: Option<String>,
 }
 
 /// Limits and options of a new machine.

@@ -15,7 +15,10 @@ pub struct Client {
 impl Client {
     /// A client for `target`.
     pub fn new(target: Target) -> Client {
-        Client { http: reqwest::Client::new(), target }
+        Client {
+            http: reqwest::Client::new(),
+            target,
+        }
     }
 
     /// The daemon's base URL.
@@ -61,13 +64,16 @@ impl Client {
 
     /// `POST /v1/sessions`
     pub async fn create(&self, req: &CreateSession) -> Result<Session> {
-        let resp = self.send(self.request(Method::POST, "/v1/sessions").json(req)).await?;
+        let resp = self
+            .send(self.request(Method::POST, "/v1/sessions").json(req))
+            .await?;
         resp.json().await.context("reading the new session")
     }
 
     /// `DELETE /v1/sessions/{id}`
     pub async fn destroy(&self, id: &str) -> Result<()> {
-        self.send(self.request(Method::DELETE, &format!("/v1/sessions/{id}"))).await?;
+        self.send(self.request(Method::DELETE, &format!("/v1/sessions/{id}")))
+            .await?;
         Ok(())
     }
 }

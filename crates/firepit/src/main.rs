@@ -18,7 +18,10 @@ use crate::cli::{Cli, Command};
 use crate::client::Client;
 
 fn main() -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|a| a == firepit_machine::LAUNCH_ARG) {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == firepit_machine::LAUNCH_ARG)
+    {
         firepit_machine::launcher_main();
     }
     let cli = Cli::parse();
@@ -50,16 +53,23 @@ async fn run(cli: Cli) -> Result<i32> {
     let client = || -> Result<Client> { Ok(Client::new(settings::target(&data_dir)?)) };
     match cli.command {
         Command::Up(args) => commands::up::up(&data_dir, &args).await.map(|()| 0),
-        Command::New(args) => commands::lifecycle::new(&client()?, &args).await.map(|()| 0),
+        Command::New(args) => commands::lifecycle::new(&client()?, &args)
+            .await
+            .map(|()| 0),
         Command::Ls => commands::lifecycle::ls(&client()?).await.map(|()| 0),
         Command::Exec(args) => commands::exec::exec(&client()?, &args).await,
         Command::Shell(args) => commands::shell::shell(&client()?, &args.id, &args.pty).await,
-        Command::Cp(args) => commands::cp::cp(&client()?, &args.from, &args.to).await.map(|()| 0),
-        Command::Stop(a) => commands::lifecycle::transition(&client()?, &a.id, "stop").await.map(|()| 0),
-        Command::Start(a) => commands::lifecycle::transition(&client()?, &a.id, "start").await.map(|()| 0),
+        Command::Cp(args) => commands::cp::cp(&client()?, &args.from, &args.to)
+            .await
+            .map(|()| 0),
+        Command::Stop(a) => commands::lifecycle::transition(&client()?, &a.id, "stop")
+            .await
+            .map(|()| 0),
+        Command::Start(a) => commands::lifecycle::transition(&client()?, &a.id, "start")
+            .await
+            .map(|()| 0),
         Command::Rm(a) => commands::lifecycle::rm(&client()?, &a.id).await.map(|()| 0),
         Command::Run(args) => commands::lifecycle::run(&client()?, &args).await,
         Command::Image(cmd) => commands::image::run(&data_dir, cmd).await.map(|()| 0),
     }
 }
-

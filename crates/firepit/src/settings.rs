@@ -35,7 +35,10 @@ pub fn target(data_dir: &Path) -> Result<Target> {
             let v: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not valid JSON", path.display()))?;
             v["url"].as_str().map(str::to_owned).with_context(|| {
-                format!("{} has no `url`; restart the daemon with `firepit up`", path.display())
+                format!(
+                    "{} has no `url`; restart the daemon with `firepit up`",
+                    path.display()
+                )
             })?
         }
     };
@@ -45,21 +48,31 @@ pub fn target(data_dir: &Path) -> Result<Target> {
             let path = data_dir.join("token");
             std::fs::read_to_string(&path)
                 .with_context(|| {
-                    format!("cannot read the API token from {}; set FIREPIT_TOKEN", path.display())
+                    format!(
+                        "cannot read the API token from {}; set FIREPIT_TOKEN",
+                        path.display()
+                    )
                 })?
                 .trim()
                 .to_owned()
         }
     };
-    Ok(Target { url: url.trim_end_matches('/').to_owned(), token })
+    Ok(Target {
+        url: url.trim_end_matches('/').to_owned(),
+        token,
+    })
 }
 
 /// Parses a size such as `512M`, `2G`, `1.5GiB` or `1048576` into bytes.
 pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().with_context(|| format!("{s:?} is not a size like 512M or 2G"))?;
+    let value: f64 = num
+        .parse()
+        .with_context(|| format!("{s:?} is not a size like 512M or 2G"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,

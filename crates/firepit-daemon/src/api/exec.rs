@@ -46,22 +46,33 @@ pub(super) async fn exec(
         .await
         .map_err(Error::Guest)?;
     if let Some(input) = stdin {
-        exec.stdin_write(Bytes::from(input)).await.map_err(Error::Guest)?;
+        exec.stdin_write(Bytes::from(input))
+            .await
+            .map_err(Error::Guest)?;
         exec.stdin_close().await.map_err(Error::Guest)?;
     }
     let stream = futures::stream::unfold(Some(KillOnDrop(Some(exec))), |state| async move {
         let mut guard = state?;
         let exec = guard.0.as_mut().expect("present until the end");
         let event = match exec.next_event().await {
-            Ok(Some(GuestEvent::Stdout(b))) => ExecEvent::Stdout { data: B64.encode(b) },
-            Ok(Some(GuestEvent::Stderr(b))) => ExecEvent::Stderr { data: B64.encode(b) },
+            Ok(Some(GuestEvent::Stdout(b))) => ExecEvent::Stdout {
+                data: B64.encode(b),
+            },
+            Ok(Some(GuestEvent::Stderr(b))) => ExecEvent::Stderr {
+                data: B64.encode(b),
+            },
             Ok(Some(GuestEvent::Exit(status))) => {
                 guard.0 = None;
                 return Some((ExecEvent::Exit { status }, None));
             }
             Err(e) => {
                 guard.0 = None;
-                return Some((ExecEvent::Error { error: Error::Guest(e).to_api() }, None));
+                return Some((
+                    ExecEvent::Error {
+                        error: Error::Guest(e).to_api(),
+                    },
+                    None,
+                ));
             }
             Ok(None) => {
                 guard.0 = None;

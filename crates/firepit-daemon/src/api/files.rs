@@ -72,7 +72,10 @@ pub(super) async fn write(
 ) -> Result<StatusCode, Error> {
     let limit = app.config().max_upload_bytes;
     let too_large = || {
-        Error::BadRequest(format!("the file is larger than the upload limit of {} MiB", limit >> 20))
+        Error::BadRequest(format!(
+            "the file is larger than the upload limit of {} MiB",
+            limit >> 20
+        ))
     };
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
@@ -90,7 +93,13 @@ pub(super) async fn write(
         .map_err(|_| Error::BadRequest("mode must be octal permission bits like 644".into()))?;
     let guest = app.guest(&id).await?;
     let mut writer = guest
-        .write_file(&q.path, WriteOptions { create_parents: q.parents, mode })
+        .write_file(
+            &q.path,
+            WriteOptions {
+                create_parents: q.parents,
+                mode,
+            },
+        )
         .await
         .map_err(Error::Guest)?;
     let mut stream = body.into_data_stream();
@@ -112,7 +121,11 @@ pub(super) async fn remove(
     Path(id): Path<String>,
     QueryArgs(q): QueryArgs<RemoveQuery>,
 ) -> Result<StatusCode, Error> {
-    app.guest(&id).await?.remove(&q.path, q.recursive).await.map_err(Error::Guest)?;
+    app.guest(&id)
+        .await?
+        .remove(&q.path, q.recursive)
+        .await
+        .map_err(Error::Guest)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -121,7 +134,13 @@ pub(super) async fn list(
     Path(id): Path<String>,
     QueryArgs(q): QueryArgs<PathQuery>,
 ) -> Result<Json<Vec<DirEntry>>, Error> {
-    Ok(Json(app.guest(&id).await?.list_dir(&q.path).await.map_err(Error::Guest)?))
+    Ok(Json(
+        app.guest(&id)
+            .await?
+            .list_dir(&q.path)
+            .await
+            .map_err(Error::Guest)?,
+    ))
 }
 
 pub(super) async fn stat(
@@ -129,7 +148,13 @@ pub(super) async fn stat(
     Path(id): Path<String>,
     QueryArgs(q): QueryArgs<PathQuery>,
 ) -> Result<Json<FileStat>, Error> {
-    Ok(Json(app.guest(&id).await?.stat(&q.path).await.map_err(Error::Guest)?))
+    Ok(Json(
+        app.guest(&id)
+            .await?
+            .stat(&q.path)
+            .await
+            .map_err(Error::Guest)?,
+    ))
 }
 
 pub(super) async fn mkdir(
@@ -137,7 +162,11 @@ pub(super) async fn mkdir(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<MkdirRequest>,
 ) -> Result<StatusCode, Error> {
-    app.guest(&id).await?.mkdir(&req.path, req.parents).await.map_err(Error::Guest)?;
+    app.guest(&id)
+        .await?
+        .mkdir(&req.path, req.parents)
+        .await
+        .map_err(Error::Guest)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -146,6 +175,10 @@ pub(super) async fn rename(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<RenameRequest>,
 ) -> Result<StatusCode, Error> {
-    app.guest(&id).await?.rename(&req.from, &req.to).await.map_err(Error::Guest)?;
+    app.guest(&id)
+        .await?
+        .rename(&req.from, &req.to)
+        .await
+        .map_err(Error::Guest)?;
     Ok(StatusCode::NO_CONTENT)
 }

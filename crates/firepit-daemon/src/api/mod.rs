@@ -80,7 +80,10 @@ pub fn router(app: App) -> Router {
         .route("/images", get(images::list))
         .route("/sessions", get(sessions::list).post(sessions::create))
         .nest("/sessions/{id}", session)
-        .route_layer(middleware::from_fn_with_state(app.clone(), auth::require_token))
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_token,
+        ))
         .route("/health", get(health));
     Router::new()
         .nest("/v1", v1)
@@ -89,7 +92,10 @@ pub fn router(app: App) -> Router {
 }
 
 async fn health() -> Json<Health> {
-    Json(Health { ok: true, version: env!("CARGO_PKG_VERSION").to_owned() })
+    Json(Health {
+        ok: true,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
 }
 
 /// A JSON body extractor whose rejections answer in the API's error shape.

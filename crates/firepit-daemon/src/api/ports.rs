@@ -6,6 +6,15 @@ use firepit_wire::api::PortInfo;
 
 use crate::{App, Error};
 
-pub(super) async fn list(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Vec<PortInfo>>, Error> {
-    Ok(Json(app.guest(&id).await?.list_ports().await.map_err(Error::Guest)?))
+pub(super) async fn list(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<PortInfo>>, Error> {
+    Ok(Json(
+        app.guest(&id)
+            .await?
+            .list_ports()
+            .await
+            .map_err(Error::Guest)?,
+    ))
 }

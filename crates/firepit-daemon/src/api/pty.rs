@@ -19,8 +19,17 @@ use crate::{App, Error};
 /// Largest frame a client may send.
 const MAX_FRAME: usize = 1 << 20;
 
-pub(super) async fn list(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Vec<PtyInfo>>, Error> {
-    Ok(Json(app.guest(&id).await?.pty_list().await.map_err(Error::Guest)?))
+pub(super) async fn list(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<PtyInfo>>, Error> {
+    Ok(Json(
+        app.guest(&id)
+            .await?
+            .pty_list()
+            .await
+            .map_err(Error::Guest)?,
+    ))
 }
 
 pub(super) async fn attach(
@@ -28,12 +37,25 @@ pub(super) async fn attach(
     Path((id, name)): Path<(String, String)>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, Error> {
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(Error::BadRequest("a PTY name is 1 to 64 letters, digits, `-` or `_`".into()));
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(Error::BadRequest(
+            "a PTY name is 1 to 64 letters, digits, `-` or `_`".into(),
+        ));
     }
     let guest = app.guest(&id).await?;
-    let pty = guest.pty_attach(&name, Some(PtyCreate::default())).await.map_err(Error::Guest)?;
-    Ok(ws.max_frame_size(MAX_FRAME).max_message_size(MAX_FRAME).on_upgrade(move |socket| relay(socket, pty)))
+    let pty = guest
+        .pty_attach(&name, Some(PtyCreate::default()))
+        .await
+        .map_err(Error::Guest)?;
+    Ok(ws
+        .max_frame_size(MAX_FRAME)
+        .max_message_size(MAX_FRAME)
+        .on_upgrade(move |socket| relay(socket, pty)))
 }
 
 async fn relay(mut socket: WebSocket, mut pty: Pty) {

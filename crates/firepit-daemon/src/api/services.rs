@@ -11,8 +11,17 @@ use serde::Deserialize;
 use super::{JsonBody, QueryArgs, ndjson};
 use crate::{App, Error};
 
-pub(super) async fn list(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Vec<ServiceInfo>>, Error> {
-    Ok(Json(app.guest(&id).await?.service_list().await.map_err(Error::Guest)?))
+pub(super) async fn list(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<ServiceInfo>>, Error> {
+    Ok(Json(
+        app.guest(&id)
+            .await?
+            .service_list()
+            .await
+            .map_err(Error::Guest)?,
+    ))
 }
 
 pub(super) async fn start(
@@ -20,7 +29,12 @@ pub(super) async fn start(
     Path(id): Path<String>,
     JsonBody(spec): JsonBody<ServiceSpec>,
 ) -> Result<(StatusCode, Json<ServiceInfo>), Error> {
-    let info = app.guest(&id).await?.service_start(spec).await.map_err(Error::Guest)?;
+    let info = app
+        .guest(&id)
+        .await?
+        .service_start(spec)
+        .await
+        .map_err(Error::Guest)?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
@@ -28,7 +42,11 @@ pub(super) async fn stop(
     State(app): State<App>,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<StatusCode, Error> {
-    app.guest(&id).await?.service_stop(&name).await.map_err(Error::Guest)?;
+    app.guest(&id)
+        .await?
+        .service_stop(&name)
+        .await
+        .map_err(Error::Guest)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -45,7 +63,12 @@ pub(super) async fn logs(
     Path((id, name)): Path<(String, String)>,
     QueryArgs(q): QueryArgs<LogsQuery>,
 ) -> Result<Response, Error> {
-    let logs = app.guest(&id).await?.service_logs(&name, q.tail, q.follow).await.map_err(Error::Guest)?;
+    let logs = app
+        .guest(&id)
+        .await?
+        .service_logs(&name, q.tail, q.follow)
+        .await
+        .map_err(Error::Guest)?;
     let stream = futures::stream::unfold(logs, |mut logs| async move {
         match logs.next().await {
             Ok(Some(chunk)) => Some((

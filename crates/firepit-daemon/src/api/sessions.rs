@@ -10,7 +10,11 @@ use crate::sessions::is_valid_id;
 use crate::{App, Error};
 
 fn checked(id: String) -> Result<String, Error> {
-    if is_valid_id(&id) { Ok(id) } else { Err(Error::SessionNotFound(id)) }
+    if is_valid_id(&id) {
+        Ok(id)
+    } else {
+        Err(Error::SessionNotFound(id))
+    }
 }
 
 pub(super) async fn create(
@@ -24,19 +28,31 @@ pub(super) async fn list(State(app): State<App>) -> Result<Json<Vec<Session>>, E
     Ok(Json(app.store().sessions()?))
 }
 
-pub(super) async fn get(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Session>, Error> {
+pub(super) async fn get(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Session>, Error> {
     Ok(Json(app.store().session(&checked(id)?)?))
 }
 
-pub(super) async fn stop(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Session>, Error> {
+pub(super) async fn stop(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Session>, Error> {
     Ok(Json(app.stop_session(&checked(id)?).await?))
 }
 
-pub(super) async fn start(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Session>, Error> {
+pub(super) async fn start(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Session>, Error> {
     Ok(Json(app.start_session(&checked(id)?).await?))
 }
 
-pub(super) async fn destroy(State(app): State<App>, Path(id): Path<String>) -> Result<StatusCode, Error> {
+pub(super) async fn destroy(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
     app.destroy_session(&checked(id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

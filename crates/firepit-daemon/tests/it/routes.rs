@@ -9,7 +9,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use firepit_daemon::api::{ROUTES, router};
 use firepit_daemon::{App, Config, Store};
-use firepit_machine::{Backend, Error as MachineError, GuestAddress, MachineId, MachineInfo, MachineSpec};
+use firepit_machine::{
+    Backend, Error as MachineError, GuestAddress, MachineId, MachineInfo, MachineSpec,
+};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -21,8 +23,13 @@ struct Recording(Mutex<Vec<String>>);
 
 impl Backend for Recording {
     fn create(&self, spec: &MachineSpec) -> Result<MachineInfo, MachineError> {
-        self.0.lock().unwrap().push(format!("create {}", spec.id.as_str()));
-        Err(MachineError::Unsupported("the recording backend makes no machines".into()))
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("create {}", spec.id.as_str()));
+        Err(MachineError::Unsupported(
+            "the recording backend makes no machines".into(),
+        ))
     }
     fn start(&self, id: &MachineId) -> Result<MachineInfo, MachineError> {
         Err(MachineError::NotFound(id.as_str().into()))
@@ -31,7 +38,10 @@ impl Backend for Recording {
         Err(MachineError::NotFound(id.as_str().into()))
     }
     fn destroy(&self, id: &MachineId) -> Result<(), MachineError> {
-        self.0.lock().unwrap().push(format!("destroy {}", id.as_str()));
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("destroy {}", id.as_str()));
         Ok(())
     }
     fn inspect(&self, id: &MachineId) -> Result<MachineInfo, MachineError> {
@@ -61,11 +71,27 @@ fn harness() -> Harness {
     std::fs::create_dir_all(&config.images_dir).unwrap();
     let images = firepit_image::ImageStore::open(&config.images_dir).unwrap();
     let backend = Arc::new(Recording::default());
-    let app = App::from_parts(config, Store::in_memory().unwrap(), images, backend.clone(), TOKEN.into());
-    Harness { app, backend, _dir: dir }
+    let app = App::from_parts(
+        config,
+        Store::in_memory().unwrap(),
+        images,
+        backend.clone(),
+        TOKEN.into(),
+    );
+    Harness {
+        app,
+        backend,
+        _dir: dir,
+    }
 }
 
-async fn call(app: &App, method: &str, uri: &str, token: Option<&str>, body: Option<&str>) -> (StatusCode, String) {
+async fn call(
+    app: &App,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, String) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
@@ -73,7 +99,9 @@ async fn call(app: &App, method: &str, uri: &str, token: Option<&str>, body: Opt
     if body.is_some() {
         req = req.header("content-type", "application/json");
     }
-    let req = req.body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned()))).unwrap();
+    let req = req
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+        .unwrap();
     let resp = router(app.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -82,7 +110,10 @@ async fn call(app: &App, method: &str, uri: &str, token: Option<&str>, body: Opt
 
 fn error_code(body: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    v["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}")).to_owned()
+    v["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+        .to_owned()
 }
 
 #[tokio::test]
@@ -99,7 +130,11 @@ async fn every_route_exists_and_needs_the_token() {
         }
         let (status, _) = call(&h.app, method, &uri, Some("wrong"), None).await;
         if *path != "/v1/health" {
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} with a wrong token");
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with a wrong token"
+            );
         }
     }
     let (status, _) = call(&h.app, "GET", "/v1/nothing-here", Some(TOKEN), None).await;
@@ -109,7 +144,8 @@ async fn every_route_exists_and_needs_the_token() {
 #[test]
 fn the_openapi_document_lists_exactly_the_routes() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api/openapi.yaml");
-    let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut documented = BTreeSet::new();
     for (p, item) in doc["paths"].as_mapping().expect("paths") {
         for (m, _) in item.as_mapping().expect("path item") {
@@ -119,8 +155,14 @@ fn the_openapi_document_lists_exactly_the_routes() {
             }
         }
     }
-    let routed: BTreeSet<_> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
-    assert_eq!(documented, routed, "docs/api/openapi.yaml and api::ROUTES differ");
+    let routed: BTreeSet<_> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documented, routed,
+        "docs/api/openapi.yaml and api::ROUTES differ"
+    );
 }
 
 #[tokio::test]
@@ -136,29 +178,63 @@ async fn bad_requests_get_clear_errors() {
     let h = harness();
     let t = Some(TOKEN);
     let (s, b) = call(&h.app, "GET", "/v1/sessions/nosuch", t, None).await;
-    assert_eq!((s, error_code(&b).as_str()), (StatusCode::NOT_FOUND, "session_not_found"));
+    assert_eq!(
+        (s, error_code(&b).as_str()),
+        (StatusCode::NOT_FOUND, "session_not_found")
+    );
     assert!(b.contains("firepit ls"), "the message says what to do: {b}");
 
     let (s, b) = call(&h.app, "GET", "/v1/sessions/..%2F..%2Fetc/ports", t, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
 
     let (s, b) = call(&h.app, "POST", "/v1/sessions", t, Some("{not json")).await;
-    assert_eq!((s, error_code(&b).as_str()), (StatusCode::BAD_REQUEST, "bad_request"));
+    assert_eq!(
+        (s, error_code(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
 
     let (s, b) = call(&h.app, "POST", "/v1/sessions", t, Some(r#"{"imag":"x"}"#)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     assert!(b.contains("unknown field"), "{b}");
 
-    let (s, b) = call(&h.app, "POST", "/v1/sessions", t, Some(r#"{"limits":{"cpus":-1}}"#)).await;
+    let (s, b) = call(
+        &h.app,
+        "POST",
+        "/v1/sessions",
+        t,
+        Some(r#"{"limits":{"cpus":-1}}"#),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     assert!(b.contains("cpu limit"), "{b}");
 
-    let (s, b) = call(&h.app, "POST", "/v1/sessions", t, Some(r#"{"limits":{"memory_bytes":5}}"#)).await;
+    let (s, b) = call(
+        &h.app,
+        "POST",
+        "/v1/sessions",
+        t,
+        Some(r#"{"limits":{"memory_bytes":5}}"#),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
 
-    let (s, b) = call(&h.app, "POST", "/v1/sessions", t, Some(r#"{"image":"nope"}"#)).await;
-    assert_eq!((s, error_code(&b).as_str()), (StatusCode::NOT_FOUND, "image_not_found"), "{b}");
-    assert!(b.contains("firepit image build"), "the message says what to do: {b}");
+    let (s, b) = call(
+        &h.app,
+        "POST",
+        "/v1/sessions",
+        t,
+        Some(r#"{"image":"nope"}"#),
+    )
+    .await;
+    assert_eq!(
+        (s, error_code(&b).as_str()),
+        (StatusCode::NOT_FOUND, "image_not_found"),
+        "{b}"
+    );
+    assert!(
+        b.contains("firepit image build"),
+        "the message says what to do: {b}"
+    );
 
     // None of this reached the backend or left a session behind.
     assert!(h.backend.0.lock().unwrap().is_empty());
@@ -188,7 +264,14 @@ async fn a_failed_create_leaves_no_session() {
         builder_version: "0".into(),
     };
     manifest.write(&images.join("tiny/image.json")).unwrap();
-    let (s, b) = call(&h.app, "POST", "/v1/sessions", Some(TOKEN), Some(r#"{"image":"tiny"}"#)).await;
+    let (s, b) = call(
+        &h.app,
+        "POST",
+        "/v1/sessions",
+        Some(TOKEN),
+        Some(r#"{"image":"tiny"}"#),
+    )
+    .await;
     assert!(s.is_server_error(), "{s} {b}");
     assert!(b.contains("makes no machines"), "{b}");
     let calls = h.backend.0.lock().unwrap().clone();

@@ -16,7 +16,9 @@ fn can_build() -> bool {
         eprintln!("skipped: building images needs root");
         return false;
     }
-    let found = ["/usr/bin/mmdebstrap", "/usr/sbin/debootstrap"].iter().any(|p| Path::new(p).exists());
+    let found = ["/usr/bin/mmdebstrap", "/usr/sbin/debootstrap"]
+        .iter()
+        .any(|p| Path::new(p).exists());
     if !found {
         eprintln!("skipped: neither mmdebstrap nor debootstrap is installed");
     }
@@ -51,35 +53,73 @@ fn build_minimal() {
     .unwrap();
     eprintln!("minimal: ready in {:.1}s", started.elapsed().as_secs_f64());
     if !phases.is_empty() {
-        for want in [Phase::Prepare, Phase::Download, Phase::Install, Phase::Shift, Phase::Done] {
+        for want in [
+            Phase::Prepare,
+            Phase::Download,
+            Phase::Install,
+            Phase::Shift,
+            Phase::Done,
+        ] {
             assert!(phases.contains(&want), "no {want:?} in {phases:?}");
         }
     }
 
     let m = &image.manifest;
-    assert_eq!((m.name.as_str(), m.recipe.as_str(), m.uid_base), ("minimal", "minimal", 100_000));
+    assert_eq!(
+        (m.name.as_str(), m.recipe.as_str(), m.uid_base),
+        ("minimal", "minimal", 100_000)
+    );
     assert!(m.size_bytes > 10 << 20, "{}", m.size_bytes);
     assert!(m.builder.contains("strap"), "{}", m.builder);
-    assert_eq!(store.list().unwrap().iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["minimal"]);
+    assert_eq!(
+        store
+            .list()
+            .unwrap()
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>(),
+        ["minimal"]
+    );
 
     let root = &image.rootfs;
     let meta = |rel: &str| std::fs::symlink_metadata(root.join(rel)).unwrap();
     assert!(root.join("usr/bin/python3").exists());
-    for rel in ["", "usr/bin/python3", "usr/bin/bash", "etc/passwd", "workspace", "root", "tmp"] {
+    for rel in [
+        "",
+        "usr/bin/python3",
+        "usr/bin/bash",
+        "etc/passwd",
+        "workspace",
+        "root",
+        "tmp",
+    ] {
         let m = meta(rel);
         assert_eq!((m.uid(), m.gid()), (100_000, 100_000), "{rel}");
     }
     // A setuid-root binary stays setuid after the shift.
     assert_eq!(meta("usr/bin/passwd").permissions().mode() & 0o7777, 0o4755);
     assert_eq!(meta("tmp").permissions().mode() & 0o7777, 0o1777);
-    assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "firepit\n");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "firepit\n"
+    );
     let apt = std::fs::read_to_string(root.join("etc/apt/apt.conf.d/99firepit")).unwrap();
     assert!(apt.contains("APT::Sandbox::User \"root\";"));
-    let sources = std::fs::read_to_string(root.join("etc/apt/sources.list.d/debian.sources")).unwrap();
-    assert!(sources.contains(&format!("Suites: {}\n", m.suite)), "{sources}");
+    let sources =
+        std::fs::read_to_string(root.join("etc/apt/sources.list.d/debian.sources")).unwrap();
+    assert!(
+        sources.contains(&format!("Suites: {}\n", m.suite)),
+        "{sources}"
+    );
     let debs = std::fs::read_dir(root.join("var/cache/apt/archives"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".deb"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".deb")
+        })
         .count();
     assert_eq!(debs, 0);
     assert!(work_dirs(&store).is_empty());
@@ -92,7 +132,10 @@ fn failing_mirror_leaves_no_image() {
     }
     let tmp = tempfile::tempdir().unwrap();
     // Port 9 (discard) on loopback: nothing listens, so apt fails at once.
-    let opts = BuildOptions { mirror: Some("http://127.0.0.1:9/debian".into()), ..Default::default() };
+    let opts = BuildOptions {
+        mirror: Some("http://127.0.0.1:9/debian".into()),
+        ..Default::default()
+    };
     let store = ImageStore::open(tmp.path()).unwrap().with_options(opts);
     let recipe = Recipe::custom("broken", &["bash"]).unwrap();
     let err = store.build(&recipe, &mut |p| eprintln!("{p}")).unwrap_err();
@@ -106,7 +149,9 @@ fn failing_mirror_leaves_no_image() {
 /// Not a test by itself: the child process of `killed_build_leaves_no_image`.
 #[test]
 fn child_build() {
-    let Some(dir) = std::env::var_os(CHILD_ENV) else { return };
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
     let store = ImageStore::open(Path::new(&dir)).unwrap();
     let recipe = Recipe::custom("killed", &["bash", "python3"]).unwrap();
     if let Err(e) = store.build(&recipe, &mut |p| eprintln!("child: {p}")) {
@@ -130,7 +175,9 @@ fn killed_build_leaves_no_image() {
     // Wait until packages are being unpacked into the work dir, then kill -9 the builder.
     let deadline = Instant::now() + Duration::from_secs(120);
     let midway = loop {
-        let extracting = work_dirs(&store).iter().any(|d| tmp.path().join(d).join("rootfs/usr/bin").exists());
+        let extracting = work_dirs(&store)
+            .iter()
+            .any(|d| tmp.path().join(d).join("rootfs/usr/bin").exists());
         if extracting {
             break true;
         }
@@ -140,10 +187,16 @@ fn killed_build_leaves_no_image() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(midway, "the child build never got going");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::SIGKILL)
-        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
     child.wait().unwrap();
-    assert!(!work_dirs(&store).is_empty(), "the dead build's work dir should be there until cleanup");
+    assert!(
+        !work_dirs(&store).is_empty(),
+        "the dead build's work dir should be there until cleanup"
+    );
 
     // The builder's process tree dies with it; then a list removes its remains.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -153,7 +206,11 @@ fn killed_build_leaves_no_image() {
         if work_dirs(&store).is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "left behind: {:?}", work_dirs(&store));
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?}",
+            work_dirs(&store)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(store.get("killed").unwrap_err().is_not_found());
@@ -168,5 +225,8 @@ fn killed_build_leaves_no_image() {
         })
         .map(|e| e.file_name())
         .collect();
-    assert!(survivors.is_empty(), "builder processes left: {survivors:?}");
+    assert!(
+        survivors.is_empty(),
+        "builder processes left: {survivors:?}"
+    );
 }

@@ -1,5 +1,6 @@
-//! Per-machine cgroups: `firepit/<id>` in the cpu, memory and pids v1
-//! hierarchies, or one `firepit/<id>` directory on a v2 host.
+//! Per-machine cgroups: `<parent>/<id>` (parent `firepit` by default) in the
+//! cpu, memory and pids v1 hierarchies, or one `<parent>/<id>` directory on a
+//! v2 host.
 //!
 //! Limits: memory (v1 `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`
 //! when swap accounting exists; v2 `memory.max`, `memory.swap.max = 0`), pids
@@ -14,27 +15,52 @@ use crate::{Error, Limits};
 
 const PERIOD_US: u64 = 100_000;
 
+/// The machines' cgroups: where the hierarchies are, and the parent group
+/// (one per backend) under which each machine has its own.
+#[derive(Debug, Clone)]
+pub(crate) struct Cgroups {
+    hierarchies: Hierarchies,
+    parent: String,
+}
+
 /// Where the cgroup hierarchies are.
 #[derive(Debug, Clone)]
-pub(crate) enum Cgroups {
+enum Hierarchies {
     /// One unified hierarchy.
     V2 { root: PathBuf },
     /// Separate hierarchies per controller.
-    V1 { cpu: PathBuf, memory: PathBuf, pids: PathBuf },
+    V1 {
+        cpu: PathBuf,
+        memory: PathBuf,
+        pids: PathBuf,
+    },
 }
 
 impl Cgroups {
     /// Finds the hierarchies from `/proc/self/mountinfo`.
-    pub(crate) fn detect() -> Result<Self, Error> {
+    pub(crate) fn detect(parent: &str) -> Result<Self, Error> {
         let text = fs::read_to_string("/proc/self/mountinfo")
             .map_err(Error::io("reading", "/proc/self/mountinfo"))?;
-        Self::from_mountinfo(&text, |p| fs::read_to_string(p.join("cgroup.controllers")).ok())
+        let hierarchies = Hierarchies::from_mountinfo(&text, |p| {
+            fs::read_to_string(p.join("cgroup.controllers")).ok()
+        })?;
+        Ok(Self {
+            hierarchies,
+            parent: parent.to_string(),
+        })
     }
+}
 
-    fn from_mountinfo(text: &str, controllers: impl Fn(&Path) -> Option<String>) -> Result<Self, Error> {
+impl Hierarchies {
+    fn from_mountinfo(
+        text: &str,
+        controllers: impl Fn(&Path) -> Option<String>,
+    ) -> Result<Self, Error> {
         let (mut cpu, mut memory, mut pids) = (None, None, None);
         for line in text.lines() {
-            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
             let mount = left.split(' ').nth(4).map(PathBuf::from);
             let mut right = right.split(' ');
             let (fstype, opts) = (right.next(), right.nth(1).unwrap_or(""));
@@ -67,15 +93,30 @@ impl Cgroups {
             )),
         }
     }
+}
 
-    /// The machine's cgroup directories.
+impl Cgroups {
+    /// The machine's cgroup directories (the parents' for an empty id).
     pub(crate) fn dirs(&self, id: &str) -> Vec<PathBuf> {
-        match self {
-            Self::V2 { root } => vec![root.join("firepit").join(id)],
-            Self::V1 { cpu, memory, pids } => {
-                [cpu, memory, pids].iter().map(|h| h.join("firepit").join(id)).collect()
-            }
+        let parent = &self.parent;
+        match &self.hierarchies {
+            Hierarchies::V2 { root } => vec![root.join(parent).join(id)],
+            Hierarchies::V1 { cpu, memory, pids } => [cpu, memory, pids]
+                .iter()
+                .map(|h| h.join(parent).join(id))
+                .collect(),
         }
+    }
+
+    /// The files through which a single-threaded process joins the machine's
+    /// cgroups by writing "0": v1 `tasks` (moving one thread is cheap),
+    /// v2 `cgroup.procs`.
+    pub(crate) fn join_files(&self, id: &str) -> Vec<PathBuf> {
+        let file = match self.hierarchies {
+            Hierarchies::V2 { .. } => "cgroup.procs",
+            Hierarchies::V1 { .. } => "tasks",
+        };
+        self.dirs(id).into_iter().map(|d| d.join(file)).collect()
     }
 
     /// Creates the machine's cgroups with its limits. Existing ones (left by
@@ -90,13 +131,20 @@ impl Cgroups {
 
     fn create_inner(&self, id: &str, l: &Limits) -> Result<(), Error> {
         let quota = ((l.cpus * PERIOD_US as f64) as u64).max(1000);
-        match self {
-            Self::V2 { root } => {
-                let parent = root.join("firepit");
+        match &self.hierarchies {
+            Hierarchies::V2 { root } => {
+                let parent = root.join(&self.parent);
                 mkdir(&parent)?;
-                let enable = "+cpu +memory +pids";
-                write(&root.join("cgroup.subtree_control"), enable)?;
-                write(&parent.join("cgroup.subtree_control"), enable)?;
+                for dir in [root, &parent] {
+                    for c in ["+memory", "+pids", "+cpu"] {
+                        // cpu may be missing (or held by realtime threads); the
+                        // limit is then left out.
+                        let r = write(&dir.join("cgroup.subtree_control"), c);
+                        if c != "+cpu" {
+                            r?;
+                        }
+                    }
+                }
                 let dir = parent.join(id);
                 mkdir(&dir)?;
                 write(&dir.join("memory.max"), &l.memory_bytes.to_string())?;
@@ -105,17 +153,23 @@ impl Cgroups {
                     write(&swap, "0")?;
                 }
                 write(&dir.join("pids.max"), &l.pids.to_string())?;
-                write(&dir.join("cpu.max"), &format!("{quota} {PERIOD_US}"))?;
+                let cpu = dir.join("cpu.max");
+                if cpu.exists() {
+                    write(&cpu, &format!("{quota} {PERIOD_US}"))?;
+                }
             }
-            Self::V1 { cpu, memory, pids } => {
+            Hierarchies::V1 { cpu, memory, pids } => {
                 let dir = |h: &PathBuf| -> Result<PathBuf, Error> {
-                    mkdir(&h.join("firepit"))?;
-                    let d = h.join("firepit").join(id);
+                    mkdir(&h.join(&self.parent))?;
+                    let d = h.join(&self.parent).join(id);
                     mkdir(&d)?;
                     Ok(d)
                 };
                 let m = dir(memory)?;
-                write(&m.join("memory.limit_in_bytes"), &l.memory_bytes.to_string())?;
+                write(
+                    &m.join("memory.limit_in_bytes"),
+                    &l.memory_bytes.to_string(),
+                )?;
                 let memsw = m.join("memory.memsw.limit_in_bytes");
                 if memsw.exists() {
                     write(&memsw, &l.memory_bytes.to_string())?;
@@ -170,7 +224,9 @@ impl Cgroups {
 
 fn mkdir(p: &Path) -> Result<(), Error> {
     match fs::create_dir(p) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(Error::io("creating cgroup", p)(e)),
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            Err(Error::io("creating cgroup", p)(e))
+        }
         _ => Ok(()),
     }
 }
@@ -193,9 +249,9 @@ mod tests {
 
     #[test]
     fn v1_with_a_hugetlb_only_unified_mount() {
-        let c = Cgroups::from_mountinfo(V1, |_| Some("hugetlb".into())).unwrap();
+        let c = Hierarchies::from_mountinfo(V1, |_| Some("hugetlb".into())).unwrap();
         match c {
-            Cgroups::V1 { cpu, memory, pids } => {
+            Hierarchies::V1 { cpu, memory, pids } => {
                 assert_eq!(cpu, Path::new("/sys/fs/cgroup/cpu,cpuacct"));
                 assert_eq!(memory, Path::new("/sys/fs/cgroup/memory"));
                 assert_eq!(pids, Path::new("/sys/fs/cgroup/pids"));
@@ -207,13 +263,21 @@ mod tests {
     #[test]
     fn v2() {
         let text = "30 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
-        let c = Cgroups::from_mountinfo(text, |_| Some("cpuset cpu io memory pids".into())).unwrap();
-        assert!(matches!(c, Cgroups::V2 { ref root } if root == Path::new("/sys/fs/cgroup")));
-        assert_eq!(c.dirs("m1"), vec![PathBuf::from("/sys/fs/cgroup/firepit/m1")]);
+        let h = Hierarchies::from_mountinfo(text, |_| Some("cpuset cpu io memory pids".into()))
+            .unwrap();
+        assert!(matches!(h, Hierarchies::V2 { ref root } if root == Path::new("/sys/fs/cgroup")));
+        let c = Cgroups {
+            hierarchies: h,
+            parent: "firepit".into(),
+        };
+        assert_eq!(
+            c.dirs("m1"),
+            vec![PathBuf::from("/sys/fs/cgroup/firepit/m1")]
+        );
     }
 
     #[test]
     fn none() {
-        assert!(Cgroups::from_mountinfo("", |_| None).is_err());
+        assert!(Hierarchies::from_mountinfo("", |_| None).is_err());
     }
 }

@@ -18,6 +18,9 @@ use crate::Error;
 /// `linux/capability.h`).
 pub(crate) const DROPPED_CAPS: &[(u32, &str)] = &[
     (9, "CAP_LINUX_IMMUTABLE"),
+    // Raw and packet sockets: nothing a dev machine needs; `ping` uses ICMP
+    // datagram sockets instead (the launcher opens `ping_group_range`).
+    (13, "CAP_NET_RAW"),
     (16, "CAP_SYS_MODULE"),
     (17, "CAP_SYS_RAWIO"),
     (20, "CAP_SYS_PACCT"),
@@ -37,7 +40,7 @@ pub(crate) const DROPPED_CAPS: &[(u32, &str)] = &[
 ];
 
 /// System calls that fail with `EPERM` inside machines.
-pub(crate) const DENIED_SYSCALLS: &[libc::c_long] = &[
+pub(crate) const DENIED_SYSCALLS: &[i64] = &[
     libc::SYS_kexec_load,
     libc::SYS_kexec_file_load,
     libc::SYS_init_module,
@@ -76,7 +79,10 @@ pub(crate) const DENIED_SYSCALLS: &[libc::c_long] = &[
 
 /// Builds the seccomp program (before the fork, so the child only applies it).
 pub(crate) fn seccomp_program() -> Result<BpfProgram, Error> {
-    let rules = DENIED_SYSCALLS.iter().map(|&nr| (nr as i64, Vec::new())).collect::<BTreeMap<_, _>>();
+    let rules = DENIED_SYSCALLS
+        .iter()
+        .map(|&nr| (nr, Vec::new()))
+        .collect::<BTreeMap<_, _>>();
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(Error::Seccomp)?;
     let filter = SeccompFilter::new(
         rules,
@@ -118,7 +124,12 @@ mod tests {
 
     #[test]
     fn namespaces_stay_allowed() {
-        for nr in [libc::SYS_clone, libc::SYS_unshare, libc::SYS_setns, libc::SYS_mount] {
+        for nr in [
+            libc::SYS_clone,
+            libc::SYS_unshare,
+            libc::SYS_setns,
+            libc::SYS_mount,
+        ] {
             assert!(!DENIED_SYSCALLS.contains(&nr));
         }
     }

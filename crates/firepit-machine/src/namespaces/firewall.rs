@@ -1,6 +1,6 @@
 //! The host-wide network of the namespaces backend, set up once when the
 //! backend starts: the bridge with the gateway address, IPv4 forwarding, and
-//! the nftables table `inet firepit`.
+//! the nftables table (`inet firepit` by default).
 //!
 //! Rules: machines' egress is masqueraded; traffic from machines to the host
 //! itself is dropped (except replies, and DNS to a resolver that is a host
@@ -22,6 +22,7 @@ const BLOCKED: &str = "169.254.0.0/16, 100.100.100.200, 0.0.0.0/8, 224.0.0.0/4, 
 /// The backend's network layout.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
+    pub table: String,
     pub bridge: String,
     pub gateway: Ipv4Addr,
     pub prefix: u8,
@@ -31,7 +32,11 @@ impl Layout {
     /// The subnet, e.g. `10.88.0.0/16`.
     pub(crate) fn subnet(&self) -> String {
         let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
-        format!("{}/{}", Ipv4Addr::from(u32::from(self.gateway) & mask), self.prefix)
+        format!(
+            "{}/{}",
+            Ipv4Addr::from(u32::from(self.gateway) & mask),
+            self.prefix
+        )
     }
 
     /// The address of pool slot `index` (2.. upwards).
@@ -50,6 +55,7 @@ impl Layout {
 /// host addresses.
 pub(crate) fn ruleset(layout: &Layout, local_resolvers: &[Ipv4Addr]) -> String {
     let br = &layout.bridge;
+    let table = &layout.table;
     let subnet = layout.subnet();
     let mut dns = String::new();
     for r in local_resolvers {
@@ -58,9 +64,9 @@ pub(crate) fn ruleset(layout: &Layout, local_resolvers: &[Ipv4Addr]) -> String {
         ));
     }
     format!(
-        "table inet firepit\n\
-         delete table inet firepit\n\
-         table inet firepit {{\n\
+        "table inet {table}\n\
+         delete table inet {table}\n\
+         table inet {table} {{\n\
          \x20 chain input {{\n\
          \x20   type filter hook input priority filter - 10; policy accept;\n\
          \x20   iifname \"{br}\" ct state established,related accept\n\
@@ -99,7 +105,9 @@ fn host_addresses() -> Vec<IpAddr> {
             unsafe {
                 if (*ifa.ifa_addr).sa_family as i32 == libc::AF_INET {
                     let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
+                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                        sin.sin_addr.s_addr,
+                    ))));
                 }
             }
         }
@@ -123,8 +131,10 @@ pub(crate) fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
 pub(crate) fn setup(layout: &Layout) -> Result<(), Error> {
     let nl = Netlink::open()?;
     nl.ensure_bridge(&layout.bridge, layout.gateway, layout.prefix)?;
-    fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-        .map_err(Error::io("enabling forwarding", "/proc/sys/net/ipv4/ip_forward"))?;
+    fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(Error::io(
+        "enabling forwarding",
+        "/proc/sys/net/ipv4/ip_forward",
+    ))?;
     let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let host = host_addresses();
     let local: Vec<Ipv4Addr> = nameservers(&resolv)
@@ -149,9 +159,13 @@ pub(crate) fn setup(layout: &Layout) -> Result<(), Error> {
         .expect("piped")
         .write_all(script.as_bytes())
         .map_err(|e| Error::Firewall(format!("writing to nft: {e}")))?;
-    let out = child.wait_with_output().map_err(|e| Error::Firewall(format!("running nft: {e}")))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Firewall(format!("running nft: {e}")))?;
     if !out.status.success() {
-        return Err(Error::Firewall(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        return Err(Error::Firewall(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
     }
     Ok(())
 }
@@ -161,7 +175,12 @@ mod tests {
     use super::*;
 
     fn layout() -> Layout {
-        Layout { bridge: "fpbr0".into(), gateway: Ipv4Addr::new(10, 88, 0, 1), prefix: 16 }
+        Layout {
+            table: "firepit".into(),
+            bridge: "fpbr0".into(),
+            gateway: Ipv4Addr::new(10, 88, 0, 1),
+            prefix: 16,
+        }
     }
 
     #[test]
@@ -186,6 +205,12 @@ mod tests {
     #[test]
     fn parses_nameservers() {
         let ns = nameservers("# x\nnameserver 10.0.0.2\nnameserver ::1\nsearch lan\n");
-        assert_eq!(ns, vec!["10.0.0.2".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
+        assert_eq!(
+            ns,
+            vec![
+                "10.0.0.2".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
     }
 }

@@ -67,7 +67,8 @@ pub(crate) struct LaunchRequest {
     pub run_dir: PathBuf,
     pub log: PathBuf,
     pub uid_base: u32,
-    pub cgroup_procs: Vec<PathBuf>,
+    /// Files to write "0" into to join the machine's cgroups.
+    pub cgroup_join: Vec<PathBuf>,
     pub net: Option<NetPlan>,
 }
 
@@ -90,7 +91,10 @@ trait Stage<T> {
 
 impl<T, E: std::fmt::Display> Stage<T> for Result<T, E> {
     fn at(self, stage: &'static str) -> Result<T, Failure> {
-        self.map_err(|e| Failure { stage, error: e.to_string() })
+        self.map_err(|e| Failure {
+            stage,
+            error: e.to_string(),
+        })
     }
 }
 
@@ -100,9 +104,15 @@ pub fn launcher_main() -> ! {
     let reply = match read_request() {
         Ok(req) => match launch(&req) {
             Ok((pid, start_time)) => LaunchReply::Started { pid, start_time },
-            Err(f) => LaunchReply::Failed { stage: f.stage.into(), message: f.error },
+            Err(f) => LaunchReply::Failed {
+                stage: f.stage.into(),
+                message: f.error,
+            },
         },
-        Err(f) => LaunchReply::Failed { stage: f.stage.into(), message: f.error },
+        Err(f) => LaunchReply::Failed {
+            stage: f.stage.into(),
+            message: f.error,
+        },
     };
     let ok = matches!(reply, LaunchReply::Started { .. });
     let mut out = io::stdout().lock();
@@ -113,7 +123,9 @@ pub fn launcher_main() -> ! {
 
 fn read_request() -> Result<LaunchRequest, Failure> {
     let mut text = String::new();
-    io::stdin().read_to_string(&mut text).at("reading the request")?;
+    io::stdin()
+        .read_to_string(&mut text)
+        .at("reading the request")?;
     serde_json::from_str(&text).at("parsing the request")
 }
 
@@ -122,17 +134,35 @@ fn cstr(p: impl AsRef<Path>) -> CString {
 }
 
 fn check(r: libc::c_int) -> io::Result<()> {
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
-fn mount(src: Option<&Path>, dst: &Path, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> io::Result<()> {
+fn mount(
+    src: Option<&Path>,
+    dst: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
     let src = src.map(cstr);
     let dst_c = cstr(dst);
     let fstype = fstype.map(|s| CString::new(s).expect("no NUL"));
     let data = data.map(|s| CString::new(s).expect("no NUL"));
     let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
     // SAFETY: all pointers are NUL-terminated strings that outlive the call, or null.
-    let r = unsafe { libc::mount(ptr(&src), dst_c.as_ptr(), ptr(&fstype), flags, ptr(&data).cast()) };
+    let r = unsafe {
+        libc::mount(
+            ptr(&src),
+            dst_c.as_ptr(),
+            ptr(&fstype),
+            flags,
+            ptr(&data).cast(),
+        )
+    };
     check(r).map_err(|e| annotate(e, "mount", dst))
 }
 
@@ -150,20 +180,36 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 fn launch(req: &LaunchRequest) -> Result<(i32, u64), Failure> {
     let program = confine::seccomp_program().at("building the seccomp filter")?;
-    let pid = std::process::id().to_string();
-    for procs in &req.cgroup_procs {
-        fs::write(procs, &pid).at("joining the machine's cgroup")?;
+    for file in &req.cgroup_join {
+        // "0": the writer. On v1 that is a `tasks` file: moving one thread
+        // (all this process has) skips the global threadgroup lock, whose
+        // RCU grace period would cost milliseconds.
+        fs::write(file, "0").at("joining the machine's cgroup")?;
     }
     // SAFETY: unshare(2) affects only this single-threaded process.
     check(unsafe { libc::unshare(libc::CLONE_NEWNS) }).at("unsharing the mount namespace")?;
-    mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None).at("making mounts private")?;
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+    .at("making mounts private")?;
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
         req.image.display(),
         req.upper.display(),
         req.work.display()
     );
-    mount(Some(Path::new("overlay")), &req.rootfs, Some("overlay"), 0, Some(&opts)).at("mounting the root overlay")?;
+    mount(
+        Some(Path::new("overlay")),
+        &req.rootfs,
+        Some("overlay"),
+        0,
+        Some(&opts),
+    )
+    .at("mounting the root overlay")?;
     let guest = req.rootfs.join(&GUEST_PATH[1..]);
     let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
     mount(Some(&req.guest), &guest, None, libc::MS_BIND, None).at("mounting the guest")?;
@@ -172,9 +218,16 @@ fn launch(req: &LaunchRequest) -> Result<(i32, u64), Failure> {
     mount(Some(&req.run_dir), &run, None, libc::MS_BIND, None).at("mounting the run dir")?;
     let rw = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     mount(None, &run, None, rw, None).at("mounting the run dir")?;
-
-    let log = fs::OpenOptions::new().create(true).append(true).open(&req.log).at("opening the guest log")?;
-    let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null").at("opening /dev/null")?;
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&req.log)
+        .at("opening the guest log")?;
+    let null = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .at("opening /dev/null")?;
     let (go_r, go_w) = pipe().at("creating pipes")?;
     let (err_r, err_w) = pipe().at("creating pipes")?;
 
@@ -186,7 +239,16 @@ fn launch(req: &LaunchRequest) -> Result<(i32, u64), Failure> {
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWCGROUP;
     // SAFETY: a fork-like clone (no new stack) of a single-threaded process.
-    let child = unsafe { libc::syscall(libc::SYS_clone, (flags | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    let child = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
     if child < 0 {
         return Err(io::Error::last_os_error()).at("cloning the machine's init");
     }
@@ -208,10 +270,15 @@ fn launch(req: &LaunchRequest) -> Result<(i32, u64), Failure> {
     };
     prepare_child(req, child).map_err(kill)?;
     let mut go_w = fs::File::from(go_w);
-    go_w.write_all(&[1]).at("releasing the machine's init").map_err(kill)?;
+    go_w.write_all(&[1])
+        .at("releasing the machine's init")
+        .map_err(kill)?;
     drop(go_w);
     let mut report = String::new();
-    fs::File::from(err_r).read_to_string(&mut report).at("waiting for the machine's init").map_err(kill)?;
+    fs::File::from(err_r)
+        .read_to_string(&mut report)
+        .at("waiting for the machine's init")
+        .map_err(kill)?;
     if !report.is_empty() {
         let (stage, error) = report.split_once('\n').unwrap_or(("machine init", &report));
         let stage: &'static str = match stage {
@@ -220,7 +287,10 @@ fn launch(req: &LaunchRequest) -> Result<(i32, u64), Failure> {
             s if s.starts_with("exec") => "starting the guest",
             _ => "setting up the machine's init",
         };
-        return Err(kill(Failure { stage, error: error.to_string() }));
+        return Err(kill(Failure {
+            stage,
+            error: error.to_string(),
+        }));
     }
     let start_time = procfs::start_time(child)
         .ok_or_else(|| io::Error::other("the guest exited right away; see its log"))
@@ -245,13 +315,21 @@ fn prepare_child(req: &LaunchRequest, child: i32) -> Result<(), Failure> {
         // A veth of a machine that just died may linger while its netns is torn down.
         nl.delete_link(&net.host_if).at("creating the veth pair")?;
         let bridge = if_index(&net.bridge).at("creating the veth pair")?;
-        nl.create_veth(&net.host_if, bridge, "eth0", child).at("creating the veth pair")?;
+        nl.create_veth(&net.host_if, bridge, "eth0", child)
+            .at("creating the veth pair")?;
     }
     Ok(())
 }
 
 /// The child: sets the machine up and execs the guest; never returns.
-fn child_main(req: &LaunchRequest, go: OwnedFd, err: OwnedFd, log: &fs::File, null: &fs::File, program: &seccompiler::BpfProgram) -> ! {
+fn child_main(
+    req: &LaunchRequest,
+    go: OwnedFd,
+    err: OwnedFd,
+    log: &fs::File,
+    null: &fs::File,
+    program: &seccompiler::BpfProgram,
+) -> ! {
     let mut byte = [0u8; 1];
     let mut go = fs::File::from(go);
     if !matches!(go.read(&mut byte), Ok(1)) {
@@ -272,7 +350,12 @@ fn child_main(req: &LaunchRequest, go: OwnedFd, err: OwnedFd, log: &fs::File, nu
 
 enum Never {}
 
-fn setup(req: &LaunchRequest, log: RawFd, null: RawFd, program: &seccompiler::BpfProgram) -> Result<Never, (&'static str, io::Error)> {
+fn setup(
+    req: &LaunchRequest,
+    log: RawFd,
+    null: RawFd,
+    program: &seccompiler::BpfProgram,
+) -> Result<Never, (&'static str, io::Error)> {
     let at = |stage: &'static str| move |e: io::Error| (stage, e);
     // SAFETY: plain id syscalls; the maps were written by the launcher.
     unsafe {
@@ -282,7 +365,8 @@ fn setup(req: &LaunchRequest, log: RawFd, null: RawFd, program: &seccompiler::Bp
     }
     let host = req.hostname.as_bytes();
     // SAFETY: the buffer is valid for its length.
-    check(unsafe { libc::sethostname(host.as_ptr().cast(), host.len()) }).map_err(at("hostname"))?;
+    check(unsafe { libc::sethostname(host.as_ptr().cast(), host.len()) })
+        .map_err(at("hostname"))?;
     mount_filesystems(&req.rootfs).map_err(at("mount"))?;
     network(req.net.as_ref()).map_err(|e| ("net", io::Error::other(e.to_string())))?;
     // SAFETY: setsid/dup2/close_range on descriptors this process owns.
@@ -291,11 +375,21 @@ fn setup(req: &LaunchRequest, log: RawFd, null: RawFd, program: &seccompiler::Bp
         check(libc::dup2(null, 0)).map_err(at("stdio"))?;
         check(libc::dup2(log, 1)).map_err(at("stdio"))?;
         check(libc::dup2(log, 2)).map_err(at("stdio"))?;
-        check(libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) as libc::c_int).map_err(at("stdio"))?;
+        check(libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) as libc::c_int)
+        .map_err(at("stdio"))?;
     }
     confine::confine(program).map_err(at("confine"))?;
     let path = CString::new(GUEST_PATH).expect("no NUL");
-    let args = [path.clone(), CString::new("--socket").expect("no NUL"), CString::new(GUEST_SOCKET).expect("no NUL")];
+    let args = [
+        path.clone(),
+        CString::new("--socket").expect("no NUL"),
+        CString::new(GUEST_SOCKET).expect("no NUL"),
+    ];
     let env = [
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME=/root",
@@ -324,7 +418,13 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
     for d in ["proc", "sys", "dev", "tmp", "run"] {
         dir(&root.join(d))?;
     }
-    mount(Some(Path::new("proc")), &root.join("proc"), Some("proc"), MS_NOSUID | MS_NODEV | MS_NOEXEC, None)?;
+    mount(
+        Some(Path::new("proc")),
+        &root.join("proc"),
+        Some("proc"),
+        MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        None,
+    )?;
     mount(
         Some(Path::new("sysfs")),
         &root.join("sys"),
@@ -333,11 +433,23 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
         None,
     )?;
     let dev = root.join("dev");
-    mount(Some(Path::new("tmpfs")), &dev, Some("tmpfs"), MS_NOSUID | MS_NOEXEC, Some("mode=755,size=1m"))?;
+    mount(
+        Some(Path::new("tmpfs")),
+        &dev,
+        Some("tmpfs"),
+        MS_NOSUID | MS_NOEXEC,
+        Some("mode=755,size=1m"),
+    )?;
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         let target = dev.join(node);
         fs::File::create(&target).map_err(|e| annotate(e, "create", &target))?;
-        mount(Some(&Path::new("/dev").join(node)), &target, None, MS_BIND, None)?;
+        mount(
+            Some(&Path::new("/dev").join(node)),
+            &target,
+            None,
+            MS_BIND,
+            None,
+        )?;
     }
     let pts = dev.join("pts");
     dir(&pts)?;
@@ -350,7 +462,13 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
     )?;
     let shm = dev.join("shm");
     dir(&shm)?;
-    mount(Some(Path::new("shm")), &shm, Some("tmpfs"), MS_NOSUID | MS_NODEV, Some("mode=1777"))?;
+    mount(
+        Some(Path::new("shm")),
+        &shm,
+        Some("tmpfs"),
+        MS_NOSUID | MS_NODEV,
+        Some("mode=1777"),
+    )?;
     for (link, to) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -358,11 +476,23 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        std::os::unix::fs::symlink(to, dev.join(link)).map_err(|e| annotate(e, "symlink", &dev.join(link)))?;
+        std::os::unix::fs::symlink(to, dev.join(link))
+            .map_err(|e| annotate(e, "symlink", &dev.join(link)))?;
     }
-    mount(Some(Path::new("tmpfs")), &root.join("tmp"), Some("tmpfs"), MS_NOSUID | MS_NODEV, Some("mode=1777"))?;
-    mount(Some(Path::new("tmpfs")), &root.join("run"), Some("tmpfs"), MS_NOSUID | MS_NODEV, Some("mode=755"))?;
-
+    mount(
+        Some(Path::new("tmpfs")),
+        &root.join("tmp"),
+        Some("tmpfs"),
+        MS_NOSUID | MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    mount(
+        Some(Path::new("tmpfs")),
+        &root.join("run"),
+        Some("tmpfs"),
+        MS_NOSUID | MS_NODEV,
+        Some("mode=755"),
+    )?;
     let root_c = cstr(root);
     let dot = cstr(".");
     // SAFETY: path arguments are valid C strings; pivot_root(".", ".") stacks
@@ -371,7 +501,8 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
         check(libc::chdir(root_c.as_ptr())).map_err(|e| annotate(e, "chdir", root))?;
         check(libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as libc::c_int)
             .map_err(|e| annotate(e, "pivot_root", root))?;
-        check(libc::umount2(dot.as_ptr(), libc::MNT_DETACH)).map_err(|e| annotate(e, "umount old root", root))?;
+        check(libc::umount2(dot.as_ptr(), libc::MNT_DETACH))
+            .map_err(|e| annotate(e, "umount old root", root))?;
         check(libc::chdir(cstr("/").as_ptr())).map_err(|e| annotate(e, "chdir", Path::new("/")))?;
     }
     Ok(())
@@ -380,6 +511,10 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
 fn network(net: Option<&NetPlan>) -> Result<(), crate::Error> {
     let nl = Netlink::open()?;
     nl.link_up(if_index("lo")?)?;
+    // Without CAP_NET_RAW, `ping` needs ICMP datagram sockets, which this
+    // machine-local (per network namespace) knob allows for every group. Best
+    // effort: a host whose /proc/sys is read-only here keeps ping broken.
+    let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 65535");
     if let Some(net) = net {
         let eth0 = if_index("eth0")?;
         nl.add_address(eth0, net.address, net.prefix)?;

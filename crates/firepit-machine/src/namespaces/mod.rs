@@ -12,7 +12,8 @@
 //!   `upper/`, `work/`, `rootfs/` (mount point, only in the machine's own
 //!   mount namespace), `guest.log` (the guest's stdout and stderr);
 //! - `<run_dir>/<id>/`: bind-mounted at `/.firepit/run`, holds `guest.sock`;
-//! - cgroups `firepit/<id>`; veth `fpv<slot>` on bridge `fpbr0`.
+//! - cgroups `firepit/<id>`; veth `fpv<slot>` on bridge `fpbr0` (names set
+//!   in [`Config`]).
 //!
 //! **Architecture Invariant:** no mount of a machine is in the host's mount
 //! namespace, and a machine's netns dies with its init: a stopped machine
@@ -38,7 +39,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Backend, Error, GuestAddress, MachineId, MachineInfo, MachineSpec, MachineState, Network};
+use crate::{
+    Backend, Error, GuestAddress, MachineId, MachineInfo, MachineSpec, MachineState, Network,
+};
 use cgroup::Cgroups;
 use firewall::Layout;
 use launcher::{LaunchReply, LaunchRequest, NetPlan};
@@ -57,8 +60,15 @@ pub struct Config {
     pub launcher: PathBuf,
     /// Arguments to it (by default [`crate::LAUNCH_ARG`]).
     pub launcher_args: Vec<OsString>,
+    /// The parent cgroup of the machines' cgroups, in each hierarchy.
+    pub cgroup_parent: String,
+    /// The nftables table (family `inet`) this backend owns and replaces.
+    pub nft_table: String,
     /// The host bridge.
     pub bridge: String,
+    /// Host ends of machines' veths are named this plus an address slot
+    /// (at most 9 characters).
+    pub veth_prefix: String,
     /// The bridge's (gateway's) address; machines get addresses after it.
     pub gateway: Ipv4Addr,
     /// The machine subnet's prefix length.
@@ -68,14 +78,25 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: bridge `fpbr0`, `10.88.0.1/16`, 5 s grace.
-    pub fn new(state_dir: impl Into<PathBuf>, run_dir: impl Into<PathBuf>, launcher: impl Into<PathBuf>) -> Self {
+    /// Defaults: cgroups under `firepit`, nftables table `firepit`, bridge
+    /// `fpbr0` at `10.88.0.1/16`, veths `fpv<slot>`, 5 s grace.
+    ///
+    /// Backends that run side by side on one host (tests next to a daemon)
+    /// need distinct cgroup parents, tables, bridges, veth prefixes and subnets.
+    pub fn new(
+        state_dir: impl Into<PathBuf>,
+        run_dir: impl Into<PathBuf>,
+        launcher: impl Into<PathBuf>,
+    ) -> Self {
         Self {
             state_dir: state_dir.into(),
             run_dir: run_dir.into(),
             launcher: launcher.into(),
             launcher_args: vec![launcher::LAUNCH_ARG.into()],
+            cgroup_parent: "firepit".into(),
+            nft_table: "firepit".into(),
             bridge: "fpbr0".into(),
+            veth_prefix: "fpv".into(),
             gateway: Ipv4Addr::new(10, 88, 0, 1),
             prefix: 16,
             stop_grace: Duration::from_secs(5),
@@ -113,27 +134,71 @@ impl NamespacesBackend {
     pub fn new(config: Config) -> Result<Self, Error> {
         // SAFETY: geteuid cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            return Err(Error::Unsupported("the namespaces backend needs root".into()));
+            return Err(Error::Unsupported(
+                "the namespaces backend needs root".into(),
+            ));
         }
         if config.prefix < 8 || config.prefix > 30 {
-            return Err(Error::InvalidSpec(format!("network prefix /{} must be in 8..=30", config.prefix)));
+            return Err(Error::InvalidSpec(format!(
+                "network prefix /{} must be in 8..=30",
+                config.prefix
+            )));
         }
-        let cgroups = Cgroups::detect()?;
+        if config.veth_prefix.len() > 9 || config.bridge.len() > 15 {
+            return Err(Error::InvalidSpec(
+                "veth prefix (9) or bridge name (15) too long".into(),
+            ));
+        }
+        // Upper and work dirs go into overlayfs options, separated by ',' and ':'.
+        if config
+            .state_dir
+            .to_str()
+            .is_none_or(|s| s.contains([',', ':', '\\']))
+        {
+            return Err(Error::InvalidSpec(format!(
+                "state dir {} must be UTF-8 without ',', ':' or '\\'",
+                config.state_dir.display()
+            )));
+        }
+        let cgroups = Cgroups::detect(&config.cgroup_parent)?;
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-            return Err(Error::sys("becoming a child subreaper")(io::Error::last_os_error()));
+            return Err(Error::sys("becoming a child subreaper")(
+                io::Error::last_os_error(),
+            ));
         }
         for d in [&config.state_dir, &config.run_dir] {
-            fs::DirBuilder::new().recursive(true).mode(0o711).create(d).map_err(Error::io("creating", d))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o711)
+                .create(d)
+                .map_err(Error::io("creating", d))?;
         }
-        let layout = Layout { bridge: config.bridge.clone(), gateway: config.gateway, prefix: config.prefix };
+        let layout = Layout {
+            table: config.nft_table.clone(),
+            bridge: config.bridge.clone(),
+            gateway: config.gateway,
+            prefix: config.prefix,
+        };
         firewall::setup(&layout)?;
         let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Ok(Self { config, cgroups, layout, host_cpus, locks: Mutex::default(), alloc: Mutex::default() })
+        Ok(Self {
+            config,
+            cgroups,
+            layout,
+            host_cpus,
+            locks: Mutex::default(),
+            alloc: Mutex::default(),
+        })
     }
 
     fn lock(&self, id: &MachineId) -> Arc<Mutex<()>> {
-        self.locks.lock().unwrap_or_else(|e| e.into_inner()).entry(id.clone()).or_default().clone()
+        self.locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.clone())
+            .or_default()
+            .clone()
     }
 
     fn dir(&self, id: &MachineId) -> PathBuf {
@@ -162,7 +227,7 @@ impl NamespacesBackend {
     fn live_init(&self, id: &MachineId) -> Option<InitRecord> {
         let b = fs::read(self.dir(id).join("init.json")).ok()?;
         let rec: InitRecord = serde_json::from_slice(&b).ok()?;
-        reap(rec.pid);
+        reap(rec);
         (procfs::start_time(rec.pid) == Some(rec.start_time)).then_some(rec)
     }
 
@@ -170,7 +235,11 @@ impl NamespacesBackend {
         let init = self.live_init(id);
         MachineInfo {
             id: id.clone(),
-            state: if init.is_some() { MachineState::Running } else { MachineState::Stopped },
+            state: if init.is_some() {
+                MachineState::Running
+            } else {
+                MachineState::Stopped
+            },
             pid: init.map(|r| r.pid as u32),
             address: self.net_slot(id).map(|s| self.layout.address(s)),
             guest: GuestAddress::Unix(self.run(id).join("guest.sock")),
@@ -180,7 +249,8 @@ impl NamespacesBackend {
     fn allocate_slot(&self, id: &MachineId) -> Result<u32, Error> {
         let _g = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
         let mut used = std::collections::HashSet::new();
-        let entries = fs::read_dir(&self.config.state_dir).map_err(Error::io("listing", &self.config.state_dir))?;
+        let entries = fs::read_dir(&self.config.state_dir)
+            .map_err(Error::io("listing", &self.config.state_dir))?;
         for e in entries.flatten() {
             if let Ok(b) = fs::read(e.path().join("net.json"))
                 && let Ok(r) = serde_json::from_slice::<NetRecord>(&b)
@@ -188,7 +258,9 @@ impl NamespacesBackend {
                 used.insert(r.slot);
             }
         }
-        let slot = (2..self.layout.slots()).find(|s| !used.contains(s)).ok_or(Error::AddressesExhausted)?;
+        let slot = (2..self.layout.slots())
+            .find(|s| !used.contains(s))
+            .ok_or(Error::AddressesExhausted)?;
         write_json(&self.dir(id).join("net.json"), &NetRecord { slot })?;
         Ok(slot)
     }
@@ -200,7 +272,10 @@ impl NamespacesBackend {
         let dir = self.dir(&spec.id);
         let upper = dir.join("upper");
         let base = spec.uid_base;
-        let image_mode = fs::metadata(&spec.image).map_err(Error::io("reading", &spec.image))?.permissions().mode();
+        let image_mode = fs::metadata(&spec.image)
+            .map_err(Error::io("reading", &spec.image))?
+            .permissions()
+            .mode();
         mkdir_owned(&upper, image_mode & 0o7777, base)?;
         mkdir_owned(&dir.join("work"), 0o700, 0)?;
         mkdir_owned(&dir.join("rootfs"), 0o755, 0)?;
@@ -212,7 +287,8 @@ impl NamespacesBackend {
             chown(&guest, base)?;
         }
         let etc = upper.join("etc");
-        let etc_mode = fs::metadata(spec.image.join("etc")).map_or(0o755, |m| m.permissions().mode() & 0o7777);
+        let etc_mode =
+            fs::metadata(spec.image.join("etc")).map_or(0o755, |m| m.permissions().mode() & 0o7777);
         mkdir_owned(&etc, etc_mode, base)?;
         let host = spec.id.as_str();
         write_owned(&etc.join("hostname"), format!("{host}\n").as_bytes(), base)?;
@@ -220,8 +296,7 @@ impl NamespacesBackend {
             "127.0.0.1\tlocalhost\n127.0.1.1\t{host}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
         );
         write_owned(&etc.join("hosts"), hosts.as_bytes(), base)?;
-        let resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
-        write_owned(&etc.join("resolv.conf"), &resolv, base)
+        write_owned(&etc.join("resolv.conf"), &resolv_conf(), base)
     }
 
     /// Starts the machine's init through the launcher. Undoes what it did on failure.
@@ -239,7 +314,12 @@ impl NamespacesBackend {
         result
     }
 
-    fn launch_inner(&self, spec: &MachineSpec, dir: &Path, run: &Path) -> Result<MachineInfo, Error> {
+    fn launch_inner(
+        &self,
+        spec: &MachineSpec,
+        dir: &Path,
+        run: &Path,
+    ) -> Result<MachineInfo, Error> {
         let id = &spec.id;
         self.cgroups.create(id.as_str(), &spec.limits)?;
         let net = match spec.network {
@@ -251,14 +331,13 @@ impl NamespacesBackend {
                 };
                 Some(NetPlan {
                     bridge: self.layout.bridge.clone(),
-                    host_if: format!("fpv{slot}"),
+                    host_if: format!("{}{slot}", self.config.veth_prefix),
                     address: self.layout.address(slot),
                     prefix: self.layout.prefix,
                     gateway: self.layout.gateway,
                 })
             }
         };
-        let procs = |d: PathBuf| d.join("cgroup.procs");
         let req = LaunchRequest {
             hostname: id.to_string(),
             image: spec.image.clone(),
@@ -269,7 +348,7 @@ impl NamespacesBackend {
             run_dir: run.to_path_buf(),
             log: dir.join("guest.log"),
             uid_base: spec.uid_base,
-            cgroup_procs: self.cgroups.dirs(id.as_str()).into_iter().map(procs).collect(),
+            cgroup_join: self.cgroups.join_files(id.as_str()),
             net,
         };
         let reply = self.run_launcher(&req)?;
@@ -286,7 +365,10 @@ impl NamespacesBackend {
     }
 
     fn run_launcher(&self, req: &LaunchRequest) -> Result<LaunchReply, Error> {
-        let launch_err = |message: String| Error::Launch { stage: "running the launcher".into(), message };
+        let launch_err = |message: String| Error::Launch {
+            stage: "running the launcher".into(),
+            message,
+        };
         let mut child = Command::new(&self.config.launcher)
             .args(&self.config.launcher_args)
             .stdin(Stdio::piped())
@@ -298,7 +380,9 @@ impl NamespacesBackend {
         let mut stdin = child.stdin.take().expect("piped");
         let wrote = stdin.write_all(&body);
         drop(stdin);
-        let out = child.wait_with_output().map_err(|e| launch_err(e.to_string()))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| launch_err(e.to_string()))?;
         wrote.map_err(|e| launch_err(format!("writing the request: {e}")))?;
         serde_json::from_slice(&out.stdout).map_err(|_| {
             launch_err(format!(
@@ -314,11 +398,13 @@ impl NamespacesBackend {
     fn cleanup_runtime(&self, id: &MachineId) -> Result<(), Error> {
         self.cgroups.remove(id.as_str())?;
         if let Some(slot) = self.net_slot(id) {
-            netlink::Netlink::open()?.delete_link(&format!("fpv{slot}"))?;
+            netlink::Netlink::open()?.delete_link(&format!("{}{slot}", self.config.veth_prefix))?;
         }
         remove_all(&self.run(id))?;
         match fs::remove_file(self.dir(id).join("init.json")) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("removing", self.dir(id).join("init.json"))(e)),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(Error::io("removing", self.dir(id).join("init.json"))(e))
+            }
             _ => Ok(()),
         }
     }
@@ -342,7 +428,9 @@ impl Backend for NamespacesBackend {
         let dir = self.dir(&spec.id);
         // 0711: the machine's init passes through it (as root inside) to reach its root.
         match fs::DirBuilder::new().mode(0o711).create(&dir) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::Exists(spec.id.to_string())),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::Exists(spec.id.to_string()));
+            }
             r => r.map_err(Error::io("creating", &dir))?,
         }
         let result = (|| {
@@ -383,7 +471,10 @@ impl Backend for NamespacesBackend {
         let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
         self.stop_locked(id)?;
         remove_all(&self.dir(id))?;
-        self.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        self.locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
         Ok(())
     }
 
@@ -399,7 +490,13 @@ impl Backend for NamespacesBackend {
         let dir = &self.config.state_dir;
         let entries = fs::read_dir(dir).map_err(Error::io("listing", dir))?;
         for entry in entries.flatten() {
-            let Some(id) = entry.file_name().to_str().and_then(|s| MachineId::new(s).ok()) else { continue };
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| MachineId::new(s).ok())
+            else {
+                continue;
+            };
             let lock = self.lock(&id);
             let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
             if !entry.path().join("spec.json").exists() {
@@ -417,8 +514,14 @@ impl Backend for NamespacesBackend {
         for d in self.cgroups.dirs("") {
             for e in fs::read_dir(&d).into_iter().flatten().flatten() {
                 let name = e.file_name();
-                let known = name.to_str().and_then(|s| MachineId::new(s).ok()).is_some_and(|id| self.dir(&id).exists());
-                if e.path().is_dir() && !known && let Some(s) = name.to_str() {
+                let known = name
+                    .to_str()
+                    .and_then(|s| MachineId::new(s).ok())
+                    .is_some_and(|id| self.dir(&id).exists());
+                if e.path().is_dir()
+                    && !known
+                    && let Some(s) = name.to_str()
+                {
                     let _ = self.cgroups.remove(s);
                 }
             }
@@ -435,15 +538,21 @@ impl Backend for NamespacesBackend {
     }
 
     fn netns_path(&self, id: &MachineId) -> Option<PathBuf> {
-        self.live_init(id).map(|r| PathBuf::from(format!("/proc/{}/ns/net", r.pid)))
+        self.live_init(id)
+            .map(|r| PathBuf::from(format!("/proc/{}/ns/net", r.pid)))
     }
 }
 
-/// Reaps `pid` if it is an exited child of this process. Only ever a known
-/// machine init: never `waitpid(-1)`, which would steal other children.
-fn reap(pid: i32) {
-    // SAFETY: waitpid on one pid, without blocking.
-    unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+/// Reaps a machine init that has exited, if it is a child of this process
+/// (inits are reparented to us, a subreaper, when their launcher exits).
+/// Only that pid, and only while it is that zombie: never `waitpid(-1)`,
+/// and never a later process that reuses the pid, which would steal other
+/// children's exit (tokio's among them).
+fn reap(rec: InitRecord) {
+    if procfs::is_zombie(rec.pid, rec.start_time) {
+        // SAFETY: waitpid on one pid, without blocking.
+        unsafe { libc::waitpid(rec.pid, std::ptr::null_mut(), libc::WNOHANG) };
+    }
 }
 
 /// Ends a machine's init: SIGTERM, up to `grace` for it to exit, then
@@ -452,14 +561,14 @@ fn kill_init(rec: InitRecord, grace: Duration) {
     // SAFETY: pidfd_open on a pid; a failure means it is gone.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, rec.pid, 0) } as libc::c_int;
     if fd < 0 {
-        reap(rec.pid);
+        reap(rec);
         return;
     }
     // SAFETY: fd is a fresh pidfd we own.
     let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     // The pidfd pins the process: check it is still the init we started.
     if procfs::start_time(rec.pid) != Some(rec.start_time) {
-        reap(rec.pid);
+        reap(rec);
         return;
     }
     let signal = |sig: libc::c_int| {
@@ -477,8 +586,15 @@ fn kill_init(rec: InitRecord, grace: Duration) {
     let exited = |timeout: Duration| {
         let deadline = Instant::now() + timeout;
         loop {
-            let mut p = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&fd), events: libc::POLLIN, revents: 0 };
-            let left = deadline.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32;
+            let mut p = libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .min(i32::MAX as u128) as i32;
             // SAFETY: one valid pollfd.
             let r = unsafe { libc::poll(&mut p, 1, left) };
             if r > 0 {
@@ -496,7 +612,22 @@ fn kill_init(rec: InitRecord, grace: Duration) {
         signal(libc::SIGKILL);
         exited(Duration::from_secs(10));
     }
-    reap(rec.pid);
+    reap(rec);
+}
+
+/// The resolv.conf machines get: the host's, or the upstream one of a
+/// host-local stub resolver (systemd-resolved's 127.0.0.53), which machines
+/// cannot reach.
+fn resolv_conf() -> Vec<u8> {
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let servers = firewall::nameservers(&host);
+    if !servers.is_empty()
+        && servers.iter().all(|a| a.is_loopback())
+        && let Ok(upstream) = fs::read_to_string("/run/systemd/resolve/resolv.conf")
+    {
+        return upstream.into_bytes();
+    }
+    host.into_bytes()
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
@@ -507,7 +638,8 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
 }
 
 fn chown(path: &Path, id: u32) -> Result<(), Error> {
-    std::os::unix::fs::lchown(path, Some(id), Some(id)).map_err(Error::io("changing owner of", path))
+    std::os::unix::fs::lchown(path, Some(id), Some(id))
+        .map_err(Error::io("changing owner of", path))
 }
 
 fn mkdir_owned(path: &Path, mode: u32, owner: u32) -> Result<(), Error> {
@@ -516,7 +648,8 @@ fn mkdir_owned(path: &Path, mode: u32, owner: u32) -> Result<(), Error> {
         r => r.map_err(Error::io("creating", path))?,
     }
     chown(path, owner)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(Error::io("setting mode of", path))
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(Error::io("setting mode of", path))
 }
 
 /// Writes a file into an upper layer, replacing whatever is there (a
@@ -527,7 +660,8 @@ fn write_owned(path: &Path, body: &[u8], owner: u32) -> Result<(), Error> {
     }
     fs::write(path, body).map_err(Error::io("writing", path))?;
     chown(path, owner)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).map_err(Error::io("setting mode of", path))
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644))
+        .map_err(Error::io("setting mode of", path))
 }
 
 fn remove_all(path: &Path) -> Result<(), Error> {

@@ -41,21 +41,27 @@ impl Msg {
         let mut buf = Vec::with_capacity(256);
         buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set in finish
         buf.extend_from_slice(&ty.to_ne_bytes());
-        buf.extend_from_slice(&(flags | (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+        buf.extend_from_slice(
+            &(flags | (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes(),
+        );
         buf.extend_from_slice(&1u32.to_ne_bytes()); // sequence
         buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
         buf.extend_from_slice(header);
-        Self { buf, nests: Vec::new() }
+        Self {
+            buf,
+            nests: Vec::new(),
+        }
     }
 
     fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
     }
 
     fn attr(&mut self, ty: u16, data: &[u8]) -> &mut Self {
-        self.buf.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
         self.buf.extend_from_slice(&ty.to_ne_bytes());
         self.buf.extend_from_slice(data);
         self.pad();
@@ -116,13 +122,21 @@ impl Netlink {
     pub(crate) fn open() -> Result<Self, Error> {
         // SAFETY: plain socket(2); the result is checked before use.
         let fd = unsafe {
-            libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE)
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
         };
         if fd < 0 {
-            return Err(Error::sys("opening a netlink socket")(io::Error::last_os_error()));
+            return Err(Error::sys("opening a netlink socket")(
+                io::Error::last_os_error(),
+            ));
         }
         // SAFETY: fd is a fresh descriptor that nothing else owns.
-        Ok(Self { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     fn request(&self, what: &'static str, msg: Msg) -> Result<(), Error> {
@@ -136,7 +150,8 @@ impl Netlink {
         let mut buf = [0u8; 4096];
         loop {
             // SAFETY: buf is writable for its whole length.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -151,7 +166,11 @@ impl Netlink {
                 let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap());
                 if ty == libc::NLMSG_ERROR as u16 && off + 20 <= n {
                     let code = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap());
-                    return if code == 0 { Ok(()) } else { Err(err(io::Error::from_raw_os_error(-code))) };
+                    return if code == 0 {
+                        Ok(())
+                    } else {
+                        Err(err(io::Error::from_raw_os_error(-code)))
+                    };
                 }
                 if len < 16 {
                     break;
@@ -162,13 +181,21 @@ impl Netlink {
     }
 
     /// Creates a bridge (if missing) with `addr/prefix`, and brings it up.
-    pub(crate) fn ensure_bridge(&self, name: &str, addr: Ipv4Addr, prefix: u8) -> Result<(), Error> {
+    pub(crate) fn ensure_bridge(
+        &self,
+        name: &str,
+        addr: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), Error> {
         let mut m = Msg::new(
             libc::RTM_NEWLINK,
             libc::NLM_F_CREATE as u16,
             &ifinfomsg(0, 0, libc::IFF_UP as u32, libc::IFF_UP as u32),
         );
-        m.str(IFLA_IFNAME, name).begin(IFLA_LINKINFO).str(IFLA_INFO_KIND, "bridge").end();
+        m.str(IFLA_IFNAME, name)
+            .begin(IFLA_LINKINFO)
+            .str(IFLA_INFO_KIND, "bridge")
+            .end();
         self.request("creating the bridge", m)?;
         let index = if_index(name)?;
         self.add_address(index, addr, prefix)
@@ -182,14 +209,21 @@ impl Netlink {
         h[4..8].copy_from_slice(&index.to_ne_bytes());
         let flags = (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
         let mut m = Msg::new(libc::RTM_NEWADDR, flags, &h);
-        m.attr(IFA_LOCAL, &addr.octets()).attr(IFA_ADDRESS, &addr.octets());
+        m.attr(IFA_LOCAL, &addr.octets())
+            .attr(IFA_ADDRESS, &addr.octets());
         self.request("adding an address", m)
     }
 
     /// Creates a veth pair: `host` on the host, up, a port of the bridge
     /// with index `master`, isolated from the other ports; its peer `peer`
     /// in the network namespace of process `pid`.
-    pub(crate) fn create_veth(&self, host: &str, master: u32, peer: &str, pid: i32) -> Result<(), Error> {
+    pub(crate) fn create_veth(
+        &self,
+        host: &str,
+        master: u32,
+        peer: &str,
+        pid: i32,
+    ) -> Result<(), Error> {
         let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
         let up = libc::IFF_UP as u32;
         let mut m = Msg::new(libc::RTM_NEWLINK, flags, &ifinfomsg(0, 0, up, up));
@@ -207,8 +241,14 @@ impl Netlink {
             .end();
         self.request("creating a veth pair", m)?;
         let index = if_index(host)? as i32;
-        let mut m = Msg::new(libc::RTM_SETLINK, 0, &ifinfomsg(libc::AF_BRIDGE as u8, index, 0, 0));
-        m.begin(IFLA_PROTINFO).attr(IFLA_BRPORT_ISOLATED, &[1]).end();
+        let mut m = Msg::new(
+            libc::RTM_SETLINK,
+            0,
+            &ifinfomsg(libc::AF_BRIDGE as u8, index, 0, 0),
+        );
+        m.begin(IFLA_PROTINFO)
+            .attr(IFLA_BRPORT_ISOLATED, &[1])
+            .end();
         self.request("isolating the bridge port", m)
     }
 
@@ -224,7 +264,9 @@ impl Netlink {
         let mut m = Msg::new(libc::RTM_DELLINK, 0, &ifinfomsg(0, 0, 0, 0));
         m.str(IFLA_IFNAME, name);
         match self.request("deleting a link", m) {
-            Err(Error::Netlink { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+            Err(Error::Netlink { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {
+                Ok(())
+            }
             r => r,
         }
     }
@@ -254,7 +296,10 @@ pub(crate) fn if_index(name: &str) -> Result<u32, Error> {
     // SAFETY: c is a valid NUL-terminated string.
     let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if index == 0 {
-        return Err(Error::Netlink { what: "looking up a link", source: io::Error::last_os_error() });
+        return Err(Error::Netlink {
+            what: "looking up a link",
+            source: io::Error::last_os_error(),
+        });
     }
     Ok(index)
 }
@@ -268,11 +313,17 @@ mod tests {
         let mut m = Msg::new(libc::RTM_NEWLINK, 0, &ifinfomsg(0, 0, 0, 0));
         m.begin(IFLA_LINKINFO).str(IFLA_INFO_KIND, "veth").end();
         let buf = m.finish();
-        assert_eq!(u32::from_ne_bytes(buf[..4].try_into().unwrap()) as usize, buf.len());
+        assert_eq!(
+            u32::from_ne_bytes(buf[..4].try_into().unwrap()) as usize,
+            buf.len()
+        );
         let nest = 16 + IFINFOMSG_LEN;
         // nest header (4) + kind attr (4 + "veth\0" = 9, padded to 12)
         assert_eq!(u16::from_ne_bytes([buf[nest], buf[nest + 1]]), 16);
-        assert_eq!(u16::from_ne_bytes([buf[nest + 2], buf[nest + 3]]), IFLA_LINKINFO | NLA_F_NESTED);
+        assert_eq!(
+            u16::from_ne_bytes([buf[nest + 2], buf[nest + 3]]),
+            IFLA_LINKINFO | NLA_F_NESTED
+        );
         assert_eq!(buf.len() % 4, 0);
     }
 }

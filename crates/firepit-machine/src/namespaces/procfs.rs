@@ -4,22 +4,28 @@ use std::fs;
 
 /// A process's start time (clock ticks after boot, field 22 of
 /// `/proc/<pid>/stat`), which tells a process from a later one that reuses
-/// its pid. `None` when the process does not exist (or is a zombie).
+/// its pid. `None` when the process does not exist or has exited (a zombie).
 pub(crate) fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&stat)
+    stat(pid).and_then(|(state, start)| (state != 'Z' && state != 'X').then_some(start))
 }
 
-fn parse_stat(stat: &str) -> Option<u64> {
+/// Whether `pid` is a zombie that started at `start`.
+pub(crate) fn is_zombie(pid: i32, start: u64) -> bool {
+    stat(pid) == Some(('Z', start))
+}
+
+/// State letter and start time of a process.
+fn stat(pid: i32) -> Option<(char, u64)> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_stat(stat: &str) -> Option<(char, u64)> {
     // The command name may hold spaces and parentheses; fields after it
     // start at the last ')'. Field 3 is the state, field 22 the start time.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split(' ');
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -35,8 +41,8 @@ mod tests {
     #[test]
     fn odd_names_and_zombies() {
         let s = "12 (a) b (c) S 1 12 12 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 777 1 1";
-        assert_eq!(parse_stat(s), Some(777));
+        assert_eq!(parse_stat(s), Some(('S', 777)));
         let z = "12 (x) Z 1 12 12 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 777 1 1";
-        assert_eq!(parse_stat(z), None);
+        assert_eq!(parse_stat(z), Some(('Z', 777)));
     }
 }

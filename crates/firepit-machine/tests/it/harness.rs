@@ -13,6 +13,8 @@ use firepit_machine::{Backend, GuestAddress, Limits, MachineId, MachineSpec, Net
 
 pub const STATE_DIR: &str = "/var/tmp/firepit-machine-it/state";
 pub const RUN_DIR: &str = "/run/firepit-machine-it";
+pub const CGROUP_PARENT: &str = "firepit-it";
+pub const VETH_PREFIX: &str = "fpiv";
 
 /// Tests that count host resources take this exclusively; all others share it.
 pub static EXCLUSIVE: RwLock<()> = RwLock::new(());
@@ -27,8 +29,13 @@ pub fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
 
 /// The `firepit` cgroup parents of this host.
 pub fn cgroup_dirs() -> Vec<PathBuf> {
-    let v1 = ["cpu", "memory", "pids"].map(|c| Path::new("/sys/fs/cgroup").join(c).join("firepit"));
-    if v1[1].exists() { v1.to_vec() } else { vec![PathBuf::from("/sys/fs/cgroup/firepit")] }
+    let v1 =
+        ["cpu", "memory", "pids"].map(|c| Path::new("/sys/fs/cgroup").join(c).join(CGROUP_PARENT));
+    if v1[1].exists() {
+        v1.to_vec()
+    } else {
+        vec![Path::new("/sys/fs/cgroup").join(CGROUP_PARENT)]
+    }
 }
 
 pub fn rootfs() -> PathBuf {
@@ -43,19 +50,33 @@ pub fn rootfs() -> PathBuf {
 }
 
 pub fn uid_base() -> u32 {
-    std::env::var("FIREPIT_TEST_UID_BASE").map_or(100000, |v| v.parse().expect("FIREPIT_TEST_UID_BASE is a number"))
+    std::env::var("FIREPIT_TEST_UID_BASE").map_or(100000, |v| {
+        v.parse().expect("FIREPIT_TEST_UID_BASE is a number")
+    })
 }
 
 pub fn config() -> Config {
-    let mut c = Config::new(STATE_DIR, RUN_DIR, env!("CARGO_BIN_EXE_firepit-machine-launch"));
+    let mut c = Config::new(
+        STATE_DIR,
+        RUN_DIR,
+        env!("CARGO_BIN_EXE_firepit-machine-launch"),
+    );
     c.launcher_args.clear();
+    // Apart from any daemon on this host.
+    c.cgroup_parent = CGROUP_PARENT.into();
+    c.nft_table = "firepit_it".into();
+    c.bridge = "fpitbr0".into();
+    c.veth_prefix = VETH_PREFIX.into();
+    c.gateway = std::net::Ipv4Addr::new(10, 89, 0, 1);
     c.stop_grace = Duration::from_secs(2);
     c
 }
 
 pub fn backend() -> &'static NamespacesBackend {
     static B: OnceLock<NamespacesBackend> = OnceLock::new();
-    B.get_or_init(|| NamespacesBackend::new(config()).expect("backend starts (run the tests as root)"))
+    B.get_or_init(|| {
+        NamespacesBackend::new(config()).expect("backend starts (run the tests as root)")
+    })
 }
 
 pub fn guest() -> PathBuf {
@@ -67,7 +88,11 @@ pub fn spec(id: &str, network: Network) -> MachineSpec {
         id: MachineId::new(id).unwrap(),
         image: rootfs(),
         uid_base: uid_base(),
-        limits: Limits { memory_bytes: 256 << 20, cpus: 1.0, pids: 256 },
+        limits: Limits {
+            memory_bytes: 256 << 20,
+            cpus: 1.0,
+            pids: 256,
+        },
         network,
         guest: guest(),
     }
@@ -83,7 +108,10 @@ impl Machine {
     pub fn create(spec: MachineSpec) -> Machine {
         let _ = backend().destroy(&spec.id);
         let info = backend().create(&spec).expect("machine is created");
-        let m = Machine { id: spec.id, pid: info.pid.expect("running") };
+        let m = Machine {
+            id: spec.id,
+            pid: info.pid.expect("running"),
+        };
         m.wait_ready();
         m
     }
@@ -97,7 +125,11 @@ impl Machine {
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while UnixStream::connect(self.socket()).is_err() {
-            assert!(Instant::now() < deadline, "guest of {} did not listen", self.id);
+            assert!(
+                Instant::now() < deadline,
+                "guest of {} did not listen",
+                self.id
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }

@@ -4,10 +4,13 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use firepit_machine::namespaces::NamespacesBackend;
+use firepit_machine::namespaces::{Config, NamespacesBackend};
 use firepit_machine::{Backend, Error, MachineId, MachineState, Network};
 
-use crate::harness::{Machine, RUN_DIR, STATE_DIR, backend, cgroup_dirs, config, exclusive, shared, spec, uid_base};
+use crate::harness::{
+    CGROUP_PARENT, Machine, RUN_DIR, STATE_DIR, VETH_PREFIX, backend, cgroup_dirs, config,
+    exclusive, shared, spec, uid_base,
+};
 
 #[test]
 fn machine_runs_with_its_identity_and_keeps_files_across_stop_and_start() {
@@ -17,12 +20,21 @@ fn machine_runs_with_its_identity_and_keeps_files_across_stop_and_start() {
     assert_eq!(m.ok("id -u"), "0");
     let status = fs::read_to_string(format!("/proc/{}/status", m.pid)).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert!(uid_line.split_whitespace().nth(1) == Some(&uid_base().to_string()), "{uid_line}");
+    assert!(
+        uid_line.split_whitespace().nth(1) == Some(&uid_base().to_string()),
+        "{uid_line}"
+    );
 
     m.ok("echo hello > /root/hello && echo x > /it-basic-marker");
     let upper = Path::new(STATE_DIR).join("it-basic/upper");
-    assert_eq!(fs::read_to_string(upper.join("root/hello")).unwrap(), "hello\n");
-    assert!(!Path::new("/it-basic-marker").exists(), "a file written inside is on the host's root");
+    assert_eq!(
+        fs::read_to_string(upper.join("root/hello")).unwrap(),
+        "hello\n"
+    );
+    assert!(
+        !Path::new("/it-basic-marker").exists(),
+        "a file written inside is on the host's root"
+    );
 
     backend().stop(&m.id).unwrap();
     let info = backend().inspect(&m.id).unwrap();
@@ -37,7 +49,10 @@ fn machine_runs_with_its_identity_and_keeps_files_across_stop_and_start() {
 
     backend().destroy(&m.id).unwrap();
     assert!(!Path::new(STATE_DIR).join("it-basic").exists());
-    assert!(matches!(backend().inspect(&m.id), Err(firepit_machine::Error::NotFound(_))));
+    assert!(matches!(
+        backend().inspect(&m.id),
+        Err(firepit_machine::Error::NotFound(_))
+    ));
 }
 
 #[test]
@@ -49,17 +64,34 @@ fn bad_requests_get_clear_errors() {
     assert!(err.contains("cpus 1000 is more than the host's"), "{err}");
     s.limits.cpus = 1.0;
     s.limits.memory_bytes = 0;
-    assert!(backend().create(&s).unwrap_err().to_string().contains("memory limit 0 bytes"));
+    assert!(
+        backend()
+            .create(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("memory limit 0 bytes")
+    );
     assert!(!Path::new(STATE_DIR).join("it-bad").exists());
 
     let unknown = MachineId::new("it-unknown").unwrap();
-    for r in [backend().stop(&unknown), backend().destroy(&unknown), backend().start(&unknown).map(|_| ())] {
+    for r in [
+        backend().stop(&unknown),
+        backend().destroy(&unknown),
+        backend().start(&unknown).map(|_| ()),
+    ] {
         assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}");
     }
 
     let m = Machine::create(spec("it-twice", Network::None));
-    assert!(matches!(backend().create(&spec("it-twice", Network::None)), Err(Error::Exists(_))));
-    assert_eq!(backend().start(&m.id).unwrap().pid, Some(m.pid), "start of a running machine");
+    assert!(matches!(
+        backend().create(&spec("it-twice", Network::None)),
+        Err(Error::Exists(_))
+    ));
+    assert_eq!(
+        backend().start(&m.id).unwrap().pid,
+        Some(m.pid),
+        "start of a running machine"
+    );
 }
 
 #[test]
@@ -68,7 +100,10 @@ fn failed_creation_leaves_nothing() {
     let mut s = spec("it-fails", Network::Nat);
     s.guest = "/etc/hostname".into(); // not executable
     let err = backend().create(&s).unwrap_err();
-    assert!(matches!(err, Error::Launch { ref stage, .. } if stage == "starting the guest"), "{err}");
+    assert!(
+        matches!(err, Error::Launch { ref stage, .. } if stage == "starting the guest"),
+        "{err}"
+    );
     assert!(!Path::new(STATE_DIR).join("it-fails").exists());
     assert!(!Path::new(RUN_DIR).join("it-fails").exists());
     for d in cgroup_dirs() {
@@ -103,7 +138,10 @@ fn recover_adopts_running_machines_and_cleans_broken_ones() {
     assert!(get("it-rec-half").is_none() && !half.exists());
     assert_eq!(running.ok("echo still"), "still");
     fresh.stop(&running.id).unwrap();
-    assert_eq!(backend().inspect(&running.id).unwrap().state, MachineState::Stopped);
+    assert_eq!(
+        backend().inspect(&running.id).unwrap().state,
+        MachineState::Stopped
+    );
 }
 
 #[derive(Debug, PartialEq)]
@@ -116,24 +154,47 @@ struct Counts {
 
 fn counts() -> Counts {
     let me = std::process::id().to_string();
-    let base = uid_base();
     let processes = fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
         .filter(|e| {
             let status = fs::read_to_string(e.path().join("status")).unwrap_or_default();
             let field = |name: &str| {
-                status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).map(str::to_string)
+                status
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .map(str::to_string)
             };
-            let uid: u32 = field("Uid:").and_then(|u| u.parse().ok()).unwrap_or(0);
-            (base..base + 65536).contains(&uid) || field("PPid:").as_deref() == Some(&me)
+            let cgroup = fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+            cgroup.contains(&format!("/{CGROUP_PARENT}/")) || field("PPid:").as_deref() == Some(&me)
         })
         .count();
     Counts {
-        mounts: fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count(),
-        interfaces: fs::read_dir("/sys/class/net").unwrap().count(),
-        cgroups: cgroup_dirs().iter().map(|d| fs::read_dir(d).map_or(0, |r| r.flatten().filter(|e| e.path().is_dir()).count())).sum(),
+        mounts: fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .count(),
+        interfaces: fs::read_dir("/sys/class/net")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(VETH_PREFIX))
+            })
+            .count(),
+        cgroups: cgroup_dirs()
+            .iter()
+            .map(|d| {
+                fs::read_dir(d).map_or(0, |r| r.flatten().filter(|e| e.path().is_dir()).count())
+            })
+            .sum(),
         processes,
     }
 }
@@ -141,21 +202,41 @@ fn counts() -> Counts {
 #[test]
 fn create_destroy_cycles_leave_nothing_behind() {
     let _g = exclusive();
+    // A short grace: the guest waits up to 2 s for its shell, which ignores SIGTERM.
+    let backend = NamespacesBackend::new(Config {
+        stop_grace: Duration::from_millis(100),
+        ..config()
+    })
+    .unwrap();
     let before = counts();
     let mut times = Vec::new();
     for i in 0..50 {
-        let network = if i % 2 == 0 { Network::Nat } else { Network::None };
-        let s = spec(&format!("it-cycle-{i}"), network);
+        let network = if i % 2 == 0 {
+            Network::Nat
+        } else {
+            Network::None
+        };
+        let mut s = spec(&format!("it-cycle-{i}"), network);
+        // The real guest: it ends at once on SIGTERM.
+        s.guest = firepit_guest_bin::GUEST_BUILD_PATH.into();
         let t = Instant::now();
-        backend().create(&s).unwrap();
+        backend.create(&s).unwrap();
         times.push((t.elapsed(), network));
-        backend().destroy(&s.id).unwrap();
+        backend.destroy(&s.id).unwrap();
     }
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(counts(), before);
     for network in [Network::Nat, Network::None] {
-        let mut t: Vec<Duration> = times.iter().filter(|(_, n)| *n == network).map(|(t, _)| *t).collect();
+        let mut t: Vec<Duration> = times
+            .iter()
+            .filter(|(_, n)| *n == network)
+            .map(|(t, _)| *t)
+            .collect();
         t.sort();
-        eprintln!("create() with {network:?}: p50 {:?}, p90 {:?}", t[t.len() / 2], t[t.len() * 9 / 10]);
+        eprintln!(
+            "create() with {network:?}: p50 {:?}, p90 {:?}",
+            t[t.len() / 2],
+            t[t.len() * 9 / 10]
+        );
     }
 }

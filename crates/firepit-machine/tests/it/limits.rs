@@ -11,17 +11,32 @@ use crate::harness::{Machine, backend, shared, spec};
 fn fork_bomb_is_stopped_by_the_pids_limit_and_the_host_stays_responsive() {
     let _g = shared();
     let mut s = spec("it-forkbomb", Network::None);
-    s.limits = Limits { pids: 64, ..s.limits };
+    s.limits = Limits {
+        pids: 64,
+        ..s.limits
+    };
     let m = Machine::create(s);
     m.ok("(sh -c 'b() { b | b & }; b' >/dev/null 2>&1 &) ; echo started");
     std::thread::sleep(Duration::from_millis(1500));
     let t = Instant::now();
     let out = Command::new("/bin/true").status().unwrap();
     assert!(out.success());
-    assert!(t.elapsed() < Duration::from_secs(1), "host spawn took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "host spawn took {:?}",
+        t.elapsed()
+    );
     let pids = std::fs::read_dir("/proc")
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().parse::<u32>().is_ok())
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .parse::<u32>()
+                .is_ok()
+        })
         .count();
     assert!(pids < 5000, "{pids} processes on the host");
     let t = Instant::now();
@@ -33,11 +48,17 @@ fn fork_bomb_is_stopped_by_the_pids_limit_and_the_host_stays_responsive() {
 fn memory_hog_is_killed_and_the_guest_lives() {
     let _g = shared();
     let mut s = spec("it-memhog", Network::None);
-    s.limits = Limits { memory_bytes: 64 << 20, ..s.limits };
+    s.limits = Limits {
+        memory_bytes: 64 << 20,
+        ..s.limits
+    };
     let m = Machine::create(s);
     let (code, out) = m.sh("python3 -c \"x = [b'x' * (1 << 20) for _ in range(400)]\"");
     // -9: killed by SIGKILL; 137: the shell that ran it says so.
-    assert!(code == -9 || code == 137, "the hog was not killed: {code} {out}");
+    assert!(
+        code == -9 || code == 137,
+        "the hog was not killed: {code} {out}"
+    );
     assert_eq!(m.ok("echo alive"), "alive");
     assert_eq!(backend().inspect(&m.id).unwrap().pid, Some(m.pid));
 }

@@ -39,7 +39,7 @@ fn nat_machine_reaches_the_outside_only() {
     assert!(netns.exists());
 
     // The host, by the bridge address and by its loopback.
-    assert_eq!(connect(&a, "10.88.0.1", port), "TimeoutError");
+    assert_eq!(connect(&a, "10.89.0.1", port), "TimeoutError");
     assert_eq!(connect(&a, "127.0.0.1", lo_port), "ConnectionRefusedError");
     // Metadata.
     assert_eq!(connect(&a, "169.254.169.254", 80), "TimeoutError");
@@ -47,6 +47,23 @@ fn nat_machine_reaches_the_outside_only() {
     b.ok("(python3 -m http.server 8000 >/dev/null 2>&1 &); sleep 0.5");
     assert_eq!(connect(&b, "127.0.0.1", 8000), "open");
     assert_ne!(connect(&a, &addr_b.to_string(), 8000), "open");
+    // The preview proxy's way in: a socket opened inside the machine's netns
+    // reaches its loopback.
+    let netns_b = backend().netns_path(&b.id).unwrap();
+    let reached = std::thread::spawn(move || {
+        let ns = std::fs::File::open(netns_b).unwrap();
+        // SAFETY: setns on a valid netns descriptor, in a thread of its own
+        // that ends right after.
+        let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        std::net::TcpStream::connect("127.0.0.1:8000").is_ok()
+    })
+    .join()
+    .unwrap();
+    assert!(
+        reached,
+        "no connection to the machine's loopback through its netns"
+    );
 
     // "The internet": a namespace of our own, reached through NAT.
     let _inet = Internet::new();
@@ -80,7 +97,11 @@ while True:
     c, a = s.accept(); c.sendall(a[0].encode()); c.close()
 \" >/dev/null 2>&1 &
             sleep 0.5";
-        let ok = Command::new("sh").args(["-c", script]).status().unwrap().success();
+        let ok = Command::new("sh")
+            .args(["-c", script])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "setting up the stand-in internet failed");
         Internet
     }

@@ -24,10 +24,15 @@ fn parse(s: &str) -> Place {
     match s.split_once(':') {
         Some((id, path))
             if !id.is_empty()
-                && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && path.starts_with('/') =>
         {
-            Place::Remote { id: id.to_owned(), path: path.to_owned() }
+            Place::Remote {
+                id: id.to_owned(),
+                path: path.to_owned(),
+            }
         }
         _ => Place::Local(PathBuf::from(s)),
     }
@@ -48,7 +53,9 @@ pub async fn cp(client: &Client, from: &str, to: &str) -> Result<()> {
 }
 
 async fn upload(client: &Client, src: &Path, id: &str, path: &str) -> Result<()> {
-    let file = tokio::fs::File::open(src).await.with_context(|| format!("opening {}", src.display()))?;
+    let file = tokio::fs::File::open(src)
+        .await
+        .with_context(|| format!("opening {}", src.display()))?;
     let meta = file.metadata().await?;
     if !meta.is_file() {
         bail!("{} is not a regular file", src.display());
@@ -90,7 +97,9 @@ fn tokio_util_stream(
 
 async fn download(client: &Client, id: &str, path: &str, dst: &Path) -> Result<()> {
     let dst = if dst.is_dir() {
-        let name = Path::new(path).file_name().context("the source path has no file name")?;
+        let name = Path::new(path)
+            .file_name()
+            .context("the source path has no file name")?;
         dst.join(name)
     } else {
         dst.to_owned()
@@ -106,11 +115,14 @@ async fn download(client: &Client, id: &str, path: &str, dst: &Path) -> Result<(
         ".{}.firepit-part",
         dst.file_name().context("no file name")?.to_string_lossy()
     ));
-    let mut out = tokio::fs::File::create(&tmp).await.with_context(|| format!("creating {}", tmp.display()))?;
+    let mut out = tokio::fs::File::create(&tmp)
+        .await
+        .with_context(|| format!("creating {}", tmp.display()))?;
     let mut body = resp.bytes_stream();
     let copied: Result<()> = async {
         while let Some(chunk) = body.next().await {
-            out.write_all(&chunk.context("the download broke off")?).await?;
+            out.write_all(&chunk.context("the download broke off")?)
+                .await?;
         }
         out.flush().await?;
         Ok(())
@@ -120,7 +132,9 @@ async fn download(client: &Client, id: &str, path: &str, dst: &Path) -> Result<(
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(e);
     }
-    tokio::fs::rename(&tmp, &dst).await.with_context(|| format!("writing {}", dst.display()))?;
+    tokio::fs::rename(&tmp, &dst)
+        .await
+        .with_context(|| format!("writing {}", dst.display()))?;
     Ok(())
 }
 
@@ -130,7 +144,13 @@ mod tests {
 
     #[test]
     fn places_parse() {
-        assert_eq!(parse("abc123:/etc/hosts"), Place::Remote { id: "abc123".into(), path: "/etc/hosts".into() });
+        assert_eq!(
+            parse("abc123:/etc/hosts"),
+            Place::Remote {
+                id: "abc123".into(),
+                path: "/etc/hosts".into()
+            }
+        );
         assert_eq!(parse("./a:b"), Place::Local("./a:b".into()));
         assert_eq!(parse("abc:relative"), Place::Local("abc:relative".into()));
         assert_eq!(parse("/tmp/x"), Place::Local("/tmp/x".into()));

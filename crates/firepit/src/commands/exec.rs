@@ -13,7 +13,12 @@ use crate::cli::ExecArgs;
 use crate::client::Client;
 
 /// Builds the API request for `argv`.
-pub fn request(argv: &[String], cwd: Option<String>, env: &[String], timeout: Option<f64>) -> Result<ExecRequest> {
+pub fn request(
+    argv: &[String],
+    cwd: Option<String>,
+    env: &[String],
+    timeout: Option<f64>,
+) -> Result<ExecRequest> {
     let env = env
         .iter()
         .map(|kv| {
@@ -23,11 +28,19 @@ pub fn request(argv: &[String], cwd: Option<String>, env: &[String], timeout: Op
         })
         .collect::<Result<Vec<_>>>()?;
     let timeout_ms = match timeout {
-        Some(t) if !(t.is_finite() && t > 0.0) => bail!("--timeout must be a positive number of seconds"),
+        Some(t) if !(t.is_finite() && t > 0.0) => {
+            bail!("--timeout must be a positive number of seconds")
+        }
         Some(t) => Some((t * 1000.0) as u64),
         None => None,
     };
-    Ok(ExecRequest { command: Command::Argv(argv.to_vec()), env, cwd, stdin_base64: None, timeout_ms })
+    Ok(ExecRequest {
+        command: Command::Argv(argv.to_vec()),
+        env,
+        cwd,
+        stdin_base64: None,
+        timeout_ms,
+    })
 }
 
 /// `firepit exec`
@@ -35,7 +48,9 @@ pub async fn exec(client: &Client, args: &ExecArgs) -> Result<i32> {
     let mut req = request(&args.command, args.cwd.clone(), &args.env, args.timeout)?;
     if args.stdin {
         let mut input = Vec::new();
-        std::io::stdin().read_to_end(&mut input).context("reading standard input")?;
+        std::io::stdin()
+            .read_to_end(&mut input)
+            .context("reading standard input")?;
         req.stdin_base64 = Some(B64.encode(input));
     }
     stream(client, &args.id, &req).await
@@ -45,7 +60,11 @@ pub async fn exec(client: &Client, args: &ExecArgs) -> Result<i32> {
 /// (128 + signal when a signal ended it).
 pub async fn stream(client: &Client, id: &str, req: &ExecRequest) -> Result<i32> {
     let resp = client
-        .send(client.request(Method::POST, &format!("/v1/sessions/{id}/exec")).json(req))
+        .send(
+            client
+                .request(Method::POST, &format!("/v1/sessions/{id}/exec"))
+                .json(req),
+        )
         .await?;
     let mut body = resp.bytes_stream();
     let mut buf = Vec::new();
@@ -55,7 +74,8 @@ pub async fn stream(client: &Client, id: &str, req: &ExecRequest) -> Result<i32>
         buf.extend_from_slice(&chunk.context("the daemon's output stream broke off")?);
         while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
-            let event: ExecEvent = serde_json::from_slice(&line).context("reading the exec stream")?;
+            let event: ExecEvent =
+                serde_json::from_slice(&line).context("reading the exec stream")?;
             match event {
                 ExecEvent::Stdout { data } => {
                     stdout.write_all(&B64.decode(data)?)?;

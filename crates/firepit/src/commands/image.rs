@@ -20,7 +20,10 @@ fn store(data_dir: &Path, images_dir: Option<PathBuf>) -> Result<ImageStore> {
 fn reporter(name: &str) -> impl FnMut(Progress) + '_ {
     let started = Instant::now();
     move |p: Progress| {
-        eprintln!("[{:>5.1}s] image {name}: {p}", started.elapsed().as_secs_f64());
+        eprintln!(
+            "[{:>5.1}s] image {name}: {p}",
+            started.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -30,9 +33,37 @@ pub fn ensure(images_dir: &Path, name: &str) -> Result<()> {
     if store.get(name).is_ok() {
         return Ok(());
     }
-    eprintln!("firepit: image {name:?} is missing; building it now (first run only; this takes a few minutes)");
+    eprintln!(
+        "firepit: image {name:?} is missing; building it now (first run only; this takes a few minutes)"
+    );
     let recipe = Recipe::builtin(name)?;
     store.build(&recipe, &mut reporter(name))?;
+    Ok(())
+}
+
+/// Refuses to replace or remove an image that sessions of this data dir use:
+/// their machines' root filesystems are layered on it.
+fn refuse_if_in_use(data_dir: &Path, name: &str) -> Result<()> {
+    let db = data_dir.join("firepit.db");
+    if !db.exists() {
+        return Ok(());
+    }
+    let chain = |e: firepit_daemon::Error| anyhow::anyhow!(firepit_daemon::error::chain(&e));
+    let sessions = firepit_daemon::store::Store::open(&db)
+        .map_err(chain)?
+        .sessions()
+        .map_err(chain)?;
+    let users: Vec<_> = sessions
+        .iter()
+        .filter(|s| s.image == name)
+        .map(|s| s.id.as_str())
+        .collect();
+    if !users.is_empty() {
+        anyhow::bail!(
+            "image {name:?} is in use by session(s) {}; remove them first with `firepit rm ID`",
+            users.join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -45,34 +76,33 @@ pub async fn run(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
 fn run_blocking(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
     match cmd {
         ImageCommand::Build { name, images_dir } => {
+            refuse_if_in_use(data_dir, &name)?;
             let store = store(data_dir, images_dir)?;
             let recipe = Recipe::builtin(&name)?;
             let image = store.build(&recipe, &mut reporter(&name))?;
-            println!("built image {} ({} MiB) in {}", image.name, image.manifest.size_bytes >> 20, image.rootfs.display());
+            println!(
+                "built image {} ({} MiB) in {}",
+                image.name,
+                image.manifest.size_bytes >> 20,
+                image.rootfs.display()
+            );
         }
         ImageCommand::Ls { images_dir } => {
             let store = store(data_dir, images_dir)?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "{:<12} {:>9} CREATED", "NAME", "SIZE")?;
             for image in store.list()? {
-                writeln!(out, "{:<12} {:>8}M {}", image.name, image.manifest.size_bytes >> 20, image.manifest.created)?;
+                writeln!(
+                    out,
+                    "{:<12} {:>8}M {}",
+                    image.name,
+                    image.manifest.size_bytes >> 20,
+                    image.manifest.created
+                )?;
             }
         }
         ImageCommand::Rm { name, images_dir } => {
-            let db = data_dir.join("firepit.db");
-            if db.exists() {
-                let sessions = firepit_daemon::store::Store::open(&db)
-                    .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?
-                    .sessions()
-                    .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
-                let users: Vec<_> = sessions.iter().filter(|s| s.image == name).map(|s| s.id.as_str()).collect();
-                if !users.is_empty() {
-                    anyhow::bail!(
-                        "image {name:?} is in use by session(s) {}; remove them first with `firepit rm ID`",
-                        users.join(", ")
-                    );
-                }
-            }
+            refuse_if_in_use(data_dir, &name)?;
             store(data_dir, images_dir)?.remove(&name)?;
             println!("removed image {name}");
         }

@@ -19,10 +19,16 @@ pub async fn new(client: &Client, args: &NewArgs) -> Result<()> {
 
 /// `firepit ls`
 pub async fn ls(client: &Client) -> Result<()> {
-    let resp = client.send(client.request(Method::GET, "/v1/sessions")).await?;
+    let resp = client
+        .send(client.request(Method::GET, "/v1/sessions"))
+        .await?;
     let sessions: Vec<Session> = resp.json().await.context("reading sessions")?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{:<12} {:<9} {:<10} {:>8} {:>5} {:<7} AGE", "ID", "STATE", "IMAGE", "MEMORY", "CPUS", "NETWORK")?;
+    writeln!(
+        out,
+        "{:<12} {:<9} {:<10} {:>8} {:>5} {:<7} AGE",
+        "ID", "STATE", "IMAGE", "MEMORY", "CPUS", "NETWORK"
+    )?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -33,7 +39,9 @@ pub async fn ls(client: &Client) -> Result<()> {
             s.id,
             s.state.as_str(),
             s.image,
-            s.limits.memory_bytes.map_or("-".into(), |m| format!("{}M", m >> 20)),
+            s.limits
+                .memory_bytes
+                .map_or("-".into(), |m| format!("{}M", m >> 20)),
             s.limits.cpus.map_or("-".into(), |c| c.to_string()),
             format!("{:?}", s.network).to_lowercase(),
             age(now - s.created_at),
@@ -53,7 +61,9 @@ fn age(secs: i64) -> String {
 
 /// `firepit stop|start ID`
 pub async fn transition(client: &Client, id: &str, verb: &str) -> Result<()> {
-    let resp = client.send(client.request(Method::POST, &format!("/v1/sessions/{id}/{verb}"))).await?;
+    let resp = client
+        .send(client.request(Method::POST, &format!("/v1/sessions/{id}/{verb}")))
+        .await?;
     let s: Session = resp.json().await?;
     println!("{} {}", s.id, s.state.as_str());
     Ok(())

@@ -26,7 +26,9 @@ struct RawMode(Option<Termios>);
 impl RawMode {
     fn enter() -> RawMode {
         let stdin = std::io::stdin();
-        let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else { return RawMode(None) };
+        let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else {
+            return RawMode(None);
+        };
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);
         if termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).is_err() {
@@ -45,31 +47,52 @@ impl Drop for RawMode {
 }
 
 fn terminal_size() -> Option<(u16, u16)> {
-    let mut ws = nix::libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ writes a `struct winsize` through the pointer, which
     // points at a live, properly aligned `winsize` for the whole call.
-    let rc = unsafe { nix::libc::ioctl(1, nix::libc::TIOCGWINSZ, &mut ws as *mut nix::libc::winsize) };
+    let rc =
+        unsafe { nix::libc::ioctl(1, nix::libc::TIOCGWINSZ, &mut ws as *mut nix::libc::winsize) };
     (rc == 0 && ws.ws_col > 0).then_some((ws.ws_col, ws.ws_row))
 }
 
 /// `firepit shell ID [--pty NAME]`
 pub async fn shell(client: &Client, id: &str, pty: &str) -> Result<i32> {
-    let url = format!("{}/v1/sessions/{id}/pty/{pty}", client.url().replacen("http", "ws", 1));
-    let mut request = url.as_str().into_client_request().context("building the WebSocket request")?;
+    let url = format!(
+        "{}/v1/sessions/{id}/pty/{pty}",
+        client.url().replacen("http", "ws", 1)
+    );
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .context("building the WebSocket request")?;
     request.headers_mut().insert(
         "authorization",
-        format!("Bearer {}", client.token()).parse().context("the token is not a valid header")?,
+        format!("Bearer {}", client.token())
+            .parse()
+            .context("the token is not a valid header")?,
     );
     let (ws, _) = match tokio_tungstenite::connect_async(request).await {
         Ok(ok) => ok,
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            let body = resp
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
             let msg = serde_json::from_str::<firepit_wire::api::ErrorBody>(&body)
                 .map(|b| b.error.message)
                 .unwrap_or_else(|_| format!("the daemon answered {}", resp.status()));
             bail!("{msg}");
         }
-        Err(e) => bail!("cannot reach the firepit daemon at {}: {e}; is it running?", client.url()),
+        Err(e) => bail!(
+            "cannot reach the firepit daemon at {}: {e}; is it running?",
+            client.url()
+        ),
     };
     let (mut sink, mut source) = ws.split();
     if let Some((cols, rows)) = terminal_size() {

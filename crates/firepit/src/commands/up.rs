@@ -24,7 +24,8 @@ pub fn install_guest(data_dir: &Path) -> Result<PathBuf> {
         return Ok(path);
     }
     let tmp = dir.join(format!(".firepit-guest.{}", std::process::id()));
-    std::fs::write(&tmp, firepit_guest_bin::GUEST).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, firepit_guest_bin::GUEST)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("installing {}", path.display()))?;
     Ok(path)
@@ -38,10 +39,13 @@ pub fn config(data_dir: &Path, args: &UpArgs) -> Result<Config> {
     config.listen = args.listen;
     config.domain = args.domain.clone();
     config.default_image = args.default_image.clone();
+    config.instance = args.instance.clone();
     if let Some(dir) = &args.images_dir {
         config.images_dir = dir.clone();
     }
-    config.validate().map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
     Ok(config)
 }
 
@@ -56,15 +60,25 @@ pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
         .await
         .context("building the default image")??;
 
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
-        format!("cannot listen on {}; is another firepit running? Pick another with --listen", config.listen)
-    })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another firepit running? Pick another with --listen",
+                config.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
-    let app = App::open(config).await.map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
+    let app = App::open(config)
+        .await
+        .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
     let url = format!("http://{}", display_addr(addr));
     let daemon_file = data_dir.join(DAEMON_FILE);
-    std::fs::write(&daemon_file, serde_json::json!({ "url": url, "pid": std::process::id() }).to_string())
-        .with_context(|| format!("writing {}", daemon_file.display()))?;
+    std::fs::write(
+        &daemon_file,
+        serde_json::json!({ "url": url, "pid": std::process::id() }).to_string(),
+    )
+    .with_context(|| format!("writing {}", daemon_file.display()))?;
     let login = format!("http://localhost:{}/?token={}", addr.port(), app.token());
     let mut out = std::io::stdout().lock();
     writeln!(out, "firepit is up: {login}")?;
@@ -78,7 +92,9 @@ pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        eprintln!("firepit: shutting down; machines keep running and the next `firepit up` adopts them");
+        eprintln!(
+            "firepit: shutting down; machines keep running and the next `firepit up` adopts them"
+        );
     };
     let served = firepit_daemon::serve(listener, app, shutdown).await;
     let _ = std::fs::remove_file(&daemon_file);

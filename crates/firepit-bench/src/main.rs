@@ -1,0 +1,128 @@
+//! `firepit-bench`: the machine benchmark behind `cargo xtask bench`.
+//!
+//! In one run it measures, against the budgets of DESIGN.md:
+//! create → first exec output and destroy (p50, p95) of namespaces machines
+//! running the real guest, with and without network; the memory of many idle
+//! machines (PSS of their processes, their memory cgroups, the host's
+//! `MemAvailable`); and the same figures for a bare `unshare` + `chroot` of
+//! the same image, the floor. It prints a table on stdout, progress on
+//! stderr, and optionally JSON. Being over budget is reported, not an error.
+//!
+//! Needs root and `FIREPIT_TEST_ROOTFS` (an image tree owned by
+//! `FIREPIT_TEST_UID_BASE`, default 100000), which `cargo xtask bench` sets.
+
+mod floor;
+mod machines;
+mod memory;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use firepit_machine::Network;
+
+use crate::machines::{Bench, Settings};
+use crate::report::Report;
+use crate::stats::Summary;
+
+/// Measures machine creation, destruction and idle memory against the budgets.
+#[derive(Debug, Parser)]
+#[command(name = "firepit-bench")]
+struct Args {
+    /// Create → exec → destroy cycles per network mode, and floor spawns.
+    #[arg(long, default_value_t = 30)]
+    runs: usize,
+    /// Idle machines (and idle floors) alive at once for the memory figures.
+    #[arg(long, default_value_t = 100)]
+    idle: usize,
+    /// Memory limit of each machine, MiB.
+    #[arg(long, default_value_t = 256)]
+    memory_mib: u64,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    // The backend re-executes this binary as its launcher; that must happen
+    // before anything else, threads above all.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == firepit_machine::LAUNCH_ARG)
+    {
+        firepit_machine::launcher_main();
+    }
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nfirepit-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn settings(args: &Args) -> Result<Settings> {
+    let Some(rootfs) = std::env::var_os("FIREPIT_TEST_ROOTFS").map(PathBuf::from) else {
+        bail!(
+            "FIREPIT_TEST_ROOTFS is not set: point it at an image's root filesystem tree whose \
+             files are owned by FIREPIT_TEST_UID_BASE (default 100000), or run `cargo xtask bench`"
+        );
+    };
+    if !rootfs.join("bin/echo").exists() {
+        bail!(
+            "FIREPIT_TEST_ROOTFS={} has no bin/echo; is it a root filesystem tree?",
+            rootfs.display()
+        );
+    }
+    let uid_base = match std::env::var("FIREPIT_TEST_UID_BASE") {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("FIREPIT_TEST_UID_BASE={v:?} is not a uid"))?,
+        Err(_) => 100000,
+    };
+    if args.runs == 0 || args.idle == 0 {
+        bail!("--runs and --idle must be at least 1");
+    }
+    Ok(Settings {
+        rootfs,
+        uid_base,
+        memory_bytes: args.memory_mib << 20,
+    })
+}
+
+fn run(args: &Args) -> Result<()> {
+    let settings = settings(args)?;
+    let rootfs = settings.rootfs.clone();
+    let bench = Bench::new(settings)?;
+
+    let none = bench.cycles(Network::None, args.runs)?;
+    let nat = bench.cycles(Network::Nat, args.runs)?;
+    let idle = bench.idle_memory(args.idle)?;
+    let floor_first = floor::first_output(&rootfs, args.runs)?;
+    let floor_idle = floor::idle_memory(&rootfs, args.idle)?;
+
+    let summary = |v: &[_]| Summary::of(v).context("no samples");
+    let report = Report {
+        runs: args.runs,
+        idle: args.idle,
+        memory_limit_mib: args.memory_mib,
+        first_output_none: summary(&none.first_output)?,
+        first_output_nat: summary(&nat.first_output)?,
+        destroy_none: summary(&none.destroy)?,
+        destroy_nat: summary(&nat.destroy)?,
+        floor_first_output: summary(&floor_first)?,
+        idle_machines: idle,
+        idle_floors: floor_idle,
+        floor: floor::DESCRIPTION,
+    };
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

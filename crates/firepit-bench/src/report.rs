@@ -1,0 +1,183 @@
+//! The results of a run and their table, with the budgets of DESIGN.md next
+//! to the figures.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::memory::MemoryFigures;
+use crate::stats::Summary;
+
+/// Budget: new session → first exec output, p50, milliseconds.
+pub const FIRST_OUTPUT_P50_MS: f64 = 10.0;
+/// Budget: an idle session's host + guest memory, bytes.
+pub const IDLE_BYTES: u64 = 4 << 20;
+
+/// Everything one run measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Cycles per network mode, and floor spawns.
+    pub runs: usize,
+    /// Idle instances alive at once.
+    pub idle: usize,
+    /// Memory limit of each machine.
+    pub memory_limit_mib: u64,
+    /// Machine without network: create → first stdout of `echo hi`.
+    pub first_output_none: Summary,
+    /// Machine with NAT: create → first stdout of `echo hi`.
+    pub first_output_nat: Summary,
+    /// Machine without network: destroy.
+    pub destroy_none: Summary,
+    /// Machine with NAT: destroy.
+    pub destroy_nat: Summary,
+    /// Floor: spawn → first stdout of `echo hi`.
+    pub floor_first_output: Summary,
+    /// Idle machines (no network).
+    pub idle_machines: MemoryFigures,
+    /// Idle floors running `sleep`.
+    pub idle_floors: MemoryFigures,
+    /// How the floor is isolated.
+    pub floor: &'static str,
+}
+
+/// One line of the table.
+struct Row {
+    what: String,
+    n: usize,
+    value: String,
+    p95: String,
+    budget: &'static str,
+    verdict: &'static str,
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass { "PASS" } else { "OVER" }
+}
+
+fn mib(bytes: f64) -> String {
+    format!("{:.2} MiB", bytes / f64::from(1u32 << 20))
+}
+
+fn latency(what: &str, s: &Summary, budgeted: bool) -> Row {
+    Row {
+        what: what.into(),
+        n: s.n,
+        value: format!("{:.2} ms", s.p50_ms),
+        p95: format!("{:.2} ms", s.p95_ms),
+        budget: if budgeted { "p50 <= 10 ms" } else { "" },
+        verdict: if budgeted {
+            verdict(s.p50_ms <= FIRST_OUTPUT_P50_MS)
+        } else {
+            ""
+        },
+    }
+}
+
+fn memory_rows(who: &str, m: &MemoryFigures, budgeted: bool) -> Vec<Row> {
+    let row = |what: String, bytes: f64| Row {
+        what,
+        n: m.instances,
+        value: mib(bytes),
+        p95: String::new(),
+        budget: if budgeted { "<= 4 MiB" } else { "" },
+        verdict: if budgeted {
+            verdict(bytes <= IDLE_BYTES as f64)
+        } else {
+            ""
+        },
+    };
+    let mut rows = vec![row(
+        format!(
+            "{who}: PSS of its processes ({:.1} procs)",
+            m.procs_per_instance
+        ),
+        m.pss_avg_bytes as f64,
+    )];
+    if let Some(cg) = m.cgroup_avg_bytes {
+        rows.push(row(format!("{who}: memory cgroup usage"), cg as f64));
+    }
+    rows.push(row(
+        format!("{who}: host MemAvailable drop / n"),
+        m.mem_available_drop_avg_bytes as f64,
+    ));
+    rows
+}
+
+impl Report {
+    /// The table printed on stdout.
+    pub fn table(&self) -> String {
+        let mut rows = vec![
+            latency(
+                "create -> first output, machine (net none)",
+                &self.first_output_none,
+                true,
+            ),
+            latency(
+                "create -> first output, machine (net nat)",
+                &self.first_output_nat,
+                true,
+            ),
+            latency(
+                "spawn -> first output, floor",
+                &self.floor_first_output,
+                false,
+            ),
+            latency("destroy, machine (net none)", &self.destroy_none, false),
+            latency("destroy, machine (net nat)", &self.destroy_nat, false),
+        ];
+        rows.extend(memory_rows("idle machine", &self.idle_machines, true));
+        rows.extend(memory_rows("idle floor", &self.idle_floors, false));
+
+        let head = ["metric", "n", "p50 / avg", "p95", "budget", ""];
+        let cells = |r: &Row| {
+            [
+                r.what.clone(),
+                r.n.to_string(),
+                r.value.clone(),
+                r.p95.clone(),
+                r.budget.to_string(),
+                r.verdict.to_string(),
+            ]
+        };
+        let all: Vec<[String; 6]> = std::iter::once(head.map(String::from))
+            .chain(rows.iter().map(cells))
+            .collect();
+        let mut width = [0usize; 6];
+        for r in &all {
+            for (w, c) in width.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for (i, r) in all.iter().enumerate() {
+            let mut line = String::new();
+            for (j, (c, w)) in r.iter().zip(width).enumerate() {
+                // Text left, numbers right.
+                let _ = if j == 0 || j >= 4 {
+                    write!(line, "{c:<w$}  ")
+                } else {
+                    write!(line, "{c:>w$}  ")
+                };
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+            if i == 0 {
+                let total: usize = width.iter().sum::<usize>() + 2 * (width.len() - 1);
+                out.push_str(&"-".repeat(total));
+                out.push('\n');
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\nmachines: namespaces backend + real guest, {} MiB limit, idle ones without network; \
+             floor: {} (root mapped to root, not to uid_base: newuidmap refuses unlisted ranges).",
+            self.memory_limit_mib, self.floor
+        );
+        let _ = writeln!(
+            out,
+            "PSS shares pages between instances; the cgroup figure adds kernel memory and the page \
+             cache an instance touched first; MemAvailable is host-wide and noisy."
+        );
+        out
+    }
+}

@@ -1,0 +1,122 @@
+//! The isolation checker (`isolation_check.py`) runs inside a machine and tries
+//! to get out: host files, processes and network, the daemon API, another
+//! session, dangerous system calls, device nodes, raw sockets, kernel knobs.
+//! Every attempt must fail.
+
+use std::io::Read;
+use std::net::TcpListener;
+
+use crate::harness::Daemon;
+
+const CHECKER: &str = include_str!("isolation_check.py");
+
+#[test]
+fn nothing_gets_out_of_a_machine() {
+    let d = Daemon::start("t6");
+    // Bait on the host: a file, a marker in our own command line's neighbour
+    // (a sleeping process), and a service on every address.
+    let marker = format!("firepit-bait-{}", std::process::id());
+    let host_file = format!("/tmp/{marker}");
+    std::fs::write(&host_file, "host secret").unwrap();
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port = listener.local_addr().unwrap().port();
+    let sleeper = Sleeper(
+        std::process::Command::new("sleep")
+            .arg(format!("1000.{}", std::process::id()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let daemon_port: u16 = d.url.rsplit(':').next().unwrap().parse().unwrap();
+
+    let other = d.new_session(&[]);
+    d.ok(&[
+        "exec",
+        &other,
+        "--",
+        "sh",
+        "-c",
+        "nohup python3 -m http.server 9000 >/dev/null 2>&1 &",
+    ]);
+    let other_ip = d
+        .sh(
+            &other,
+            "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1",
+        )
+        .trim()
+        .to_owned();
+    assert!(!other_ip.is_empty(), "the other machine has an address");
+    // The other machine does serve: from inside itself.
+    d.sh(&other, "for i in $(seq 50); do curl -fsS -o /dev/null http://127.0.0.1:9000/ && exit 0; sleep 0.1; done; exit 1");
+
+    let id = d.new_session(&[]);
+    let gateway = d
+        .sh(&id, "ip -4 route show default | awk '{print $3}'")
+        .trim()
+        .to_owned();
+    assert!(!gateway.is_empty(), "the machine has a default route");
+    let bait = serde_json::json!({
+        "host_file": host_file,
+        "host_pid": sleeper.0.id(),
+        "host_marker": format!("1000.{}", std::process::id()),
+        "host_port": host_port,
+        "daemon_port": daemon_port,
+        "gateway": gateway,
+        "other_machine": other_ip,
+        "other_port": 9000,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("isolation_check.py");
+    std::fs::write(&script, CHECKER).unwrap();
+    d.ok(&[
+        "cp",
+        script.to_str().unwrap(),
+        &format!("{id}:/root/isolation_check.py"),
+    ]);
+    let out = d.ok(&[
+        "exec",
+        &id,
+        "--",
+        "python3",
+        "/root/isolation_check.py",
+        &bait.to_string(),
+    ]);
+    let results: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let escaped: Vec<_> = results
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["escaped"].as_bool() != Some(false))
+        .map(|(name, r)| format!("{name}: {}", r["detail"]))
+        .collect();
+    assert!(
+        escaped.is_empty(),
+        "ways out of the machine:\n{}",
+        escaped.join("\n")
+    );
+    assert!(
+        results.as_object().unwrap().len() > 30,
+        "the checker ran all its checks: {results}"
+    );
+
+    // Nothing reached the host's listener.
+    listener.set_nonblocking(true).unwrap();
+    if let Ok((mut s, peer)) = listener.accept() {
+        let mut buf = String::new();
+        let _ = s.read_to_string(&mut buf);
+        panic!("the host listener was reached from {peer}");
+    }
+    let _ = std::fs::remove_file(&host_file);
+}
+
+/// A host process the checker must not see; killed however the test ends.
+struct Sleeper(std::process::Child);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests: the real `firepit` binary runs the daemon (`firepit up`)
+//! and the CLI talks to it; machines are real, made from the test image.
+//!
+//! They need root and the environment `cargo xtask test` sets
+//! (`FIREPIT_TEST_IMAGES`); without it they fail and say how to run them.
+
+mod harness;
+
+mod cli;
+mod files;
+mod isolation;
+mod lifecycle;
+mod terminal;
