@@ -2,7 +2,8 @@
 //!
 //! One connection behind a mutex; every call is a short statement, so callers
 //! run it inline. The schema is versioned with `PRAGMA user_version` and
-//! migrated forward on open.
+//! migrated forward on open. Each table's queries live in a file of their own
+//! (`events.rs`, `shares.rs`); sessions are here.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -11,6 +12,9 @@ use firepit_wire::api::{Limits, NetworkMode, Session, SessionState};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Error;
+
+mod events;
+mod shares;
 
 const SCHEMA: &[&str] = &[
     // 1: sessions
@@ -25,11 +29,29 @@ const SCHEMA: &[&str] = &[
         created_at INTEGER NOT NULL,
         error TEXT
     ) STRICT;",
+    // 2: the session event log (see `events.rs`)
+    "CREATE TABLE events (
+        session TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        time_ms INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (session, seq)
+    ) STRICT, WITHOUT ROWID;",
+    // 3: preview share links (see `shares.rs`)
+    "CREATE TABLE shares (
+        id TEXT PRIMARY KEY,
+        session TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX shares_by_session ON shares (session);",
 ];
 
 /// The daemon's embedded database.
 pub struct Store {
-    conn: Mutex<Connection>,
+    pub(crate) conn: Mutex<Connection>,
 }
 
 impl Store {

@@ -1,0 +1,1 @@
+//! The `events` table: each session's event log, keyed by (session, seq).

@@ -1,0 +1,1 @@
+//! The `shares` table: signed preview links and whether they were revoked.

@@ -1,0 +1,108 @@
+//! The session event log's types: what happened in a session, in order.
+//!
+//! Every event has a per-session sequence number (1, 2, 3 …) assigned when it
+//! is appended to the store, before anyone sees it. Clients subscribe from a
+//! cursor (`since`: the last `seq` they saw) and get every later event exactly
+//! once, across reconnects and daemon restarts.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::SessionState;
+use crate::guest::ExitStatus;
+
+/// One event of a session's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the session's log, from 1, without gaps.
+    pub seq: u64,
+    /// The session.
+    pub session: String,
+    /// When it was appended, unix milliseconds.
+    pub time_ms: i64,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened. Serialised with a `type` tag next to the event's fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The session's state changed.
+    SessionState {
+        /// The new state.
+        state: SessionState,
+        /// Why, when it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A TCP port started listening inside the machine.
+    PortOpened {
+        /// Port number.
+        port: u16,
+        /// Address it listens on inside the machine.
+        addr: String,
+        /// Its preview URL.
+        url: String,
+    },
+    /// A TCP port stopped listening.
+    PortClosed {
+        /// Port number.
+        port: u16,
+        /// Address it listened on.
+        addr: String,
+    },
+    /// A service started (or was restarted).
+    ServiceStarted {
+        /// Service name.
+        name: String,
+    },
+    /// A service's process exited.
+    ServiceExited {
+        /// Service name.
+        name: String,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// A share link for a preview port was made.
+    ShareCreated {
+        /// The share's id (for revoking it).
+        id: String,
+        /// Port it opens.
+        port: u16,
+        /// Unix seconds after which it no longer works.
+        expires_at: i64,
+    },
+    /// A share link was revoked.
+    ShareRevoked {
+        /// The share's id.
+        id: String,
+    },
+    /// Anything else a component wants in the log (the agent uses its own
+    /// variants; this one carries free-form notes).
+    Note {
+        /// The text.
+        text: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_flat_with_a_type_tag() {
+        let e = Event {
+            seq: 3,
+            session: "abc".into(),
+            time_ms: 5,
+            kind: EventKind::PortOpened { port: 8000, addr: "127.0.0.1".into(), url: "http://x/".into() },
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["type"], "port_opened");
+        assert_eq!(json["seq"], 3);
+        assert_eq!(json["port"], 8000);
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, e);
+    }
+}
