@@ -1,22 +1,20 @@
 //! `POST /v1/sessions/{id}/exec`: runs a command and streams its output as
 //! NDJSON [`ExecEvent`] lines, ending with its exit status.
 //!
-//! When the client goes away mid-stream the command's process tree is killed.
+//! When the client goes away mid-stream the response stream is dropped, and with
+//! it the guest's `Exec` handle, which kills the command's process group.
 
 use axum::extract::{Path, State};
 use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use firepit_guest_client::{Exec, ExecEvent as GuestEvent};
+use firepit_guest_client::ExecEvent as GuestEvent;
 use firepit_wire::api::{ExecEvent, ExecRequest};
 use firepit_wire::guest;
 
 use super::{JsonBody, ndjson};
 use crate::{App, Error};
-
-/// Signal sent to a command whose client went away.
-const SIGKILL: i32 = 9;
 
 pub(super) async fn exec(
     State(app): State<App>,
@@ -51,9 +49,8 @@ pub(super) async fn exec(
             .map_err(Error::Guest)?;
         exec.stdin_close().await.map_err(Error::Guest)?;
     }
-    let stream = futures::stream::unfold(Some(KillOnDrop(Some(exec))), |state| async move {
-        let mut guard = state?;
-        let exec = guard.0.as_mut().expect("present until the end");
+    let stream = futures::stream::unfold(Some(exec), |state| async move {
+        let mut exec = state?;
         let event = match exec.next_event().await {
             Ok(Some(GuestEvent::Stdout(b))) => ExecEvent::Stdout {
                 data: B64.encode(b),
@@ -62,11 +59,9 @@ pub(super) async fn exec(
                 data: B64.encode(b),
             },
             Ok(Some(GuestEvent::Exit(status))) => {
-                guard.0 = None;
                 return Some((ExecEvent::Exit { status }, None));
             }
             Err(e) => {
-                guard.0 = None;
                 return Some((
                     ExecEvent::Error {
                         error: Error::Guest(e).to_api(),
@@ -75,7 +70,6 @@ pub(super) async fn exec(
                 ));
             }
             Ok(None) => {
-                guard.0 = None;
                 let error = firepit_wire::api::ApiError {
                     code: "guest_error".into(),
                     message: "the machine went away before the command ended".into(),
@@ -83,20 +77,7 @@ pub(super) async fn exec(
                 return Some((ExecEvent::Error { error }, None));
             }
         };
-        Some((event, Some(guard)))
+        Some((event, Some(exec)))
     });
     Ok(ndjson(stream))
-}
-
-/// Kills the command's process tree if the response is dropped before its end.
-struct KillOnDrop(Option<Exec>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(exec) = self.0.take() {
-            tokio::spawn(async move {
-                let _ = exec.kill(SIGKILL).await;
-            });
-        }
-    }
 }
