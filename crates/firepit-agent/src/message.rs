@@ -13,16 +13,7 @@ pub enum Role {
     Assistant,
 }
 
-/// A tool call as the model made it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ToolCall {
-    /// The provider's id for the call.
-    pub id: String,
-    /// The tool's name.
-    pub name: String,
-    /// The arguments as the model sent them: JSON text, possibly malformed.
-    pub arguments: String,
-}
+pub use firepit_wire::agent::ToolCall;
 
 /// One part of a message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

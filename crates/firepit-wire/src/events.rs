@@ -56,6 +56,9 @@ pub enum EventKind {
     ServiceStarted {
         /// Service name.
         name: String,
+        /// Pid of its process inside the machine.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
     },
     /// A service's process exited.
     ServiceExited {
@@ -78,6 +81,12 @@ pub enum EventKind {
         /// The share's id.
         id: String,
     },
+    /// One item of the agent's transcript: messages, tool calls and results,
+    /// usage, run boundaries.
+    Agent {
+        /// The item.
+        item: crate::agent::TranscriptItem,
+    },
     /// Anything else a component wants in the log (the agent uses its own
     /// variants; this one carries free-form notes).
     Note {
@@ -96,7 +105,11 @@ mod tests {
             seq: 3,
             session: "abc".into(),
             time_ms: 5,
-            kind: EventKind::PortOpened { port: 8000, addr: "127.0.0.1".into(), url: "http://x/".into() },
+            kind: EventKind::PortOpened {
+                port: 8000,
+                addr: "127.0.0.1".into(),
+                url: "http://x/".into(),
+            },
         };
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["type"], "port_opened");

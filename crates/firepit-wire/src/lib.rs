@@ -5,6 +5,7 @@
 //! types and pure encode/decode functions only: no I/O, no async runtime.
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod api;
 pub mod events;
 pub mod guest;
