@@ -4,6 +4,7 @@
 //!   checks formatting, runs clippy and the whole test suite with the
 //!   environment the privileged tests need. `.ci/run` calls exactly this.
 //! - `bench`: runs the machine benchmark (see README).
+//! - `bench-preview`: runs the preview proxy benchmark (needs `wrk` and `nginx`).
 //!
 //! The cache directory is `$FIREPIT_CACHE`, default `/var/cache/firepit`:
 //! outside the repository, so CI and developers reuse images between runs.
@@ -20,9 +21,10 @@ fn main() -> Result<()> {
     match task.as_str() {
         "test" => test(&rest),
         "bench" => bench(&rest),
+        "bench-preview" => bench_preview(&rest),
         "images" => images().map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench|images> [args for cargo test]");
+            eprintln!("usage: cargo xtask <test|bench|bench-preview|images> [args for cargo test]");
             bail!("unknown task {task:?}")
         }
     }
@@ -117,6 +119,24 @@ fn bench(extra: &[String]) -> Result<()> {
     let mut bench = cargo();
     bench
         .args(["run", "--release", "-p", "firepit-bench", "--"])
+        .args(extra);
+    test_env(&mut bench, &images, uid_base);
+    run(bench)
+}
+
+fn bench_preview(extra: &[String]) -> Result<()> {
+    let (images, uid_base) = images()?;
+    let mut bench = cargo();
+    bench
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "firepit-bench",
+            "--bin",
+            "firepit-bench-preview",
+            "--",
+        ])
         .args(extra);
     test_env(&mut bench, &images, uid_base);
     run(bench)

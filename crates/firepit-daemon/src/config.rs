@@ -19,6 +19,9 @@ pub struct Config {
     pub images_dir: PathBuf,
     /// Domain of preview URLs (`<port>-<session>.<domain>`).
     pub domain: String,
+    /// The port preview URLs name (`http://<port>-<session>.<domain>:<public_port>/`):
+    /// the port the daemon's listener got, set by `firepit up` after binding.
+    pub public_port: u16,
     /// Image used when a request names none.
     pub default_image: String,
     /// Limits used when a request gives none.
@@ -33,6 +36,9 @@ pub struct Config {
     /// install): its machines get their own cgroup parent, firewall table,
     /// bridge and subnet. `None` is the default install.
     pub instance: Option<String>,
+    /// The model the agents use; `None` leaves the agent endpoints saying how
+    /// to configure one.
+    pub model: Option<firepit_agent::ModelConfig>,
 }
 
 impl Config {
@@ -43,6 +49,7 @@ impl Config {
             images_dir: data_dir.join("images"),
             data_dir,
             domain: "localhost".into(),
+            public_port: 7777,
             default_image: "default".into(),
             default_limits: Limits {
                 memory_bytes: Some(2 << 30),
@@ -53,7 +60,16 @@ impl Config {
             guest_binary,
             max_upload_bytes: 512 << 20,
             instance: None,
+            model: None,
         }
+    }
+
+    /// The preview URL of `port` in `session`.
+    pub fn preview_url(&self, session: &str, port: u16) -> String {
+        format!(
+            "http://{port}-{session}.{}:{}/",
+            self.domain, self.public_port
+        )
     }
 
     /// Refuses settings that cannot work, saying which and why.

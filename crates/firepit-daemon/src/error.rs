@@ -29,6 +29,19 @@ pub enum Error {
     /// No such session.
     #[error("no session {0:?}; `firepit ls` lists sessions")]
     SessionNotFound(String),
+    /// The session has no such share link.
+    #[error(
+        "session {session} has no share {share:?}; `GET /v1/sessions/{session}/shares` lists them"
+    )]
+    ShareNotFound {
+        /// The session.
+        session: String,
+        /// The share id asked for.
+        share: String,
+    },
+    /// The preview engine failed (its signing key).
+    #[error(transparent)]
+    Preview(#[from] firepit_preview::Error),
     /// The session is not running.
     #[error("session {0} is not running; start it with `firepit start {0}`")]
     SessionNotRunning(String),
@@ -44,6 +57,9 @@ pub enum Error {
     /// The guest answered with an error or went away.
     #[error("{0}")]
     Guest(#[source] firepit_guest_client::Error),
+    /// No model is configured for the agent.
+    #[error("{}", firepit_agent::CONFIGURE_HELP)]
+    NoModel,
     /// Authentication is missing or wrong.
     #[error(
         "missing or wrong API token; use the token printed by `firepit up` (or in the data dir's `token` file)"
@@ -68,9 +84,11 @@ impl Error {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Error::SessionNotFound(_) => (StatusCode::NOT_FOUND, "session_not_found"),
+            Error::ShareNotFound { .. } => (StatusCode::NOT_FOUND, "share_not_found"),
             Error::SessionNotRunning(_) => (StatusCode::CONFLICT, "session_not_running"),
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::NoModel => (StatusCode::CONFLICT, "no_model"),
             Error::Image(e) if e.is_not_found() => (StatusCode::NOT_FOUND, "image_not_found"),
             Error::Machine(
                 firepit_machine::Error::InvalidSpec(_) | firepit_machine::Error::InvalidId(_),

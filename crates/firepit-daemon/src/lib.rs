@@ -6,13 +6,17 @@
 
 #![warn(missing_docs)]
 
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod machines;
+pub mod preview;
 pub mod sessions;
 pub mod store;
+mod watchers;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -22,6 +26,7 @@ use firepit_image::ImageStore;
 
 pub use crate::config::Config;
 pub use crate::error::Error;
+use crate::events::EventLog;
 use crate::sessions::Sessions;
 pub use crate::store::Store;
 
@@ -31,11 +36,14 @@ pub struct App(Arc<Inner>);
 
 struct Inner {
     config: Config,
-    store: Store,
+    store: Arc<Store>,
+    events: EventLog,
     images: Arc<ImageStore>,
     backend: Arc<dyn firepit_machine::Backend>,
     sessions: Sessions,
     token: String,
+    previews: preview::Previews,
+    agents: agents::Agents,
 }
 
 impl App {
@@ -55,13 +63,16 @@ impl App {
         let store = Store::open(&config.data_dir.join("firepit.db"))?;
         let images = ImageStore::open(&config.images_dir)?;
         let backend = machines::backend(&config)?;
-        let app = App::from_parts(config, store, images, backend, token);
+        let signer = firepit_preview::Signer::load_or_create(&config.data_dir.join("preview.key"))?;
+        let app = App::assemble(config, store, images, backend, token, signer);
         app.reconcile().await?;
+        app.resume_agents().await;
         Ok(app)
     }
 
     /// Builds the state from parts without touching the host or reconciling:
-    /// for tests and for embedding the daemon with another backend.
+    /// for tests and for embedding the daemon with another backend. Preview
+    /// links it signs last as long as it (its key is not kept).
     pub fn from_parts(
         config: Config,
         store: Store,
@@ -69,14 +80,36 @@ impl App {
         backend: Arc<dyn firepit_machine::Backend>,
         token: String,
     ) -> App {
+        let signer = firepit_preview::Signer::random();
+        App::assemble(config, store, images, backend, token, signer)
+    }
+
+    fn assemble(
+        config: Config,
+        store: Store,
+        images: ImageStore,
+        backend: Arc<dyn firepit_machine::Backend>,
+        token: String,
+        signer: firepit_preview::Signer,
+    ) -> App {
+        let store = Arc::new(store);
+        let model = config.model.clone();
         App(Arc::new(Inner {
             config,
+            events: EventLog::new(store.clone()),
             store,
             images: Arc::new(images),
             backend,
             sessions: Sessions::default(),
             token,
+            previews: preview::Previews::new(signer),
+            agents: agents::Agents::new(model),
         }))
+    }
+
+    /// The agents of the sessions.
+    pub fn agents(&self) -> &agents::Agents {
+        &self.0.agents
     }
 
     /// The settings the daemon runs with.
@@ -94,6 +127,11 @@ impl App {
         &self.0.store
     }
 
+    /// The session event log.
+    pub fn events(&self) -> &EventLog {
+        &self.0.events
+    }
+
     /// The image store.
     pub fn images(&self) -> &Arc<ImageStore> {
         &self.0.images
@@ -104,23 +142,76 @@ impl App {
         &self.0.backend
     }
 
+    /// Preview state: signing key, dialers, upstream connections.
+    pub fn previews(&self) -> &preview::Previews {
+        &self.0.previews
+    }
+
     fn sessions(&self) -> &Sessions {
         &self.0.sessions
     }
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Longest a request's headers may be (larger ones get 431).
+const MAX_HEADER_BYTES: usize = 64 << 10;
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves the API and previews (routed by Host, see [`preview`]) on
+/// `listener` until `shutdown` completes, then waits a little for requests
+/// in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let router = api::router(app);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let router = api::router(app.clone());
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .max_buf_size(MAX_HEADER_BYTES)
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of fds and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let (app, router) = (app.clone(), router.clone());
+        let service = hyper::service::service_fn(move |req| {
+            preview::dispatch(app.clone(), router.clone(), client, req)
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
-        .map_err(|source| Error::Io {
-            what: "serving HTTP".into(),
-            source,
-        })
+        .is_err()
+    {
+        tracing::info!("shutting down with requests still in flight");
+    }
+    Ok(())
 }

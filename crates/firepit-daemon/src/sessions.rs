@@ -4,6 +4,10 @@
 //! Lifecycle operations on one session are serialised by a per-session lock;
 //! different sessions proceed in parallel. A create that fails at any step
 //! undoes the steps before it, so nothing half-made is left behind.
+//!
+//! Every state change is appended to the session's event log; a running
+//! session has a watcher task ([`crate::watchers`]) that logs its ports and
+//! services. Destroying a session deletes its events.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,8 +15,10 @@ use std::time::{Duration, Instant};
 
 use firepit_guest_client::GuestClient;
 use firepit_wire::api::{CreateSession, Limits, Session, SessionState};
+use firepit_wire::events::EventKind;
 use rand::Rng;
 
+use crate::watchers::{self, Watchers};
 use crate::{App, Error, machines};
 
 /// Smallest memory limit a machine can work with.
@@ -27,6 +33,7 @@ const GUEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Sessions {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     guests: Mutex<HashMap<String, GuestClient>>,
+    watchers: Watchers,
 }
 
 impl Sessions {
@@ -112,6 +119,26 @@ fn now() -> i64 {
 }
 
 impl App {
+    /// Appends a state change to the session's log.
+    fn log_state(&self, id: &str, state: SessionState, error: Option<&str>) -> Result<(), Error> {
+        self.events().append(
+            id,
+            EventKind::SessionState {
+                state,
+                error: error.map(str::to_owned),
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a session's store rows, event streams, guest and lock.
+    fn forget_session(&self, id: &str) -> Result<(), Error> {
+        self.store().delete_session(id)?;
+        self.events().forget(id);
+        self.sessions().forget(id);
+        Ok(())
+    }
+
     /// Makes a session and starts its machine.
     pub async fn create_session(&self, req: CreateSession) -> Result<Session, Error> {
         let image_name = req
@@ -140,24 +167,25 @@ impl App {
         let lock = self.sessions().lock_for(&session.id);
         let _guard = lock.lock().await;
         self.store().insert_session(&session)?;
+        self.log_state(&session.id, SessionState::Creating, None)?;
         let spec = machines::spec(self.config(), &session, &image);
         let backend = self.backend().clone();
         let made = tokio::task::spawn_blocking(move || backend.create(&spec)).await?;
         if let Err(e) = made {
-            self.store().delete_session(&session.id)?;
-            self.sessions().forget(&session.id);
+            self.forget_session(&session.id)?;
             return Err(Error::Machine(e));
         }
         if let Err(e) = self.connect_guest(&session.id).await {
             let backend = self.backend().clone();
             let id = session.id.clone();
             let _ = tokio::task::spawn_blocking(move || backend.destroy(&machines::id(&id))).await;
-            self.store().delete_session(&session.id)?;
-            self.sessions().forget(&session.id);
+            self.forget_session(&session.id)?;
             return Err(e);
         }
         self.store()
             .set_state(&session.id, SessionState::Running, None)?;
+        self.log_state(&session.id, SessionState::Running, None)?;
+        self.sessions().watchers.start(self, &session.id);
         tracing::info!(session = %session.id, image = %session.image, "session created");
         self.store().session(&session.id)
     }
@@ -167,7 +195,9 @@ impl App {
         let session = self.store().session(id)?;
         let lock = self.sessions().lock_for(id);
         let _guard = lock.lock().await;
+        self.sessions().watchers.stop(id).await;
         self.sessions().drop_guest(id);
+        self.agents().forget(id);
         let backend = self.backend().clone();
         let mid = machines::id(id);
         tokio::task::spawn_blocking(move || backend.stop(&mid))
@@ -175,6 +205,10 @@ impl App {
             .map_err(Error::Machine)?;
         self.store()
             .set_state(&session.id, SessionState::Stopped, None)?;
+        watchers::close_known_ports(self, id)?;
+        if session.state != SessionState::Stopped {
+            self.log_state(id, SessionState::Stopped, None)?;
+        }
         self.store().session(id)
     }
 
@@ -193,6 +227,8 @@ impl App {
             .map_err(Error::Machine)?;
         self.connect_guest(id).await?;
         self.store().set_state(id, SessionState::Running, None)?;
+        self.log_state(id, SessionState::Running, None)?;
+        self.sessions().watchers.start(self, id);
         self.store().session(id)
     }
 
@@ -201,14 +237,15 @@ impl App {
         self.store().session(id)?;
         let lock = self.sessions().lock_for(id);
         let _guard = lock.lock().await;
+        self.sessions().watchers.stop(id).await;
         self.sessions().drop_guest(id);
+        self.agents().forget(id);
         let backend = self.backend().clone();
         let mid = machines::id(id);
         tokio::task::spawn_blocking(move || backend.destroy(&mid))
             .await?
             .map_err(Error::Machine)?;
-        self.store().delete_session(id)?;
-        self.sessions().forget(id);
+        self.forget_session(id)?;
         tracing::info!(session = %id, "session destroyed");
         Ok(())
     }
@@ -295,13 +332,19 @@ impl App {
                     let backend = self.backend().clone();
                     let mid = machines::id(&s.id);
                     let _ = tokio::task::spawn_blocking(move || backend.destroy(&mid)).await?;
-                    self.store().delete_session(&s.id)?;
+                    self.forget_session(&s.id)?;
                     continue;
                 }
                 (_, false) => SessionState::Stopped,
             };
             if state != s.state {
                 self.store().set_state(&s.id, state, s.error.as_deref())?;
+                self.log_state(&s.id, state, s.error.as_deref())?;
+            }
+            if state == SessionState::Running {
+                self.sessions().watchers.start(self, &s.id);
+            } else {
+                watchers::close_known_ports(self, &s.id)?;
             }
         }
         Ok(())

@@ -1,4 +1,5 @@
-//! Handles of long-lived operations: execs, ptys, file transfers, port watches, logs.
+//! Handles of long-lived operations: execs, ptys, file transfers, port and service
+//! watches, logs.
 //!
 //! Each wraps one stream. Dropping a handle before its stream ended cancels it on the
 //! guest (an exec is killed, a pty detached, a transfer aborted, a watch stopped).
@@ -6,6 +7,7 @@
 use bytes::{Bytes, BytesMut};
 use firepit_wire::guest::{
     ExitStatus, FrameKind, LogChunk, OutputStream, PortInfo, PtyInfo, Request, Response,
+    ServiceEvent,
 };
 
 use crate::Error;
@@ -268,6 +270,34 @@ impl PortWatch {
             return match into_result(parse(&f)?)? {
                 Response::PortOpened(p) => Ok(Some(PortEvent::Opened(p))),
                 Response::PortClosed(p) => Ok(Some(PortEvent::Closed(p))),
+                Response::Done => Ok(None),
+                _ => continue,
+            };
+        }
+    }
+}
+
+/// A watch of every service's processes starting and exiting.
+pub struct ServiceWatch {
+    s: StreamHandle,
+}
+
+impl ServiceWatch {
+    pub(crate) fn new(s: StreamHandle) -> ServiceWatch {
+        ServiceWatch { s }
+    }
+
+    /// The next start or exit; `Ok(None)` if the guest ended the watch.
+    pub async fn next(&mut self) -> Result<Option<ServiceEvent>, Error> {
+        loop {
+            let Some(f) = self.s.next().await? else {
+                return Ok(None);
+            };
+            if f.kind != FrameKind::Control {
+                continue;
+            }
+            return match into_result(parse(&f)?)? {
+                Response::ServiceEvent(e) => Ok(Some(e)),
                 Response::Done => Ok(None),
                 _ => continue,
             };

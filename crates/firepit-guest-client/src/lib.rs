@@ -20,12 +20,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub use error::Error;
 pub use firepit_wire::guest::{
     Command, DirEntry, ErrorKind, ExecRequest, ExitStatus, FileKind, FileStat, GuestInfo, LogChunk,
-    OutputStream, PortInfo, PtyCreate, PtyInfo, RestartPolicy, ServiceInfo, ServiceSpec,
-    ServiceState, WireError, WriteOptions,
+    OutputStream, PortInfo, PtyCreate, PtyInfo, RestartPolicy, ServiceEvent, ServiceInfo,
+    ServiceSpec, ServiceState, WireError, WriteOptions,
 };
 pub use handles::{
     Exec, ExecEvent, ExecOutput, FileReader, FileWriter, LogStream, PortEvent, PortWatch, Pty,
-    PtyEvent,
+    PtyEvent, ServiceWatch,
 };
 
 use conn::Conn;
@@ -226,6 +226,16 @@ impl GuestClient {
         let mut s = self.conn.open(&Request::WatchPorts).await?;
         match s.control().await? {
             Response::Ports { ports } => Ok(PortWatch::new(s, ports)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Watches every service's processes: each start and exit from now on, as
+    /// [`ServiceEvent`]s from [`ServiceWatch::next`].
+    pub async fn watch_services(&self) -> Result<ServiceWatch, Error> {
+        let mut s = self.conn.open(&Request::WatchServices).await?;
+        match s.control().await? {
+            Response::Ready => Ok(ServiceWatch::new(s)),
             other => Err(unexpected(other)),
         }
     }

@@ -53,6 +53,7 @@ pub async fn dispatch(req: Request, mut stream: Stream, guest: Arc<Guest>) {
                 .logs(&name, tail_bytes, follow, &mut stream)
                 .await
         }
+        Request::WatchServices => guest.services.watch(&mut stream).await,
         Request::Cancel
         | Request::StdinClose
         | Request::Kill { .. }

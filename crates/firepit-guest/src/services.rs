@@ -5,6 +5,9 @@
 //! their stream) and a broadcast for followers, and restarts it per its
 //! [`RestartPolicy`] with exponential backoff. Stopping sends SIGTERM to the group and
 //! SIGKILL after [`STOP_GRACE`].
+//!
+//! Every start and exit of a service's process is also sent to the watchers of all
+//! services ([`Services::watch`]) as a [`ServiceEvent`].
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
@@ -14,8 +17,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use firepit_wire::guest::{
-    ErrorKind, ExitStatus, OutputStream, Response, RestartPolicy, ServiceInfo, ServiceSpec,
-    ServiceState, WireError,
+    ErrorKind, ExitStatus, OutputStream, Response, RestartPolicy, ServiceEvent, ServiceInfo,
+    ServiceSpec, ServiceState, WireError,
 };
 use tokio::net::unix::pipe;
 use tokio::sync::{Notify, broadcast};
@@ -42,6 +45,7 @@ struct Service {
     spec: ServiceSpec,
     state: Mutex<State>,
     tx: broadcast::Sender<(OutputStream, Bytes)>,
+    events: broadcast::Sender<ServiceEvent>,
     wake: Notify,
 }
 
@@ -76,10 +80,22 @@ impl Service {
     }
 }
 
+/// Service events a watcher may fall behind by before it misses some.
+const EVENT_BACKLOG: usize = 1024;
+
 /// The services of a guest.
-#[derive(Default)]
 pub struct Services {
     map: Mutex<HashMap<String, Arc<Service>>>,
+    events: broadcast::Sender<ServiceEvent>,
+}
+
+impl Default for Services {
+    fn default() -> Services {
+        Services {
+            map: Mutex::default(),
+            events: broadcast::channel(EVENT_BACKLOG).0,
+        }
+    }
 }
 
 impl Services {
@@ -130,6 +146,7 @@ impl Services {
                 stopping: false,
             }),
             tx: broadcast::channel(1024).0,
+            events: self.events.clone(),
             wake: Notify::new(),
         });
         // The first start happens here, so a missing command is an error to the caller.
@@ -169,6 +186,24 @@ impl Services {
         let mut v: Vec<_> = self.map().values().map(|s| s.info()).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+
+    /// Streams every start and exit of a service's process until cancelled.
+    pub async fn watch(&self, s: &mut Stream) -> Result<Response, WireError> {
+        let mut rx = self.events.subscribe();
+        if !s.send(&Response::Ready).await {
+            return Ok(Response::Done);
+        }
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Ok(event) => if !s.send(&Response::ServiceEvent(event)).await { return Ok(Response::Done) },
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return Ok(Response::Done),
+                },
+                _ = s.rx.recv() => return Ok(Response::Done), // cancelled or disconnected
+            }
+        }
     }
 
     /// Sends a service's log tail, then (with `follow`) live output until cancelled.
@@ -274,6 +309,11 @@ fn spawn(svc: &Arc<Service>, argv: &[String], cwd: &str) -> Result<process::Spaw
     let mut st = svc.state();
     st.pid = Some(spawned.pid);
     st.state = ServiceState::Running;
+    drop(st);
+    let _ = svc.events.send(ServiceEvent::Started {
+        name: svc.spec.name.clone(),
+        pid: spawned.pid as u32,
+    });
     Ok(spawned)
 }
 
@@ -292,6 +332,10 @@ async fn supervise(svc: Arc<Service>, argv: Vec<String>, cwd: String, first: pro
             let mut st = svc.state();
             st.pid = None;
             st.last_exit = Some(status);
+            let _ = svc.events.send(ServiceEvent::Exited {
+                name: svc.spec.name.clone(),
+                status,
+            });
             let restart = !st.stopping
                 && match svc.spec.restart {
                     RestartPolicy::Never => false,

@@ -194,6 +194,17 @@ pub struct RenameRequest {
     pub to: String,
 }
 
+/// `GET /v1/sessions/{id}/ports`: a TCP port listening inside the machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Port {
+    /// The port.
+    pub port: u16,
+    /// The address it listens on inside the machine (`0.0.0.0`, `127.0.0.1`, `::` …).
+    pub addr: std::net::IpAddr,
+    /// Its preview URL, `http://<port>-<session>.<domain>:<daemon port>/`.
+    pub url: String,
+}
+
 /// One chunk of a service's log, as an NDJSON line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
@@ -240,6 +251,86 @@ pub struct Health {
     pub ok: bool,
     /// Daemon version.
     pub version: String,
+}
+
+/// `POST /v1/sessions/{id}/shares`: a share link for one preview port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateShare {
+    /// The port inside the machine.
+    pub port: u16,
+    /// How long the link works, in seconds (default one hour, at most 30 days).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A share link of a preview port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Share {
+    /// The share's id (for revoking it).
+    pub id: String,
+    /// The session it opens.
+    pub session: String,
+    /// The port it opens.
+    pub port: u16,
+    /// The link: `http://<port>-<session>.<domain>:<port>/__firepit/share?token=…`.
+    pub url: String,
+    /// Unix seconds it was made.
+    pub created_at: i64,
+    /// Unix seconds after which it no longer works.
+    pub expires_at: i64,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// `POST /v1/sessions/{id}/agent`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentMessage {
+    /// What the person says. Sent while a run goes on, it reaches the agent at
+    /// its next step.
+    pub message: String,
+}
+
+/// The answer to an [`AgentMessage`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSent {
+    /// `started` (a new run) or `interjected` (delivered to the running one).
+    pub status: String,
+}
+
+/// The answer to `POST /v1/sessions/{id}/agent/stop`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentStopped {
+    /// Whether a run was going on and was stopped.
+    pub stopped: bool,
+}
+
+/// `GET /v1/sessions/{id}/agent`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// Whether a model is configured.
+    pub configured: bool,
+    /// The provider (`anthropic`, `openai`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Whether a run is going on.
+    pub running: bool,
+    /// Input tokens of the session so far.
+    pub input_tokens: u64,
+    /// Output tokens of the session so far.
+    pub output_tokens: u64,
+    /// Cost of the session so far in USD, when the model's price is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// How to configure a model, when none is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// The seq of the session's newest event: follow the log from here to see
+    /// only what a message sent now brings.
+    pub last_seq: u64,
 }
 
 #[cfg(test)]

@@ -53,6 +53,8 @@
 //! * services: `ServiceStart` → `Service`; `ServiceStop` → `Done`; `ServiceList` →
 //!   `Services`; `ServiceLogs` → G `Ready` → G `Data`/`Stderr` (the tail) → G `LogsLive` (only with
 //!   follow) → more `Data`/`Stderr` … → `Done` (without follow, or after `Cancel`).
+//!   `WatchServices` → G `Ready` → G `ServiceEvent` (a process started or exited) … until
+//!   `Cancel`.
 //!
 //! Paths are absolute, without `..` components or NUL bytes ([`check_path`]).
 
@@ -603,6 +605,26 @@ pub struct LogChunk {
     pub data: Bytes,
 }
 
+/// Something that happened to a service's process, as a service watch reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ServiceEvent {
+    /// The service's process was started (the first time or after a restart).
+    Started {
+        /// Service name.
+        name: String,
+        /// Pid of the new process.
+        pid: u32,
+    },
+    /// The service's process exited.
+    Exited {
+        /// Service name.
+        name: String,
+        /// How it ended.
+        status: ExitStatus,
+    },
+}
+
 /// A control message from the client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -711,6 +733,8 @@ pub enum Request {
         #[serde(default)]
         follow: bool,
     },
+    /// Watch every service's processes start and exit.
+    WatchServices,
     /// End this stream early.
     Cancel,
 }
@@ -771,6 +795,8 @@ pub enum Response {
     },
     /// The tail of a followed log was sent; live output follows.
     LogsLive,
+    /// A service's process started or exited (on a service watch).
+    ServiceEvent(ServiceEvent),
 }
 
 impl Response {

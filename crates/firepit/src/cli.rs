@@ -46,9 +46,21 @@ pub enum Command {
     Rm(IdArg),
     /// Make a session, run a command in it, destroy it.
     Run(RunArgs),
+    /// List the TCP ports listening in a session, with their preview URLs.
+    Ports(IdArg),
+    /// List a session's services, or print one service's log.
+    Logs(LogsArgs),
+    /// Print a session's event log: seq, time, type, summary.
+    Events(EventsArgs),
+    /// Talk to a session's agent: `firepit agent ID "build a todo app"`.
+    Agent(AgentArgs),
     /// Build, list and remove images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Make a signed, expiring link to a session's preview port; prints the URL.
+    Share(ShareArgs),
+    /// Revoke a share link.
+    Unshare(UnshareArgs),
 }
 
 /// `firepit up`
@@ -138,6 +150,21 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// `firepit agent`
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Session id.
+    pub id: String,
+    /// What to tell the agent; its run streams here until it ends.
+    pub message: Option<String>,
+    /// Watch the agent (and keep watching) instead of waiting for one run.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Stop the agent's run.
+    #[arg(long, conflicts_with_all = ["message", "follow"])]
+    pub stop: bool,
+}
+
 /// `firepit shell`
 #[derive(Debug, Args)]
 pub struct ShellArgs {
@@ -155,6 +182,52 @@ pub struct CpArgs {
     pub from: String,
     /// Destination: a local path or `ID:/path`.
     pub to: String,
+}
+
+/// `firepit share`
+#[derive(Debug, Args)]
+pub struct ShareArgs {
+    /// Session id.
+    pub id: String,
+    /// The port inside the machine.
+    pub port: u16,
+    /// How long the link works: `90s`, `30m`, `1h`, `7d` (at most 30 days).
+    #[arg(long, default_value = "1h")]
+    pub ttl: String,
+}
+
+/// `firepit unshare`
+#[derive(Debug, Args)]
+pub struct UnshareArgs {
+    /// Session id.
+    pub id: String,
+    /// The share's id (printed by `firepit share`).
+    pub share: String,
+}
+
+/// `firepit logs`
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Session id.
+    pub id: String,
+    /// Service whose log to print; without it, the services are listed.
+    pub service: Option<String>,
+    /// Keep printing new output.
+    #[arg(long, short = 'f', requires = "service")]
+    pub follow: bool,
+}
+
+/// `firepit events`
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Session id.
+    pub id: String,
+    /// Only events after this seq.
+    #[arg(long, default_value_t = 0)]
+    pub since: u64,
+    /// Keep printing new events as they happen.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
 }
 
 /// `firepit run`

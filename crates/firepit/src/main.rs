@@ -70,6 +70,16 @@ async fn run(cli: Cli) -> Result<i32> {
             .map(|()| 0),
         Command::Rm(a) => commands::lifecycle::rm(&client()?, &a.id).await.map(|()| 0),
         Command::Run(args) => commands::lifecycle::run(&client()?, &args).await,
+        Command::Agent(args) => commands::agent::agent(&client()?, &args).await,
         Command::Image(cmd) => commands::image::run(&data_dir, cmd).await.map(|()| 0),
+        Command::Ports(a) => commands::ports::ports(&client()?, &a.id).await.map(|()| 0),
+        Command::Logs(args) => commands::logs::logs(&client()?, &args).await.map(|()| 0),
+        Command::Events(args) => commands::events::events(&client()?, &args)
+            .await
+            .map(|()| 0),
+        Command::Share(a) => commands::share::share(&client()?, &a).await.map(|()| 0),
+        Command::Unshare(a) => commands::share::unshare(&client()?, &a.id, &a.share)
+            .await
+            .map(|()| 0),
     }
 }

@@ -4,6 +4,8 @@
 //! Errors answer with [`crate::Error`]'s status and a JSON
 //! [`firepit_wire::api::ErrorBody`].
 
+mod agent;
+mod events;
 mod exec;
 mod files;
 mod images;
@@ -11,6 +13,7 @@ mod ports;
 mod pty;
 mod services;
 mod sessions;
+mod shares;
 
 use axum::Json;
 use axum::Router;
@@ -43,6 +46,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/sessions/{id}/files/stat"),
     ("POST", "/v1/sessions/{id}/files/mkdir"),
     ("POST", "/v1/sessions/{id}/files/rename"),
+    ("GET", "/v1/sessions/{id}/events"),
+    ("GET", "/v1/sessions/{id}/events/ws"),
     ("GET", "/v1/sessions/{id}/ports"),
     ("GET", "/v1/sessions/{id}/services"),
     ("POST", "/v1/sessions/{id}/services"),
@@ -50,6 +55,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/sessions/{id}/services/{name}/logs"),
     ("GET", "/v1/sessions/{id}/pty"),
     ("GET", "/v1/sessions/{id}/pty/{name}"),
+    ("GET", "/v1/sessions/{id}/shares"),
+    ("POST", "/v1/sessions/{id}/shares"),
+    ("DELETE", "/v1/sessions/{id}/shares/{share}"),
+    ("GET", "/v1/preview-auth"),
+    ("GET", "/v1/sessions/{id}/agent"),
+    ("POST", "/v1/sessions/{id}/agent"),
+    ("POST", "/v1/sessions/{id}/agent/stop"),
 ];
 
 /// The daemon's router.
@@ -70,16 +82,23 @@ pub fn router(app: App) -> Router {
         .route("/files/stat", get(files::stat))
         .route("/files/mkdir", post(files::mkdir))
         .route("/files/rename", post(files::rename))
+        .route("/events", get(events::list))
+        .route("/events/ws", get(events::websocket))
         .route("/ports", get(ports::list))
         .route("/services", get(services::list).post(services::start))
         .route("/services/{name}", axum::routing::delete(services::stop))
         .route("/services/{name}/logs", get(services::logs))
         .route("/pty", get(pty::list))
-        .route("/pty/{name}", get(pty::attach));
+        .route("/pty/{name}", get(pty::attach))
+        .route("/agent", get(agent::status).post(agent::send))
+        .route("/agent/stop", post(agent::stop))
+        .route("/shares", get(shares::list).post(shares::create))
+        .route("/shares/{share}", axum::routing::delete(shares::revoke));
     let v1 = Router::new()
         .route("/images", get(images::list))
         .route("/sessions", get(sessions::list).post(sessions::create))
         .nest("/sessions/{id}", session)
+        .route("/preview-auth", get(shares::preview_auth))
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             auth::require_token,

@@ -1,20 +1,30 @@
-//! `GET /v1/sessions/{id}/ports`: TCP ports listening inside the machine.
+//! `GET /v1/sessions/{id}/ports`: TCP ports listening inside the machine, with
+//! their preview URLs.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use firepit_wire::api::PortInfo;
+use firepit_wire::api::Port;
 
 use crate::{App, Error};
 
 pub(super) async fn list(
     State(app): State<App>,
     Path(id): Path<String>,
-) -> Result<Json<Vec<PortInfo>>, Error> {
+) -> Result<Json<Vec<Port>>, Error> {
+    let ports = app
+        .guest(&id)
+        .await?
+        .list_ports()
+        .await
+        .map_err(Error::Guest)?;
     Ok(Json(
-        app.guest(&id)
-            .await?
-            .list_ports()
-            .await
-            .map_err(Error::Guest)?,
+        ports
+            .into_iter()
+            .map(|p| Port {
+                port: p.port,
+                addr: p.addr,
+                url: app.config().preview_url(&id, p.port),
+            })
+            .collect(),
     ))
 }

@@ -53,6 +53,9 @@ pub(super) async fn destroy(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {
-    app.destroy_session(&checked(id)?).await?;
+    let id = checked(id)?;
+    app.destroy_session(&id).await?;
+    // Its share links go with it.
+    app.store().delete_shares(&id)?;
     Ok(StatusCode::NO_CONTENT)
 }

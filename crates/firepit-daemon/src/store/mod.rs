@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::Error;
 
 mod events;
-mod shares;
+pub(crate) mod shares;
 
 const SCHEMA: &[&str] = &[
     // 1: sessions
@@ -142,12 +142,15 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets a session.
+    /// Forgets a session and its event log.
     pub fn delete_session(&self, id: &str) -> Result<(), Error> {
-        let conn = self.conn.lock().expect("store lock");
-        conn.execute("DELETE FROM sessions WHERE id = ?1", params![id])
+        let mut conn = self.conn.lock().expect("store lock");
+        let tx = conn.transaction().map_err(Error::Store)?;
+        tx.execute("DELETE FROM events WHERE session = ?1", params![id])
             .map_err(Error::Store)?;
-        Ok(())
+        tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
+            .map_err(Error::Store)?;
+        tx.commit().map_err(Error::Store)
     }
 
     /// One session.

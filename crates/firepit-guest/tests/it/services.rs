@@ -1,7 +1,8 @@
 //! Services end to end.
 
 use firepit_guest_client::{
-    Command, ErrorKind, LogStream, OutputStream, RestartPolicy, ServiceSpec, ServiceState,
+    Command, ErrorKind, LogStream, OutputStream, RestartPolicy, ServiceEvent, ServiceSpec,
+    ServiceState,
 };
 
 use crate::{Harness, guard};
@@ -129,4 +130,66 @@ async fn stop_tail_and_errors() {
             .kind(),
         ErrorKind::NotFound
     );
+}
+
+#[tokio::test]
+async fn a_watch_sees_starts_restarts_and_exits() {
+    let h = Harness::start_with(&["--no-main-pty"]).await;
+    let mut watch = guard(h.client.watch_services()).await.unwrap();
+    let info = guard(
+        h.client
+            .service_start(spec("twice", "exit 3", RestartPolicy::OnFailure)),
+    )
+    .await
+    .unwrap();
+    let first_pid = info.pid.unwrap();
+    // Started, exited, started again (a restart), exited again.
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        seen.push(guard(watch.next()).await.unwrap().expect("watch ended"));
+    }
+    assert_eq!(
+        seen[0],
+        ServiceEvent::Started {
+            name: "twice".into(),
+            pid: first_pid
+        }
+    );
+    match &seen[1] {
+        ServiceEvent::Exited { name, status } => {
+            assert_eq!(name, "twice");
+            assert_eq!(status.code, Some(3));
+        }
+        other => panic!("expected an exit, got {other:?}"),
+    }
+    assert!(
+        matches!(&seen[2], ServiceEvent::Started { name, pid } if name == "twice" && *pid != first_pid),
+        "{seen:?}"
+    );
+    assert!(matches!(&seen[3], ServiceEvent::Exited { .. }), "{seen:?}");
+    guard(h.client.service_stop("twice")).await.unwrap();
+
+    // A second service shows up on the same watch; stopping it is an exit by SIGTERM.
+    guard(
+        h.client
+            .service_start(spec("sleeper", "exec sleep 1000", RestartPolicy::Never)),
+    )
+    .await
+    .unwrap();
+    let stopped = guard(async {
+        loop {
+            match watch.next().await.unwrap().expect("watch ended") {
+                ServiceEvent::Started { name, .. } if name == "sleeper" => {
+                    h.client.service_stop("sleeper").await.unwrap();
+                }
+                ServiceEvent::Exited { name, status } if name == "sleeper" => return status,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(stopped.signal, Some(libc::SIGTERM));
+    drop(watch);
+    // The connection still works after the watch was dropped (cancelled).
+    assert_eq!(guard(h.client.service_list()).await.unwrap().len(), 2);
 }

@@ -1,8 +1,13 @@
 //! One file per subcommand.
 
+pub mod agent;
 pub mod cp;
+pub mod events;
 pub mod exec;
 pub mod image;
 pub mod lifecycle;
+pub mod logs;
+pub mod ports;
+pub mod share;
 pub mod shell;
 pub mod up;

@@ -40,6 +40,7 @@ pub fn config(data_dir: &Path, args: &UpArgs) -> Result<Config> {
     config.domain = args.domain.clone();
     config.default_image = args.default_image.clone();
     config.instance = args.instance.clone();
+    config.model = firepit_agent::ModelConfig::from_env();
     if let Some(dir) = &args.images_dir {
         config.images_dir = dir.clone();
     }
@@ -53,7 +54,7 @@ pub fn config(data_dir: &Path, args: &UpArgs) -> Result<Config> {
 pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
-    let config = config(data_dir, args)?;
+    let mut config = config(data_dir, args)?;
     let images_dir = config.images_dir.clone();
     let image = config.default_image.clone();
     tokio::task::spawn_blocking(move || crate::commands::image::ensure(&images_dir, &image))
@@ -69,6 +70,8 @@ pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
             )
         })?;
     let addr = listener.local_addr()?;
+    // Preview URLs name the port the listener got (it may have been 0).
+    config.public_port = addr.port();
     let app = App::open(config)
         .await
         .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
@@ -83,6 +86,16 @@ pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "firepit is up: {login}")?;
     writeln!(out, "API: {url}   data: {}", data_dir.display())?;
+    match app.agents().model() {
+        Some(m) => writeln!(
+            out,
+            "agent: {} {} at {}",
+            m.kind.name(),
+            m.model,
+            m.base_url
+        )?,
+        None => writeln!(out, "agent: {}", firepit_agent::CONFIGURE_HELP)?,
+    }
     drop(out);
 
     let shutdown = async {

@@ -20,11 +20,23 @@ pub fn images_dir() -> PathBuf {
     }
 }
 
+/// Environment variables that configure a model.
+const MODEL_VARS: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "FIREPIT_MODEL_URL",
+    "FIREPIT_MODEL_KEY",
+    "FIREPIT_MODEL",
+];
+
 /// A running daemon.
 pub struct Daemon {
     child: Option<Child>,
     dir: tempfile::TempDir,
     instance: String,
+    env: Vec<(String, String)>,
     /// Base URL of the API.
     pub url: String,
     /// The API token.
@@ -36,6 +48,12 @@ impl Daemon {
     /// of a-z0-9, one per test) keeps its machines' cgroups, firewall and
     /// subnet apart from the other tests' daemons running at the same time.
     pub fn start(instance: &str) -> Daemon {
+        Daemon::start_with(instance, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment for the daemon (a model, say).
+    /// Model settings of the environment the tests run in never reach it.
+    pub fn start_with(instance: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("fp")
             .tempdir_in("/tmp")
@@ -44,6 +62,10 @@ impl Daemon {
             child: None,
             dir,
             instance: instance.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             url: String::new(),
             token: String::new(),
         };
@@ -60,7 +82,12 @@ impl Daemon {
         let daemon_file = self.data_dir().join("daemon.json");
         let _ = std::fs::remove_file(&daemon_file);
         let log = std::fs::File::create(self.data_dir().join("daemon.log")).unwrap();
-        let child = Command::new(FIREPIT)
+        let mut cmd = Command::new(FIREPIT);
+        for var in MODEL_VARS {
+            cmd.env_remove(var);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let child = cmd
             .args(["--data-dir"])
             .arg(self.data_dir())
             .args([

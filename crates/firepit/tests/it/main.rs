@@ -6,8 +6,11 @@
 
 mod harness;
 
+mod agent;
 mod cli;
+mod events;
 mod files;
 mod isolation;
 mod lifecycle;
+mod preview;
 mod terminal;

@@ -1,0 +1,159 @@
+//! The agents: one per session, made when first needed, running in the daemon
+//! so that model keys never enter a machine.
+//!
+//! Everything an agent does is appended to the session's event log as
+//! [`EventKind::Agent`] items; a new agent (after a daemon restart, or after
+//! the session's machine was restarted) rebuilds its history from those items
+//! and resumes a run that was cut off.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use firepit_agent::{
+    Agent, AgentSettings, Model, ModelConfig, ToolContext, Transcript, TranscriptItem,
+};
+use firepit_wire::events::EventKind;
+
+use crate::{App, Error};
+
+/// Appends an agent's transcript to its session's event log.
+pub struct SessionTranscript {
+    app: App,
+    session: String,
+}
+
+impl Transcript for SessionTranscript {
+    async fn record(&self, item: TranscriptItem) {
+        if let Err(e) = self
+            .app
+            .events()
+            .append(&self.session, EventKind::Agent { item })
+        {
+            tracing::error!(session = %self.session, error = %crate::error::chain(&e), "could not record an agent event");
+        }
+    }
+}
+
+/// A session's agent.
+pub type SessionAgent = Agent<SessionTranscript>;
+
+/// The agents of all sessions, and the model they use.
+pub struct Agents {
+    model: Option<ModelConfig>,
+    by_session: Mutex<HashMap<String, SessionAgent>>,
+}
+
+impl Agents {
+    /// Agents using `model` (none: the agent endpoints say how to configure one).
+    pub fn new(model: Option<ModelConfig>) -> Agents {
+        Agents {
+            model,
+            by_session: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The model, if one is configured.
+    pub fn model(&self) -> Option<&ModelConfig> {
+        self.model.as_ref()
+    }
+
+    /// Forgets a session's agent (its machine stopped or went away), stopping a run.
+    pub fn forget(&self, session: &str) {
+        if let Some(agent) = self.by_session.lock().expect("agents").remove(session) {
+            agent.stop();
+        }
+    }
+
+    /// A session's agent, if one was made.
+    pub fn get(&self, session: &str) -> Option<SessionAgent> {
+        self.by_session
+            .lock()
+            .expect("agents")
+            .get(session)
+            .cloned()
+    }
+}
+
+impl App {
+    /// The session's agent, made (with its history rebuilt from the event log)
+    /// if it does not exist yet.
+    pub async fn agent(&self, session: &str) -> Result<SessionAgent, Error> {
+        if let Some(agent) = self.agents().get(session) {
+            return Ok(agent);
+        }
+        let Some(config) = self.agents().model().cloned() else {
+            return Err(Error::NoModel);
+        };
+        let guest = self.guest(session).await?;
+        let workdir = firepit_agent::prompt::detect_workdir(&guest).await;
+        let urls = self.clone();
+        let id = session.to_owned();
+        let preview_url: firepit_agent::PreviewUrl =
+            Arc::new(move |port| urls.config().preview_url(&id, port));
+        let tools = ToolContext::new(guest, workdir, preview_url);
+        let items = self.transcript(session)?;
+        let transcript = SessionTranscript {
+            app: self.clone(),
+            session: session.to_owned(),
+        };
+        let agent = Agent::new(
+            Model::new(config),
+            tools,
+            transcript,
+            AgentSettings::default(),
+            &items,
+        );
+        let mut map = self.agents().by_session.lock().expect("agents");
+        // Another request may have made one meanwhile: keep the first.
+        Ok(map.entry(session.to_owned()).or_insert(agent).clone())
+    }
+
+    /// The agent items of a session's event log, in order.
+    pub fn transcript(&self, session: &str) -> Result<Vec<TranscriptItem>, Error> {
+        const PAGE: usize = 10_000;
+        let mut items = Vec::new();
+        let mut since = 0;
+        loop {
+            let page = self.events().list(session, since, PAGE)?;
+            let Some(last) = page.last() else { break };
+            since = last.seq;
+            let full = page.len() == PAGE;
+            items.extend(page.into_iter().filter_map(|e| match e.kind {
+                EventKind::Agent { item } => Some(item),
+                _ => None,
+            }));
+            if !full {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    /// After a restart: continues every agent run that the restart cut off.
+    pub async fn resume_agents(&self) {
+        if self.agents().model().is_none() {
+            return;
+        }
+        let Ok(sessions) = self.store().sessions() else {
+            return;
+        };
+        for s in sessions
+            .into_iter()
+            .filter(|s| s.state == firepit_wire::api::SessionState::Running)
+        {
+            let unfinished = self
+                .transcript(&s.id)
+                .is_ok_and(|items| firepit_agent::rebuild(&items).unfinished);
+            if unfinished {
+                match self.agent(&s.id).await {
+                    Ok(agent) => {
+                        agent.resume().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(session = %s.id, error = %crate::error::chain(&e), "could not resume the agent")
+                    }
+                }
+            }
+        }
+    }
+}

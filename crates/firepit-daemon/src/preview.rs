@@ -1,0 +1,557 @@
+//! Previews on the daemon's side: who may see `<port>-<session>.<domain>`,
+//! and the seam between the proxy engine (`firepit-preview`) and sessions.
+//!
+//! The daemon's listener serves both the API and previews: [`dispatch`] sends
+//! a request to the proxy when its Host is a preview host, refuses hosts that
+//! pretend to be one (400), and gives everything else to the API router.
+//!
+//! Previews are private. A request gets through with any of:
+//! - `Authorization: Bearer <API token>` (curl, the CLI);
+//! - the owner cookie `firepit_preview`, made by a handshake: a browser
+//!   without it is sent to `/v1/preview-auth?next=<preview URL>` on the
+//!   daemon's own host (where it has the `firepit_token` cookie), which sends
+//!   it back to `/__firepit/auth?ticket=<signed, one minute>&next=<path>` on
+//!   the preview host, which sets the cookie (HttpOnly, SameSite=Lax, that
+//!   host only) and redirects to the path;
+//! - the share cookie `firepit_share`, set by opening a share link
+//!   `/__firepit/share?token=…`, while the share is neither expired nor revoked.
+//!
+//! Tokens are signed with a key made on first run (`<data dir>/preview.key`).
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use firepit_preview::pages;
+use firepit_preview::proxy::{self, Forward, Upstreams};
+use firepit_preview::token::{self, Claims, Kind, Signer};
+use firepit_preview::{Dialers, HostKind, PreviewHost};
+use firepit_wire::api::SessionState;
+use hyper::body::Incoming;
+
+use crate::{App, auth, machines};
+
+/// The owner's cookie on a preview host.
+pub const OWNER_COOKIE: &str = "firepit_preview";
+/// The cookie a share link sets.
+pub const SHARE_COOKIE: &str = "firepit_share";
+/// Cookies that are firepit's and never reach an app.
+const PRIVATE_COOKIES: &[&str] = &[auth::COOKIE, OWNER_COOKIE, SHARE_COOKIE];
+/// How long a handshake ticket works.
+const TICKET_TTL: i64 = 60;
+/// How long the owner's cookie works.
+const OWNER_TTL: i64 = 7 * 24 * 3600;
+/// How long a session seen running is taken to run without asking the store
+/// again. A machine that stops meanwhile is noticed anyway: its connections
+/// close and its namespace is gone.
+const RUNNING_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The preview state: the signing key, the dialers, idle upstream connections.
+pub struct Previews {
+    signer: Signer,
+    dialers: Dialers,
+    upstreams: Upstreams,
+    /// Sessions seen running, and when.
+    running: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl Previews {
+    /// Whether `session` was seen running less than [`RUNNING_TTL`] ago.
+    fn seen_running(&self, session: &str) -> bool {
+        self.running
+            .lock()
+            .expect("running")
+            .get(session)
+            .is_some_and(|t| t.elapsed() < RUNNING_TTL)
+    }
+
+    /// Previews whose tokens `signer` signs.
+    pub fn new(signer: Signer) -> Previews {
+        Previews {
+            signer,
+            dialers: Dialers::default(),
+            upstreams: Upstreams::default(),
+            running: Default::default(),
+        }
+    }
+
+    /// The token signer.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+}
+
+/// The port the daemon is reached on, as the client named it in `Host`.
+pub fn host_port(headers: &HeaderMap) -> Option<u16> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let (_, port) = host.rsplit_once(':')?;
+    port.parse().ok()
+}
+
+/// `http://<domain>[:port]`: the daemon's (and the UI's) origin.
+pub fn daemon_origin(app: &App, port: Option<u16>) -> String {
+    match port {
+        Some(p) => format!("http://{}:{p}", app.config().domain),
+        None => format!("http://{}", app.config().domain),
+    }
+}
+
+/// `http://<port>-<session>.<domain>[:daemon port]`: a preview's origin.
+pub fn preview_origin(app: &App, p: &PreviewHost, daemon_port: Option<u16>) -> String {
+    match daemon_port {
+        Some(d) => format!("http://{}.{}:{d}", p.label(), app.config().domain),
+        None => format!("http://{}.{}", p.label(), app.config().domain),
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A local path to redirect to: `/…`, never `//host` or a backslash trick.
+fn safe_path(next: Option<String>) -> String {
+    match next {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && !p.bytes().any(|b| b.is_ascii_control()) =>
+        {
+            p
+        }
+        _ => "/".into(),
+    }
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+fn set_cookie(name: &str, value: &str, max_age: i64) -> String {
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")
+}
+
+type Resp = Response<Body>;
+/// A request refused with a response (boxed: responses are large).
+type Refused = Box<Resp>;
+
+fn html(r: Response<firepit_preview::Body>) -> Resp {
+    r.map(Body::new)
+}
+
+fn bad_request(why: &str) -> Resp {
+    html(pages::text_page(
+        StatusCode::BAD_REQUEST,
+        "Bad request",
+        why,
+    ))
+}
+
+/// The service behind the daemon's listener: previews by Host, then the API.
+pub async fn dispatch(
+    app: App,
+    router: axum::Router,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next().cloned();
+    if hosts.next().is_some() {
+        return Ok(bad_request("the request has more than one Host header"));
+    }
+    let host = match (&host, req.uri().authority()) {
+        (Some(h), Some(a)) => {
+            let h = h.to_str().unwrap_or_default();
+            if !h.eq_ignore_ascii_case(a.as_str()) {
+                return Ok(bad_request(
+                    "the request's target names another host than its Host header",
+                ));
+            }
+            Some(h.to_owned())
+        }
+        (Some(h), None) => match h.to_str() {
+            Ok(h) => Some(h.to_owned()),
+            Err(_) => return Ok(bad_request("the Host header is not text")),
+        },
+        (None, Some(a)) => Some(a.as_str().to_owned()),
+        (None, None) => None,
+    };
+    let kind = match &host {
+        Some(h) => firepit_preview::host::classify(h, &app.config().domain),
+        None => HostKind::Daemon,
+    };
+    match kind {
+        HostKind::Preview(p) => Ok(handle(&app, p, client, req).await),
+        HostKind::Bad(why) => Ok(bad_request(&why)),
+        HostKind::Daemon => {
+            use tower::ServiceExt;
+            router.oneshot(req.map(Body::new)).await
+        }
+    }
+}
+
+/// Answers for a session that does not exist or does not run; `None` when it runs.
+fn check_running(app: &App, p: &PreviewHost) -> Option<Resp> {
+    match app.store().session(&p.session) {
+        Err(crate::Error::SessionNotFound(_)) => Some(html(pages::page(
+            StatusCode::NOT_FOUND,
+            "No such session",
+            &format!(
+                "<p>There is no session <code>{}</code>; <code>firepit ls</code> lists sessions.</p>",
+                pages::escape(&p.session)
+            ),
+        ))),
+        Err(e) => {
+            tracing::error!(error = %crate::error::chain(&e), "preview: reading the session");
+            Some(html(pages::text_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error",
+                "the session store failed; see the daemon's log",
+            )))
+        }
+        Ok(s) if s.state != SessionState::Running => Some(stopped(p)),
+        Ok(_) => {
+            app.previews()
+                .running
+                .lock()
+                .expect("running")
+                .insert(p.session.clone(), std::time::Instant::now());
+            None
+        }
+    }
+}
+
+/// Answers one request to a preview host.
+async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Incoming>) -> Resp {
+    let daemon_port = host_port(req.headers());
+    let now = token::now();
+    let previews = app.previews();
+    let query = req.uri().query();
+    match req.uri().path() {
+        "/__firepit/auth" => {
+            let ticket = query_param(query, "ticket").unwrap_or_default();
+            let next = safe_path(query_param(query, "next"));
+            return match previews.signer.verify(&ticket, now) {
+                Ok(c) if c.opens(Kind::Ticket, &p.session, p.port) => {
+                    let owner = previews.signer.sign(&Claims {
+                        kind: Kind::Owner,
+                        session: p.session.clone(),
+                        port: p.port,
+                        expires_at: now + OWNER_TTL,
+                        share: String::new(),
+                    });
+                    html(pages::redirect(
+                        &next,
+                        Some(&set_cookie(OWNER_COOKIE, &owner, OWNER_TTL)),
+                    ))
+                }
+                Ok(_) => forbidden("This sign-in ticket is for another preview."),
+                Err(e) => forbidden(&format!("Signing in to this preview failed: {e}.")),
+            };
+        }
+        "/__firepit/share" => {
+            let tok = query_param(query, "token").unwrap_or_default();
+            return match check_share(app, &p, &tok, now) {
+                Ok(c) => html(pages::redirect(
+                    "/",
+                    Some(&set_cookie(SHARE_COOKIE, &tok, c.expires_at - now)),
+                )),
+                Err(resp) => *resp,
+            };
+        }
+        _ => {}
+    }
+    if let Err(resp) = check_access(app, &p, &req, daemon_port, now) {
+        return *resp;
+    }
+    if !previews.seen_running(&p.session)
+        && let Some(resp) = check_running(app, &p)
+    {
+        return resp;
+    }
+    let mut req = req;
+    let frame_ancestor = daemon_origin(app, daemon_port);
+    proxy::prepare_request(
+        &mut req,
+        &Forward {
+            client,
+            frame_ancestor: &frame_ancestor,
+            private_cookies: PRIVATE_COOKIES,
+            api_token: app.token(),
+        },
+    );
+    let result = previews
+        .upstreams
+        .forward(&p.session, p.port, req, || dial(app, &p))
+        .await;
+    match result {
+        Ok(mut resp) => {
+            proxy::prepare_response(&mut resp, &frame_ancestor);
+            html(resp)
+        }
+        Err(firepit_preview::Error::Refused(_)) => nothing_listening(app, &p).await,
+        Err(firepit_preview::Error::NetnsGone) => stopped(&p),
+        Err(e) => {
+            tracing::debug!(session = %p.session, port = p.port, error = %crate::error::chain(&e), "preview failed");
+            html(pages::page(
+                StatusCode::BAD_GATEWAY,
+                "The app did not answer",
+                &format!(
+                    "<p>Port {} in session <code>{}</code> did not answer: {}.</p>",
+                    p.port,
+                    pages::escape(&p.session),
+                    pages::escape(&crate::error::chain(&e))
+                ),
+            ))
+        }
+    }
+}
+
+/// Connects to the app: the machine's loopback first (IPv4, then IPv6),
+/// then any other address the guest sees the port listening on.
+async fn dial(app: &App, p: &PreviewHost) -> Result<tokio::net::TcpStream, firepit_preview::Error> {
+    let loopback = vec![
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p.port),
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), p.port),
+    ];
+    let backend = app.backend().clone();
+    let mid = machines::id(&p.session);
+    let netns = || backend.netns_path(&mid);
+    let dialers = &app.previews().dialers;
+    match dialers.dial(&p.session, netns, loopback).await {
+        Err(firepit_preview::Error::Refused(port)) => {
+            let others: Vec<SocketAddr> = open_ports(app, &p.session)
+                .await
+                .into_iter()
+                .filter(|a| a.port() == port && !a.ip().is_unspecified() && !a.ip().is_loopback())
+                .collect();
+            if others.is_empty() {
+                return Err(firepit_preview::Error::Refused(port));
+            }
+            let backend = app.backend().clone();
+            let mid = machines::id(&p.session);
+            dialers
+                .dial(&p.session, || backend.netns_path(&mid), others)
+                .await
+        }
+        other => other,
+    }
+}
+
+/// The ports listening in a session's machine, as the guest sees them.
+async fn open_ports(app: &App, session: &str) -> Vec<SocketAddr> {
+    let Ok(guest) = app.guest(session).await else {
+        return Vec::new();
+    };
+    match guest.list_ports().await {
+        Ok(ports) => ports
+            .into_iter()
+            .map(|p| SocketAddr::new(p.addr, p.port))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn nothing_listening(app: &App, p: &PreviewHost) -> Resp {
+    let mut ports: Vec<u16> = open_ports(app, &p.session)
+        .await
+        .iter()
+        .map(SocketAddr::port)
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let open = if ports.is_empty() {
+        "<p>No port is open in this session yet.</p>".to_owned()
+    } else {
+        let links: Vec<String> = ports.iter().map(|n| format!("<li>{n}</li>")).collect();
+        format!(
+            "<p>Ports open in this session:</p><ul>{}</ul>",
+            links.concat()
+        )
+    };
+    html(pages::page(
+        StatusCode::BAD_GATEWAY,
+        "Nothing is listening yet",
+        &format!(
+            "<p>Nothing is listening on {} yet in session <code>{}</code>. Start your app's server \
+             (for example <code>python3 -m http.server {}</code>) and reload.</p>{open}",
+            p.port,
+            pages::escape(&p.session),
+            p.port
+        ),
+    ))
+}
+
+fn stopped(p: &PreviewHost) -> Resp {
+    html(pages::page(
+        StatusCode::CONFLICT,
+        "This session is stopped",
+        &format!(
+            "<p>Session <code>{s}</code> is stopped — start it with <code>firepit start {s}</code>.</p>",
+            s = pages::escape(&p.session)
+        ),
+    ))
+}
+
+fn forbidden(text: &str) -> Resp {
+    html(pages::text_page(
+        StatusCode::FORBIDDEN,
+        "Access refused",
+        text,
+    ))
+}
+
+/// The claims of a share token for this preview, if it still works.
+fn check_share(app: &App, p: &PreviewHost, tok: &str, now: i64) -> Result<Claims, Refused> {
+    let c = match app.previews().signer.verify(tok, now) {
+        Ok(c) => c,
+        Err(firepit_preview::Error::Expired) => {
+            return Err(Box::new(forbidden(
+                "This share link has expired; ask for a new one.",
+            )));
+        }
+        Err(_) => {
+            return Err(Box::new(forbidden(
+                "This share link is not valid (forged or damaged).",
+            )));
+        }
+    };
+    if !c.opens(Kind::Share, &p.session, p.port) {
+        return Err(Box::new(forbidden(
+            "This share link is for another preview.",
+        )));
+    }
+    match app.store().share(&p.session, &c.share) {
+        Ok(Some(s)) if !s.revoked => Ok(c),
+        Ok(_) => Err(Box::new(forbidden("This share link was revoked."))),
+        Err(e) => {
+            tracing::error!(error = %crate::error::chain(&e), "preview: reading a share");
+            Err(Box::new(forbidden(
+                "This share link cannot be checked now; try again.",
+            )))
+        }
+    }
+}
+
+/// Lets the request through, or answers it: a redirect to sign in, or 401/403.
+fn check_access(
+    app: &App,
+    p: &PreviewHost,
+    req: &Request<Incoming>,
+    daemon_port: Option<u16>,
+    now: i64,
+) -> Result<(), Refused> {
+    let headers = req.headers();
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        && auth::constant_time_eq(v.trim().as_bytes(), app.token().as_bytes())
+    {
+        return Ok(());
+    }
+    if let Some(c) = cookie(headers, OWNER_COOKIE) {
+        match app.previews().signer.verify(c, now) {
+            Ok(claims) if claims.opens(Kind::Owner, &p.session, p.port) => return Ok(()),
+            Err(firepit_preview::Error::Expired) => {}
+            _ => {
+                return Err(Box::new(forbidden(
+                    "Your preview cookie is not valid for this preview. Clear this site's cookies and open the preview from firepit again.",
+                )));
+            }
+        }
+    }
+    if let Some(c) = cookie(headers, SHARE_COOKIE) {
+        return check_share(app, p, c, now).map(|_| ());
+    }
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let next = format!("{}{path}", preview_origin(app, p, daemon_port));
+        let to = format!(
+            "{}/v1/preview-auth?next={}",
+            daemon_origin(app, daemon_port),
+            encode(&next)
+        );
+        return Err(Box::new(html(pages::redirect(&to, None))));
+    }
+    Err(Box::new(html(pages::text_page(
+        StatusCode::UNAUTHORIZED,
+        "Sign in first",
+        "This preview is private: open it in a browser signed in to firepit, or send the API token as `Authorization: Bearer`.",
+    ))))
+}
+
+/// Where `/v1/preview-auth` sends the browser: the preview host's handshake
+/// with a fresh ticket, or `None` if `next` is not a preview URL of this firepit.
+pub fn handshake_url(app: &App, next: &str) -> Option<String> {
+    let rest = next.strip_prefix("http://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, "/"),
+    };
+    let HostKind::Preview(p) = firepit_preview::host::classify(authority, &app.config().domain)
+    else {
+        return None;
+    };
+    if authority.contains('@') {
+        return None;
+    }
+    let ticket = app.previews().signer.sign(&Claims {
+        kind: Kind::Ticket,
+        session: p.session.clone(),
+        port: p.port,
+        expires_at: token::now() + TICKET_TTL,
+        share: String::new(),
+    });
+    Some(format!(
+        "http://{authority}/__firepit/auth?ticket={}&next={}",
+        encode(&ticket),
+        encode(&safe_path(Some(path.to_owned())))
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_redirect_targets() {
+        for ok in ["/", "/a?b=c", "/x/y#z"] {
+            assert_eq!(safe_path(Some(ok.into())), ok);
+        }
+        for bad in [
+            "//evil.com",
+            "http://evil.com",
+            "/\\evil.com",
+            "",
+            "a",
+            "/a\r\nb",
+        ] {
+            assert_eq!(safe_path(Some(bad.into())), "/", "{bad:?}");
+        }
+        assert_eq!(safe_path(None), "/");
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "a=1; firepit_preview=tok".parse().unwrap());
+        assert_eq!(cookie(&h, OWNER_COOKIE), Some("tok"));
+        assert_eq!(cookie(&h, SHARE_COOKIE), None);
+    }
+}

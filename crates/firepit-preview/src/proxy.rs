@@ -1,0 +1,423 @@
+//! Forwarding one HTTP/1.1 request to the app inside a machine.
+//!
+//! Bodies stream both ways (chunked uploads, SSE), upstream connections are
+//! kept alive and reused per session and port, and a request that asks for an
+//! `Upgrade` (WebSocket: LiveView, Vite HMR) is forwarded with its upgrade
+//! headers; on `101 Switching Protocols` the two upgraded connections are
+//! spliced byte for byte.
+//!
+//! Headers on the way in: hop-by-hop headers go (those named by `Connection`
+//! too), the original `Host` stays (dev servers check it), `X-Forwarded-For`,
+//! `-Proto` and `-Host` are set, and firepit's own credentials (its cookies,
+//! an `Authorization` carrying the API token) never reach the app. On the way
+//! out: `Content-Security-Policy: frame-ancestors <firepit UI>` is added (or
+//! appended to the app's policy when it has no `frame-ancestors`), so only
+//! firepit's UI can frame a preview, and `X-Frame-Options` then goes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+
+use crate::Error;
+
+/// The body type of preview responses.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Idle upstream connections kept per session and port.
+const MAX_IDLE: usize = 64;
+
+/// Headers that belong to one connection, never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// What the proxy needs to know about the request it forwards.
+#[derive(Debug, Clone)]
+pub struct Forward<'a> {
+    /// The client's address (for `X-Forwarded-For`).
+    pub client: SocketAddr,
+    /// Origin allowed to frame previews (`http://localhost:7777`).
+    pub frame_ancestor: &'a str,
+    /// Cookie names that are firepit's and never reach the app.
+    pub private_cookies: &'a [&'a str],
+    /// The API token: an `Authorization: Bearer` carrying it never reaches the app.
+    pub api_token: &'a str,
+}
+
+/// Whether the request asks to switch protocols (`Connection: upgrade`).
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.headers().contains_key(header::UPGRADE) && connection_has(req.headers(), "upgrade")
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Removes hop-by-hop headers, those `Connection` names among them.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// Rewrites a request's headers and target for the app (see the module docs).
+pub fn prepare_request<B>(req: &mut Request<B>, f: &Forward<'_>) {
+    let upgrade = is_upgrade(req)
+        .then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten();
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    if let Some(proto) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, proto);
+    }
+    // firepit's cookies stay with firepit.
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|kv| !kv.is_empty())
+        .filter(|kv| {
+            let name = kv.split_once('=').map_or(*kv, |(k, _)| k).trim();
+            !f.private_cookies.contains(&name)
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(header::COOKIE, v);
+    }
+    let carries_token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t.trim() == f.api_token);
+    if carries_token {
+        headers.remove(header::AUTHORIZATION);
+    }
+    let host = headers.get(header::HOST).cloned();
+    if let Ok(v) = HeaderValue::from_str(&f.client.ip().to_string()) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    match host {
+        Some(h) => {
+            headers.insert("x-forwarded-host", h);
+        }
+        None => {
+            headers.remove("x-forwarded-host");
+        }
+    }
+    // Origin-form toward the app: the path and query only.
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    if let Ok(uri) = pq.parse::<Uri>() {
+        *req.uri_mut() = uri;
+    }
+}
+
+/// Rewrites a response's headers for the browser (see the module docs).
+pub fn prepare_response<B>(resp: &mut Response<B>, frame_ancestor: &str) {
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let headers = resp.headers_mut();
+    if !switching {
+        strip_hop_by_hop(headers);
+    }
+    let directive = format!("frame-ancestors {frame_ancestor}");
+    let has_frame_ancestors = headers
+        .get_all(header::CONTENT_SECURITY_POLICY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .any(|d| {
+            d.split_whitespace()
+                .next()
+                .is_some_and(|n| n.eq_ignore_ascii_case("frame-ancestors"))
+        });
+    if has_frame_ancestors {
+        return;
+    }
+    let merged = match headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(csp) if !csp.trim().is_empty() => {
+            format!("{}; {directive}", csp.trim().trim_end_matches(';'))
+        }
+        _ => directive,
+    };
+    if let Ok(v) = HeaderValue::from_str(&merged) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, v);
+        headers.remove(header::X_FRAME_OPTIONS);
+    }
+}
+
+/// Idle senders by session and port.
+type IdleMap = HashMap<(String, u16), Vec<SendRequest<Incoming>>>;
+
+/// Upstream connections kept alive between requests, per session and port.
+#[derive(Default)]
+pub struct Upstreams {
+    idle: std::sync::Arc<Mutex<IdleMap>>,
+}
+
+impl Upstreams {
+    /// Forwards an already prepared request to `port` of `session`, over an
+    /// idle kept-alive connection or a new one from `dial`.
+    pub async fn forward<D, F>(
+        &self,
+        session: &str,
+        port: u16,
+        mut req: Request<Incoming>,
+        dial: D,
+    ) -> Result<Response<Body>, Error>
+    where
+        D: FnOnce() -> F,
+        F: Future<Output = Result<tokio::net::TcpStream, Error>>,
+    {
+        let key = (session.to_owned(), port);
+        if is_upgrade(&req) {
+            return forward_upgrade(req, dial().await?).await;
+        }
+        // An idle connection first; a request it could not even send (the app
+        // closed it meanwhile) comes back and goes over a new one.
+        while let Some(mut sender) = self.take_idle(&key) {
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    self.keep(key, sender);
+                    return Ok(resp.map(BodyExt::boxed));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(r) => req = r,
+                    None => return Err(Error::Upstream(e.into_error())),
+                },
+            }
+        }
+        let stream = dial().await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(Error::Upstream)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "preview upstream connection ended");
+            }
+        });
+        let resp = sender.send_request(req).await.map_err(Error::Upstream)?;
+        self.keep(key, sender);
+        Ok(resp.map(BodyExt::boxed))
+    }
+
+    fn take_idle(&self, key: &(String, u16)) -> Option<SendRequest<Incoming>> {
+        let mut idle = self.idle.lock().expect("upstreams");
+        let list = idle.get_mut(key)?;
+        while let Some(s) = list.pop() {
+            if s.is_ready() {
+                return Some(s);
+            }
+        }
+        idle.remove(key);
+        None
+    }
+
+    /// Puts `sender` back once its response has been read to the end.
+    fn keep(&self, key: (String, u16), mut sender: SendRequest<Incoming>) {
+        let idle = self.idle.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                let mut idle = idle.lock().expect("upstreams");
+                let list = idle.entry(key).or_default();
+                list.retain(|s| !s.is_closed());
+                if list.len() < MAX_IDLE {
+                    list.push(sender);
+                }
+            }
+        });
+    }
+}
+
+/// Forwards an upgrade request on its own connection; on 101 splices the
+/// client's and the app's upgraded connections.
+async fn forward_upgrade(
+    mut req: Request<Incoming>,
+    stream: tokio::net::TcpStream,
+) -> Result<Response<Body>, Error> {
+    let downstream = hyper::upgrade::on(&mut req);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(Error::Upstream)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "preview upgrade connection ended");
+        }
+    });
+    let mut resp = sender.send_request(req).await.map_err(Error::Upstream)?;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let upstream = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            let (down, up) = tokio::join!(downstream, upstream);
+            match (down, up) {
+                (Ok(down), Ok(up)) => {
+                    let mut down = TokioIo::new(down);
+                    let mut up = TokioIo::new(up);
+                    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                }
+                (d, u) => tracing::debug!(
+                    client = ?d.err(),
+                    app = ?u.err(),
+                    "a preview upgrade did not complete"
+                ),
+            }
+        });
+    }
+    Ok(resp.map(BodyExt::boxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fwd() -> Forward<'static> {
+        Forward {
+            client: "10.1.2.3:5555".parse().unwrap(),
+            frame_ancestor: "http://localhost:7777",
+            private_cookies: &["firepit_token", "firepit_preview", "firepit_share"],
+            api_token: "sekrit",
+        }
+    }
+
+    #[test]
+    fn requests_lose_hop_by_hop_and_firepit_credentials() {
+        let mut req = Request::builder()
+            .uri("http://8000-abc.localhost:7777/a/b?c=d")
+            .header("host", "8000-abc.localhost:7777")
+            .header("connection", "keep-alive, x-private")
+            .header("x-private", "1")
+            .header("keep-alive", "timeout=5")
+            .header("te", "trailers")
+            .header("cookie", "a=1; firepit_token=sekrit")
+            .header("cookie", "firepit_preview=x;b=2")
+            .header("authorization", "Bearer sekrit")
+            .header("x-forwarded-for", "6.6.6.6")
+            .body(())
+            .unwrap();
+        prepare_request(&mut req, &fwd());
+        let h = req.headers();
+        assert_eq!(req.uri(), "/a/b?c=d");
+        assert_eq!(h["host"], "8000-abc.localhost:7777");
+        for gone in [
+            "connection",
+            "x-private",
+            "keep-alive",
+            "te",
+            "authorization",
+            "upgrade",
+        ] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+        assert_eq!(h["cookie"], "a=1; b=2");
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "8000-abc.localhost:7777");
+    }
+
+    #[test]
+    fn the_apps_own_authorization_and_upgrades_pass() {
+        let mut req = Request::builder()
+            .uri("/ws")
+            .header("host", "8000-abc.localhost")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("authorization", "Bearer apps-own")
+            .header("cookie", "firepit_share=x")
+            .body(())
+            .unwrap();
+        assert!(is_upgrade(&req));
+        prepare_request(&mut req, &fwd());
+        let h = req.headers();
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["authorization"], "Bearer apps-own");
+        assert!(!h.contains_key("cookie"));
+    }
+
+    fn resp(headers: &[(&str, &str)]) -> Response<()> {
+        let mut b = Response::builder();
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn responses_may_be_framed_by_firepit_only() {
+        let mut r = resp(&[("x-frame-options", "DENY"), ("connection", "close")]);
+        prepare_response(&mut r, "http://localhost:7777");
+        assert_eq!(
+            r.headers()["content-security-policy"],
+            "frame-ancestors http://localhost:7777"
+        );
+        assert!(!r.headers().contains_key("x-frame-options"));
+        assert!(!r.headers().contains_key("connection"));
+
+        let mut r = resp(&[("content-security-policy", "default-src 'self';")]);
+        prepare_response(&mut r, "http://localhost:7777");
+        assert_eq!(
+            r.headers()["content-security-policy"],
+            "default-src 'self'; frame-ancestors http://localhost:7777"
+        );
+
+        let mut r = resp(&[
+            (
+                "content-security-policy",
+                "default-src 'self'; Frame-Ancestors 'none'",
+            ),
+            ("x-frame-options", "DENY"),
+        ]);
+        prepare_response(&mut r, "http://localhost:7777");
+        assert_eq!(
+            r.headers()["content-security-policy"],
+            "default-src 'self'; Frame-Ancestors 'none'"
+        );
+        assert_eq!(r.headers()["x-frame-options"], "DENY");
+    }
+}

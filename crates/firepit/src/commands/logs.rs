@@ -1,0 +1,90 @@
+//! `firepit logs ID [SERVICE] [-f]`: a session's services, or one service's log.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use firepit_wire::api::{LogLine, ServiceInfo, ServiceState};
+use futures::StreamExt;
+use reqwest::Method;
+
+use crate::cli::LogsArgs;
+use crate::client::Client;
+
+/// `firepit logs`
+pub async fn logs(client: &Client, args: &LogsArgs) -> Result<()> {
+    match &args.service {
+        None => list(client, &args.id).await,
+        Some(name) => log(client, &args.id, name, args.follow).await,
+    }
+}
+
+async fn list(client: &Client, id: &str) -> Result<()> {
+    let resp = client
+        .send(client.request(Method::GET, &format!("/v1/sessions/{id}/services")))
+        .await?;
+    let services: Vec<ServiceInfo> = resp.json().await.context("reading the services")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<20} {:<8} {:>7} {:>8} LAST EXIT",
+        "SERVICE", "STATE", "PID", "RESTARTS"
+    )?;
+    for s in services {
+        let state = match s.state {
+            ServiceState::Running => "running",
+            ServiceState::Backoff => "backoff",
+            ServiceState::Exited => "exited",
+            ServiceState::Stopped => "stopped",
+        };
+        let last_exit = match s.last_exit {
+            None => "-".to_owned(),
+            Some(e) => match (e.code, e.signal) {
+                (Some(c), _) => format!("code {c}"),
+                (None, Some(sig)) => format!("signal {sig}"),
+                (None, None) => "?".to_owned(),
+            },
+        };
+        writeln!(
+            out,
+            "{:<20} {:<8} {:>7} {:>8} {}",
+            s.name,
+            state,
+            s.pid.map_or("-".to_owned(), |p| p.to_string()),
+            s.restarts,
+            last_exit
+        )?;
+    }
+    Ok(())
+}
+
+async fn log(client: &Client, id: &str, name: &str, follow: bool) -> Result<()> {
+    let resp = client
+        .send(
+            client
+                .request(
+                    Method::GET,
+                    &format!("/v1/sessions/{id}/services/{name}/logs"),
+                )
+                .query(&[("follow", follow)]),
+        )
+        .await?;
+    let mut body = resp.bytes_stream();
+    let mut buf = Vec::new();
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+    while let Some(chunk) = body.next().await {
+        buf.extend_from_slice(&chunk.context("the daemon's log stream broke off")?);
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let line: LogLine = serde_json::from_slice(&line).context("reading the log")?;
+            if line.stream == "stderr" {
+                stderr.write_all(line.text.as_bytes())?;
+                stderr.flush()?;
+            } else {
+                stdout.write_all(line.text.as_bytes())?;
+                stdout.flush()?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! The agent end to end: a stand-in model server speaking OpenAI's streaming
+//! Chat Completions, the daemon's agent loop, tools acting on a real machine,
+//! the transcript in the event log, and `firepit agent` streaming it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::harness::Daemon;
+
+type Script = Arc<Mutex<(VecDeque<Vec<String>>, Vec<Value>)>>;
+
+/// One streamed assistant turn: optional text, then tool calls.
+fn turn(text: &str, calls: &[(&str, &str, Value)]) -> Vec<String> {
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    let mut out = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    if !text.is_empty() {
+        out.push(chunk(json!({"content": text}), Value::Null));
+    }
+    for (i, (id, name, args)) in calls.iter().enumerate() {
+        let function = json!({"name": name, "arguments": args.to_string()});
+        out.push(chunk(
+            json!({"tool_calls": [{"index": i, "id": id, "type": "function", "function": function}]}),
+            Value::Null,
+        ));
+    }
+    let finish = if calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
+    out.push(chunk(json!({}), json!(finish)));
+    out.push(format!(
+        "data: {}\n\n",
+        json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 10}})
+    ));
+    out.push("data: [DONE]\n\n".into());
+    out
+}
+
+async fn reply(State(script): State<Script>, body: axum::body::Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut s = script.lock().unwrap();
+    s.1.push(request);
+    let chunks =
+        s.0.pop_front()
+            .unwrap_or_else(|| turn("(the script is over)", &[]));
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from(chunks.concat()))
+        .unwrap()
+}
+
+/// Starts the stand-in on a thread of its own; returns its base URL.
+fn stand_in(script: Script) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new()
+                .route("/v1/chat/completions", axum::routing::post(reply))
+                .with_state(script);
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    url
+}
+
+#[test]
+fn the_agent_writes_a_file_runs_it_in_the_shared_shell_and_reports() {
+    let script: Script = Arc::default();
+    script.lock().unwrap().0.extend([
+        turn(
+            "I will write the script.",
+            &[(
+                "call_1",
+                "write_file",
+                json!({"path": "/root/hello.py", "content": "print('hello from the agent')\n"}),
+            )],
+        ),
+        turn(
+            "",
+            &[(
+                "call_2",
+                "shell",
+                json!({"command": "python3 /root/hello.py"}),
+            )],
+        ),
+        turn("Done: hello.py prints its greeting.", &[]),
+    ]);
+    let url = stand_in(script.clone());
+    let d = Daemon::start_with(
+        "t40",
+        &[
+            ("FIREPIT_MODEL_URL", url.as_str()),
+            ("FIREPIT_MODEL", "stand-in"),
+        ],
+    );
+    let id = d.new_session(&[]);
+
+    let out = d.ok(&["agent", &id, "write hello.py and run it"]);
+    assert!(out.contains("→ write_file"), "{out}");
+    assert!(out.contains("→ shell"), "{out}");
+    assert!(
+        out.contains("hello from the agent"),
+        "the shell's output came back: {out}"
+    );
+    assert!(out.contains("Done: hello.py prints its greeting."), "{out}");
+    assert!(out.contains("— done"), "{out}");
+
+    // The tool really acted on the machine.
+    assert_eq!(
+        d.sh(&id, "cat /root/hello.py"),
+        "print('hello from the agent')\n"
+    );
+
+    // The model saw the tool results, and the key never went anywhere but the daemon.
+    let requests = script.lock().unwrap().1.clone();
+    assert_eq!(requests.len(), 3, "three model calls");
+    let last = requests[2]["messages"].to_string();
+    assert!(
+        last.contains("hello from the agent"),
+        "the shell result reached the model: {last}"
+    );
+
+    // The transcript is in the event log, in order, and survives a restart.
+    let mut d = d;
+    d.restart(15);
+    let events = d.ok(&["events", &id]);
+    let agent_lines: Vec<&str> = events.lines().filter(|l| l.contains(" agent ")).collect();
+    assert!(agent_lines.len() >= 8, "{events}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status: Value = rt.block_on(async {
+        let url = format!("{}/v1/sessions/{id}/agent", d.url);
+        d.http()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(status["configured"], true, "{status}");
+    assert_eq!(status["running"], false, "{status}");
+    assert_eq!(
+        status["input_tokens"], 150,
+        "usage of three requests, from the log: {status}"
+    );
+    assert_eq!(status["output_tokens"], 30, "{status}");
+}
+
+#[test]
+fn without_a_model_the_agent_says_how_to_configure_one() {
+    let d = Daemon::start("t41");
+    let id = d.new_session(&[]);
+    let out = d.run(&["agent", &id, "hello"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ANTHROPIC_API_KEY") && err.contains("FIREPIT_MODEL_URL"),
+        "{err}"
+    );
+    // The daemon says so when it starts, too.
+    assert!(d.log().contains("FIREPIT_MODEL_URL"), "{}", d.log());
+}
