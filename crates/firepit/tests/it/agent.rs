@@ -186,3 +186,133 @@ fn without_a_model_the_agent_says_how_to_configure_one() {
     // The daemon says so when it starts, too.
     assert!(d.log().contains("FIREPIT_MODEL_URL"), "{}", d.log());
 }
+
+/// The scenario of the issue: the scripted model writes a small web app with a
+/// bug, starts it as a service, reads the error in its log, fixes the file,
+/// restarts it, and checks it in the shared shell; the preview URL then answers.
+#[test]
+fn the_agent_fixes_a_crashing_app_and_its_preview_answers() {
+    const APP: &str = r#"import http.server
+import missing_helper
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"todo app ok")
+
+
+http.server.HTTPServer(("127.0.0.1", 8000), Handler).serve_forever()
+"#;
+    let script: Script = Arc::default();
+    script.lock().unwrap().0.extend([
+        turn("Writing the app.", &[("c1", "write_file", json!({"path": "/root/app/server.py", "content": APP}))]),
+        turn("", &[("c2", "service_start", json!({"name": "web", "command": "python3 -u server.py", "cwd": "/root/app"}))]),
+        turn("", &[("c3", "service_logs", json!({"name": "web"}))]),
+        turn(
+            "The log shows a missing module; removing the import.",
+            &[("c4", "edit_file", json!({"path": "/root/app/server.py", "old_text": "import missing_helper\n", "new_text": ""}))],
+        ),
+        turn("", &[("c5", "service_stop", json!({"name": "web"}))]),
+        turn("", &[("c6", "service_start", json!({"name": "web", "command": "python3 -u server.py", "cwd": "/root/app"}))]),
+        turn(
+            "",
+            &[("c7", "shell", json!({"command": "curl -s -o /dev/null -w 'status=%{http_code}\\n' http://127.0.0.1:8000/"}))],
+        ),
+        turn("The app answers now.", &[]),
+    ]);
+    let url = stand_in(script.clone());
+    let d = Daemon::start_with(
+        "t42",
+        &[
+            ("FIREPIT_MODEL_URL", url.as_str()),
+            ("FIREPIT_MODEL", "stand-in"),
+        ],
+    );
+    let id = d.new_session(&[]);
+    let out = d.ok(&["agent", &id, "build a tiny web app on port 8000"]);
+    assert!(out.contains("— done"), "{out}");
+
+    // What the model was shown: the crash in the log, then the working app.
+    let requests = script.lock().unwrap().1.clone();
+    assert_eq!(requests.len(), 8, "{out}");
+    let after_logs = requests[3]["messages"].to_string();
+    assert!(
+        after_logs.contains("ModuleNotFoundError"),
+        "the log reached the model: {after_logs}"
+    );
+    let after_shell = requests[7]["messages"].to_string();
+    assert!(
+        after_shell.contains("status=200"),
+        "the shell saw the app answer: {after_shell}"
+    );
+
+    // The transcript holds every step, in order.
+    let events = d.ok(&["events", &id]);
+    let mut at = 0;
+    for tool in [
+        "write_file",
+        "service_start",
+        "service_logs",
+        "edit_file",
+        "service_stop",
+        "service_start",
+        "shell",
+    ] {
+        let found = events[at..]
+            .find(&format!("name={tool}"))
+            .or_else(|| events[at..].find(tool));
+        let pos = found
+            .unwrap_or_else(|| panic!("{tool} is not in the log after position {at}:\n{events}"));
+        at += pos + tool.len();
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // The preview URL answers 200 with the app's page.
+        let port = d.url.rsplit(':').next().unwrap().to_owned();
+        let resp = d
+            .http()
+            .get(format!("{}/", d.url))
+            .header("host", format!("8000-{id}.localhost:{port}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "todo app ok");
+
+        // The shell command ran in the shared `main` PTY, where a person sees it.
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let ws_url = format!(
+            "{}/v1/sessions/{id}/pty/main",
+            d.url.replacen("http", "ws", 1)
+        );
+        let mut req = ws_url.into_client_request().unwrap();
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", d.token).parse().unwrap(),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let mut screen = String::new();
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            while let Some(Ok(msg)) = ws.next().await {
+                if let tokio_tungstenite::tungstenite::Message::Binary(b) = msg {
+                    screen.push_str(&String::from_utf8_lossy(&b));
+                    if screen.contains("status=200") && screen.contains("curl -s") {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+        assert!(
+            seen.is_ok(),
+            "the main PTY's scrollback lacks the agent's command: {screen:?}"
+        );
+    });
+}
