@@ -5,12 +5,14 @@
 //! running the real guest, with and without network; the memory of many idle
 //! machines (PSS of their processes, their memory cgroups, the host's
 //! `MemAvailable`); and the same figures for a bare `unshare` + `chroot` of
-//! the same image, the floor. It prints a table on stdout, progress on
+//! the same image, the floor; and the agent loop's own time per step, model
+//! and tool time excluded (see `agent.rs`). It prints a table on stdout, progress on
 //! stderr, and optionally JSON. Being over budget is reported, not an error.
 //!
-//! Needs root and `FIREPIT_TEST_ROOTFS` (an image tree owned by
+//! The machine figures need root and `FIREPIT_TEST_ROOTFS` (an image tree owned by
 //! `FIREPIT_TEST_UID_BASE`, default 100000), which `cargo xtask bench` sets.
 
+mod agent;
 mod floor;
 mod machines;
 mod memory;
@@ -21,11 +23,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use firepit_machine::Network;
 
 use crate::machines::{Bench, Settings};
-use crate::report::Report;
+use crate::report::{MachineReport, Report};
 use crate::stats::Summary;
 
 /// Measures machine creation, destruction and idle memory against the budgets.
@@ -41,9 +43,24 @@ struct Args {
     /// Memory limit of each machine, MiB.
     #[arg(long, default_value_t = 256)]
     memory_mib: u64,
+    /// Tool-call steps of the agent run (each sink).
+    #[arg(long, default_value_t = 50)]
+    agent_steps: usize,
+    /// Measure only this part (default: all of them).
+    #[arg(long, value_enum)]
+    only: Option<Only>,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// A part of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Only {
+    /// Machines and the floor.
+    Machines,
+    /// The agent loop's overhead per step.
+    Agent,
 }
 
 fn main() -> ExitCode {
@@ -95,6 +112,27 @@ fn settings(args: &Args) -> Result<Settings> {
 }
 
 fn run(args: &Args) -> Result<()> {
+    if args.agent_steps == 0 {
+        bail!("--agent-steps must be at least 1");
+    }
+    let machines = match args.only {
+        Some(Only::Agent) => None,
+        _ => Some(machines(args)?),
+    };
+    let agent = match args.only {
+        Some(Only::Machines) => None,
+        _ => Some(agent::measure(args.agent_steps).context("measuring the agent loop")?),
+    };
+    let report = Report { machines, agent };
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn machines(args: &Args) -> Result<MachineReport> {
     let settings = settings(args)?;
     let rootfs = settings.rootfs.clone();
     let bench = Bench::new(settings)?;
@@ -106,7 +144,7 @@ fn run(args: &Args) -> Result<()> {
     let floor_idle = floor::idle_memory(&rootfs, args.idle)?;
 
     let summary = |v: &[_]| Summary::of(v).context("no samples");
-    let report = Report {
+    Ok(MachineReport {
         runs: args.runs,
         idle: args.idle,
         memory_limit_mib: args.memory_mib,
@@ -118,11 +156,5 @@ fn run(args: &Args) -> Result<()> {
         idle_machines: idle,
         idle_floors: floor_idle,
         floor: floor::DESCRIPTION,
-    };
-    print!("{}", report.table());
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    })
 }

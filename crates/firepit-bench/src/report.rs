@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::agent::{AgentFigures, OVERHEAD_P95_MS, SinkFigures};
 use crate::memory::MemoryFigures;
 use crate::stats::Summary;
 
@@ -16,6 +17,16 @@ pub const IDLE_BYTES: u64 = 4 << 20;
 /// Everything one run measured.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// The machine figures (absent with `--only agent`).
+    #[serde(flatten)]
+    pub machines: Option<MachineReport>,
+    /// The agent loop's figures (absent with `--only machines`).
+    pub agent: Option<AgentFigures>,
+}
+
+/// What the machine measurements found.
+#[derive(Debug, Serialize)]
+pub struct MachineReport {
     /// Cycles per network mode, and floor spawns.
     pub runs: usize,
     /// Idle instances alive at once.
@@ -103,9 +114,39 @@ fn memory_rows(who: &str, m: &MemoryFigures, budgeted: bool) -> Vec<Row> {
     rows
 }
 
-impl Report {
-    /// The table printed on stdout.
-    pub fn table(&self) -> String {
+fn agent_rows(a: &AgentFigures) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for f in &a.sinks {
+        let SinkFigures {
+            sink,
+            step,
+            model,
+            tool,
+            overhead,
+            ..
+        } = f;
+        let row = |what: &str, s: &Summary, budgeted: bool| Row {
+            what: format!("agent step, {sink}: {what}"),
+            n: s.n,
+            value: format!("{:.3} ms", s.p50_ms),
+            p95: format!("{:.3} ms", s.p95_ms),
+            budget: if budgeted { "p95 <= 5 ms" } else { "" },
+            verdict: if budgeted {
+                verdict(s.p95_ms <= OVERHEAD_P95_MS)
+            } else {
+                ""
+            },
+        };
+        rows.push(row("loop overhead", overhead, true));
+        rows.push(row("whole step", step, false));
+        rows.push(row("model (stand-in)", model, false));
+        rows.push(row("tool (read_file)", tool, false));
+    }
+    rows
+}
+
+impl MachineReport {
+    fn rows(&self) -> Vec<Row> {
         let mut rows = vec![
             latency(
                 "create -> first output, machine (net none)",
@@ -127,6 +168,59 @@ impl Report {
         ];
         rows.extend(memory_rows("idle machine", &self.idle_machines, true));
         rows.extend(memory_rows("idle floor", &self.idle_floors, false));
+        rows
+    }
+
+    fn notes(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "machines: namespaces backend + real guest, {} MiB limit, idle ones without network; \
+             floor: {} (root mapped to root, not to uid_base: newuidmap refuses unlisted ranges).",
+            self.memory_limit_mib, self.floor
+        );
+        let _ = writeln!(
+            out,
+            "PSS shares pages between instances; the cgroup figure adds kernel memory and the page \
+             cache an instance touched first; MemAvailable is host-wide and noisy."
+        );
+    }
+}
+
+fn agent_notes(a: &AgentFigures, out: &mut String) {
+    let bytes = a
+        .sinks
+        .iter()
+        .map(|s| s.last_request_bytes)
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "agent: the real loop (reqwest + SSE, history, trimming, transcript) for {} steps, each one \
+         streamed turn with a read_file call of a tiny file through the real guest (a plain process, \
+         no machine), against an in-process stand-in OpenAI-compatible server that answers at once; \
+         the last request carried the whole history, {:.1} KiB.",
+        a.steps,
+        bytes as f64 / 1024.0
+    );
+    let _ = writeln!(
+        out,
+        "step = request reaches the stand-in -> next request reaches it; model = request read -> \
+         last chunk handed to the HTTP server (stand-in side, so parsing the stream counts as \
+         overhead); tool = tool_started recorded -> tool_result about to be recorded; overhead = \
+         step - model - tool (sink writes included). The stand-in shares the runtime and CPUs."
+    );
+}
+
+impl Report {
+    /// The table printed on stdout.
+    pub fn table(&self) -> String {
+        let mut rows = Vec::new();
+        if let Some(m) = &self.machines {
+            rows.extend(m.rows());
+        }
+        if let Some(a) = &self.agent {
+            rows.extend(agent_rows(a));
+        }
 
         let head = ["metric", "n", "p50 / avg", "p95", "budget", ""];
         let cells = |r: &Row| {
@@ -167,17 +261,14 @@ impl Report {
                 out.push('\n');
             }
         }
-        let _ = writeln!(
-            out,
-            "\nmachines: namespaces backend + real guest, {} MiB limit, idle ones without network; \
-             floor: {} (root mapped to root, not to uid_base: newuidmap refuses unlisted ranges).",
-            self.memory_limit_mib, self.floor
-        );
-        let _ = writeln!(
-            out,
-            "PSS shares pages between instances; the cgroup figure adds kernel memory and the page \
-             cache an instance touched first; MemAvailable is host-wide and noisy."
-        );
+        if let Some(m) = &self.machines {
+            out.push('\n');
+            m.notes(&mut out);
+        }
+        if let Some(a) = &self.agent {
+            out.push('\n');
+            agent_notes(a, &mut out);
+        }
         out
     }
 }

@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use firepit_image::{ImageStore, Progress, Recipe};
@@ -16,15 +15,9 @@ fn store(data_dir: &Path, images_dir: Option<PathBuf>) -> Result<ImageStore> {
     Ok(ImageStore::open(&dir)?)
 }
 
-/// Prints build progress as one line per phase.
+/// Prints build progress as one line per phase (the line carries the elapsed time).
 fn reporter(name: &str) -> impl FnMut(Progress) + '_ {
-    let started = Instant::now();
-    move |p: Progress| {
-        eprintln!(
-            "[{:>5.1}s] image {name}: {p}",
-            started.elapsed().as_secs_f64()
-        );
-    }
+    move |p: Progress| eprintln!("image {name}: {p}")
 }
 
 /// Builds `name` in `images_dir` unless it is there already (used by `up`).
