@@ -14,6 +14,10 @@
 //!   on a fresh port, then the preview URL is polled through the daemon's
 //!   host listener until it answers. Budget: p95 ≤ 20 ms.
 //!
+//! - Keystroke → echo over the terminal WebSocket: single characters typed
+//!   into the shared `main` shell through the daemon's PTY WebSocket, each
+//!   timed until its echo comes back. Budget: p50 ≤ 2 ms.
+//!
 //! Needs root, `wrk` and `nginx` (`apt-get install wrk nginx`), and
 //! `FIREPIT_TEST_IMAGES` (set by `cargo xtask bench-preview`).
 
@@ -378,6 +382,11 @@ async fn measure(
     let p50 = percentile(&mut lat, 50.0);
     let p95 = percentile(&mut lat, 95.0);
 
+    eprintln!("preview bench: keystroke → echo, {KEYSTROKES} keys");
+    let mut echo = echo_latency(daemon_addr, id, app.token()).await?;
+    let echo_p50 = percentile(&mut echo, 50.0);
+    let echo_p95 = percentile(&mut echo, 95.0);
+
     let ratio = fp.rps / ng.rps;
     let verdict = |ok: bool| if ok { "ok" } else { "OVER BUDGET" };
     println!(
@@ -401,5 +410,57 @@ async fn measure(
         lat.len(),
         verdict(p95 <= 20.0)
     );
+    println!(
+        "keystroke → echo over the terminal WebSocket ({} keys): p50 {echo_p50:.2} ms, p95 {echo_p95:.2} ms (budget p50 ≤ 2 ms): {}",
+        echo.len(),
+        verdict(echo_p50 <= 2.0)
+    );
     Ok(())
+}
+
+/// Keystrokes timed by [`echo_latency`].
+const KEYSTROKES: usize = 300;
+
+/// Types single characters into the session's `main` shell over the daemon's
+/// PTY WebSocket and times each one until its echo arrives; in milliseconds.
+async fn echo_latency(daemon: SocketAddr, id: &str, token: &str) -> Result<Vec<f64>> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let mut req = format!("ws://{daemon}/v1/sessions/{id}/pty/main").into_client_request()?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .context("attaching to main")?;
+    // Let the scrollback and the prompt arrive, then start from a quiet line.
+    let quiet = Duration::from_millis(300);
+    while let Ok(Some(_)) = tokio::time::timeout(quiet, ws.next()).await {}
+    let mut samples = Vec::with_capacity(KEYSTROKES);
+    for i in 0..KEYSTROKES {
+        if i % 50 == 49 {
+            // Ctrl-U clears the typed line; wait for the terminal to settle.
+            ws.send(Message::binary(b"\x15".to_vec())).await?;
+            while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), ws.next()).await
+            {
+            }
+        }
+        let sent = Instant::now();
+        ws.send(Message::binary(b"x".to_vec())).await?;
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .context("a keystroke's echo never came")?
+                .context("the terminal closed")??;
+            if let Message::Binary(b) = msg
+                && b.contains(&b'x')
+            {
+                break;
+            }
+        }
+        samples.push(sent.elapsed().as_secs_f64() * 1e3);
+    }
+    ws.send(Message::binary(b"\x15".to_vec())).await?;
+    Ok(samples)
 }
