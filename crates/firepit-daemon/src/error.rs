@@ -48,6 +48,12 @@ pub enum Error {
     /// The request made no sense.
     #[error("{0}")]
     BadRequest(String),
+    /// An upload is larger than the daemon accepts.
+    #[error("the file is larger than the upload limit of {} MiB", limit >> 20)]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// No such image.
     #[error(transparent)]
     Image(#[from] firepit_image::Error),
@@ -87,6 +93,7 @@ impl Error {
             Error::ShareNotFound { .. } => (StatusCode::NOT_FOUND, "share_not_found"),
             Error::SessionNotRunning(_) => (StatusCode::CONFLICT, "session_not_running"),
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::NoModel => (StatusCode::CONFLICT, "no_model"),
             Error::Image(e) if e.is_not_found() => (StatusCode::NOT_FOUND, "image_not_found"),

@@ -71,12 +71,7 @@ pub(super) async fn write(
     body: Body,
 ) -> Result<StatusCode, Error> {
     let limit = app.config().max_upload_bytes;
-    let too_large = || {
-        Error::BadRequest(format!(
-            "the file is larger than the upload limit of {} MiB",
-            limit >> 20
-        ))
-    };
+    let too_large = || Error::TooLarge { limit };
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

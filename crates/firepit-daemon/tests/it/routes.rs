@@ -280,3 +280,36 @@ async fn a_failed_create_leaves_no_session() {
     let (_, b) = call(&h.app, "GET", "/v1/sessions", Some(TOKEN), None).await;
     assert_eq!(b, "[]", "the failed session is gone");
 }
+
+#[tokio::test]
+async fn an_upload_over_the_limit_is_refused_before_it_is_read() {
+    let h = harness();
+    let big = "x".repeat(600 << 20 >> 10); // 600 KiB, in a daemon whose limit is 512 MiB …
+    let (s, _) = call(
+        &h.app,
+        "PUT",
+        "/v1/sessions/abc/files?path=/root/a",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_ne!(
+        s,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "an empty upload is not too large"
+    );
+    // … so the limit is checked by the declared length.
+    let req = Request::builder()
+        .method("PUT")
+        .uri("/v1/sessions/abc/files?path=/root/a")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-length", (1u64 << 40).to_string())
+        .body(Body::from(big))
+        .unwrap();
+    let resp = router(h.app.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&bytes);
+    assert_eq!(error_code(&body), "too_large");
+    assert!(body.contains("upload limit"), "{body}");
+}
