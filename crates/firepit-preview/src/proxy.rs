@@ -17,12 +17,14 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
@@ -192,13 +194,68 @@ pub fn prepare_response<B>(resp: &mut Response<B>, frame_ancestor: &str) {
     }
 }
 
-/// Idle senders by session and port.
-type IdleMap = HashMap<(String, u16), Vec<SendRequest<Incoming>>>;
+/// An upstream connection's driving half, polled by the request that uses it
+/// (no task of its own: one wake per exchange, not three).
+type Conn =
+    Pin<Box<hyper::client::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, Incoming>>>;
+
+/// One kept-alive upstream connection: its sender and its connection,
+/// driven together by whoever holds it.
+struct Up {
+    sender: SendRequest<Incoming>,
+    conn: Conn,
+    /// The connection ended (closed or failed); never reused.
+    done: bool,
+}
+
+impl Up {
+    /// Polls the connection (reading, writing) unless it ended.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if !self.done && self.conn.as_mut().poll(cx).is_ready() {
+            self.done = true;
+        }
+    }
+
+    /// Sends `req` and waits for the response head, driving the connection;
+    /// gives `req` back when the connection could not take it.
+    async fn exchange(
+        &mut self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, (Option<Request<Incoming>>, Option<hyper::Error>)> {
+        let ready = std::future::poll_fn(|cx| {
+            self.drive(cx);
+            if self.done {
+                return Poll::Ready(false);
+            }
+            self.sender.poll_ready(cx).map(|r| r.is_ok())
+        })
+        .await;
+        if !ready {
+            return Err((Some(req), None));
+        }
+        let mut fut = std::pin::pin!(self.sender.try_send_request(req));
+        let (conn, done) = (&mut self.conn, &mut self.done);
+        let r = std::future::poll_fn(|cx| {
+            if !*done && conn.as_mut().poll(cx).is_ready() {
+                *done = true;
+            }
+            fut.as_mut().poll(cx)
+        })
+        .await;
+        r.map_err(|mut e| {
+            let req = e.take_message();
+            (req, Some(e.into_error()))
+        })
+    }
+}
+
+/// Idle connections by session, then port.
+type IdleMap = HashMap<String, HashMap<u16, Vec<Up>>>;
 
 /// Upstream connections kept alive between requests, per session and port.
 #[derive(Default)]
 pub struct Upstreams {
-    idle: std::sync::Arc<Mutex<IdleMap>>,
+    idle: Arc<Mutex<IdleMap>>,
 }
 
 impl Upstreams {
@@ -215,63 +272,159 @@ impl Upstreams {
         D: FnOnce() -> F,
         F: Future<Output = Result<tokio::net::TcpStream, Error>>,
     {
-        let key = (session.to_owned(), port);
         if is_upgrade(&req) {
             return forward_upgrade(req, dial().await?).await;
         }
         // An idle connection first; a request it could not even send (the app
         // closed it meanwhile) comes back and goes over a new one.
-        while let Some(mut sender) = self.take_idle(&key) {
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    self.keep(key, sender);
-                    return Ok(resp.map(BodyExt::boxed));
+        while let Some(mut up) = self.take_idle(session, port) {
+            match up.exchange(req).await {
+                Ok(resp) => return Ok(self.returning(session, port, up, resp)),
+                Err((Some(r), _)) => req = r,
+                Err((None, e)) => {
+                    return Err(Error::Upstream(e.expect("an unsent request or an error")));
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(r) => req = r,
-                    None => return Err(Error::Upstream(e.into_error())),
-                },
             }
         }
         let stream = dial().await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(Error::Upstream)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "preview upstream connection ended");
-            }
-        });
-        let resp = sender.send_request(req).await.map_err(Error::Upstream)?;
-        self.keep(key, sender);
-        Ok(resp.map(BodyExt::boxed))
+        let mut up = Up {
+            sender,
+            conn: Box::pin(conn),
+            done: false,
+        };
+        match up.exchange(req).await {
+            Ok(resp) => Ok(self.returning(session, port, up, resp)),
+            Err((_, Some(e))) => Err(Error::Upstream(e)),
+            Err((_, None)) => Err(Error::Connect {
+                port,
+                source: std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+            }),
+        }
     }
 
-    fn take_idle(&self, key: &(String, u16)) -> Option<SendRequest<Incoming>> {
+    /// The response, its body driving `up` and handing it back to the idle
+    /// ones once read to the end (a body dropped halfway takes its
+    /// connection along).
+    fn returning(
+        &self,
+        session: &str,
+        port: u16,
+        up: Up,
+        resp: Response<Incoming>,
+    ) -> Response<Body> {
+        let back = Back {
+            idle: self.idle.clone(),
+            session: session.to_owned(),
+            port,
+            up,
+        };
+        resp.map(|inner| {
+            Pooled {
+                inner,
+                ended: false,
+                back: Some(back),
+            }
+            .boxed()
+        })
+    }
+
+    /// An idle connection that has not ended, if any.
+    fn take_idle(&self, session: &str, port: u16) -> Option<Up> {
         let mut idle = self.idle.lock().expect("upstreams");
-        let list = idle.get_mut(key)?;
-        while let Some(s) = list.pop() {
-            if s.is_ready() {
-                return Some(s);
+        let list = idle.get_mut(session)?.get_mut(&port)?;
+        while let Some(up) = list.pop() {
+            if !up.done && !up.sender.is_closed() {
+                return Some(up);
             }
         }
-        idle.remove(key);
         None
     }
+}
 
-    /// Puts `sender` back once its response has been read to the end.
-    fn keep(&self, key: (String, u16), mut sender: SendRequest<Incoming>) {
-        let idle = self.idle.clone();
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                let mut idle = idle.lock().expect("upstreams");
-                let list = idle.entry(key).or_default();
-                list.retain(|s| !s.is_closed());
-                if list.len() < MAX_IDLE {
-                    list.push(sender);
+/// A connection on its way back to the idle ones.
+struct Back {
+    idle: Arc<Mutex<IdleMap>>,
+    session: String,
+    port: u16,
+    up: Up,
+}
+
+impl Back {
+    fn put(self) {
+        if self.up.done || self.up.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("upstreams");
+        let list = match idle.get_mut(&self.session) {
+            Some(ports) => ports.entry(self.port).or_default(),
+            None => idle
+                .entry(self.session)
+                .or_default()
+                .entry(self.port)
+                .or_default(),
+        };
+        if list.len() >= MAX_IDLE {
+            list.retain(|u| !u.done && !u.sender.is_closed());
+        }
+        if list.len() < MAX_IDLE {
+            list.push(self.up);
+        }
+    }
+}
+
+/// An upstream response body that drives its connection, and puts it back
+/// once the body ended.
+struct Pooled {
+    inner: Incoming,
+    ended: bool,
+    back: Option<Back>,
+}
+
+impl hyper::body::Body for Pooled {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(b) = &mut this.back {
+            b.up.drive(cx);
+        }
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(None) => {
+                this.ended = true;
+                if let Some(b) = this.back.take() {
+                    b.put();
                 }
             }
-        });
+            Poll::Ready(Some(Err(_))) => this.back = None,
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(b) = self.back.take()
+            && (self.ended || hyper::body::Body::is_end_stream(&self.inner))
+        {
+            b.put();
+        }
     }
 }
 
