@@ -173,27 +173,12 @@ impl Subscription {
 mod tests {
     use std::time::Duration;
 
-    use firepit_wire::api::{Limits, NetworkMode, Session, SessionState};
     use futures::StreamExt;
 
     use super::*;
 
     fn log_with(ids: &[&str]) -> EventLog {
-        let store = Store::in_memory().unwrap();
-        for id in ids {
-            store
-                .insert_session(&Session {
-                    id: (*id).into(),
-                    image: "minimal".into(),
-                    state: SessionState::Running,
-                    limits: Limits::default(),
-                    network: NetworkMode::None,
-                    created_at: 0,
-                    error: None,
-                })
-                .unwrap();
-        }
-        EventLog::new(Arc::new(store))
+        EventLog::new(Arc::new(crate::store::test_store(ids)))
     }
 
     fn note(i: usize) -> EventKind {

@@ -190,19 +190,39 @@ impl App {
         self.store().session(&session.id)
     }
 
+    /// Runs `call` on the machine backend for session `id`, on a blocking thread.
+    async fn machine<T: Send + 'static>(
+        &self,
+        id: &str,
+        call: impl FnOnce(
+            &dyn firepit_machine::Backend,
+            &firepit_machine::MachineId,
+        ) -> Result<T, firepit_machine::Error>
+        + Send
+        + 'static,
+    ) -> Result<T, Error> {
+        let backend = self.backend().clone();
+        let mid = machines::id(id);
+        tokio::task::spawn_blocking(move || call(backend.as_ref(), &mid))
+            .await?
+            .map_err(Error::Machine)
+    }
+
+    /// Ends what the daemon runs for a session: its watchers, its guest
+    /// connection and its agent.
+    async fn detach(&self, id: &str) {
+        self.sessions().watchers.stop(id).await;
+        self.sessions().drop_guest(id);
+        self.agents().forget(id);
+    }
+
     /// Ends a session's processes; its files are kept.
     pub async fn stop_session(&self, id: &str) -> Result<Session, Error> {
         let session = self.store().session(id)?;
         let lock = self.sessions().lock_for(id);
         let _guard = lock.lock().await;
-        self.sessions().watchers.stop(id).await;
-        self.sessions().drop_guest(id);
-        self.agents().forget(id);
-        let backend = self.backend().clone();
-        let mid = machines::id(id);
-        tokio::task::spawn_blocking(move || backend.stop(&mid))
-            .await?
-            .map_err(Error::Machine)?;
+        self.detach(id).await;
+        self.machine(id, |b, m| b.stop(m)).await?;
         self.store()
             .set_state(&session.id, SessionState::Stopped, None)?;
         watchers::close_known_ports(self, id)?;
@@ -220,11 +240,7 @@ impl App {
         if session.state == SessionState::Running {
             return Ok(session);
         }
-        let backend = self.backend().clone();
-        let mid = machines::id(id);
-        tokio::task::spawn_blocking(move || backend.start(&mid))
-            .await?
-            .map_err(Error::Machine)?;
+        self.machine(id, |b, m| b.start(m)).await?;
         self.connect_guest(id).await?;
         self.store().set_state(id, SessionState::Running, None)?;
         self.log_state(id, SessionState::Running, None)?;
@@ -237,14 +253,8 @@ impl App {
         self.store().session(id)?;
         let lock = self.sessions().lock_for(id);
         let _guard = lock.lock().await;
-        self.sessions().watchers.stop(id).await;
-        self.sessions().drop_guest(id);
-        self.agents().forget(id);
-        let backend = self.backend().clone();
-        let mid = machines::id(id);
-        tokio::task::spawn_blocking(move || backend.destroy(&mid))
-            .await?
-            .map_err(Error::Machine)?;
+        self.detach(id).await;
+        self.machine(id, |b, m| b.destroy(m)).await?;
         self.forget_session(id)?;
         tracing::info!(session = %id, "session destroyed");
         Ok(())

@@ -154,26 +154,11 @@ fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
 
 #[cfg(test)]
 mod tests {
-    use firepit_wire::api::{Limits, NetworkMode, Session, SessionState};
 
     use super::*;
 
     fn store_with(ids: &[&str]) -> Store {
-        let store = Store::in_memory().unwrap();
-        for id in ids {
-            store
-                .insert_session(&Session {
-                    id: (*id).into(),
-                    image: "minimal".into(),
-                    state: SessionState::Running,
-                    limits: Limits::default(),
-                    network: NetworkMode::None,
-                    created_at: 0,
-                    error: None,
-                })
-                .unwrap();
-        }
-        store
+        crate::store::test_store(ids)
     }
 
     fn note(text: &str) -> EventKind {

@@ -177,6 +177,26 @@ impl Store {
     }
 }
 
+/// A store in memory holding running sessions `ids`, for tests.
+#[cfg(test)]
+pub(crate) fn test_store(ids: &[&str]) -> Store {
+    let store = Store::in_memory().unwrap();
+    for id in ids {
+        store
+            .insert_session(&Session {
+                id: (*id).into(),
+                image: "minimal".into(),
+                state: SessionState::Running,
+                limits: Limits::default(),
+                network: NetworkMode::None,
+                created_at: 0,
+                error: None,
+            })
+            .unwrap();
+    }
+    store
+}
+
 const SELECT: &str =
     "SELECT id, image, state, memory_bytes, cpus, pids, network, created_at, error FROM sessions";
 
