@@ -124,7 +124,10 @@ fn parse(mut data: &[u8], family: u8, set: &mut BTreeSet<PortInfo>) -> io::Resul
         match kind as i32 {
             libc::NLMSG_DONE => return Ok(true),
             libc::NLMSG_ERROR => {
-                let errno = i32::from_ne_bytes(data[16..20].try_into().unwrap_or([0; 4]));
+                let errno = data
+                    .get(16..20)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, i32::from_ne_bytes);
                 return Err(io::Error::from_raw_os_error(-errno));
             }
             _ if kind == SOCK_DIAG_BY_FAMILY && len >= NLMSG_HDR + MSG_LEN => {
