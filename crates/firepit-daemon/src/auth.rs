@@ -71,7 +71,12 @@ fn presented_token(req: &Request) -> Option<&str> {
     {
         return v.strip_prefix("Bearer ").map(str::trim);
     }
-    req.headers()
+    cookie_token(req.headers())
+}
+
+/// The token in the `firepit_token` cookie, if the request has one.
+pub(crate) fn cookie_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -18,8 +18,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -199,6 +200,97 @@ pub fn prepare_response<B>(resp: &mut Response<B>, frame_ancestor: &str) {
 type Conn =
     Pin<Box<hyper::client::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, Incoming>>>;
 
+/// How many times in a row a connection woken from inside its own poll is
+/// polled again at once before the task is woken instead.
+const MAX_REPOLLS: usize = 8;
+
+/// The waker an upstream connection is polled with.
+///
+/// `SendRequest`, the response and its body talk to the connection over
+/// channels that wake whoever polls them, and the request's task polls both
+/// ends: each exchange would wake the task from inside its own poll, which
+/// tokio takes for a yield (the task goes to the back of the queue and an
+/// idle worker is woken to steal it: a futex or eventfd write and a thread
+/// switch per request, for nothing). A wake that comes while the task polls
+/// the connection is only noted, and the connection polled again at once;
+/// any other wake (the socket is ready) is the task's.
+struct Relay {
+    polling: AtomicBool,
+    again: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Wake for Relay {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.again.store(true, Ordering::SeqCst);
+        if !self.polling.load(Ordering::SeqCst)
+            && let Some(w) = &*self.task.lock().expect("relay")
+        {
+            w.wake_by_ref();
+        }
+    }
+}
+
+/// A [`Relay`] and the waker made of it.
+struct Relayed {
+    relay: Arc<Relay>,
+    waker: Waker,
+}
+
+impl Relayed {
+    fn new() -> Relayed {
+        let relay = Arc::new(Relay {
+            polling: AtomicBool::new(false),
+            again: AtomicBool::new(false),
+            task: Mutex::new(None),
+        });
+        let waker = Waker::from(relay.clone());
+        Relayed { relay, waker }
+    }
+
+    /// Runs `f` as if polled from inside (its wakes are noted, not sent).
+    fn inside<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.relay.polling.store(true, Ordering::SeqCst);
+        let r = f();
+        self.relay.polling.store(false, Ordering::SeqCst);
+        r
+    }
+
+    /// Polls `f` for the task of `cx`, again at once while `f` woke itself.
+    fn poll<R>(
+        &self,
+        cx: &Context<'_>,
+        mut f: impl FnMut(&mut Context<'_>) -> Poll<R>,
+    ) -> Poll<R> {
+        {
+            let mut task = self.relay.task.lock().expect("relay");
+            if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        let mut inner = Context::from_waker(&self.waker);
+        for _ in 0..MAX_REPOLLS {
+            self.relay.again.store(false, Ordering::SeqCst);
+            let r = self.inside(|| f(&mut inner));
+            if r.is_ready() || !self.relay.again.swap(false, Ordering::SeqCst) {
+                return r;
+            }
+        }
+        // Busy (or out of tokio's budget): let other tasks run first.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Forgets the task (the connection goes idle).
+    fn detach(&self) {
+        *self.relay.task.lock().expect("relay") = None;
+    }
+}
+
 /// One kept-alive upstream connection: its sender and its connection,
 /// driven together by whoever holds it.
 struct Up {
@@ -206,13 +298,23 @@ struct Up {
     conn: Conn,
     /// The connection ended (closed or failed); never reused.
     done: bool,
+    relayed: Relayed,
+}
+
+/// Polls the connection (reading, writing) unless it ended.
+fn drive(conn: &mut Conn, done: &mut bool, cx: &mut Context<'_>) {
+    if !*done && conn.as_mut().poll(cx).is_ready() {
+        *done = true;
+    }
 }
 
 impl Up {
-    /// Polls the connection (reading, writing) unless it ended.
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        if !self.done && self.conn.as_mut().poll(cx).is_ready() {
-            self.done = true;
+    fn new(sender: SendRequest<Incoming>, conn: Conn) -> Up {
+        Up {
+            sender,
+            conn,
+            done: false,
+            relayed: Relayed::new(),
         }
     }
 
@@ -222,24 +324,31 @@ impl Up {
         &mut self,
         req: Request<Incoming>,
     ) -> Result<Response<Incoming>, (Option<Request<Incoming>>, Option<hyper::Error>)> {
+        let Up {
+            sender,
+            conn,
+            done,
+            relayed,
+        } = self;
         let ready = std::future::poll_fn(|cx| {
-            self.drive(cx);
-            if self.done {
-                return Poll::Ready(false);
-            }
-            self.sender.poll_ready(cx).map(|r| r.is_ok())
+            relayed.poll(cx, |cx| {
+                drive(conn, done, cx);
+                if *done {
+                    return Poll::Ready(false);
+                }
+                sender.poll_ready(cx).map(|r| r.is_ok())
+            })
         })
         .await;
         if !ready {
             return Err((Some(req), None));
         }
-        let mut fut = std::pin::pin!(self.sender.try_send_request(req));
-        let (conn, done) = (&mut self.conn, &mut self.done);
+        let mut fut = std::pin::pin!(relayed.inside(|| sender.try_send_request(req)));
         let r = std::future::poll_fn(|cx| {
-            if !*done && conn.as_mut().poll(cx).is_ready() {
-                *done = true;
-            }
-            fut.as_mut().poll(cx)
+            relayed.poll(cx, |cx| {
+                drive(conn, done, cx);
+                fut.as_mut().poll(cx)
+            })
         })
         .await;
         r.map_err(|mut e| {
@@ -290,11 +399,7 @@ impl Upstreams {
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(Error::Upstream)?;
-        let mut up = Up {
-            sender,
-            conn: Box::pin(conn),
-            done: false,
-        };
+        let mut up = Up::new(sender, Box::pin(conn));
         match up.exchange(req).await {
             Ok(resp) => Ok(self.returning(session, port, up, resp)),
             Err((_, Some(e))) => Err(Error::Upstream(e)),
@@ -357,6 +462,7 @@ impl Back {
         if self.up.done || self.up.sender.is_closed() {
             return;
         }
+        self.up.relayed.detach();
         let mut idle = self.idle.lock().expect("upstreams");
         let list = match idle.get_mut(&self.session) {
             Some(ports) => ports.entry(self.port).or_default(),
@@ -392,10 +498,22 @@ impl hyper::body::Body for Pooled {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        if let Some(b) = &mut this.back {
-            b.up.drive(cx);
-        }
-        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        let inner = &mut this.inner;
+        let r = match &mut this.back {
+            Some(b) => {
+                let Up {
+                    conn,
+                    done,
+                    relayed,
+                    ..
+                } = &mut b.up;
+                relayed.poll(cx, |cx| {
+                    drive(conn, done, cx);
+                    Pin::new(&mut *inner).poll_frame(cx)
+                })
+            }
+            None => Pin::new(inner).poll_frame(cx),
+        };
         match &r {
             Poll::Ready(None) => {
                 this.ended = true;

@@ -8,6 +8,7 @@ mod agent;
 mod events;
 mod exec;
 mod files;
+mod home;
 mod images;
 mod ports;
 mod pty;
@@ -105,6 +106,7 @@ pub fn router(app: App) -> Router {
         ))
         .route("/health", get(health));
     Router::new()
+        .route("/", get(home::home))
         .nest("/v1", v1)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(app)

@@ -313,3 +313,45 @@ async fn an_upload_over_the_limit_is_refused_before_it_is_read() {
     assert_eq!(error_code(&body), "too_large");
     assert!(body.contains("upload limit"), "{body}");
 }
+
+#[tokio::test]
+async fn the_login_url_becomes_a_cookie() {
+    let h = harness();
+    let send = |uri: &str, cookie: Option<&str>| {
+        let mut req = Request::builder().uri(uri);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        router(h.app.clone()).oneshot(req.body(Body::empty()).unwrap())
+    };
+    let resp = send(&format!("/?token={TOKEN}"), None).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        resp.headers()["location"],
+        "/",
+        "the token leaves the address bar"
+    );
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap().to_owned();
+
+    let resp = send("/", Some(&pair)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The cookie opens the API too.
+    let resp = send("/v1/sessions", Some(&pair)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    assert_eq!(
+        send("/?token=wrong", None).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send("/", None).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let forged = format!("firepit_token=x{TOKEN}");
+    assert_eq!(
+        send("/", Some(&forged)).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
