@@ -274,6 +274,19 @@ impl App {
         if session.state != SessionState::Running {
             return Err(Error::SessionNotRunning(id.to_owned()));
         }
+        // No live connection: make sure the machine still runs before waiting
+        // for its guest (its init may have died, taking the machine with it).
+        let info = self.machine(id, |b, m| b.inspect(m)).await?;
+        if info.state != firepit_machine::MachineState::Running {
+            self.sessions().watchers.abort(id);
+            self.sessions().drop_guest(id);
+            self.agents().forget(id);
+            self.store().set_state(id, SessionState::Stopped, None)?;
+            watchers::close_known_ports(self, id)?;
+            self.log_state(id, SessionState::Stopped, None)?;
+            tracing::warn!(session = %id, "the machine ended on its own; the session is stopped");
+            return Err(Error::SessionNotRunning(id.to_owned()));
+        }
         self.connect_guest(id).await
     }
 

@@ -37,6 +37,15 @@ impl Watchers {
         }
     }
 
+    /// Aborts a session's watcher without waiting for it: for callers that
+    /// may run inside that watcher (its machine is gone, so it appends nothing
+    /// more).
+    pub fn abort(&self, id: &str) {
+        if let Some(task) = self.tasks.lock().expect("watchers").remove(id) {
+            task.abort();
+        }
+    }
+
     /// Stops watching session `id`; once this returns its watcher appends nothing more.
     pub async fn stop(&self, id: &str) {
         let task = self.tasks.lock().expect("watchers").remove(id);

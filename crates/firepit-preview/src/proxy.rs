@@ -261,11 +261,7 @@ impl Relayed {
     }
 
     /// Polls `f` for the task of `cx`, again at once while `f` woke itself.
-    fn poll<R>(
-        &self,
-        cx: &Context<'_>,
-        mut f: impl FnMut(&mut Context<'_>) -> Poll<R>,
-    ) -> Poll<R> {
+    fn poll<R>(&self, cx: &Context<'_>, mut f: impl FnMut(&mut Context<'_>) -> Poll<R>) -> Poll<R> {
         {
             let mut task = self.relay.task.lock().expect("relay");
             if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {

@@ -80,3 +80,51 @@ fn apt_installs_inside_and_the_host_is_untouched() {
         "the host's dpkg database changed"
     );
 }
+
+/// The host pid of session `id`'s init (the guest), found through /proc.
+fn init_pid(id: &str) -> i32 {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if !cmdline.starts_with(b"/.firepit/guest") {
+            continue;
+        }
+        let host =
+            std::fs::read_to_string(format!("/proc/{pid}/root/etc/hostname")).unwrap_or_default();
+        if host.trim() == id {
+            return pid;
+        }
+    }
+    panic!("no init found for {id}");
+}
+
+#[test]
+fn a_machine_that_dies_on_its_own_is_marked_stopped() {
+    let d = Daemon::start("t12");
+    let id = d.new_session(&[]);
+    d.sh(&id, "true");
+    let pid = init_pid(&id);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The next request finds out, says what to do, and the session is stopped.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = d.run(&["exec", &id, "--", "true"]);
+        assert!(!out.status.success(), "exec in a dead machine succeeded");
+        if String::from_utf8_lossy(&out.stderr).contains("firepit start") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{out:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(d.ok(&["ls"]).contains("stopped"), "{}", d.ok(&["ls"]));
+    assert!(d.ok(&["events", &id]).contains("stopped"));
+    // And it starts again on its files.
+    d.ok(&["start", &id]);
+    assert_eq!(d.sh(&id, "hostname").trim(), id);
+}
