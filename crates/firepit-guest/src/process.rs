@@ -46,9 +46,21 @@ pub struct Spawned {
 pub fn spawn(cmd: &mut Command, ctty: bool) -> io::Result<Spawned> {
     let pdeathsig = PDEATHSIG.load(Ordering::Relaxed);
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-    // functions (setsid, ioctl, prctl).
+    // functions (setsid, ioctl, prctl, open, write, close) on a static path.
     unsafe {
         cmd.pre_exec(move || {
+            // The machine's init may be shielded from the OOM killer
+            // (oom_score_adj -1000, inherited); its children must not be, or a
+            // memory hog inside could never be killed. Raising the score
+            // needs no privilege; a failure (no /proc) changes nothing.
+            let fd = libc::open(
+                c"/proc/self/oom_score_adj".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if fd >= 0 {
+                libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+            }
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }

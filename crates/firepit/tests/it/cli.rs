@@ -16,6 +16,11 @@ fn exec_streams_output_and_exits_with_the_commands_code() {
         "the hostname is the session id"
     );
     assert_eq!(d.sh(&id, "id -u").trim(), "0", "root inside");
+    assert_eq!(
+        d.sh(&id, "cat /proc/self/oom_score_adj").trim(),
+        "0",
+        "commands can be OOM-killed even where the guest is shielded"
+    );
 
     let out = d.run(&[
         "exec",
