@@ -40,17 +40,20 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 const MAX_IDLE: usize = 64;
 
 /// Headers that belong to one connection, never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// What the proxy needs to know about the request it forwards.
 #[derive(Debug, Clone)]
@@ -92,7 +95,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     for name in HOP_BY_HOP {
-        headers.remove(*name);
+        headers.remove(name);
     }
 }
 
@@ -137,18 +140,22 @@ pub fn prepare_request<B>(req: &mut Request<B>, f: &Forward<'_>) {
     }
     let host = headers.get(header::HOST).cloned();
     if let Ok(v) = HeaderValue::from_str(&f.client.ip().to_string()) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     match host {
         Some(h) => {
-            headers.insert("x-forwarded-host", h);
+            headers.insert(X_FORWARDED_HOST, h);
         }
         None => {
-            headers.remove("x-forwarded-host");
+            headers.remove(X_FORWARDED_HOST);
         }
     }
-    // Origin-form toward the app: the path and query only.
+    // Origin-form toward the app: the path and query only (most requests
+    // are already).
+    if req.uri().scheme().is_none() && req.uri().authority().is_none() {
+        return;
+    }
     let pq = req
         .uri()
         .path_and_query()
