@@ -63,6 +63,18 @@ struct State {
     run: Option<RunCtl>,
 }
 
+impl State {
+    /// Marks a run as going on; its token cancels it.
+    fn begin_run(&mut self) -> CancellationToken {
+        let cancel = CancellationToken::new();
+        self.run = Some(RunCtl {
+            cancel: cancel.clone(),
+            queue: Vec::new(),
+        });
+        cancel
+    }
+}
+
 struct Inner<T> {
     model: Model,
     tools: ToolContext,
@@ -146,12 +158,7 @@ impl<T: Transcript> Agent<T> {
                 run.queue.push(text);
                 return Sent::Interjected;
             }
-            let cancel = CancellationToken::new();
-            st.run = Some(RunCtl {
-                cancel: cancel.clone(),
-                queue: Vec::new(),
-            });
-            cancel
+            st.begin_run()
         };
         inner.running.send_replace(true);
         inner.record_locked(&guard, self.run_started()).await;
@@ -187,12 +194,7 @@ impl<T: Transcript> Agent<T> {
             if st.run.is_some() || !st.history.unfinished {
                 return false;
             }
-            let cancel = CancellationToken::new();
-            st.run = Some(RunCtl {
-                cancel: cancel.clone(),
-                queue: Vec::new(),
-            });
-            cancel
+            st.begin_run()
         };
         inner.running.send_replace(true);
         // A fresh `run_started` closes calls the restart cut off with an "interrupted" result.

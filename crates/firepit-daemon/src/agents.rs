@@ -81,6 +81,17 @@ impl App {
         if let Some(agent) = self.agents().get(session) {
             return Ok(agent);
         }
+        let items = self.transcript(session)?;
+        self.agent_from(session, &items).await
+    }
+
+    /// Makes the session's agent from its stored transcript `items` (or
+    /// returns the one another request made meanwhile).
+    async fn agent_from(
+        &self,
+        session: &str,
+        items: &[TranscriptItem],
+    ) -> Result<SessionAgent, Error> {
         let Some(config) = self.agents().model().cloned() else {
             return Err(Error::NoModel);
         };
@@ -91,7 +102,6 @@ impl App {
         let preview_url: firepit_agent::PreviewUrl =
             Arc::new(move |port| urls.config().preview_url(&id, port));
         let tools = ToolContext::new(guest, workdir, preview_url);
-        let items = self.transcript(session)?;
         let transcript = SessionTranscript {
             app: self.clone(),
             session: session.to_owned(),
@@ -101,7 +111,7 @@ impl App {
             tools,
             transcript,
             AgentSettings::default(),
-            &items,
+            items,
         );
         let mut map = self.agents().by_session.lock().expect("agents");
         // Another request may have made one meanwhile: keep the first.
@@ -141,11 +151,11 @@ impl App {
             .into_iter()
             .filter(|s| s.state == firepit_wire::api::SessionState::Running)
         {
-            let unfinished = self
-                .transcript(&s.id)
-                .is_ok_and(|items| firepit_agent::rebuild(&items).unfinished);
-            if unfinished {
-                match self.agent(&s.id).await {
+            let Ok(items) = self.transcript(&s.id) else {
+                continue;
+            };
+            if firepit_agent::rebuild(&items).unfinished {
+                match self.agent_from(&s.id, &items).await {
                     Ok(agent) => {
                         agent.resume().await;
                     }

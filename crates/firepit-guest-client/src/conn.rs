@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use firepit_wire::guest::{Frame, FrameKind, MAX_PAYLOAD, Request, Response};
+use firepit_wire::guest::{Frame, FrameKind, MAX_PAYLOAD, Request, Response, encode_batch};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -30,13 +30,7 @@ impl Conn {
         tokio::spawn(async move {
             let mut buf = BytesMut::with_capacity(64 * 1024);
             while let Some(frame) = out_rx.recv().await {
-                frame.encode(&mut buf);
-                while buf.len() < 256 * 1024 {
-                    match out_rx.try_recv() {
-                        Ok(f) => f.encode(&mut buf),
-                        Err(_) => break,
-                    }
-                }
+                encode_batch(&mut buf, frame, || out_rx.try_recv().ok());
                 if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
                     break;
                 }

@@ -223,6 +223,21 @@ impl Frame {
     }
 }
 
+/// Encodes `first` and then, while the batch stays under [`BATCH_BYTES`], as
+/// many frames as `more` yields without waiting: one write carries them all.
+pub fn encode_batch(dst: &mut BytesMut, first: Frame, mut more: impl FnMut() -> Option<Frame>) {
+    first.encode(dst);
+    while dst.len() < BATCH_BYTES {
+        match more() {
+            Some(f) => f.encode(dst),
+            None => break,
+        }
+    }
+}
+
+/// How many encoded bytes a writer gathers into one write.
+pub const BATCH_BYTES: usize = 256 * 1024;
+
 /// Splits bulk bytes into frame-sized pieces (no copies).
 pub fn chunks(mut data: Bytes, max: usize) -> impl Iterator<Item = Bytes> {
     let max = max.clamp(1, MAX_PAYLOAD);

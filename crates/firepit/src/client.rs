@@ -1,8 +1,12 @@
 //! A small client of the daemon's HTTP API, used by the subcommands.
 
+use std::ops::ControlFlow;
+
 use anyhow::{Context, Result, anyhow};
 use firepit_wire::api::{CreateSession, ErrorBody, Session};
+use futures::StreamExt;
 use reqwest::{Method, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
 
 use crate::settings::Target;
 
@@ -76,4 +80,27 @@ impl Client {
             .await?;
         Ok(())
     }
+}
+
+/// Reads an NDJSON response body (`what` names it in errors), handing each line
+/// to `handle` until the body ends (`None`) or `handle` breaks with a value.
+pub async fn ndjson<T: DeserializeOwned, R>(
+    resp: Response,
+    what: &str,
+    mut handle: impl FnMut(T) -> Result<ControlFlow<R>>,
+) -> Result<Option<R>> {
+    let mut body = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.next().await {
+        buf.extend_from_slice(&chunk.with_context(|| format!("the daemon's {what} broke off"))?);
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let item =
+                serde_json::from_slice(&line).with_context(|| format!("reading the {what}"))?;
+            if let ControlFlow::Break(r) = handle(item)? {
+                return Ok(Some(r));
+            }
+        }
+    }
+    Ok(None)
 }

@@ -1,16 +1,16 @@
 //! `firepit exec ID -- CMD…`: streams the command's output and exits with its code.
 
 use std::io::{Read, Write};
+use std::ops::ControlFlow;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use firepit_wire::api::{Command, ExecEvent, ExecRequest};
-use futures::StreamExt;
 use reqwest::Method;
 
 use crate::cli::ExecArgs;
-use crate::client::Client;
+use crate::client::{Client, ndjson};
 
 /// Builds the API request for `argv`.
 pub fn request(
@@ -66,38 +66,36 @@ pub async fn stream(client: &Client, id: &str, req: &ExecRequest) -> Result<i32>
                 .json(req),
         )
         .await?;
-    let mut body = resp.bytes_stream();
-    let mut buf = Vec::new();
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
-    while let Some(chunk) = body.next().await {
-        buf.extend_from_slice(&chunk.context("the daemon's output stream broke off")?);
-        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let event: ExecEvent =
-                serde_json::from_slice(&line).context("reading the exec stream")?;
-            match event {
-                ExecEvent::Stdout { data } => {
-                    stdout.write_all(&B64.decode(data)?)?;
-                    stdout.flush()?;
-                }
-                ExecEvent::Stderr { data } => {
-                    stderr.write_all(&B64.decode(data)?)?;
-                    stderr.flush()?;
-                }
-                ExecEvent::Exit { status } => {
-                    if status.timed_out {
-                        eprintln!("firepit: the command timed out and was killed");
-                    }
-                    return Ok(match (status.code, status.signal) {
-                        (Some(c), _) => c,
-                        (None, Some(s)) => 128 + s,
-                        (None, None) => 1,
-                    });
-                }
-                ExecEvent::Error { error } => bail!("{}", error.message),
+    let code = ndjson(resp, "exec stream", |event: ExecEvent| {
+        Ok(match event {
+            ExecEvent::Stdout { data } => {
+                stdout.write_all(&B64.decode(data)?)?;
+                stdout.flush()?;
+                ControlFlow::Continue(())
             }
-        }
+            ExecEvent::Stderr { data } => {
+                stderr.write_all(&B64.decode(data)?)?;
+                stderr.flush()?;
+                ControlFlow::Continue(())
+            }
+            ExecEvent::Exit { status } => {
+                if status.timed_out {
+                    eprintln!("firepit: the command timed out and was killed");
+                }
+                ControlFlow::Break(match (status.code, status.signal) {
+                    (Some(c), _) => c,
+                    (None, Some(s)) => 128 + s,
+                    (None, None) => 1,
+                })
+            }
+            ExecEvent::Error { error } => bail!("{}", error.message),
+        })
+    })
+    .await?;
+    match code {
+        Some(code) => Ok(code),
+        None => bail!("the daemon ended the exec stream without an exit status"),
     }
-    bail!("the daemon ended the exec stream without an exit status")
 }

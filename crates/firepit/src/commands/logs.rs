@@ -1,14 +1,14 @@
 //! `firepit logs ID [SERVICE] [-f]`: a session's services, or one service's log.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 
 use anyhow::{Context, Result};
 use firepit_wire::api::{LogLine, ServiceInfo, ServiceState};
-use futures::StreamExt;
 use reqwest::Method;
 
 use crate::cli::LogsArgs;
-use crate::client::Client;
+use crate::client::{Client, ndjson};
 
 /// `firepit logs`
 pub async fn logs(client: &Client, args: &LogsArgs) -> Result<()> {
@@ -68,23 +68,18 @@ async fn log(client: &Client, id: &str, name: &str, follow: bool) -> Result<()> 
                 .query(&[("follow", follow)]),
         )
         .await?;
-    let mut body = resp.bytes_stream();
-    let mut buf = Vec::new();
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
-    while let Some(chunk) = body.next().await {
-        buf.extend_from_slice(&chunk.context("the daemon's log stream broke off")?);
-        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let line: LogLine = serde_json::from_slice(&line).context("reading the log")?;
-            if line.stream == "stderr" {
-                stderr.write_all(line.text.as_bytes())?;
-                stderr.flush()?;
-            } else {
-                stdout.write_all(line.text.as_bytes())?;
-                stdout.flush()?;
-            }
-        }
-    }
+    ndjson(resp, "log stream", |line: LogLine| {
+        let out: &mut dyn Write = if line.stream == "stderr" {
+            &mut stderr
+        } else {
+            &mut stdout
+        };
+        out.write_all(line.text.as_bytes())?;
+        out.flush()?;
+        Ok(ControlFlow::<()>::Continue(()))
+    })
+    .await?;
     Ok(())
 }

@@ -286,32 +286,10 @@ http.server.HTTPServer(("127.0.0.1", 8000), Handler).serve_forever()
         assert_eq!(resp.text().await.unwrap(), "todo app ok");
 
         // The shell command ran in the shared `main` PTY, where a person sees it.
-        use futures::StreamExt;
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let ws_url = format!(
-            "{}/v1/sessions/{id}/pty/main",
-            d.url.replacen("http", "ws", 1)
-        );
-        let mut req = ws_url.into_client_request().unwrap();
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {}", d.token).parse().unwrap(),
-        );
-        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-        let mut screen = String::new();
-        let seen = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-            while let Some(Ok(msg)) = ws.next().await {
-                if let tokio_tungstenite::tungstenite::Message::Binary(b) = msg {
-                    screen.push_str(&String::from_utf8_lossy(&b));
-                    if screen.contains("status=200") && screen.contains("curl -s") {
-                        return;
-                    }
-                }
-            }
-        })
-        .await;
+        let mut ws = crate::terminal::attach(&d, &id).await;
+        let screen = crate::terminal::read_until(&mut ws, "status=200").await;
         assert!(
-            seen.is_ok(),
+            screen.contains("curl -s"),
             "the main PTY's scrollback lacks the agent's command: {screen:?}"
         );
     });

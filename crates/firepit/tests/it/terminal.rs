@@ -8,10 +8,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::harness::Daemon;
 
-type Ws =
+/// A WebSocket attached to a PTY.
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn attach(d: &Daemon, id: &str) -> Ws {
+/// Attaches to session `id`'s shared `main` PTY.
+pub(crate) async fn attach(d: &Daemon, id: &str) -> Ws {
     let url = format!(
         "{}/v1/sessions/{id}/pty/main",
         d.url.replacen("http", "ws", 1)
@@ -25,7 +27,7 @@ async fn attach(d: &Daemon, id: &str) -> Ws {
 }
 
 /// Reads the socket until `needle` shows up in what it received.
-async fn read_until(ws: &mut Ws, needle: &str) -> String {
+pub(crate) async fn read_until(ws: &mut Ws, needle: &str) -> String {
     let mut seen = String::new();
     let wait = async {
         while let Some(msg) = ws.next().await {
