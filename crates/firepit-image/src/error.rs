@@ -35,6 +35,16 @@ pub enum Error {
         "neither mmdebstrap nor debootstrap is installed; install the Debian package `mmdebstrap` (apt-get install mmdebstrap)"
     )]
     NoBuilder,
+    /// Host packages firepit needs could not be installed.
+    #[error(
+        "could not install the host packages {packages} ({reason}); install them with apt-get as root"
+    )]
+    HostPackages {
+        /// The packages, space separated.
+        packages: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// No mirror/suite could be found in the host's apt sources and none was given.
     #[error(
         "no Debian archive found in the apt sources under {apt_dir}; set the mirror and suite in the build options"

@@ -30,6 +30,7 @@ mod build;
 pub mod cache;
 mod error;
 mod fsutil;
+pub mod host;
 mod manifest;
 pub mod progress;
 pub mod recipe;

@@ -54,6 +54,11 @@ pub fn config(data_dir: &Path, args: &UpArgs) -> Result<Config> {
 pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    tokio::task::spawn_blocking(|| {
+        firepit_image::host::install_missing(&mut |m| eprintln!("firepit: {m}"))
+    })
+    .await
+    .context("installing host packages")??;
     let mut config = config(data_dir, args)?;
     let images_dir = config.images_dir.clone();
     let image = config.default_image.clone();
