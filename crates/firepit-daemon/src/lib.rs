@@ -176,6 +176,8 @@ pub async fn serve(
         .max_buf_size(MAX_HEADER_BYTES)
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .timer(TokioTimer::new());
+    let builder = std::sync::Arc::new(builder);
+    let gate = std::sync::Arc::new(preview::FastGate::new(app.clone()));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -192,16 +194,22 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (app, router) = (app.clone(), router.clone());
-        let service = hyper::service::service_fn(move |req| {
-            preview::dispatch(app.clone(), router.clone(), client, req)
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let (app, router, gate) = (app.clone(), router.clone(), gate.clone());
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // Plain preview requests first (see `preview::FastGate`); the
+            // rest of the connection, from the first request the fast path
+            // does not take, on hyper.
+            let (stream, read) = match gate.serve(stream, client).await {
+                firepit_preview::fast::Outcome::Done => return,
+                firepit_preview::fast::Outcome::Fallback(stream, read) => (stream, read),
+            };
+            let service = hyper::service::service_fn(move |req| {
+                preview::dispatch(app.clone(), router.clone(), client, req)
+            });
+            let io = TokioIo::new(firepit_preview::fast::Prefixed::new(read, stream));
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(error = %e, "connection ended");
             }
         });

@@ -23,10 +23,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use firepit_preview::pages;
 use firepit_preview::proxy::{self, Forward, Upstreams};
 use firepit_preview::token::{self, Claims, Kind, Signer};
 use firepit_preview::{Dialers, HostKind, PreviewHost};
+use firepit_preview::{fast, pages};
 use firepit_wire::api::SessionState;
 use hyper::body::Incoming;
 
@@ -52,6 +52,8 @@ pub struct Previews {
     signer: Signer,
     dialers: Dialers,
     upstreams: Upstreams,
+    /// Upstream connections of the fast path.
+    fast_pool: fast::Pool,
     /// Sessions seen running, and when.
     running: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
@@ -72,6 +74,7 @@ impl Previews {
             signer,
             dialers: Dialers::default(),
             upstreams: Upstreams::default(),
+            fast_pool: fast::Pool::default(),
             running: Default::default(),
         }
     }
@@ -79,6 +82,91 @@ impl Previews {
     /// The token signer.
     pub fn signer(&self) -> &Signer {
         &self.signer
+    }
+
+    /// Forgets what is kept for `session` (it stopped): whether it runs,
+    /// and its idle upstream connections.
+    pub fn forget(&self, session: &str) {
+        self.running.lock().expect("running").remove(session);
+        self.fast_pool.forget(session);
+    }
+}
+
+/// The daemon's side of the proxy's fast path ([`fast`]): it takes
+/// requests to running sessions that carry the API token or a valid owner
+/// cookie. Everything else (sign-in, share links, refusals, error pages)
+/// goes through [`dispatch`].
+pub struct FastGate {
+    app: App,
+}
+
+impl FastGate {
+    /// The gate for `app`'s previews.
+    pub fn new(app: App) -> FastGate {
+        FastGate { app }
+    }
+
+    /// Serves a connection: on the fast path while it can, then on `full`.
+    pub async fn serve(&self, stream: tokio::net::TcpStream, client: SocketAddr) -> fast::Outcome {
+        fast::serve(self, &self.app.previews().fast_pool, stream, client).await
+    }
+}
+
+impl fast::Gate for FastGate {
+    fn admit(&self, head: &fast::RequestHead<'_>) -> Option<fast::Admitted> {
+        let app = &self.app;
+        let HostKind::Preview(p) = firepit_preview::host::classify(head.host, &app.config().domain)
+        else {
+            return None;
+        };
+        if head.target.starts_with("/__firepit/") {
+            return None;
+        }
+        let bearer = head
+            .header("authorization")
+            .and_then(|v| v.strip_prefix(b"Bearer "))
+            .is_some_and(|t| auth::constant_time_eq(t.trim_ascii(), app.token().as_bytes()));
+        let owner = || {
+            head.cookie(OWNER_COOKIE).is_some_and(|c| {
+                app.previews()
+                    .signer
+                    .verify(c, token::now())
+                    .is_ok_and(|claims| claims.opens(Kind::Owner, &p.session, p.port))
+            })
+        };
+        if !bearer && !owner() {
+            return None;
+        }
+        if !app.previews().seen_running(&p.session) && check_running(app, &p).is_some() {
+            return None;
+        }
+        let daemon_port = head
+            .host
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok());
+        Some(fast::Admitted {
+            frame_ancestor: daemon_origin(app, daemon_port),
+            session: p.session,
+            port: p.port,
+        })
+    }
+
+    fn dial<'a>(&'a self, to: &'a fast::Admitted) -> fast::Dialing<'a> {
+        Box::pin(async move {
+            let p = PreviewHost {
+                port: to.port,
+                session: to.session.clone(),
+            };
+            dial(&self.app, &p).await
+        })
+    }
+
+    fn private_cookies(&self) -> &[&str] {
+        PRIVATE_COOKIES
+    }
+
+    fn api_token(&self) -> &str {
+        self.app.token()
     }
 }
 

@@ -214,6 +214,7 @@ impl App {
         self.sessions().watchers.stop(id).await;
         self.sessions().drop_guest(id);
         self.agents().forget(id);
+        self.previews().forget(id);
     }
 
     /// Ends a session's processes; its files are kept.
@@ -281,6 +282,7 @@ impl App {
             self.sessions().watchers.abort(id);
             self.sessions().drop_guest(id);
             self.agents().forget(id);
+            self.previews().forget(id);
             self.store().set_state(id, SessionState::Stopped, None)?;
             watchers::close_known_ports(self, id)?;
             self.log_state(id, SessionState::Stopped, None)?;

@@ -9,6 +9,8 @@
 //!   the machine's 127.0.0.1 answer without a forwarder.
 //! - [`proxy`]: forwards one HTTP/1.1 request (streamed bodies both ways,
 //!   `Upgrade`/WebSocket spliced after a 101), rewriting headers on the way.
+//! - [`fast`]: the fast path for plain requests: heads parsed in place and
+//!   forwarded as bytes, everything else handed to [`proxy`].
 //! - [`pages`]: the HTML pages a browser gets when something is wrong.
 //!
 //! The crate knows nothing of the daemon: who may see which preview, and
@@ -17,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod dial;
+pub mod fast;
 pub mod host;
 pub mod pages;
 pub mod proxy;
