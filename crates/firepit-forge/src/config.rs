@@ -15,6 +15,9 @@ pub struct ForgeConfig {
     pub token: Option<Token>,
     /// Longest wait for a rate limit's `Retry-After` before giving up.
     pub max_retry_wait: std::time::Duration,
+    /// Repositories sessions may be given: `owner/name` or `owner/*`; empty
+    /// allows every repository the token can reach.
+    pub allow: Vec<String>,
 }
 
 /// Says how to configure the forge.
@@ -51,18 +54,48 @@ impl ForgeConfig {
             api_url,
             token,
             max_retry_wait: std::time::Duration::from_secs(60),
+            allow: Vec::new(),
         })
     }
 
     /// From the environment: `GITHUB_TOKEN` (or `GH_TOKEN`), `FIREPIT_GITHUB_URL`
-    /// (default `https://github.com`) and `FIREPIT_GITHUB_API_URL`.
+    /// (default `https://github.com`), `FIREPIT_GITHUB_API_URL` and
+    /// `FIREPIT_GITHUB_ALLOW` (comma-separated `owner/name` or `owner/*`).
     pub fn from_env() -> Result<ForgeConfig, Error> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let token = var("GITHUB_TOKEN")
             .or_else(|| var("GH_TOKEN"))
             .and_then(Token::new);
         let web = var("FIREPIT_GITHUB_URL").unwrap_or_else(|| "https://github.com".into());
-        ForgeConfig::new(&web, var("FIREPIT_GITHUB_API_URL").as_deref(), token)
+        let mut config = ForgeConfig::new(&web, var("FIREPIT_GITHUB_API_URL").as_deref(), token)?;
+        config.allow = var("FIREPIT_GITHUB_ALLOW")
+            .map(|v| {
+                v.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(config)
+    }
+
+    /// Refuses `repo` unless the allow list (if any) names it or its owner.
+    pub fn check_allowed(&self, repo: &crate::RepoName) -> Result<(), Error> {
+        if self.allow.is_empty() {
+            return Ok(());
+        }
+        let ok = self.allow.iter().any(|p| match p.split_once('/') {
+            Some((owner, "*")) => owner.eq_ignore_ascii_case(&repo.owner),
+            _ => p.parse::<crate::RepoName>().is_ok_and(|r| r.same(repo)),
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::NotAllowed {
+                repo: repo.to_string(),
+                allowed: self.allow.join(", "),
+            })
+        }
     }
 
     /// The git URL of `repo` on the forge.
@@ -86,5 +119,20 @@ mod tests {
         assert_eq!(own.api_url, "http://127.0.0.1:9/x");
         assert!(ForgeConfig::new("github.com", None, None).is_err());
         assert!(ForgeConfig::new("ftp://x", None, None).is_err());
+    }
+
+    #[test]
+    fn the_allow_list_names_repositories_or_owners() {
+        let mut c = ForgeConfig::new("https://github.com", None, None).unwrap();
+        let r = |s: &str| s.parse::<crate::RepoName>().unwrap();
+        c.check_allowed(&r("any/thing")).unwrap();
+        c.allow = vec!["octo/app".into(), "team/*".into()];
+        c.check_allowed(&r("Octo/App")).unwrap();
+        c.check_allowed(&r("team/x")).unwrap();
+        let err = c.check_allowed(&r("octo/other")).unwrap_err().to_string();
+        assert!(
+            err.contains("octo/other") && err.contains("team/*"),
+            "{err}"
+        );
     }
 }

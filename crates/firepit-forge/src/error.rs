@@ -13,6 +13,14 @@ pub enum Error {
     /// A base URL is not an http(s) URL.
     #[error("{0:?} is not an http(s) URL")]
     BadUrl(String),
+    /// The daemon's allow list does not name the repository.
+    #[error("the repository {repo} is not allowed here (FIREPIT_GITHUB_ALLOW: {allowed})")]
+    NotAllowed {
+        /// The repository asked for.
+        repo: String,
+        /// The allow list.
+        allowed: String,
+    },
     /// The forge refused the token.
     #[error("the forge refused the GitHub token (401): it is wrong, expired or revoked")]
     BadToken,

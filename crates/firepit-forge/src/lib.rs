@@ -18,7 +18,7 @@ mod repo;
 mod token;
 
 pub use crate::client::{CheckRun, Comment, Forge, Issue, NewPull, Pull, PullRef, Repository};
-pub use crate::config::ForgeConfig;
+pub use crate::config::{CONFIGURE_HELP, ForgeConfig};
 pub use crate::error::Error;
 pub use crate::repo::RepoName;
 pub use crate::token::{Token, redact};
