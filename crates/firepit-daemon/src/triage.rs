@@ -56,7 +56,8 @@ elif [ -f Cargo.toml ]; then echo cargo test
 elif [ -f go.mod ]; then echo go test ./...
 elif [ -d tests ] || [ -d test ] || [ -f pyproject.toml ] || [ -f setup.py ]; then
   if python3 -c 'import pytest' 2>/dev/null; then echo python3 -m pytest -q
-  elif [ -d tests ]; then echo python3 -m unittest discover -s tests -t .
+  elif [ -f tests/__init__.py ]; then echo python3 -m unittest discover -s tests -t .
+  elif [ -d tests ]; then echo python3 -m unittest discover -s tests
   else echo python3 -m unittest discover; fi
 fi"#;
 

@@ -260,7 +260,7 @@ fn triage_turns_two_issues_into_pull_requests_and_reports_the_failures() {
                 "the diffstat names {changed}: {body}"
             );
             assert!(
-                body.contains("`python3 -m unittest discover -s tests -t .` passed."),
+                body.contains("`python3 -m unittest discover -s tests` passed."),
                 "{body}"
             );
             assert_eq!(pr["base"]["ref"], "main");
