@@ -31,6 +31,9 @@ const CLONE_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 #[derive(Default)]
 pub struct Brokers {
     by_session: Mutex<HashMap<String, BrokerHandle>>,
+    /// Ports being bound, known before the socket exists so that no watcher
+    /// sees the broker's port as the app's.
+    reserved: Mutex<HashMap<String, u16>>,
 }
 
 struct BrokerHandle {
@@ -53,6 +56,18 @@ impl Brokers {
             .expect("brokers")
             .get(id)
             .map(|h| h.port)
+    }
+
+    /// Whether `port` is (or is about to be) session `id`'s broker: such a
+    /// port is no preview, no share and no `port_opened` event.
+    pub fn is_broker_port(&self, id: &str, port: u16) -> bool {
+        self.port(id) == Some(port)
+            || self
+                .reserved
+                .lock()
+                .expect("brokers")
+                .get(id)
+                .is_some_and(|p| *p == port)
     }
 }
 
@@ -181,23 +196,39 @@ impl App {
             return Ok(());
         }
         self.brokers().stop(id);
-        let backend = self.backend().clone();
-        let mid = machines::id(id);
-        let listener = tokio::task::spawn_blocking(move || {
-            let path = backend
-                .netns_path(&mid)
-                .ok_or_else(|| Error::SessionNotRunning(mid.as_str().to_owned()))?;
-            let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-            firepit_forge::netns::listen_in(&path, addr).map_err(Error::from)
-        })
-        .await??;
-        let port = listener
-            .local_addr()
-            .map_err(|source| Error::Io {
-                what: "reading the broker's address".into(),
-                source,
-            })?
-            .port();
+        // The port is picked (and reserved) before it is bound; a taken one
+        // is tried again with another.
+        let mut attempt = 0;
+        let (listener, port) = loop {
+            let port: u16 = rand::Rng::random_range(&mut rand::rng(), 20000..30000);
+            self.brokers()
+                .reserved
+                .lock()
+                .expect("brokers")
+                .insert(id.to_owned(), port);
+            let backend = self.backend().clone();
+            let mid = machines::id(id);
+            let bound = tokio::task::spawn_blocking(move || {
+                let path = backend
+                    .netns_path(&mid)
+                    .ok_or_else(|| Error::SessionNotRunning(mid.as_str().to_owned()))?;
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                firepit_forge::netns::listen_in(&path, addr).map_err(Error::from)
+            })
+            .await?;
+            match bound {
+                Ok(l) => break (l, port),
+                Err(Error::Forge(firepit_forge::Error::Netns { source, .. }))
+                    if source.kind() == std::io::ErrorKind::AddrInUse && attempt < 8 =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => {
+                    self.brokers().reserved.lock().expect("brokers").remove(id);
+                    return Err(e);
+                }
+            }
+        };
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Io {
             what: "registering the broker's socket".into(),
             source,
@@ -209,6 +240,7 @@ impl App {
             .lock()
             .expect("brokers")
             .insert(id.to_owned(), BrokerHandle { port, task });
+        self.brokers().reserved.lock().expect("brokers").remove(id);
         let guest = self.guest(id).await?;
         let write = |path: &'static str, text: String| {
             let guest = guest.clone();

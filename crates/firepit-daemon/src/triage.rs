@@ -586,7 +586,7 @@ impl App {
             let out = run(&guest, req).await.map_err(Failed::from)?;
             let output = tail(&out.stdout, TEST_TAIL);
             if !out.status.success() {
-                let tests = format!("`{command}` failed ({:?})", out.status);
+                let tests = format!("`{command}` failed ({})", describe(&out.status));
                 return Err(Failed {
                     message: format!(
                         "the tests failed, so nothing was pushed: `{command}`:\n{output}"
@@ -644,11 +644,14 @@ impl App {
                 });
             }
         };
-        self.step(
-            job,
-            n,
+        let _ = self.events().append(
             &sid,
-            &format!("pull request #{} opened: {}", pr.number, pr.html_url),
+            EventKind::Note {
+                text: format!(
+                    "triage #{n}: pull request #{} opened: {}",
+                    pr.number, pr.html_url
+                ),
+            },
         );
         let note = format!(
             "firepit's agent opened {} for this issue.\n\nTests: {tests}",
@@ -670,6 +673,19 @@ impl App {
             tests,
             message,
         })
+    }
+}
+
+/// How a command ended, in words.
+fn describe(s: &firepit_wire::guest::ExitStatus) -> String {
+    if s.timed_out {
+        "timed out".into()
+    } else if let Some(c) = s.code {
+        format!("exit {c}")
+    } else if let Some(sig) = s.signal {
+        format!("killed by signal {sig}")
+    } else {
+        "ended".into()
     }
 }
 

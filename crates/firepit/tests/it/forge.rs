@@ -467,6 +467,35 @@ fn a_session_from_a_repository_reaches_it_through_the_broker_and_never_sees_the_
     );
     assert_eq!(other_api, "403");
 
+    // The broker's port is no preview: not listed, not proxied, no event.
+    let broker_port = d
+        .sh(
+            &id,
+            "sed -n 's|.*127.0.0.1:\\([0-9]*\\)/api|\\1|p' /etc/profile.d/firepit-forge.sh",
+        )
+        .trim()
+        .to_owned();
+    assert!(broker_port.parse::<u16>().is_ok(), "{broker_port:?}");
+    let ports = d.ok(&["ports", &id]);
+    assert!(!ports.contains(&broker_port), "{ports}");
+    let events = d.ok(&["events", &id]);
+    assert!(!events.contains(&format!("{broker_port}-{id}")), "{events}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        let port = d.url.rsplit(':').next().unwrap().to_owned();
+        d.http()
+            .get(format!("{}/api/repos/octo/app", d.url))
+            .header("host", format!("{broker_port}-{id}.localhost:{port}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_ne!(status, 200, "the broker is reachable as a preview");
+
     // The token is in no file, environment or command line of the machine.
     let (a, b) = TOKEN.split_at(TOKEN.len() / 2);
     let result = d.ok(&["exec", &id, "--", "python3", "-c", SEARCH, a, b]);
@@ -522,7 +551,10 @@ fn bad_repositories_and_tokens_are_refused_with_clear_errors() {
     // Without an allow list: a missing repository, and the rate limit waited out.
     // (A model is named so triage gets as far as the forge; it is never called.)
     let mut env2 = forge_env(&forge, TOKEN);
-    env2.extend([("FIREPIT_MODEL_URL", "http://127.0.0.1:9/v1"), ("FIREPIT_MODEL", "unused")]);
+    env2.extend([
+        ("FIREPIT_MODEL_URL", "http://127.0.0.1:9/v1"),
+        ("FIREPIT_MODEL", "unused"),
+    ]);
     let d2 = Daemon::start_with("t73", &env2);
     let missing = {
         let out = d2.run(&["new", "--image", "git", "--repo", "octo/missing"]);

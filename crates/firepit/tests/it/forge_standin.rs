@@ -17,6 +17,9 @@ use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+
+/// An early answer of a handler (boxed: responses are large).
+type Early = Box<Response>;
 use serde_json::{Value, json};
 
 /// The token the stand-in accepts.
@@ -193,7 +196,7 @@ impl StandIn {
 }
 
 /// How the token of a request stands.
-fn check_token(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+fn check_token(s: &Shared, headers: &HeaderMap) -> Result<(), Early> {
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -204,18 +207,22 @@ fn check_token(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
         return Ok(());
     }
     if auth == format!("Bearer {SCOPELESS}") {
-        return Err((
-            StatusCode::FORBIDDEN,
-            [("x-accepted-oauth-scopes", "repo"), ("x-oauth-scopes", "")],
-            Json(json!({"message": "Resource not accessible by personal access token"})),
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                [("x-accepted-oauth-scopes", "repo"), ("x-oauth-scopes", "")],
+                Json(json!({"message": "Resource not accessible by personal access token"})),
+            )
+                .into_response(),
+        ));
     }
-    Err((
-        StatusCode::UNAUTHORIZED,
-        Json(json!({"message": "Bad credentials"})),
-    )
-        .into_response())
+    Err(Box::new(
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": "Bad credentials"})),
+        )
+            .into_response(),
+    ))
 }
 
 /// Common checks of an API request: log, rate limit, token, repository.
@@ -225,24 +232,28 @@ fn enter(
     uri: &Uri,
     headers: &HeaderMap,
     full: &str,
-) -> Result<(), Response> {
+) -> Result<(), Early> {
     let mut st = s.0.lock().unwrap();
     st.requests.push(format!("{method} {}", uri.path()));
     if let Some((n, secs)) = st.rate_limit
         && n > 0
     {
         st.rate_limit = (n > 1).then_some((n - 1, secs));
-        return Err((
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", secs.to_string())],
-            Json(json!({"message": "API rate limit exceeded"})),
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", secs.to_string())],
+                Json(json!({"message": "API rate limit exceeded"})),
+            )
+                .into_response(),
+        ));
     }
     drop(st);
     check_token(s, headers)?;
     if !s.0.lock().unwrap().repos.contains_key(full) {
-        return Err((StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response());
+        return Err(Box::new(
+            (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response(),
+        ));
     }
     Ok(())
 }
@@ -256,7 +267,7 @@ async fn repo(
 ) -> Response {
     let full = format!("{owner}/{name}");
     if let Err(r) = enter(&s, &method, &uri, &headers, &full) {
-        return r;
+        return *r;
     }
     Json(
         json!({"full_name": full, "default_branch": "main", "html_url": format!("{}/{full}", s.2)}),
@@ -274,7 +285,7 @@ async fn issues(
 ) -> Response {
     let full = format!("{owner}/{name}");
     if let Err(r) = enter(&s, &method, &uri, &headers, &full) {
-        return r;
+        return *r;
     }
     let label = q.as_deref().and_then(|q| {
         q.split('&')
@@ -313,7 +324,7 @@ async fn comments(
 ) -> Response {
     let full = format!("{owner}/{name}");
     if let Err(r) = enter(&s, &method, &uri, &headers, &full) {
-        return r;
+        return *r;
     }
     let st = s.0.lock().unwrap();
     Json(
@@ -336,7 +347,7 @@ async fn comment(
 ) -> Response {
     let full = format!("{owner}/{name}");
     if let Err(r) = enter(&s, &method, &uri, &headers, &full) {
-        return r;
+        return *r;
     }
     let mut st = s.0.lock().unwrap();
     let c = json!({"user": {"login": "firepit-bot"}, "body": body["body"], "html_url": format!("{}/{full}/issues/{n}#c", s.2)});
@@ -359,7 +370,7 @@ async fn pulls(
 ) -> Response {
     let full = format!("{owner}/{name}");
     if let Err(r) = enter(&s, &method, &uri, &headers, &full) {
-        return r;
+        return *r;
     }
     let st = s.0.lock().unwrap();
     let open: Vec<Value> = st.repos[&full]
@@ -381,7 +392,7 @@ async fn create_pull(
 ) -> Response {
     let full = format!("{owner}/{name}");
     if let Err(r) = enter(&s, &method, &uri, &headers, &full) {
-        return r;
+        return *r;
     }
     let head = body["head"].as_str().unwrap_or("").to_owned();
     let base = body["base"].as_str().unwrap_or("").to_owned();
