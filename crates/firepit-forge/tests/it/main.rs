@@ -75,6 +75,11 @@ async fn handler(State(s): State<S>, uri: Uri, headers: HeaderMap) -> Response {
             )
                 .into_response()
         }
+        "/repos/o/app/commits/firepit%2Fissue-1/check-runs" => Json(json!({
+            "total_count": 1,
+            "check_runs": [{"name": "ci", "status": "completed", "conclusion": "success"}],
+        }))
+        .into_response(),
         "/repos/o/app/pulls" => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"message": "Validation Failed", "errors": [{"message": format!("token {SECRET} echoed")}]})),
@@ -115,6 +120,18 @@ async fn listings_follow_pages_and_leave_pull_requests_out() {
         .unwrap();
     let numbers: Vec<u64> = issues.iter().map(|i| i.number).collect();
     assert_eq!(numbers, [1, 3]);
+}
+
+#[tokio::test]
+async fn check_runs_of_a_branch_are_read() {
+    let (url, _) = stand_in();
+    let runs = forge(&url, SECRET)
+        .check_runs(&repo("o/app"), "firepit/issue-1")
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].name, "ci");
+    assert_eq!(runs[0].conclusion.as_deref(), Some("success"));
 }
 
 #[tokio::test]
