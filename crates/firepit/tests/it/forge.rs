@@ -31,6 +31,9 @@ fn app_repo(forge: &StandIn, full: &str) {
     );
 }
 
+/// The issue whose model requests the stand-in refuses (the agent fails).
+const REFUSED_BY_MODEL: u64 = 7;
+
 /// Scripted turns per issue number; the turn is picked by how many assistant
 /// messages the request already holds, so issues may run in parallel.
 type Scripts = Arc<(HashMap<u64, Vec<Vec<String>>>, Mutex<Vec<Value>>)>;
@@ -49,6 +52,15 @@ async fn model(State(s): State<Scripts>, body: axum::body::Bytes) -> Response {
         .nth(1)
         .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse::<u64>().ok());
+    if issue == Some(REFUSED_BY_MODEL) {
+        return Response::builder()
+            .status(400)
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"error": {"message": "the stand-in refuses this request", "type": "invalid_request_error"}}).to_string(),
+            ))
+            .unwrap();
+    }
     let done = messages.iter().filter(|m| m["role"] == "assistant").count();
     let chunks = issue
         .and_then(|n| s.0.get(&n))
@@ -121,6 +133,14 @@ fn triage_turns_two_issues_into_pull_requests_and_reports_the_failures() {
         &["agent"],
     );
     forge.add_issue(full, 5, "Not for the agent", "No label.", &[]);
+    forge.add_issue(
+        full,
+        6,
+        "Nothing to do",
+        "The agent changes nothing.",
+        &["agent"],
+    );
+    forge.add_issue(full, 7, "The model fails", "The model refuses.", &["agent"]);
     forge.state().repos.get_mut(full).unwrap().comments.insert(
         1,
         vec![json!({"user": {"login": "ann"}, "body": "Please say Goodbye, not Bye."})],
@@ -186,6 +206,8 @@ fn triage_turns_two_issues_into_pull_requests_and_reports_the_failures() {
             turn("Added notes.", &[]),
         ],
     );
+    // The sixth changes nothing.
+    scripts.insert(6, vec![turn("There is nothing to change.", &[])]);
     let scripts: Scripts = Arc::new((scripts, Mutex::new(Vec::new())));
     let model_url = model_stand_in(scripts.clone());
     let mut env = forge_env(&forge, TOKEN);
@@ -219,7 +241,7 @@ fn triage_turns_two_issues_into_pull_requests_and_reports_the_failures() {
         "failures make the exit status 1: {ctx}"
     );
     assert!(
-        stdout.contains("done: 2 pull request(s) opened, 2 failed, 0 skipped"),
+        stdout.contains("done: 2 pull request(s) opened, 4 failed, 0 skipped"),
         "{ctx}"
     );
     assert!(
@@ -332,7 +354,9 @@ fn triage_turns_two_issues_into_pull_requests_and_reports_the_failures() {
         .collect();
     assert_eq!(
         outcomes,
-        ["1=opened", "2=opened", "3=failed", "4=failed"],
+        [
+            "1=opened", "2=opened", "3=failed", "4=failed", "6=failed", "7=failed"
+        ],
         "{jobs}"
     );
 
