@@ -173,6 +173,14 @@ impl Broker {
             Ok(r) => r,
             Err(why) => return text(StatusCode::FORBIDDEN, &why),
         };
+        if let Route::Api { rest, .. } = &route
+            && !api_write_allowed(req.method(), rest)
+        {
+            return text(
+                StatusCode::FORBIDDEN,
+                "through the broker a machine reads the repository's API and writes only issues, comments, pull requests, check runs and statuses",
+            );
+        }
         let Some(token) = self.config.token.as_ref() else {
             return text(StatusCode::FORBIDDEN, crate::config::CONFIGURE_HELP);
         };
@@ -233,6 +241,25 @@ impl Broker {
     }
 }
 
+/// Which REST calls a machine may make: any read, and writes to issues,
+/// comments, pull requests (not merges), check runs and statuses. Deleting,
+/// settings, hooks, keys, collaborators and the like stay with the person.
+fn api_write_allowed(method: &hyper::Method, rest: &str) -> bool {
+    use hyper::Method;
+    let under = |prefix: &str| rest == prefix || rest.starts_with(&format!("{prefix}/"));
+    match *method {
+        Method::GET | Method::HEAD => true,
+        Method::POST => {
+            under("/issues") || under("/pulls") || under("/check-runs") || under("/statuses")
+        }
+        Method::PATCH => {
+            (under("/issues") || under("/pulls") || under("/check-runs"))
+                && !rest.ends_with("/merge")
+        }
+        _ => false,
+    }
+}
+
 fn text(status: StatusCode, msg: &str) -> Response<Body> {
     let body = Full::new(Bytes::from(format!("firepit forge broker: {msg}\n")))
         .map_err(|never| match never {})
@@ -253,6 +280,23 @@ mod tests {
     fn broker() -> Broker {
         let config = ForgeConfig::new("http://127.0.0.1:9", None, None).unwrap();
         Broker::new(config, vec!["octo/app".parse().unwrap()])
+    }
+
+    #[test]
+    fn machines_read_anything_and_write_only_issues_pulls_and_checks() {
+        use hyper::Method;
+        assert!(api_write_allowed(&Method::GET, ""));
+        assert!(api_write_allowed(&Method::GET, "/actions/runs"));
+        assert!(api_write_allowed(&Method::POST, "/pulls"));
+        assert!(api_write_allowed(&Method::POST, "/issues/3/comments"));
+        assert!(api_write_allowed(&Method::PATCH, "/pulls/3"));
+        assert!(api_write_allowed(&Method::POST, "/check-runs"));
+        assert!(!api_write_allowed(&Method::DELETE, ""));
+        assert!(!api_write_allowed(&Method::PATCH, ""));
+        assert!(!api_write_allowed(&Method::PUT, "/pulls/3/merge"));
+        assert!(!api_write_allowed(&Method::POST, "/hooks"));
+        assert!(!api_write_allowed(&Method::POST, "/issuesx"));
+        assert!(!api_write_allowed(&Method::PUT, "/collaborators/x"));
     }
 
     #[test]
