@@ -530,9 +530,12 @@ fn a_session_from_a_repository_reaches_it_through_the_broker_and_never_sees_the_
     assert!(bait.contains("/root/bait"), "{bait}");
     assert!(!d.log().contains(TOKEN), "the daemon's log holds the token");
 
-    // After a restart of the machine the broker serves it again.
+    // After a restart of the machine, and of the daemon, the broker serves it again.
     d.ok(&["stop", &id]);
     d.ok(&["start", &id]);
+    d.sh(&id, "cd /workspace && git fetch -q origin 2>&1");
+    let mut d = d;
+    d.restart(15);
     d.sh(&id, "cd /workspace && git fetch -q origin 2>&1");
 }
 
