@@ -46,6 +46,9 @@ fn images() -> Result<(PathBuf, u32)> {
         eprintln!("xtask: image minimal: {p}")
     })?;
     let uid_base = image.manifest.uid_base;
+    // The forge tests make sessions from repositories: minimal plus git.
+    let git = firepit_image::Recipe::builtin("git")?;
+    firepit_image::cache::ensure(&store, &git, &mut |p| eprintln!("xtask: image git: {p}"))?;
     Ok((dir, uid_base))
 }
 

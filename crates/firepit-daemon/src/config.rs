@@ -39,6 +39,8 @@ pub struct Config {
     /// The model the agents use; `None` leaves the agent endpoints saying how
     /// to configure one.
     pub model: Option<firepit_agent::ModelConfig>,
+    /// The forge (GitHub or GitHub Enterprise) and its token.
+    pub forge: firepit_forge::ForgeConfig,
 }
 
 impl Config {
@@ -61,6 +63,8 @@ impl Config {
             max_upload_bytes: 512 << 20,
             instance: None,
             model: None,
+            forge: firepit_forge::ForgeConfig::new("https://github.com", None, None)
+                .expect("the default forge URL is valid"),
         }
     }
 

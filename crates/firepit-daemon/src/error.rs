@@ -80,6 +80,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The forge (GitHub) refused or failed.
+    #[error(transparent)]
+    Forge(#[from] firepit_forge::Error),
+    /// No such triage job.
+    #[error("no triage job {0:?}; `GET /v1/triage` lists them")]
+    TriageNotFound(String),
     /// A blocking task panicked or was cancelled.
     #[error("an internal task failed")]
     Join(#[from] tokio::task::JoinError),
@@ -114,6 +120,8 @@ impl Error {
                 GuestErrorKind::Unsupported => (StatusCode::BAD_REQUEST, "unsupported"),
                 _ => (StatusCode::BAD_GATEWAY, "guest_error"),
             },
+            Error::TriageNotFound(_) => (StatusCode::NOT_FOUND, "triage_not_found"),
+            Error::Forge(e) => forge_status(e),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -125,6 +133,22 @@ impl Error {
             code: code.to_owned(),
             message: chain(self),
         }
+    }
+}
+
+/// The status and code of a forge error.
+fn forge_status(e: &firepit_forge::Error) -> (StatusCode, &'static str) {
+    use firepit_forge::Error as F;
+    match e {
+        F::NoToken => (StatusCode::CONFLICT, "no_forge_token"),
+        F::BadRepoName(_) | F::BadUrl(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        F::NotAllowed { .. } => (StatusCode::FORBIDDEN, "repo_not_allowed"),
+        F::NotFound { .. } => (StatusCode::NOT_FOUND, "repo_not_found"),
+        F::MissingScope { .. } => (StatusCode::FORBIDDEN, "forge_missing_scope"),
+        F::BadToken => (StatusCode::BAD_GATEWAY, "forge_bad_token"),
+        F::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "forge_rate_limited"),
+        F::Refused { .. } => (StatusCode::BAD_GATEWAY, "forge_refused"),
+        F::Transport { .. } | F::Netns { .. } => (StatusCode::BAD_GATEWAY, "forge_unreachable"),
     }
 }
 

@@ -12,10 +12,12 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod forge;
 pub mod machines;
 pub mod preview;
 pub mod sessions;
 pub mod store;
+pub mod triage;
 mod watchers;
 
 use std::future::Future;
@@ -44,6 +46,9 @@ struct Inner {
     token: String,
     previews: preview::Previews,
     agents: agents::Agents,
+    forge: firepit_forge::Forge,
+    brokers: forge::Brokers,
+    triage: triage::Jobs,
 }
 
 impl App {
@@ -67,6 +72,8 @@ impl App {
         let app = App::assemble(config, store, images, backend, token, signer);
         app.reconcile().await?;
         app.resume_agents().await;
+        app.resume_brokers().await;
+        app.interrupt_triage()?;
         Ok(app)
     }
 
@@ -94,6 +101,7 @@ impl App {
     ) -> App {
         let store = Arc::new(store);
         let model = config.model.clone();
+        let forge = firepit_forge::Forge::new(config.forge.clone());
         App(Arc::new(Inner {
             config,
             events: EventLog::new(store.clone()),
@@ -104,6 +112,9 @@ impl App {
             token,
             previews: preview::Previews::new(signer),
             agents: agents::Agents::new(model),
+            forge,
+            brokers: forge::Brokers::default(),
+            triage: triage::Jobs::default(),
         }))
     }
 

@@ -413,6 +413,10 @@ async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Inco
 /// Connects to the app: the machine's loopback first (IPv4, then IPv6),
 /// then any other address the guest sees the port listening on.
 async fn dial(app: &App, p: &PreviewHost) -> Result<tokio::net::TcpStream, firepit_preview::Error> {
+    // The forge broker listens in the machine too; it is never a preview.
+    if app.brokers().is_broker_port(&p.session, p.port) {
+        return Err(firepit_preview::Error::Refused(p.port));
+    }
     let loopback = vec![
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p.port),
         SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), p.port),

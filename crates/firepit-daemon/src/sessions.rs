@@ -134,6 +134,7 @@ impl App {
     /// Forgets a session's store rows, event streams, guest and lock.
     fn forget_session(&self, id: &str) -> Result<(), Error> {
         self.store().delete_session(id)?;
+        self.store().delete_session_repos(id)?;
         self.events().forget(id);
         self.sessions().forget(id);
         Ok(())
@@ -141,6 +142,14 @@ impl App {
 
     /// Makes a session and starts its machine.
     pub async fn create_session(&self, req: CreateSession) -> Result<Session, Error> {
+        // A repository is checked with the forge before any machine is made.
+        let repo = match &req.repo {
+            Some(r) => Some(self.check_repo(r).await?),
+            None if req.branch.is_some() => {
+                return Err(Error::BadRequest("--branch needs --repo".into()));
+            }
+            None => None,
+        };
         let image_name = req
             .image
             .unwrap_or_else(|| self.config().default_image.clone());
@@ -186,6 +195,16 @@ impl App {
             .set_state(&session.id, SessionState::Running, None)?;
         self.log_state(&session.id, SessionState::Running, None)?;
         self.sessions().watchers.start(self, &session.id);
+        if let Some(repo) = &repo
+            && let Err(e) = self
+                .attach_repo(&session.id, repo, req.branch.as_deref())
+                .await
+        {
+            self.detach(&session.id).await;
+            let _ = self.machine(&session.id, |b, m| b.destroy(m)).await;
+            self.forget_session(&session.id)?;
+            return Err(e);
+        }
         tracing::info!(session = %session.id, image = %session.image, "session created");
         self.store().session(&session.id)
     }
@@ -215,6 +234,7 @@ impl App {
         self.sessions().drop_guest(id);
         self.agents().forget(id);
         self.previews().forget(id);
+        self.brokers().stop(id);
     }
 
     /// Ends a session's processes; its files are kept.
@@ -246,6 +266,9 @@ impl App {
         self.store().set_state(id, SessionState::Running, None)?;
         self.log_state(id, SessionState::Running, None)?;
         self.sessions().watchers.start(self, id);
+        if let Err(e) = self.start_broker(id).await {
+            tracing::warn!(session = %id, error = %crate::error::chain(&e), "could not start the forge broker");
+        }
         self.store().session(id)
     }
 

@@ -93,7 +93,12 @@ async fn watch_session(app: &App, id: &str) -> Result<(), Error> {
     let mut services = guest.watch_services().await.map_err(Error::Guest)?;
     let mut ports = guest.watch_ports().await.map_err(Error::Guest)?;
     let mut open = app.store().open_ports(id)?;
-    let now: BTreeSet<(IpAddr, u16)> = ports.initial().iter().map(|p| (p.addr, p.port)).collect();
+    let now: BTreeSet<(IpAddr, u16)> = ports
+        .initial()
+        .iter()
+        .filter(|p| !app.brokers().is_broker_port(id, p.port))
+        .map(|p| (p.addr, p.port))
+        .collect();
     for &(addr, port) in open.difference(&now) {
         app.events().append(id, closed(addr, port))?;
     }
@@ -105,7 +110,8 @@ async fn watch_session(app: &App, id: &str) -> Result<(), Error> {
         tokio::select! {
             change = ports.next() => match change.map_err(Error::Guest)? {
                 Some(PortEvent::Opened(p)) => {
-                    if open.insert((p.addr, p.port)) {
+                    // The forge broker's socket is the daemon's, not the app's.
+                    if !app.brokers().is_broker_port(id, p.port) && open.insert((p.addr, p.port)) {
                         app.events().append(id, opened(app, id, p.addr, p.port))?;
                     }
                 }

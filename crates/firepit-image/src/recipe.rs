@@ -1,5 +1,6 @@
 //! Recipes: what goes into an image. The built-in ones are `minimal` (runs the test suite),
-//! `browser` (minimal plus Chromium) and `default` (the image a person and an agent work in).
+//! `browser` (minimal plus Chromium), `git` (minimal plus git, for the forge tests) and
+//! `default` (the image a person and an agent work in).
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,10 @@ const MINIMAL: &[&str] = &[
 
 const BROWSER_EXTRA: &[&str] = &["chromium", "fonts-liberation"];
 
+/// What the `git` image adds to `minimal`: sessions made from a repository
+/// (the forge tests) need git inside the machine.
+const GIT_EXTRA: &[&str] = &["git"];
+
 const DEFAULT: &[&str] = &[
     "bash",
     "coreutils",
@@ -60,7 +65,7 @@ const DEFAULT: &[&str] = &[
 
 impl Recipe {
     /// The names of the built-in recipes.
-    pub const BUILTIN: &'static [&'static str] = &["minimal", "browser", "default"];
+    pub const BUILTIN: &'static [&'static str] = &["minimal", "browser", "default", "git"];
 
     /// A built-in recipe by name.
     pub fn builtin(name: &str) -> Result<Recipe> {
@@ -68,6 +73,7 @@ impl Recipe {
             "minimal" => (MINIMAL.to_vec(), false),
             "browser" => ([MINIMAL, BROWSER_EXTRA].concat(), false),
             "default" => (DEFAULT.to_vec(), true),
+            "git" => ([MINIMAL, GIT_EXTRA].concat(), false),
             _ => {
                 return Err(Error::UnknownRecipe {
                     name: name.to_owned(),

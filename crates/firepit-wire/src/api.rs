@@ -89,6 +89,13 @@ pub struct CreateSession {
     /// Network mode.
     #[serde(default)]
     pub network: NetworkMode,
+    /// A forge repository (`owner/name`) to clone into `/workspace`; the
+    /// machine reaches it (and only it) through the daemon's forge broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// The branch to check out (the repository's default if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 /// A session: a machine and what the daemon knows of it.

@@ -8,4 +8,5 @@
 pub mod agent;
 pub mod api;
 pub mod events;
+pub mod forge;
 pub mod guest;

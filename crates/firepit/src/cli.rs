@@ -61,6 +61,9 @@ pub enum Command {
     Share(ShareArgs),
     /// Revoke a share link.
     Unshare(UnshareArgs),
+    /// Turn a repository's open issues into pull requests (a job in the
+    /// daemon; this follows its progress): `firepit triage owner/name --label agent`.
+    Triage(TriageArgs),
 }
 
 /// `firepit up`
@@ -119,6 +122,13 @@ pub struct NewArgs {
     /// Machine options.
     #[command(flatten)]
     pub machine: MachineArgs,
+    /// Clone this forge repository (`owner/name`) into /workspace; the
+    /// machine reaches it through the daemon, which keeps the token.
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// The branch to check out (with --repo).
+    #[arg(long, requires = "repo")]
+    pub branch: Option<String>,
 }
 
 /// A session id.
@@ -267,4 +277,29 @@ pub enum ImageCommand {
         #[arg(long, env = "FIREPIT_IMAGES_DIR")]
         images_dir: Option<PathBuf>,
     },
+}
+
+/// `firepit triage`
+#[derive(Debug, Args)]
+pub struct TriageArgs {
+    /// The repository, `owner/name`.
+    pub repo: String,
+    /// Only issues with this label.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// At most this many issues.
+    #[arg(long, default_value_t = 10)]
+    pub max: u32,
+    /// Issues worked on at once.
+    #[arg(long, default_value_t = 2)]
+    pub parallel: u32,
+    /// Image of the sessions (the daemon's default if absent).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Start the job and print its id without following it.
+    #[arg(long)]
+    pub detach: bool,
+    /// Follow a job that runs already (its id) instead of starting one.
+    #[arg(long, conflicts_with_all = ["label", "image", "detach"])]
+    pub follow: Option<String>,
 }

@@ -81,5 +81,6 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Unshare(a) => commands::share::unshare(&client()?, &a.id, &a.share)
             .await
             .map(|()| 0),
+        Command::Triage(args) => commands::triage::triage(&client()?, &args).await,
     }
 }

@@ -101,6 +101,7 @@ pub fn create_request(m: &MachineArgs) -> Result<CreateSession> {
             Network::Nat => NetworkMode::Nat,
             Network::None => NetworkMode::None,
         },
+        ..Default::default()
     })
 }
 

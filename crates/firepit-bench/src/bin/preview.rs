@@ -238,6 +238,7 @@ async fn run() -> Result<()> {
             image: None,
             limits: Default::default(),
             network: NetworkMode::None,
+            ..Default::default()
         })
         .await
         .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;

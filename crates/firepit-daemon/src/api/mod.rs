@@ -8,6 +8,7 @@ mod agent;
 mod events;
 mod exec;
 mod files;
+mod git;
 mod home;
 mod images;
 mod ports;
@@ -15,6 +16,7 @@ mod pty;
 mod services;
 mod sessions;
 mod shares;
+mod triage;
 
 use axum::Json;
 use axum::Router;
@@ -63,6 +65,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/sessions/{id}/agent"),
     ("POST", "/v1/sessions/{id}/agent"),
     ("POST", "/v1/sessions/{id}/agent/stop"),
+    ("GET", "/v1/triage"),
+    ("POST", "/v1/triage"),
+    ("GET", "/v1/triage/{id}"),
+    ("GET", "/v1/triage/{id}/progress"),
+    ("GET", "/git/{id}/info/refs"),
+    ("POST", "/git/{id}/git-upload-pack"),
+    ("POST", "/git/{id}/git-receive-pack"),
 ];
 
 /// The daemon's router.
@@ -100,13 +109,24 @@ pub fn router(app: App) -> Router {
         .route("/sessions", get(sessions::list).post(sessions::create))
         .nest("/sessions/{id}", session)
         .route("/preview-auth", get(shares::preview_auth))
+        .route("/triage", get(triage::list).post(triage::create))
+        .route("/triage/{id}", get(triage::get))
+        .route("/triage/{id}/progress", get(triage::progress))
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             auth::require_token,
         ))
         .route("/health", get(health));
+    // The session git endpoint checks the token itself: git wants a
+    // `WWW-Authenticate` challenge and sends the token as a basic password.
+    let git = Router::new()
+        .route("/info/refs", get(git::info_refs))
+        .route("/git-upload-pack", post(git::upload_pack))
+        .route("/git-receive-pack", post(git::receive_pack))
+        .layer(DefaultBodyLimit::disable());
     Router::new()
         .route("/", get(home::home))
+        .nest("/git/{id}", git)
         .nest("/v1", v1)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(app)

@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::Error;
 
 mod events;
+mod forge;
 pub(crate) mod shares;
 
 const SCHEMA: &[&str] = &[
@@ -47,6 +48,26 @@ const SCHEMA: &[&str] = &[
         revoked INTEGER NOT NULL DEFAULT 0
     ) STRICT;
     CREATE INDEX shares_by_session ON shares (session);",
+    // 4: forge: repositories of sessions, triage jobs (see `forge.rs`)
+    "CREATE TABLE session_repos (
+        session TEXT NOT NULL,
+        repo TEXT NOT NULL,
+        branch TEXT,
+        PRIMARY KEY (session, repo)
+    ) STRICT;
+    CREATE TABLE triage_jobs (
+        id TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        body TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE triage_progress (
+        job TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        time_ms INTEGER NOT NULL,
+        issue INTEGER,
+        text TEXT NOT NULL,
+        PRIMARY KEY (job, seq)
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// The daemon's embedded database.

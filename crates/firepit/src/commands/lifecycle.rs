@@ -12,7 +12,10 @@ use crate::settings::create_request;
 
 /// `firepit new`: prints the new session's id.
 pub async fn new(client: &Client, args: &NewArgs) -> Result<()> {
-    let session = client.create(&create_request(&args.machine)?).await?;
+    let mut req = create_request(&args.machine)?;
+    req.repo = args.repo.clone();
+    req.branch = args.branch.clone();
+    let session = client.create(&req).await?;
     println!("{}", session.id);
     Ok(())
 }

@@ -10,4 +10,5 @@ pub mod logs;
 pub mod ports;
 pub mod share;
 pub mod shell;
+pub mod triage;
 pub mod up;

@@ -41,6 +41,8 @@ pub fn config(data_dir: &Path, args: &UpArgs) -> Result<Config> {
     config.default_image = args.default_image.clone();
     config.instance = args.instance.clone();
     config.model = firepit_agent::ModelConfig::from_env();
+    config.forge = firepit_forge::ForgeConfig::from_env()
+        .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
     if let Some(dir) = &args.images_dir {
         config.images_dir = dir.clone();
     }
@@ -100,6 +102,15 @@ pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
             m.base_url
         )?,
         None => writeln!(out, "agent: {}", firepit_agent::CONFIGURE_HELP)?,
+    }
+    let forge = &app.config().forge;
+    match &forge.token {
+        Some(_) => writeln!(
+            out,
+            "forge: {} (token set; it stays in the daemon)",
+            forge.web_url
+        )?,
+        None => writeln!(out, "forge: {}", firepit_forge::CONFIGURE_HELP)?,
     }
     drop(out);
 

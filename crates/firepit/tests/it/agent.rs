@@ -15,7 +15,7 @@ use crate::harness::Daemon;
 type Script = Arc<Mutex<(VecDeque<Vec<String>>, Vec<Value>)>>;
 
 /// One streamed assistant turn: optional text, then tool calls.
-fn turn(text: &str, calls: &[(&str, &str, Value)]) -> Vec<String> {
+pub(crate) fn turn(text: &str, calls: &[(&str, &str, Value)]) -> Vec<String> {
     let chunk = |delta: Value, finish: Value| {
         format!(
             "data: {}\n\n",

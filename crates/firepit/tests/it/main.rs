@@ -10,6 +10,8 @@ mod agent;
 mod cli;
 mod events;
 mod files;
+mod forge;
+mod forge_standin;
 mod isolation;
 mod lifecycle;
 mod preview;
