@@ -15,6 +15,7 @@ mod pty;
 mod services;
 mod sessions;
 mod shares;
+mod ui;
 
 use axum::Json;
 use axum::Router;
@@ -108,6 +109,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(home::home))
         .nest("/v1", v1)
+        .fallback(ui::fallback)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(app)
 }
