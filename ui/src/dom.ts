@@ -3,7 +3,7 @@
 type Attrs = Record<string, string | number | boolean | null | undefined | EventListener>;
 type Child = Node | string | null | undefined | false;
 
-/** The tag of a spec like `button.primary#send`. */
+/** The tag of a spec like `button.primary#send` (classes, then the id last). */
 type TagOf<S extends string> = S extends `${infer T}.${string}`
   ? TagOf<T>
   : S extends `${infer T}#${string}`
@@ -15,8 +15,8 @@ type ElementOf<S extends string> = TagOf<S> extends keyof HTMLElementTagNameMap
 
 /** Makes an element: `h("button.primary#send", { onclick }, "Go")`. */
 export function h<S extends string>(spec: S, attrs: Attrs = {}, ...children: (Child | Child[])[]): ElementOf<S> {
-  const [tagAndId, ...classes] = spec.split(".");
-  const [tag, id] = tagAndId.split("#");
+  const [rest, id] = spec.split("#");
+  const [tag, ...classes] = rest.split(".");
   const el = document.createElement(tag) as ElementOf<S>;
   if (id) el.id = id;
   if (classes.length) el.className = classes.join(" ");

@@ -50,12 +50,13 @@ export class SessionPage implements Page {
     this.services = new ServicesPane(id);
     this.files = new FilesPane(id);
     replace(root, h("div.page", {}, this.header(), notice("loading", "Loading the session…")));
-    document.addEventListener("keydown", this.keys);
+    // Capture: the terminal would otherwise take Alt+digit for itself.
+    document.addEventListener("keydown", this.keys, true);
     void this.load();
   }
 
   dispose(): void {
-    document.removeEventListener("keydown", this.keys);
+    document.removeEventListener("keydown", this.keys, true);
     this.stream?.close();
     this.terminal.dispose();
     this.browser.dispose();
@@ -226,17 +227,20 @@ export class SessionPage implements Page {
       const d = Number(e.code.slice(5));
       if (d >= 1 && d <= TABS.length) {
         e.preventDefault();
+        e.stopPropagation();
         this.show(TABS[d - 1]);
         return;
       }
       if (d === 0) {
         e.preventDefault();
+        e.stopPropagation();
         this.chat.focus();
         return;
       }
     }
     if (e.code === "KeyC") {
       e.preventDefault();
+      e.stopPropagation();
       this.chat.focus();
     }
   }

@@ -14,3 +14,4 @@ mod isolation;
 mod lifecycle;
 mod preview;
 mod terminal;
+mod ui;

@@ -1,0 +1,232 @@
+// End-to-end test of the web UI in real headless Chromium (Debian's package),
+// driven by playwright-core. Started by `crates/firepit/tests/it/ui.rs`, which
+// runs a daemon with a stand-in model and passes:
+//
+//   FIREPIT_URL       the daemon's UI origin (http://localhost:<port>)
+//   FIREPIT_TOKEN     its API token
+//   E2E_DEPS          a dir whose node_modules holds playwright-core
+//   E2E_SHOTS         where each step's screenshot goes
+//   CHROMIUM          the browser executable (default /usr/bin/chromium)
+//
+// Each step prints `step <n> <name>: ok`; the first failure prints
+// `FAILED <step>: <why>` and exits 1. Every step also checks that the page's
+// console has no errors.
+
+import { createRequire } from "node:module";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const require = createRequire(join(process.env.E2E_DEPS ?? ".", "package.json"));
+const { chromium } = require("playwright-core");
+
+const url = need("FIREPIT_URL").replace(/\/$/, "");
+const token = need("FIREPIT_TOKEN");
+const shots = need("E2E_SHOTS");
+mkdirSync(shots, { recursive: true });
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) {
+    console.log(`FAILED setup: ${name} is not set`);
+    process.exit(2);
+  }
+  return v;
+}
+
+/** Runs a command in the session through the API (not the UI), for setup only. */
+async function exec(session, line) {
+  const r = await fetch(`${url}/v1/sessions/${session}/exec`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ command: { shell: line } }),
+  });
+  const text = await r.text();
+  if (!r.ok || !text.includes('"exit"')) throw new Error(`exec ${line}: ${r.status} ${text}`);
+}
+
+const T = 60_000;
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+});
+const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+const page = await context.newPage();
+page.setDefaultTimeout(T);
+const consoleErrors = [];
+page.on("console", (m) => {
+  if (m.type() === "error") consoleErrors.push(`${m.text()} (${m.location().url ?? ""})`);
+});
+page.on("pageerror", (e) => consoleErrors.push(`uncaught: ${e.message}`));
+
+let n = 0;
+async function step(name, f) {
+  n++;
+  const label = `${String(n).padStart(2, "0")}-${name}`;
+  try {
+    await f();
+    await page.screenshot({ path: join(shots, `${label}.png`) });
+    if (consoleErrors.length) throw new Error(`console errors: ${consoleErrors.join(" | ")}`);
+    console.log(`step ${n} ${name}: ok`);
+  } catch (e) {
+    try {
+      await page.screenshot({ path: join(shots, `${label}-failed.png`) });
+    } catch {
+      // the page may be gone
+    }
+    console.log(`FAILED ${label}: ${e.stack ?? e}`);
+    await browser.close();
+    process.exit(1);
+  }
+}
+
+/** The visible text lines of the xterm.js terminal. */
+const terminalLines = () =>
+  page.evaluate(() => Array.from(document.querySelectorAll("#terminal .xterm-rows > div"), (d) => d.textContent.trim()));
+
+async function waitFor(what, f) {
+  const deadline = Date.now() + T;
+  let last;
+  while (Date.now() < deadline) {
+    last = await f();
+    if (last) return last;
+    await page.waitForTimeout(100);
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+let session = "";
+
+await step("login", async () => {
+  await page.goto(`${url}/?token=${encodeURIComponent(token)}`);
+  await page.waitForURL(`${url}/`);
+  await page.getByRole("button", { name: "New session" }).first().waitFor();
+  await page.getByText("No sessions yet").waitFor();
+});
+
+await step("new-session", async () => {
+  await page.keyboard.press("n"); // the shortcut opens the dialog
+  await page.locator("dialog.modal").waitFor();
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.waitForURL(/\/s\/[a-z0-9]+/);
+  session = page.url().match(/\/s\/([a-z0-9]+)/)[1];
+  await page.locator("#session-id", { hasText: session }).waitFor();
+  await page.locator(".topbar .state.running").waitFor();
+  await page.locator("#events-status.ok").waitFor();
+  await page.locator(".terminal-pane .conn-status.ok").waitFor();
+});
+
+await step("terminal-echo", async () => {
+  await page.locator("#terminal").click();
+  await page.keyboard.type("echo hi\n");
+  await waitFor("`hi` on a line of its own", async () => (await terminalLines()).includes("hi"));
+});
+
+await step("preview", async () => {
+  await page.keyboard.type("python3 -m http.server 8000\n");
+  await page.keyboard.press("Alt+2"); // the Preview tab, from the keyboard
+  await page.locator("#tab-preview[aria-selected=true]").waitFor();
+  await page.locator("#preview-port option[value='8000']").waitFor({ state: "attached" });
+  const frame = page.frameLocator("#preview-frame");
+  await frame.getByText("Directory listing for /").waitFor();
+  const src = await page.locator("#preview-frame").getAttribute("src");
+  if (!src.startsWith(`http://8000-${session}.localhost:`)) throw new Error(`the preview frames ${src}`);
+});
+
+await step("chat", async () => {
+  await page.locator("#chat-input").fill("look around please");
+  await page.locator("#chat-input").press("Enter");
+  await page.locator(".msg.user", { hasText: "look around please" }).waitFor();
+  await page.locator(".msg.assistant", { hasText: "Let me look around." }).waitFor();
+  const tool = page.locator("details.tool[data-tool-id='call_1']");
+  await tool.locator(".tool-name", { hasText: "exec" }).waitFor();
+  await page.locator("details.tool[data-tool-id='call_1'].done").waitFor();
+  await tool.locator("summary").click(); // expand: the arguments and the result
+  await tool.locator(".tool-result", { hasText: "from-the-agent" }).waitFor();
+  await page.locator(".msg.assistant", { hasText: "All done here." }).waitFor();
+  await page.locator(".run-end").first().waitFor();
+  const usage = await page.locator("#chat-usage").textContent();
+  if (!/\b100 in · 20 out\b/.test(usage)) throw new Error(`the token counter says ${usage}`);
+});
+
+await step("share", async () => {
+  await page.locator("#preview-share").click();
+  const link = await page.locator("#share-url").inputValue();
+  if (!link.includes("/__firepit/share?token=")) throw new Error(`share link ${link}`);
+  const fresh = await browser.newContext({ viewport: { width: 1000, height: 600 } });
+  const other = await fresh.newPage();
+  await other.goto(link);
+  await other.getByText("Directory listing for /").waitFor({ timeout: T });
+  await other.screenshot({ path: join(shots, `${String(n).padStart(2, "0")}-share-fresh-context.png`) });
+  // The fresh context has no firepit cookie: the API stays closed to it.
+  const status = await other.evaluate(async (u) => (await fetch(u)).status, `${url}/v1/sessions`).catch(() => 0);
+  if (status === 200) throw new Error("a share link opened the API");
+  await fresh.close();
+});
+
+await step("reload-mid-run", async () => {
+  await page.locator("#chat-input").fill("wait for the go file");
+  await page.locator("#chat-input").press("Enter");
+  // The tool waits for /tmp/go, so the run is surely still going on.
+  await page.locator("details.tool[data-tool-id='call_3'].started").waitFor();
+  await page.reload();
+  await page.locator("#events-status.ok").waitFor();
+  await page.locator("details.tool[data-tool-id='call_3']").waitFor();
+  await page.locator("#chat-stop:not([hidden])").waitFor(); // still running after the reload
+  await exec(session, "touch /tmp/go");
+  await page.locator(".msg.assistant", { hasText: "Released and finished." }).waitFor();
+  await page.locator("details.tool[data-tool-id='call_3'].done").waitFor();
+  await page.locator("#chat-stop[hidden]").waitFor({ state: "attached" });
+
+  // Nothing lost, nothing twice.
+  const count = (sel, text) => page.locator(sel, text ? { hasText: text } : {}).count();
+  const want = [
+    [".msg.user", "look around please", 1],
+    [".msg.user", "wait for the go file", 1],
+    [".msg.user", null, 2],
+    [".msg.assistant", "Let me look around.", 1],
+    [".msg.assistant", "All done here.", 1],
+    [".msg.assistant", "Waiting for the go file.", 1],
+    [".msg.assistant", "Released and finished.", 1],
+    ["details.tool", null, 2],
+    ["details.tool[data-tool-id='call_1']", null, 1],
+    ["details.tool[data-tool-id='call_3']", null, 1],
+    [".run-end", null, 2],
+  ];
+  for (const [sel, text, expected] of want) {
+    const got = await count(sel, text);
+    if (got !== expected) throw new Error(`${sel}${text ? ` "${text}"` : ""}: ${got}, expected ${expected}`);
+  }
+  // The timeline holds every seq once, from 1 up, with no gaps.
+  await page.keyboard.press("Alt+6");
+  await page.locator("#tab-timeline[aria-selected=true]").waitFor();
+  const seqs = await page.evaluate(() => Array.from(document.querySelectorAll("#timeline tr[data-seq]"), (r) => Number(r.dataset.seq)));
+  seqs.forEach((s, i) => {
+    if (s !== i + 1) throw new Error(`timeline seqs ${seqs.join(",")}`);
+  });
+  if (seqs.length < 10) throw new Error(`only ${seqs.length} events in the timeline`);
+});
+
+await step("files", async () => {
+  await exec(session, "printf 'first line\\n' > /root/notes.txt");
+  await page.keyboard.press("Alt+5");
+  await page.locator("#file-tree [data-path='/root/notes.txt']").click();
+  await page.locator("#file-editor").waitFor();
+  const text = await page.locator("#file-editor").inputValue();
+  if (text !== "first line\n") throw new Error(`the editor shows ${JSON.stringify(text)}`);
+  await page.locator("#file-editor").fill("edited in the browser\n");
+  await page.locator("#file-editor").press("Control+s");
+  await page.locator("#file-status", { hasText: "saved" }).waitFor();
+  const r = await fetch(`${url}/v1/sessions/${session}/files?path=/root/notes.txt`, { headers: { authorization: `Bearer ${token}` } });
+  const saved = await r.text();
+  if (saved !== "edited in the browser\n") throw new Error(`the file holds ${JSON.stringify(saved)}`);
+});
+
+await step("sessions-list", async () => {
+  await page.locator("a.crumb", { hasText: "Sessions" }).click();
+  const row = page.locator(`tr.session-row[data-id='${session}']`);
+  await row.locator(".state.running").waitFor();
+  await row.locator("a.port", { hasText: "8000" }).waitFor();
+});
+
+await browser.close();
+console.log(`ui e2e: ${n} steps passed, screenshots in ${shots}`);
