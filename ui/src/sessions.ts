@@ -112,7 +112,12 @@ export class SessionsPage implements Page {
         }, label);
       return h(
         "tr.session-row",
-        { "data-id": s.id, tabindex: 0, onkeydown: (e: Event) => (e as KeyboardEvent).key === "Enter" && navigate(`/s/${s.id}`) },
+        {
+          "data-id": s.id,
+          tabindex: 0,
+          onkeydown: (e: Event) => (e as KeyboardEvent).key === "Enter" && e.target === e.currentTarget && navigate(`/s/${s.id}`),
+          onclick: (e: Event) => !(e.target as HTMLElement).closest("a, button") && navigate(`/s/${s.id}`),
+        },
         h("td", {}, h("a.mono", { href: `/s/${s.id}`, "data-link": true }, s.id)),
         h("td", {}, h(`span.state.${s.state}`, {}, s.state), s.error ? h("span.muted", { title: s.error }, " ⚠") : null),
         h("td", {}, s.image),
@@ -125,16 +130,20 @@ export class SessionsPage implements Page {
             : h("span.muted", {}, "—"),
         ),
         h(
-          "td.actions",
+          "td",
           {},
-          s.state === "running" ? action("Stop", () => api.stop(s.id)) : null,
+          h(
+            "div.actions",
+            {},
+            s.state === "running" ? action("Stop", () => api.stop(s.id)) : null,
           s.state === "stopped" || s.state === "failed" ? action("Start", () => api.start(s.id)) : null,
           action(
             "Destroy",
             async () => {
               if (confirm(`Destroy session ${s.id}? Its files are deleted.`)) await api.destroy(s.id);
             },
-            ".danger",
+              ".danger",
+            ),
           ),
         ),
       );

@@ -82,7 +82,16 @@ export function summary(e: SessionEvent): string {
     case "artifact":
       return `${rest.name} (${rest.content_type}, ${rest.bytes} bytes)`;
     case "agent": {
-      const { type: _k, ...item } = rest.item as Record<string, unknown>;
+      const { type: kind, ...item } = rest.item as Record<string, unknown>;
+      if (kind === "usage") {
+        const cost = item.total_cost_usd !== undefined ? ` · $${(item.total_cost_usd as number).toFixed(4)}` : "";
+        return `${item.input_tokens} in · ${item.output_tokens} out (session: ${item.total_input_tokens} in · ${item.total_output_tokens} out${cost})`;
+      }
+      if (kind === "run_started") return `${item.provider} · ${item.model}`;
+      if (kind === "assistant_message" && Array.isArray(item.tool_calls) && item.tool_calls.length) {
+        const calls = (item.tool_calls as { name: string }[]).map((c) => `→ ${c.name}`).join(" ");
+        return clip(`${item.text ? `${item.text} ` : ""}${calls}`);
+      }
       const text = item.text ?? item.message ?? item.output ?? item.reason ?? item.name;
       return typeof text === "string" ? clip(text) : clip(JSON.stringify(item));
     }

@@ -186,8 +186,10 @@ fn the_web_ui_works_end_to_end_in_chromium() {
         "terminal-echo",
         "preview",
         "chat",
+        "browser-tab",
         "share",
         "reload-mid-run",
+        "network-drop-and-services",
         "files",
         "sessions-list",
     ] {
