@@ -1,20 +1,15 @@
 // The UI build: one page, hashed assets under /assets/, embedded into the
-// daemon by the `firepit-ui` crate. `npm run dev` proxies the API to a local
-// daemon (FIREPIT_URL, default http://localhost:7777).
+// daemon by the `firepit-ui` crate (whose build script runs this with
+// `--outDir` in its cache).
 import { defineConfig } from "vite";
-
-const daemon = process.env.FIREPIT_URL ?? "http://localhost:7777";
 
 export default defineConfig({
   base: "/",
   build: {
-    outDir: process.env.FIREPIT_UI_OUT ?? "dist",
+    outDir: "dist",
     emptyOutDir: true,
     assetsDir: "assets",
     sourcemap: false,
     chunkSizeWarningLimit: 1024,
-  },
-  server: {
-    proxy: { "/v1": { target: daemon, ws: true } },
   },
 });
