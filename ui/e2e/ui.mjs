@@ -321,5 +321,27 @@ await step("sessions-list", async () => {
   if (left.length !== 0) throw new Error(`sessions left: ${JSON.stringify(left)}`);
 });
 
+// A second daemon, with no model configured: the chat says what to set.
+const bare = process.env.FIREPIT_URL_NO_MODEL;
+if (bare) {
+  const bareToken = need("FIREPIT_TOKEN_NO_MODEL");
+  await step("no-model-guidance", async () => {
+    const r = await fetch(`${bare}/v1/sessions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${bareToken}`, "content-type": "application/json" },
+      body: "{}",
+    });
+    if (!r.ok) throw new Error(`POST /v1/sessions: ${r.status} ${await r.text()}`);
+    const { id } = await r.json();
+    await page.goto(`${bare}/?token=${encodeURIComponent(bareToken)}`);
+    await page.goto(`${bare}/s/${id}`);
+    const guidance = page.locator(".guidance");
+    await guidance.locator("strong", { hasText: "No model is configured." }).waitFor();
+    if (!(await page.locator("#chat-input").isDisabled())) throw new Error("the chat input takes messages with no model");
+    const text = await guidance.textContent();
+    if (!text.includes("ANTHROPIC_API_KEY")) throw new Error(`the guidance says: ${text}`);
+  });
+}
+
 await browser.close();
 console.log(`ui e2e: ${n} steps passed, screenshots in ${shots}`);

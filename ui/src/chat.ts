@@ -94,8 +94,11 @@ export class Chat {
       replace(
         this.guidance,
         h("strong", {}, "No model is configured."),
-        h("p", {}, s.help ?? "Set ANTHROPIC_API_KEY, OPENAI_API_KEY, or FIREPIT_MODEL_URL before `firepit up`, then restart it."),
+        h("pre", {}, s.help ?? "Set ANTHROPIC_API_KEY, OPENAI_API_KEY, or FIREPIT_MODEL_URL before `firepit up`, then restart it."),
       );
+      this.input.disabled = true;
+      this.send.disabled = true;
+      this.input.placeholder = "Configure a model to talk to the agent.";
     } else {
       this.guidance.hidden = true;
       replace(this.model, `${s.provider ?? ""} · ${s.model ?? ""}`);

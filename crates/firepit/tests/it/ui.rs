@@ -3,7 +3,9 @@
 //! `echo hi` in the terminal, a preview of `python3 -m http.server 8000`, a
 //! chat with the stand-in model (streamed reply, tool call), a share link
 //! opened in a fresh browser context, a reload in the middle of an agent run
-//! (nothing lost or doubled), files edited and saved, the sessions list.
+//! (nothing lost or doubled), a network drop, services and their logs, files
+//! edited and saved, the sessions list (stop, start, destroy), and the chat's
+//! guidance on a second daemon with no model.
 //!
 //! Each step's screenshot is kept in `<target dir>/tmp/ui-e2e/`. The script's
 //! one npm dependency is installed once by `npm ci` into
@@ -130,6 +132,12 @@ fn the_web_ui_works_end_to_end_in_chromium() {
     // previews allow framing by it, and its cookie signs previews in.
     let port = d.url.rsplit(':').next().unwrap().trim_end_matches('/');
     let url = format!("http://localhost:{port}");
+    // A second daemon with no model, for the chat's guidance.
+    let bare = Daemon::start("t61");
+    let bare_url = format!(
+        "http://localhost:{}",
+        bare.url.rsplit(':').next().unwrap().trim_end_matches('/')
+    );
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-e2e");
     let _ = std::fs::remove_dir_all(&shots);
 
@@ -137,6 +145,8 @@ fn the_web_ui_works_end_to_end_in_chromium() {
         .arg(e2e_dir().join("ui.mjs"))
         .env("FIREPIT_URL", &url)
         .env("FIREPIT_TOKEN", &d.token)
+        .env("FIREPIT_URL_NO_MODEL", &bare_url)
+        .env("FIREPIT_TOKEN_NO_MODEL", &bare.token)
         .env("E2E_DEPS", deps())
         .env("E2E_SHOTS", &shots)
         .env("CHROMIUM", chromium())
@@ -192,6 +202,7 @@ fn the_web_ui_works_end_to_end_in_chromium() {
         "network-drop-and-services",
         "files",
         "sessions-list",
+        "no-model-guidance",
     ] {
         assert!(
             out.contains(&format!(" {step}: ok")),
