@@ -54,8 +54,17 @@ const page = await context.newPage();
 page.setDefaultTimeout(T);
 const consoleErrors = [];
 let liveRouteMissing = false;
+let daemonDown = false;
 page.on("console", (m) => {
   if (m.type() !== "error") return;
+  // While the daemon restarts, Chromium itself logs each connection it cut
+  // and each refused reconnect.
+  if (
+    daemonDown &&
+    (/^WebSocket connection to 'ws:\/\/[^']*\/v1\/sessions\/[a-z0-9]+\/(events\/ws|pty\/main)[^']*' failed/.test(m.text()) ||
+      /^Failed to load resource: net::ERR_(INCOMPLETE_CHUNKED_ENCODING|CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE)/.test(m.text()))
+  )
+    return;
   // The one error the page cannot prevent: Chromium logs a failed WebSocket
   // handshake itself. A daemon built without the browser live view answers
   // its route with 404, and the pane shows that state; anything else counts.
@@ -290,6 +299,45 @@ await step("network-drop-and-services", async () => {
   await page.locator("#service-log .stderr", { hasText: "oops" }).waitFor();
 });
 
+/** Waits for a line on standard input (the Rust test answers there). */
+const stdinLines = (async function* () {
+  let buf = "";
+  for await (const chunk of process.stdin) {
+    buf += chunk;
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      yield buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+    }
+  }
+})();
+
+await step("daemon-restart", async () => {
+  const before = await timelineIsWhole();
+  const users = await page.locator(".msg.user").count();
+  daemonDown = true;
+  console.log("restart-daemon");
+  const answer = (await stdinLines.next()).value;
+  if (answer !== "restarted") throw new Error(`the test answered ${JSON.stringify(answer)}`);
+  // A new event after the restart reaches the page, after all the old ones.
+  await api("POST", `/v1/sessions/${session}/services`, {
+    name: "after-restart",
+    command: { shell: "exec sleep 100000" },
+  });
+  await page.locator("#timeline tr[data-type='service_started']", { hasText: "after-restart" }).waitFor({ state: "attached" });
+  const after = await timelineIsWhole();
+  if (after <= before) throw new Error(`the timeline did not grow: ${before} → ${after}`);
+  const again = await page.locator(".msg.user").count();
+  if (again !== users) throw new Error(`${again} user messages after the restart, ${users} before`);
+  // The terminal comes back with the shell's scrollback, drawn once.
+  await page.keyboard.press("Alt+1");
+  await page.locator(".terminal-pane .conn-status.ok").waitFor();
+  daemonDown = false;
+  await waitFor("the scrollback", async () => (await terminalLines()).some((l) => l.includes("Serving HTTP on")));
+  const hi = (await terminalLines()).filter((l) => l === "hi").length;
+  if (hi !== 1) throw new Error(`"hi" is on ${hi} lines of the terminal after the restart`);
+});
+
 await step("files", async () => {
   await exec(session, "printf 'first line\\n' > /root/notes.txt");
   await page.keyboard.press("Alt+5");
@@ -345,3 +393,5 @@ if (bare) {
 
 await browser.close();
 console.log(`ui e2e: ${n} steps passed, screenshots in ${shots}`);
+// Standard input stays open (the test answers there): end here.
+process.exit(0);

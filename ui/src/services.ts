@@ -15,6 +15,7 @@ export class ServicesPane {
   private following: string | null = null;
   private abort: AbortController | null = null;
   private loaded = false;
+  private disposed = false;
 
   constructor(private readonly session: string) {
     this.el = h("section.pane.services-pane", {}, h("div.pane-head", {}, h("strong", {}, "Services")), h("div.split", {}, this.list, h("div.log-wrap", {}, this.logHead, this.log)));
@@ -25,6 +26,7 @@ export class ServicesPane {
   }
 
   dispose(): void {
+    this.disposed = true;
     this.abort?.abort();
   }
 
@@ -106,7 +108,12 @@ export class ServicesPane {
         }
         this.append("\n[the log ended]\n", false);
       } catch (e) {
-        if (!abort.signal.aborted) this.append(`\n[log stream failed: ${(e as Error).message}]\n`, true);
+        if (abort.signal.aborted) return;
+        // A drop (a daemon restart, the network): follow again, from the tail.
+        this.append(`\n[the log stream dropped (${(e as Error).message}); reconnecting…]\n`, true);
+        window.setTimeout(() => {
+          if (this.abort === abort && !this.disposed) this.follow(name);
+        }, 2000);
       }
     })();
   }

@@ -3,7 +3,8 @@
 //! `echo hi` in the terminal, a preview of `python3 -m http.server 8000`, a
 //! chat with the stand-in model (streamed reply, tool call), a share link
 //! opened in a fresh browser context, a reload in the middle of an agent run
-//! (nothing lost or doubled), a network drop, services and their logs, files
+//! (nothing lost or doubled), a network drop, services and their logs, a
+//! daemon restart on the same port (resumed from the cursor), files
 //! edited and saved, the sessions list (stop, start, destroy), and the chat's
 //! guidance on a second daemon with no model.
 //!
@@ -11,7 +12,7 @@
 //! one npm dependency is installed once by `npm ci` into
 //! `$FIREPIT_CACHE/ui-e2e/deps-<lock hash>` (npm's cache in `$FIREPIT_CACHE/npm`).
 
-use std::io::Read;
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ use crate::agent::{Script, stand_in, turn};
 use crate::harness::Daemon;
 
 /// Longest the whole browser script may take before it counts as hung.
-const SCRIPT_LIMIT: Duration = Duration::from_secs(600);
+const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
 
 fn e2e_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/e2e")
@@ -121,7 +122,7 @@ fn the_web_ui_works_end_to_end_in_chromium() {
         turn("Released and finished.", &[]),
     ]);
     let model = stand_in(script.clone());
-    let d = Daemon::start_with(
+    let mut d = Daemon::start_with(
         "t60",
         &[
             ("FIREPIT_MODEL_URL", model.as_str()),
@@ -150,17 +151,22 @@ fn the_web_ui_works_end_to_end_in_chromium() {
         .env("E2E_DEPS", deps())
         .env("E2E_SHOTS", &shots)
         .env("CHROMIUM", chromium())
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("node is needed for the UI tests: {e}"));
-    let mut stdout = child.stdout.take().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
     });
     let err = std::thread::spawn(move || {
         let mut s = String::new();
@@ -168,8 +174,22 @@ fn the_web_ui_works_end_to_end_in_chromium() {
         s
     });
     let started = Instant::now();
+    let mut out = String::new();
     let status = loop {
+        // The script asks for a daemon restart in the middle, and goes on when
+        // the daemon is back on the same port.
+        while let Ok(line) = lines.try_recv() {
+            if line == "restart-daemon" {
+                d.restart_on_same_port(15);
+                stdin.write_all(b"restarted\n").unwrap();
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
         if let Some(status) = child.try_wait().unwrap() {
+            // What it printed last.
+            std::thread::sleep(Duration::from_millis(100));
+            out.extend(lines.try_iter().map(|l| l + "\n"));
             break Some(status);
         }
         if started.elapsed() > SCRIPT_LIMIT {
@@ -179,7 +199,7 @@ fn the_web_ui_works_end_to_end_in_chromium() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let err = err.join().unwrap();
     let report = format!(
         "stdout:\n{out}\nstderr:\n{err}\nscreenshots: {}\ndaemon log:\n{}",
         shots.display(),
@@ -200,6 +220,7 @@ fn the_web_ui_works_end_to_end_in_chromium() {
         "share",
         "reload-mid-run",
         "network-drop-and-services",
+        "daemon-restart",
         "files",
         "sessions-list",
         "no-model-guidance",
