@@ -353,6 +353,26 @@ await step("files", async () => {
   if (saved !== "edited in the browser\n") throw new Error(`the file holds ${JSON.stringify(saved)}`);
 });
 
+await step("stop-and-start", async () => {
+  await page.keyboard.press("Alt+1");
+  await page.locator(".topbar").getByRole("button", { name: "Stop" }).click();
+  await page.locator(".topbar .state.stopped").waitFor();
+  await page.locator(".banner", { hasText: "The session is stopped" }).waitFor();
+  await page.locator(".terminal-pane .conn-status", { hasText: "session not running" }).waitFor();
+  await page.keyboard.press("Alt+5");
+  await page.locator("#file-tree", { hasText: "not running" }).waitFor();
+  await page.locator(".topbar").getByRole("button", { name: "Start" }).click();
+  await page.locator(".topbar .state.running").waitFor();
+  await page.locator("#file-tree [data-path='/root/notes.txt']").waitFor(); // files are kept
+  await page.keyboard.press("Alt+1");
+  await page.locator(".terminal-pane .conn-status.ok").waitFor();
+  await page.locator("#terminal").click();
+  await page.keyboard.type("echo back again\n");
+  await waitFor("`back again` in the terminal", async () => (await terminalLines()).includes("back again"));
+  // A server for the list's ports column.
+  await api("POST", `/v1/sessions/${session}/services`, { name: "web", command: { shell: "exec python3 -m http.server 8000" } });
+});
+
 await step("sessions-list", async () => {
   await page.locator("a.crumb", { hasText: "Sessions" }).click();
   const row = page.locator(`tr.session-row[data-id='${session}']`);

@@ -46,12 +46,25 @@ export class FilesPane {
     );
   }
 
+  private running = true;
+
   show(): void {
     if (!this.loaded) void this.refresh();
   }
 
+  /** Follows the session's state: a stopped machine's files are not reachable. */
+  setRunning(running: boolean): void {
+    if (running === this.running) return;
+    this.running = running;
+    if (this.loaded) void this.refresh();
+  }
+
   async refresh(): Promise<void> {
     this.loaded = true;
+    if (!this.running) {
+      replace(this.tree, notice("empty", "The session is not running. Start it to see its files."));
+      return;
+    }
     replace(this.tree, notice("loading", "Loading…"));
     const ul = await this.dir(this.root);
     replace(this.tree, ul);

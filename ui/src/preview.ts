@@ -16,6 +16,7 @@ export class PreviewPane {
   private shareOut = h("div.share-out", { hidden: true });
   private body = h("div.preview-body");
   private frame: HTMLIFrameElement | null = null;
+  private running = true;
 
   constructor(private readonly session: string) {
     const reload = h("button.small#preview-reload", { type: "button", title: "Reload" }, "↻");
@@ -40,12 +41,20 @@ export class PreviewPane {
 
   /** Loads the listening ports (the log's port events keep them current after). */
   async refresh(): Promise<void> {
+    if (!this.running) return;
     try {
       for (const p of await api.ports(this.session)) this.ports.set(p.port, p);
     } catch {
       // a stopped session has no ports; the events say when they open
     }
     this.render();
+  }
+
+  /** Follows the session's state: ports are asked for again when it runs. */
+  setRunning(running: boolean): void {
+    if (running === this.running) return;
+    this.running = running;
+    if (running) void this.refresh();
   }
 
   onEvent(e: SessionEvent): void {

@@ -21,8 +21,24 @@ export class ServicesPane {
     this.el = h("section.pane.services-pane", {}, h("div.pane-head", {}, h("strong", {}, "Services")), h("div.split", {}, this.list, h("div.log-wrap", {}, this.logHead, this.log)));
   }
 
+  private running = true;
+  private visible = false;
+
   show(): void {
+    this.visible = true;
     if (!this.loaded) void this.refresh();
+  }
+
+  /** Follows the session's state: a stopped machine has no services to ask. */
+  setRunning(running: boolean): void {
+    if (running === this.running) return;
+    this.running = running;
+    if (!running) {
+      this.abort?.abort();
+      this.abort = null;
+      this.following = null;
+    }
+    if (this.loaded || this.visible) void this.refresh();
   }
 
   dispose(): void {
@@ -36,6 +52,10 @@ export class ServicesPane {
 
   async refresh(): Promise<void> {
     this.loaded = true;
+    if (!this.running) {
+      replace(this.list, notice("empty", "The session is not running. Start it to see its services."));
+      return;
+    }
     let services: ServiceInfo[];
     try {
       services = await api.services(this.session);

@@ -37,6 +37,7 @@ export class SessionPage implements Page {
   private banner = h("div.banner", { hidden: true, role: "alert" });
   private session: Session | null = null;
   private keys = (e: KeyboardEvent) => this.onKey(e);
+  private disposed = false;
 
   constructor(
     private readonly root: HTMLElement,
@@ -44,7 +45,11 @@ export class SessionPage implements Page {
   ) {
     document.title = `${id} · firepit`;
     this.chat = new Chat(id);
-    this.terminal = new TerminalPane(id);
+    this.terminal = new TerminalPane(id, async () => {
+      const s = await api.session(id);
+      if (this.session && s.state !== this.session.state) this.setSession(s);
+      return s.state === "running";
+    });
     this.preview = new PreviewPane(id);
     this.browser = new BrowserPane(id);
     this.services = new ServicesPane(id);
@@ -56,6 +61,7 @@ export class SessionPage implements Page {
   }
 
   dispose(): void {
+    this.disposed = true;
     document.removeEventListener("keydown", this.keys, true);
     this.stream?.close();
     this.terminal.dispose();
@@ -155,6 +161,11 @@ export class SessionPage implements Page {
 
   private setSession(s: Session): void {
     this.session = s;
+    const running = s.state === "running";
+    this.terminal.setRunning(running);
+    this.preview.setRunning(running);
+    this.services.setRunning(running);
+    this.files.setRunning(running);
     replace(this.state, s.state);
     this.state.className = `state ${s.state}`;
     this.state.title = `${s.image} image, made ${age(s.created_at)} ago`;
@@ -164,15 +175,26 @@ export class SessionPage implements Page {
         onclick: async () => {
           try {
             await f();
-            this.setSession(await api.session(this.id));
           } catch (e) {
             this.showBanner((e as Error).message);
+          }
+          if (this.disposed) return;
+          try {
+            this.setSession(await api.session(this.id));
+          } catch {
+            // the session is gone (destroyed) or the daemon is away
           }
         },
       }, text);
     replace(
       this.actions,
-      s.state === "running" ? act("Stop", () => api.stop(this.id)) : null,
+      s.state === "running"
+        ? act("Stop", async () => {
+            // Let go of the shell first: it goes away with the machine.
+            this.terminal.setRunning(false);
+            await api.stop(this.id);
+          })
+        : null,
       s.state === "stopped" || s.state === "failed" ? act("Start", () => api.start(this.id)) : null,
       act(
         "Destroy",

@@ -19,8 +19,17 @@ export class TerminalPane {
   private stopped = false;
   private observer: ResizeObserver | null = null;
   private encoder = new TextEncoder();
+  /** Whether the session's machine runs (a stopped one has no shell to attach to). */
+  private running = true;
 
-  constructor(private readonly session: string) {
+  /**
+   * `stillRunning` asks whether the session's machine runs before a
+   * reconnect, so a machine that stopped is not dialled again and again.
+   */
+  constructor(
+    private readonly session: string,
+    private readonly stillRunning: () => Promise<boolean>,
+  ) {
     this.el = h(
       "section.pane.terminal-pane",
       {},
@@ -46,7 +55,8 @@ export class TerminalPane {
       this.term.onResize(({ cols, rows }) => this.sendResize(cols, rows));
       this.observer = new ResizeObserver(() => this.refit());
       this.observer.observe(this.host);
-      this.connect();
+      if (this.running) this.connect();
+      else this.setStatus("session not running", "pending");
     }
     this.refit();
     this.term.focus();
@@ -54,6 +64,24 @@ export class TerminalPane {
 
   focus(): void {
     this.term?.focus();
+  }
+
+  /** Follows the session's state: attach while it runs, let go when it stops. */
+  setRunning(running: boolean): void {
+    if (running === this.running) return;
+    this.running = running;
+    if (!this.term) return;
+    window.clearTimeout(this.timer);
+    if (running) {
+      this.retry = 0;
+      this.connect();
+    } else {
+      const ws = this.ws;
+      this.ws = null;
+      ws?.close();
+      this.setStatus("session not running", "pending");
+      this.term.write("\r\n\x1b[2m[the session stopped; the shell comes back when it starts]\x1b[0m\r\n");
+    }
   }
 
   dispose(): void {
@@ -79,7 +107,7 @@ export class TerminalPane {
   }
 
   private connect(): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.running) return;
     this.setStatus(this.retry ? "reconnecting…" : "connecting…", "pending");
     const ws = new WebSocket(wsUrl(`/v1/sessions/${encodeURIComponent(this.session)}/pty/main`));
     ws.binaryType = "arraybuffer";
@@ -113,7 +141,16 @@ export class TerminalPane {
       this.ws = null;
       this.setStatus("disconnected, retrying", "bad");
       const delay = Math.min(5000, 300 * 2 ** this.retry++);
-      this.timer = window.setTimeout(() => this.connect(), delay);
+      this.timer = window.setTimeout(async () => {
+        let running = true;
+        try {
+          running = await this.stillRunning();
+        } catch {
+          // the daemon is away: dial again, it may be restarting
+        }
+        if (running) this.connect();
+        else this.setRunning(false);
+      }, delay);
     };
   }
 

@@ -5,7 +5,7 @@
 //! opened in a fresh browser context, a reload in the middle of an agent run
 //! (nothing lost or doubled), a network drop, services and their logs, a
 //! daemon restart on the same port (resumed from the cursor), files
-//! edited and saved, the sessions list (stop, start, destroy), and the chat's
+//! edited and saved, stop and start from the session page, the sessions list (stop, start, destroy), and the chat's
 //! guidance on a second daemon with no model.
 //!
 //! Each step's screenshot is kept in `<target dir>/tmp/ui-e2e/`. The script's
@@ -222,6 +222,7 @@ fn the_web_ui_works_end_to_end_in_chromium() {
         "network-drop-and-services",
         "daemon-restart",
         "files",
+        "stop-and-start",
         "sessions-list",
         "no-model-guidance",
     ] {
