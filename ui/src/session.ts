@@ -99,6 +99,7 @@ export class SessionPage implements Page {
       );
       return;
     }
+    if (this.disposed) return;
     this.setSession(s);
     const tabs = h(
       "nav.tabs",
@@ -138,6 +139,7 @@ export class SessionPage implements Page {
     } catch {
       // the chat still fills from the log
     }
+    if (this.disposed) return;
     const stream = new EventStream(this.id, replayUntil);
     this.stream = stream;
     stream.onStatus((st) => {
