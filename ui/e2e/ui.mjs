@@ -191,6 +191,32 @@ await step("browser-tab", async () => {
   if (liveRouteMissing) console.log("note: this daemon has no browser live view route (404); the pane says so");
 });
 
+await step("browser-live-view", async () => {
+  // The live view's side of the contract, against a socket that speaks it
+  // (frames from whatever daemon this is are covered by its own tests).
+  const jpeg = (await page.screenshot({ type: "jpeg", quality: 60, clip: { x: 0, y: 0, width: 320, height: 200 } })).toString("base64");
+  const viewer = await context.newPage();
+  viewer.on("console", (m) => m.type() === "error" && consoleErrors.push(`viewer: ${m.text()}`));
+  let acks = 0;
+  await viewer.routeWebSocket(/\/browser\/live$/, (ws) => {
+    ws.onMessage(() => acks++);
+    ws.send(JSON.stringify({ type: "closed", reason: "not started" }));
+    setTimeout(() => {
+      ws.send(JSON.stringify({ type: "page", url: "http://127.0.0.1:8000/", title: "Directory listing for /" }));
+      ws.send(JSON.stringify({ type: "frame", format: "jpeg", data: jpeg, width: 320, height: 200, url: "http://127.0.0.1:8000/" }));
+    }, 300);
+  });
+  await viewer.goto(`${url}/s/${session}#browser`);
+  await viewer.locator(".browser-body[data-state='not-started'], .browser-body[data-state='live']").first().waitFor();
+  await viewer.locator(".browser-body[data-state='live'] img#browser-frame").waitFor();
+  await viewer.locator("#browser-url", { hasText: "http://127.0.0.1:8000/" }).waitFor();
+  const size = await viewer.locator("#browser-frame").evaluate((img) => [img.naturalWidth, img.naturalHeight]);
+  if (size[0] !== 320 || size[1] !== 200) throw new Error(`the frame shows at ${size}`);
+  await viewer.screenshot({ path: join(shots, `${String(n).padStart(2, "0")}-browser-live-view-frame.png`) });
+  await viewer.close();
+  if (acks !== 0) throw new Error("the page sent messages on the live view socket");
+});
+
 await step("share", async () => {
   await page.keyboard.press("Alt+2");
   await page.locator("#preview-share").click();

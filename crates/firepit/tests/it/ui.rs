@@ -217,6 +217,7 @@ fn the_web_ui_works_end_to_end_in_chromium() {
         "preview",
         "chat",
         "browser-tab",
+        "browser-live-view",
         "share",
         "reload-mid-run",
         "network-drop-and-services",
