@@ -242,7 +242,13 @@ await step("reload-mid-run", async () => {
   await page.locator("#events-status.ok").waitFor();
   await page.locator("details.tool[data-tool-id='call_3']").waitFor();
   await page.locator("#chat-stop:not([hidden])").waitFor(); // still running after the reload
+  // A message sent now reaches the running agent at its next step.
+  await page.locator("#chat-send", { hasText: "Interject" }).waitFor();
+  await page.locator("#chat-input").fill("and mind the tests");
+  await page.locator("#chat-input").press("Enter");
+  await waitFor("the input to empty", async () => (await page.locator("#chat-input").inputValue()) === "");
   await exec(session, "touch /tmp/go");
+  await page.locator(".msg.user", { hasText: "and mind the tests" }).locator(".tag", { hasText: "interjection" }).waitFor();
   await page.locator(".msg.assistant", { hasText: "Released and finished." }).waitFor();
   await page.locator("details.tool[data-tool-id='call_3'].done").waitFor();
   await page.locator("#chat-stop[hidden]").waitFor({ state: "attached" });
@@ -252,7 +258,8 @@ await step("reload-mid-run", async () => {
   const want = [
     [".msg.user", "look around please", 1],
     [".msg.user", "wait for the go file", 1],
-    [".msg.user", null, 2],
+    [".msg.user", "and mind the tests", 1],
+    [".msg.user", null, 3],
     [".msg.assistant", "Let me look around.", 1],
     [".msg.assistant", "All done here.", 1],
     [".msg.assistant", "Waiting for the go file.", 1],

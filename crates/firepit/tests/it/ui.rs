@@ -251,4 +251,10 @@ fn the_web_ui_works_end_to_end_in_chromium() {
             .contains("from-the-agent")
     );
     assert!(requests[3]["messages"].to_string().contains("released"));
+    assert!(
+        requests[3]["messages"]
+            .to_string()
+            .contains("and mind the tests"),
+        "the interjection reached the model"
+    );
 }
