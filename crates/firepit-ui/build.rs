@@ -27,8 +27,10 @@ const TOP_FILES: &[&str] = &[
     "tsconfig.json",
 ];
 
-/// The oldest Node.js major version Vite 8 runs on.
-const MIN_NODE_MAJOR: u32 = 20;
+/// Whether Vite 8 runs on this Node.js version (`^20.19.0 || >=22.12.0`).
+fn node_is_new_enough(major: u32, minor: u32) -> bool {
+    (major == 20 && minor >= 19) || (major == 22 && minor >= 12) || major > 22
+}
 
 fn main() {
     if let Err(message) = run() {
@@ -232,20 +234,19 @@ fn build(
 }
 
 fn check_node() -> Result<(), String> {
-    const HOW: &str = "building firepit's web UI needs Node.js (20.19 or newer) and npm: \
-                       install them (on Debian or Ubuntu: `apt-get install nodejs npm`) and build again";
+    const HOW: &str = "building firepit's web UI needs Node.js 20.19+ or 22.12+ and npm: \
+                       install them (Debian 13's `nodejs` and `npm` packages will do) and build again";
     let out = Command::new("node")
         .arg("--version")
         .output()
         .map_err(|_| format!("`node` was not found; {HOW}"))?;
     let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let major: u32 = version
+    let mut parts = version
         .trim_start_matches('v')
         .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    if major < MIN_NODE_MAJOR {
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if !node_is_new_enough(major, minor) {
         return Err(format!("Node.js {version} is too old; {HOW}"));
     }
     if Command::new("npm").arg("--version").output().is_err() {
