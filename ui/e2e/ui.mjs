@@ -174,6 +174,7 @@ await step("chat", async () => {
   await tool.locator("summary").click(); // expand: the arguments and the result
   await tool.locator(".tool-result", { hasText: "from-the-agent" }).waitFor();
   await page.locator(".msg.assistant", { hasText: "All done here." }).waitFor();
+  await page.locator(".msg.assistant pre.code", { hasText: "from-the-agent" }).waitFor();
   await page.locator(".run-end").first().waitFor();
   // The reply streamed: the log has its deltas, the chat shows it once.
   const deltas = await page.locator("#timeline tr[data-type='agent.assistant_delta']").count();

@@ -182,7 +182,7 @@ export class Chat {
         this.streaming = null;
         msg.classList.remove("streaming");
         const text = msg.querySelector(".text")!;
-        replace(text, item.text);
+        replace(text, ...formatText(item.text));
         if (!item.text) msg.classList.add("no-text");
         if (!msg.isConnected) this.add(msg);
         for (const call of item.tool_calls ?? []) this.add(this.toolCall(call));
@@ -257,6 +257,20 @@ export class Chat {
   private add(el: HTMLElement): void {
     this.log.appendChild(el);
   }
+}
+
+/** Text with its fenced code blocks (```…```) set apart as `<pre>`; the rest stays plain text. */
+export function formatText(text: string): (string | HTMLElement)[] {
+  const out: (string | HTMLElement)[] = [];
+  const fence = /```[^\n]*\n([\s\S]*?)(?:```|$)/g;
+  let last = 0;
+  for (let m = fence.exec(text); m; m = fence.exec(text)) {
+    if (m.index > last) out.push(text.slice(last, m.index));
+    out.push(h("pre.code", {}, m[1].replace(/\n$/, "")));
+    last = fence.lastIndex;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
 }
 
 /** A one-line gist of a tool call's arguments. */

@@ -110,7 +110,7 @@ fn the_web_ui_works_end_to_end_in_chromium() {
             "Let me look around.",
             &[("call_1", "exec", json!({"command": "echo from-the-agent"}))],
         ),
-        turn("All done here.", &[]),
+        turn("All done here. It printed:\n```\nfrom-the-agent\n```\n", &[]),
         turn(
             "Waiting for the go file.",
             &[(
