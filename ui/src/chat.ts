@@ -268,6 +268,7 @@ export function formatText(text: string): (string | HTMLElement)[] {
     if (m.index > last) out.push(text.slice(last, m.index));
     out.push(h("pre.code", {}, m[1].replace(/\n$/, "")));
     last = fence.lastIndex;
+    if (text[last] === "\n") last++; // the block ends the line itself
   }
   if (last < text.length) out.push(text.slice(last));
   return out;
