@@ -137,6 +137,8 @@ await step("login", async () => {
 await step("new-session", async () => {
   await page.keyboard.press("n"); // the shortcut opens the dialog
   await page.locator("dialog.modal").waitFor();
+  await page.locator("#new-memory").fill("1G");
+  await page.locator("#new-pids").fill("4096");
   await page.getByRole("button", { name: "Create" }).click();
   await page.waitForURL(/\/s\/[a-z0-9]+/);
   session = page.url().match(/\/s\/([a-z0-9]+)/)[1];
@@ -144,6 +146,8 @@ await step("new-session", async () => {
   await page.locator(".topbar .state.running").waitFor();
   await page.locator("#events-status.ok").waitFor();
   await page.locator(".terminal-pane .conn-status.ok").waitFor();
+  const made = await api("GET", `/v1/sessions/${session}`);
+  if (made.limits.memory_bytes !== 2 ** 30 || made.limits.pids !== 4096) throw new Error(`limits ${JSON.stringify(made.limits)}`);
 });
 
 await step("terminal-echo", async () => {

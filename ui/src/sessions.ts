@@ -176,6 +176,7 @@ export class SessionsPage implements Page {
     const imageSelect = h("select#new-image", { name: "image" }, h("option", { value: "" }, "default image"));
     const memory = h("input#new-memory", { name: "memory", placeholder: "e.g. 2G (default: the daemon's)", pattern: "\\d+(\\.\\d+)?\\s*[KMGkmg]?i?[Bb]?" });
     const cpus = h("input#new-cpus", { name: "cpus", type: "number", min: "0.1", step: "0.1", placeholder: "default" });
+    const pids = h("input#new-pids", { name: "pids", type: "number", min: "1", step: "1", placeholder: "default" });
     const network = h("select#new-network", { name: "network" }, h("option", { value: "nat" }, "NAT (internet)"), h("option", { value: "none" }, "none (loopback only)"));
     const status = h("p.form-error", { role: "alert" });
     const submit = h("button.primary", { type: "submit" }, "Create");
@@ -186,6 +187,7 @@ export class SessionsPage implements Page {
       h("label", {}, "Image", imageSelect),
       h("label", {}, "Memory", memory),
       h("label", {}, "CPUs", cpus),
+      h("label", {}, "Processes", pids),
       h("label", {}, "Network", network),
       status,
       h("div.row", {}, h("button", { type: "button", onclick: () => dialog.close() }, "Cancel"), submit),
@@ -217,12 +219,17 @@ export class SessionsPage implements Page {
         replace(status, "CPUs must be a positive number.");
         return;
       }
+      const p = pids.value.trim() ? Number(pids.value) : undefined;
+      if (p !== undefined && !(Number.isInteger(p) && p > 0)) {
+        replace(status, "Processes must be a whole number above 0.");
+        return;
+      }
       submit.disabled = true;
       replace(submit, "Creating…");
       try {
         const s = await api.create({
           image: imageSelect.value || undefined,
-          limits: { memory_bytes, cpus: c },
+          limits: { memory_bytes, cpus: c, pids: p },
           network: network.value as "nat" | "none",
         });
         dialog.close();
