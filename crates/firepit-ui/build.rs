@@ -57,7 +57,10 @@ fn run() -> Result<(), String> {
     let lock_hash = hash_files(&ui, &[PathBuf::from("package-lock.json")])?;
     let cache = cache_dir(&out);
     let dist = cache.join(format!("dist-{hash}"));
-    if !dist.join("index.html").is_file() {
+    if dist.join("index.html").is_file() {
+        // Used now: the newest builds are the ones pruning keeps.
+        let _ = fs::File::open(&dist).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    } else {
         build(&ui, &sources, &cache, &lock_hash, &dist)?;
     }
 
@@ -230,7 +233,31 @@ fn build(
         return Err(format!("could not move the built UI to {}", dist.display()));
     }
     let _ = fs::remove_dir_all(&tmp);
+    prune(cache, "dist-", KEEP_BUILDS);
     Ok(())
+}
+
+/// Builds kept in the cache (other checkouts and branches may use older ones).
+const KEEP_BUILDS: usize = 8;
+
+/// Removes all but the `keep` newest dirs of `cache` whose names start with `prefix`.
+fn prune(cache: &Path, prefix: &str, keep: usize) {
+    let Ok(entries) = fs::read_dir(cache) else {
+        return;
+    };
+    let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(prefix) && !name.contains("-tmp-")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
+    for (_, dir) in dirs.into_iter().skip(keep) {
+        let _ = fs::remove_dir_all(dir);
+    }
 }
 
 fn check_node() -> Result<(), String> {
