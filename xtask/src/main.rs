@@ -97,6 +97,9 @@ fn test_env(cmd: &mut Command, images: &Path, uid_base: u32) {
 
 fn test(extra: &[String]) -> Result<()> {
     firepit_image::host::install_missing(&mut |m| eprintln!("xtask: {m}"))?;
+    firepit_image::host::install_missing_from(firepit_image::host::TEST_TOOLS, &mut |m| {
+        eprintln!("xtask: {m}")
+    })?;
     let (images, uid_base) = images()?;
     debs()?;
     let mut fmt = cargo();

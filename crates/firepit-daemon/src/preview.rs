@@ -12,7 +12,11 @@
 //!   daemon's own host (where it has the `firepit_token` cookie), which sends
 //!   it back to `/__firepit/auth?ticket=<signed, one minute>&next=<path>` on
 //!   the preview host, which sets the cookie (HttpOnly, SameSite=Lax, that
-//!   host only) and redirects to the path;
+//!   host only) and redirects to the path. The same value also goes in
+//!   `firepit_preview_framed` (`SameSite=None; Secure; Partitioned`), the one
+//!   a browser keeps and sends inside the UI's iframe, where the preview host
+//!   is a third party; browsers take a `Secure` cookie over plain HTTP only
+//!   from `localhost` names, so elsewhere framing needs HTTPS in front;
 //! - the share cookie `firepit_share`, set by opening a share link
 //!   `/__firepit/share?token=…`, while the share is neither expired nor revoked.
 //!
@@ -34,10 +38,17 @@ use crate::{App, auth, machines};
 
 /// The owner's cookie on a preview host.
 pub const OWNER_COOKIE: &str = "firepit_preview";
+/// The owner's cookie on a preview host framed by the UI (a third-party context).
+pub const FRAMED_OWNER_COOKIE: &str = "firepit_preview_framed";
 /// The cookie a share link sets.
 pub const SHARE_COOKIE: &str = "firepit_share";
 /// Cookies that are firepit's and never reach an app.
-const PRIVATE_COOKIES: &[&str] = &[auth::COOKIE, OWNER_COOKIE, SHARE_COOKIE];
+const PRIVATE_COOKIES: &[&str] = &[
+    auth::COOKIE,
+    OWNER_COOKIE,
+    SHARE_COOKIE,
+    FRAMED_OWNER_COOKIE,
+];
 /// How long a handshake ticket works.
 const TICKET_TTL: i64 = 60;
 /// How long the owner's cookie works.
@@ -127,11 +138,13 @@ impl fast::Gate for FastGate {
             .and_then(|v| v.strip_prefix(b"Bearer "))
             .is_some_and(|t| auth::constant_time_eq(t.trim_ascii(), app.token().as_bytes()));
         let owner = || {
-            head.cookie(OWNER_COOKIE).is_some_and(|c| {
-                app.previews()
-                    .signer
-                    .verify(c, token::now())
-                    .is_ok_and(|claims| claims.opens(Kind::Owner, &p.session, p.port))
+            [OWNER_COOKIE, FRAMED_OWNER_COOKIE].iter().any(|name| {
+                head.cookie(name).is_some_and(|c| {
+                    app.previews()
+                        .signer
+                        .verify(c, token::now())
+                        .is_ok_and(|claims| claims.opens(Kind::Owner, &p.session, p.port))
+                })
             })
         };
         if !bearer && !owner() {
@@ -343,10 +356,17 @@ async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Inco
                         expires_at: now + OWNER_TTL,
                         share: String::new(),
                     });
-                    html(pages::redirect(
+                    let mut resp = html(pages::redirect(
                         &next,
                         Some(&set_cookie(OWNER_COOKIE, &owner, OWNER_TTL)),
-                    ))
+                    ));
+                    let framed = format!(
+                        "{FRAMED_OWNER_COOKIE}={owner}; Path=/; HttpOnly; SameSite=None; Secure; Partitioned; Max-Age={OWNER_TTL}"
+                    );
+                    if let Ok(v) = header::HeaderValue::from_str(&framed) {
+                        resp.headers_mut().append(header::SET_COOKIE, v);
+                    }
+                    resp
                 }
                 Ok(_) => forbidden("This sign-in ticket is for another preview."),
                 Err(e) => forbidden(&format!("Signing in to this preview failed: {e}.")),
@@ -557,14 +577,16 @@ fn check_access(
     {
         return Ok(());
     }
-    if let Some(c) = cookie(headers, OWNER_COOKIE) {
-        match app.previews().signer.verify(c, now) {
-            Ok(claims) if claims.opens(Kind::Owner, &p.session, p.port) => return Ok(()),
-            Err(firepit_preview::Error::Expired) => {}
-            _ => {
-                return Err(Box::new(forbidden(
-                    "Your preview cookie is not valid for this preview. Clear this site's cookies and open the preview from firepit again.",
-                )));
+    for name in [OWNER_COOKIE, FRAMED_OWNER_COOKIE] {
+        if let Some(c) = cookie(headers, name) {
+            match app.previews().signer.verify(c, now) {
+                Ok(claims) if claims.opens(Kind::Owner, &p.session, p.port) => return Ok(()),
+                Err(firepit_preview::Error::Expired) => {}
+                _ => {
+                    return Err(Box::new(forbidden(
+                        "Your preview cookie is not valid for this preview. Clear this site's cookies and open the preview from firepit again.",
+                    )));
+                }
             }
         }
     }

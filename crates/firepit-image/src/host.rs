@@ -18,10 +18,26 @@ pub fn missing_packages() -> Vec<&'static str> {
         .collect()
 }
 
+/// Commands the test suite runs on the host besides [`HOST_TOOLS`]: Debian's
+/// Chromium for the web UI's end-to-end tests, and Node.js with npm for the
+/// UI build and the script that drives the browser.
+pub const TEST_TOOLS: &[(&str, &str)] =
+    &[("chromium", "chromium"), ("node", "nodejs"), ("npm", "npm")];
+
 /// Installs the missing packages of [`HOST_TOOLS`] with `apt-get`, telling
 /// `report` what it does. Nothing happens when all are there.
 pub fn install_missing(report: &mut dyn FnMut(&str)) -> Result<()> {
-    let missing = missing_packages();
+    install_missing_from(HOST_TOOLS, report)
+}
+
+/// Installs, with `apt-get`, the package of each `(command, package)` of
+/// `tools` whose command is not installed. Nothing happens when all are there.
+pub fn install_missing_from(tools: &[(&str, &str)], report: &mut dyn FnMut(&str)) -> Result<()> {
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(cmd, _)| crate::build::which(cmd).is_none())
+        .map(|&(_, pkg)| pkg)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }

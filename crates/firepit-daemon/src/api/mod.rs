@@ -17,6 +17,7 @@ mod services;
 mod sessions;
 mod shares;
 mod triage;
+mod ui;
 
 use axum::Json;
 use axum::Router;
@@ -128,6 +129,7 @@ pub fn router(app: App) -> Router {
         .route("/", get(home::home))
         .nest("/git/{id}", git)
         .nest("/v1", v1)
+        .fallback(ui::fallback)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(app)
 }

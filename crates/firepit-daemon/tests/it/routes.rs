@@ -345,13 +345,88 @@ async fn the_login_url_becomes_a_cookie() {
         send("/?token=wrong", None).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
+    // Without the cookie the page still loads (it holds no secret and asks
+    // the browser to sign in), but the API behind it does not answer.
+    assert_eq!(send("/", None).await.unwrap().status(), StatusCode::OK);
     assert_eq!(
-        send("/", None).await.unwrap().status(),
+        send("/v1/sessions", None).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
     let forged = format!("firepit_token=x{TOKEN}");
     assert_eq!(
-        send("/", Some(&forged)).await.unwrap().status(),
+        send("/v1/sessions", Some(&forged)).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+async fn get(app: &App, uri: &str, etag: Option<&str>) -> axum::response::Response {
+    let mut req = Request::builder().uri(uri);
+    if let Some(e) = etag {
+        req = req.header("if-none-match", e);
+    }
+    router(app.clone())
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_web_ui_is_served_at_every_page_route_with_its_assets() {
+    let h = harness();
+    let index = firepit_ui::index();
+    for uri in ["/", "/s/abc123", "/s/abc123/"] {
+        let resp = get(&h.app, uri, None).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+        assert_eq!(resp.headers()["content-type"], index.content_type, "{uri}");
+        assert_eq!(resp.headers()["cache-control"], "no-cache", "{uri}");
+        assert_eq!(resp.headers()["x-frame-options"], "DENY", "{uri}");
+        let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], index.bytes, "{uri}");
+        // Revalidation answers 304 while the UI is unchanged.
+        let again = get(&h.app, uri, Some(&etag)).await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{uri}");
+    }
+
+    let asset = firepit_ui::assets()
+        .iter()
+        .find(|a| a.path.ends_with(".js"))
+        .expect("a script");
+    let resp = get(&h.app, asset.path, None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], asset.content_type);
+    assert!(
+        resp.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], asset.bytes);
+
+    // Missing files are 404s, not the page; unknown API paths answer JSON.
+    for uri in ["/assets/gone-1234.js", "/favicon.ico"] {
+        assert_eq!(
+            get(&h.app, uri, None).await.status(),
+            StatusCode::NOT_FOUND,
+            "{uri}"
+        );
+    }
+    let resp = get(&h.app, "/v1/nothing-here", None).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(error_code(&String::from_utf8_lossy(&body)), "not_found");
+
+    // Only GET and HEAD reach the UI.
+    let resp = router(h.app.clone())
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/s/abc")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
 }

@@ -37,6 +37,8 @@ pub struct Daemon {
     dir: tempfile::TempDir,
     instance: String,
     env: Vec<(String, String)>,
+    /// The address `up` listens on (port 0 until a restart keeps the port).
+    listen: String,
     /// Base URL of the API.
     pub url: String,
     /// The API token.
@@ -68,6 +70,7 @@ impl Daemon {
                 .collect(),
             url: String::new(),
             token: String::new(),
+            listen: "127.0.0.1:0".into(),
         };
         d.spawn();
         d
@@ -93,7 +96,7 @@ impl Daemon {
             .args([
                 "up",
                 "--listen",
-                "127.0.0.1:0",
+                &self.listen,
                 "--default-image",
                 "minimal",
                 "--images-dir",
@@ -141,6 +144,14 @@ impl Daemon {
     pub fn restart(&mut self, signal: i32) {
         self.stop_daemon(signal);
         self.spawn();
+    }
+
+    /// [`Daemon::restart`] on the same port, so clients (a browser) reconnect
+    /// to the same URL.
+    pub fn restart_on_same_port(&mut self, signal: i32) {
+        let port = self.url.rsplit(':').next().unwrap().trim_end_matches('/');
+        self.listen = format!("127.0.0.1:{port}");
+        self.restart(signal);
     }
 
     fn stop_daemon(&mut self, signal: i32) {

@@ -16,3 +16,4 @@ mod isolation;
 mod lifecycle;
 mod preview;
 mod terminal;
+mod ui;

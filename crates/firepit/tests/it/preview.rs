@@ -34,6 +34,16 @@ impl Resp {
     }
 }
 
+/// Every `Set-Cookie` of a response head.
+fn r_head_cookies(head: &str) -> Vec<String> {
+    head.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.trim().to_owned())
+        .collect()
+}
+
 impl std::fmt::Debug for Resp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}\n\n{}", self.head, self.text())
@@ -445,6 +455,22 @@ fn previews_are_private_and_shares_expire_and_revoke() {
     assert!(!set.to_ascii_lowercase().contains("domain="), "{set}");
     let cookie = set.split(';').next().unwrap().to_owned();
     let r = get(&d, &h, "/hostname", &[format!("Cookie: {cookie}")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    // The same handshake sets the cookie a browser sends when the UI frames
+    // the preview (a third-party context), and it opens the preview alone.
+    let framed = r_head_cookies(&get(&d, &h, back_path, &[]).head)
+        .into_iter()
+        .find(|c| c.starts_with("firepit_preview_framed="))
+        .expect("the framed owner cookie");
+    assert!(
+        framed.contains("SameSite=None")
+            && framed.contains("Secure")
+            && framed.contains("Partitioned")
+            && framed.contains("HttpOnly"),
+        "{framed}"
+    );
+    let framed_pair = framed.split(';').next().unwrap().to_owned();
+    let r = get(&d, &h, "/hostname", &[format!("Cookie: {framed_pair}")]);
     assert_eq!(r.status, 200, "{r:?}");
     // The owner's cookie of one port does not open another.
     let r = get(

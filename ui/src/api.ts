@@ -1,0 +1,172 @@
+// The daemon's HTTP API (docs/api/openapi.yaml), as the UI uses it. The
+// browser carries the API token as the HttpOnly cookie the login URL set.
+
+export interface Limits {
+  memory_bytes?: number;
+  cpus?: number;
+  pids?: number;
+}
+
+export type SessionState = "creating" | "running" | "stopped" | "failed";
+
+export interface Session {
+  id: string;
+  image: string;
+  state: SessionState;
+  limits: Limits;
+  network: "nat" | "none";
+  created_at: number;
+  error?: string;
+}
+
+export interface Image {
+  name: string;
+  size_bytes: number;
+  created_at: number;
+}
+
+export interface Port {
+  port: number;
+  addr: string;
+  url: string;
+}
+
+export interface Share {
+  id: string;
+  session: string;
+  port: number;
+  url: string;
+  created_at: number;
+  expires_at: number;
+  revoked: boolean;
+}
+
+export interface ExitStatus {
+  code: number | null;
+  signal: number | null;
+  timed_out?: boolean;
+}
+
+export interface ServiceInfo {
+  name: string;
+  state: "running" | "backoff" | "exited" | "stopped";
+  pid: number | null;
+  restarts: number;
+  last_exit: ExitStatus | null;
+  spec: { name: string; command: { argv?: string[]; shell?: string } };
+}
+
+export interface DirEntry {
+  name: string;
+  kind: "file" | "dir" | "symlink" | "other";
+  size: number;
+  mode: number;
+  mtime: number;
+}
+
+export interface AgentStatus {
+  configured: boolean;
+  provider?: string;
+  model?: string;
+  running: boolean;
+  input_tokens: number;
+  output_tokens: number;
+  cost_usd?: number;
+  help?: string;
+  last_seq: number;
+}
+
+/** One event of a session's log: `seq`, `session`, `time_ms`, `type` and its fields. */
+export interface SessionEvent {
+  seq: number;
+  session: string;
+  time_ms: number;
+  type: string;
+  [field: string]: unknown;
+}
+
+/** An error the API answered with, or a network failure (status 0). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Called when the API says the browser is not signed in. */
+let onUnauthorized: () => void = () => {};
+export function setUnauthorizedHandler(f: () => void): void {
+  onUnauthorized = f;
+}
+
+async function request(method: string, path: string, body?: BodyInit, json = true): Promise<Response> {
+  let resp: Response;
+  try {
+    resp = await fetch(path, {
+      method,
+      body,
+      credentials: "same-origin",
+      headers: body !== undefined && json ? { "content-type": "application/json" } : {},
+    });
+  } catch (e) {
+    throw new ApiError(0, "network", `firepit did not answer (${(e as Error).message}). Is the daemon running?`);
+  }
+  if (!resp.ok) {
+    let code = "http_" + resp.status;
+    let message = `${method} ${path} answered ${resp.status}`;
+    try {
+      const b = await resp.json();
+      if (b?.error) {
+        code = b.error.code;
+        message = b.error.message;
+      }
+    } catch {
+      // not a JSON error body
+    }
+    if (resp.status === 401) onUnauthorized();
+    throw new ApiError(resp.status, code, message);
+  }
+  return resp;
+}
+
+async function json<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const resp = await request(method, path, body === undefined ? undefined : JSON.stringify(body));
+  return (await resp.json()) as T;
+}
+
+const enc = encodeURIComponent;
+const s = (id: string) => `/v1/sessions/${enc(id)}`;
+
+export const api = {
+  sessions: () => json<Session[]>("GET", "/v1/sessions"),
+  session: (id: string) => json<Session>("GET", s(id)),
+  images: () => json<Image[]>("GET", "/v1/images"),
+  create: (body: { image?: string; limits: Limits; network: "nat" | "none" }) =>
+    json<Session>("POST", "/v1/sessions", body),
+  stop: (id: string) => json<Session>("POST", `${s(id)}/stop`),
+  start: (id: string) => json<Session>("POST", `${s(id)}/start`),
+  destroy: (id: string) => request("DELETE", s(id)).then(() => undefined),
+  ports: (id: string) => json<Port[]>("GET", `${s(id)}/ports`),
+  share: (id: string, port: number, ttl_seconds?: number) =>
+    json<Share>("POST", `${s(id)}/shares`, { port, ttl_seconds }),
+  services: (id: string) => json<ServiceInfo[]>("GET", `${s(id)}/services`),
+  /** A service's log as a stream of NDJSON lines (`follow` keeps it open). */
+  serviceLogs: (id: string, name: string, signal: AbortSignal) =>
+    fetch(`${s(id)}/services/${enc(name)}/logs?follow=true&tail=500`, { credentials: "same-origin", signal }),
+  list: (id: string, path: string) => json<DirEntry[]>("GET", `${s(id)}/files/list?path=${enc(path)}`),
+  read: (id: string, path: string) => request("GET", `${s(id)}/files?path=${enc(path)}`).then((r) => r.arrayBuffer()),
+  write: (id: string, path: string, data: string) =>
+    request("PUT", `${s(id)}/files?path=${enc(path)}`, data, false).then(() => undefined),
+  agent: (id: string) => json<AgentStatus>("GET", `${s(id)}/agent`),
+  send: (id: string, message: string) => json<{ status: string }>("POST", `${s(id)}/agent`, { message }),
+  stopAgent: (id: string) => json<{ stopped: boolean }>("POST", `${s(id)}/agent/stop`),
+};
+
+/** `ws://host/path` for a path of this daemon. */
+export function wsUrl(path: string): string {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${proto}//${location.host}${path}`;
+}
