@@ -84,10 +84,13 @@ pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
     let url = format!("http://{}", display_addr(addr));
     let daemon_file = data_dir.join(DAEMON_FILE);
+    // Written whole, then renamed into place: a client never reads half of it.
+    let partial = data_dir.join(format!("{DAEMON_FILE}.partial"));
     std::fs::write(
-        &daemon_file,
+        &partial,
         serde_json::json!({ "url": url, "pid": std::process::id() }).to_string(),
     )
+    .and_then(|()| std::fs::rename(&partial, &daemon_file))
     .with_context(|| format!("writing {}", daemon_file.display()))?;
     let login = format!("http://localhost:{}/?token={}", addr.port(), app.token());
     let mut out = std::io::stdout().lock();
