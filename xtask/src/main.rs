@@ -46,7 +46,19 @@ fn images() -> Result<(PathBuf, u32)> {
         eprintln!("xtask: image minimal: {p}")
     })?;
     let uid_base = image.manifest.uid_base;
+    browser_image(&store)?;
     Ok((dir, uid_base))
+}
+
+/// The image with Chromium that the browser tests and `bench-browser` use
+/// (the name is passed to them as `FIREPIT_TEST_BROWSER_IMAGE`). It takes
+/// minutes to build the first time; the cache keeps it.
+fn browser_image(store: &firepit_image::ImageStore) -> Result<()> {
+    let recipe = firepit_image::Recipe::builtin("browser")?;
+    firepit_image::cache::ensure(store, &recipe, &mut |p| {
+        eprintln!("xtask: image browser: {p}")
+    })?;
+    Ok(())
 }
 
 /// Downloads the `.deb` files the tests install inside machines (with the
@@ -89,7 +101,8 @@ fn test_env(cmd: &mut Command, images: &Path, uid_base: u32) {
     cmd.env("FIREPIT_TEST_IMAGES", images)
         .env("FIREPIT_TEST_DEBS", cache_dir().join("debs"))
         .env("FIREPIT_TEST_ROOTFS", images.join("minimal/rootfs"))
-        .env("FIREPIT_TEST_UID_BASE", uid_base.to_string());
+        .env("FIREPIT_TEST_UID_BASE", uid_base.to_string())
+        .env("FIREPIT_TEST_BROWSER_IMAGE", "browser");
 }
 
 fn test(extra: &[String]) -> Result<()> {
