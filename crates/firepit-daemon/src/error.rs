@@ -80,6 +80,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The session has no such artifact.
+    #[error("session {session} has no artifact {name:?}; its `artifact` events name them")]
+    ArtifactNotFound {
+        /// The session.
+        session: String,
+        /// The name asked for.
+        name: String,
+    },
+    /// The browser failed.
+    #[error("the browser failed")]
+    Browser(#[from] firepit_browser::Error),
     /// A blocking task panicked or was cancelled.
     #[error("an internal task failed")]
     Join(#[from] tokio::task::JoinError),
@@ -91,6 +102,7 @@ impl Error {
         match self {
             Error::SessionNotFound(_) => (StatusCode::NOT_FOUND, "session_not_found"),
             Error::ShareNotFound { .. } => (StatusCode::NOT_FOUND, "share_not_found"),
+            Error::ArtifactNotFound { .. } => (StatusCode::NOT_FOUND, "artifact_not_found"),
             Error::SessionNotRunning(_) => (StatusCode::CONFLICT, "session_not_running"),
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),

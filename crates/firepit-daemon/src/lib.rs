@@ -9,6 +9,8 @@
 pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod browsers;
+pub mod closed_loop;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -44,6 +46,8 @@ struct Inner {
     token: String,
     previews: preview::Previews,
     agents: agents::Agents,
+    browsers: browsers::Browsers,
+    closed_loop: closed_loop::ClosedLoop,
 }
 
 impl App {
@@ -104,12 +108,24 @@ impl App {
             token,
             previews: preview::Previews::new(signer),
             agents: agents::Agents::new(model),
+            browsers: browsers::Browsers::default(),
+            closed_loop: closed_loop::ClosedLoop::default(),
         }))
     }
 
     /// The agents of the sessions.
     pub fn agents(&self) -> &agents::Agents {
         &self.0.agents
+    }
+
+    /// The sessions' browsers.
+    pub fn browsers(&self) -> &browsers::Browsers {
+        &self.0.browsers
+    }
+
+    /// The closed loop's per-session state.
+    pub fn closed_loop(&self) -> &closed_loop::ClosedLoop {
+        &self.0.closed_loop
     }
 
     /// The settings the daemon runs with.

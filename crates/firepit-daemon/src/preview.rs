@@ -353,6 +353,22 @@ async fn dial(app: &App, p: &PreviewHost) -> Result<tokio::net::TcpStream, firep
     }
 }
 
+/// Connects to `port` on a session's machine loopback (the browser's
+/// DevTools port), inside its network namespace.
+pub(crate) async fn dial_loopback(
+    app: &App,
+    session: &str,
+    port: u16,
+) -> Result<tokio::net::TcpStream, firepit_preview::Error> {
+    let backend = app.backend().clone();
+    let mid = machines::id(session);
+    let addr = vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)];
+    app.previews()
+        .dialers
+        .dial(session, || backend.netns_path(&mid), addr)
+        .await
+}
+
 /// The ports listening in a session's machine, as the guest sees them.
 async fn open_ports(app: &App, session: &str) -> Vec<SocketAddr> {
     let Ok(guest) = app.guest(session).await else {

@@ -136,6 +136,8 @@ impl App {
         self.store().delete_session(id)?;
         self.events().forget(id);
         self.sessions().forget(id);
+        self.closed_loop().forget(id);
+        self.remove_artifacts(id);
         Ok(())
     }
 
@@ -214,6 +216,7 @@ impl App {
         self.sessions().watchers.stop(id).await;
         self.sessions().drop_guest(id);
         self.agents().forget(id);
+        self.browsers().forget(id);
     }
 
     /// Ends a session's processes; its files are kept.
@@ -281,6 +284,7 @@ impl App {
             self.sessions().watchers.abort(id);
             self.sessions().drop_guest(id);
             self.agents().forget(id);
+            self.browsers().forget(id);
             self.store().set_state(id, SessionState::Stopped, None)?;
             watchers::close_known_ports(self, id)?;
             self.log_state(id, SessionState::Stopped, None)?;

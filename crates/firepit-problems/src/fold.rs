@@ -96,10 +96,17 @@ mod tests {
     fn a_crash_loop_is_folded() {
         let mut f = Folder::default();
         let reported: Vec<u64> = (0..1000)
-            .filter_map(|i| f.observe(&p(&format!("#PID<0.{i}.0> ** (RuntimeError) boom at 0x7f{i:x}"))))
+            .filter_map(|i| {
+                f.observe(&p(&format!(
+                    "#PID<0.{i}.0> ** (RuntimeError) boom at 0x7f{i:x}"
+                )))
+            })
             .collect();
         assert_eq!(reported, vec![1, 10, 100, 1000]);
-        assert_eq!(f.count(&p("#PID<0.1.0> ** (RuntimeError) boom at 0xff")), 1000);
+        assert_eq!(
+            f.count(&p("#PID<0.1.0> ** (RuntimeError) boom at 0xff")),
+            1000
+        );
     }
 
     #[test]
@@ -116,7 +123,10 @@ mod tests {
     fn memory_is_bounded() {
         let mut f = Folder::default();
         for i in 0..(Folder::CAPACITY + 10) {
-            f.observe(&p(&format!("error {}", "x".repeat(i % 50) + &i.to_string().replace(|c: char| c.is_ascii_digit(), "a"))));
+            f.observe(&p(&format!(
+                "error {}",
+                "x".repeat(i % 50) + &i.to_string().replace(|c: char| c.is_ascii_digit(), "a")
+            )));
         }
         assert!(f.counts.len() <= Folder::CAPACITY);
     }

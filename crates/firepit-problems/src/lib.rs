@@ -98,6 +98,9 @@ mod unit {
         assert!(p.summary.len() <= SUMMARY_LIMIT);
         assert!(p.detail.len() <= DETAIL_LIMIT + 40);
         assert!(p.detail.contains("bytes cut"));
-        assert_eq!(Problem::new("b", "k", "\n\n  first\nsecond", "").summary, "first");
+        assert_eq!(
+            Problem::new("b", "k", "\n\n  first\nsecond", "").summary,
+            "first"
+        );
     }
 }

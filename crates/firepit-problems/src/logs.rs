@@ -94,8 +94,19 @@ impl LogScanner {
             Block::Python => ("python_exception", p.summary.unwrap_or(first)),
             Block::Elixir => ("elixir_exception", p.summary.unwrap_or(first)),
             Block::Node => {
-                let has_frames = p.lines.iter().skip(1).any(|l| l.trim_start().starts_with("at "));
-                (if has_frames { "node_exception" } else { "error_line" }, first)
+                let has_frames = p
+                    .lines
+                    .iter()
+                    .skip(1)
+                    .any(|l| l.trim_start().starts_with("at "));
+                (
+                    if has_frames {
+                        "node_exception"
+                    } else {
+                        "error_line"
+                    },
+                    first,
+                )
             }
             Block::RustPanic => {
                 // Since Rust 1.73 the message is on the line after "panicked at …:".
@@ -239,9 +250,12 @@ fn elixir_summary(t: &str) -> Option<String> {
 /// Logger's `[error]` level, with or without a time before it.
 fn is_elixir_error(line: &str) -> bool {
     line.starts_with("[error]")
-        || line
-            .split_once(" [error] ")
-            .is_some_and(|(time, _)| time.len() <= 30 && time.chars().all(|c| c.is_ascii_digit() || ":.-T ".contains(c)))
+        || line.split_once(" [error] ").is_some_and(|(time, _)| {
+            time.len() <= 30
+                && time
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ":.-T ".contains(c))
+        })
 }
 
 /// `TypeError: …`, `Error: …`, `Uncaught …`, `UnhandledPromiseRejection…`.
@@ -256,7 +270,9 @@ fn is_error_name_line(t: &str) -> bool {
     !rest.trim().is_empty()
         && name.starts_with(|c: char| c.is_ascii_uppercase())
         && (name.ends_with("Error") || name.ends_with("Exception"))
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
 }
 
 /// Generic error lines of common loggers.
@@ -274,7 +290,8 @@ fn is_error_line(t: &str) -> bool {
 /// (`"GET / HTTP/1.1" 500 …`), Phoenix (`Sent 500 in 3ms`), and the
 /// `METHOD /path STATUS` form (morgan, many dev servers).
 fn http_5xx(t: &str) -> Option<String> {
-    let is_5xx = |s: &str| s.len() == 3 && s.starts_with('5') && s.bytes().all(|b| b.is_ascii_digit());
+    let is_5xx =
+        |s: &str| s.len() == 3 && s.starts_with('5') && s.bytes().all(|b| b.is_ascii_digit());
     if let Some(i) = t.find("\" ") {
         let before = &t[..i];
         if let Some(q) = before.rfind('"') {
@@ -358,7 +375,10 @@ mod tests {
         ),
         (
             "\u{1b}[31m14:02:11.123 [error] GenServer App.Worker terminating\n** (ArithmeticError) bad argument in arithmetic expression\n    (app 0.1.0) lib/app/worker.ex:12: App.Worker.handle_info/2\nLast message: :tick\n\u{1b}[0m",
-            &[("elixir_exception", "** (ArithmeticError) bad argument in arithmetic expression")],
+            &[(
+                "elixir_exception",
+                "** (ArithmeticError) bad argument in arithmetic expression",
+            )],
         ),
         (
             "listening on 3000\n/root/app/server.js:5\n    throw new TypeError('x is not a function');\n    ^\n\nTypeError: x is not a function\n    at Server.<anonymous> (/root/app/server.js:5:11)\n    at Server.emit (node:events:519:28)\n\nNode.js v20.11.0\n",
@@ -366,24 +386,48 @@ mod tests {
         ),
         (
             "thread 'main' panicked at src/main.rs:4:5:\nindex out of bounds: the len is 3 but the index is 7\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n",
-            &[("rust_panic", "thread 'main' panicked at src/main.rs:4:5: index out of bounds: the len is 3 but the index is 7")],
+            &[(
+                "rust_panic",
+                "thread 'main' panicked at src/main.rs:4:5: index out of bounds: the len is 3 but the index is 7",
+            )],
         ),
         (
             "   Compiling app v0.1.0\nerror[E0425]: cannot find value `y` in this scope\n --> src/main.rs:2:20\n  |\n2 |     println!(\"{}\", y);\n  |                    ^ not found in this scope\n\nerror: could not compile `app` (bin \"app\") due to 1 previous error\n",
-            &[("rust_compile_error", "error[E0425]: cannot find value `y` in this scope")],
+            &[(
+                "rust_compile_error",
+                "error[E0425]: cannot find value `y` in this scope",
+            )],
         ),
         (
             "starting\npanic: runtime error: index out of range [5] with length 3\n\ngoroutine 1 [running]:\nmain.main()\n\t/root/app/main.go:8 +0x1d\nexit status 2\nafter\n",
-            &[("go_panic", "panic: runtime error: index out of range [5] with length 3")],
+            &[(
+                "go_panic",
+                "panic: runtime error: index out of range [5] with length 3",
+            )],
         ),
         (
             "127.0.0.1 - - [01/Jan/2026 10:00:00] \"GET /boom HTTP/1.1\" 500 -\n127.0.0.1 - - [01/Jan/2026 10:00:00] \"GET / HTTP/1.1\" 200 -\n",
             &[("http_5xx", "GET /boom answered 500")],
         ),
-        ("GET /api/items 502 3.123 ms - 20\nGET / 200 1.0 ms - 5\n", &[("http_5xx", "GET /api/items answered 502")]),
-        ("ERROR:root:could not open the database\nINFO:root:fine\n", &[("error_line", "ERROR:root:could not open the database")]),
-        ("time=1 level=error msg=\"db down\"\n", &[("error_line", "time=1 level=error msg=\"db down\"")]),
-        ("Error: listen EADDRINUSE: address already in use :::3000\n", &[("error_line", "Error: listen EADDRINUSE: address already in use :::3000")]),
+        (
+            "GET /api/items 502 3.123 ms - 20\nGET / 200 1.0 ms - 5\n",
+            &[("http_5xx", "GET /api/items answered 502")],
+        ),
+        (
+            "ERROR:root:could not open the database\nINFO:root:fine\n",
+            &[("error_line", "ERROR:root:could not open the database")],
+        ),
+        (
+            "time=1 level=error msg=\"db down\"\n",
+            &[("error_line", "time=1 level=error msg=\"db down\"")],
+        ),
+        (
+            "Error: listen EADDRINUSE: address already in use :::3000\n",
+            &[(
+                "error_line",
+                "Error: listen EADDRINUSE: address already in use :::3000",
+            )],
+        ),
         // Ordinary output is not a problem.
         (
             "Compiling 3 files (.ex)\n[info] Running AppWeb.Endpoint with Bandit 1.5 at 127.0.0.1:4000 (http)\n[info] GET /\n[info] Sent 200 in 1ms\n\"GET / HTTP/1.1\" 200 12\nno errors found\n0 errors\n",
@@ -394,10 +438,8 @@ mod tests {
     #[test]
     fn recognises_the_table() {
         for (log, want) in CASES {
-            let got: Vec<(String, String)> = scan(log)
-                .into_iter()
-                .map(|p| (p.kind, p.summary))
-                .collect();
+            let got: Vec<(String, String)> =
+                scan(log).into_iter().map(|p| (p.kind, p.summary)).collect();
             let want: Vec<(String, String)> = want
                 .iter()
                 .map(|(k, s)| ((*k).to_owned(), (*s).to_owned()))
@@ -417,7 +459,10 @@ mod tests {
     #[test]
     fn a_block_in_two_chunks_is_one_problem() {
         let mut s = LogScanner::new("service:web");
-        assert!(s.push("Traceback (most recent call last):\n  File \"a.py\", line 1\n").is_empty());
+        assert!(
+            s.push("Traceback (most recent call last):\n  File \"a.py\", line 1\n")
+                .is_empty()
+        );
         let got = s.push("KeyError: 'x'\n");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].summary, "KeyError: 'x'");
@@ -433,6 +478,9 @@ mod tests {
         let mut got = s.push(&text);
         got.extend(s.flush());
         assert!(!got.is_empty());
-        assert!(got.iter().all(|p| p.detail.len() < crate::DETAIL_LIMIT + 64));
+        assert!(
+            got.iter()
+                .all(|p| p.detail.len() < crate::DETAIL_LIMIT + 64)
+        );
     }
 }

@@ -46,10 +46,7 @@ fn count_before(line: &str, words: &[&str]) -> Option<u64> {
         .collect();
     toks.windows(2).find_map(|w| {
         let word = w[1].trim_end_matches(['.', ':']);
-        words
-            .contains(&word)
-            .then(|| w[0].parse().ok())
-            .flatten()
+        words.contains(&word).then(|| w[0].parse().ok()).flatten()
     })
 }
 
@@ -72,7 +69,11 @@ pub fn summarize(output: &str, code: Option<i32>) -> TestSummary {
             continue;
         }
         if line.starts_with("test ") && line.ends_with("... FAILED") {
-            failures.push(line["test ".len()..line.len() - "... FAILED".len()].trim().to_owned());
+            failures.push(
+                line["test ".len()..line.len() - "... FAILED".len()]
+                    .trim()
+                    .to_owned(),
+            );
             continue;
         }
         // pytest: `==== 1 failed, 2 passed in 0.1s ====`.
@@ -172,7 +173,14 @@ mod unit {
             false,
             Some("test_app.py::test_add - assert 3 == 4"),
         ),
-        ("============================== 3 passed in 0.01s ===============================\n", Some(0), Some(3), 0, true, None),
+        (
+            "============================== 3 passed in 0.01s ===============================\n",
+            Some(0),
+            Some(3),
+            0,
+            true,
+            None,
+        ),
         (
             "running 2 tests\ntest tests::adds ... ok\ntest tests::subtracts ... FAILED\n\nfailures:\n\ntest result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n",
             Some(101),
@@ -197,7 +205,14 @@ mod unit {
             false,
             Some("TestAdd"),
         ),
-        ("ok  \texample.com/app\t0.002s\n", Some(0), None, 0, true, None),
+        (
+            "ok  \texample.com/app\t0.002s\n",
+            Some(0),
+            None,
+            0,
+            true,
+            None,
+        ),
         (
             "Running ExUnit with seed: 1\n\n  1) test greets the world (AppTest)\n     test/app_test.exs:5\n     Assertion with == failed\n\nFinished in 0.02 seconds (0.00s async, 0.02s sync)\n1 doctest, 3 tests, 1 failure\n",
             Some(2),
@@ -206,7 +221,14 @@ mod unit {
             false,
             Some("test greets the world (AppTest)"),
         ),
-        ("Finished in 0.01 seconds\n2 tests, 0 failures\n", Some(0), Some(2), 0, true, None),
+        (
+            "Finished in 0.01 seconds\n2 tests, 0 failures\n",
+            Some(0),
+            Some(2),
+            0,
+            true,
+            None,
+        ),
         (
             "FAIL ./sum.test.js\n  ● sum › adds 1 + 2\n\n    expect(received).toBe(expected)\n\nTests:       1 failed, 2 passed, 3 total\n",
             Some(1),
@@ -223,8 +245,22 @@ mod unit {
             false,
             Some("adds"),
         ),
-        ("  2 passing (5ms)\n  1 failing\n\n  1) Array\n       #indexOf():\n", Some(1), Some(2), 1, false, Some("Array")),
-        ("sh: 1: pytest: not found\n", Some(127), None, 0, false, None),
+        (
+            "  2 passing (5ms)\n  1 failing\n\n  1) Array\n       #indexOf():\n",
+            Some(1),
+            Some(2),
+            1,
+            false,
+            Some("Array"),
+        ),
+        (
+            "sh: 1: pytest: not found\n",
+            Some(127),
+            None,
+            0,
+            false,
+            None,
+        ),
     ];
 
     #[test]
@@ -234,7 +270,11 @@ mod unit {
             assert_eq!(s.passed, *passed, "passed, for:\n{out}");
             assert_eq!(s.failed, *failed, "failed, for:\n{out}");
             assert_eq!(s.ok, *ok, "ok, for:\n{out}");
-            assert_eq!(s.failures.first().map(String::as_str), *first, "for:\n{out}");
+            assert_eq!(
+                s.failures.first().map(String::as_str),
+                *first,
+                "for:\n{out}"
+            );
         }
     }
 
