@@ -6,6 +6,29 @@
 //! (weak, so removed elements are freed). A navigation starts a new window,
 //! so old refs fail with a message that says to take a new snapshot.
 
+/// Installed in every document: `alert`, `confirm` and `prompt` answer at
+/// once (as if dismissed: `undefined`, `false`, `null`) instead of blocking the
+/// page, and are reported through `console.debug` with a marker the
+/// collector turns into dialog reports (the first five, then one note at 20).
+pub const DIALOGS: &str = r#"
+(() => {
+  if (window.__fpDialogs !== undefined) return;
+  window.__fpDialogs = 0;
+  const debug = console.debug.bind(console);
+  const report = (kind, msg) => {
+    const n = ++window.__fpDialogs;
+    if (n <= 5) debug('__firepit_dialog__', kind, String(msg === undefined ? '' : msg).slice(0, 500));
+    else if (n === 20) debug('__firepit_dialog__', kind, '(the page keeps opening dialogs; further ones are not reported)');
+  };
+  window.alert = m => { report('alert', m); };
+  window.confirm = m => { report('confirm', m); return false; };
+  window.prompt = m => { report('prompt', m); return null; };
+})();
+"#;
+
+/// The marker of dialog reports in `console.debug`.
+pub const DIALOG_MARK: &str = "__firepit_dialog__";
+
 /// The element lookup: `__fpFind(ref, selector)` returns the element or throws
 /// an error that says what to do.
 pub const FIND: &str = r#"
@@ -35,6 +58,7 @@ pub const SNAPSHOT: &str = r#"
   const fp = window.__fp || (window.__fp = { n: 0, refs: new Map() });
   const out = [];
   let size = 0, nodes = 0, truncated = false;
+  const started = performance.now();
   const SKIP = new Set(['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'HEAD', 'META', 'LINK', 'svg', 'SVG']);
   const CONTROLS = new Set(['A', 'BUTTON', 'INPUT', 'SELECT', 'TEXTAREA', 'SUMMARY']);
   const ROLES = new Set(['button', 'link', 'checkbox', 'radio', 'tab', 'menuitem', 'switch', 'textbox', 'combobox', 'option', 'slider', 'searchbox']);
@@ -92,7 +116,7 @@ pub const SNAPSHOT: &str = r#"
   }
   function walk(node, depth) {
     if (truncated) return;
-    if (++nodes > maxNodes) { truncated = true; return; }
+    if (++nodes > maxNodes || (nodes % 256 === 0 && performance.now() - started > 5000)) { truncated = true; return; }
     if (node.nodeType === 3) {
       const t = clean(node.textContent);
       if (t) emit(depth, q(t, 300));

@@ -24,6 +24,8 @@ use crate::{Error, js};
 const COMMAND: Duration = Duration::from_secs(10);
 /// Most entries kept per kind between looks.
 const KEEP: usize = 200;
+/// Dialogs one page may open before its dialog functions are turned off.
+const MAX_DIALOGS: u64 = 20;
 /// Longest text kept of one entry.
 const ENTRY_TEXT: usize = 2000;
 
@@ -226,6 +228,18 @@ impl Page {
         ] {
             cdp.call(m, json!({}), COMMAND).await?;
         }
+        cdp.call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": js::DIALOGS}),
+            COMMAND,
+        )
+        .await?;
+        cdp.call(
+            "Runtime.evaluate",
+            json!({"expression": js::DIALOGS}),
+            COMMAND,
+        )
+        .await?;
         let tree = cdp.call("Page.getFrameTree", json!({}), COMMAND).await?;
         {
             let mut st = state.lock().expect("page state");
@@ -493,7 +507,7 @@ impl Page {
     /// The page as an outline with element refs, at most `max_chars` long.
     pub async fn snapshot(&self, max_chars: usize) -> Result<String, Error> {
         let expr = format!("({})({}, {})", js::SNAPSHOT.trim(), max_chars, 20_000);
-        let v = self.eval(&expr, Duration::from_secs(10)).await?;
+        let v = self.eval(&expr, Duration::from_secs(20)).await?;
         let text = v["text"].as_str().unwrap_or("");
         let title = v["title"].as_str().unwrap_or("");
         let url = v["url"].as_str().unwrap_or("");
@@ -769,6 +783,12 @@ async fn collect(page: Page, mut events: broadcast::Receiver<CdpEvent>, loads: w
         };
         let p = &ev.params;
         let report = match ev.method.as_str() {
+            "Runtime.consoleAPICalled" if p["args"][0]["value"] == js::DIALOG_MARK => {
+                Some(Report::Dialog {
+                    kind: p["args"][1]["value"].as_str().unwrap_or("alert").to_owned(),
+                    message: p["args"][2]["value"].as_str().unwrap_or("").to_owned(),
+                })
+            }
             "Runtime.consoleAPICalled" => Some(Report::Console {
                 level: p["type"].as_str().unwrap_or("log").to_owned(),
                 text: console_text(&p["args"]),
@@ -786,14 +806,14 @@ async fn collect(page: Page, mut events: broadcast::Receiver<CdpEvent>, loads: w
                 };
                 let mut stack: String =
                     desc.lines().skip(1).take(20).collect::<Vec<_>>().join("\n");
-                if stack.is_empty() {
-                    if let Some(url) = d["url"].as_str() {
-                        stack = format!(
-                            "    at {url}:{}:{}",
-                            d["lineNumber"].as_i64().unwrap_or(0) + 1,
-                            d["columnNumber"].as_i64().unwrap_or(0) + 1
-                        );
-                    }
+                if stack.is_empty()
+                    && let Some(url) = d["url"].as_str()
+                {
+                    stack = format!(
+                        "    at {url}:{}:{}",
+                        d["lineNumber"].as_i64().unwrap_or(0) + 1,
+                        d["columnNumber"].as_i64().unwrap_or(0) + 1
+                    );
                 }
                 Some(Report::Exception {
                     text: cut(&text, ENTRY_TEXT),
@@ -861,17 +881,45 @@ async fn collect(page: Page, mut events: broadcast::Receiver<CdpEvent>, loads: w
             "Page.javascriptDialogOpening" => {
                 let kind = p["type"].as_str().unwrap_or("alert").to_owned();
                 // Dismiss at once (a `beforeunload` one is accepted so navigation goes on).
-                page.cdp.send(
-                    "Page.handleJavaScriptDialog",
-                    json!({"accept": kind == "beforeunload"}),
-                );
+                let cdp = page.cdp.clone();
+                let accept = kind == "beforeunload";
+                tokio::spawn(async move {
+                    // The event can come before Chromium shows the dialog: try again a few times.
+                    for _ in 0..20 {
+                        let r = cdp
+                            .call(
+                                "Page.handleJavaScriptDialog",
+                                json!({"accept": accept}),
+                                COMMAND,
+                            )
+                            .await;
+                        match r {
+                            Ok(_) | Err(Error::Closed(_)) => return,
+                            Err(e) => tracing::debug!(error = %e, "dismissing a dialog"),
+                        }
+                        tokio::time::sleep(Duration::from_millis(25)).await;
+                    }
+                });
                 let mut st = page.state.lock().expect("page state");
                 st.dialogs += 1;
-                // Endless dialogs are reported a few times, not endlessly.
-                (st.dialogs <= 5 || st.dialogs.is_power_of_two()).then(|| Report::Dialog {
-                    kind,
-                    message: cut(p["message"].as_str().unwrap_or(""), 500),
-                })
+                if st.dialogs == MAX_DIALOGS {
+                    // A page that raises dialogs without end starves navigation: turn them off.
+                    page.cdp.send(
+                        "Runtime.evaluate",
+                        json!({"expression": "window.alert = () => {}; window.confirm = () => false; window.prompt = () => null;"}),
+                    );
+                    st.push(Report::Dialog {
+                        kind,
+                        message: format!("the page opened {MAX_DIALOGS} dialogs; its alert, confirm and prompt are turned off until it navigates"),
+                    });
+                    None
+                } else {
+                    // Endless dialogs are reported a few times, not endlessly.
+                    (st.dialogs <= 5).then(|| Report::Dialog {
+                        kind,
+                        message: cut(p["message"].as_str().unwrap_or(""), 500),
+                    })
+                }
             }
             "Page.frameNavigated" => {
                 let f = &p["frame"];

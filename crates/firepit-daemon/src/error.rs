@@ -88,9 +88,6 @@ pub enum Error {
         /// The name asked for.
         name: String,
     },
-    /// The browser failed.
-    #[error("the browser failed")]
-    Browser(#[from] firepit_browser::Error),
     /// A blocking task panicked or was cancelled.
     #[error("an internal task failed")]
     Join(#[from] tokio::task::JoinError),

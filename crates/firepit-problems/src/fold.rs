@@ -58,10 +58,10 @@ impl Folder {
                 *c
             }
             None => {
-                if self.order.len() >= Self::CAPACITY {
-                    if let Some(old) = self.order.pop_front() {
-                        self.counts.remove(&old);
-                    }
+                if self.order.len() >= Self::CAPACITY
+                    && let Some(old) = self.order.pop_front()
+                {
+                    self.counts.remove(&old);
                 }
                 self.order.push_back(key.clone());
                 self.counts.insert(key, 1);
@@ -78,7 +78,7 @@ impl Folder {
 }
 
 fn is_power_of_ten(mut n: u64) -> bool {
-    while n >= 10 && n % 10 == 0 {
+    while n >= 10 && n.is_multiple_of(10) {
         n /= 10;
     }
     n == 1

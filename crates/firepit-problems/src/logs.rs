@@ -309,10 +309,10 @@ fn http_5xx(t: &str) -> Option<String> {
     }
     if let Some(rest) = t.split_once("Sent ").map(|(_, r)| r) {
         let mut w = rest.split_whitespace();
-        if let (Some(s), Some("in")) = (w.next(), w.next()) {
-            if is_5xx(s) {
-                return Some(format!("the server answered {s}"));
-            }
+        if let (Some(s), Some("in")) = (w.next(), w.next())
+            && is_5xx(s)
+        {
+            return Some(format!("the server answered {s}"));
         }
     }
     let w: Vec<&str> = t.split_whitespace().take(3).collect();

@@ -1,6 +1,6 @@
 //! Reading a test runner's output: how many passed and failed, and which.
 //!
-//! Understands mix test (ExUnit), pytest, cargo test, go test, jest, mocha,
+//! Understands mix test (ExUnit), pytest, unittest, cargo test, go test, jest, mocha,
 //! node's test runner and the plain `N passed, N failed` line. The exit code
 //! has the last word: a run that exits non-zero failed even when no count
 //! was found.
@@ -55,6 +55,7 @@ pub fn summarize(output: &str, code: Option<i32>) -> TestSummary {
     let mut passed: Option<u64> = None;
     let mut failed: Option<u64> = None;
     let mut failures = Vec::new();
+    let mut unittest_total: Option<u64> = None;
     let add = |slot: &mut Option<u64>, n: u64| *slot = Some(slot.unwrap_or(0) + n);
     for raw in output.lines() {
         let line = raw.trim();
@@ -136,11 +137,43 @@ pub fn summarize(output: &str, code: Option<i32>) -> TestSummary {
             continue;
         }
         // ExUnit and mocha name failures as `1) test name (Module)`.
-        if let Some((num, name)) = line.split_once(") ") {
-            if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) && raw.starts_with("  ") {
-                failures.push(name.trim_end_matches(':').to_owned());
-                continue;
+        if let Some((num, name)) = line.split_once(") ")
+            && !num.is_empty()
+            && num.bytes().all(|b| b.is_ascii_digit())
+            && raw.starts_with("  ")
+        {
+            failures.push(name.trim_end_matches(':').to_owned());
+            continue;
+        }
+        // unittest: `Ran 3 tests in 0.001s`, then `OK` or `FAILED (failures=1, errors=1)`.
+        if let Some(rest) = line.strip_prefix("Ran ")
+            && let Some(n) = count_before(rest, &["test", "tests"])
+        {
+            unittest_total = Some(n);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("FAILED (") {
+            let f = count_before(rest, &["failures"]).unwrap_or(0)
+                + count_before(rest, &["errors"]).unwrap_or(0);
+            failed = Some(f);
+            if let Some(t) = unittest_total {
+                passed = Some(t.saturating_sub(f));
             }
+            continue;
+        }
+        if line == "OK" || line.starts_with("OK (") {
+            if let Some(t) = unittest_total {
+                passed = Some(t);
+                failed = Some(0);
+            }
+            continue;
+        }
+        if let Some(name) = line
+            .strip_prefix("FAIL: ")
+            .or_else(|| line.strip_prefix("ERROR: "))
+        {
+            failures.push(name.to_owned());
+            continue;
         }
         // The plain `N passed, N failed` line.
         if line.contains(" passed, ") && line.contains(" failed") {

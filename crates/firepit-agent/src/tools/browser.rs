@@ -127,7 +127,7 @@ pub(super) fn defs() -> Vec<ToolDef> {
     ]
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub(super) struct Args {
     url: Option<String>,
     timeout_s: Option<u64>,
@@ -193,8 +193,27 @@ fn with_errors(page: &Page, mark: u64, mut out: String) -> String {
 pub(super) async fn run(ctx: &ToolContext, name: &str, a: Args) -> Result<String, String> {
     let h = hooks(ctx)?;
     let browser = h.browser();
-    let (page, note) = browser.page().await.map_err(|e| error_chain(&e))?;
-    let r = act(h, &page, name, a).await;
+    let (page, mut note) = browser.page().await.map_err(|e| error_chain(&e))?;
+    let retry = name == "browser_open";
+    let url = a.url.clone();
+    let mut r = act(h, &page, name, a).await;
+    if r.is_err() && page.is_closed() {
+        // It went away under this call: start it again now, and open the page again.
+        let (page, _) = browser.page().await.map_err(|e| error_chain(&e))?;
+        note = Some(firepit_browser::RESTARTED);
+        if retry {
+            r = act(
+                h,
+                &page,
+                name,
+                Args {
+                    url,
+                    ..Args::default()
+                },
+            )
+            .await;
+        }
+    }
     match (r, note) {
         (Ok(out), Some(n)) => Ok(format!("{n}\n{out}")),
         (Err(e), Some(n)) => Err(format!("{n}\n{e}")),

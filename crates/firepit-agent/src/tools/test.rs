@@ -27,6 +27,7 @@ pub(super) fn def() -> ToolDef {
         description: "Run the project's tests (mix test, npm test, pytest, cargo test or go test, found from the project; or the command given) and get a summary of the failures. The run is recorded in the session's log.",
         schema: json!({"type": "object", "properties": {
             "command": {"type": "string", "description": "The test command, when it cannot be found or to run a subset, e.g. 'mix test test/app_test.exs'."},
+            "cwd": {"type": "string", "description": "The project's directory; default the repository."},
             "timeout_s": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "description": "Default 600."}
         }}),
     }
@@ -35,6 +36,7 @@ pub(super) fn def() -> ToolDef {
 #[derive(Deserialize)]
 pub(super) struct Args {
     command: Option<String>,
+    cwd: Option<String>,
     timeout_s: Option<u64>,
 }
 
@@ -47,15 +49,17 @@ elif [ -f pytest.ini ] || [ -f pyproject.toml ] || [ -f setup.cfg ] || [ -f conf
 fi"#;
 
 pub(super) async fn run(ctx: &ToolContext, a: Args) -> Result<String, String> {
+    let cwd = ctx.path(a.cwd.as_deref().unwrap_or(""));
+    let in_dir = |line: &str| format!("cd {} && {line}", super::quote(&cwd));
     let command = match a.command.filter(|c| !c.trim().is_empty()) {
         Some(c) => c,
         None => {
-            let (_, out, _) = ctx.sh(DETECT.to_owned(), Duration::from_secs(10)).await?;
+            let (_, out, _) = ctx.sh(in_dir(DETECT), Duration::from_secs(10)).await?;
             let found = out.trim().to_owned();
             if found.is_empty() {
                 return Err(format!(
                     "found no test setup in {} (no mix.exs, package.json test script, Cargo.toml, go.mod or pytest files); give the command",
-                    ctx.workdir
+                    cwd
                 ));
             }
             found
@@ -63,7 +67,7 @@ pub(super) async fn run(ctx: &ToolContext, a: Args) -> Result<String, String> {
     };
     let limit = Duration::from_secs(a.timeout_s.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT));
     let started = Instant::now();
-    let (code, output) = match ctx.sh(format!("{command} 2>&1"), limit).await {
+    let (code, output) = match ctx.sh(in_dir(&format!("{command} 2>&1")), limit).await {
         Ok((code, out, err)) => (code, out + &err),
         Err(e) if e.starts_with("timed out") => (None, e),
         Err(e) => return Err(e),

@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 
 use crate::harness::Daemon;
 
-type Script = Arc<Mutex<(VecDeque<Vec<String>>, Vec<Value>)>>;
+pub(crate) type Script = Arc<Mutex<(VecDeque<Vec<String>>, Vec<Value>)>>;
 
 /// One streamed assistant turn: optional text, then tool calls.
-fn turn(text: &str, calls: &[(&str, &str, Value)]) -> Vec<String> {
+pub(crate) fn turn(text: &str, calls: &[(&str, &str, Value)]) -> Vec<String> {
     let chunk = |delta: Value, finish: Value| {
         format!(
             "data: {}\n\n",
@@ -65,7 +65,7 @@ async fn reply(State(script): State<Script>, body: axum::body::Bytes) -> Respons
 }
 
 /// Starts the stand-in on a thread of its own; returns its base URL.
-fn stand_in(script: Script) -> String {
+pub(crate) fn stand_in(script: Script) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     listener.set_nonblocking(true).unwrap();
