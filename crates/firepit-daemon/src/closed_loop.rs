@@ -127,13 +127,13 @@ async fn deliver(app: &App, session: &str, p: &Problem) {
     if app.agents().model().is_none() {
         return;
     }
-    if let Some(agent) = app.agents().get(session) {
-        if agent.is_running() {
-            if p.source.starts_with("service:") {
-                agent.send(message(p)).await;
-            }
-            return;
+    if let Some(agent) = app.agents().get(session)
+        && agent.is_running()
+    {
+        if p.source.starts_with("service:") {
+            agent.send(message(p)).await;
         }
+        return;
     }
     match app.wake_agent(session) {
         Ok(true) => {}
