@@ -5,6 +5,7 @@
 //!   environment the privileged tests need. `.ci/run` calls exactly this.
 //! - `bench`: runs the machine benchmark (see README).
 //! - `bench-preview`: runs the preview proxy benchmark (needs `wrk` and `nginx`).
+//! - `bench-browser`: runs the agent's browser benchmark (the `browser` image).
 //!
 //! The cache directory is `$FIREPIT_CACHE`, default `/var/cache/firepit`:
 //! outside the repository, so CI and developers reuse images between runs.
@@ -22,9 +23,12 @@ fn main() -> Result<()> {
         "test" => test(&rest),
         "bench" => bench(&rest),
         "bench-preview" => bench_preview(&rest),
+        "bench-browser" => bench_browser(&rest),
         "images" => images().map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench|bench-preview|images> [args for cargo test]");
+            eprintln!(
+                "usage: cargo xtask <test|bench|bench-preview|bench-browser|images> [args for cargo test]"
+            );
             bail!("unknown task {task:?}")
         }
     }
@@ -149,6 +153,24 @@ fn bench_preview(extra: &[String]) -> Result<()> {
             "firepit-bench",
             "--bin",
             "firepit-bench-preview",
+            "--",
+        ])
+        .args(extra);
+    test_env(&mut bench, &images, uid_base);
+    run(bench)
+}
+
+fn bench_browser(extra: &[String]) -> Result<()> {
+    let (images, uid_base) = images()?;
+    let mut bench = cargo();
+    bench
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "firepit-bench",
+            "--bin",
+            "firepit-bench-browser",
             "--",
         ])
         .args(extra);

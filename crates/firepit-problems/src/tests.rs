@@ -50,6 +50,18 @@ fn count_before(line: &str, words: &[&str]) -> Option<u64> {
     })
 }
 
+/// The number after `key` in `s` (`failures=2` → 2), or 0.
+fn count_after(s: &str, key: &str) -> u64 {
+    s.split_once(key)
+        .map(|(_, r)| {
+            r.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Reads `output` of a test command that exited with `code` (`None`: killed).
 pub fn summarize(output: &str, code: Option<i32>) -> TestSummary {
     let mut passed: Option<u64> = None;
@@ -85,7 +97,7 @@ pub fn summarize(output: &str, code: Option<i32>) -> TestSummary {
                 .or(failed);
             continue;
         }
-        if let Some(name) = line.strip_prefix("FAILED ") {
+        if let Some(name) = line.strip_prefix("FAILED ").filter(|n| !n.starts_with('(')) {
             failures.push(name.to_owned());
             continue;
         }
@@ -153,8 +165,7 @@ pub fn summarize(output: &str, code: Option<i32>) -> TestSummary {
             continue;
         }
         if let Some(rest) = line.strip_prefix("FAILED (") {
-            let f = count_before(rest, &["failures"]).unwrap_or(0)
-                + count_before(rest, &["errors"]).unwrap_or(0);
+            let f = count_after(rest, "failures=") + count_after(rest, "errors=");
             failed = Some(f);
             if let Some(t) = unittest_total {
                 passed = Some(t.saturating_sub(f));
@@ -292,6 +303,38 @@ mod unit {
             None,
             0,
             false,
+            None,
+        ),
+        (
+            "test_a (t.T.test_a) ... ok\ntest_b (t.T.test_b) ... FAIL\n\n======\nFAIL: test_b (t.T.test_b)\n------\nAssertionError: 1 != 2\n\n------\nRan 2 tests in 0.001s\n\nFAILED (failures=1)\n",
+            Some(1),
+            Some(1),
+            1,
+            false,
+            Some("test_b (t.T.test_b)"),
+        ),
+        (
+            "F.E\n------\nRan 3 tests in 0.001s\n\nFAILED (failures=1, errors=1)\n",
+            Some(1),
+            Some(1),
+            2,
+            false,
+            None,
+        ),
+        (
+            "....\n------\nRan 4 tests in 0.002s\n\nOK\n",
+            Some(0),
+            Some(4),
+            0,
+            true,
+            None,
+        ),
+        (
+            "test_empty (test_server.T.test_empty) ... ok\ntest_two (test_server.T.test_two) ... ok\n\n----------------------------------------------------------------------\nRan 2 tests in 0.000s\n\nOK\n",
+            Some(0),
+            Some(2),
+            0,
+            true,
             None,
         ),
     ];
