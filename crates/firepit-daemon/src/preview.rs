@@ -284,6 +284,17 @@ async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Inco
     {
         return resp;
     }
+    if p.port == firepit_browser::DEVTOOLS_PORT {
+        // The agent's browser is driven by the daemon alone; the person watches it live.
+        return html(pages::page(
+            StatusCode::FORBIDDEN,
+            "Not previewed",
+            &format!(
+                "<p>Port {} is the DevTools port of the agent's browser; it is not previewed. The live view shows the browser.</p>",
+                p.port
+            ),
+        ));
+    }
     let mut req = req;
     let frame_ancestor = daemon_origin(app, daemon_port);
     proxy::prepare_request(
