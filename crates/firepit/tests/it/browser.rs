@@ -235,6 +235,17 @@ fn the_agent_drives_a_real_page_and_the_person_watches() {
             .unwrap();
         assert_eq!(missing.status(), 404);
 
+        // The browser's DevTools port is never previewed.
+        let port = d.url.rsplit(':').next().unwrap().to_owned();
+        let devtools = d
+            .http()
+            .get(format!("{}/json/list", d.url))
+            .header("host", format!("9223-{id}.localhost:{port}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(devtools.status(), 403);
+
         let ev = events(&d, &id).await;
         let art = of_type(&ev, "artifact");
         assert_eq!(art.len(), 1, "{ev:?}");
