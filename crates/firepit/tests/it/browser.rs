@@ -656,3 +656,38 @@ fn with_waking_off_a_problem_is_logged_and_the_agent_sleeps() {
         "only the person's run called the model"
     );
 }
+
+/// A running agent gets a new problem of the session's services at its next
+/// step, as a message from firepit.
+#[test]
+fn a_running_agent_gets_new_problems_at_its_next_step() {
+    let script: Script = Default::default();
+    script.lock().unwrap().0.extend([
+        call("c1", "service_start", json!({"name": "worker", "command": "while [ ! -e /tmp/go ]; do sleep 0.05; done; python3 -c 'import nosuchmodule'"})),
+        call("c2", "exec", json!({"command": "touch /tmp/go; while [ ! -e /tmp/release ]; do sleep 0.05; done; echo released"})),
+        turn("Noted the worker's crash.", &[]),
+    ]);
+    let d = with_model("t54", &script);
+    let id = d.new_session(&[]);
+    let rt = rt();
+    std::thread::scope(|s| {
+        let run = s.spawn(|| d.ok(&["agent", &id, "start the worker"]));
+        // While c2 holds the run, the worker crashes and the problem is logged.
+        rt.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while of_type(&events(&d, &id).await, "problem").is_empty() {
+                assert!(Instant::now() < deadline, "no problem event");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        d.sh(&id, "touch /tmp/release");
+        let out = run.join().unwrap();
+        assert!(out.contains("— done"), "{out}");
+    });
+    let requests = script.lock().unwrap().1.clone();
+    assert_eq!(requests.len(), 3, "one run, three model calls");
+    let third = requests[2]["messages"].to_string();
+    assert!(third.contains("[firepit noticed a problem"), "{third}");
+    assert!(third.contains("nosuchmodule"), "{third}");
+    assert!(third.contains("service:worker"), "{third}");
+}
