@@ -128,6 +128,12 @@ pub const SNAPSHOT: &str = r#"
     const role = el.getAttribute('role');
     const isControl = CONTROLS.has(tag) || (role && ROLES.has(role)) || el.hasAttribute('onclick') || (el.isContentEditable && !(el.parentElement && el.parentElement.isContentEditable));
     if (isControl) { control(el, depth); return; }
+    // A label's text is already the name of its control.
+    if (tag === 'LABEL' && el.control) {
+      if (!el.contains(el.control)) return;
+      for (const c of el.children) { walk(c, depth); if (truncated) return; }
+      return;
+    }
     const kind = STRUCT[tag];
     let d = depth;
     if (kind === 'heading') { emit(depth, '- heading ' + tag[1] + ' ' + q(el.innerText, 200)); return; }
