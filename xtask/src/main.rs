@@ -5,6 +5,7 @@
 //!   environment the privileged tests need. `.ci/run` calls exactly this.
 //! - `bench`: runs the machine benchmark (see README).
 //! - `bench-preview`: runs the preview proxy benchmark (needs `wrk` and `nginx`).
+//! - `bench-browser`: runs the agent's browser benchmark (the `browser` image).
 //!
 //! The cache directory is `$FIREPIT_CACHE`, default `/var/cache/firepit`:
 //! outside the repository, so CI and developers reuse images between runs.
@@ -22,9 +23,12 @@ fn main() -> Result<()> {
         "test" => test(&rest),
         "bench" => bench(&rest),
         "bench-preview" => bench_preview(&rest),
+        "bench-browser" => bench_browser(&rest),
         "images" => images().map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench|bench-preview|images> [args for cargo test]");
+            eprintln!(
+                "usage: cargo xtask <test|bench|bench-preview|bench-browser|images> [args for cargo test]"
+            );
             bail!("unknown task {task:?}")
         }
     }
@@ -49,7 +53,19 @@ fn images() -> Result<(PathBuf, u32)> {
     // The forge tests make sessions from repositories: minimal plus git.
     let git = firepit_image::Recipe::builtin("git")?;
     firepit_image::cache::ensure(&store, &git, &mut |p| eprintln!("xtask: image git: {p}"))?;
+    browser_image(&store)?;
     Ok((dir, uid_base))
+}
+
+/// The image with Chromium that the browser tests and `bench-browser` use
+/// (the name is passed to them as `FIREPIT_TEST_BROWSER_IMAGE`). It takes
+/// minutes to build the first time; the cache keeps it.
+fn browser_image(store: &firepit_image::ImageStore) -> Result<()> {
+    let recipe = firepit_image::Recipe::builtin("browser")?;
+    firepit_image::cache::ensure(store, &recipe, &mut |p| {
+        eprintln!("xtask: image browser: {p}")
+    })?;
+    Ok(())
 }
 
 /// Downloads the `.deb` files the tests install inside machines (with the
@@ -92,7 +108,8 @@ fn test_env(cmd: &mut Command, images: &Path, uid_base: u32) {
     cmd.env("FIREPIT_TEST_IMAGES", images)
         .env("FIREPIT_TEST_DEBS", cache_dir().join("debs"))
         .env("FIREPIT_TEST_ROOTFS", images.join("minimal/rootfs"))
-        .env("FIREPIT_TEST_UID_BASE", uid_base.to_string());
+        .env("FIREPIT_TEST_UID_BASE", uid_base.to_string())
+        .env("FIREPIT_TEST_BROWSER_IMAGE", "browser");
 }
 
 fn test(extra: &[String]) -> Result<()> {
@@ -142,6 +159,24 @@ fn bench_preview(extra: &[String]) -> Result<()> {
             "firepit-bench",
             "--bin",
             "firepit-bench-preview",
+            "--",
+        ])
+        .args(extra);
+    test_env(&mut bench, &images, uid_base);
+    run(bench)
+}
+
+fn bench_browser(extra: &[String]) -> Result<()> {
+    let (images, uid_base) = images()?;
+    let mut bench = cargo();
+    bench
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "firepit-bench",
+            "--bin",
+            "firepit-bench-browser",
             "--",
         ])
         .args(extra);

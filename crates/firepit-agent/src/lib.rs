@@ -21,5 +21,6 @@ pub use agent::{Agent, AgentSettings, Sent};
 pub use error::Error;
 pub use message::{Message, ModelRequest, Part, Role, StreamEvent, ToolCall, ToolDef};
 pub use provider::{CONFIGURE_HELP, Model, ModelConfig, ModelStream, ProviderKind, RetryPolicy};
+pub use tools::hooks::{SessionHooks, TestRun};
 pub use tools::{PreviewUrl, ToolContext};
 pub use transcript::{History, Transcript, TranscriptItem, rebuild, rebuild_history};

@@ -101,7 +101,12 @@ impl App {
         let id = session.to_owned();
         let preview_url: firepit_agent::PreviewUrl =
             Arc::new(move |port| urls.config().preview_url(&id, port));
-        let tools = ToolContext::new(guest, workdir, preview_url);
+        let hooks = Arc::new(crate::browsers::Hooks::new(
+            self.clone(),
+            session,
+            guest.clone(),
+        ));
+        let tools = ToolContext::new(guest, workdir, preview_url).with_hooks(hooks);
         let transcript = SessionTranscript {
             app: self.clone(),
             session: session.to_owned(),

@@ -86,6 +86,14 @@ pub enum Error {
     /// No such triage job.
     #[error("no triage job {0:?}; `GET /v1/triage` lists them")]
     TriageNotFound(String),
+    /// The session has no such artifact.
+    #[error("session {session} has no artifact {name:?}; its `artifact` events name them")]
+    ArtifactNotFound {
+        /// The session.
+        session: String,
+        /// The name asked for.
+        name: String,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("an internal task failed")]
     Join(#[from] tokio::task::JoinError),
@@ -97,6 +105,7 @@ impl Error {
         match self {
             Error::SessionNotFound(_) => (StatusCode::NOT_FOUND, "session_not_found"),
             Error::ShareNotFound { .. } => (StatusCode::NOT_FOUND, "share_not_found"),
+            Error::ArtifactNotFound { .. } => (StatusCode::NOT_FOUND, "artifact_not_found"),
             Error::SessionNotRunning(_) => (StatusCode::CONFLICT, "session_not_running"),
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),

@@ -9,6 +9,8 @@
 pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod browsers;
+pub mod closed_loop;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -49,6 +51,8 @@ struct Inner {
     forge: firepit_forge::Forge,
     brokers: forge::Brokers,
     triage: triage::Jobs,
+    browsers: browsers::Browsers,
+    closed_loop: closed_loop::ClosedLoop,
 }
 
 impl App {
@@ -115,12 +119,24 @@ impl App {
             forge,
             brokers: forge::Brokers::default(),
             triage: triage::Jobs::default(),
+            browsers: browsers::Browsers::default(),
+            closed_loop: closed_loop::ClosedLoop::default(),
         }))
     }
 
     /// The agents of the sessions.
     pub fn agents(&self) -> &agents::Agents {
         &self.0.agents
+    }
+
+    /// The sessions' browsers.
+    pub fn browsers(&self) -> &browsers::Browsers {
+        &self.0.browsers
+    }
+
+    /// The closed loop's per-session state.
+    pub fn closed_loop(&self) -> &closed_loop::ClosedLoop {
+        &self.0.closed_loop
     }
 
     /// The settings the daemon runs with.

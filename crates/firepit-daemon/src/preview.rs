@@ -392,6 +392,17 @@ async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Inco
     {
         return resp;
     }
+    if p.port == firepit_browser::DEVTOOLS_PORT {
+        // The agent's browser is driven by the daemon alone; the person watches it live.
+        return html(pages::page(
+            StatusCode::FORBIDDEN,
+            "Not previewed",
+            &format!(
+                "<p>Port {} is the DevTools port of the agent's browser; it is not previewed. The live view shows the browser.</p>",
+                p.port
+            ),
+        ));
+    }
     let mut req = req;
     let frame_ancestor = daemon_origin(app, daemon_port);
     proxy::prepare_request(
@@ -463,6 +474,22 @@ async fn dial(app: &App, p: &PreviewHost) -> Result<tokio::net::TcpStream, firep
         }
         other => other,
     }
+}
+
+/// Connects to `port` on a session's machine loopback (the browser's
+/// DevTools port), inside its network namespace.
+pub(crate) async fn dial_loopback(
+    app: &App,
+    session: &str,
+    port: u16,
+) -> Result<tokio::net::TcpStream, firepit_preview::Error> {
+    let backend = app.backend().clone();
+    let mid = machines::id(session);
+    let addr = vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)];
+    app.previews()
+        .dialers
+        .dial(session, || backend.netns_path(&mid), addr)
+        .await
 }
 
 /// The ports listening in a session's machine, as the guest sees them.

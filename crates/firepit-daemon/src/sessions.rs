@@ -137,6 +137,8 @@ impl App {
         self.store().delete_session_repos(id)?;
         self.events().forget(id);
         self.sessions().forget(id);
+        self.closed_loop().forget(id);
+        self.remove_artifacts(id);
         Ok(())
     }
 
@@ -235,6 +237,7 @@ impl App {
         self.agents().forget(id);
         self.previews().forget(id);
         self.brokers().stop(id);
+        self.browsers().forget(id);
     }
 
     /// Ends a session's processes; its files are kept.
@@ -306,6 +309,7 @@ impl App {
             self.sessions().drop_guest(id);
             self.agents().forget(id);
             self.previews().forget(id);
+            self.browsers().forget(id);
             self.store().set_state(id, SessionState::Stopped, None)?;
             watchers::close_known_ports(self, id)?;
             self.log_state(id, SessionState::Stopped, None)?;

@@ -80,12 +80,17 @@ pub fn close_known_ports(app: &App, id: &str) -> Result<(), Error> {
 }
 
 async fn watch(app: App, id: String) {
-    match watch_session(&app, &id).await {
-        Ok(()) => tracing::debug!(session = %id, "the guest ended its watches"),
-        Err(e) => {
-            tracing::warn!(session = %id, error = %crate::error::chain(&e), "watching the session stopped")
+    // The closed loop (problems in logs, the browser, tests) lives and ends with this task.
+    let closed_loop = crate::closed_loop::watch(app.clone(), id.clone());
+    let ports = async {
+        match watch_session(&app, &id).await {
+            Ok(()) => tracing::debug!(session = %id, "the guest ended its watches"),
+            Err(e) => {
+                tracing::warn!(session = %id, error = %crate::error::chain(&e), "watching the session stopped")
+            }
         }
-    }
+    };
+    tokio::join!(ports, closed_loop);
 }
 
 async fn watch_session(app: &App, id: &str) -> Result<(), Error> {

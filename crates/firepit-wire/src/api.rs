@@ -379,3 +379,13 @@ mod tests {
         assert_eq!(SessionState::parse("nope"), None);
     }
 }
+
+/// `GET`/`PUT /v1/sessions/{id}/closed-loop`: what the session does with the
+/// problems it recognises.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosedLoopSettings {
+    /// Whether a new problem wakes the idle agent (default true; only once
+    /// the agent has been talked to in the session). A running agent gets new
+    /// problems of the session's services at its next step either way.
+    pub wake_agent: bool,
+}

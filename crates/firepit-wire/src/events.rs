@@ -93,6 +93,58 @@ pub enum EventKind {
         /// The text.
         text: String,
     },
+    /// An error the closed loop recognised in a service's log, the browser
+    /// or a test run. Repeats are folded: the same problem is logged the
+    /// first time and again when `count` reaches 10, 100, 1000, ….
+    Problem {
+        /// `service:<name>`, `browser` or `test`.
+        source: String,
+        /// What it is (`python_exception`, `js_exception`, `http_5xx`, …).
+        kind: String,
+        /// One line.
+        summary: String,
+        /// The trace and its context (at most 4 KiB).
+        detail: String,
+        /// How often it was seen so far.
+        count: u64,
+    },
+    /// A session artifact was made (a screenshot, say):
+    /// `GET /v1/sessions/{id}/artifacts/{name}` returns it.
+    Artifact {
+        /// Its name.
+        name: String,
+        /// Its content type.
+        content_type: String,
+        /// Its size.
+        bytes: u64,
+    },
+    /// The project's tests ran (the agent's `test` tool).
+    TestRun {
+        /// The command.
+        command: String,
+        /// Whether they passed.
+        ok: bool,
+        /// Tests passed, when the runner said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        passed: Option<u64>,
+        /// Tests failed.
+        failed: u64,
+        /// The failing tests' names (at most 50).
+        #[serde(default)]
+        failures: Vec<String>,
+        /// The exit code (none: killed at the time limit).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        /// How long it took.
+        duration_ms: u64,
+        /// One line: `3 passed, 1 failed`.
+        summary: String,
+    },
+    /// The session's closed-loop settings changed.
+    ClosedLoop {
+        /// Whether a recognised problem wakes the idle agent.
+        wake_agent: bool,
+    },
 }
 
 #[cfg(test)]

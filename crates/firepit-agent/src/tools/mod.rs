@@ -6,15 +6,18 @@
 //! with `is_error` that says exactly what was wrong and how to fix the call.
 
 mod ask_user;
+mod browser;
 mod edit_file;
 mod exec;
 mod files;
 mod git;
+pub mod hooks;
 mod ports;
 mod read_file;
 mod search;
 mod services;
 mod shell;
+mod test;
 mod write_file;
 
 use std::sync::Arc;
@@ -50,6 +53,8 @@ pub struct ToolContext {
     pub output_limit: usize,
     /// How long `shell` waits for a command by default.
     pub shell_wait: Duration,
+    /// The session's browser, artifacts and event log (browser and test tools).
+    pub hooks: Option<Arc<dyn hooks::SessionHooks>>,
     shell: Arc<Mutex<shell::Shell>>,
 }
 
@@ -66,8 +71,15 @@ impl ToolContext {
             workdir: workdir.into(),
             output_limit: 16 * 1024,
             shell_wait: Duration::from_secs(30),
+            hooks: None,
             shell: Arc::new(Mutex::new(shell::Shell::default())),
         }
+    }
+
+    /// These tools with the session's hooks (browser, artifacts, test runs).
+    pub fn with_hooks(mut self, hooks: Arc<dyn hooks::SessionHooks>) -> ToolContext {
+        self.hooks = Some(hooks);
+        self
     }
 
     /// An absolute path for `path` (relative ones start at the working directory).
@@ -157,8 +169,12 @@ pub fn definitions() -> Vec<ToolDef> {
         git::def_status(),
         git::def_diff(),
         git::def_commit(),
-        ask_user::def(),
+        test::def(),
     ]
+    .into_iter()
+    .chain(browser::defs())
+    .chain([ask_user::def()])
+    .collect()
 }
 
 /// Parses a call's arguments into `T`, or says what is wrong with them.
@@ -265,6 +281,16 @@ pub async fn call(ctx: &ToolContext, call: &ToolCall) -> ToolOutput {
             Ok(x) => git::commit(ctx, x).await,
             Err(e) => Err(e),
         },
+        "test" => match args(&call.name, a) {
+            Ok(x) => test::run(ctx, x).await,
+            Err(e) => Err(e),
+        },
+        name if name.starts_with("browser_") && browser::defs().iter().any(|d| d.name == name) => {
+            match args(&call.name, a) {
+                Ok(x) => browser::run(ctx, name, x).await,
+                Err(e) => Err(e),
+            }
+        }
         ASK_USER => match args(&call.name, a) {
             Ok(x) => ask_user::run(x),
             Err(e) => Err(e),

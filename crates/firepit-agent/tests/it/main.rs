@@ -5,6 +5,7 @@
 mod model;
 mod providers;
 mod runs;
+mod test_tool;
 
 use std::path::PathBuf;
 use std::process::{Child, Command};

@@ -5,6 +5,9 @@
 //! [`firepit_wire::api::ErrorBody`].
 
 mod agent;
+mod artifacts;
+mod browser;
+mod closed_loop;
 mod events;
 mod exec;
 mod files;
@@ -73,6 +76,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/git/{id}/info/refs"),
     ("POST", "/git/{id}/git-upload-pack"),
     ("POST", "/git/{id}/git-receive-pack"),
+    ("GET", "/v1/sessions/{id}/browser/live"),
+    ("GET", "/v1/sessions/{id}/artifacts/{name}"),
+    ("GET", "/v1/sessions/{id}/closed-loop"),
+    ("PUT", "/v1/sessions/{id}/closed-loop"),
 ];
 
 /// The daemon's router.
@@ -104,7 +111,10 @@ pub fn router(app: App) -> Router {
         .route("/agent", get(agent::status).post(agent::send))
         .route("/agent/stop", post(agent::stop))
         .route("/shares", get(shares::list).post(shares::create))
-        .route("/shares/{share}", axum::routing::delete(shares::revoke));
+        .route("/shares/{share}", axum::routing::delete(shares::revoke))
+        .route("/browser/live", get(browser::live))
+        .route("/artifacts/{name}", get(artifacts::get))
+        .route("/closed-loop", get(closed_loop::get).put(closed_loop::put));
     let v1 = Router::new()
         .route("/images", get(images::list))
         .route("/sessions", get(sessions::list).post(sessions::create))

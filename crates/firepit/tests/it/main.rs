@@ -7,6 +7,7 @@
 mod harness;
 
 mod agent;
+mod browser;
 mod cli;
 mod events;
 mod files;

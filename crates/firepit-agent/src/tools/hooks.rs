@@ -1,0 +1,37 @@
+//! What the browser and test tools need from the session beyond its guest:
+//! its browser, a place for artifacts, and the event log for test runs. The
+//! daemon implements it; without hooks those tools say they are unavailable.
+
+use std::sync::Arc;
+
+use firepit_problems::tests::TestSummary;
+
+/// A finished run of the project's tests.
+#[derive(Debug, Clone)]
+pub struct TestRun {
+    /// The command that ran.
+    pub command: String,
+    /// Its exit code (`None`: killed, e.g. at the time limit).
+    pub exit_code: Option<i32>,
+    /// What the output said.
+    pub summary: TestSummary,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// The end of its output (bounded).
+    pub output_tail: String,
+}
+
+/// The session's side of the browser and test tools.
+pub trait SessionHooks: Send + Sync {
+    /// The session's browser (started on first use by the tools).
+    fn browser(&self) -> Arc<firepit_browser::Browser>;
+    /// Stores an artifact of the session; returns its name as stored.
+    fn save_artifact(
+        &self,
+        name: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, String>;
+    /// Records a test run (an event, and a problem when it failed).
+    fn test_ran(&self, run: &TestRun);
+}

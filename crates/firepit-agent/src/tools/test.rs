@@ -1,0 +1,104 @@
+//! `test`: runs the project's tests and says what failed.
+//!
+//! The command is the one given, or found from the project: `mix.exs` → `mix
+//! test`, a `package.json` with a test script → `npm test`, `Cargo.toml` →
+//! `cargo test`, `go.mod` → `go test ./...`, pytest's files (`pytest.ini`,
+//! `pyproject.toml`, `setup.cfg`, `conftest.py`, `tests/`, `test_*.py`) →
+//! `python3 -m pytest`. The run is recorded through the session's hooks as
+//! a `test_run` event.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::ToolContext;
+use super::hooks::TestRun;
+use crate::context::bound_output;
+use crate::message::ToolDef;
+
+/// Default and largest time limit of a run.
+const DEFAULT_LIMIT: u64 = 600;
+const MAX_LIMIT: u64 = 3600;
+
+pub(super) fn def() -> ToolDef {
+    ToolDef {
+        name: "test",
+        description: "Run the project's tests (mix test, npm test, pytest, cargo test or go test, found from the project; or the command given) and get a summary of the failures. The run is recorded in the session's log.",
+        schema: json!({"type": "object", "properties": {
+            "command": {"type": "string", "description": "The test command, when it cannot be found or to run a subset, e.g. 'mix test test/app_test.exs'."},
+            "cwd": {"type": "string", "description": "The project's directory; default the repository."},
+            "timeout_s": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "description": "Default 600."}
+        }}),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct Args {
+    command: Option<String>,
+    cwd: Option<String>,
+    timeout_s: Option<u64>,
+}
+
+/// The shell script that prints the detected command (or nothing).
+const DETECT: &str = r#"if [ -f mix.exs ]; then echo 'mix test'
+elif [ -f package.json ] && grep -q '"test"[[:space:]]*:' package.json && ! grep -q 'no test specified' package.json; then echo 'npm test'
+elif [ -f Cargo.toml ]; then echo 'cargo test'
+elif [ -f go.mod ]; then echo 'go test ./...'
+elif [ -f pytest.ini ] || [ -f pyproject.toml ] || [ -f setup.cfg ] || [ -f conftest.py ] || [ -d tests ] || ls test_*.py >/dev/null 2>&1; then echo 'python3 -m pytest -q'
+fi"#;
+
+pub(super) async fn run(ctx: &ToolContext, a: Args) -> Result<String, String> {
+    let cwd = ctx.path(a.cwd.as_deref().unwrap_or(""));
+    let in_dir = |line: &str| format!("cd {} && {line}", super::quote(&cwd));
+    let command = match a.command.filter(|c| !c.trim().is_empty()) {
+        Some(c) => c,
+        None => {
+            let (_, out, _) = ctx.sh(in_dir(DETECT), Duration::from_secs(10)).await?;
+            let found = out.trim().to_owned();
+            if found.is_empty() {
+                return Err(format!(
+                    "found no test setup in {} (no mix.exs, package.json test script, Cargo.toml, go.mod or pytest files); give the command",
+                    cwd
+                ));
+            }
+            found
+        }
+    };
+    let limit = Duration::from_secs(a.timeout_s.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT));
+    let started = Instant::now();
+    let (code, output) = match ctx.sh(in_dir(&format!("{command} 2>&1")), limit).await {
+        Ok((code, out, err)) => (code, out + &err),
+        Err(e) if e.starts_with("timed out") => (None, e),
+        Err(e) => return Err(e),
+    };
+    let summary = firepit_problems::tests::summarize(&output, code);
+    let line = summary.line(code);
+    let run = TestRun {
+        command: command.clone(),
+        exit_code: code,
+        summary: summary.clone(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        output_tail: bound_output(&output, 4000),
+    };
+    if let Some(h) = &ctx.hooks {
+        h.test_ran(&run);
+    }
+    let mut out = format!(
+        "`{command}`: {} — {line} in {:.1}s",
+        if summary.ok { "passed" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    if !summary.failures.is_empty() {
+        out.push_str("\nfailing:");
+        for f in &summary.failures {
+            out.push_str("\n- ");
+            out.push_str(f);
+        }
+    }
+    if !summary.ok {
+        out.push_str("\n\noutput:\n");
+        out.push_str(&bound_output(&output, 8000));
+    }
+    Ok(out)
+}

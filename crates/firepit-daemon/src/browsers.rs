@@ -1,0 +1,198 @@
+//! The sessions' browsers (Chromium inside each machine, see
+//! `firepit-browser`), the agent's hooks that reach them, and artifacts.
+//!
+//! A browser is made (not started) the first time a tool or the live view
+//! asks for it; Chromium starts on first use and is reused. The DevTools
+//! port is dialed inside the machine's network namespace by the preview
+//! proxy's dialer, so nothing is forwarded or published. Artifacts are files
+//! under `<data dir>/artifacts/<session>/`, announced by `artifact` events.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use firepit_agent::{SessionHooks, TestRun};
+use firepit_browser::{Browser, Dial, Launcher};
+use firepit_guest_client::GuestClient;
+use firepit_wire::events::EventKind;
+
+use crate::{App, Error};
+
+/// Largest artifact kept.
+pub const MAX_ARTIFACT: usize = 32 << 20;
+
+/// The browsers, by session.
+#[derive(Default)]
+pub struct Browsers {
+    by_session: Mutex<HashMap<String, Arc<Browser>>>,
+}
+
+impl Browsers {
+    /// Forgets a session's browser (its machine stopped or went away).
+    pub fn forget(&self, session: &str) {
+        self.by_session.lock().expect("browsers").remove(session);
+    }
+}
+
+impl App {
+    /// The session's browser, made (not started) if it does not exist yet.
+    pub fn browser(&self, session: &str, guest: &GuestClient) -> Arc<Browser> {
+        let mut map = self.browsers().by_session.lock().expect("browsers");
+        if let Some(b) = map.get(session) {
+            return b.clone();
+        }
+        let (app, id) = (self.clone(), session.to_owned());
+        let dial: Dial = Arc::new(move |port| {
+            let (app, id) = (app.clone(), id.clone());
+            Box::pin(async move {
+                crate::preview::dial_loopback(&app, &id, port)
+                    .await
+                    .map_err(std::io::Error::other)
+            })
+        });
+        let b = Browser::new(Launcher::new(guest.clone(), dial));
+        map.insert(session.to_owned(), b.clone());
+        b
+    }
+
+    /// The session's browser if one was made.
+    pub fn browser_if_made(&self, session: &str) -> Option<Arc<Browser>> {
+        self.browsers()
+            .by_session
+            .lock()
+            .expect("browsers")
+            .get(session)
+            .cloned()
+    }
+
+    fn artifacts_dir(&self, session: &str) -> PathBuf {
+        self.config().data_dir.join("artifacts").join(session)
+    }
+
+    /// Stores an artifact as `<stem>-<n>.<ext>` and logs an `artifact` event;
+    /// returns the stored name.
+    pub fn save_artifact(
+        &self,
+        session: &str,
+        name: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<String, Error> {
+        if bytes.len() > MAX_ARTIFACT {
+            return Err(Error::TooLarge {
+                limit: MAX_ARTIFACT as u64,
+            });
+        }
+        let io = |what: String| move |source| Error::Io { what, source };
+        let dir = self.artifacts_dir(session);
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let (stem, ext) = name.rsplit_once('.').unwrap_or((name, "bin"));
+        let stem: String = stem
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(40)
+            .collect();
+        for n in 1.. {
+            let stored = format!("{stem}-{n}.{ext}");
+            let path = dir.join(&stored);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    f.write_all(bytes)
+                        .map_err(io(format!("writing {}", path.display())))?;
+                    self.events().append(
+                        session,
+                        EventKind::Artifact {
+                            name: stored.clone(),
+                            content_type: content_type.to_owned(),
+                            bytes: bytes.len() as u64,
+                        },
+                    )?;
+                    return Ok(stored);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io(format!("creating {}", path.display()))(e)),
+            }
+        }
+        unreachable!("the counter is endless")
+    }
+
+    /// An artifact's bytes and content type.
+    pub fn artifact(&self, session: &str, name: &str) -> Result<(Vec<u8>, &'static str), Error> {
+        let valid = !name.is_empty()
+            && name.len() <= 100
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        let path = self.artifacts_dir(session).join(name);
+        let bytes = if valid {
+            std::fs::read(&path).ok()
+        } else {
+            None
+        };
+        let Some(bytes) = bytes else {
+            return Err(Error::ArtifactNotFound {
+                session: session.to_owned(),
+                name: name.to_owned(),
+            });
+        };
+        let ct = match name.rsplit_once('.').map(|(_, e)| e) {
+            Some("png") => "image/png",
+            Some("jpg" | "jpeg") => "image/jpeg",
+            Some("txt" | "log") => "text/plain; charset=utf-8",
+            Some("json") => "application/json",
+            Some("html") => "text/html; charset=utf-8",
+            _ => "application/octet-stream",
+        };
+        Ok((bytes, ct))
+    }
+
+    /// Deletes a session's artifacts (the session is destroyed).
+    pub fn remove_artifacts(&self, session: &str) {
+        let _ = std::fs::remove_dir_all(self.artifacts_dir(session));
+    }
+}
+
+/// The agent's hooks into its session: browser, artifacts, test runs.
+pub struct Hooks {
+    app: App,
+    session: String,
+    guest: GuestClient,
+}
+
+impl Hooks {
+    /// Hooks for `session`, whose guest is `guest`.
+    pub fn new(app: App, session: &str, guest: GuestClient) -> Hooks {
+        Hooks {
+            app,
+            session: session.to_owned(),
+            guest,
+        }
+    }
+}
+
+impl SessionHooks for Hooks {
+    fn browser(&self) -> Arc<Browser> {
+        self.app.browser(&self.session, &self.guest)
+    }
+
+    fn save_artifact(
+        &self,
+        name: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, String> {
+        self.app
+            .save_artifact(&self.session, name, content_type, &bytes)
+            .map_err(|e| crate::error::chain(&e))
+    }
+
+    fn test_ran(&self, run: &TestRun) {
+        crate::closed_loop::test_ran(&self.app, &self.session, run);
+    }
+}

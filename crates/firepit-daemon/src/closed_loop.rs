@@ -1,0 +1,357 @@
+//! The closed loop: errors in a session's service logs, its browser and its
+//! test runs become `problem` events, and reach the agent.
+//!
+//! One task per running session (started and stopped with the session's
+//! watcher, [`crate::watchers`]) follows the log of every service the guest
+//! runs (Chromium's own excepted) through a [`LogScanner`], and the pages of
+//! the session's browser (uncaught exceptions, console errors, failed and 5xx
+//! requests, a browser that went away). Test runs arrive from the agent's
+//! `test` tool ([`test_ran`]).
+//!
+//! Repeats are folded per session ([`Folder`]): a problem is logged the first
+//! time and again at counts 10, 100, 1000 …; only its first sighting is
+//! handed to the agent. Delivery:
+//! - the agent runs: problems of services reach it at its next step (as an
+//!   interjection); browser and test problems do not, as the tool results it
+//!   is reading already carry them;
+//! - the agent is idle: it is woken with the problem when the session's
+//!   `wake_agent` setting is on (the default; `PUT /v1/sessions/{id}/closed-loop`)
+//!   and the agent has been talked to in this session before, so a session
+//!   nobody asked the agent into never starts spending on a model by itself.
+//!   The setting is kept in the event log (`closed_loop` events).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use firepit_agent::TestRun;
+use firepit_browser::{Observation, Report};
+use firepit_guest_client::{GuestClient, ServiceEvent};
+use firepit_problems::{Folder, LogScanner, Problem};
+use firepit_wire::events::EventKind;
+use tokio::task::JoinSet;
+
+use crate::App;
+
+/// A log that says nothing for this long has its pending trace emitted.
+const QUIET: Duration = Duration::from_millis(300);
+/// Longest partial line kept while waiting for its end.
+const PARTIAL_LIMIT: usize = 64 << 10;
+
+/// Per-session closed-loop state: folders and settings.
+#[derive(Default)]
+pub struct ClosedLoop {
+    folders: Mutex<HashMap<String, Folder>>,
+    wake: Mutex<HashMap<String, bool>>,
+}
+
+impl ClosedLoop {
+    /// Forgets a session's state (destroyed).
+    pub fn forget(&self, session: &str) {
+        self.folders.lock().expect("folders").remove(session);
+        self.wake.lock().expect("wake").remove(session);
+    }
+}
+
+impl App {
+    /// Whether a problem wakes the session's idle agent.
+    pub fn wake_agent(&self, session: &str) -> Result<bool, crate::Error> {
+        if let Some(w) = self.closed_loop().wake.lock().expect("wake").get(session) {
+            return Ok(*w);
+        }
+        let mut wake = true;
+        let mut since = 0;
+        loop {
+            let page = self.events().list(session, since, 10_000)?;
+            let Some(last) = page.last() else { break };
+            since = last.seq;
+            for e in &page {
+                if let EventKind::ClosedLoop { wake_agent } = e.kind {
+                    wake = wake_agent;
+                }
+            }
+        }
+        self.closed_loop()
+            .wake
+            .lock()
+            .expect("wake")
+            .insert(session.to_owned(), wake);
+        Ok(wake)
+    }
+
+    /// Sets whether a problem wakes the session's idle agent (logged).
+    pub fn set_wake_agent(&self, session: &str, wake_agent: bool) -> Result<(), crate::Error> {
+        self.events()
+            .append(session, EventKind::ClosedLoop { wake_agent })?;
+        self.closed_loop()
+            .wake
+            .lock()
+            .expect("wake")
+            .insert(session.to_owned(), wake_agent);
+        Ok(())
+    }
+}
+
+/// Records a problem (folded) and hands its first sighting to the agent.
+pub async fn report(app: &App, session: &str, p: Problem) {
+    let count = {
+        let mut folders = app.closed_loop().folders.lock().expect("folders");
+        folders.entry(session.to_owned()).or_default().observe(&p)
+    };
+    let Some(count) = count else { return };
+    let kind = EventKind::Problem {
+        source: p.source.clone(),
+        kind: p.kind.clone(),
+        summary: p.summary.clone(),
+        detail: p.detail.clone(),
+        count,
+    };
+    if let Err(e) = app.events().append(session, kind) {
+        tracing::warn!(session, error = %crate::error::chain(&e), "could not record a problem");
+        return;
+    }
+    if count == 1 {
+        deliver(app, session, &p).await;
+    }
+}
+
+/// What the agent is told.
+fn message(p: &Problem) -> String {
+    format!(
+        "[firepit noticed a problem — {} from {}]\n{}\n\n{}\n\nFind the cause (read the log or the page, look at the code) and fix it if it comes from the work in this session; then check that it is gone.",
+        p.kind, p.source, p.summary, p.detail
+    )
+}
+
+async fn deliver(app: &App, session: &str, p: &Problem) {
+    if app.agents().model().is_none() {
+        return;
+    }
+    if let Some(agent) = app.agents().get(session)
+        && agent.is_running()
+    {
+        if p.source.starts_with("service:") {
+            agent.send(message(p)).await;
+        }
+        return;
+    }
+    match app.wake_agent(session) {
+        Ok(true) => {}
+        _ => return,
+    }
+    let talked_to = app
+        .transcript(session)
+        .map(|t| !t.is_empty())
+        .unwrap_or(false);
+    if !talked_to {
+        return;
+    }
+    match app.agent(session).await {
+        Ok(agent) => {
+            agent.send(message(p)).await;
+        }
+        Err(e) => {
+            tracing::warn!(session, error = %crate::error::chain(&e), "could not wake the agent")
+        }
+    }
+}
+
+/// Records a test run and, when it failed, a problem.
+pub fn test_ran(app: &App, session: &str, run: &TestRun) {
+    let s = &run.summary;
+    let line = s.line(run.exit_code);
+    let kind = EventKind::TestRun {
+        command: run.command.clone(),
+        ok: s.ok,
+        passed: s.passed,
+        failed: s.failed,
+        failures: s.failures.clone(),
+        exit_code: run.exit_code,
+        duration_ms: run.duration_ms,
+        summary: line.clone(),
+    };
+    if let Err(e) = app.events().append(session, kind) {
+        tracing::warn!(session, error = %crate::error::chain(&e), "could not record a test run");
+    }
+    if !s.ok {
+        let mut summary = format!("`{}`: {line}", run.command);
+        if let Some(first) = s.failures.first() {
+            summary.push_str(&format!(" ({first}"));
+            if s.failures.len() > 1 {
+                summary.push_str(&format!(" and {} more", s.failures.len() - 1));
+            }
+            summary.push(')');
+        }
+        let p = Problem::new("test", "test_failure", &summary, &run.output_tail);
+        let (app, session) = (app.clone(), session.to_owned());
+        tokio::spawn(async move { report(&app, &session, p).await });
+    }
+}
+
+/// The problem a browser report is, if it is one.
+fn from_report(r: &Report, url: &str) -> Option<Problem> {
+    let (kind, summary, detail) = match r {
+        Report::Exception { text, stack } => (
+            "js_exception",
+            text.clone(),
+            format!("{text}\n{stack}\npage: {url}"),
+        ),
+        Report::Console { level, text } if r.is_error() => (
+            "console_error",
+            text.clone(),
+            format!("console.{level}: {text}\npage: {url}"),
+        ),
+        Report::Request {
+            method,
+            url: u,
+            status,
+            error,
+        } if r.is_error() => {
+            if *status == 0 {
+                (
+                    "request_failed",
+                    format!("{method} {u} failed: {error}"),
+                    format!("page: {url}"),
+                )
+            } else {
+                (
+                    "http_5xx",
+                    format!("{method} {u} answered {status}"),
+                    format!("page: {url}"),
+                )
+            }
+        }
+        _ => return None,
+    };
+    Some(Problem::new("browser", kind, &summary, &detail))
+}
+
+/// Watches a running session until aborted or its guest goes away.
+pub async fn watch(app: App, id: String) {
+    let Ok(guest) = app.guest(&id).await else {
+        return;
+    };
+    let mut tasks = JoinSet::new();
+    tasks.spawn(watch_browser(app.clone(), id.clone(), guest.clone()));
+    let Ok(mut services) = guest.watch_services().await else {
+        return;
+    };
+    let mut followers: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
+    if let Ok(list) = guest.service_list().await {
+        for s in list {
+            if s.name != firepit_browser::launch::SERVICE {
+                // Already running (a daemon restart): only what it writes from now on.
+                let h = tasks.spawn(follow(
+                    app.clone(),
+                    id.clone(),
+                    guest.clone(),
+                    s.name.clone(),
+                    Some(0),
+                ));
+                followers.insert(s.name, h);
+            }
+        }
+    }
+    while let Ok(Some(ev)) = services.next().await {
+        if let ServiceEvent::Started { name, .. } = ev {
+            if name == firepit_browser::launch::SERVICE {
+                continue;
+            }
+            if let Some(old) = followers.remove(&name) {
+                old.abort();
+            }
+            let h = tasks.spawn(follow(
+                app.clone(),
+                id.clone(),
+                guest.clone(),
+                name.clone(),
+                None,
+            ));
+            followers.insert(name, h);
+        }
+    }
+}
+
+/// Scans one service's log as it is written.
+async fn follow(app: App, id: String, guest: GuestClient, name: String, tail: Option<u64>) {
+    let Ok(mut logs) = guest.service_logs(&name, tail, true).await else {
+        return;
+    };
+    let mut scanner = LogScanner::new(format!("service:{name}"));
+    let mut partial = String::new();
+    loop {
+        let problems = match tokio::time::timeout(QUIET, logs.next()).await {
+            Ok(Ok(Some(chunk))) => {
+                partial.push_str(&String::from_utf8_lossy(&chunk.data));
+                let mut out = Vec::new();
+                while let Some(i) = partial.find('\n') {
+                    let line: String = partial.drain(..=i).collect();
+                    out.extend(scanner.push_line(&line));
+                }
+                if partial.len() > PARTIAL_LIMIT {
+                    out.extend(scanner.push_line(&std::mem::take(&mut partial)));
+                }
+                out
+            }
+            Ok(_) => {
+                let mut out = scanner.push(&std::mem::take(&mut partial));
+                out.extend(scanner.flush());
+                for p in out {
+                    report(&app, &id, p).await;
+                }
+                return;
+            }
+            Err(_) => {
+                let mut out = Vec::new();
+                if !partial.is_empty() {
+                    out.extend(scanner.push_line(&std::mem::take(&mut partial)));
+                }
+                out.extend(scanner.flush());
+                out
+            }
+        };
+        for p in problems {
+            report(&app, &id, p).await;
+        }
+    }
+}
+
+/// Turns the browser's error reports and its going away into problems.
+async fn watch_browser(app: App, id: String, guest: GuestClient) {
+    let browser = app.browser(&id, &guest);
+    let mut current = browser.current();
+    loop {
+        let page = current.borrow_and_update().clone();
+        if let Some(page) = page {
+            let mut obs = page.observe();
+            loop {
+                tokio::select! {
+                    o = obs.recv() => match o {
+                        Ok(Observation::Report(r)) => {
+                            if let Some(p) = from_report(&r, &page.location().0) {
+                                report(&app, &id, p).await;
+                            }
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => break,
+                    },
+                    reason = page.closed() => {
+                        if !browser.stopped_on_purpose() {
+                            let p = Problem::new(
+                                "browser",
+                                "browser_crash",
+                                "the browser went away (it crashed or was killed); the next browser call starts it again",
+                                &reason,
+                            );
+                            report(&app, &id, p).await;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        if current.changed().await.is_err() {
+            return;
+        }
+    }
+}

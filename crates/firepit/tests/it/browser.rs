@@ -1,0 +1,693 @@
+//! The agent's browser and the closed loop, end to end: Chromium inside a
+//! real machine from the `browser` image, driven by the agent's browser tools
+//! (scripted by the stand-in model), the live view, screenshots as
+//! artifacts, bad pages, a browser that goes away, and a server error that
+//! wakes the idle agent, which fixes it.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::agent::{Script, stand_in, turn};
+use crate::harness::Daemon;
+
+/// The image with Chromium, which `cargo xtask test` builds into the images dir.
+fn browser_image() -> String {
+    std::env::var("FIREPIT_TEST_BROWSER_IMAGE").unwrap_or_else(|_| {
+        panic!(
+            "FIREPIT_TEST_BROWSER_IMAGE is not set: run the tests with `cargo xtask test` (as root), \
+             which builds the `browser` image and sets it"
+        )
+    })
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn with_model(instance: &str, script: &Script) -> Daemon {
+    let url = stand_in(script.clone());
+    Daemon::start_with(
+        instance,
+        &[
+            ("FIREPIT_MODEL_URL", url.as_str()),
+            ("FIREPIT_MODEL", "stand-in"),
+        ],
+    )
+}
+
+/// The result the model was given for tool call `id`, from the last request.
+fn result(script: &Script, id: &str) -> String {
+    let requests = script.lock().unwrap().1.clone();
+    let last = requests.last().expect("the model was called");
+    last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool" && m["tool_call_id"] == id)
+        .map(|m| m["content"].as_str().unwrap_or("").to_owned())
+        .unwrap_or_else(|| panic!("no result for {id} in {last}"))
+}
+
+/// The session's events, as JSON.
+async fn events(d: &Daemon, id: &str) -> Vec<Value> {
+    d.http()
+        .get(format!(
+            "{}/v1/sessions/{id}/events?since=0&limit=10000",
+            d.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == t).collect()
+}
+
+fn call(id: &str, name: &str, args: Value) -> Vec<String> {
+    turn("", &[(id, name, args)])
+}
+
+const GREETER: &str = r#"<!doctype html><title>Greeter</title>
+<h1>Greeter</h1>
+<label>Name <input id="name"></label>
+<button id="greet" onclick="document.getElementById('out').textContent = 'Hello, ' + document.getElementById('name').value">Greet</button>
+<button id="boom" onclick="throw new Error('boom from the button')">Throw</button>
+<select id="color"><option>Red</option><option>Blue</option></select>
+<p id="out"></p>
+<script>console.error('startup warning: no config')</script>
+"#;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn live_view(d: &Daemon, id: &str) -> Ws {
+    let url = format!(
+        "{}/v1/sessions/{id}/browser/live",
+        d.url.replacen("http", "ws", 1)
+    );
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", d.token).parse().unwrap(),
+    );
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(120), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(t.as_str()).unwrap(),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("the live view ended: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_agent_drives_a_real_page_and_the_person_watches() {
+    let script: Script = Default::default();
+    script.lock().unwrap().0.extend([
+        call("c1", "service_start", json!({"name": "site", "command": "python3 -m http.server 8000 --bind 127.0.0.1", "cwd": "/root/site"})),
+        call("c2", "browser_open", json!({"url": "localhost:8000/"})),
+        call("c3", "browser_snapshot", json!({})),
+        call("c4", "browser_type", json!({"ref": "e1", "text": "Ada"})),
+        call("c5", "browser_click", json!({"ref": "e2"})),
+        call("c6", "browser_eval", json!({"expression": "document.querySelector('#out').textContent"})),
+        call("c7", "browser_click", json!({"ref": "e3"})),
+        call("c8", "browser_console", json!({})),
+        call("c9", "browser_select", json!({"ref": "e4", "value": "Blue"})),
+        call("c10", "browser_snapshot", json!({})),
+        call("c11", "browser_screenshot", json!({})),
+        call("c12", "browser_eval", json!({"expression": "nosuchthing.x"})),
+        turn("The page works; its Throw button throws.", &[]),
+    ]);
+    let d = with_model("t50", &script);
+    let image = browser_image();
+    let id = d.new_session(&["--image", &image, "--memory", "2G"]);
+    d.sh(&id, "mkdir -p /root/site");
+    std::fs::write(d.data_dir().join("index.html"), GREETER).unwrap();
+    let src = d.data_dir().join("index.html");
+    d.ok(&[
+        "cp",
+        src.to_str().unwrap(),
+        &format!("{id}:/root/site/index.html"),
+    ]);
+
+    let rt = rt();
+    // The live view opens before any browser runs: it says so and waits.
+    let mut ws = rt.block_on(live_view(&d, &id));
+    let first = rt.block_on(next_json(&mut ws));
+    assert_eq!(first, json!({"type": "closed", "reason": "not started"}));
+    let watcher = rt.spawn(async move {
+        let mut seen = Vec::new();
+        loop {
+            let m = next_json(&mut ws).await;
+            let done = m["type"] == "frame" && m["url"].as_str().unwrap_or("").contains(":8000/");
+            seen.push(m);
+            if done {
+                return seen;
+            }
+        }
+    });
+
+    let out = d.ok(&["agent", &id, "check the greeter page"]);
+    assert!(out.contains("— done"), "{out}");
+
+    let opened = result(&script, "c2");
+    assert!(
+        opened.contains("HTTP 200") && opened.contains("\"Greeter\""),
+        "{opened}"
+    );
+    assert!(
+        opened.contains("console.error: startup warning: no config"),
+        "{opened}"
+    );
+    let snap = result(&script, "c3");
+    for want in [
+        "- heading 1 \"Greeter\"",
+        "textbox \"Name\" [ref=e1] value=\"\"",
+        "button \"Greet\" [ref=e2]",
+        "button \"Throw\" [ref=e3]",
+        "[ref=e4] options=[*Red | Blue]",
+    ] {
+        assert!(
+            snap.contains(want),
+            "{want:?} is not in the snapshot:\n{snap}"
+        );
+    }
+    assert_eq!(result(&script, "c6").trim(), "\"Hello, Ada\"");
+    let thrown = result(&script, "c7");
+    assert!(
+        thrown.contains("uncaught exception: Error: boom from the button"),
+        "{thrown}"
+    );
+    let console = result(&script, "c8");
+    assert!(
+        console.contains("uncaught exception: Error: boom from the button"),
+        "{console}"
+    );
+    assert!(
+        console.contains("console.error: startup warning"),
+        "{console}"
+    );
+    let snap = result(&script, "c10");
+    assert!(
+        snap.contains("value=\"Ada\"") && snap.contains("options=[Red | *Blue]"),
+        "{snap}"
+    );
+    let shot = result(&script, "c11");
+    assert!(shot.contains("screenshot-1.png"), "{shot}");
+    let bad = result(&script, "c12");
+    assert!(bad.contains("nosuchthing is not defined"), "{bad}");
+
+    rt.block_on(async {
+        // The screenshot is an artifact with its content type.
+        let resp = d
+            .http()
+            .get(format!(
+                "{}/v1/sessions/{id}/artifacts/screenshot-1.png",
+                d.url
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "image/png");
+        let png = resp.bytes().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+        let missing = d
+            .http()
+            .get(format!("{}/v1/sessions/{id}/artifacts/..%2Ftoken", d.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+
+        // The browser's DevTools port is never previewed.
+        let port = d.url.rsplit(':').next().unwrap().to_owned();
+        let devtools = d
+            .http()
+            .get(format!("{}/json/list", d.url))
+            .header("host", format!("9223-{id}.localhost:{port}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(devtools.status(), 403);
+
+        let ev = events(&d, &id).await;
+        let art = of_type(&ev, "artifact");
+        assert_eq!(art.len(), 1, "{ev:?}");
+        assert_eq!(art[0]["name"], "screenshot-1.png");
+        assert_eq!(art[0]["content_type"], "image/png");
+        assert_eq!(art[0]["bytes"], png.len() as u64);
+        // The thrown error is a problem of the session, once.
+        let problems = of_type(&ev, "problem");
+        let js: Vec<_> = problems
+            .iter()
+            .filter(|p| p["kind"] == "js_exception")
+            .collect();
+        assert_eq!(js.len(), 1, "{problems:?}");
+        assert_eq!(js[0]["source"], "browser");
+        assert!(
+            js[0]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("boom from the button")
+        );
+
+        // The person saw the agent's page live.
+        let seen = tokio::time::timeout(Duration::from_secs(120), watcher)
+            .await
+            .expect("a frame of the page arrived")
+            .unwrap();
+        let frame = seen.last().unwrap();
+        use base64::Engine;
+        let jpeg = base64::engine::general_purpose::STANDARD
+            .decode(frame["data"].as_str().unwrap())
+            .unwrap();
+        assert!(jpeg.starts_with(&[0xff, 0xd8]), "not a JPEG");
+        assert_eq!(frame["format"], "jpeg");
+        assert!(frame["width"].as_u64().unwrap() > 0);
+        assert!(
+            seen.iter().any(|m| m["type"] == "page"),
+            "no page message: {seen:?}"
+        );
+    });
+}
+
+/// A page that never loads, endless alerts, a huge DOM, and a browser that
+/// goes away: every answer comes in bounded time and size.
+#[test]
+fn bad_pages_and_a_lost_browser_get_bounded_clear_answers() {
+    const SERVER: &str = r#"import http.server, socketserver, time
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/slow":
+            self.send_response(200); self.send_header("content-type", "text/html"); self.end_headers()
+            self.wfile.write(b"<p>first part</p>"); self.wfile.flush()
+            time.sleep(3600)
+        elif self.path == "/alerts":
+            body = b"<p>alerting</p><script>for (let i = 0; i < 1000; i++) alert('again'); setInterval(() => alert('again'), 0)</script>"
+        elif self.path == "/huge":
+            body = b"<body><script>for (let i = 0; i < 50000; i++) { const b = document.createElement('button'); b.textContent = 'button ' + i; document.body.appendChild(b); }</script>"
+        else:
+            body = b"<p>home</p>"
+        self.send_response(200); self.send_header("content-type", "text/html"); self.end_headers()
+        self.wfile.write(body)
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+S(("127.0.0.1", 8001), H).serve_forever()
+"#;
+    let script: Script = Default::default();
+    script.lock().unwrap().0.extend([
+        call(
+            "c1",
+            "write_file",
+            json!({"path": "/root/bad/server.py", "content": SERVER}),
+        ),
+        call(
+            "c2",
+            "service_start",
+            json!({"name": "bad", "command": "python3 -u server.py", "cwd": "/root/bad"}),
+        ),
+        call(
+            "c3",
+            "browser_open",
+            json!({"url": "http://127.0.0.1:8001/slow", "timeout_s": 3}),
+        ),
+        call("c4", "browser_snapshot", json!({})),
+        call(
+            "c5",
+            "browser_open",
+            json!({"url": "http://127.0.0.1:8001/alerts"}),
+        ),
+        call("c6", "browser_snapshot", json!({})),
+        call("c7", "browser_console", json!({})),
+        call(
+            "c8",
+            "browser_open",
+            json!({"url": "http://127.0.0.1:8001/huge", "timeout_s": 60}),
+        ),
+        call("c8b", "browser_console", json!({})),
+        call("c9", "browser_snapshot", json!({"max_chars": 4000})),
+        call(
+            "c10",
+            "browser_eval",
+            json!({"expression": "while (true) {}", "timeout_s": 2}),
+        ),
+        call(
+            "c11",
+            "browser_eval",
+            json!({"expression": "document.querySelectorAll('button').length"}),
+        ),
+        call("c12", "browser_open", json!({"url": "http://127.0.0.1:1/"})),
+        call("c13", "service_stop", json!({"name": "chromium"})),
+        call(
+            "c14",
+            "browser_open",
+            json!({"url": "http://127.0.0.1:8001/"}),
+        ),
+        call("c15", "browser_click", json!({"ref": "e999"})),
+        call("c16", "browser_click", json!({})),
+        turn("Checked the bad pages.", &[]),
+    ]);
+    let d = with_model("t51", &script);
+    let image = browser_image();
+    let id = d.new_session(&["--image", &image, "--memory", "2G"]);
+    let out = d.ok(&["agent", &id, "try the bad pages"]);
+    assert!(out.contains("— done"), "{out}");
+
+    let slow = result(&script, "c3");
+    assert!(slow.contains("did not finish loading within 3s"), "{slow}");
+    assert!(result(&script, "c4").contains("first part"));
+    let alerts = result(&script, "c6");
+    assert!(
+        alerts.contains("alerting"),
+        "the page still answers: {alerts}"
+    );
+    let console = result(&script, "c7");
+    let dismissed = console.matches("alert dialog dismissed: again").count();
+    assert!((1..=5).contains(&dismissed), "{console}");
+    // Dialogs never block the page; past five they are reported once more, at 20.
+    let later = result(&script, "c8b");
+    assert!(
+        format!("{console}{later}").contains("the page keeps opening dialogs"),
+        "{console}\n{later}"
+    );
+    assert!(
+        result(&script, "c8").contains("at http://127.0.0.1:8001/huge"),
+        "{}",
+        result(&script, "c8")
+    );
+    let huge = result(&script, "c9");
+    assert!(huge.len() < 5000, "{} bytes", huge.len());
+    assert!(
+        !huge.starts_with("error"),
+        "{huge}\nopen: {}\nconsole: {}",
+        result(&script, "c8"),
+        result(&script, "c7")
+    );
+    assert!(huge.contains("[the page is larger"), "{huge}");
+    let looped = result(&script, "c10");
+    assert!(looped.contains("did not finish within 2s"), "{looped}");
+    assert_eq!(
+        result(&script, "c11").trim(),
+        "50000",
+        "the page answers after the endless script"
+    );
+    let refused = result(&script, "c12");
+    assert!(
+        refused.contains("could not open http://127.0.0.1:1/: net::"),
+        "{refused}"
+    );
+    let back = result(&script, "c14");
+    assert!(back.starts_with("note: the browser had stopped"), "{back}");
+    assert!(
+        back.contains("\"\"") || back.contains("at http://127.0.0.1:8001/"),
+        "{back}"
+    );
+    let stale = result(&script, "c15");
+    assert!(stale.contains("ref e999 is not on the page"), "{stale}");
+    let none = result(&script, "c16");
+    assert!(none.contains("give the element's ref"), "{none}");
+
+    let rt = rt();
+    rt.block_on(async {
+        let ev = events(&d, &id).await;
+        let crashes: Vec<_> = of_type(&ev, "problem")
+            .into_iter()
+            .filter(|p| p["kind"] == "browser_crash")
+            .collect();
+        assert_eq!(crashes.len(), 1, "{ev:?}");
+    });
+}
+
+/// The closed loop: a route of the app raises; the traceback in the service
+/// log becomes one `problem` event (however often it repeats); the idle
+/// agent wakes with it, reads the log, fixes the file, restarts the app and
+/// runs the tests; the page then works.
+#[test]
+fn a_server_error_wakes_the_idle_agent_which_fixes_it() {
+    const APP: &str = r#"import http.server
+
+
+def total(items):
+    return sum(items) / len(items)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("average: %s" % total([])).encode()
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+if __name__ == "__main__":
+    http.server.HTTPServer(("127.0.0.1", 8000), Handler).serve_forever()
+"#;
+    const TEST: &str = r#"import unittest
+from server import total
+
+
+class T(unittest.TestCase):
+    def test_empty(self):
+        self.assertEqual(total([]), 0)
+
+    def test_two(self):
+        self.assertEqual(total([1, 3]), 2)
+"#;
+    let script: Script = Default::default();
+    script.lock().unwrap().0.extend([
+        // The person's request.
+        call("c1", "write_file", json!({"path": "/root/app/server.py", "content": APP})),
+        call("c2", "write_file", json!({"path": "/root/app/test_server.py", "content": TEST})),
+        call("c3", "service_start", json!({"name": "web", "command": "python3 -u server.py", "cwd": "/root/app"})),
+        turn("The app runs on port 8000.", &[]),
+        // Woken by the problem.
+        call("c4", "service_logs", json!({"name": "web"})),
+        call("c5", "edit_file", json!({"path": "/root/app/server.py", "old_text": "    return sum(items) / len(items)\n", "new_text": "    return sum(items) / len(items) if items else 0\n"})),
+        call("c6", "service_stop", json!({"name": "web"})),
+        call("c7", "service_start", json!({"name": "web", "command": "python3 -u server.py", "cwd": "/root/app"})),
+        call("c8", "test", json!({"command": "python3 -m unittest -v", "cwd": "/root/app"})),
+        turn("Fixed: an empty list averaged to a division by zero.", &[]),
+    ]);
+    let d = with_model("t52", &script);
+    let id = d.new_session(&[]);
+    let out = d.ok(&["agent", &id, "write a small app that shows an average"]);
+    assert!(out.contains("— done"), "{out}");
+
+    let rt = rt();
+    rt.block_on(async {
+        let port = d.url.rsplit(':').next().unwrap().to_owned();
+        let page = || async {
+            d.http()
+                .get(format!("{}/", d.url))
+                .header("host", format!("8000-{id}.localhost:{port}"))
+                .send()
+                .await
+        };
+        // The route raises: the connection closes without an answer, three times.
+        for _ in 0..3 {
+            let r = page().await;
+            assert!(r.is_err() || !r.unwrap().status().is_success());
+        }
+        // The agent wakes, fixes it and finishes (bounded: the script is short).
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let n = script.lock().unwrap().1.len();
+            let status: Value = d
+                .http()
+                .get(format!("{}/v1/sessions/{id}/agent", d.url))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if n >= 10 && status["running"] == false {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not finish: {n} model calls\n{}",
+                d.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let resp = page().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "average: 0");
+
+        let ev = events(&d, &id).await;
+        let problems: Vec<_> = of_type(&ev, "problem")
+            .into_iter()
+            .filter(|p| p["source"] == "service:web")
+            .collect();
+        assert_eq!(problems.len(), 1, "three crashes, one event: {problems:?}");
+        assert_eq!(problems[0]["kind"], "python_exception");
+        assert_eq!(
+            problems[0]["summary"],
+            "ZeroDivisionError: division by zero"
+        );
+        assert!(
+            problems[0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("server.py")
+        );
+        let runs = of_type(&ev, "test_run");
+        assert_eq!(runs.len(), 1, "{ev:?}");
+        assert_eq!(runs[0]["ok"], true, "{:?}", runs[0]);
+        assert_eq!(
+            runs[0]["passed"],
+            2,
+            "{:?} {}",
+            runs[0],
+            result(&script, "c8")
+        );
+    });
+    // The wake message carried the problem, and the agent read the log.
+    let requests = script.lock().unwrap().1.clone();
+    let woke = requests[4]["messages"].to_string();
+    assert!(
+        woke.contains("ZeroDivisionError: division by zero"),
+        "{woke}"
+    );
+    assert!(woke.contains("service:web"), "{woke}");
+    assert!(result(&script, "c4").contains("Traceback"));
+    assert!(
+        result(&script, "c8").contains("passed"),
+        "{}",
+        result(&script, "c8")
+    );
+}
+
+/// The wake setting: off, a problem is logged but the idle agent sleeps.
+#[test]
+fn with_waking_off_a_problem_is_logged_and_the_agent_sleeps() {
+    let script: Script = Default::default();
+    script.lock().unwrap().0.extend([
+        call("c1", "service_start", json!({"name": "crash", "command": "while [ ! -e /tmp/go ]; do sleep 0.05; done; python3 -c 'import nosuchmodule'"})),
+        turn("Started.", &[]),
+    ]);
+    let d = with_model("t53", &script);
+    let id = d.new_session(&[]);
+    let rt = rt();
+    rt.block_on(async {
+        let url = format!("{}/v1/sessions/{id}/closed-loop", d.url);
+        let s: Value = d
+            .http()
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(s, json!({"wake_agent": true}), "on by default");
+        let r = d
+            .http()
+            .put(&url)
+            .json(&json!({"wake_agent": false}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = d
+            .http()
+            .put(&url)
+            .json(&json!({"wake": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    });
+    d.ok(&["agent", &id, "start the crash service"]);
+    d.sh(&id, "touch /tmp/go");
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ev = events(&d, &id).await;
+            let p = of_type(&ev, "problem");
+            if let Some(p) = p.first() {
+                assert_eq!(p["kind"], "python_exception", "{p}");
+                assert!(
+                    p["summary"].as_str().unwrap().contains("nosuchmodule"),
+                    "{p}"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "no problem event: {ev:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    // The setting survives a restart (it is in the log), and nobody woke the agent.
+    let mut d = d;
+    d.restart(15);
+    rt.block_on(async {
+        let url = format!("{}/v1/sessions/{id}/closed-loop", d.url);
+        let s: Value = d
+            .http()
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(s, json!({"wake_agent": false}));
+    });
+    assert_eq!(
+        script.lock().unwrap().1.len(),
+        2,
+        "only the person's run called the model"
+    );
+}
+
+/// A running agent gets a new problem of the session's services at its next
+/// step, as a message from firepit.
+#[test]
+fn a_running_agent_gets_new_problems_at_its_next_step() {
+    let script: Script = Default::default();
+    script.lock().unwrap().0.extend([
+        call("c1", "service_start", json!({"name": "worker", "command": "while [ ! -e /tmp/go ]; do sleep 0.05; done; python3 -c 'import nosuchmodule'"})),
+        call("c2", "exec", json!({"command": "touch /tmp/go; while [ ! -e /tmp/release ]; do sleep 0.05; done; echo released"})),
+        turn("Noted the worker's crash.", &[]),
+    ]);
+    let d = with_model("t54", &script);
+    let id = d.new_session(&[]);
+    let rt = rt();
+    std::thread::scope(|s| {
+        let run = s.spawn(|| d.ok(&["agent", &id, "start the worker"]));
+        // While c2 holds the run, the worker crashes and the problem is logged.
+        rt.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while of_type(&events(&d, &id).await, "problem").is_empty() {
+                assert!(Instant::now() < deadline, "no problem event");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        d.sh(&id, "touch /tmp/release");
+        let out = run.join().unwrap();
+        assert!(out.contains("— done"), "{out}");
+    });
+    let requests = script.lock().unwrap().1.clone();
+    assert_eq!(requests.len(), 3, "one run, three model calls");
+    let third = requests[2]["messages"].to_string();
+    assert!(third.contains("[firepit noticed a problem"), "{third}");
+    assert!(third.contains("nosuchmodule"), "{third}");
+    assert!(third.contains("service:worker"), "{third}");
+}
