@@ -130,7 +130,7 @@ impl fast::Gate for FastGate {
         else {
             return None;
         };
-        if head.target.starts_with("/__firepit/") {
+        if head.target.starts_with("/__firepit/") || is_firepit_port(app, &p.session, p.port) {
             return None;
         }
         let bearer = head
@@ -439,6 +439,13 @@ async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Inco
             ))
         }
     }
+}
+
+/// Whether `port` in `session`'s machine is firepit's own rather than the
+/// app's: the forge broker's, or the agent's browser's DevTools port. Such
+/// ports are never listed, announced by events, or previewed.
+pub fn is_firepit_port(app: &App, session: &str, port: u16) -> bool {
+    port == firepit_browser::DEVTOOLS_PORT || app.brokers().is_broker_port(session, port)
 }
 
 /// Connects to the app: the machine's loopback first (IPv4, then IPv6),

@@ -15,7 +15,7 @@ use firepit_guest_client::{PortEvent, ServiceEvent};
 use firepit_wire::events::EventKind;
 use tokio::task::JoinHandle;
 
-use crate::{App, Error};
+use crate::{App, Error, preview};
 
 /// The watcher tasks, by session.
 #[derive(Default)]
@@ -101,7 +101,7 @@ async fn watch_session(app: &App, id: &str) -> Result<(), Error> {
     let now: BTreeSet<(IpAddr, u16)> = ports
         .initial()
         .iter()
-        .filter(|p| !app.brokers().is_broker_port(id, p.port))
+        .filter(|p| !preview::is_firepit_port(app, id, p.port))
         .map(|p| (p.addr, p.port))
         .collect();
     for &(addr, port) in open.difference(&now) {
@@ -115,8 +115,8 @@ async fn watch_session(app: &App, id: &str) -> Result<(), Error> {
         tokio::select! {
             change = ports.next() => match change.map_err(Error::Guest)? {
                 Some(PortEvent::Opened(p)) => {
-                    // The forge broker's socket is the daemon's, not the app's.
-                    if !app.brokers().is_broker_port(id, p.port) && open.insert((p.addr, p.port)) {
+                    // The forge broker's and the browser's sockets are firepit's, not the app's.
+                    if !preview::is_firepit_port(app, id, p.port) && open.insert((p.addr, p.port)) {
                         app.events().append(id, opened(app, id, p.addr, p.port))?;
                     }
                 }

@@ -20,7 +20,7 @@ pub(super) async fn list(
     Ok(Json(
         ports
             .into_iter()
-            .filter(|p| !app.brokers().is_broker_port(&id, p.port))
+            .filter(|p| !crate::preview::is_firepit_port(&app, &id, p.port))
             .map(|p| Port {
                 port: p.port,
                 addr: p.addr,
