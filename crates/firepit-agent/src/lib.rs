@@ -22,5 +22,5 @@ pub use error::Error;
 pub use message::{Message, ModelRequest, Part, Role, StreamEvent, ToolCall, ToolDef};
 pub use provider::{CONFIGURE_HELP, Model, ModelConfig, ModelStream, ProviderKind, RetryPolicy};
 pub use tools::hooks::{SessionHooks, TestRun};
-pub use tools::{PreviewUrl, ToolContext};
+pub use tools::{DETECT_TESTS, PreviewUrl, ToolContext};
 pub use transcript::{History, Transcript, TranscriptItem, rebuild, rebuild_history};

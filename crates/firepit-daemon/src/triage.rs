@@ -45,22 +45,6 @@ const TEST_TIMEOUT_MS: u64 = 20 * 60 * 1000;
 /// Test output kept for the report and the pull request.
 const TEST_TAIL: usize = 3000;
 
-/// Which tests a repository has, decided inside the machine in `/workspace`.
-/// `script/test` (the "scripts to rule them all" convention) wins; then the
-/// usual entry points of each ecosystem.
-const DETECT_TESTS: &str = r#"if [ -x script/test ]; then echo script/test
-elif [ -f Makefile ] && grep -q '^test:' Makefile; then echo make test
-elif [ -f package.json ]; then echo npm test
-elif [ -f mix.exs ]; then echo mix test
-elif [ -f Cargo.toml ]; then echo cargo test
-elif [ -f go.mod ]; then echo go test ./...
-elif [ -d tests ] || [ -d test ] || [ -f pyproject.toml ] || [ -f setup.py ]; then
-  if python3 -c 'import pytest' 2>/dev/null; then echo python3 -m pytest -q
-  elif [ -f tests/__init__.py ]; then echo python3 -m unittest discover -s tests -t .
-  elif [ -d tests ]; then echo python3 -m unittest discover -s tests
-  else echo python3 -m unittest discover; fi
-fi"#;
-
 /// The jobs that run in this daemon.
 pub struct Jobs {
     /// Serialises read-modify-write of job records.
@@ -573,9 +557,12 @@ impl App {
         }
 
         // The tests.
-        let detected = run(&guest, in_workspace(ExecRequest::shell(DETECT_TESTS)))
-            .await
-            .map_err(Failed::from)?;
+        let detected = run(
+            &guest,
+            in_workspace(ExecRequest::shell(firepit_agent::DETECT_TESTS)),
+        )
+        .await
+        .map_err(Failed::from)?;
         let command = String::from_utf8_lossy(&detected.stdout).trim().to_owned();
         let (tests, test_tail) = if command.is_empty() {
             ("No tests found (no script/test, Makefile test target, package.json, mix.exs, Cargo.toml, go.mod or tests/).".to_owned(), String::new())

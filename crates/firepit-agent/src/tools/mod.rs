@@ -18,6 +18,7 @@ mod search;
 mod services;
 mod shell;
 mod test;
+pub use test::DETECT_TESTS;
 mod write_file;
 
 use std::sync::Arc;

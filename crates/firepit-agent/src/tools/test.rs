@@ -1,11 +1,10 @@
 //! `test`: runs the project's tests and says what failed.
 //!
-//! The command is the one given, or found from the project: `mix.exs` → `mix
-//! test`, a `package.json` with a test script → `npm test`, `Cargo.toml` →
-//! `cargo test`, `go.mod` → `go test ./...`, pytest's files (`pytest.ini`,
-//! `pyproject.toml`, `setup.cfg`, `conftest.py`, `tests/`, `test_*.py`) →
-//! `python3 -m pytest`. The run is recorded through the session's hooks as
-//! a `test_run` event.
+//! The command is the one given, or found from the project by
+//! [`DETECT_TESTS`]: `script/test`, `mix test`, `npm test` (a package.json
+//! with a real test script), `make test`, `cargo test`, `go test ./...`, or
+//! Python's (pytest when installed, else unittest discovery). The run is
+//! recorded through the session's hooks as a `test_run` event.
 
 use std::time::{Duration, Instant};
 
@@ -40,12 +39,21 @@ pub(super) struct Args {
     timeout_s: Option<u64>,
 }
 
-/// The shell script that prints the detected command (or nothing).
-const DETECT: &str = r#"if [ -f mix.exs ]; then echo 'mix test'
+/// A shell script that prints a project's test command (or nothing), run
+/// in the project's directory inside the machine. `script/test` (the
+/// "scripts to rule them all" convention) wins; then each ecosystem's usual
+/// entry point. The agent's `test` tool and the daemon's triage both use it.
+pub const DETECT_TESTS: &str = r#"if [ -x script/test ]; then echo script/test
+elif [ -f mix.exs ]; then echo 'mix test'
 elif [ -f package.json ] && grep -q '"test"[[:space:]]*:' package.json && ! grep -q 'no test specified' package.json; then echo 'npm test'
+elif [ -f Makefile ] && grep -q '^test:' Makefile; then echo 'make test'
 elif [ -f Cargo.toml ]; then echo 'cargo test'
 elif [ -f go.mod ]; then echo 'go test ./...'
-elif [ -f pytest.ini ] || [ -f pyproject.toml ] || [ -f setup.cfg ] || [ -f conftest.py ] || [ -d tests ] || ls test_*.py >/dev/null 2>&1; then echo 'python3 -m pytest -q'
+elif [ -f pytest.ini ] || [ -f pyproject.toml ] || [ -f setup.cfg ] || [ -f setup.py ] || [ -f conftest.py ] || [ -d tests ] || [ -d test ] || ls test_*.py >/dev/null 2>&1; then
+  if python3 -c 'import pytest' 2>/dev/null; then echo 'python3 -m pytest -q'
+  elif [ -f tests/__init__.py ]; then echo 'python3 -m unittest discover -s tests -t .'
+  elif [ -d tests ]; then echo 'python3 -m unittest discover -s tests'
+  else echo 'python3 -m unittest discover'; fi
 fi"#;
 
 pub(super) async fn run(ctx: &ToolContext, a: Args) -> Result<String, String> {
@@ -54,7 +62,9 @@ pub(super) async fn run(ctx: &ToolContext, a: Args) -> Result<String, String> {
     let command = match a.command.filter(|c| !c.trim().is_empty()) {
         Some(c) => c,
         None => {
-            let (_, out, _) = ctx.sh(in_dir(DETECT), Duration::from_secs(10)).await?;
+            let (_, out, _) = ctx
+                .sh(in_dir(DETECT_TESTS), Duration::from_secs(10))
+                .await?;
             let found = out.trim().to_owned();
             if found.is_empty() {
                 return Err(format!(

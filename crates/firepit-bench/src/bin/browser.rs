@@ -120,6 +120,7 @@ async fn run() -> Result<()> {
                 ..Limits::default()
             },
             network: NetworkMode::None,
+            ..Default::default()
         })
         .await
         .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
