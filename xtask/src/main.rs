@@ -139,47 +139,27 @@ fn test(extra: &[String]) -> Result<()> {
 }
 
 fn bench(extra: &[String]) -> Result<()> {
-    let (images, uid_base) = images()?;
-    let mut bench = cargo();
-    bench
-        .args(["run", "--release", "-p", "firepit-bench", "--"])
-        .args(extra);
-    test_env(&mut bench, &images, uid_base);
-    run(bench)
+    run_bench(None, extra)
 }
 
 fn bench_preview(extra: &[String]) -> Result<()> {
-    let (images, uid_base) = images()?;
-    let mut bench = cargo();
-    bench
-        .args([
-            "run",
-            "--release",
-            "-p",
-            "firepit-bench",
-            "--bin",
-            "firepit-bench-preview",
-            "--",
-        ])
-        .args(extra);
-    test_env(&mut bench, &images, uid_base);
-    run(bench)
+    run_bench(Some("firepit-bench-preview"), extra)
 }
 
 fn bench_browser(extra: &[String]) -> Result<()> {
+    run_bench(Some("firepit-bench-browser"), extra)
+}
+
+/// Runs a benchmark binary of `firepit-bench` (its default one without
+/// `bin`), released, with the test images and their environment.
+fn run_bench(bin: Option<&str>, extra: &[String]) -> Result<()> {
     let (images, uid_base) = images()?;
     let mut bench = cargo();
-    bench
-        .args([
-            "run",
-            "--release",
-            "-p",
-            "firepit-bench",
-            "--bin",
-            "firepit-bench-browser",
-            "--",
-        ])
-        .args(extra);
+    bench.args(["run", "--release", "-p", "firepit-bench"]);
+    if let Some(bin) = bin {
+        bench.args(["--bin", bin]);
+    }
+    bench.arg("--").args(extra);
     test_env(&mut bench, &images, uid_base);
     run(bench)
 }

@@ -29,29 +29,7 @@ const WARM_RUNS: usize = 30;
 const SNAPSHOT_RUNS: usize = 30;
 
 fn main() -> ExitCode {
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == firepit_machine::LAUNCH_ARG)
-    {
-        firepit_machine::launcher_main();
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("firepit-bench-browser: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("\nfirepit-bench-browser: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    firepit_bench::main_async("firepit-bench-browser", run)
 }
 
 /// A typical app page.

@@ -43,29 +43,7 @@ const NGINX_IN_NS: u16 = 9000;
 const BIND_RUNS: usize = 100;
 
 fn main() -> ExitCode {
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == firepit_machine::LAUNCH_ARG)
-    {
-        firepit_machine::launcher_main();
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("firepit-bench-preview: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("\nfirepit-bench-preview: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    firepit_bench::main_async("firepit-bench-preview", run)
 }
 
 fn need(tool: &str) -> Result<PathBuf> {
