@@ -193,6 +193,7 @@ pub async fn serve<G: Gate>(
 ) -> Outcome {
     let mut buf = BytesMut::with_capacity(CHUNK);
     let mut up_buf = BytesMut::with_capacity(CHUNK);
+    let mut held = Held { pool, conn: None };
     loop {
         // The next request head.
         let mut deadline = None;
@@ -226,7 +227,11 @@ pub async fn serve<G: Gate>(
         };
         // An upstream connection: an idle one, else a new one (dialing
         // errors are the full path's to explain).
-        let (mut up, mut reused) = match pool.take(&plan.to.session, plan.to.port) {
+        let idle = match held.take_for(&plan.to.session, plan.to.port) {
+            Some(s) => Some(s),
+            None => pool.take(&plan.to.session, plan.to.port),
+        };
+        let (mut up, mut reused) = match idle {
             Some(s) => (s, true),
             None => match gate.dial(&plan.to).await {
                 Ok(s) => {
@@ -268,12 +273,49 @@ pub async fn serve<G: Gate>(
             Err(_) => return Outcome::Done,
         }
         if resp.upstream_reusable && up_buf.is_empty() {
-            pool.put(&plan.to.session, plan.to.port, up);
+            held.keep(plan.to.session, plan.to.port, up);
         }
         up_buf.clear();
         if resp.client_close {
             let _ = client.shutdown().await;
             return Outcome::Done;
+        }
+    }
+}
+
+/// The upstream connection a client connection used last, kept for its
+/// next request (most go to the same port: no pool lock, no lookup); back to
+/// the pool when the next request goes elsewhere or the client is gone.
+struct Held<'p> {
+    pool: &'p Pool,
+    conn: Option<(String, u16, TcpStream)>,
+}
+
+impl Held<'_> {
+    /// The held connection if it goes to `port` of `session`; any other one
+    /// goes back to the pool.
+    fn take_for(&mut self, session: &str, port: u16) -> Option<TcpStream> {
+        match self.conn.take() {
+            Some((s, p, up)) if s == session && p == port => Some(up),
+            Some((s, p, up)) => {
+                self.pool.put(&s, p, up);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn keep(&mut self, session: String, port: u16, up: TcpStream) {
+        if let Some((s, p, old)) = self.conn.replace((session, port, up)) {
+            self.pool.put(&s, p, old);
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some((s, p, up)) = self.conn.take() {
+            self.pool.put(&s, p, up);
         }
     }
 }
