@@ -24,7 +24,9 @@ pub fn backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
         ns.cgroup_parent = format!("firepit-{name}");
         ns.nft_table = format!("firepit_{name}");
         ns.bridge = format!("fpb-{name}");
-        ns.veth_prefix = format!("fv{name}");
+        // Veths are the prefix and a slot number: the dash keeps instance
+        // `t1`'s slot 20 apart from instance `t12`'s slot 0.
+        ns.veth_prefix = format!("fv{name}-");
         ns.gateway = gateway;
         ns.prefix = prefix;
     }
