@@ -158,6 +158,27 @@ async fn deliver(app: &App, session: &str, p: &Problem) {
 
 /// Records a test run and, when it failed, a problem.
 pub fn test_ran(app: &App, session: &str, run: &TestRun) {
+    record_test_run(app, session, run);
+    let s = &run.summary;
+    if !s.ok {
+        let line = s.line(run.exit_code);
+        let mut summary = format!("`{}`: {line}", run.command);
+        if let Some(first) = s.failures.first() {
+            summary.push_str(&format!(" ({first}"));
+            if s.failures.len() > 1 {
+                summary.push_str(&format!(" and {} more", s.failures.len() - 1));
+            }
+            summary.push(')');
+        }
+        let p = Problem::new("test", "test_failure", &summary, &run.output_tail);
+        let (app, session) = (app.clone(), session.to_owned());
+        tokio::spawn(async move { report(&app, &session, p).await });
+    }
+}
+
+/// Records a test run as a `test_run` event only (triage's own runs: their
+/// failure is the job's to report, not a problem for the agent).
+pub fn record_test_run(app: &App, session: &str, run: &TestRun) {
     let s = &run.summary;
     let line = s.line(run.exit_code);
     let kind = EventKind::TestRun {
@@ -172,19 +193,6 @@ pub fn test_ran(app: &App, session: &str, run: &TestRun) {
     };
     if let Err(e) = app.events().append(session, kind) {
         tracing::warn!(session, error = %crate::error::chain(&e), "could not record a test run");
-    }
-    if !s.ok {
-        let mut summary = format!("`{}`: {line}", run.command);
-        if let Some(first) = s.failures.first() {
-            summary.push_str(&format!(" ({first}"));
-            if s.failures.len() > 1 {
-                summary.push_str(&format!(" and {} more", s.failures.len() - 1));
-            }
-            summary.push(')');
-        }
-        let p = Problem::new("test", "test_failure", &summary, &run.output_tail);
-        let (app, session) = (app.clone(), session.to_owned());
-        tokio::spawn(async move { report(&app, &session, p).await });
     }
 }
 

@@ -570,8 +570,28 @@ impl App {
             self.step(job, n, &sid, &format!("running the tests: {command}"));
             let mut req = in_workspace(ExecRequest::shell(format!("{command} 2>&1")));
             req.timeout_ms = Some(TEST_TIMEOUT_MS);
+            let started = std::time::Instant::now();
             let out = run(&guest, req).await.map_err(Failed::from)?;
             let output = tail(&out.stdout, TEST_TAIL);
+            let code = if out.status.timed_out {
+                None
+            } else {
+                out.status.code
+            };
+            crate::closed_loop::record_test_run(
+                self,
+                &sid,
+                &firepit_agent::TestRun {
+                    command: command.clone(),
+                    exit_code: code,
+                    summary: firepit_problems::tests::summarize(
+                        &String::from_utf8_lossy(&out.stdout),
+                        code,
+                    ),
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    output_tail: output.clone(),
+                },
+            );
             if !out.status.success() {
                 let tests = format!("`{command}` failed ({})", describe(&out.status));
                 return Err(Failed {

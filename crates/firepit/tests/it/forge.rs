@@ -360,6 +360,20 @@ fn triage_turns_two_issues_into_pull_requests_and_reports_the_failures() {
         "{jobs}"
     );
 
+    // The tests that ran for an opened pull request are in its session's log.
+    let opened = job["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["outcome"] == "opened")
+        .unwrap();
+    let session = opened["session"].as_str().unwrap();
+    let events = d.ok(&["events", session]);
+    assert!(
+        events.contains("test_run") && events.contains("python3 -m unittest"),
+        "{events}"
+    );
+
     // A re-run skips the issues with open firepit pull requests.
     let again = d.run(&[
         "triage", full, "--label", "agent", "--max", "2", "--image", "git",
