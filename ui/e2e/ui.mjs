@@ -376,6 +376,20 @@ await step("daemon-restart", async () => {
   if (hi !== 1) throw new Error(`"hi" is on ${hi} lines of the terminal after the restart`);
 });
 
+await step("problem-in-chat", async () => {
+  // A service that crashes: the closed loop's problem shows in the chat
+  // (waking is turned off, so the stand-in model is not called again).
+  await api("PUT", `/v1/sessions/${session}/closed-loop`, { wake_agent: false });
+  await api("POST", `/v1/sessions/${session}/services`, {
+    name: "crasher",
+    command: { shell: "python3 -c 'print(1 // 0)'; exec sleep 100000" },
+  });
+  const problem = page.locator(".msg.problem", { hasText: "ZeroDivisionError" });
+  await problem.waitFor();
+  await problem.locator("summary").click();
+  await problem.locator("pre", { hasText: "Traceback" }).waitFor();
+});
+
 await step("files", async () => {
   await exec(session, "printf 'first line\\n' > /root/notes.txt");
   await page.keyboard.press("Alt+5");

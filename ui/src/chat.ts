@@ -144,14 +144,42 @@ export class Chat {
     }
   }
 
-  /** Applies one event of the log (only `agent` events matter here). */
+  /** Applies one event of the log: the agent's, and the problems and test
+   * runs the closed loop hands it, so the person sees why the agent woke. */
   onEvent(e: SessionEvent): void {
-    if (e.type !== "agent") return;
-    const item = e.item as Item;
+    if (e.type !== "agent" && e.type !== "problem" && e.type !== "test_run") return;
     const stick = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
     this.empty.remove();
-    this.apply(item, e.seq);
+    if (e.type === "agent") this.apply(e.item as Item, e.seq);
+    else if (e.type === "problem") this.add(this.problem(e));
+    else this.add(this.testRun(e));
     if (stick) this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  private problem(e: SessionEvent): HTMLElement {
+    const count = Number(e.count ?? 1);
+    return h(
+      "details.msg.problem",
+      { "data-seq": e.seq },
+      h(
+        "summary",
+        {},
+        h("span.tag", {}, `problem · ${String(e.source ?? "")}`),
+        ` ${String(e.summary ?? "")}`,
+        count > 1 ? h("span.count", {}, ` ×${count}`) : null,
+      ),
+      clipped(String(e.detail ?? "")),
+    );
+  }
+
+  private testRun(e: SessionEvent): HTMLElement {
+    const ok = e.ok === true;
+    return h(
+      `div.msg.test-run.${ok ? "ok" : "failed"}`,
+      { "data-seq": e.seq },
+      h("span.tag", {}, ok ? "tests passed" : "tests failed"),
+      ` ${String(e.command ?? "")}: ${String(e.summary ?? "")}`,
+    );
   }
 
   private apply(item: Item, seq: number): void {

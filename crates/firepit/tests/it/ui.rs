@@ -4,7 +4,8 @@
 //! chat with the stand-in model (streamed reply, tool call), a share link
 //! opened in a fresh browser context, a reload in the middle of an agent run
 //! (nothing lost or doubled), a network drop, services and their logs, a
-//! daemon restart on the same port (resumed from the cursor), files
+//! daemon restart on the same port (resumed from the cursor), a crashing
+//! service's problem shown in the chat, files
 //! edited and saved, stop and start from the session page, the sessions list (stop, start, destroy), and the chat's
 //! guidance on a second daemon with no model.
 //!
