@@ -19,13 +19,16 @@ const PAGE: &str = r#"<!doctype html><title>Shop</title>
 <img src="/missing.png" alt="logo">
 "#;
 
-/// Chromium, ended when dropped.
-struct Chromium(Child, tempfile::TempDir);
+/// Chromium, ended when dropped (its profile directory with it).
+struct Chromium {
+    child: Child,
+    _profile: tempfile::TempDir,
+}
 
 impl Drop for Chromium {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -60,7 +63,10 @@ fn chromium(port: u16) -> Chromium {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    Chromium(child, profile)
+    Chromium {
+        child,
+        _profile: profile,
+    }
 }
 
 /// A server answering the page at `/` and 404 for anything else.
