@@ -140,6 +140,25 @@ impl Daemon {
         std::fs::read_to_string(self.data_dir().join("daemon.log")).unwrap_or_default()
     }
 
+    /// Every machine's guest log (the guest's own stderr: a panic, say), for
+    /// failure messages.
+    pub fn guest_logs(&self) -> String {
+        let Ok(dir) = std::fs::read_dir(self.data_dir().join("machines")) else {
+            return String::new();
+        };
+        let mut out = String::new();
+        for entry in dir.flatten() {
+            let log = std::fs::read_to_string(entry.path().join("guest.log")).unwrap_or_default();
+            if !log.trim().is_empty() {
+                out.push_str(&format!(
+                    "\nguest log of {}:\n{log}",
+                    entry.file_name().to_string_lossy()
+                ));
+            }
+        }
+        out
+    }
+
     /// Stops the daemon with `signal` and starts it again on the same data dir.
     pub fn restart(&mut self, signal: i32) {
         self.stop_daemon(signal);
@@ -182,11 +201,12 @@ impl Daemon {
         let out = self.run(args);
         assert!(
             out.status.success(),
-            "firepit {args:?} failed ({}):\nstdout: {}\nstderr: {}\ndaemon log:\n{}",
+            "firepit {args:?} failed ({}):\nstdout: {}\nstderr: {}\ndaemon log:\n{}{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
-            self.log()
+            self.log(),
+            self.guest_logs()
         );
         String::from_utf8(out.stdout).unwrap()
     }
