@@ -648,6 +648,31 @@ impl Page {
             .map_err(|e| Error::DevTools(format!("a screenshot that is not base64: {e}")))
     }
 
+    /// The page as it is now, as a frame like the screencast's. Chromium
+    /// sends screencast frames when the page paints, so a viewer that comes
+    /// to a page that stands still gets this one first.
+    pub async fn still_frame(&self) -> Result<Frame, Error> {
+        let metrics = self
+            .cdp
+            .call("Page.getLayoutMetrics", json!({}), Duration::from_secs(10))
+            .await?;
+        let viewport = &metrics["cssLayoutViewport"];
+        let r = self
+            .cdp
+            .call(
+                "Page.captureScreenshot",
+                json!({"format": "jpeg", "quality": 60}),
+                Duration::from_secs(10),
+            )
+            .await?;
+        Ok(Frame {
+            data: r["data"].as_str().unwrap_or("").to_owned(),
+            width: viewport["clientWidth"].as_u64().unwrap_or(1280) as u32,
+            height: viewport["clientHeight"].as_u64().unwrap_or(800) as u32,
+            url: self.location().0,
+        })
+    }
+
     /// Starts the screencast (if it is not on) for as long as the returned
     /// guard lives; frames arrive as [`Observation::Frame`].
     pub async fn screencast(&self) -> Result<Screencast, Error> {

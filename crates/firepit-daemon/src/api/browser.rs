@@ -8,13 +8,15 @@
 //!   (`"not started"`) or goes away. The socket stays open and frames
 //!   follow once a browser starts.
 //!
+//! A viewer gets the page as it is first (a still frame: the screencast
+//! sends frames only when the page paints), then the screencast's frames.
 //! Opening the socket never starts a browser. The screencast runs while at
 //! least one viewer is connected.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
-use firepit_browser::{Browser, Observation};
+use firepit_browser::{Browser, Frame, Observation};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -41,6 +43,11 @@ async fn send(socket: &mut WebSocket, v: serde_json::Value) -> bool {
 /// Whether the client is still there (false: it closed).
 fn client_open(msg: Option<Result<Message, axum::Error>>) -> bool {
     !matches!(msg, Some(Ok(Message::Close(_))) | None | Some(Err(_)))
+}
+
+/// The contract's `frame` message.
+fn frame_message(f: &Frame) -> serde_json::Value {
+    json!({"type": "frame", "format": "jpeg", "data": f.data, "width": f.width, "height": f.height, "url": f.url})
 }
 
 async fn view(mut socket: WebSocket, browser: Arc<Browser>) {
@@ -74,12 +81,18 @@ async fn view(mut socket: WebSocket, browser: Arc<Browser>) {
                         return;
                     }
                 }
+                // The page as it is now: the screencast sends frames only
+                // when the page paints, and it may already stand still.
+                if let Ok(f) = page.still_frame().await
+                    && !send(&mut socket, frame_message(&f)).await
+                {
+                    return;
+                }
                 loop {
                     tokio::select! {
                         o = obs.recv() => match o {
                             Ok(Observation::Frame(f)) => {
-                                let m = json!({"type": "frame", "format": "jpeg", "data": f.data, "width": f.width, "height": f.height, "url": f.url});
-                                if !send(&mut socket, m).await { return; }
+                                if !send(&mut socket, frame_message(&f)).await { return; }
                             }
                             Ok(Observation::Page { url, title }) => {
                                 if !send(&mut socket, json!({"type": "page", "url": url, "title": title})).await { return; }
