@@ -10,7 +10,6 @@
 //! the next model call (a run never ends with one undelivered). Stop cancels the model
 //! request and the running tools; every call still gets a result ("stopped by the user").
 
-use std::error::Error as _;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -99,7 +98,8 @@ impl<T: Transcript> Clone for Agent<T> {
     }
 }
 
-fn chain(e: &Error) -> String {
+/// An error with its causes, `: `-separated.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {

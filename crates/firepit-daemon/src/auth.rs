@@ -76,14 +76,7 @@ fn presented_token(req: &Request) -> Option<&str> {
 
 /// The token in the `firepit_token` cookie, if the request has one.
 pub(crate) fn cookie_token(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v)
+    crate::preview::cookie(headers, COOKIE)
 }
 
 /// Middleware: refuses requests without the right token.

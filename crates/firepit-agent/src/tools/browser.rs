@@ -193,13 +193,13 @@ fn with_errors(page: &Page, mark: u64, mut out: String) -> String {
 pub(super) async fn run(ctx: &ToolContext, name: &str, a: Args) -> Result<String, String> {
     let h = hooks(ctx)?;
     let browser = h.browser();
-    let (page, mut note) = browser.page().await.map_err(|e| error_chain(&e))?;
+    let (page, mut note) = browser.page().await.map_err(|e| crate::agent::chain(&e))?;
     let retry = name == "browser_open";
     let url = a.url.clone();
     let mut r = act(h, &page, name, a).await;
     if r.is_err() && page.is_closed() {
         // It went away under this call: start it again now, and open the page again.
-        let (page, _) = browser.page().await.map_err(|e| error_chain(&e))?;
+        let (page, _) = browser.page().await.map_err(|e| crate::agent::chain(&e))?;
         note = Some(firepit_browser::RESTARTED);
         if retry {
             r = act(
@@ -221,17 +221,6 @@ pub(super) async fn run(ctx: &ToolContext, name: &str, a: Args) -> Result<String
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
-
 async fn settle() {
     // Let handlers the action set off run, so their errors are in the answer.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -241,7 +230,7 @@ async fn act(h: &dyn SessionHooks, page: &Page, name: &str, a: Args) -> Result<S
     let mark = page.mark();
     let e = |e: firepit_browser::Error| {
         let closed = matches!(e, firepit_browser::Error::Closed(_));
-        let mut s = error_chain(&e);
+        let mut s = crate::agent::chain(&e);
         if closed {
             s.push_str(" — the next browser call starts it again");
         }

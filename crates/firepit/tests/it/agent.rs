@@ -58,31 +58,26 @@ async fn reply(State(script): State<Script>, body: axum::body::Bytes) -> Respons
     let chunks =
         s.0.pop_front()
             .unwrap_or_else(|| turn("(the script is over)", &[]));
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(Body::from(chunks.concat()))
-        .unwrap()
+    sse(chunks)
 }
 
 /// Starts the stand-in on a thread of its own; returns its base URL.
 pub(crate) fn stand_in(script: Script) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new()
-                .route("/v1/chat/completions", axum::routing::post(reply))
-                .with_state(script);
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(reply))
+        .with_state(script);
+    crate::harness::serve_on_thread(listener, app);
     url
+}
+
+/// A streamed (SSE) model answer of `chunks`.
+pub(crate) fn sse(chunks: Vec<String>) -> Response {
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from(chunks.concat()))
+        .unwrap()
 }
 
 #[test]

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::agent::{Script, stand_in, turn};
 use crate::harness::Daemon;
@@ -89,20 +88,11 @@ const GREETER: &str = r#"<!doctype html><title>Greeter</title>
 <script>console.error('startup warning: no config')</script>
 "#;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::harness::Ws;
 
 async fn live_view(d: &Daemon, id: &str) -> Ws {
-    let url = format!(
-        "{}/v1/sessions/{id}/browser/live",
-        d.url.replacen("http", "ws", 1)
-    );
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", d.token).parse().unwrap(),
-    );
-    tokio_tungstenite::connect_async(req).await.unwrap().0
+    d.websocket(&format!("/v1/sessions/{id}/browser/live"))
+        .await
 }
 
 async fn next_json(ws: &mut Ws) -> Value {

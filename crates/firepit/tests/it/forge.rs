@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::agent::turn;
+use crate::agent::{sse, turn};
 use crate::forge_standin::{SCOPELESS, StandIn, TOKEN};
 use crate::harness::Daemon;
 
@@ -66,29 +66,16 @@ async fn model(State(s): State<Scripts>, body: axum::body::Bytes) -> Response {
         .and_then(|n| s.0.get(&n))
         .and_then(|turns| turns.get(done).cloned())
         .unwrap_or_else(|| turn("(the script is over)", &[]));
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(Body::from(chunks.concat()))
-        .unwrap()
+    sse(chunks)
 }
 
 fn model_stand_in(scripts: Scripts) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new()
-                .route("/v1/chat/completions", axum::routing::post(model))
-                .with_state(scripts);
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(model))
+        .with_state(scripts);
+    crate::harness::serve_on_thread(listener, app);
     url
 }
 

@@ -90,7 +90,6 @@ impl StandIn {
             .unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        listener.set_nonblocking(true).unwrap();
         let shared: Shared = Arc::new((
             Mutex::new(State0 {
                 next_number: 100,
@@ -99,29 +98,19 @@ impl StandIn {
             root.path().to_owned(),
             url.clone(),
         ));
-        let state = shared.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let api = axum::Router::new()
-                    .route("/repos/{owner}/{name}", get(repo))
-                    .route("/repos/{owner}/{name}/issues", get(issues))
-                    .route(
-                        "/repos/{owner}/{name}/issues/{n}/comments",
-                        get(comments).post(comment),
-                    )
-                    .route("/repos/{owner}/{name}/pulls", get(pulls).post(create_pull));
-                let app = axum::Router::new()
-                    .nest("/api/v3", api)
-                    .fallback(git_http)
-                    .with_state(state);
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
+        let api = axum::Router::new()
+            .route("/repos/{owner}/{name}", get(repo))
+            .route("/repos/{owner}/{name}/issues", get(issues))
+            .route(
+                "/repos/{owner}/{name}/issues/{n}/comments",
+                get(comments).post(comment),
+            )
+            .route("/repos/{owner}/{name}/pulls", get(pulls).post(create_pull));
+        let app = axum::Router::new()
+            .nest("/api/v3", api)
+            .fallback(git_http)
+            .with_state(shared.clone());
+        crate::harness::serve_on_thread(listener, app);
         StandIn { url, root, shared }
     }
 

@@ -9,6 +9,22 @@ use std::time::{Duration, Instant};
 /// The `firepit` binary under test.
 pub const FIREPIT: &str = env!("CARGO_BIN_EXE_firepit");
 
+/// Serves `app` on `listener` from a thread of its own (a stand-in server
+/// the daemon reaches while the test blocks on the CLI).
+pub fn serve_on_thread(listener: std::net::TcpListener, app: axum::Router) {
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+}
+
 /// The images dir the tests use.
 pub fn images_dir() -> PathBuf {
     match std::env::var_os("FIREPIT_TEST_IMAGES") {
@@ -45,7 +61,23 @@ pub struct Daemon {
     pub token: String,
 }
 
+/// A WebSocket to the daemon.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 impl Daemon {
+    /// Opens a WebSocket to the daemon's `path` with the API token.
+    pub async fn websocket(&self, path: &str) -> Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}{path}", self.url.replacen("http", "ws", 1));
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.token).parse().unwrap(),
+        );
+        tokio_tungstenite::connect_async(req).await.unwrap().0
+    }
+
     /// Starts a daemon whose default image is the test image. `instance` (1-6
     /// of a-z0-9, one per test) keeps its machines' cgroups, firewall and
     /// subnet apart from the other tests' daemons running at the same time.

@@ -4,26 +4,12 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::harness::Daemon;
-
-/// A WebSocket attached to a PTY.
-pub(crate) type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::harness::{Daemon, Ws};
 
 /// Attaches to session `id`'s shared `main` PTY.
 pub(crate) async fn attach(d: &Daemon, id: &str) -> Ws {
-    let url = format!(
-        "{}/v1/sessions/{id}/pty/main",
-        d.url.replacen("http", "ws", 1)
-    );
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", d.token).parse().unwrap(),
-    );
-    tokio_tungstenite::connect_async(req).await.unwrap().0
+    d.websocket(&format!("/v1/sessions/{id}/pty/main")).await
 }
 
 /// Reads the socket until `needle` shows up in what it received.
