@@ -80,7 +80,10 @@ impl GitEndpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
     /// Git smart HTTP of `repo` (the session's spelling).
-    Git { repo: RepoName, endpoint: GitEndpoint },
+    Git {
+        repo: RepoName,
+        endpoint: GitEndpoint,
+    },
     /// The REST API under `repos/<repo>`: decoded segments and query pairs.
     Api {
         repo: RepoName,
@@ -250,15 +253,19 @@ pub(crate) fn parse(
         let asked: RepoName = format!("{owner}/{name}")
             .parse()
             .map_err(|e: crate::Error| bad(e.to_string()))?;
-        repos.iter().find(|r| r.same(&asked)).cloned().ok_or_else(|| {
-            refuse(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "this session may reach only {}; {asked} is not among them",
-                    allowed()
-                ),
-            )
-        })
+        repos
+            .iter()
+            .find(|r| r.same(&asked))
+            .cloned()
+            .ok_or_else(|| {
+                refuse(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "this session may reach only {}; {asked} is not among them",
+                        allowed()
+                    ),
+                )
+            })
     };
     if segs.first().map(String::as_str) == Some("api") {
         if segs.get(1).map(String::as_str) != Some("repos") || segs.len() < 4 {
@@ -278,23 +285,26 @@ pub(crate) fn parse(
         });
     }
     let tail: Vec<&str> = segs.iter().skip(2).map(String::as_str).collect();
+    if !matches!(
+        tail.as_slice(),
+        ["info", "refs"] | ["git-upload-pack"] | ["git-receive-pack"]
+    ) {
+        return Err(serves());
+    }
+    let repo = pick(raw[0], raw[1])?;
     let endpoint = match (method, tail.as_slice(), query) {
         (&Method::GET, ["info", "refs"], "service=git-upload-pack") => GitEndpoint::RefsUpload,
         (&Method::GET, ["info", "refs"], "service=git-receive-pack") => GitEndpoint::RefsReceive,
         (&Method::POST, ["git-upload-pack"], "") => GitEndpoint::UploadPack,
         (&Method::POST, ["git-receive-pack"], "") => GitEndpoint::ReceivePack,
-        (_, ["info", "refs"] | ["git-upload-pack"] | ["git-receive-pack"], _) => {
+        _ => {
             return Err(refuse(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "git passes as GET info/refs?service=git-upload-pack|git-receive-pack and POST git-upload-pack|git-receive-pack, with nothing else in the query",
             ));
         }
-        _ => return Err(serves()),
     };
-    Ok(Target::Git {
-        repo: pick(raw[0], raw[1])?,
-        endpoint,
-    })
+    Ok(Target::Git { repo, endpoint })
 }
 
 fn write_refused() -> Refusal {
@@ -339,21 +349,22 @@ pub(crate) fn upstream(target: &Target, api: &Url, web: &Url) -> Result<Upstream
             format!("the forge URL for this request did not check out ({why}); it was not sent"),
         )
     };
-    let (base, prefix, rest, query): (&Url, Vec<String>, Vec<String>, &[(String, String)]) =
-        match target {
-            Target::Api { repo, rest, query } => (
-                api,
-                vec!["repos".into(), repo.owner.clone(), repo.name.clone()],
-                rest.clone(),
-                query,
-            ),
-            Target::Git { repo, endpoint } => (
-                web,
-                vec![repo.owner.clone(), format!("{}.git", repo.name)],
-                endpoint.segments().iter().map(|s| (*s).to_owned()).collect(),
-                &[],
-            ),
-        };
+    let (base, prefix, rest): (&Url, Vec<String>, Vec<String>) = match target {
+        Target::Api { repo, rest, .. } => (
+            api,
+            vec!["repos".into(), repo.owner.clone(), repo.name.clone()],
+            rest.clone(),
+        ),
+        Target::Git { repo, endpoint } => (
+            web,
+            vec![repo.owner.clone(), format!("{}.git", repo.name)],
+            endpoint
+                .segments()
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        ),
+    };
     let mut url = base.clone();
     url.set_query(None);
     url.set_fragment(None);
@@ -370,10 +381,10 @@ pub(crate) fn upstream(target: &Target, api: &Url, web: &Url) -> Result<Upstream
             endpoint: GitEndpoint::RefsReceive,
             ..
         } => url.set_query(Some("service=git-receive-pack")),
-        _ if !query.is_empty() => {
+        Target::Api { query, .. } if !query.is_empty() => {
             url.query_pairs_mut().extend_pairs(query);
         }
-        _ => {}
+        Target::Api { .. } | Target::Git { .. } => {}
     }
 
     // What the HTTP client sends is this text, parsed again.
@@ -430,10 +441,7 @@ pub(crate) fn api_write_allowed(method: &Method, rest: &[String]) -> Result<(), 
     let first = rest.first().map(String::as_str);
     let ok = match *method {
         Method::GET | Method::HEAD => true,
-        Method::POST => matches!(
-            first,
-            Some("issues" | "pulls" | "check-runs" | "statuses")
-        ),
+        Method::POST => matches!(first, Some("issues" | "pulls" | "check-runs" | "statuses")),
         Method::PATCH => {
             matches!(first, Some("issues" | "pulls" | "check-runs"))
                 && rest.last().map(String::as_str) != Some("merge")
@@ -503,11 +511,31 @@ mod tests {
                 "/api/repos/octo/app/contents/docs/a%20b.md",
                 format!("{base}/contents/docs/a%20b.md"),
             ),
-            ("GET", "/api/repos/octo/app/%69ssues", format!("{base}/issues")),
-            ("POST", "/api/repos/octo/app/issues/3/comments", format!("{base}/issues/3/comments")),
-            ("PATCH", "/api/repos/octo/app/pulls/3", format!("{base}/pulls/3")),
-            ("POST", "/api/repos/octo/app/statuses/abc", format!("{base}/statuses/abc")),
-            ("POST", "/api/repos/octo/app/check-runs", format!("{base}/check-runs")),
+            (
+                "GET",
+                "/api/repos/octo/app/%69ssues",
+                format!("{base}/issues"),
+            ),
+            (
+                "POST",
+                "/api/repos/octo/app/issues/3/comments",
+                format!("{base}/issues/3/comments"),
+            ),
+            (
+                "PATCH",
+                "/api/repos/octo/app/pulls/3",
+                format!("{base}/pulls/3"),
+            ),
+            (
+                "POST",
+                "/api/repos/octo/app/statuses/abc",
+                format!("{base}/statuses/abc"),
+            ),
+            (
+                "POST",
+                "/api/repos/octo/app/check-runs",
+                format!("{base}/check-runs"),
+            ),
             (
                 "GET",
                 "/octo/app.git/info/refs?service=git-upload-pack",
@@ -540,11 +568,27 @@ mod tests {
         let long_query = format!("/api/repos/octo/app?q={}", "a".repeat(MAX_QUERY));
         for (method, target, status) in [
             // Encoded dots, any case, and double encodings.
-            ("GET", "/api/repos/octo/app/issues/%2e%2e/%2e%2e/%2e%2e/%2e%2e/user", 400),
-            ("GET", "/api/repos/octo/app/issues/%2E%2E/%2E%2E/%2E%2E/%2E%2E/user", 400),
-            ("GET", "/api/repos/octo/app/issues/.%2e/.%2e/.%2e/.%2e/user", 400),
+            (
+                "GET",
+                "/api/repos/octo/app/issues/%2e%2e/%2e%2e/%2e%2e/%2e%2e/user",
+                400,
+            ),
+            (
+                "GET",
+                "/api/repos/octo/app/issues/%2E%2E/%2E%2E/%2E%2E/%2E%2E/user",
+                400,
+            ),
+            (
+                "GET",
+                "/api/repos/octo/app/issues/.%2e/.%2e/.%2e/.%2e/user",
+                400,
+            ),
             ("GET", "/api/repos/octo/app/issues/%2e./x", 400),
-            ("GET", "/api/repos/octo/app/issues/%252e%252e/%252e%252e/user", 400),
+            (
+                "GET",
+                "/api/repos/octo/app/issues/%252e%252e/%252e%252e/user",
+                400,
+            ),
             ("GET", "/api/repos/octo/app/%2e", 400),
             ("GET", "/api/repos/octo/app/a%2ex", 400),
             // Encoded slashes and backslashes.
@@ -585,7 +629,11 @@ mod tests {
             ("GET", "/api/user", 403),
             ("GET", "/api/repos", 403),
             ("GET", "/api/graphql", 403),
-            ("GET", "/octo/other.git/info/refs?service=git-upload-pack", 403),
+            (
+                "GET",
+                "/octo/other.git/info/refs?service=git-upload-pack",
+                403,
+            ),
             // Other methods and writes.
             ("DELETE", "/api/repos/octo/app", 403),
             ("PUT", "/api/repos/octo/app/git/refs/heads/main", 403),
@@ -608,15 +656,31 @@ mod tests {
             ("GET", "/api/repos/octo/app?x/../../user=1", 400),
             // Git: only its endpoints, methods and queries.
             ("GET", "/octo/app.git/info/refs", 405),
-            ("GET", "/octo/app.git/info/refs?service=git-upload-pack&x=1", 405),
-            ("GET", "/octo/app.git/info/refs?service=git-upload-pack/../../x", 405),
-            ("POST", "/octo/app.git/info/refs?service=git-upload-pack", 405),
+            (
+                "GET",
+                "/octo/app.git/info/refs?service=git-upload-pack&x=1",
+                405,
+            ),
+            (
+                "GET",
+                "/octo/app.git/info/refs?service=git-upload-pack/../../x",
+                405,
+            ),
+            (
+                "POST",
+                "/octo/app.git/info/refs?service=git-upload-pack",
+                405,
+            ),
             ("GET", "/octo/app.git/git-receive-pack", 405),
             ("POST", "/octo/app.git/git-receive-pack?x=1", 405),
             ("PUT", "/octo/app.git/git-receive-pack", 405),
             ("GET", "/octo/app.git/objects/info/packs", 403),
             ("GET", "/octo/app.git/HEAD", 403),
-            ("GET", "/octo/app.git/info/%2e%2e/%2e%2e/other.git/info/refs", 400),
+            (
+                "GET",
+                "/octo/app.git/info/%2e%2e/%2e%2e/other.git/info/refs",
+                400,
+            ),
             ("GET", "/", 400),
             ("GET", "*", 400),
             ("GET", "", 400),
@@ -660,10 +724,10 @@ mod tests {
     #[test]
     fn every_accepted_path_stays_under_the_repository() {
         const PIECES: &[&str] = &[
-            "/", "//", ".", "..", "...", "%2e", "%2E", "%2f", "%2F", "%5c", "%25", "%252e",
-            "%3f", "%23", "%3b", "%20", "%41", "%", "\\", ";", "?", "#", "a", "issues", "pulls",
-            "1", "user", "repos", "octo", "app", "other", "~", "!", "@", ":", "+", "&", "=",
-            "'", "(", "*", ",", "$", "-", "_", "%2e%2e", ".%2e", "%c0%ae", "%00",
+            "/", "//", ".", "..", "...", "%2e", "%2E", "%2f", "%2F", "%5c", "%25", "%252e", "%3f",
+            "%23", "%3b", "%20", "%41", "%", "\\", ";", "?", "#", "a", "issues", "pulls", "1",
+            "user", "repos", "octo", "app", "other", "~", "!", "@", ":", "+", "&", "=", "'", "(",
+            "*", ",", "$", "-", "_", "%2e%2e", ".%2e", "%c0%ae", "%00",
         ];
         const STARTS: &[&str] = &[
             "/api/repos/octo/app",
@@ -674,7 +738,13 @@ mod tests {
             "/",
             "",
         ];
-        let methods = [Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE];
+        let methods = [
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::PUT,
+            Method::DELETE,
+        ];
         let mut g = Gen(0x5EED_F0F0_1234_5678);
         let mut accepted = 0;
         for _ in 0..200_000 {
@@ -714,7 +784,10 @@ mod tests {
                 !decoded.split('/').any(|s| s == "." || s == ".."),
                 "{method} {target} -> {url}"
             );
-            assert!(!decoded.contains('\\') && !decoded.contains('%'), "{target} -> {url}");
+            assert!(
+                !decoded.contains('\\') && !decoded.contains('%'),
+                "{target} -> {url}"
+            );
             if *method != Method::GET {
                 let rest = p.trim_start_matches("/api/v3/repos/octo/app/");
                 assert!(
@@ -726,6 +799,9 @@ mod tests {
                 );
             }
         }
-        assert!(accepted > 1000, "the generator reaches accepted paths: {accepted}");
+        assert!(
+            accepted > 1000,
+            "the generator reaches accepted paths: {accepted}"
+        );
     }
 }
