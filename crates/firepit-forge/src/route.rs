@@ -267,8 +267,9 @@ pub(crate) fn parse(
                 )
             })
     };
-    if segs.first().map(String::as_str) == Some("api") {
-        if segs.get(1).map(String::as_str) != Some("repos") || segs.len() < 4 {
+    let head: Vec<&str> = segs.iter().take(2).map(String::as_str).collect();
+    if head == ["api", "repos"] {
+        if segs.len() < 4 {
             return Err(serves());
         }
         let repo = pick(raw[2], raw[3])?;
@@ -687,6 +688,29 @@ mod tests {
         ] {
             assert_eq!(send(method, target), Err(status), "{method} {target}");
         }
+    }
+
+    #[test]
+    fn an_owner_called_api_still_has_git() {
+        let repos: Vec<RepoName> = vec!["api/tools".parse().unwrap()];
+        let t = parse(
+            &Method::GET,
+            "/api/tools.git/info/refs",
+            Some("service=git-upload-pack"),
+            &repos,
+        )
+        .unwrap();
+        let up = upstream(&t, &api(), &web()).unwrap();
+        assert_eq!(
+            up.url.as_str(),
+            "http://127.0.0.1:9/api/tools.git/info/refs?service=git-upload-pack"
+        );
+        assert_eq!(
+            parse(&Method::GET, "/api/user", None, &repos)
+                .unwrap_err()
+                .status,
+            StatusCode::FORBIDDEN
+        );
     }
 
     #[test]
