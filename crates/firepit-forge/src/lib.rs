@@ -15,6 +15,7 @@ mod config;
 mod error;
 pub mod netns;
 mod repo;
+mod route;
 mod token;
 
 pub use crate::client::{CheckRun, Comment, Forge, Issue, NewPull, Pull, PullRef, Repository};

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use firepit_forge::broker::Broker;
 use firepit_forge::{Error, Forge, ForgeConfig, RepoName, Token};
@@ -14,17 +14,35 @@ use serde_json::json;
 
 const SECRET: &str = "ghp_itSecret42";
 
+/// One request the stand-in received, as it arrived.
+#[derive(Debug, Clone)]
+struct Got {
+    method: String,
+    /// `path?query`, raw.
+    target: String,
+    auth: String,
+    /// Names of all headers.
+    headers: Vec<String>,
+    body: Vec<u8>,
+}
+
 #[derive(Default)]
 struct Seen {
-    /// `path authorization`
-    requests: Vec<(String, String)>,
+    /// Every request, in order.
+    requests: Vec<Got>,
     /// Answer this many requests with 429 and this Retry-After.
     limit: Option<(usize, u64)>,
 }
 
 type S = Arc<Mutex<Seen>>;
 
-async fn handler(State(s): State<S>, uri: Uri, headers: HeaderMap) -> Response {
+async fn handler(
+    State(s): State<S>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -32,12 +50,24 @@ async fn handler(State(s): State<S>, uri: Uri, headers: HeaderMap) -> Response {
         .to_owned();
     let path = uri.path().to_owned();
     let query = uri.query().unwrap_or("").to_owned();
-    let mut st = s.lock().unwrap();
-    st.requests.push((format!("{path}?{query}"), auth.clone()));
-    if let Some((n, secs)) = st.limit
-        && n > 0
-    {
-        st.limit = (n > 1).then_some((n - 1, secs));
+    let limited = {
+        let mut st = s.lock().unwrap();
+        st.requests.push(Got {
+            method: method.to_string(),
+            target: format!("{path}?{query}"),
+            auth: auth.clone(),
+            headers: headers.keys().map(|k| k.to_string()).collect(),
+            body: body.to_vec(),
+        });
+        match st.limit {
+            Some((n, secs)) if n > 0 => {
+                st.limit = (n > 1).then_some((n - 1, secs));
+                Some(secs)
+            }
+            _ => None,
+        }
+    };
+    if let Some(secs) = limited {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", secs.to_string())],
@@ -45,7 +75,9 @@ async fn handler(State(s): State<S>, uri: Uri, headers: HeaderMap) -> Response {
         )
             .into_response();
     }
-    drop(st);
+    if path.starts_with("/o/app.git/") {
+        return (StatusCode::OK, "git").into_response();
+    }
     if auth != format!("Bearer {SECRET}") {
         return (
             StatusCode::UNAUTHORIZED,
@@ -80,6 +112,13 @@ async fn handler(State(s): State<S>, uri: Uri, headers: HeaderMap) -> Response {
             "check_runs": [{"name": "ci", "status": "completed", "conclusion": "success"}],
         }))
         .into_response(),
+        "/repos/o/app/slow" => {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            "late".into_response()
+        }
+        "/repos/o/app/issues/1/comments" if method == Method::POST => {
+            (StatusCode::CREATED, Json(json!({"id": 1}))).into_response()
+        }
         "/repos/o/app/pulls" => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"message": "Validation Failed", "errors": [{"message": format!("token {SECRET} echoed")}]})),
@@ -244,8 +283,8 @@ async fn the_broker_adds_the_token_and_passes_only_its_repositories() {
     );
     let seen = s.lock().unwrap().requests.last().cloned().unwrap();
     assert_eq!(
-        seen,
-        ("/repos/o/app?".to_owned(), format!("Bearer {SECRET}"))
+        (seen.target.as_str(), seen.auth),
+        ("/repos/o/app?", format!("Bearer {SECRET}"))
     );
 
     // Another repository never reaches the forge.
@@ -269,9 +308,9 @@ async fn the_broker_adds_the_token_and_passes_only_its_repositories() {
         .send()
         .await
         .unwrap();
-    let (path, auth) = s.lock().unwrap().requests.last().cloned().unwrap();
-    assert_eq!(path, "/o/app.git/info/refs?service=git-upload-pack");
-    assert_eq!(auth, Token::new(SECRET).unwrap().basic_auth());
+    let got = s.lock().unwrap().requests.last().cloned().unwrap();
+    assert_eq!(got.target, "/o/app.git/info/refs?service=git-upload-pack");
+    assert_eq!(got.auth, Token::new(SECRET).unwrap().basic_auth());
 }
 
 #[tokio::test]
@@ -290,3 +329,5 @@ async fn a_refused_token_is_a_403_the_machine_cannot_answer() {
     let text = resp.text().await.unwrap();
     assert!(!text.contains("ghp_revoked"), "{text}");
 }
+
+mod broker;

@@ -469,6 +469,7 @@ fn a_session_from_a_repository_reaches_it_through_the_broker_and_never_sees_the_
         ". /etc/profile.d/firepit-forge.sh && curl -s $FIREPIT_FORGE_API/repos/octo/app",
     );
     assert!(api.contains("\"full_name\":\"octo/app\""), "{api}");
+    hostile_requests_from_the_machine_never_reach_the_forge(&d, &id, &forge);
     let other = d.run(&[
         "exec",
         &id,
@@ -531,6 +532,26 @@ fn a_session_from_a_repository_reaches_it_through_the_broker_and_never_sees_the_
     assert!(bait.contains("/root/bait"), "{bait}");
     assert!(!d.log().contains(TOKEN), "the daemon's log holds the token");
 
+    // Nothing the stand-in received named anything but octo/app (and it
+    // did record what passed).
+    let received = forge.state().received.clone();
+    assert!(
+        received
+            .iter()
+            .any(|r| r.starts_with("GET /octo/app.git/info/refs?service=git-receive-pack")),
+        "{received:?}"
+    );
+    for got in &received {
+        let path = got.split(' ').nth(1).unwrap_or("");
+        assert!(
+            path == "/api/v3/repos/octo/app"
+                || path.starts_with("/api/v3/repos/octo/app/")
+                || path.starts_with("/api/v3/repos/octo/app?")
+                || path.starts_with("/octo/app.git/"),
+            "{got}"
+        );
+    }
+
     // After a restart of the machine, and of the daemon, the broker serves it again.
     d.ok(&["stop", &id]);
     d.ok(&["start", &id]);
@@ -538,6 +559,98 @@ fn a_session_from_a_repository_reaches_it_through_the_broker_and_never_sees_the_
     let mut d = d;
     d.restart(15);
     d.sh(&id, "cd /workspace && git fetch -q origin 2>&1");
+}
+
+/// The machine's root sends requests as written (`curl --path-as-is
+/// --request-target`) that would leave the repository or its allowed writes
+/// if the broker decided on anything but the path it sends: each gets a 4xx
+/// from the broker and the stand-in forge receives none of them.
+fn hostile_requests_from_the_machine_never_reach_the_forge(d: &Daemon, id: &str, forge: &StandIn) {
+    let up = "%2e%2e/%2e%2e/%2e%2e/%2e%2e";
+    let long = format!("/api/repos/octo/app/{}", "a".repeat(5000));
+    let attacks: Vec<(&str, String)> = vec![
+        ("GET", format!("/api/repos/octo/app/issues/{up}/user")),
+        (
+            "GET",
+            "/api/repos/octo/app/issues/%2E%2E/%2E%2E/%2E%2E/%2E%2E/user".into(),
+        ),
+        (
+            "GET",
+            "/api/repos/octo/app/issues/.%2e/.%2e/.%2e/.%2e/user".into(),
+        ),
+        (
+            "GET",
+            "/api/repos/octo/app/issues/%252e%252e/%252e%252e/%252e%252e/%252e%252e/user".into(),
+        ),
+        (
+            "PATCH",
+            "/api/repos/octo/app/issues/%2e%2e/%2e%2e/%2e%2e/octo/other/git/refs/heads/main".into(),
+        ),
+        ("POST", "/api/repos/octo/app/issues/%2e%2e/hooks".into()),
+        ("POST", "/api/repos/octo/app/issues/%2E%2E/keys".into()),
+        ("POST", format!("/api/repos/octo/app/pulls/{up}/user/repos")),
+        (
+            "GET",
+            "/api/repos/octo/app/issues%2f..%2f..%2f..%2f..%2fuser".into(),
+        ),
+        (
+            "GET",
+            "/api/repos/octo/app/issues%5c..%5c..%5c..%5c..%5cuser".into(),
+        ),
+        (
+            "GET",
+            "/api/repos/octo/app/issues\\..\\..\\..\\..\\user".into(),
+        ),
+        ("GET", "/api/repos/octo/app//..//..//user".into()),
+        ("GET", "/api/repos/octo/app/../../other".into()),
+        ("GET", "/api/repos/octo/app/..;/..;/other".into()),
+        ("GET", long),
+        ("GET", "/api/repos/octo/other".into()),
+        ("GET", "/api/repos/OCTO/OTHER/issues".into()),
+        ("GET", "/api/user".into()),
+        ("DELETE", "/api/repos/octo/app".into()),
+        ("PATCH", "/api/repos/octo/app".into()),
+        ("PUT", "/api/repos/octo/app/git/refs/heads/main".into()),
+        ("PATCH", "/api/repos/octo/app/git/refs/heads/main".into()),
+        ("POST", "/api/repos/octo/app/git/refs".into()),
+        ("POST", "/api/repos/octo/app/hooks".into()),
+        ("POST", "/api/repos/octo/app/keys".into()),
+        ("POST", "/api/repos/octo/app/merges".into()),
+        ("PUT", "/api/repos/octo/app/pulls/1/merge".into()),
+        ("POST", "/api/repos/octo/app/issues?_method=DELETE".into()),
+        ("GET", "/api/repos/octo/app?/../../../user".into()),
+        (
+            "GET",
+            "/octo/other.git/info/refs?service=git-upload-pack".into(),
+        ),
+        (
+            "GET",
+            "/octo/app.git/info/%2e%2e/%2e%2e/other.git/info/refs?service=git-upload-pack".into(),
+        ),
+        ("POST", "/octo/app.git/git-receive-pack?x=1".into()),
+        ("GET", "http://127.0.0.1:1/user".into()),
+    ];
+    let mut script =
+        String::from(". /etc/profile.d/firepit-forge.sh\nB=${FIREPIT_FORGE_API%/api}\n");
+    for (method, target) in &attacks {
+        let data = if *method == "GET" { "" } else { "--data '{}'" };
+        script.push_str(&format!(
+            "curl -s -o /dev/null -w '%{{http_code}}\\n' --path-as-is -X {method} --request-target '{target}' -H 'content-type: application/json' {data} \"$B/\"\n"
+        ));
+    }
+    let before = forge.state().received.len();
+    let codes = d.sh(id, &script);
+    let codes: Vec<&str> = codes.lines().collect();
+    assert_eq!(codes.len(), attacks.len(), "{codes:?}");
+    for ((method, target), code) in attacks.iter().zip(&codes) {
+        let code: u16 = code.parse().unwrap_or(0);
+        assert!((400..500).contains(&code), "{method} {target}: {code}");
+    }
+    let arrived = forge.state().received[before..].to_vec();
+    assert!(
+        arrived.is_empty(),
+        "refused requests reached the forge: {arrived:?}"
+    );
 }
 
 #[test]

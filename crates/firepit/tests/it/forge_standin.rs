@@ -45,6 +45,9 @@ pub struct State0 {
     pub repos: HashMap<String, Repo>,
     /// Every request: `METHOD path`.
     pub requests: Vec<String>,
+    /// Every request that reached the stand-in at all, whatever it asked
+    /// for and however it was answered: `METHOD path[?query]` as received.
+    pub received: Vec<String>,
     /// Authorization headers seen (to check the token went nowhere else).
     pub auth_seen: Vec<String>,
     /// Answer the next this-many API requests with 429 and `Retry-After: <secs>`.
@@ -109,6 +112,7 @@ impl StandIn {
         let app = axum::Router::new()
             .nest("/api/v3", api)
             .fallback(git_http)
+            .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
             .with_state(shared.clone());
         crate::harness::serve_on_thread(listener, app);
         StandIn { url, root, shared }
@@ -182,6 +186,24 @@ impl StandIn {
     pub fn state(&self) -> std::sync::MutexGuard<'_, State0> {
         self.shared.0.lock().unwrap()
     }
+}
+
+/// Notes every request as it arrived, before any route is chosen.
+async fn record(
+    State(s): State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    s.0.lock()
+        .unwrap()
+        .received
+        .push(format!("{} {}{query}", req.method(), req.uri().path()));
+    next.run(req).await
 }
 
 /// How the token of a request stands.
