@@ -1,0 +1,19 @@
+#!/run/firepit-vm/busybox sh
+# PID 1 of the cgroup v2 test VM once its root is the host's (read-only):
+# mounts cgroup v2 alone at /sys/fs/cgroup (there is no systemd to do it),
+# runs the run dir's run.sh and leaves its exit status in the run dir.
+bb=/run/firepit-vm/busybox
+out=/run/firepit-vm/out
+$bb mount -t cgroup2 cgroup2 /sys/fs/cgroup
+$bb mkdir -p /dev/pts /dev/shm
+$bb mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
+$bb mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+$bb hostname firepit-vm
+$bb ip link set lo up
+echo "firepit-vm: cgroup controllers: $($bb cat /sys/fs/cgroup/cgroup.controllers)"
+$bb sh "$out/run.sh" </dev/null
+status=$?
+echo "$status" >"$out/status"
+$bb sync
+echo "firepit-vm: exit status $status"
+$bb poweroff -f
