@@ -41,7 +41,10 @@ const KERNEL_META: &str = "linux-image-amd64";
 const BUSYBOX: &str = "busybox-static";
 /// The modules the VM loads (with their dependencies, first): the host's
 /// root over virtio-9p, entropy, and what the tests' machines use (overlay
-/// roots; veth, the bridge and the nftables rules the backend sets up).
+/// roots; veth, the bridge and the nftables rules the backend sets up; a
+/// dummy interface for the VM's default route).
+/// `crc32c_generic` is the implementation `libcrc32c` (of nf_tables) asks
+/// for by its alias `crc32c` as a soft dependency, which is not followed.
 const MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_rng",
@@ -49,7 +52,9 @@ const MODULES: &[&str] = &[
     "9p",
     "overlay",
     "veth",
+    "dummy",
     "bridge",
+    "crc32c_generic",
     "nf_tables",
     "nft_ct",
     "nft_chain_nat",
@@ -62,12 +67,16 @@ const STAGE2: &str = include_str!("cgroup2/stage2.sh");
 const CMDLINE: &str = "console=ttyS0 panic=-1 loglevel=4 random.trust_cpu=on \
                        systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all";
 /// The test filter when none is given.
-const DEFAULT_ARGS: &[&str] = &["limits::"];
+const DEFAULT_ARGS: &[&str] = &["limits::", "lifecycle::"];
 /// How long the VM may run before it is killed and the run fails.
 const VM_TIME_LIMIT: Duration = Duration::from_secs(45 * 60);
 
-/// Runs the task; `args` go to the test binary.
-pub fn test_cgroup2(args: &[String]) -> Result<()> {
+/// Runs the task; `args` go to the test binary. `workspace`: the test
+/// binary is taken from a build of the whole workspace's tests (as
+/// `cargo xtask test` builds them, so nothing is rebuilt), else from a build
+/// of `firepit-machine`'s alone (less to build, but other features of shared
+/// dependencies than the workspace's).
+pub fn test_cgroup2(args: &[String], workspace: bool) -> Result<()> {
     let start = Instant::now();
     phase("host packages (qemu-system-x86)");
     firepit_image::host::install_missing_from(
@@ -79,7 +88,7 @@ pub fn test_cgroup2(args: &[String]) -> Result<()> {
     phase("kernel and initramfs");
     let vm = vm_files(&crate::cache_dir().join("vm"))?;
     phase("building the test binary");
-    let test_bin = build_test_binary()?;
+    let test_bin = build_test_binary(workspace)?;
     let target = target_dir();
     let log_dir = target.join("cgroup2-vm");
     fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
@@ -458,32 +467,35 @@ impl Fnv {
 }
 
 /// Builds `firepit-machine`'s `it` tests (and with them the launcher and
-/// the static guest); returns the test binary.
-fn build_test_binary() -> Result<PathBuf> {
+/// the static guest), or all of the workspace's; returns that test binary.
+fn build_test_binary(workspace: bool) -> Result<PathBuf> {
     let mut cmd = crate::cargo();
-    cmd.args([
-        "test",
-        "-p",
-        "firepit-machine",
-        "--test",
-        "it",
-        "--no-run",
-        "--message-format=json-render-diagnostics",
-    ])
-    .stdout(Stdio::piped());
+    cmd.arg("test");
+    if workspace {
+        cmd.arg("--workspace");
+    } else {
+        cmd.args(["-p", "firepit-machine", "--test", "it"]);
+    }
+    cmd.args(["--no-run", "--message-format=json-render-diagnostics"])
+        .stdout(Stdio::piped());
     let out = cmd
         .spawn()
         .and_then(|c| c.wait_with_output())
         .context("running cargo test --no-run")?;
     if !out.status.success() {
-        bail!("building the it tests of firepit-machine failed ({})", out.status);
+        bail!(
+            "building the it tests of firepit-machine failed ({})",
+            out.status
+        );
     }
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
+        let manifest = msg["manifest_path"].as_str().unwrap_or("");
         if msg["reason"] == "compiler-artifact"
             && msg["target"]["name"] == "it"
+            && manifest.ends_with("crates/firepit-machine/Cargo.toml")
             && let Some(exe) = msg["executable"].as_str()
         {
             return Ok(PathBuf::from(exe));
@@ -503,8 +515,9 @@ fn target_dir() -> PathBuf {
 /// privileged tests read.
 fn run_script(test_bin: &Path, rootfs: &Path, uid_base: u32, args: &[String]) -> String {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/firepit-machine");
-    let mut s = String::from("export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
-    s.push_str("export RUST_BACKTRACE=1\n");
+    let mut s =
+        String::from("export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
+    s.push_str("export RUST_BACKTRACE=0\n");
     s.push_str(&format!(
         "export FIREPIT_TEST_ROOTFS={}\n",
         quote(&rootfs.to_string_lossy())
@@ -583,7 +596,10 @@ fn boot(vm: &VmFiles, run_dir: &Path, log: &Path) -> Result<()> {
     };
     let _ = reader.join();
     if !status.success() {
-        bail!("qemu-system-x86_64 failed ({status}; see {})", log.display());
+        bail!(
+            "qemu-system-x86_64 failed ({status}; see {})",
+            log.display()
+        );
     }
     Ok(())
 }
