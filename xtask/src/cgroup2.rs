@@ -86,15 +86,15 @@ pub fn test_cgroup2(args: &[String], workspace: bool) -> Result<()> {
     phase("minimal image");
     let image = crate::minimal_image()?;
     phase("kernel and initramfs");
-    let vm = vm_files(&crate::cache_dir().join("vm"))?;
+    let cache = crate::cache_dir().join("vm");
+    sweep(&cache);
+    let vm = vm_files(&cache)?;
     phase("building the test binary");
     let test_bin = build_test_binary(workspace)?;
     let target = target_dir();
     let log_dir = target.join("cgroup2-vm");
     fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
-    let run_dir = crate::cache_dir()
-        .join("vm")
-        .join(format!("run-{}", std::process::id()));
+    let run_dir = cache.join(format!("run-{}", std::process::id()));
     let _ = fs::remove_dir_all(&run_dir);
     fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let args: Vec<String> = if args.is_empty() {
@@ -135,6 +135,26 @@ pub fn test_cgroup2(args: &[String], workspace: bool) -> Result<()> {
             "cgroup2: FAIL: the VM stopped without a test status (see {})",
             log.display()
         ),
+    }
+}
+
+/// Removes the scratch dirs (`.build-<pid>`, `run-<pid>`) of runs that were
+/// killed: those whose process is gone.
+fn sweep(cache: &Path) {
+    let Ok(entries) = fs::read_dir(cache) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(".build-")
+            .or_else(|| name.strip_prefix("run-"))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -525,6 +545,8 @@ fn run_script(test_bin: &Path, rootfs: &Path, uid_base: u32, args: &[String]) ->
     s.push_str(&format!("export FIREPIT_TEST_UID_BASE={uid_base}\n"));
     s.push_str(&format!("cd {}\n", quote(&crate_dir.to_string_lossy())));
     s.push_str(&quote(&test_bin.to_string_lossy()));
+    // The console is a terminal; the log is not.
+    s.push_str(" --color never");
     for a in args {
         s.push(' ');
         s.push_str(&quote(a));
