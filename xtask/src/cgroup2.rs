@@ -19,7 +19,8 @@
 //!
 //! Each run shares a scratch dir with the VM (9p tag `out`): the run script
 //! (`run.sh`: the test binary of `firepit-machine`'s `it` tests, with the
-//! image's environment, and `ARGS`, default `limits::`), and the exit status
+//! image's environment, and `ARGS`, default `limits:: lifecycle::`: the
+//! limits, and that a machine's cgroup goes with it), and the exit status
 //! the VM writes back (`status`). The serial console goes to
 //! `<target>/cgroup2-vm/console.log`, and its lines other than kernel
 //! messages to stderr. Kernel and initramfs are kept in
