@@ -2,10 +2,13 @@
 //!
 //! - `test`: builds (or reuses) the test images in the cache directory, then
 //!   checks formatting, runs clippy and the whole test suite with the
-//!   environment the privileged tests need. `.ci/run` calls exactly this.
+//!   environment the privileged tests need, and last (when no test args are
+//!   given) `test-cgroup2`. `.ci/run` calls exactly this.
 //! - `bench`: runs the machine benchmark (see README).
 //! - `bench-preview`: runs the preview proxy benchmark (needs `wrk` and `nginx`).
 //! - `bench-browser`: runs the agent's browser benchmark (the `browser` image).
+//! - `test-cgroup2`: runs the machine limit tests on a cgroup v2-only kernel
+//!   in a QEMU VM (see `cgroup2.rs`).
 //!
 //! The cache directory is `$FIREPIT_CACHE`, default `/var/cache/firepit`:
 //! outside the repository, so CI and developers reuse images between runs.
@@ -14,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+mod cgroup2;
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -24,10 +29,11 @@ fn main() -> Result<()> {
         "bench" => bench(&rest),
         "bench-preview" => bench_preview(&rest),
         "bench-browser" => bench_browser(&rest),
+        "test-cgroup2" => cgroup2::test_cgroup2(&rest, false),
         "images" => images().map(|_| ()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|bench|bench-preview|bench-browser|images> [args for cargo test]"
+                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|images> [args for cargo test]"
             );
             bail!("unknown task {task:?}")
         }
@@ -42,19 +48,32 @@ fn cache_dir() -> PathBuf {
 /// Builds the images the tests use, if they are not cached yet; returns the
 /// images dir and the minimal image's uid base.
 fn images() -> Result<(PathBuf, u32)> {
-    let dir = cache_dir().join("images");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let store = firepit_image::ImageStore::open(&dir)?;
-    let recipe = firepit_image::Recipe::builtin("minimal")?;
-    let image = firepit_image::cache::ensure(&store, &recipe, &mut |p| {
-        eprintln!("xtask: image minimal: {p}")
-    })?;
-    let uid_base = image.manifest.uid_base;
+    let (dir, store) = image_store()?;
+    let uid_base = minimal(&store)?.manifest.uid_base;
     // The forge tests make sessions from repositories: minimal plus git.
     let git = firepit_image::Recipe::builtin("git")?;
     firepit_image::cache::ensure(&store, &git, &mut |p| eprintln!("xtask: image git: {p}"))?;
     browser_image(&store)?;
     Ok((dir, uid_base))
+}
+
+fn image_store() -> Result<(PathBuf, firepit_image::ImageStore)> {
+    let dir = cache_dir().join("images");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let store = firepit_image::ImageStore::open(&dir)?;
+    Ok((dir, store))
+}
+
+fn minimal(store: &firepit_image::ImageStore) -> Result<firepit_image::Image> {
+    let recipe = firepit_image::Recipe::builtin("minimal")?;
+    Ok(firepit_image::cache::ensure(store, &recipe, &mut |p| {
+        eprintln!("xtask: image minimal: {p}")
+    })?)
+}
+
+/// The `minimal` image alone, built if it is not cached yet.
+fn minimal_image() -> Result<firepit_image::Image> {
+    minimal(&image_store()?.1)
 }
 
 /// The image with Chromium that the browser tests and `bench-browser` use
@@ -135,7 +154,13 @@ fn test(extra: &[String]) -> Result<()> {
     let mut test = cargo();
     test.args(["test", "--workspace"]).args(extra);
     test_env(&mut test, &images, uid_base);
-    run(test)
+    run(test)?;
+    // The machine tests ran on this host's cgroup layout; the limits are
+    // proven on a cgroup v2-only kernel too. A filtered run skips it.
+    if extra.is_empty() {
+        cgroup2::test_cgroup2(&[], true)?;
+    }
+    Ok(())
 }
 
 fn bench(extra: &[String]) -> Result<()> {
