@@ -156,29 +156,26 @@ pub fn check_origin(config: &Config, method: &Method, headers: &HeaderMap) -> Re
         return Ok(());
     }
     let refuse = |origin: String| Err(Error::CrossSite { origin });
-    if let Some(site) = headers.get("sec-fetch-site") {
-        match site.as_bytes() {
-            b"same-origin" | b"none" => {}
-            other => {
-                return refuse(format!(
-                    "a {} page (Sec-Fetch-Site: {})",
-                    if other == b"same-site" {
-                        "same-site"
-                    } else {
-                        "cross-site"
-                    },
-                    String::from_utf8_lossy(other)
-                ));
-            }
-        }
-    }
     let mut origins = headers.get_all(header::ORIGIN).iter();
-    let Some(origin) = origins.next() else {
+    let origin = origins.next();
+    let shown = origin.map_or_else(
+        || "a page that names no origin".to_owned(),
+        // Bounded: it goes into the log and the answer.
+        |o| String::from_utf8_lossy(&o.as_bytes()[..o.len().min(200)]).into_owned(),
+    );
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        return refuse(format!(
+            "{shown} (Sec-Fetch-Site: {})",
+            String::from_utf8_lossy(site.as_bytes())
+        ));
+    }
+    let Some(origin) = origin else {
         // Not a browser's request, or one from a browser too old to say;
         // the `SameSite` cookie is then all there is.
         return Ok(());
     };
-    let shown = String::from_utf8_lossy(origin.as_bytes()).into_owned();
     if origins.next().is_some() {
         return refuse(format!("several origins ({shown}, …)"));
     }
