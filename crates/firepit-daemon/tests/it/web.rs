@@ -245,6 +245,28 @@ async fn behind_a_tls_proxy_the_login_cookie_is_host_only_and_secure() {
         h.app.config().preview_url("abc", 8000),
         "https://8000-abc.firepit.example.com/"
     );
+    // The owner's handshake goes to previews on that scheme too.
+    let resp = send_full(
+        &h,
+        "GET",
+        "/v1/preview-auth?next=https%3A%2F%2F8000-abc.firepit.example.com%2Fx",
+        &[("host", "firepit.example.com"), ("cookie", pair)],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let to = resp.headers()["location"].to_str().unwrap();
+    assert!(
+        to.starts_with("https://8000-abc.firepit.example.com/__firepit/auth?ticket="),
+        "{to}"
+    );
+    let (s, b) = send(
+        &h,
+        "GET",
+        "/v1/preview-auth?next=http%3A%2F%2F8000-abc.firepit.example.com%2Fx",
+        &[("host", "firepit.example.com"), ("cookie", pair)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
 }
 
 #[tokio::test]
