@@ -165,6 +165,11 @@ await step("preview", async () => {
   await frame.getByText("Directory listing for /").waitFor();
   const src = await page.locator("#preview-frame").getAttribute("src");
   if (!src.startsWith(`http://8000-${session}.localhost:`)) throw new Error(`the preview frames ${src}`);
+  const sandbox = (await page.locator("#preview-frame").getAttribute("sandbox")) || "";
+  for (const flag of ["allow-scripts", "allow-same-origin", "allow-forms"]) {
+    if (!sandbox.split(" ").includes(flag)) throw new Error(`the preview frame's sandbox lacks ${flag}: ${sandbox}`);
+  }
+  if (sandbox.includes("allow-top-navigation")) throw new Error(`the preview frame may navigate the UI: ${sandbox}`);
 });
 
 await step("chat", async () => {

@@ -126,7 +126,17 @@ export class PreviewPane {
     this.url.value = target;
     this.open.href = target;
     if (!this.frame) {
-      this.frame = h("iframe#preview-frame", { title: `Preview of port ${this.selected}` });
+      // The app is someone's code (the agent's, a dependency's): framed in a
+      // sandbox. `allow-same-origin` lets it keep its own origin, the
+      // preview host's (`<port>-<session>.<domain>`), which is a different
+      // origin from this page's, so it still cannot reach the UI; without it
+      // the app would get an opaque origin and lose its cookies and storage.
+      // No `allow-top-navigation`: it cannot navigate the UI away.
+      this.frame = h("iframe#preview-frame", {
+        title: `Preview of port ${this.selected}`,
+        sandbox:
+          "allow-scripts allow-forms allow-same-origin allow-popups allow-popups-to-escape-sandbox allow-modals allow-downloads",
+      });
       replace(this.body, this.frame);
     }
     // Setting src navigates, and reloads when it is unchanged.

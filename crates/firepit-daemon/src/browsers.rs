@@ -87,6 +87,14 @@ impl App {
         let dir = self.artifacts_dir(session);
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let (stem, ext) = name.rsplit_once('.').unwrap_or((name, "bin"));
+        // The extension names the file's type when it is served; anything
+        // but a short word is `bin` (and so `application/octet-stream`).
+        let ext = if (1..=8).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            ext.to_ascii_lowercase()
+        } else {
+            "bin".to_owned()
+        };
         let stem: String = stem
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
@@ -141,14 +149,7 @@ impl App {
                 name: name.to_owned(),
             });
         };
-        let ct = match name.rsplit_once('.').map(|(_, e)| e) {
-            Some("png") => "image/png",
-            Some("jpg" | "jpeg") => "image/jpeg",
-            Some("txt" | "log") => "text/plain; charset=utf-8",
-            Some("json") => "application/json",
-            Some("html") => "text/html; charset=utf-8",
-            _ => "application/octet-stream",
-        };
+        let ct = artifact_type(name);
         Ok((bytes, ct))
     }
 
@@ -194,5 +195,47 @@ impl SessionHooks for Hooks {
 
     fn test_ran(&self, run: &TestRun) {
         crate::closed_loop::test_ran(&self.app, &self.session, run);
+    }
+}
+
+/// The type an artifact is served as, from its name's extension: a fixed
+/// list of types no browser runs as a document (images, plain text, JSON);
+/// everything else is `application/octet-stream`. Artifacts are served
+/// from the UI's origin, so an HTML or SVG one would run there.
+pub fn artifact_type(name: &str) -> &'static str {
+    match name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("webp") => "image/webp",
+        Some("txt" | "log") => "text/plain; charset=utf-8",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifacts_are_served_as_a_few_inert_types() {
+        assert_eq!(artifact_type("shot-1.png"), "image/png");
+        assert_eq!(artifact_type("shot-1.JPG"), "image/jpeg");
+        assert_eq!(artifact_type("a-1.webp"), "image/webp");
+        assert_eq!(artifact_type("log-1.txt"), "text/plain; charset=utf-8");
+        assert_eq!(artifact_type("r-1.json"), "application/json");
+        for active in [
+            "x-1.html", "x-1.htm", "x-1.svg", "x-1.xml", "x-1.js", "x-1.pdf", "x-1", "x-1.bin",
+        ] {
+            assert_eq!(
+                artifact_type(active),
+                "application/octet-stream",
+                "{active}"
+            );
+        }
     }
 }

@@ -41,6 +41,98 @@ pub struct Config {
     pub model: Option<firepit_agent::ModelConfig>,
     /// The forge (GitHub or GitHub Enterprise) and its token.
     pub forge: firepit_forge::ForgeConfig,
+    /// The origin browsers reach the UI at when it is not
+    /// `http://<domain>:<port>`: a TLS front proxy's `https://firepit.example.com`.
+    /// Previews then take its scheme and port too.
+    pub public_origin: Option<PublicOrigin>,
+}
+
+/// The UI's origin as browsers see it (`firepit up --public-url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicOrigin {
+    /// `https` (behind a TLS front proxy) rather than `http`.
+    pub https: bool,
+    /// The host name or address literal, lower case (`[…]` around IPv6).
+    pub host: String,
+    /// The port, when not the scheme's default.
+    pub port: Option<u16>,
+}
+
+impl PublicOrigin {
+    /// Parses `http[s]://host[:port][/]`; anything more (a path, a query,
+    /// user info) is refused, saying why.
+    pub fn parse(url: &str) -> Result<PublicOrigin, Error> {
+        let bad = |why: &str| {
+            Error::BadRequest(format!(
+                "--public-url {url:?} {why}; give an origin like `https://firepit.example.com`"
+            ))
+        };
+        let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(bad("is not an http:// or https:// URL"));
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#']) {
+            return Err(bad("has a path, query or fragment"));
+        }
+        if authority.contains('@') {
+            return Err(bad("has user info"));
+        }
+        let (host, port) = match authority.rfind(':') {
+            Some(i) if !authority[i..].contains(']') => {
+                let port: u16 = authority[i + 1..]
+                    .parse()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| bad("has a bad port"))?;
+                (&authority[..i], Some(port))
+            }
+            _ => (authority, None),
+        };
+        let host = host.to_ascii_lowercase();
+        let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            v6.parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            is_dns_name(&host)
+        };
+        if !host_ok {
+            return Err(bad("does not name a host"));
+        }
+        let default = if https { 443 } else { 80 };
+        Ok(PublicOrigin {
+            https,
+            host,
+            port: port.filter(|p| *p != default),
+        })
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
+
+    /// `:<port>` when the port is not the scheme's default, else nothing.
+    pub fn port_suffix(&self) -> String {
+        self.port.map(|p| format!(":{p}")).unwrap_or_default()
+    }
+
+    /// The origin as browsers write it in `Origin`: `https://firepit.example.com`.
+    pub fn origin(&self) -> String {
+        format!("{}://{}{}", self.scheme(), self.host, self.port_suffix())
+    }
+}
+
+/// Whether `name` is a DNS name of letters, digits and hyphens (dots between labels).
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 impl Config {
@@ -65,26 +157,50 @@ impl Config {
             model: None,
             forge: firepit_forge::ForgeConfig::new("https://github.com", None, None)
                 .expect("the default forge URL is valid"),
+            public_origin: None,
         }
     }
 
-    /// The preview URL of `port` in `session`.
+    /// The preview URL of `port` in `session`: on the public origin's
+    /// scheme and port when one is set, else `http` and the daemon's port.
     pub fn preview_url(&self, session: &str, port: u16) -> String {
         format!(
-            "http://{port}-{session}.{}:{}/",
-            self.domain, self.public_port
+            "{}/",
+            self.preview_origin(&format!("{port}-{session}"), Some(self.public_port))
         )
+    }
+
+    /// The origin of the preview host `<label>.<domain>`. Without a public
+    /// origin it is `http` on `daemon_port`, the port the client reached
+    /// the daemon on (`None`: the default port).
+    pub fn preview_origin(&self, label: &str, daemon_port: Option<u16>) -> String {
+        match &self.public_origin {
+            Some(p) => format!(
+                "{}://{label}.{}{}",
+                p.scheme(),
+                self.domain,
+                p.port_suffix()
+            ),
+            None => match daemon_port {
+                Some(d) => format!("http://{label}.{}:{d}", self.domain),
+                None => format!("http://{label}.{}", self.domain),
+            },
+        }
+    }
+
+    /// The UI's (and the API's) origin: the public origin when one is set,
+    /// else `http://<domain>[:daemon_port]`.
+    pub fn ui_origin(&self, daemon_port: Option<u16>) -> String {
+        match (&self.public_origin, daemon_port) {
+            (Some(p), _) => p.origin(),
+            (None, Some(d)) => format!("http://{}:{d}", self.domain),
+            (None, None) => format!("http://{}", self.domain),
+        }
     }
 
     /// Refuses settings that cannot work, saying which and why.
     pub fn validate(&self) -> Result<(), Error> {
-        let domain_ok = !self.domain.is_empty()
-            && self.domain.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            });
-        if !domain_ok {
+        if !is_dns_name(&self.domain) {
             return Err(Error::BadRequest(format!(
                 "--domain {:?} is not a DNS name like `localhost` or `dev.example.com`",
                 self.domain
@@ -113,5 +229,69 @@ impl Config {
             )));
         }
         crate::sessions::check_limits(&self.default_limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_origins_parse_to_what_browsers_send() {
+        let p = PublicOrigin::parse("https://Firepit.Example.com/").unwrap();
+        assert_eq!(p.origin(), "https://firepit.example.com");
+        assert!(p.https);
+        assert_eq!(
+            PublicOrigin::parse("https://firepit.example.com:443")
+                .unwrap()
+                .origin(),
+            "https://firepit.example.com",
+            "the default port is left out, as in Origin"
+        );
+        assert_eq!(
+            PublicOrigin::parse("http://localhost:7777")
+                .unwrap()
+                .origin(),
+            "http://localhost:7777"
+        );
+        assert_eq!(
+            PublicOrigin::parse("https://[::1]:8443").unwrap().origin(),
+            "https://[::1]:8443"
+        );
+        for bad in [
+            "",
+            "firepit.example.com",
+            "ftp://x",
+            "https://",
+            "https://x/path",
+            "https://x?q",
+            "https://u@x",
+            "https://x:0",
+            "https://x:99999",
+            "https://x:",
+            "https://a_b",
+            "https://[zz]",
+        ] {
+            let e = PublicOrigin::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("--public-url"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn preview_urls_follow_the_public_origin() {
+        let mut c = Config::new("/d".into(), "/l".into(), "/g".into());
+        c.public_port = 7777;
+        assert_eq!(
+            c.preview_url("abc", 8000),
+            "http://8000-abc.localhost:7777/"
+        );
+        assert_eq!(c.ui_origin(Some(7777)), "http://localhost:7777");
+        c.domain = "firepit.example.com".into();
+        c.public_origin = Some(PublicOrigin::parse("https://firepit.example.com").unwrap());
+        assert_eq!(
+            c.preview_url("abc", 8000),
+            "https://8000-abc.firepit.example.com/"
+        );
+        assert_eq!(c.ui_origin(Some(7777)), "https://firepit.example.com");
     }
 }

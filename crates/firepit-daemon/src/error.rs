@@ -71,6 +71,15 @@ pub enum Error {
         "missing or wrong API token; use the token printed by `firepit up` (or in the data dir's `token` file)"
     )]
     Unauthorized,
+    /// A browser request from another origin carried the login cookie
+    /// (cross-site request forgery, or a preview reaching for the API).
+    #[error(
+        "refused: this request comes from {origin}, not from firepit's own page; the API takes browser requests from the firepit UI's origin only (API clients send the token as `Authorization: Bearer` and no cookie)"
+    )]
+    CrossSite {
+        /// The origin the browser named (`null`, or what `Sec-Fetch-Site` said).
+        origin: String,
+    },
     /// An I/O error in the daemon itself.
     #[error("{what}")]
     Io {
@@ -110,6 +119,7 @@ impl Error {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::CrossSite { .. } => (StatusCode::FORBIDDEN, "cross_site"),
             Error::NoModel => (StatusCode::CONFLICT, "no_model"),
             Error::Image(e) if e.is_not_found() => (StatusCode::NOT_FOUND, "image_not_found"),
             Error::Machine(

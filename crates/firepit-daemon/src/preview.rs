@@ -21,6 +21,14 @@
 //!   `/__firepit/share?token=…`, while the share is neither expired nor revoked.
 //!
 //! Tokens are signed with a key made on first run (`<data dir>/preview.key`).
+//!
+//! An app's answers cannot set firepit's cookies, nor any cookie for a
+//! `Domain` beyond its own preview host (it would reach the UI and the other
+//! previews): the proxy drops such `Set-Cookie`s
+//! ([`firepit_preview::proxy::set_cookie_allowed`]). Behind a TLS front
+//! proxy (`--public-url https://…`) the UI's login cookie is `__Host-`, which
+//! no other host can set or shadow at all, and previews may be framed by the
+//! public origin.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -45,6 +53,7 @@ pub const SHARE_COOKIE: &str = "firepit_share";
 /// Cookies that are firepit's and never reach an app.
 const PRIVATE_COOKIES: &[&str] = &[
     auth::COOKIE,
+    auth::HOST_COOKIE,
     OWNER_COOKIE,
     SHARE_COOKIE,
     FRAMED_OWNER_COOKIE,
@@ -159,6 +168,7 @@ impl fast::Gate for FastGate {
             .and_then(|(_, port)| port.parse().ok());
         Some(fast::Admitted {
             frame_ancestor: daemon_origin(app, daemon_port),
+            cookie_host: cookie_host(app, &p),
             session: p.session,
             port: p.port,
         })
@@ -190,20 +200,22 @@ pub fn host_port(headers: &HeaderMap) -> Option<u16> {
     port.parse().ok()
 }
 
-/// `http://<domain>[:port]`: the daemon's (and the UI's) origin.
+/// The daemon's (and the UI's) origin: the public origin when one is set,
+/// else `http://<domain>[:port]` (see [`crate::Config::ui_origin`]).
 pub fn daemon_origin(app: &App, port: Option<u16>) -> String {
-    match port {
-        Some(p) => format!("http://{}:{p}", app.config().domain),
-        None => format!("http://{}", app.config().domain),
-    }
+    app.config().ui_origin(port)
 }
 
-/// `http://<port>-<session>.<domain>[:daemon port]`: a preview's origin.
+/// `http://<port>-<session>.<domain>[:daemon port]`, or on the public
+/// origin's scheme and port: a preview's origin.
 pub fn preview_origin(app: &App, p: &PreviewHost, daemon_port: Option<u16>) -> String {
-    match daemon_port {
-        Some(d) => format!("http://{}.{}:{d}", p.label(), app.config().domain),
-        None => format!("http://{}.{}", p.label(), app.config().domain),
-    }
+    app.config().preview_origin(&p.label(), daemon_port)
+}
+
+/// A preview's host name, `<port>-<session>.<domain>`: the only `Domain`
+/// the app's cookies may name.
+fn cookie_host(app: &App, p: &PreviewHost) -> String {
+    format!("{}.{}", p.label(), app.config().domain.to_ascii_lowercase())
 }
 
 /// Percent-encodes a query value.
@@ -233,14 +245,23 @@ fn safe_path(next: Option<String>) -> String {
 }
 
 /// The value of cookie `name`, from any `Cookie` header.
-pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
+    cookies(headers, name).next()
+}
+
+/// Every value of cookie `name` (a browser sends several when cookies of
+/// one name were set for several domains or paths), from any `Cookie` header.
+pub(crate) fn cookies<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(move |(k, _)| *k == name)
         .map(|(_, v)| v.trim())
 }
 
@@ -421,7 +442,12 @@ async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Inco
         .await;
     match result {
         Ok(mut resp) => {
-            proxy::prepare_response(&mut resp, &frame_ancestor);
+            proxy::prepare_response(
+                &mut resp,
+                &frame_ancestor,
+                &cookie_host(app, &p),
+                PRIVATE_COOKIES,
+            );
             html(resp)
         }
         Err(firepit_preview::Error::Refused(_)) => nothing_listening(app, &p).await,
@@ -648,7 +674,12 @@ fn check_access(
 /// Where `/v1/preview-auth` sends the browser: the preview host's handshake
 /// with a fresh ticket, or `None` if `next` is not a preview URL of this firepit.
 pub fn handshake_url(app: &App, next: &str) -> Option<String> {
-    let rest = next.strip_prefix("http://")?;
+    let scheme = app
+        .config()
+        .public_origin
+        .as_ref()
+        .map_or("http", |p| p.scheme());
+    let rest = next.strip_prefix(scheme)?.strip_prefix("://")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
         None => (rest, "/"),
@@ -668,7 +699,7 @@ pub fn handshake_url(app: &App, next: &str) -> Option<String> {
         share: String::new(),
     });
     Some(format!(
-        "http://{authority}/__firepit/auth?ticket={}&next={}",
+        "{scheme}://{authority}/__firepit/auth?ticket={}&next={}",
         encode(&ticket),
         encode(&safe_path(Some(path.to_owned())))
     ))

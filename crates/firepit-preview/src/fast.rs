@@ -22,7 +22,9 @@
 //!
 //! The rewriting is the full proxy's (see [`crate::proxy`]'s module docs):
 //! hop-by-hop headers dropped, firepit's cookies and API token kept from the
-//! app, `X-Forwarded-*` set, `frame-ancestors` added to responses.
+//! app, `X-Forwarded-*` set, `frame-ancestors` added to responses, and
+//! `Set-Cookie`s the app may not send ([`crate::proxy::set_cookie_allowed`])
+//! dropped.
 //!
 //! Framing is strict, so that the app never reads a request differently
 //! from firepit (no smuggling): a request with `Transfer-Encoding`, more than
@@ -96,6 +98,9 @@ pub struct Admitted {
     pub port: u16,
     /// The origin allowed to frame the response (`http://localhost:7777`).
     pub frame_ancestor: String,
+    /// The preview's host name (`8000-abc.localhost`): the only `Domain` a
+    /// cookie the app sets may name.
+    pub cookie_host: String,
 }
 
 /// A future that dials an upstream.
@@ -243,7 +248,8 @@ pub async fn serve<G: Gate>(
         };
         buf.advance(plan.head_len);
         let resp = loop {
-            match exchange(&mut client, &mut buf, &mut up, &mut up_buf, &plan).await {
+            let private = gate.private_cookies();
+            match exchange(&mut client, &mut buf, &mut up, &mut up_buf, &plan, private).await {
                 Ok(r) => break r,
                 // A kept-alive connection the app had closed: a request
                 // without a body is sent again over a new one.
@@ -344,6 +350,7 @@ async fn exchange(
     up: &mut TcpStream,
     up_buf: &mut BytesMut,
     plan: &Plan,
+    private: &[&str],
 ) -> Result<Sent, Failed> {
     // The head, with as much of the body as is here, in one write.
     let here = (buf.len() as u64).min(plan.body_len) as usize;
@@ -376,7 +383,7 @@ async fn exchange(
             let mut resp = httparse::Response::new(&mut headers);
             match resp.parse(up_buf) {
                 Ok(httparse::Status::Complete(len)) => {
-                    Some(rewrite_response(&resp, len, plan).ok_or(Failed::Upstream)?)
+                    Some(rewrite_response(&resp, len, plan, private).ok_or(Failed::Upstream)?)
                 }
                 Ok(httparse::Status::Partial) => None,
                 Err(_) => return Err(Failed::Upstream),
@@ -757,11 +764,13 @@ fn write_kept_cookies(out: &mut Vec<u8>, value: &[u8], private: &[&str]) {
 type ResponseHead = (Vec<u8>, usize, Option<Sent>);
 
 /// Rewrites a response head for the client; `None` when it cannot be
-/// forwarded (a 101 nobody asked for, a bad length).
+/// forwarded (a 101 nobody asked for, a bad length). `private` are
+/// firepit's cookie names.
 fn rewrite_response(
     resp: &httparse::Response<'_, '_>,
     head_len: usize,
     plan: &Plan,
+    private: &[&str],
 ) -> Option<ResponseHead> {
     use std::io::Write;
     let code = resp.code?;
@@ -773,7 +782,9 @@ fn rewrite_response(
             return None;
         }
         for h in resp.headers.iter() {
-            push_header(&mut out, h.name, h.value);
+            if !h.name.eq_ignore_ascii_case("set-cookie") {
+                push_header(&mut out, h.name, h.value);
+            }
         }
         out.extend_from_slice(b"\r\n");
         return Some((out, head_len, None));
@@ -831,6 +842,11 @@ fn rewrite_response(
             continue;
         }
         if chunked && name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("set-cookie")
+            && !crate::proxy::set_cookie_allowed(h.value, &plan.to.cookie_host, private)
+        {
             continue;
         }
         if !csp_frame_ancestors
@@ -975,6 +991,7 @@ mod tests {
                     session: "abc".into(),
                     port: 8000,
                     frame_ancestor: "http://localhost:7777".into(),
+                    cookie_host: "8000-abc.localhost".into(),
                 },
             )
         }
@@ -1069,7 +1086,7 @@ mod tests {
         let Ok(httparse::Status::Complete(n)) = resp.parse(raw.as_bytes()) else {
             panic!("bad test response {raw:?}");
         };
-        let (out, len, sent) = rewrite_response(&resp, n, &p)?;
+        let (out, len, sent) = rewrite_response(&resp, n, &p, gate().private_cookies())?;
         assert_eq!(len, n);
         Some((String::from_utf8(out).unwrap(), sent))
     }
@@ -1109,6 +1126,31 @@ mod tests {
         .unwrap();
         assert!(out.contains("Frame-Ancestors 'none'\r\n"));
         assert!(out.contains("X-Frame-Options: DENY\r\n"));
+    }
+
+    #[test]
+    fn apps_cannot_set_firepits_cookies_or_cookies_beyond_their_host() {
+        let (out, _) = response(
+            "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: firepit_token=x; Path=/\r\n\
+             set-cookie: b=2; Domain=localhost\r\nSet-Cookie: c=3; Domain=8000-abc.localhost\r\n\
+             Content-Length: 0\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert!(out.contains("Set-Cookie: a=1\r\n"), "{out}");
+        assert!(
+            out.contains("Set-Cookie: c=3; Domain=8000-abc.localhost\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("firepit_token"), "{out}");
+        assert!(!out.contains("b=2"), "{out}");
+        let (out, sent) = response(
+            "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nSet-Cookie: a=1; Domain=localhost\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert!(sent.is_none());
+        assert_eq!(out, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n");
     }
 
     #[test]

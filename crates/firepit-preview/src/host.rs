@@ -192,4 +192,150 @@ mod tests {
             );
         }
     }
+
+    /// Fuzz-style checks with a fixed seed (no new dependency): arbitrary
+    /// input never panics, and what parses round-trips.
+    mod fuzz {
+        use super::*;
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+
+        /// Characters hosts are made of, and some that they are not.
+        const ALPHABET: &[char] = &[
+            'a',
+            'b',
+            'z',
+            'A',
+            'Z',
+            '0',
+            '1',
+            '7',
+            '9',
+            '-',
+            '.',
+            ':',
+            '[',
+            ']',
+            '_',
+            ' ',
+            '@',
+            '/',
+            '\\',
+            '%',
+            '\0',
+            '\u{e9}',
+            '\u{130}',
+            '\u{212a}',
+            '\u{ff0e}',
+            '\u{1f525}',
+        ];
+
+        fn random_text(rng: &mut StdRng) -> String {
+            let len = rng.random_range(0..40);
+            (0..len)
+                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())])
+                .collect()
+        }
+
+        fn random_session(rng: &mut StdRng) -> String {
+            const S: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789-";
+            let len = rng.random_range(1..=MAX_SESSION);
+            (0..len)
+                .map(|_| S[rng.random_range(0..S.len())] as char)
+                .collect()
+        }
+
+        fn random_domain(rng: &mut StdRng) -> String {
+            let labels = rng.random_range(1..4);
+            (0..labels)
+                .map(|_| {
+                    let len = rng.random_range(1..10);
+                    (0..len)
+                        .map(|_| (b'a' + rng.random_range(0..26)) as char)
+                        .collect::<String>()
+                })
+                .collect::<Vec<_>>()
+                .join(".")
+        }
+
+        fn random_case(rng: &mut StdRng, s: &str) -> String {
+            s.chars()
+                .map(|c| {
+                    if rng.random_bool(0.5) {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        }
+
+        #[test]
+        fn arbitrary_hosts_never_panic_and_previews_are_well_formed() {
+            let mut rng = StdRng::seed_from_u64(0x5eed_0001);
+            for i in 0..50_000 {
+                let host = if i % 2 == 0 {
+                    let len = rng.random_range(0..48);
+                    let bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+                    String::from_utf8_lossy(&bytes).into_owned()
+                } else {
+                    random_text(&mut rng)
+                };
+                let domain = if i % 3 == 0 {
+                    random_text(&mut rng)
+                } else {
+                    "localhost".to_owned()
+                };
+                if let HostKind::Preview(p) = classify(&host, &domain) {
+                    assert_ne!(p.port, 0, "{host:?}");
+                    assert!(
+                        !p.session.is_empty()
+                            && p.session.len() <= MAX_SESSION
+                            && p.session
+                                .bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                        "{host:?} gave {p:?}"
+                    );
+                    // What parsed names itself again.
+                    let again = format!("{}.{}", p.label(), domain.trim());
+                    assert_eq!(
+                        classify(&again, &domain),
+                        HostKind::Preview(p.clone()),
+                        "{host:?} -> {again:?}"
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn preview_hosts_round_trip() {
+            let mut rng = StdRng::seed_from_u64(0x5eed_0002);
+            for _ in 0..20_000 {
+                let p = PreviewHost {
+                    port: rng.random_range(1..=u16::MAX),
+                    session: random_session(&mut rng),
+                };
+                let domain = random_domain(&mut rng);
+                let mut host = random_case(&mut rng, &format!("{}.{domain}", p.label()));
+                if rng.random_bool(0.3) {
+                    host.push('.');
+                }
+                if rng.random_bool(0.5) {
+                    host.push_str(&format!(":{}", rng.random_range(0..=u16::MAX)));
+                }
+                assert_eq!(
+                    classify(&host, &random_case(&mut rng, &domain)),
+                    HostKind::Preview(p.clone()),
+                    "{host:?}"
+                );
+                // Under any other domain it is never a preview, and never
+                // the daemon's either.
+                let other = format!("{}.{domain}.evil", p.label());
+                assert!(
+                    matches!(classify(&other, &domain), HostKind::Bad(_)),
+                    "{other:?}"
+                );
+            }
+        }
+    }
 }

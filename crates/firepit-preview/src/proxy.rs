@@ -12,7 +12,10 @@
 //! an `Authorization` carrying the API token) never reach the app. On the way
 //! out: `Content-Security-Policy: frame-ancestors <firepit UI>` is added (or
 //! appended to the app's policy when it has no `frame-ancestors`), so only
-//! firepit's UI can frame a preview, and `X-Frame-Options` then goes.
+//! firepit's UI can frame a preview, and `X-Frame-Options` then goes; and a
+//! `Set-Cookie` that names one of firepit's cookies, or a `Domain` other than
+//! the preview's own host, is dropped ([`set_cookie_allowed`]), so an app can
+//! neither set nor shadow the UI's cookies or another preview's.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -166,12 +169,75 @@ pub fn prepare_request<B>(req: &mut Request<B>, f: &Forward<'_>) {
     }
 }
 
-/// Rewrites a response's headers for the browser (see the module docs).
-pub fn prepare_response<B>(resp: &mut Response<B>, frame_ancestor: &str) {
+/// Whether a `Set-Cookie` the app at `host` (the preview's host name, no
+/// port) sends may reach the browser. Not when it names one of firepit's
+/// cookies (`private`, also under a `__Host-` or `__Secure-` prefix, in any
+/// case), nor when it has a `Domain` other than `host` itself: a cookie for
+/// a parent domain would reach the UI, where it could shadow firepit's own,
+/// and every other session's previews. Works on bytes: a value that is not
+/// text is judged the same way.
+pub fn set_cookie_allowed(value: &[u8], host: &str, private: &[&str]) -> bool {
+    let mut parts = value.split(|&b| b == b';');
+    let pair = parts.next().unwrap_or_default();
+    let name = match pair.iter().position(|&b| b == b'=') {
+        Some(i) => &pair[..i],
+        None => pair,
+    };
+    let name = unprefixed(name.trim_ascii());
+    if private
+        .iter()
+        .any(|p| unprefixed(p.as_bytes()).eq_ignore_ascii_case(name))
+    {
+        return false;
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    parts.all(|attr| {
+        let Some(i) = attr.iter().position(|&b| b == b'=') else {
+            return true;
+        };
+        if !attr[..i].trim_ascii().eq_ignore_ascii_case(b"domain") {
+            return true;
+        }
+        let domain = attr[i + 1..].trim_ascii();
+        let domain = domain.strip_prefix(b".").unwrap_or(domain);
+        let domain = domain.strip_suffix(b".").unwrap_or(domain);
+        domain.eq_ignore_ascii_case(host.as_bytes())
+    })
+}
+
+/// A cookie name without a `__Host-` or `__Secure-` prefix.
+fn unprefixed(name: &[u8]) -> &[u8] {
+    for prefix in [&b"__host-"[..], b"__secure-"] {
+        if name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            return &name[prefix.len()..];
+        }
+    }
+    name
+}
+
+/// Rewrites a response's headers for the browser (see the module docs):
+/// `cookie_host` is the preview's host name, `private_cookies` firepit's
+/// cookie names.
+pub fn prepare_response<B>(
+    resp: &mut Response<B>,
+    frame_ancestor: &str,
+    cookie_host: &str,
+    private_cookies: &[&str],
+) {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     let headers = resp.headers_mut();
     if !switching {
         strip_hop_by_hop(headers);
+    }
+    // A 101 can set cookies too.
+    if let header::Entry::Occupied(e) = headers.entry(header::SET_COOKIE) {
+        let (_, all) = e.remove_entry_mult();
+        let kept: Vec<HeaderValue> = all
+            .filter(|v| set_cookie_allowed(v.as_bytes(), cookie_host, private_cookies))
+            .collect();
+        for v in kept {
+            headers.append(header::SET_COOKIE, v);
+        }
     }
     let directive = format!("frame-ancestors {frame_ancestor}");
     let has_frame_ancestors = headers
@@ -662,10 +728,65 @@ mod tests {
         b.body(()).unwrap()
     }
 
+    const HOST: &str = "8000-abc.localhost";
+    const PRIVATE: &[&str] = &["firepit_token", "__Host-firepit_token", "firepit_preview"];
+
+    #[test]
+    fn apps_cannot_set_firepits_cookies_or_cookies_beyond_their_host() {
+        for ok in [
+            "a=1",
+            "a=1; Path=/; HttpOnly",
+            "a=1; Domain=8000-abc.localhost",
+            "a=1; domain=.8000-ABC.localhost.",
+            "__Host-a=1; Secure; Path=/",
+            "firepit_tokenx=1",
+            "a=1; Domain",
+            "",
+        ] {
+            assert!(set_cookie_allowed(ok.as_bytes(), HOST, PRIVATE), "{ok:?}");
+        }
+        for bad in [
+            "firepit_token=x",
+            " firepit_token =x; Path=/",
+            "FIREPIT_TOKEN=x",
+            "__Host-firepit_token=x; Secure; Path=/",
+            "__secure-firepit_preview=x",
+            "firepit_token",
+            "a=1; Domain=localhost",
+            "a=1; Domain=.localhost",
+            "a=1; domain = LocalHost",
+            "a=1; Domain=8001-abc.localhost",
+            "a=1; Domain=8000-abc.localhost; Domain=localhost",
+            "a=1; Domain=",
+            "a=1; Domain=x.8000-abc.localhost",
+        ] {
+            assert!(
+                !set_cookie_allowed(bad.as_bytes(), HOST, PRIVATE),
+                "{bad:?}"
+            );
+        }
+        assert!(!set_cookie_allowed(
+            b"a=\xff; Domain=localhost",
+            HOST,
+            PRIVATE
+        ));
+
+        let mut r = resp(&[
+            ("set-cookie", "a=1"),
+            ("set-cookie", "firepit_token=x; Path=/"),
+            ("set-cookie", "b=2; Domain=localhost"),
+            ("set-cookie", "c=3; Domain=8000-abc.localhost"),
+        ]);
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        prepare_response(&mut r, "http://localhost:7777", HOST, PRIVATE);
+        let kept: Vec<_> = r.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(kept, ["a=1", "c=3; Domain=8000-abc.localhost"]);
+    }
+
     #[test]
     fn responses_may_be_framed_by_firepit_only() {
         let mut r = resp(&[("x-frame-options", "DENY"), ("connection", "close")]);
-        prepare_response(&mut r, "http://localhost:7777");
+        prepare_response(&mut r, "http://localhost:7777", HOST, PRIVATE);
         assert_eq!(
             r.headers()["content-security-policy"],
             "frame-ancestors http://localhost:7777"
@@ -674,7 +795,7 @@ mod tests {
         assert!(!r.headers().contains_key("connection"));
 
         let mut r = resp(&[("content-security-policy", "default-src 'self';")]);
-        prepare_response(&mut r, "http://localhost:7777");
+        prepare_response(&mut r, "http://localhost:7777", HOST, PRIVATE);
         assert_eq!(
             r.headers()["content-security-policy"],
             "default-src 'self'; frame-ancestors http://localhost:7777"
@@ -687,7 +808,7 @@ mod tests {
             ),
             ("x-frame-options", "DENY"),
         ]);
-        prepare_response(&mut r, "http://localhost:7777");
+        prepare_response(&mut r, "http://localhost:7777", HOST, PRIVATE);
         assert_eq!(
             r.headers()["content-security-policy"],
             "default-src 'self'; Frame-Ancestors 'none'"

@@ -75,6 +75,12 @@ pub struct UpArgs {
     /// Domain of preview URLs.
     #[arg(long, env = "FIREPIT_DOMAIN", default_value = "localhost")]
     pub domain: String,
+    /// The origin browsers open the UI at, when a front proxy serves it
+    /// (`https://firepit.example.com`): the only origin allowed to use the
+    /// API from a browser and to frame previews; with `https` the login
+    /// cookie is `__Host-` and `Secure`, and previews are `https` too.
+    #[arg(long, env = "FIREPIT_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Image used when a session names none.
     #[arg(long, env = "FIREPIT_DEFAULT_IMAGE", default_value = "default")]
     pub default_image: String,

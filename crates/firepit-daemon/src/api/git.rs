@@ -9,6 +9,14 @@
 //! `receive.denyCurrentBranch=updateInstead`: a push to the checked-out
 //! branch updates the working tree when it is clean, and is refused (with
 //! git's message) when it is not.
+//!
+//! The CGI's answer comes from inside the machine, whose root can replace
+//! `git` with anything, and it is served on the daemon's (the UI's) origin:
+//! of its headers only those git needs pass ([`CGI_HEADERS`]; `Set-Cookie`
+//! and everything else are dropped), its type only when it is one of git's
+//! (else `application/octet-stream`), its status only when it is a final
+//! one (else 502), and every answer is `nosniff` with a policy that lets a
+//! document run nothing. The body is streamed, so hyper frames it.
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -25,6 +33,15 @@ use crate::{App, Error};
 const MAX_CGI_HEADERS: usize = 64 << 10;
 /// Longest one git request may run.
 const GIT_TIMEOUT_MS: u64 = 30 * 60 * 1000;
+/// Headers of the CGI's answer that reach the client (`Content-Type` is
+/// checked besides); the rest are dropped.
+const CGI_HEADERS: [header::HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    header::EXPIRES,
+    header::PRAGMA,
+    header::LAST_MODIFIED,
+];
 
 /// Whether the request carries the API token: a bearer header, or HTTP basic
 /// auth with the token as the password (any user name).
@@ -199,22 +216,10 @@ async fn backend(
     };
     let (header_len, sep_len) = split;
     let rest = head.split_off(header_len + sep_len);
-    let mut resp = Response::builder();
-    let mut status = StatusCode::OK;
-    for line in String::from_utf8_lossy(&head[..header_len]).lines() {
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let (k, v) = (k.trim(), v.trim());
-        if k.eq_ignore_ascii_case("status") {
-            if let Some(code) = v.split_whitespace().next().and_then(|c| c.parse().ok()) {
-                status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
-            }
-        } else if let (Ok(name), Ok(value)) =
-            (header::HeaderName::try_from(k), HeaderValue::try_from(v))
-        {
-            resp = resp.header(name, value);
-        }
+    let (status, headers) = cgi_head(&head[..header_len]);
+    let mut resp = Response::builder().status(status);
+    if let Some(h) = resp.headers_mut() {
+        *h = headers;
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let session = id.to_owned();
@@ -246,8 +251,7 @@ async fn backend(
         }
     });
     let stream = tokio_stream_from(rx);
-    resp.status(status)
-        .body(Body::from_stream(stream))
+    resp.body(Body::from_stream(stream))
         .map_err(|e| Error::BadRequest(format!("git http-backend's answer is malformed: {e}")))
 }
 
@@ -255,6 +259,62 @@ fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The status and headers to answer with, from the CGI's header block
+/// (see the module docs).
+fn cgi_head(block: &[u8]) -> (StatusCode, HeaderMap) {
+    let mut status = StatusCode::OK;
+    let mut headers = HeaderMap::new();
+    for line in String::from_utf8_lossy(block).lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k.eq_ignore_ascii_case("status") {
+            status = v
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse::<u16>().ok())
+                .filter(|c| (200..=599).contains(c))
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::BAD_GATEWAY);
+            continue;
+        }
+        let Ok(name) = header::HeaderName::try_from(k) else {
+            continue;
+        };
+        if !CGI_HEADERS.contains(&name) {
+            continue;
+        }
+        let value = if name == header::CONTENT_TYPE && !is_git_type(v) {
+            HeaderValue::from_static("application/octet-stream")
+        } else {
+            match HeaderValue::try_from(v) {
+                Ok(v) => v,
+                Err(_) => continue,
+            }
+        };
+        headers.insert(name, value);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(super::artifacts::INERT_CSP),
+    );
+    (status, headers)
+}
+
+/// Whether `ct` is a type git's smart or dumb HTTP protocol uses.
+fn is_git_type(ct: &str) -> bool {
+    let essence = ct.split(';').next().unwrap_or_default().trim();
+    essence.len() > "application/x-git-".len()
+        && essence[.."application/x-git-".len()].eq_ignore_ascii_case("application/x-git-")
+        || essence.eq_ignore_ascii_case("text/plain")
+        || essence.eq_ignore_ascii_case("application/octet-stream")
 }
 
 /// Where the header block ends: (its length, the separator's length).
@@ -279,5 +339,76 @@ mod tests {
         assert_eq!(find_blank_line(b"Status: 200\r\n\r\nbody"), Some((11, 4)));
         assert_eq!(find_blank_line(b"A: b\n\nbody\r\n\r\n"), Some((4, 2)));
         assert_eq!(find_blank_line(b"A: b\r\n"), None);
+    }
+
+    #[test]
+    fn only_the_headers_git_needs_pass() {
+        let (status, h) = cgi_head(
+            b"Status: 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement\r\n\
+              Cache-Control: no-cache, max-age=0, must-revalidate\r\nExpires: Fri, 01 Jan 1980 00:00:00 GMT\r\n\
+              Pragma: no-cache\r\nSet-Cookie: firepit_token=evil; Path=/\r\nset-cookie: b=2\r\n\
+              Location: http://evil.example/\r\nAccess-Control-Allow-Origin: *\r\n\
+              Content-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\
+              Content-Security-Policy: script-src *\r\nX-Content-Type-Options: sniff",
+        );
+        assert_eq!(status, StatusCode::OK);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "cache-control",
+                "content-security-policy",
+                "content-type",
+                "expires",
+                "pragma",
+                "x-content-type-options"
+            ]
+        );
+        assert_eq!(
+            h["content-type"],
+            "application/x-git-upload-pack-advertisement"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["content-security-policy"], "default-src 'none'; sandbox");
+    }
+
+    #[test]
+    fn a_cgi_cannot_serve_a_page_or_an_odd_status() {
+        for (block, status) in [
+            (
+                &b"Status: 101 Switching Protocols"[..],
+                StatusCode::BAD_GATEWAY,
+            ),
+            (b"Status: 302", StatusCode::FOUND),
+            (b"Status: 600", StatusCode::BAD_GATEWAY),
+            (b"Status: nope", StatusCode::BAD_GATEWAY),
+            (b"Status: 404 Not Found", StatusCode::NOT_FOUND),
+            (b"", StatusCode::OK),
+        ] {
+            assert_eq!(
+                cgi_head(block).0,
+                status,
+                "{}",
+                String::from_utf8_lossy(block)
+            );
+        }
+        for (ct, served) in [
+            ("text/html", "application/octet-stream"),
+            ("image/svg+xml", "application/octet-stream"),
+            ("application/x-git-", "application/octet-stream"),
+            ("text/plain; charset=utf-8", "text/plain; charset=utf-8"),
+            (
+                "application/x-git-receive-pack-result",
+                "application/x-git-receive-pack-result",
+            ),
+            (
+                "application/x-git-packed-objects",
+                "application/x-git-packed-objects",
+            ),
+        ] {
+            let (_, h) = cgi_head(format!("Content-Type: {ct}").as_bytes());
+            assert_eq!(h["content-type"], served, "{ct}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::App;
-use crate::auth::{COOKIE, constant_time_eq};
+use crate::auth::{constant_time_eq, login_cookie};
 
 #[derive(Deserialize)]
 pub(super) struct Login {
@@ -40,7 +40,7 @@ pub(super) async fn home(
         )
             .into_response();
     }
-    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/");
+    let cookie = login_cookie(app.config(), token);
     (
         StatusCode::SEE_OTHER,
         [

@@ -1,6 +1,8 @@
 //! The HTTP API: routes under `/v1`, one file per resource.
 //!
-//! Everything but `/v1/health` needs the API token (see [`crate::auth`]).
+//! Everything but `/v1/health` needs the API token (see [`crate::auth`]);
+//! browsers may open WebSockets and change things only from the UI's own
+//! origin ([`auth::same_origin_only`], on every route).
 //! Errors answer with [`crate::Error`]'s status and a JSON
 //! [`firepit_wire::api::ErrorBody`].
 
@@ -140,6 +142,10 @@ pub fn router(app: App) -> Router {
         .nest("/git/{id}", git)
         .nest("/v1", v1)
         .fallback(ui::fallback)
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            auth::same_origin_only,
+        ))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(app)
 }

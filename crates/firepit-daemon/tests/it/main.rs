@@ -2,3 +2,4 @@
 //! machines are made here (the `firepit` crate's tests make real ones).
 
 mod routes;
+mod web;

@@ -15,7 +15,7 @@ use firepit_machine::{
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-const TOKEN: &str = "test-token";
+pub(crate) const TOKEN: &str = "test-token";
 
 /// A backend that records what it was asked and makes nothing.
 #[derive(Default)]
@@ -58,16 +58,22 @@ impl Backend for Recording {
     }
 }
 
-struct Harness {
-    app: App,
+pub(crate) struct Harness {
+    pub(crate) app: App,
     backend: Arc<Recording>,
     _dir: tempfile::TempDir,
 }
 
 fn harness() -> Harness {
+    harness_with(|_| {})
+}
+
+/// A daemon's state on a recording backend, with `configure` applied to its settings.
+pub(crate) fn harness_with(configure: impl FnOnce(&mut Config)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let config = Config::new(dir.path().to_owned(), exe.clone(), exe);
+    let mut config = Config::new(dir.path().to_owned(), exe.clone(), exe);
+    configure(&mut config);
     std::fs::create_dir_all(&config.images_dir).unwrap();
     let images = firepit_image::ImageStore::open(&config.images_dir).unwrap();
     let backend = Arc::new(Recording::default());
@@ -108,7 +114,7 @@ async fn call(
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn error_code(body: &str) -> String {
+pub(crate) fn error_code(body: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
     v["error"]["code"]
         .as_str()

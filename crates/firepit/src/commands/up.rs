@@ -38,6 +38,12 @@ pub fn config(data_dir: &Path, args: &UpArgs) -> Result<Config> {
     let mut config = Config::new(data_dir.to_owned(), launcher, guest);
     config.listen = args.listen;
     config.domain = args.domain.clone();
+    config.public_origin = args
+        .public_url
+        .as_deref()
+        .map(firepit_daemon::config::PublicOrigin::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
     config.default_image = args.default_image.clone();
     config.instance = args.instance.clone();
     config.model = firepit_agent::ModelConfig::from_env();
@@ -92,7 +98,10 @@ pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
     )
     .and_then(|()| std::fs::rename(&partial, &daemon_file))
     .with_context(|| format!("writing {}", daemon_file.display()))?;
-    let login = format!("http://localhost:{}/?token={}", addr.port(), app.token());
+    let login = match &app.config().public_origin {
+        Some(p) => format!("{}/?token={}", p.origin(), app.token()),
+        None => format!("http://localhost:{}/?token={}", addr.port(), app.token()),
+    };
     let mut out = std::io::stdout().lock();
     writeln!(out, "firepit is up: {login}")?;
     writeln!(out, "API: {url}   data: {}", data_dir.display())?;

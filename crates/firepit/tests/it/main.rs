@@ -18,3 +18,4 @@ mod lifecycle;
 mod preview;
 mod terminal;
 mod ui;
+mod web;

@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 use crate::harness::Daemon;
 
 /// A response, read to the end of the connection.
-struct Resp {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) head: String,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.head.lines().skip(1).find_map(|l| {
             let (k, v) = l.split_once(':')?;
             k.trim()
@@ -29,7 +29,7 @@ impl Resp {
         })
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
@@ -50,18 +50,18 @@ impl std::fmt::Debug for Resp {
     }
 }
 
-fn addr(d: &Daemon) -> String {
+pub(crate) fn addr(d: &Daemon) -> String {
     d.url
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned()
 }
 
-fn port(d: &Daemon) -> u16 {
+pub(crate) fn port(d: &Daemon) -> u16 {
     addr(d).rsplit_once(':').unwrap().1.parse().unwrap()
 }
 
-fn host(d: &Daemon, port_inside: u16, id: &str) -> String {
+pub(crate) fn host(d: &Daemon, port_inside: u16, id: &str) -> String {
     format!("{port_inside}-{id}.localhost:{}", port(d))
 }
 
@@ -84,7 +84,7 @@ fn parse(buf: &[u8]) -> Resp {
 }
 
 /// Sends `raw` and reads the response until the daemon closes the connection.
-fn send_raw(d: &Daemon, raw: &[u8]) -> Resp {
+pub(crate) fn send_raw(d: &Daemon, raw: &[u8]) -> Resp {
     let mut s = TcpStream::connect(addr(d)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.write_all(raw).unwrap();
@@ -94,7 +94,7 @@ fn send_raw(d: &Daemon, raw: &[u8]) -> Resp {
 }
 
 /// `GET path` with `Host: host` and extra header lines.
-fn get(d: &Daemon, host: &str, path: &str, extra: &[String]) -> Resp {
+pub(crate) fn get(d: &Daemon, host: &str, path: &str, extra: &[String]) -> Resp {
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for h in extra {
         req.push_str(h);
@@ -104,12 +104,12 @@ fn get(d: &Daemon, host: &str, path: &str, extra: &[String]) -> Resp {
     send_raw(d, req.as_bytes())
 }
 
-fn bearer(d: &Daemon) -> String {
+pub(crate) fn bearer(d: &Daemon) -> String {
     format!("Authorization: Bearer {}", d.token)
 }
 
 /// Copies `text` into the machine at `path`.
-fn put_file(d: &Daemon, id: &str, path: &str, text: &str) {
+pub(crate) fn put_file(d: &Daemon, id: &str, path: &str, text: &str) {
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("f");
     std::fs::write(&local, text).unwrap();
@@ -117,12 +117,12 @@ fn put_file(d: &Daemon, id: &str, path: &str, text: &str) {
 }
 
 /// Starts `cmd` in the background inside the machine.
-fn spawn_in(d: &Daemon, id: &str, cmd: &str) {
+pub(crate) fn spawn_in(d: &Daemon, id: &str, cmd: &str) {
     d.sh(id, &format!("nohup {cmd} >/tmp/bg.log 2>&1 &"));
 }
 
 /// Waits until `port` answers through the preview (with the API token).
-fn wait_for(d: &Daemon, id: &str, port_inside: u16, path: &str) -> Resp {
+pub(crate) fn wait_for(d: &Daemon, id: &str, port_inside: u16, path: &str) -> Resp {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let r = get(d, &host(d, port_inside, id), path, &[bearer(d)]);
