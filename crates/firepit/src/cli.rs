@@ -102,6 +102,10 @@ pub struct MachineArgs {
     /// Limit on processes and threads.
     #[arg(long)]
     pub pids: Option<u64>,
+    /// Disk limit: the most the machine's own files may take, e.g. `10G`
+    /// (the daemon's default if absent). Writing past it fails inside.
+    #[arg(long)]
+    pub disk: Option<String>,
     /// Network: `nat` (egress through the host) or `none` (loopback only).
     #[arg(long, value_enum, default_value_t = Network::Nat)]
     pub network: Network,
