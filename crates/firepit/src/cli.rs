@@ -85,6 +85,15 @@ pub struct UpArgs {
     /// machines get their own cgroups, firewall table, bridge and subnet.
     #[arg(long, env = "FIREPIT_INSTANCE")]
     pub instance: Option<String>,
+    /// Disk limit of a session that gives none (`firepit new --disk`), e.g. `10G`.
+    #[arg(long, env = "FIREPIT_DEFAULT_DISK", default_value = "10G")]
+    pub default_disk: String,
+    /// Size of the disk pool that machines' files live in, fixed when it is
+    /// first made: `auto` (half the space free on the data dir's file
+    /// system), a size such as `200G`, or `off` (no disk limits: for hosts
+    /// whose kernel has no btrfs).
+    #[arg(long, env = "FIREPIT_DISK_POOL_SIZE", default_value = "auto")]
+    pub disk_pool_size: String,
 }
 
 /// Limits and options of a new machine.
