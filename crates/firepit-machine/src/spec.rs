@@ -170,17 +170,7 @@ impl MachineSpec {
                 self.image.display()
             )));
         }
-        // overlayfs options are separated by ',' and ':'.
-        if self
-            .image
-            .to_str()
-            .is_none_or(|s| s.contains([',', ':', '\\']))
-        {
-            return Err(Error::InvalidSpec(format!(
-                "image path {} must be UTF-8 without ',', ':' or '\\'",
-                self.image.display()
-            )));
-        }
+        overlay_option_path("image path", &self.image)?;
         if !self.guest.is_absolute() || !self.guest.is_file() {
             return Err(Error::InvalidSpec(format!(
                 "guest {} is not an absolute path to a file",
@@ -189,6 +179,18 @@ impl MachineSpec {
         }
         Ok(())
     }
+}
+
+/// Refuses a path that cannot go into overlayfs options (which are separated
+/// by ',' and ':'): the image, and the dirs upper and work dirs are made in.
+pub(crate) fn overlay_option_path(what: &str, path: &std::path::Path) -> Result<(), Error> {
+    if path.to_str().is_none_or(|s| s.contains([',', ':', '\\'])) {
+        return Err(Error::InvalidSpec(format!(
+            "{what} {} must be UTF-8 without ',', ':' or '\\'",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

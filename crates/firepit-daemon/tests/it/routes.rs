@@ -203,37 +203,21 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     assert!(b.contains("unknown field"), "{b}");
 
-    let (s, b) = call(
-        &h.app,
-        "POST",
-        "/v1/sessions",
-        t,
-        Some(r#"{"limits":{"cpus":-1}}"#),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
-    assert!(b.contains("cpu limit"), "{b}");
-
-    let (s, b) = call(
-        &h.app,
-        "POST",
-        "/v1/sessions",
-        t,
-        Some(r#"{"limits":{"memory_bytes":5}}"#),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
-
-    let (s, b) = call(
-        &h.app,
-        "POST",
-        "/v1/sessions",
-        t,
-        Some(r#"{"limits":{"disk_bytes":4096}}"#),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
-    assert!(b.contains("disk limit 4096 bytes is too small"), "{b}");
+    for (limits, says) in [
+        (r#"{"limits":{"cpus":-1}}"#, "cpu limit"),
+        (
+            r#"{"limits":{"memory_bytes":5}}"#,
+            "memory limit 5 bytes is too small",
+        ),
+        (
+            r#"{"limits":{"disk_bytes":4096}}"#,
+            "disk limit 4096 bytes is too small",
+        ),
+    ] {
+        let (s, b) = call(&h.app, "POST", "/v1/sessions", t, Some(limits)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+        assert!(b.contains(says), "{b}");
+    }
 
     let (s, b) = call(
         &h.app,

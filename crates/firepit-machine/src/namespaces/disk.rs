@@ -165,17 +165,7 @@ impl PoolConfig {
                 )));
             }
         }
-        // Layers go into overlayfs options, separated by ',' and ':'.
-        if self
-            .dir
-            .to_str()
-            .is_none_or(|s| s.contains([',', ':', '\\']))
-        {
-            return Err(Error::InvalidSpec(format!(
-                "disk pool dir {} must be UTF-8 without ',', ':' or '\\'",
-                self.dir.display()
-            )));
-        }
+        crate::spec::overlay_option_path("disk pool dir", &self.dir)?;
         if self.size_bytes < MIN_POOL {
             return Err(Error::InvalidSpec(format!(
                 "disk pool size {} bytes is below the minimum of {} MiB",

@@ -165,17 +165,7 @@ impl NamespacesBackend {
                 "veth prefix (9) or bridge name (15) too long".into(),
             ));
         }
-        // Upper and work dirs go into overlayfs options, separated by ',' and ':'.
-        if config
-            .state_dir
-            .to_str()
-            .is_none_or(|s| s.contains([',', ':', '\\']))
-        {
-            return Err(Error::InvalidSpec(format!(
-                "state dir {} must be UTF-8 without ',', ':' or '\\'",
-                config.state_dir.display()
-            )));
-        }
+        crate::spec::overlay_option_path("state dir", &config.state_dir)?;
         let cgroups = Cgroups::detect(&config.cgroup_parent)?;
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {

@@ -29,22 +29,14 @@ fn ls_disk(d: &Daemon, id: &str) -> String {
     row.split_whitespace().nth(col).unwrap().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_sessions_disk_limit_is_kept_by_the_kernel_and_shown() {
+#[test]
+fn a_sessions_disk_limit_is_kept_by_the_kernel_and_shown() {
     let d = Daemon::start("dk1");
     let small = d.new_session(&["--disk", "64M"]);
     let other = d.new_session(&[]);
     assert_eq!(ls_disk(&d, &small), "64M");
     assert_eq!(ls_disk(&d, &other), "10G", "the daemon's default");
-    let info: serde_json::Value = d
-        .http()
-        .get(format!("{}/v1/sessions/{small}", d.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = d.get_json(&format!("/v1/sessions/{small}"));
     assert_eq!(info["limits"]["disk_bytes"], 64 << 20, "{info}");
 
     let out = d.run(&[

@@ -259,6 +259,25 @@ impl Daemon {
         self.ok(&["exec", id, "--", "sh", "-c", line])
     }
 
+    /// GETs an API path with the token (from a test without a runtime);
+    /// returns the JSON answer.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            self.http()
+                .get(format!("{}{path}", self.url))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    }
+
     /// An HTTP client with the token.
     pub fn http(&self) -> reqwest::Client {
         let mut headers = reqwest::header::HeaderMap::new();
