@@ -200,9 +200,11 @@ impl Pool {
             .map_err(Error::io("creating", dir))?;
         match mounted_at(dir)? {
             Some(m) => {
+                let image = fs::canonicalize(&config.image).ok();
                 let ours = m.fstype == "btrfs"
                     && m.root == "/"
-                    && loop_backing_file(&m.source).as_deref() == Some(config.image.as_path());
+                    && image.is_some()
+                    && loop_backing_file(&m.source) == image;
                 if !ours {
                     return Err(Error::Unsupported(format!(
                         "{} is a mount of {} ({}), not of the disk pool {}; unmount it",

@@ -168,6 +168,34 @@ fn a_restarted_backend_adopts_the_mounted_pool_and_its_machines() {
     assert!(!Path::new(POOL_DIR).join("it-disk-restart").exists());
     assert!(!Path::new(STATE_DIR).join("it-disk-restart").exists());
 
+    // A pool dir that something else is mounted on is not taken for the pool.
+    let other = Path::new(POOL_DIR).with_file_name("not-a-pool");
+    fs::create_dir_all(&other).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let err = NamespacesBackend::new(firepit_machine::namespaces::Config {
+        disk: Some(firepit_machine::namespaces::PoolConfig {
+            image: Path::new(POOL_IMAGE).with_file_name("not-a-pool.img"),
+            dir: other.clone(),
+            size_bytes: 1 << 30,
+        }),
+        ..config()
+    })
+    .err()
+    .expect("a tmpfs is no pool")
+    .to_string();
+    Command::new("umount").arg(&other).status().unwrap();
+    assert!(err.contains("is a mount of tmpfs"), "{err}");
+    assert!(
+        !Path::new(POOL_IMAGE)
+            .with_file_name("not-a-pool.img")
+            .exists()
+    );
+
     // Without a pool, a disk limit is refused, with a reason.
     let no_pool = NamespacesBackend::new(firepit_machine::namespaces::Config {
         disk: None,
