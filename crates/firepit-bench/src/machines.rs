@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use firepit_guest_client::{Error as GuestError, ExecEvent, ExecRequest, GuestClient};
-use firepit_machine::namespaces::{Config, NamespacesBackend};
+use firepit_machine::namespaces::{Config, NamespacesBackend, PoolConfig};
 use firepit_machine::{Backend, GuestAddress, Limits, MachineId, MachineSpec, Network};
 
 use crate::memory::{self, MemoryCgroups, MemoryFigures};
@@ -22,6 +22,9 @@ use crate::memory::{self, MemoryCgroups, MemoryFigures};
 pub const CGROUP_PARENT: &str = "firepit-bench";
 const STATE_DIR: &str = "/var/tmp/firepit-bench/state";
 const RUN_DIR: &str = "/run/firepit-bench";
+/// The disk pool the machines' layers live in, as a daemon's do.
+const POOL_IMAGE: &str = "/var/tmp/firepit-bench/layers.img";
+const POOL_DIR: &str = "/var/tmp/firepit-bench/layers";
 /// How long a guest may take to answer, or a shell to appear.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -65,6 +68,11 @@ impl Bench {
         c.gateway = Ipv4Addr::new(10, 99, 0, 1);
         c.prefix = 24;
         c.stop_grace = Duration::from_secs(2);
+        c.disk = Some(PoolConfig {
+            image: POOL_IMAGE.into(),
+            dir: POOL_DIR.into(),
+            size_bytes: 4 << 30,
+        });
         let backend = NamespacesBackend::new(c).context("starting the namespaces backend")?;
         let leftovers = backend.recover().context("recovering earlier machines")?;
         for m in leftovers {
@@ -93,6 +101,8 @@ impl Bench {
                 memory_bytes: self.settings.memory_bytes,
                 cpus: 1.0,
                 pids: 128,
+                // The daemon's default.
+                disk_bytes: Some(10 << 30),
             },
             network,
             guest: PathBuf::from(firepit_guest_bin::GUEST_BUILD_PATH),

@@ -5,9 +5,13 @@
 //! asks for it; Chromium starts on first use and is reused. The DevTools
 //! port is dialed inside the machine's network namespace by the preview
 //! proxy's dialer, so nothing is forwarded or published. Artifacts are files
-//! under `<data dir>/artifacts/<session>/`, announced by `artifact` events.
+//! under `<data dir>/artifacts/<session>/`, announced by `artifact` events; a
+//! session keeps at most [`MAX_ARTIFACTS`] of them and [`MAX_ARTIFACT_BYTES`]
+//! in all (they are on the host's disk, outside the machine's disk limit):
+//! one more is refused with an error, and the first refusal is noted in the
+//! session's log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -20,11 +24,18 @@ use crate::{App, Error};
 
 /// Largest artifact kept.
 pub const MAX_ARTIFACT: usize = 32 << 20;
+/// The most artifacts a session keeps.
+pub const MAX_ARTIFACTS: usize = 1000;
+/// The most bytes of artifacts a session keeps.
+pub const MAX_ARTIFACT_BYTES: u64 = 100 << 20;
 
 /// The browsers, by session.
 #[derive(Default)]
 pub struct Browsers {
     by_session: Mutex<HashMap<String, Arc<Browser>>>,
+    /// Held while an artifact is counted and written; the sessions whose
+    /// log already notes a refused artifact.
+    artifacts: Mutex<HashSet<String>>,
 }
 
 impl Browsers {
@@ -32,6 +43,17 @@ impl Browsers {
     pub fn forget(&self, session: &str) {
         self.by_session.lock().expect("browsers").remove(session);
     }
+}
+
+/// How many artifacts are in `dir`, and their bytes.
+fn artifact_usage(dir: &std::path::Path) -> (usize, u64) {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .fold((0, 0), |(n, bytes), m| (n + 1, bytes + m.len()))
 }
 
 impl App {
@@ -85,6 +107,20 @@ impl App {
         }
         let io = |what: String| move |source| Error::Io { what, source };
         let dir = self.artifacts_dir(session);
+        let mut refused = self.browsers().artifacts.lock().expect("artifacts");
+        let (count, used) = artifact_usage(&dir);
+        if count >= MAX_ARTIFACTS || used + bytes.len() as u64 > MAX_ARTIFACT_BYTES {
+            let err = Error::ArtifactsFull {
+                session: session.to_owned(),
+                max_count: MAX_ARTIFACTS,
+                max_bytes: MAX_ARTIFACT_BYTES,
+            };
+            if refused.insert(session.to_owned()) {
+                let text = format!("artifact {name:?} not kept: {err}; later ones are refused too");
+                self.events().append(session, EventKind::Note { text })?;
+            }
+            return Err(err);
+        }
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let (stem, ext) = name.rsplit_once('.').unwrap_or((name, "bin"));
         // The extension names the file's type when it is served; anything
@@ -155,6 +191,8 @@ impl App {
 
     /// Deletes a session's artifacts (the session is destroyed).
     pub fn remove_artifacts(&self, session: &str) {
+        let mut refused = self.browsers().artifacts.lock().expect("artifacts");
+        refused.remove(session);
         let _ = std::fs::remove_dir_all(self.artifacts_dir(session));
     }
 }

@@ -106,9 +106,15 @@ pub async fn report(app: &App, session: &str, p: Problem) {
         detail: p.detail.clone(),
         count,
     };
-    if let Err(e) = app.events().append(session, kind) {
-        tracing::warn!(session, error = %crate::error::chain(&e), "could not record a problem");
-        return;
+    match app.events().append_limited(session, kind) {
+        Ok(Some(_)) => {}
+        // Over the session's rate limit: counted in the summary of drops,
+        // and not handed to the agent either.
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(session, error = %crate::error::chain(&e), "could not record a problem");
+            return;
+        }
     }
     if count == 1 {
         deliver(app, session, &p).await;

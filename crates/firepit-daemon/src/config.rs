@@ -26,6 +26,9 @@ pub struct Config {
     pub default_image: String,
     /// Limits used when a request gives none.
     pub default_limits: Limits,
+    /// The disk pool machines' writable layers live in, which enforces their
+    /// disk limits (`<data_dir>/layers.img`, mounted at `<data_dir>/layers`).
+    pub disk_pool: DiskPool,
     /// The executable that launches machines (`firepit __machine-launch`).
     pub launcher: PathBuf,
     /// The static guest executable bind-mounted into every machine.
@@ -149,7 +152,9 @@ impl Config {
                 memory_bytes: Some(2 << 30),
                 cpus: Some(1.0),
                 pids: Some(4096),
+                disk_bytes: Some(10 << 30),
             },
+            disk_pool: DiskPool::Auto,
             launcher,
             guest_binary,
             max_upload_bytes: 512 << 20,
@@ -228,8 +233,40 @@ impl Config {
                 self.guest_binary.display()
             )));
         }
+        if self.disk_pool == DiskPool::Off && self.default_limits.disk_bytes.is_some() {
+            return Err(Error::BadRequest(
+                "a default disk limit needs the disk pool, which is off".into(),
+            ));
+        }
+        if let DiskPool::Size(size) = self.disk_pool
+            && size < firepit_machine::namespaces::MIN_POOL
+        {
+            return Err(Error::BadRequest(format!(
+                "the disk pool size {size} bytes is too small; give at least {} MiB",
+                firepit_machine::namespaces::MIN_POOL >> 20
+            )));
+        }
         crate::sessions::check_limits(&self.default_limits)
     }
+
+    /// The disk pool's image and mount point.
+    pub fn disk_pool_paths(&self) -> (PathBuf, PathBuf) {
+        (
+            self.data_dir.join("layers.img"),
+            self.data_dir.join("layers"),
+        )
+    }
+}
+
+/// The size of the disk pool, which is fixed when its image is first made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskPool {
+    /// Half the space free on the data dir's file system when it is made.
+    Auto,
+    /// This many bytes.
+    Size(u64),
+    /// No pool: machines have no disk limits (hosts without btrfs).
+    Off,
 }
 
 #[cfg(test)]

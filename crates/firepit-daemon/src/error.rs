@@ -60,6 +60,24 @@ pub enum Error {
     /// The machine backend failed.
     #[error("the machine backend failed: {0}")]
     Machine(#[source] firepit_machine::Error),
+    /// The disk pool (which enforces machines' disk limits) could not be set up.
+    #[error(
+        "setting up the disk pool for machines' disk limits (to run without them: `firepit up --disk-pool-size off`)"
+    )]
+    DiskPool(#[source] firepit_machine::Error),
+    /// A session has as many artifacts as it may keep.
+    #[error(
+        "session {session} keeps at most {max_count} artifacts and {} MiB of them; this one would pass that, so it was not kept",
+        max_bytes >> 20
+    )]
+    ArtifactsFull {
+        /// The session.
+        session: String,
+        /// The most artifacts a session keeps.
+        max_count: usize,
+        /// The most bytes of artifacts a session keeps.
+        max_bytes: u64,
+    },
     /// The guest answered with an error or went away.
     #[error("{0}")]
     Guest(#[source] firepit_guest_client::Error),
@@ -118,6 +136,7 @@ impl Error {
             Error::SessionNotRunning(_) => (StatusCode::CONFLICT, "session_not_running"),
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Error::ArtifactsFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "artifacts_full"),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::CrossSite { .. } => (StatusCode::FORBIDDEN, "cross_site"),
             Error::NoModel => (StatusCode::CONFLICT, "no_model"),

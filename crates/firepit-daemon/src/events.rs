@@ -13,9 +13,18 @@
 //! falls behind the broadcast (or sees a gap) reads the store again from its
 //! last `seq`. Because the store is the source, a client that reconnects from
 //! its cursor, even to a restarted daemon, misses nothing.
+//!
+//! Events a machine's own processes can cause at will (ports, services,
+//! problems in logs: [`is_rate_limited`]) go through
+//! [`EventLog::append_limited`], a token bucket per session ([`RateLimit`]):
+//! what comes faster than the bucket allows is not stored, and one `note`
+//! event says how many were dropped ("N events dropped: rate limit") once
+//! [`RateLimit::summary_after`] has passed since the first of them. Lifecycle
+//! events (state changes), the agent's, shares and the rest always pass.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use firepit_wire::events::{Event, EventKind};
 use futures::Stream;
@@ -28,6 +37,54 @@ const LIVE_BACKLOG: usize = 256;
 /// Stored events read at a time.
 const PAGE: usize = 500;
 
+/// How fast a session's machine may add events to its log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Events at once, after a quiet time.
+    pub burst: u32,
+    /// Events a second, in the long run.
+    pub per_second: f64,
+    /// How long after the first dropped event the summary of the drops is
+    /// logged.
+    pub summary_after: Duration,
+}
+
+impl Default for RateLimit {
+    /// Bursts of 200, 20 a second, drops summed up every 5 s.
+    fn default() -> Self {
+        RateLimit {
+            burst: 200,
+            per_second: 20.0,
+            summary_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Whether events of this kind count against their session's [`RateLimit`]:
+/// the kinds a machine's processes cause at will (binding ports, starting
+/// and crashing services, writing errors to logs).
+pub fn is_rate_limited(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::PortOpened { .. }
+            | EventKind::PortClosed { .. }
+            | EventKind::ServiceStarted { .. }
+            | EventKind::ServiceExited { .. }
+            | EventKind::Problem { .. }
+    )
+}
+
+/// A session's token bucket.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: tokio::time::Instant,
+    /// Events dropped since the last summary.
+    dropped: u64,
+    /// When the summary of `dropped` is due.
+    summary_at: Option<tokio::time::Instant>,
+}
+
 /// The session event log; cheap to clone.
 #[derive(Clone)]
 pub struct EventLog(Arc<Inner>);
@@ -37,6 +94,8 @@ struct Inner {
     /// Live subscribers per session. Appends hold this lock from the insert
     /// to the publish; subscribers join under it.
     live: Mutex<HashMap<String, broadcast::Sender<Event>>>,
+    rate: RateLimit,
+    buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 fn now_ms() -> i64 {
@@ -46,12 +105,98 @@ fn now_ms() -> i64 {
 }
 
 impl EventLog {
-    /// A log kept in `store`.
+    /// A log kept in `store`, with the default [`RateLimit`].
     pub fn new(store: Arc<Store>) -> EventLog {
+        EventLog::with_rate(store, RateLimit::default())
+    }
+
+    /// A log kept in `store` whose sessions' machines add events at `rate`.
+    pub fn with_rate(store: Arc<Store>, rate: RateLimit) -> EventLog {
         EventLog(Arc::new(Inner {
             store,
             live: Mutex::default(),
+            rate,
+            buckets: Mutex::default(),
         }))
+    }
+
+    /// Appends an event like [`EventLog::append`] if the session's rate limit
+    /// lets it pass ([`is_rate_limited`] kinds only; others always pass);
+    /// else counts it as dropped and returns `None`. The first drop schedules
+    /// the summary `note`.
+    pub fn append_limited(&self, session: &str, kind: EventKind) -> Result<Option<Event>, Error> {
+        if !is_rate_limited(&kind) {
+            return self.append(session, kind).map(Some);
+        }
+        let now = tokio::time::Instant::now();
+        self.summarize_due(session, now)?;
+        let rate = self.0.rate;
+        let schedule = {
+            let mut buckets = self.0.buckets.lock().expect("event buckets");
+            let b = buckets.entry(session.to_owned()).or_insert_with(|| Bucket {
+                tokens: f64::from(rate.burst),
+                at: now,
+                dropped: 0,
+                summary_at: None,
+            });
+            let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+            b.tokens = (b.tokens + elapsed * rate.per_second).min(f64::from(rate.burst));
+            b.at = now;
+            if b.tokens >= 1.0 {
+                b.tokens -= 1.0;
+                None
+            } else {
+                b.dropped += 1;
+                match b.summary_at {
+                    Some(_) => Some(false),
+                    None => {
+                        b.summary_at = Some(now + rate.summary_after);
+                        Some(true)
+                    }
+                }
+            }
+        };
+        match schedule {
+            None => self.append(session, kind).map(Some),
+            Some(first) => {
+                if first && let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let (log, session) = (self.clone(), session.to_owned());
+                    rt.spawn(async move {
+                        tokio::time::sleep(log.0.rate.summary_after).await;
+                        let now = tokio::time::Instant::now();
+                        if let Err(e) = log.summarize_due(&session, now) {
+                            tracing::debug!(session, error = %crate::error::chain(&e), "no summary of dropped events");
+                        }
+                    });
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Logs the summary of a session's dropped events if it is due.
+    fn summarize_due(&self, session: &str, now: tokio::time::Instant) -> Result<(), Error> {
+        let dropped = {
+            let mut buckets = self.0.buckets.lock().expect("event buckets");
+            match buckets.get_mut(session) {
+                Some(b) if b.summary_at.is_some_and(|at| at <= now) => {
+                    b.summary_at = None;
+                    std::mem::take(&mut b.dropped)
+                }
+                _ => return Ok(()),
+            }
+        };
+        let rate = self.0.rate;
+        self.append(
+            session,
+            EventKind::Note {
+                text: format!(
+                    "{dropped} events dropped: rate limit (this session's ports, services and problems may add {} a second, {} at once)",
+                    rate.per_second, rate.burst
+                ),
+            },
+        )?;
+        Ok(())
     }
 
     /// Appends an event to `session`'s log (stored and committed), then sends
@@ -84,6 +229,11 @@ impl EventLog {
     /// from the store).
     pub fn forget(&self, session: &str) {
         self.0.live.lock().expect("event log lock").remove(session);
+        self.0
+            .buckets
+            .lock()
+            .expect("event buckets")
+            .remove(session);
     }
 
     /// Every event of `session` after `since`, then live ones as they are
@@ -277,6 +427,78 @@ mod tests {
         }
         let n = LIVE_BACKLOG * 3 + PAGE;
         assert_eq!(take(stream, n).await, (1..=n as u64).collect::<Vec<_>>());
+    }
+
+    fn problem(i: usize) -> EventKind {
+        EventKind::Problem {
+            source: "service:app".into(),
+            kind: "python_exception".into(),
+            summary: format!("error {i}"),
+            detail: String::new(),
+            count: 1,
+        }
+    }
+
+    fn summaries(log: &EventLog, session: &str) -> Vec<String> {
+        log.list(session, 0, 10_000)
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Note { text } if text.contains("dropped") => Some(text),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_machine_events_is_cut_to_the_rate_and_summed_up_once() {
+        let rate = RateLimit {
+            burst: 5,
+            per_second: 2.0,
+            summary_after: Duration::from_secs(5),
+        };
+        let log = EventLog::with_rate(Arc::new(crate::store::test_store(&["a", "b"])), rate);
+        let flood = |log: &EventLog| {
+            (0..50)
+                .filter(|&i| log.append_limited("a", problem(i)).unwrap().is_some())
+                .count()
+        };
+        assert_eq!(flood(&log), 5, "the burst passes, the rest is dropped");
+        // Lifecycle events and other sessions are not held back.
+        let state = EventKind::SessionState {
+            state: firepit_wire::api::SessionState::Stopped,
+            error: None,
+        };
+        assert!(log.append_limited("a", state).unwrap().is_some());
+        assert!(log.append_limited("b", problem(0)).unwrap().is_some());
+        assert!(summaries(&log, "a").is_empty(), "summed up too early");
+
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(
+            summaries(&log, "a"),
+            [
+                "45 events dropped: rate limit (this session's ports, services and problems may add 2 a second, 5 at once)"
+            ]
+        );
+        let stored = log.list("a", 0, 10_000).unwrap().len();
+        assert_eq!(stored, 5 + 1 + 1, "{stored} events stored");
+
+        // The bucket refilled: the next flood passes a burst again, and gets
+        // a summary of its own.
+        assert_eq!(flood(&log), 5);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(summaries(&log, "a").len(), 2);
+        assert!(summaries(&log, "a")[1].starts_with("45 events dropped"));
+        // A steady trickle under the rate loses nothing.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        for i in 0..20 {
+            assert!(
+                log.append_limited("a", problem(i)).unwrap().is_some(),
+                "{i}"
+            );
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        assert_eq!(summaries(&log, "a").len(), 2);
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod browsers;
 pub mod closed_loop;
 pub mod config;
+pub mod data_dir;
 pub mod error;
 pub mod events;
 pub mod forge;
@@ -23,7 +24,6 @@ pub mod triage;
 mod watchers;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use firepit_image::ImageStore;
@@ -60,16 +60,9 @@ impl App {
     /// machine backend, and reconciles sessions with the machines that exist.
     pub async fn open(config: Config) -> Result<App, Error> {
         config.validate()?;
-        let mkdir = |dir: &PathBuf| {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                what: format!("creating {}", dir.display()),
-                source,
-            })
-        };
-        mkdir(&config.data_dir)?;
-        mkdir(&config.images_dir)?;
+        data_dir::secure(&config)?;
         let token = auth::load_or_create_token(&config.data_dir.join("token"))?;
-        let store = Store::open(&config.data_dir.join("firepit.db"))?;
+        let store = Store::open(&config.data_dir.join(data_dir::STORE))?;
         let images = ImageStore::open(&config.images_dir)?;
         let backend = machines::backend(&config)?;
         let signer = firepit_preview::Signer::load_or_create(&config.data_dir.join("preview.key"))?;

@@ -10,6 +10,7 @@ use firepit_machine::namespaces::{self, NamespacesBackend};
 use firepit_machine::{Backend, GuestAddress, MachineId, MachineInfo, MachineSpec, MachineState};
 use firepit_wire::api::{NetworkMode, Session};
 
+use crate::config::DiskPool;
 use crate::{Config, Error};
 
 /// The machine backend for these settings (namespaces, the only one so far).
@@ -30,9 +31,44 @@ pub fn backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
         ns.gateway = gateway;
         ns.prefix = prefix;
     }
-    Ok(Arc::new(
-        NamespacesBackend::new(ns).map_err(Error::Machine)?,
-    ))
+    let (image, dir) = config.disk_pool_paths();
+    let size_bytes = match config.disk_pool {
+        DiskPool::Off => None,
+        DiskPool::Size(size) => Some(size),
+        // Only used when the image is made; an existing one keeps its size.
+        DiskPool::Auto if image.exists() => Some(namespaces::MIN_POOL),
+        DiskPool::Auto => Some(auto_pool_size(&config.data_dir)?),
+    };
+    ns.disk = size_bytes.map(|size_bytes| namespaces::PoolConfig {
+        image,
+        dir,
+        size_bytes,
+    });
+    let disk = ns.disk.is_some();
+    Ok(Arc::new(NamespacesBackend::new(ns).map_err(|e| {
+        if disk {
+            Error::DiskPool(e)
+        } else {
+            Error::Machine(e)
+        }
+    })?))
+}
+
+/// Half the space free on `dir`'s file system, in whole MiB: what the disk
+/// pool's image may grow to when nothing says otherwise, so that the
+/// machines together can never take the host's last half.
+fn auto_pool_size(dir: &std::path::Path) -> Result<u64, Error> {
+    let free = namespaces::free_space(dir).map_err(Error::DiskPool)?;
+    let size = (free / 2) & !((1 << 20) - 1);
+    if size < namespaces::MIN_POOL {
+        return Err(Error::BadRequest(format!(
+            "{} has {} MiB free, too little for the machines' disk pool (half of it must be at least {} MiB); free some space, give --disk-pool-size, or turn disk limits off with --disk-pool-size off",
+            dir.display(),
+            free >> 20,
+            namespaces::MIN_POOL >> 20
+        )));
+    }
+    Ok(size)
 }
 
 /// The gateway and prefix of a named instance's subnet: a /24 in 10.100.0.0 –
@@ -77,6 +113,8 @@ pub fn spec(config: &Config, session: &Session, image: &Image) -> MachineSpec {
                 .unwrap_or(2 << 30),
             cpus: limits.cpus.or(defaults.cpus).unwrap_or(1.0),
             pids: limits.pids.or(defaults.pids).unwrap_or(4096),
+            // No default here: a session made before disk limits has none.
+            disk_bytes: limits.disk_bytes,
         },
         network: match session.network {
             NetworkMode::Nat => firepit_machine::Network::Nat,

@@ -25,6 +25,8 @@ use crate::{App, Error, machines};
 const MIN_MEMORY: u64 = 32 << 20;
 /// Smallest process limit a machine can work with (the guest, a shell, a command).
 const MIN_PIDS: u64 = 16;
+/// Smallest disk limit a machine can work with.
+const MIN_DISK: u64 = firepit_machine::MIN_DISK;
 /// How long a new machine's guest may take to answer.
 const GUEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -85,6 +87,14 @@ pub fn check_limits(limits: &Limits) -> Result<(), Error> {
     {
         return Err(Error::BadRequest(format!(
             "process limit {p} is too small; give at least {MIN_PIDS}"
+        )));
+    }
+    if let Some(d) = limits.disk_bytes
+        && d < MIN_DISK
+    {
+        return Err(Error::BadRequest(format!(
+            "disk limit {d} bytes is too small; give at least {} MiB",
+            MIN_DISK >> 20
         )));
     }
     Ok(())
@@ -160,8 +170,15 @@ impl App {
             memory_bytes: req.limits.memory_bytes.or(defaults.memory_bytes),
             cpus: req.limits.cpus.or(defaults.cpus),
             pids: req.limits.pids.or(defaults.pids),
+            disk_bytes: req.limits.disk_bytes.or(defaults.disk_bytes),
         };
         check_limits(&limits)?;
+        if limits.disk_bytes.is_some() && self.config().disk_pool == crate::config::DiskPool::Off {
+            return Err(Error::BadRequest(
+                "this daemon runs without disk limits (its disk pool is off); leave the disk limit out"
+                    .into(),
+            ));
+        }
         let images = self.images().clone();
         let name = image_name.clone();
         let image = tokio::task::spawn_blocking(move || images.get(&name)).await??;
@@ -447,6 +464,10 @@ mod tests {
                 pids: Some(1),
                 ..Default::default()
             },
+            Limits {
+                disk_bytes: Some(1 << 20),
+                ..Default::default()
+            },
         ];
         for l in bad {
             assert!(
@@ -458,6 +479,7 @@ mod tests {
             memory_bytes: Some(1 << 30),
             cpus: Some(0.5),
             pids: Some(100),
+            disk_bytes: Some(64 << 20),
         })
         .unwrap();
     }

@@ -6,16 +6,26 @@
 //! records only real changes: ports that closed meanwhile as `port_closed`, new
 //! ones as `port_opened`, and nothing twice. The tasks are started and stopped
 //! by the session lifecycle (`sessions.rs`).
+//!
+//! Port and service events count against the session's rate limit
+//! ([`crate::events::EventLog::append_limited`]). When a port event is
+//! dropped, the log's idea of the open ports is behind: the watcher compares
+//! it with the guest's again a second later (and every second after that
+//! while drops go on), so the log ends up right.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use firepit_guest_client::{PortEvent, ServiceEvent};
 use firepit_wire::events::EventKind;
 use tokio::task::JoinHandle;
 
 use crate::{App, Error, preview};
+
+/// How long after a dropped port event the log is compared with the ports again.
+const RESYNC: Duration = Duration::from_secs(1);
 
 /// The watcher tasks, by session.
 #[derive(Default)]
@@ -93,49 +103,77 @@ async fn watch(app: App, id: String) {
     tokio::join!(ports, closed_loop);
 }
 
+/// Appends to the log what differs between the ports it says are open and
+/// `open`, the guest's. Returns whether all of it passed the rate limit.
+fn sync_ports(app: &App, id: &str, open: &BTreeSet<(IpAddr, u16)>) -> Result<bool, Error> {
+    let logged = app.store().open_ports(id)?;
+    let mut all = true;
+    for &(addr, port) in logged.difference(open) {
+        all &= app
+            .events()
+            .append_limited(id, closed(addr, port))?
+            .is_some();
+    }
+    for &(addr, port) in open.difference(&logged) {
+        all &= app
+            .events()
+            .append_limited(id, opened(app, id, addr, port))?
+            .is_some();
+    }
+    Ok(all)
+}
+
 async fn watch_session(app: &App, id: &str) -> Result<(), Error> {
     let guest = app.guest(id).await?;
     let mut services = guest.watch_services().await.map_err(Error::Guest)?;
     let mut ports = guest.watch_ports().await.map_err(Error::Guest)?;
-    let mut open = app.store().open_ports(id)?;
-    let now: BTreeSet<(IpAddr, u16)> = ports
+    // The ports open in the guest (firepit's own left out).
+    let mut open: BTreeSet<(IpAddr, u16)> = ports
         .initial()
         .iter()
         .filter(|p| !preview::is_firepit_port(app, id, p.port))
         .map(|p| (p.addr, p.port))
         .collect();
-    for &(addr, port) in open.difference(&now) {
-        app.events().append(id, closed(addr, port))?;
-    }
-    for &(addr, port) in now.difference(&open) {
-        app.events().append(id, opened(app, id, addr, port))?;
-    }
-    open = now;
+    // When the log is behind `open` (a port event was dropped): when to sync.
+    let mut resync = (!sync_ports(app, id, &open)?).then(|| tokio::time::Instant::now() + RESYNC);
     loop {
+        let due = resync.unwrap_or_else(tokio::time::Instant::now);
         tokio::select! {
-            change = ports.next() => match change.map_err(Error::Guest)? {
-                Some(PortEvent::Opened(p)) => {
-                    // The forge broker's and the browser's sockets are firepit's, not the app's.
-                    if !preview::is_firepit_port(app, id, p.port) && open.insert((p.addr, p.port)) {
-                        app.events().append(id, opened(app, id, p.addr, p.port))?;
+            change = ports.next() => {
+                let passed = match change.map_err(Error::Guest)? {
+                    Some(PortEvent::Opened(p)) => {
+                        // The forge broker's and the browser's sockets are firepit's, not the app's.
+                        if !preview::is_firepit_port(app, id, p.port) && open.insert((p.addr, p.port)) {
+                            app.events().append_limited(id, opened(app, id, p.addr, p.port))?.is_some()
+                        } else {
+                            true
+                        }
                     }
-                }
-                Some(PortEvent::Closed(p)) => {
-                    if open.remove(&(p.addr, p.port)) {
-                        app.events().append(id, closed(p.addr, p.port))?;
+                    Some(PortEvent::Closed(p)) => {
+                        if open.remove(&(p.addr, p.port)) {
+                            app.events().append_limited(id, closed(p.addr, p.port))?.is_some()
+                        } else {
+                            true
+                        }
                     }
+                    None => return Ok(()),
+                };
+                if !passed && resync.is_none() {
+                    resync = Some(tokio::time::Instant::now() + RESYNC);
                 }
-                None => return Ok(()),
-            },
+            }
             event = services.next() => match event.map_err(Error::Guest)? {
                 Some(ServiceEvent::Started { name, pid }) => {
-                    app.events().append(id, EventKind::ServiceStarted { name, pid: Some(pid) })?;
+                    app.events().append_limited(id, EventKind::ServiceStarted { name, pid: Some(pid) })?;
                 }
                 Some(ServiceEvent::Exited { name, status }) => {
-                    app.events().append(id, EventKind::ServiceExited { name, status })?;
+                    app.events().append_limited(id, EventKind::ServiceExited { name, status })?;
                 }
                 None => return Ok(()),
             },
+            () = tokio::time::sleep_until(due), if resync.is_some() => {
+                resync = (!sync_ports(app, id, &open)?).then(|| tokio::time::Instant::now() + RESYNC);
+            }
         }
     }
 }

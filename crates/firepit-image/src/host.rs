@@ -7,7 +7,12 @@ use std::process::Command;
 use crate::error::{Error, Result};
 
 /// Commands firepit runs on the host, and the package that provides each.
-pub const HOST_TOOLS: &[(&str, &str)] = &[("mmdebstrap", "mmdebstrap"), ("nft", "nftables")];
+/// `mkfs.btrfs` formats the disk pool that enforces machines' disk limits.
+pub const HOST_TOOLS: &[(&str, &str)] = &[
+    ("mmdebstrap", "mmdebstrap"),
+    ("nft", "nftables"),
+    ("mkfs.btrfs", "btrfs-progs"),
+];
 
 /// The packages of [`HOST_TOOLS`] whose command is not installed.
 pub fn missing_packages() -> Vec<&'static str> {

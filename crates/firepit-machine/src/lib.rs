@@ -30,7 +30,7 @@ mod spec;
 
 pub use error::Error;
 pub use namespaces::launcher::{LAUNCH_ARG, launcher_main};
-pub use spec::{Limits, MachineId, MachineSpec, Network};
+pub use spec::{Limits, MIN_DISK, MachineId, MachineSpec, Network};
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

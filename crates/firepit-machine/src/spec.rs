@@ -11,6 +11,9 @@ use crate::Error;
 pub const MIN_MEMORY: u64 = 16 << 20;
 /// The fewest processes a machine may be allowed.
 pub const MIN_PIDS: u64 = 8;
+/// The smallest disk limit a machine may have: an image's skeleton and a
+/// shell's files must fit.
+pub const MIN_DISK: u64 = 16 << 20;
 /// How many uids (and gids) a machine's user namespace maps.
 pub const UID_COUNT: u32 = 65536;
 
@@ -72,6 +75,12 @@ pub struct Limits {
     pub cpus: f64,
     /// The most processes and threads at once.
     pub pids: u64,
+    /// The most its writable layer (every file it writes, and its guest's
+    /// log) may hold, in bytes; writing past it fails with "disk quota
+    /// exceeded" inside. `None`: no limit (machines made before disk limits
+    /// existed, or a backend without a disk pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
 }
 
 impl Limits {
@@ -101,6 +110,14 @@ impl Limits {
             return bad(format!(
                 "pids limit {} is below the minimum of {MIN_PIDS}",
                 self.pids
+            ));
+        }
+        if let Some(disk) = self.disk_bytes
+            && disk < MIN_DISK
+        {
+            return bad(format!(
+                "disk limit {disk} bytes is below the minimum of {} MiB",
+                MIN_DISK >> 20
             ));
         }
         Ok(())
@@ -153,17 +170,7 @@ impl MachineSpec {
                 self.image.display()
             )));
         }
-        // overlayfs options are separated by ',' and ':'.
-        if self
-            .image
-            .to_str()
-            .is_none_or(|s| s.contains([',', ':', '\\']))
-        {
-            return Err(Error::InvalidSpec(format!(
-                "image path {} must be UTF-8 without ',', ':' or '\\'",
-                self.image.display()
-            )));
-        }
+        overlay_option_path("image path", &self.image)?;
         if !self.guest.is_absolute() || !self.guest.is_file() {
             return Err(Error::InvalidSpec(format!(
                 "guest {} is not an absolute path to a file",
@@ -172,6 +179,18 @@ impl MachineSpec {
         }
         Ok(())
     }
+}
+
+/// Refuses a path that cannot go into overlayfs options (which are separated
+/// by ',' and ':'): the image, and the dirs upper and work dirs are made in.
+pub(crate) fn overlay_option_path(what: &str, path: &std::path::Path) -> Result<(), Error> {
+    if path.to_str().is_none_or(|s| s.contains([',', ':', '\\'])) {
+        return Err(Error::InvalidSpec(format!(
+            "{what} {} must be UTF-8 without ',', ':' or '\\'",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -183,6 +202,7 @@ mod tests {
             memory_bytes: 256 << 20,
             cpus: 1.0,
             pids: 512,
+            disk_bytes: Some(1 << 30),
         }
     }
 
@@ -235,11 +255,24 @@ mod tests {
                 pids: 0,
                 ..limits()
             },
+            Limits {
+                disk_bytes: Some(MIN_DISK - 1),
+                ..limits()
+            },
         ];
         for l in cases {
             let err = l.validate(2).unwrap_err().to_string();
             assert!(err.starts_with("invalid machine spec"), "{err}");
         }
+    }
+
+    #[test]
+    fn specs_written_before_disk_limits_read_as_unlimited() {
+        let old = r#"{"memory_bytes":268435456,"cpus":1.0,"pids":256}"#;
+        let l: Limits = serde_json::from_str(old).unwrap();
+        assert_eq!(l.disk_bytes, None);
+        let json = serde_json::to_string(&l).unwrap();
+        assert!(!json.contains("disk"), "{json}");
     }
 
     #[test]

@@ -74,6 +74,11 @@ pub struct Limits {
     /// Limit on the number of processes and threads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<u64>,
+    /// Disk limit in bytes: the most the machine's own files (all it writes
+    /// over its image) may take; writing past it fails inside with "disk
+    /// quota exceeded". Absent on a session made before disk limits: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
 }
 
 /// `POST /v1/sessions`

@@ -91,6 +91,15 @@ pub struct UpArgs {
     /// machines get their own cgroups, firewall table, bridge and subnet.
     #[arg(long, env = "FIREPIT_INSTANCE")]
     pub instance: Option<String>,
+    /// Disk limit of a session that gives none (`firepit new --disk`), e.g. `10G`.
+    #[arg(long, env = "FIREPIT_DEFAULT_DISK", default_value = "10G")]
+    pub default_disk: String,
+    /// Size of the disk pool that machines' files live in, fixed when it is
+    /// first made: `auto` (half the space free on the data dir's file
+    /// system), a size such as `200G`, or `off` (no disk limits: for hosts
+    /// whose kernel has no btrfs).
+    #[arg(long, env = "FIREPIT_DISK_POOL_SIZE", default_value = "auto")]
+    pub disk_pool_size: String,
 }
 
 /// Limits and options of a new machine.
@@ -108,6 +117,10 @@ pub struct MachineArgs {
     /// Limit on processes and threads.
     #[arg(long)]
     pub pids: Option<u64>,
+    /// Disk limit: the most the machine's own files may take, e.g. `10G`
+    /// (the daemon's default if absent). Writing past it fails inside.
+    #[arg(long)]
+    pub disk: Option<String>,
     /// Network: `nat` (egress through the host) or `none` (loopback only).
     #[arg(long, value_enum, default_value_t = Network::Nat)]
     pub network: Network,

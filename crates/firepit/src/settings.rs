@@ -96,6 +96,7 @@ pub fn create_request(m: &MachineArgs) -> Result<CreateSession> {
             memory_bytes: m.memory.as_deref().map(parse_size).transpose()?,
             cpus: m.cpus,
             pids: m.pids,
+            disk_bytes: m.disk.as_deref().map(parse_size).transpose()?,
         },
         network: match m.network {
             Network::Nat => NetworkMode::Nat,

@@ -87,6 +87,9 @@ async fn run() -> Result<()> {
     config.images_dir = images;
     config.default_image = image.clone();
     config.instance = Some("bb".into());
+    // A throwaway data dir: no disk pool to mount (and leave mounted) in it.
+    config.disk_pool = firepit_daemon::config::DiskPool::Off;
+    config.default_limits.disk_bytes = None;
     let app = App::open(config)
         .await
         .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;

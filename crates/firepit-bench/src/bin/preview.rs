@@ -205,6 +205,9 @@ async fn run() -> Result<()> {
     config.images_dir = images;
     config.default_image = "minimal".into();
     config.instance = Some("bp".into());
+    // A throwaway data dir: no disk pool to mount (and leave mounted) in it.
+    config.disk_pool = firepit_daemon::config::DiskPool::Off;
+    config.default_limits.disk_bytes = None;
     let host_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let daemon_addr = host_listener.local_addr()?;
     config.public_port = daemon_addr.port();

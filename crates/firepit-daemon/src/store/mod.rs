@@ -68,6 +68,8 @@ const SCHEMA: &[&str] = &[
         text TEXT NOT NULL,
         PRIMARY KEY (job, seq)
     ) STRICT, WITHOUT ROWID;",
+    // 5: disk limits (NULL: a session made before them, whose machine has none)
+    "ALTER TABLE sessions ADD COLUMN disk_bytes INTEGER;",
 ];
 
 /// The daemon's embedded database.
@@ -125,8 +127,8 @@ impl Store {
     pub fn insert_session(&self, s: &Session) -> Result<(), Error> {
         let conn = self.conn.lock().expect("store lock");
         conn.execute(
-            "INSERT INTO sessions (id, image, state, memory_bytes, cpus, pids, network, created_at, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO sessions (id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 s.id,
                 s.image,
@@ -137,6 +139,7 @@ impl Store {
                 network_name(s.network),
                 s.created_at,
                 s.error,
+                s.limits.disk_bytes.map(|v| v as i64),
             ],
         )
         .map_err(Error::Store)?;
@@ -218,8 +221,7 @@ pub(crate) fn test_store(ids: &[&str]) -> Store {
     store
 }
 
-const SELECT: &str =
-    "SELECT id, image, state, memory_bytes, cpus, pids, network, created_at, error FROM sessions";
+const SELECT: &str = "SELECT id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes FROM sessions";
 
 fn network_name(n: NetworkMode) -> &'static str {
     match n {
@@ -239,6 +241,7 @@ fn row_to_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
             memory_bytes: row.get::<_, Option<i64>>(3)?.map(|v| v as u64),
             cpus: row.get(4)?,
             pids: row.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+            disk_bytes: row.get::<_, Option<i64>>(9)?.map(|v| v as u64),
         },
         network: if network == "none" {
             NetworkMode::None
@@ -263,6 +266,7 @@ mod tests {
                 memory_bytes: Some(1 << 30),
                 cpus: Some(0.5),
                 pids: Some(512),
+                disk_bytes: Some(4 << 30),
             },
             network: NetworkMode::None,
             created_at,

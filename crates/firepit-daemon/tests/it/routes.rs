@@ -23,10 +23,11 @@ struct Recording(Mutex<Vec<String>>);
 
 impl Backend for Recording {
     fn create(&self, spec: &MachineSpec) -> Result<MachineInfo, MachineError> {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("create {}", spec.id.as_str()));
+        self.0.lock().unwrap().push(format!(
+            "create {} disk {:?}",
+            spec.id.as_str(),
+            spec.limits.disk_bytes
+        ));
         Err(MachineError::Unsupported(
             "the recording backend makes no machines".into(),
         ))
@@ -203,26 +204,21 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     assert!(b.contains("unknown field"), "{b}");
 
-    let (s, b) = call(
-        &h.app,
-        "POST",
-        "/v1/sessions",
-        t,
-        Some(r#"{"limits":{"cpus":-1}}"#),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
-    assert!(b.contains("cpu limit"), "{b}");
-
-    let (s, b) = call(
-        &h.app,
-        "POST",
-        "/v1/sessions",
-        t,
-        Some(r#"{"limits":{"memory_bytes":5}}"#),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    for (limits, says) in [
+        (r#"{"limits":{"cpus":-1}}"#, "cpu limit"),
+        (
+            r#"{"limits":{"memory_bytes":5}}"#,
+            "memory limit 5 bytes is too small",
+        ),
+        (
+            r#"{"limits":{"disk_bytes":4096}}"#,
+            "disk limit 4096 bytes is too small",
+        ),
+    ] {
+        let (s, b) = call(&h.app, "POST", "/v1/sessions", t, Some(limits)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+        assert!(b.contains(says), "{b}");
+    }
 
     let (s, b) = call(
         &h.app,
@@ -248,11 +244,9 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(b, "[]");
 }
 
-#[tokio::test]
-async fn a_failed_create_leaves_no_session() {
-    let h = harness();
-    // An image that exists as far as the store can tell: a rootfs and a manifest.
-    let images = &h.app.config().images_dir;
+/// Makes an image named `tiny` that exists as far as the image store can tell.
+fn tiny_image(app: &App) {
+    let images = &app.config().images_dir;
     let rootfs = images.join("tiny/rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
     let manifest = firepit_image::Manifest {
@@ -270,6 +264,12 @@ async fn a_failed_create_leaves_no_session() {
         builder_version: "0".into(),
     };
     manifest.write(&images.join("tiny/image.json")).unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_create_leaves_no_session() {
+    let h = harness();
+    tiny_image(&h.app);
     let (s, b) = call(
         &h.app,
         "POST",
@@ -285,6 +285,124 @@ async fn a_failed_create_leaves_no_session() {
     assert!(calls[0].starts_with("create "), "{calls:?}");
     let (_, b) = call(&h.app, "GET", "/v1/sessions", Some(TOKEN), None).await;
     assert_eq!(b, "[]", "the failed session is gone");
+}
+
+#[tokio::test]
+async fn the_disk_limit_reaches_the_machine_with_the_daemons_default() {
+    let h = harness();
+    tiny_image(&h.app);
+    for body in [
+        r#"{"image":"tiny"}"#,
+        r#"{"image":"tiny","limits":{"disk_bytes":67108864}}"#,
+    ] {
+        call(&h.app, "POST", "/v1/sessions", Some(TOKEN), Some(body)).await;
+    }
+    let calls = h.backend.0.lock().unwrap().clone();
+    assert!(calls[0].ends_with(" disk Some(10737418240)"), "{calls:?}");
+    assert!(calls[1].ends_with(" disk Some(67108864)"), "{calls:?}");
+
+    // A daemon without a disk pool makes machines without disk limits, and
+    // refuses a request for one.
+    let h = harness_with(|c| {
+        c.disk_pool = firepit_daemon::config::DiskPool::Off;
+        c.default_limits.disk_bytes = None;
+    });
+    tiny_image(&h.app);
+    call(
+        &h.app,
+        "POST",
+        "/v1/sessions",
+        Some(TOKEN),
+        Some(r#"{"image":"tiny"}"#),
+    )
+    .await;
+    let (s, b) = call(
+        &h.app,
+        "POST",
+        "/v1/sessions",
+        Some(TOKEN),
+        Some(r#"{"image":"tiny","limits":{"disk_bytes":67108864}}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b.contains("without disk limits"), "{b}");
+    let calls = h.backend.0.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0].ends_with(" disk None"), "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_sessions_artifacts_are_bounded_and_the_first_refusal_is_logged() {
+    use firepit_daemon::browsers::{MAX_ARTIFACT, MAX_ARTIFACT_BYTES, MAX_ARTIFACTS};
+    use firepit_wire::events::EventKind;
+    let h = harness();
+    let session = |id: &str| firepit_wire::api::Session {
+        id: id.into(),
+        image: "tiny".into(),
+        state: firepit_wire::api::SessionState::Running,
+        limits: Default::default(),
+        network: Default::default(),
+        created_at: 0,
+        error: None,
+    };
+    for id in ["big", "many"] {
+        h.app.store().insert_session(&session(id)).unwrap();
+    }
+    let notes = |id: &str| {
+        h.app
+            .events()
+            .list(id, 0, 10_000)
+            .unwrap()
+            .into_iter()
+            .filter(|e| matches!(&e.kind, EventKind::Note { text } if text.contains("not kept")))
+            .count()
+    };
+    // Bytes: large screenshots until the session's share is used up.
+    let big = vec![0u8; MAX_ARTIFACT];
+    let fit = (MAX_ARTIFACT_BYTES / MAX_ARTIFACT as u64) as usize;
+    for _ in 0..fit {
+        h.app
+            .save_artifact("big", "shot.png", "image/png", &big)
+            .unwrap();
+    }
+    for _ in 0..2 {
+        let err = h
+            .app
+            .save_artifact("big", "shot.png", "image/png", &big)
+            .unwrap_err();
+        assert!(
+            matches!(err, firepit_daemon::Error::ArtifactsFull { .. }),
+            "{err}"
+        );
+    }
+    assert_eq!(notes("big"), 1, "one note for the refusals");
+    // A small one still fits in what is left.
+    h.app
+        .save_artifact("big", "a.txt", "text/plain", b"ok")
+        .unwrap();
+
+    // Count: many small ones.
+    for _ in 0..MAX_ARTIFACTS {
+        h.app
+            .save_artifact("many", "a.txt", "text/plain", b"x")
+            .unwrap();
+    }
+    let err = h
+        .app
+        .save_artifact("many", "a.txt", "text/plain", b"x")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 1000 artifacts"), "{err}");
+    assert_eq!(notes("many"), 1);
+    let kept = h
+        .app
+        .events()
+        .list("many", 0, 10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.kind, EventKind::Artifact { .. }))
+        .count();
+    assert_eq!(kept, MAX_ARTIFACTS);
 }
 
 #[tokio::test]

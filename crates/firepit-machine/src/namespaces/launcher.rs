@@ -16,6 +16,11 @@
 //! 3. wait until the child execs the guest (its error pipe closes) or reports
 //!    a failure, and answer with the child's pid and start time.
 //!
+//! The launcher enters the machine's root (its working directory) before the
+//! clone, which carries it into the child's mount namespace: the child never
+//! resolves a host path to reach its root, so the host dirs above it stay
+//! root-only (the child is an unprivileged uid on the host).
+//!
 //! In the child: become root of the user namespace, set the hostname, mount
 //! /proc, /sys (read-only), a minimal /dev, /tmp and /run, pivot_root,
 //! configure lo and eth0, drop capabilities, set no_new_privs, install
@@ -230,6 +235,8 @@ fn launch(req: &LaunchRequest) -> Result<(i32, u64), Failure> {
         .at("opening /dev/null")?;
     let (go_r, go_w) = pipe().at("creating pipes")?;
     let (err_r, err_w) = pipe().at("creating pipes")?;
+    // The child's way to its root (see the module docs).
+    std::env::set_current_dir(&req.rootfs).at("entering the machine's root")?;
 
     let flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
@@ -367,7 +374,8 @@ fn setup(
     // SAFETY: the buffer is valid for its length.
     check(unsafe { libc::sethostname(host.as_ptr().cast(), host.len()) })
         .map_err(at("hostname"))?;
-    mount_filesystems(&req.rootfs).map_err(at("mount"))?;
+    enter_root().map_err(at("mount"))?;
+    mount_filesystems(Path::new(".")).map_err(at("mount"))?;
     network(req.net.as_ref()).map_err(|e| ("net", io::Error::other(e.to_string())))?;
     // SAFETY: setsid/dup2/close_range on descriptors this process owns.
     unsafe {
@@ -406,15 +414,55 @@ fn setup(
     Err(("exec", io::Error::last_os_error()))
 }
 
+/// Binds the working directory (the machine's root, as the launcher left it)
+/// onto itself and moves into the bind. The overlay came from the launcher's
+/// (more privileged) mount namespace, so it is locked here and cannot be
+/// pivoted to; a bind of it can. Done with `open_tree` and `move_mount` so
+/// that no path leads there: the new mount is reached through its descriptor.
+fn enter_root() -> io::Result<()> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    let dot = cstr(".");
+    let empty = cstr("");
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: open_tree on a NUL-terminated path; the result is checked.
+    let tree = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, dot.as_ptr(), flags) };
+    if tree < 0 {
+        return Err(annotate(
+            io::Error::last_os_error(),
+            "open_tree",
+            Path::new("."),
+        ));
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    // SAFETY: move_mount of our detached tree onto the working directory;
+    // the strings are NUL-terminated.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            dot.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    check(r as libc::c_int).map_err(|e| annotate(e, "move_mount", Path::new(".")))?;
+    // SAFETY: fchdir to a directory descriptor we own.
+    check(unsafe { libc::fchdir(tree.as_raw_fd()) })
+        .map_err(|e| annotate(e, "fchdir", Path::new(".")))
+}
+
+/// Mounts the machine's file systems under `root` and pivots into it.
+/// `root` is relative to the working directory the machine's root is.
 fn mount_filesystems(root: &Path) -> io::Result<()> {
     use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
     let dir = |p: &Path| match fs::create_dir(p) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(annotate(e, "mkdir", p)),
         _ => Ok(()),
     };
-    // The overlay came from the launcher's (more privileged) mount namespace,
-    // so it is locked here and cannot be pivoted to; a bind of it can.
-    mount(Some(root), root, None, MS_BIND | libc::MS_REC, None)?;
     for d in ["proc", "sys", "dev", "tmp", "run"] {
         dir(&root.join(d))?;
     }

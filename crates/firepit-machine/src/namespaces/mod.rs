@@ -9,18 +9,28 @@
 //! Layout on the host:
 //! - `<state_dir>/<id>/`: `spec.json`, `net.json` (address slot, kept across
 //!   restarts), `init.json` (pid and start time of the running init),
-//!   `upper/`, `work/`, `rootfs/` (mount point, only in the machine's own
-//!   mount namespace), `guest.log` (the guest's stdout and stderr);
+//!   `rootfs/` (mount point, only in the machine's own mount namespace);
+//! - the machine's writable layer: `upper/`, `work/` and `guest.log` (the
+//!   guest's stdout and stderr), in `<pool>/<id>/` (a subvolume of the disk
+//!   pool, limited to the machine's `disk_bytes`, see [`disk`]) or, for a
+//!   machine without a disk limit, in `<state_dir>/<id>/`;
 //! - `<run_dir>/<id>/`: bind-mounted at `/.firepit/run`, holds `guest.sock`;
 //! - cgroups `firepit/<id>`; veth `fpv<slot>` on bridge `fpbr0` (names set
 //!   in [`Config`]).
 //!
 //! **Architecture Invariant:** no mount of a machine is in the host's mount
 //! namespace, and a machine's netns dies with its init: a stopped machine
-//! leaves only its state dir behind.
+//! leaves only its state dir (and its layer in the pool) behind. The one host
+//! mount is the disk pool's, shared by all machines and kept across restarts.
+//!
+//! **Architecture Invariant:** the state dir, run dir and pool are root-only
+//! (0700): no host user reaches a machine's files, so a setuid file a machine
+//! writes is no way up for them. The machine's init never walks a host path to
+//! its root; it gets it as its working directory from the launcher.
 
 mod cgroup;
 mod confine;
+mod disk;
 mod firewall;
 pub(crate) mod launcher;
 mod netlink;
@@ -46,6 +56,7 @@ use cgroup::Cgroups;
 use firewall::Layout;
 use launcher::{LaunchReply, LaunchRequest, NetPlan};
 
+pub use disk::{MIN_POOL, PoolConfig, free_space};
 pub use launcher::{GUEST_PATH, GUEST_SOCKET, RUN_PATH};
 
 /// Settings of the namespaces backend.
@@ -75,6 +86,9 @@ pub struct Config {
     pub prefix: u8,
     /// How long a stopping guest gets after SIGTERM before SIGKILL.
     pub stop_grace: Duration,
+    /// The disk pool that machines with a disk limit keep their writable
+    /// layers in; `None`: no pool, and machines with a disk limit are refused.
+    pub disk: Option<PoolConfig>,
 }
 
 impl Config {
@@ -100,6 +114,7 @@ impl Config {
             gateway: Ipv4Addr::new(10, 88, 0, 1),
             prefix: 16,
             stop_grace: Duration::from_secs(5),
+            disk: None,
         }
     }
 }
@@ -120,6 +135,7 @@ pub struct NamespacesBackend {
     config: Config,
     cgroups: Cgroups,
     layout: Layout,
+    pool: Option<disk::Pool>,
     host_cpus: usize,
     /// One lock per machine id, so operations on one machine are serialized.
     locks: Mutex<HashMap<MachineId, Arc<Mutex<()>>>>,
@@ -149,17 +165,7 @@ impl NamespacesBackend {
                 "veth prefix (9) or bridge name (15) too long".into(),
             ));
         }
-        // Upper and work dirs go into overlayfs options, separated by ',' and ':'.
-        if config
-            .state_dir
-            .to_str()
-            .is_none_or(|s| s.contains([',', ':', '\\']))
-        {
-            return Err(Error::InvalidSpec(format!(
-                "state dir {} must be UTF-8 without ',', ':' or '\\'",
-                config.state_dir.display()
-            )));
-        }
+        crate::spec::overlay_option_path("state dir", &config.state_dir)?;
         let cgroups = Cgroups::detect(&config.cgroup_parent)?;
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
@@ -170,10 +176,14 @@ impl NamespacesBackend {
         for d in [&config.state_dir, &config.run_dir] {
             fs::DirBuilder::new()
                 .recursive(true)
-                .mode(0o711)
+                .mode(0o700)
                 .create(d)
                 .map_err(Error::io("creating", d))?;
+            // Root-only, also where an older install made it traversable.
+            fs::set_permissions(d, fs::Permissions::from_mode(0o700))
+                .map_err(Error::io("setting mode of", d))?;
         }
+        let pool = config.disk.as_ref().map(disk::Pool::open).transpose()?;
         let layout = Layout {
             table: config.nft_table.clone(),
             bridge: config.bridge.clone(),
@@ -186,6 +196,7 @@ impl NamespacesBackend {
             config,
             cgroups,
             layout,
+            pool,
             host_cpus,
             locks: Mutex::default(),
             alloc: Mutex::default(),
@@ -207,6 +218,16 @@ impl NamespacesBackend {
 
     fn run(&self, id: &MachineId) -> PathBuf {
         self.config.run_dir.join(id.as_str())
+    }
+
+    /// Where the machine's writable layer (upper, work, guest log) lives:
+    /// its subvolume in the pool when it has a disk limit, else its state dir.
+    fn layer_dir(&self, spec: &MachineSpec) -> Result<PathBuf, Error> {
+        match (spec.limits.disk_bytes, &self.pool) {
+            (None, _) => Ok(self.dir(&spec.id)),
+            (Some(_), Some(pool)) => Ok(pool.layer(&spec.id)),
+            (Some(_), None) => Err(no_pool(&spec.id)),
+        }
     }
 
     fn load_spec(&self, id: &MachineId) -> Result<MachineSpec, Error> {
@@ -270,14 +291,18 @@ impl NamespacesBackend {
     /// /etc/resolv.conf), owned by root inside.
     fn prepare_upper(&self, spec: &MachineSpec) -> Result<(), Error> {
         let dir = self.dir(&spec.id);
-        let upper = dir.join("upper");
+        let layer = match (spec.limits.disk_bytes, &self.pool) {
+            (Some(limit), Some(pool)) => pool.create_layer(&spec.id, limit)?,
+            _ => self.layer_dir(spec)?,
+        };
+        let upper = layer.join("upper");
         let base = spec.uid_base;
         let image_mode = fs::metadata(&spec.image)
             .map_err(Error::io("reading", &spec.image))?
             .permissions()
             .mode();
         mkdir_owned(&upper, image_mode & 0o7777, base)?;
-        mkdir_owned(&dir.join("work"), 0o700, 0)?;
+        mkdir_owned(&layer.join("work"), 0o700, 0)?;
         mkdir_owned(&dir.join("rootfs"), 0o755, 0)?;
         mkdir_owned(&upper.join(".firepit"), 0o755, base)?;
         mkdir_owned(&upper.join(".firepit/run"), 0o755, base)?;
@@ -338,15 +363,16 @@ impl NamespacesBackend {
                 })
             }
         };
+        let layer = self.layer_dir(spec)?;
         let req = LaunchRequest {
             hostname: id.to_string(),
             image: spec.image.clone(),
-            upper: dir.join("upper"),
-            work: dir.join("work"),
+            upper: layer.join("upper"),
+            work: layer.join("work"),
             rootfs: dir.join("rootfs"),
             guest: spec.guest.clone(),
             run_dir: run.to_path_buf(),
-            log: dir.join("guest.log"),
+            log: layer.join("guest.log"),
             uid_base: spec.uid_base,
             cgroup_join: self.cgroups.join_files(id.as_str()),
             net,
@@ -409,6 +435,14 @@ impl NamespacesBackend {
         }
     }
 
+    /// Removes a machine's layer from the pool, if it has one there.
+    fn remove_layer(&self, id: &MachineId) -> Result<(), Error> {
+        match &self.pool {
+            Some(pool) => pool.remove_layer(id),
+            None => Ok(()),
+        }
+    }
+
     fn stop_locked(&self, id: &MachineId) -> Result<(), Error> {
         if !self.dir(id).join("spec.json").exists() {
             return Err(Error::NotFound(id.to_string()));
@@ -425,9 +459,11 @@ impl Backend for NamespacesBackend {
         spec.validate(self.host_cpus)?;
         let lock = self.lock(&spec.id);
         let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if spec.limits.disk_bytes.is_some() && self.pool.is_none() {
+            return Err(no_pool(&spec.id));
+        }
         let dir = self.dir(&spec.id);
-        // 0711: the machine's init passes through it (as root inside) to reach its root.
-        match fs::DirBuilder::new().mode(0o711).create(&dir) {
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(Error::Exists(spec.id.to_string()));
             }
@@ -444,6 +480,7 @@ impl Backend for NamespacesBackend {
         })();
         if result.is_err() {
             let _ = self.cleanup_runtime(&spec.id);
+            let _ = self.remove_layer(&spec.id);
             let _ = remove_all(&dir);
         }
         result
@@ -470,6 +507,7 @@ impl Backend for NamespacesBackend {
         let lock = self.lock(id);
         let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
         self.stop_locked(id)?;
+        self.remove_layer(id)?;
         remove_all(&self.dir(id))?;
         self.locks
             .lock()
@@ -510,6 +548,15 @@ impl Backend for NamespacesBackend {
             }
             found.push(self.info(&id));
         }
+        // Layers of machines that are gone (a destroy cut off halfway).
+        if let Some(pool) = &self.pool {
+            for id in pool.layers() {
+                if !self.dir(&id).join("spec.json").exists() {
+                    tracing::warn!(machine = %id, "removing the disk layer of a machine that is gone");
+                    pool.remove_layer(&id)?;
+                }
+            }
+        }
         // Cgroups of machines that are gone.
         for d in self.cgroups.dirs("") {
             for e in fs::read_dir(&d).into_iter().flatten().flatten() {
@@ -541,6 +588,12 @@ impl Backend for NamespacesBackend {
         self.live_init(id)
             .map(|r| PathBuf::from(format!("/proc/{}/ns/net", r.pid)))
     }
+}
+
+fn no_pool(id: &MachineId) -> Error {
+    Error::InvalidSpec(format!(
+        "machine {id} has a disk limit, but this backend has no disk pool to enforce it"
+    ))
 }
 
 /// Reaps a machine init that has exited, if it is a child of this process

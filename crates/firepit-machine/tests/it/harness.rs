@@ -8,10 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{OnceLock, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
-use firepit_machine::namespaces::{Config, NamespacesBackend};
+use firepit_machine::namespaces::{Config, NamespacesBackend, PoolConfig};
 use firepit_machine::{Backend, GuestAddress, Limits, MachineId, MachineSpec, Network};
 
 pub const STATE_DIR: &str = "/var/tmp/firepit-machine-it/state";
+/// The disk pool's image and mount point: made by the first run on a host,
+/// kept mounted (like a daemon's) for the next runs.
+pub const POOL_IMAGE: &str = "/var/tmp/firepit-machine-it/layers.img";
+pub const POOL_DIR: &str = "/var/tmp/firepit-machine-it/layers";
 pub const RUN_DIR: &str = "/run/firepit-machine-it";
 pub const CGROUP_PARENT: &str = "firepit-it";
 pub const VETH_PREFIX: &str = "fpiv";
@@ -69,6 +73,11 @@ pub fn config() -> Config {
     c.veth_prefix = VETH_PREFIX.into();
     c.gateway = std::net::Ipv4Addr::new(10, 89, 0, 1);
     c.stop_grace = Duration::from_secs(2);
+    c.disk = Some(PoolConfig {
+        image: POOL_IMAGE.into(),
+        dir: POOL_DIR.into(),
+        size_bytes: 2 << 30,
+    });
     c
 }
 
@@ -92,6 +101,9 @@ pub fn spec(id: &str, network: Network) -> MachineSpec {
             memory_bytes: 256 << 20,
             cpus: 1.0,
             pids: 256,
+            // Most tests keep their layer in the state dir, as machines made
+            // before disk limits do; `disk.rs` tests the pool.
+            disk_bytes: None,
         },
         network,
         guest: guest(),

@@ -29,8 +29,8 @@ pub async fn ls(client: &Client) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<12} {:<9} {:<10} {:>8} {:>5} {:<7} AGE",
-        "ID", "STATE", "IMAGE", "MEMORY", "CPUS", "NETWORK"
+        "{:<12} {:<9} {:<10} {:>8} {:>5} {:>6} {:<7} AGE",
+        "ID", "STATE", "IMAGE", "MEMORY", "CPUS", "DISK", "NETWORK"
     )?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -38,7 +38,7 @@ pub async fn ls(client: &Client) -> Result<()> {
     for s in sessions {
         writeln!(
             out,
-            "{:<12} {:<9} {:<10} {:>8} {:>5} {:<7} {}",
+            "{:<12} {:<9} {:<10} {:>8} {:>5} {:>6} {:<7} {}",
             s.id,
             s.state.as_str(),
             s.image,
@@ -46,11 +46,28 @@ pub async fn ls(client: &Client) -> Result<()> {
                 .memory_bytes
                 .map_or("-".into(), |m| format!("{}M", m >> 20)),
             s.limits.cpus.map_or("-".into(), |c| c.to_string()),
+            // `-`: a session made before disk limits, or a daemon without them.
+            s.limits.disk_bytes.map_or("-".into(), size),
             format!("{:?}", s.network).to_lowercase(),
             age(now - s.created_at),
         )?;
     }
     Ok(())
+}
+
+/// A size as `ls` shows it: `10G`, `1.5G`, `64M`.
+fn size(bytes: u64) -> String {
+    const G: u64 = 1 << 30;
+    if bytes >= G {
+        let tenths = bytes * 10 / G;
+        if tenths.is_multiple_of(10) {
+            format!("{}G", tenths / 10)
+        } else {
+            format!("{}.{}G", tenths / 10, tenths % 10)
+        }
+    } else {
+        format!("{}M", bytes >> 20)
+    }
 }
 
 fn age(secs: i64) -> String {
@@ -95,6 +112,13 @@ pub async fn run(client: &Client, args: &RunArgs) -> Result<i32> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(super::size(10 << 30), "10G");
+        assert_eq!(super::size(3 << 29), "1.5G");
+        assert_eq!(super::size(64 << 20), "64M");
+    }
+
     #[test]
     fn ages_read_well() {
         assert_eq!(super::age(5), "5s");

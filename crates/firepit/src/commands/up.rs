@@ -6,10 +6,11 @@
 //! adopts them.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use firepit_daemon::config::DiskPool;
 use firepit_daemon::{App, Config};
 
 use crate::cli::UpArgs;
@@ -46,6 +47,17 @@ pub fn config(data_dir: &Path, args: &UpArgs) -> Result<Config> {
         .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
     config.default_image = args.default_image.clone();
     config.instance = args.instance.clone();
+    config.disk_pool = match args.disk_pool_size.trim() {
+        "auto" => DiskPool::Auto,
+        "off" => DiskPool::Off,
+        size => DiskPool::Size(
+            crate::settings::parse_size(size).context("--disk-pool-size: auto, off or a size")?,
+        ),
+    };
+    config.default_limits.disk_bytes = match config.disk_pool {
+        DiskPool::Off => None,
+        _ => Some(crate::settings::parse_size(&args.default_disk).context("--default-disk")?),
+    };
     config.model = firepit_agent::ModelConfig::from_env();
     config.forge = firepit_forge::ForgeConfig::from_env()
         .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
@@ -60,7 +72,11 @@ pub fn config(data_dir: &Path, args: &UpArgs) -> Result<Config> {
 
 /// `firepit up`
 pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
-    std::fs::create_dir_all(data_dir)
+    // Root-only from the start (the daemon fixes an older one's mode too).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
         .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
     tokio::task::spawn_blocking(|| {
         firepit_image::host::install_missing(&mut |m| eprintln!("firepit: {m}"))
@@ -92,12 +108,21 @@ pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
     let daemon_file = data_dir.join(DAEMON_FILE);
     // Written whole, then renamed into place: a client never reads half of it.
     let partial = data_dir.join(format!("{DAEMON_FILE}.partial"));
-    std::fs::write(
-        &partial,
-        serde_json::json!({ "url": url, "pid": std::process::id() }).to_string(),
-    )
-    .and_then(|()| std::fs::rename(&partial, &daemon_file))
-    .with_context(|| format!("writing {}", daemon_file.display()))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
+        .and_then(|mut f| {
+            f.write_all(
+                serde_json::json!({ "url": url, "pid": std::process::id() })
+                    .to_string()
+                    .as_bytes(),
+            )
+        })
+        .and_then(|()| std::fs::rename(&partial, &daemon_file))
+        .with_context(|| format!("writing {}", daemon_file.display()))?;
     let login = match &app.config().public_origin {
         Some(p) => format!("{}/?token={}", p.origin(), app.token()),
         None => format!("http://localhost:{}/?token={}", addr.port(), app.token()),

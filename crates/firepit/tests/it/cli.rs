@@ -96,6 +96,8 @@ fn bad_input_gets_clear_errors() {
         ["--cpus", "0"],
         ["--memory", "lots"],
         ["--pids", "1"],
+        ["--disk", "1M"],
+        ["--disk", "lots"],
     ] {
         let out = d.run(&["new", bad[0], bad[1]]);
         assert!(!out.status.success(), "{bad:?} was accepted");

@@ -330,7 +330,7 @@ fn triage_turns_two_issues_into_pull_requests_and_reports_the_failures() {
     );
 
     // The job is in the API with each issue's outcome.
-    let jobs: Value = get_json(&d, "/v1/triage");
+    let jobs: Value = d.get_json("/v1/triage");
     let job = &jobs[0];
     assert_eq!(job["state"], "finished", "{jobs}");
     let outcomes: Vec<String> = job["issues"]
@@ -380,23 +380,6 @@ fn triage_turns_two_issues_into_pull_requests_and_reports_the_failures() {
     // The token went to the forge and nowhere else, and no log holds it.
     assert!(!d.log().contains(TOKEN), "the daemon's log holds the token");
     assert!(!stdout.contains(TOKEN));
-}
-
-fn get_json(d: &Daemon, path: &str) -> Value {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        d.http()
-            .get(format!("{}{path}", d.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    })
 }
 
 /// Looks for the token in every file, every process's environment and

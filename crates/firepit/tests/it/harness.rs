@@ -1,6 +1,6 @@
 //! Starts a daemon on port 0 in a temporary data dir and runs CLI commands
-//! against it. Dropping the harness destroys every session it made and stops
-//! the daemon.
+//! against it. Dropping the harness destroys every session it made, stops
+//! the daemon and unmounts its disk pool (which a real install keeps mounted).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -180,7 +180,11 @@ impl Daemon {
         };
         let mut out = String::new();
         for entry in dir.flatten() {
-            let log = std::fs::read_to_string(entry.path().join("guest.log")).unwrap_or_default();
+            // In the machine's layer: in the disk pool, or (no disk limit) its state dir.
+            let pool = self.data_dir().join("layers").join(entry.file_name());
+            let log = std::fs::read_to_string(pool.join("guest.log"))
+                .or_else(|_| std::fs::read_to_string(entry.path().join("guest.log")))
+                .unwrap_or_default();
             if !log.trim().is_empty() {
                 out.push_str(&format!(
                     "\nguest log of {}:\n{log}",
@@ -255,6 +259,25 @@ impl Daemon {
         self.ok(&["exec", id, "--", "sh", "-c", line])
     }
 
+    /// GETs an API path with the token (from a test without a runtime);
+    /// returns the JSON answer.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            self.http()
+                .get(format!("{}{path}", self.url))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    }
+
     /// An HTTP client with the token.
     pub fn http(&self) -> reqwest::Client {
         let mut headers = reqwest::header::HeaderMap::new();
@@ -283,6 +306,14 @@ impl Drop for Daemon {
                 }
             }
             self.stop_daemon(15);
+        }
+        let pool = self.data_dir().join("layers");
+        if std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == pool.to_str())
+        {
+            let _ = Command::new("umount").arg(&pool).status();
         }
     }
 }

@@ -9,6 +9,7 @@ mod harness;
 mod agent;
 mod browser;
 mod cli;
+mod disk;
 mod events;
 mod files;
 mod forge;
