@@ -46,6 +46,7 @@ use cgroup::Cgroups;
 use firewall::Layout;
 use launcher::{LaunchReply, LaunchRequest, NetPlan};
 
+pub use firewall::Ipv4Net;
 pub use launcher::{GUEST_PATH, GUEST_SOCKET, RUN_PATH};
 
 /// Settings of the namespaces backend.
@@ -75,6 +76,9 @@ pub struct Config {
     pub prefix: u8,
     /// How long a stopping guest gets after SIGTERM before SIGKILL.
     pub stop_grace: Duration,
+    /// Ranges machines may reach although they are private, shared or
+    /// link-local (by default they may not; see `firewall.rs`).
+    pub allow_net: Vec<Ipv4Net>,
 }
 
 impl Config {
@@ -100,6 +104,7 @@ impl Config {
             gateway: Ipv4Addr::new(10, 88, 0, 1),
             prefix: 16,
             stop_grace: Duration::from_secs(5),
+            allow_net: Vec::new(),
         }
     }
 }
@@ -179,8 +184,13 @@ impl NamespacesBackend {
             bridge: config.bridge.clone(),
             gateway: config.gateway,
             prefix: config.prefix,
+            veth_prefix: config.veth_prefix.clone(),
+            allow: config.allow_net.clone(),
         };
-        firewall::setup(&layout)?;
+        firewall::setup(
+            &layout,
+            used_slots(&config.state_dir)?.into_iter().collect(),
+        )?;
         let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Self {
             config,
@@ -248,16 +258,7 @@ impl NamespacesBackend {
 
     fn allocate_slot(&self, id: &MachineId) -> Result<u32, Error> {
         let _g = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
-        let mut used = std::collections::HashSet::new();
-        let entries = fs::read_dir(&self.config.state_dir)
-            .map_err(Error::io("listing", &self.config.state_dir))?;
-        for e in entries.flatten() {
-            if let Ok(b) = fs::read(e.path().join("net.json"))
-                && let Ok(r) = serde_json::from_slice::<NetRecord>(&b)
-            {
-                used.insert(r.slot);
-            }
-        }
+        let used = used_slots(&self.config.state_dir)?;
         let slot = (2..self.layout.slots())
             .find(|s| !used.contains(s))
             .ok_or(Error::AddressesExhausted)?;
@@ -329,12 +330,15 @@ impl NamespacesBackend {
                     Some(s) => s,
                     None => self.allocate_slot(id)?,
                 };
+                let address = self.layout.address(slot);
                 Some(NetPlan {
                     bridge: self.layout.bridge.clone(),
-                    host_if: format!("{}{slot}", self.config.veth_prefix),
-                    address: self.layout.address(slot),
+                    host_if: self.layout.veth(slot),
+                    address,
+                    mac: firewall::machine_mac(address),
                     prefix: self.layout.prefix,
                     gateway: self.layout.gateway,
+                    table: self.layout.table.clone(),
                 })
             }
         };
@@ -541,6 +545,20 @@ impl Backend for NamespacesBackend {
         self.live_init(id)
             .map(|r| PathBuf::from(format!("/proc/{}/ns/net", r.pid)))
     }
+}
+
+/// The address slots recorded by the machines in `state_dir`.
+fn used_slots(state_dir: &Path) -> Result<std::collections::BTreeSet<u32>, Error> {
+    let mut used = std::collections::BTreeSet::new();
+    let entries = fs::read_dir(state_dir).map_err(Error::io("listing", state_dir))?;
+    for e in entries.flatten() {
+        if let Ok(b) = fs::read(e.path().join("net.json"))
+            && let Ok(r) = serde_json::from_slice::<NetRecord>(&b)
+        {
+            used.insert(r.slot);
+        }
+    }
+    Ok(used)
 }
 
 /// Reaps a machine init that has exited, if it is a child of this process
