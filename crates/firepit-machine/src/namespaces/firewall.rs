@@ -19,7 +19,7 @@
 //! looked up in the set `machines` (`ifname . ether_addr . ipv4_addr`) and
 //! anything but IPv4 and ARP is dropped: no machine can speak as another,
 //! whatever it does to its own interface. A machine's MAC is derived from
-//! its address ([`machine_mac`]) and its veth name from its slot, so a
+//! its address ([`mac_of`]) and its veth name from its slot, so a
 //! slot's element never changes: the launcher adds it when it starts the
 //! machine ([`admit`], one netlink request), setup writes those of every
 //! allocated slot, and one left by a destroyed machine admits nothing but
@@ -163,9 +163,10 @@ impl Layout {
     }
 }
 
-/// The MAC address of the machine at `addr`: locally administered, unicast,
-/// `02:66` and the address.
-pub(crate) fn machine_mac(addr: Ipv4Addr) -> [u8; 6] {
+/// The MAC address firepit gives the interface at `addr` (a machine's
+/// `eth0`, the bridge): locally administered, unicast, `02:66` and the
+/// address.
+pub(crate) fn mac_of(addr: Ipv4Addr) -> [u8; 6] {
     let o = addr.octets();
     [0x02, 0x66, o[0], o[1], o[2], o[3]]
 }
@@ -247,7 +248,7 @@ pub(crate) fn ruleset(layout: &Layout, hosts: &Hosts) -> String {
             format!(
                 "\"{}\" . {} . {addr}",
                 layout.veth(s),
-                mac_text(machine_mac(addr))
+                mac_text(mac_of(addr))
             )
         });
         format!("elements = {{ {} }}", list(e))
@@ -340,7 +341,12 @@ pub(crate) fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
 /// the elements of the address slots in `slots`.
 pub(crate) fn setup(layout: &Layout, slots: Vec<u32>) -> Result<(), Error> {
     let nl = Netlink::open()?;
-    nl.ensure_bridge(&layout.bridge, layout.gateway, layout.prefix)?;
+    nl.ensure_bridge(
+        &layout.bridge,
+        layout.gateway,
+        layout.prefix,
+        mac_of(layout.gateway),
+    )?;
     fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(Error::io(
         "enabling forwarding",
         "/proc/sys/net/ipv4/ip_forward",
@@ -485,7 +491,7 @@ mod tests {
     #[test]
     fn element_keys_are_padded_fields() {
         let addr = Ipv4Addr::new(10, 88, 1, 44);
-        let mac = machine_mac(addr);
+        let mac = mac_of(addr);
         assert_eq!(mac, [0x02, 0x66, 10, 88, 1, 44]);
         let key = element_key("fpv300", mac, addr);
         assert_eq!(key.len(), 28);

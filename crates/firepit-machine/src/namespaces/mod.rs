@@ -335,7 +335,7 @@ impl NamespacesBackend {
                     bridge: self.layout.bridge.clone(),
                     host_if: self.layout.veth(slot),
                     address,
-                    mac: firewall::machine_mac(address),
+                    mac: firewall::mac_of(address),
                     prefix: self.layout.prefix,
                     gateway: self.layout.gateway,
                     table: self.layout.table.clone(),

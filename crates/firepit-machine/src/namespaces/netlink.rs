@@ -154,12 +154,17 @@ impl Netlink {
         send_and_ack(&self.fd, what, &msg.finish())
     }
 
-    /// Creates a bridge (if missing) with `addr/prefix`, and brings it up.
+    /// Creates a bridge (if missing) with `addr/prefix` and MAC address
+    /// `mac`, and brings it up. A bridge whose MAC was set keeps it; one
+    /// left to the kernel takes the lowest of its ports', so it would change
+    /// as machines come and go, and machines' cached gateway entries would go
+    /// stale.
     pub(crate) fn ensure_bridge(
         &self,
         name: &str,
         addr: Ipv4Addr,
         prefix: u8,
+        mac: [u8; 6],
     ) -> Result<(), Error> {
         let mut m = Msg::new(
             libc::RTM_NEWLINK,
@@ -167,6 +172,7 @@ impl Netlink {
             &ifinfomsg(0, 0, libc::IFF_UP as u32, libc::IFF_UP as u32),
         );
         m.str(IFLA_IFNAME, name)
+            .attr(IFLA_ADDRESS, &mac)
             .begin(IFLA_LINKINFO)
             .str(IFLA_INFO_KIND, "bridge")
             .end();
