@@ -30,6 +30,7 @@ pub fn backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
         ns.gateway = gateway;
         ns.prefix = prefix;
     }
+    ns.allow_net = config.allow_net.clone();
     Ok(Arc::new(
         NamespacesBackend::new(ns).map_err(Error::Machine)?,
     ))

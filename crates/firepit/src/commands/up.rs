@@ -40,6 +40,7 @@ pub fn config(data_dir: &Path, args: &UpArgs) -> Result<Config> {
     config.domain = args.domain.clone();
     config.default_image = args.default_image.clone();
     config.instance = args.instance.clone();
+    config.allow_net = args.allow_net.clone();
     config.model = firepit_agent::ModelConfig::from_env();
     config.forge = firepit_forge::ForgeConfig::from_env()
         .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;

@@ -1,7 +1,9 @@
 //! The isolation checker (`isolation_check.py`) runs inside a machine and tries
 //! to get out: host files, processes and network, the daemon API, another
-//! session, dangerous system calls, device nodes, raw sockets, kernel knobs.
-//! Every attempt must fail.
+//! session, dangerous system calls (x32 numbers, io_uring and nested user
+//! namespaces among them), capabilities, device nodes, raw sockets, kernel
+//! knobs and masked kernel files, the OOM floor, the guest's memory, and
+//! another machine's address or a MAC change. Every attempt must fail.
 
 use std::io::Read;
 use std::net::TcpListener;
