@@ -25,8 +25,9 @@
 //! allocated slot, and one left by a destroyed machine admits nothing but
 //! the next machine of that slot.
 //!
-//! Both tables are replaced atomically (one `nft -f`), so setup is
-//! idempotent and running machines keep their elements.
+//! One `nft -f` replaces the `inet` table and the bridge table's chain
+//! atomically and adds to its set, so setup is idempotent and running
+//! machines keep their elements.
 
 use std::fmt;
 use std::fs;
@@ -59,8 +60,11 @@ pub(crate) const BLOCKED4: &[&str] = &[
 /// multicast.
 pub(crate) const BLOCKED6: &[&str] = &["fc00::/7", "fe80::/10", "ff00::/8"];
 
-/// The set of machines' (veth, MAC, address) in the bridge table.
+/// The set of machines' (veth, MAC, address) in the bridge table. Setup
+/// keeps it (and the elements the launchers of a backend still running on
+/// the same table added); a change of its type needs a new name.
 pub(crate) const MACHINES_SET: &str = "machines";
+const MACHINES_TYPE: &str = "ifname . ether_addr . ipv4_addr";
 
 /// An IPv4 range, `a.b.c.d/len` (a bare address is a /32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,10 +287,14 @@ pub(crate) fn ruleset(layout: &Layout, hosts: &Hosts) -> String {
          \x20   ip saddr {subnet} oifname != \"{br}\" masquerade\n\
          \x20 }}\n\
          }}\n\
-         table bridge {table}\n\
-         delete table bridge {table}\n\
          table bridge {table} {{\n\
-         \x20 set {MACHINES_SET} {{ type ifname . ether_addr . ipv4_addr; {elements} }}\n\
+         \x20 set {MACHINES_SET} {{ type {MACHINES_TYPE}; }}\n\
+         }}\n\
+         add chain bridge {table} prerouting\n\
+         flush chain bridge {table} prerouting\n\
+         delete chain bridge {table} prerouting\n\
+         table bridge {table} {{\n\
+         \x20 set {MACHINES_SET} {{ type {MACHINES_TYPE}; {elements} }}\n\
          \x20 chain prerouting {{\n\
          \x20   type filter hook prerouting priority filter; policy accept;\n\
          \x20   iifname != \"{veths}\" accept\n\
@@ -464,6 +472,10 @@ mod tests {
         let r = ruleset(&l, &Hosts::default());
         assert!(r.contains("set allowed4 { type ipv4_addr; flags interval; elements = { 10.1.0.0/16, 192.168.5.7/32 } }"));
         assert!(r.contains("set machines { type ifname . ether_addr . ipv4_addr;  }"));
+        // The set is added to, never deleted: elements that launchers of
+        // another backend on the same table added stay.
+        assert!(!r.contains("delete table bridge"));
+        assert!(r.contains("delete chain bridge firepit prerouting"));
     }
 
     #[test]

@@ -49,7 +49,9 @@ fn nat_machine_reaches_the_outside_only() {
     // Metadata.
     assert_eq!(connect(&a, "169.254.169.254", 80), "TimeoutError");
     // Another machine.
-    b.ok("(python3 -m http.server 8000 >/dev/null 2>&1 &); sleep 0.5");
+    b.ok("(python3 -m http.server 8000 >/dev/null 2>&1 &)");
+    // Until it listens.
+    b.ok("for i in $(seq 200); do python3 -c \"import socket; socket.create_connection(('127.0.0.1', 8000), timeout=1)\" 2>/dev/null && exit 0; sleep 0.1; done; exit 1");
     assert_eq!(connect(&b, "127.0.0.1", 8000), "open");
     assert_ne!(connect(&a, &addr_b.to_string(), 8000), "open");
     // The preview proxy's way in: a socket opened inside the machine's netns
