@@ -122,3 +122,27 @@ impl Drop for Sleeper {
         let _ = self.0.wait();
     }
 }
+
+/// `firepit up --allow-net` (here through its environment variable) opens
+/// exactly the ranges named, in the instance's own firewall table; the
+/// private ranges stay dropped. Nothing is sent to them.
+#[test]
+fn opened_ranges_reach_the_firewall() {
+    let d = Daemon::start_with(
+        "t62",
+        &[("FIREPIT_ALLOW_NET", "198.51.100.0/24,203.0.113.7")],
+    );
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "inet", "firepit_t62"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    let allowed = table
+        .split("set allowed4")
+        .nth(1)
+        .and_then(|s| s.split('}').next())
+        .unwrap_or_else(|| panic!("no allowed set in {table}\n{}", d.log()));
+    assert!(allowed.contains("198.51.100.0/24"), "{table}");
+    assert!(allowed.contains("203.0.113.7"), "{table}");
+    assert!(table.contains("192.168.0.0/16"), "{table}");
+}
