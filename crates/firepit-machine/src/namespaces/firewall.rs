@@ -265,7 +265,7 @@ pub(crate) fn ruleset(layout: &Layout, hosts: &Hosts) -> String {
          delete table inet {table}\n\
          table inet {table} {{\n\
          \x20 set blocked4 {{ type ipv4_addr; flags interval; elements = {{ {blocked4} }}; }}\n\
-         \x20 set allowed4 {{ type ipv4_addr; flags interval; {allowed} }}\n\
+         \x20 set allowed4 {{ type ipv4_addr; flags interval; auto-merge; {allowed} }}\n\
          \x20 set blocked6 {{ type ipv6_addr; flags interval; elements = {{ {blocked6} }}; }}\n\
          \x20 chain input {{\n\
          \x20   type filter hook input priority filter - 10; policy accept;\n\
@@ -445,7 +445,7 @@ mod tests {
         ] {
             assert!(r.contains(range), "{range} is not blocked");
         }
-        assert!(r.contains("set allowed4 { type ipv4_addr; flags interval;  }"));
+        assert!(r.contains("set allowed4 { type ipv4_addr; flags interval; auto-merge;  }"));
         let local = r.find("ip daddr 192.168.1.1 udp dport 53 accept").unwrap();
         assert!(local < r.find("iifname \"fpbr0\" drop").unwrap());
         // DNS to the machines' resolvers passes before the private ranges drop.
@@ -465,12 +465,18 @@ mod tests {
     #[test]
     fn opened_ranges_go_into_the_allowed_set() {
         let mut l = layout();
-        l.allow = vec![
-            "10.1.0.0/16".parse().unwrap(),
-            "192.168.5.7".parse().unwrap(),
-        ];
+        // Overlaps and repeats are merged by nft (auto-merge), not refused.
+        l.allow = ["10.1.0.0/16", "192.168.5.7", "10.0.0.0/8", "10.1.0.0/16"]
+            .map(|n| n.parse().unwrap())
+            .to_vec();
         let r = ruleset(&l, &Hosts::default());
-        assert!(r.contains("set allowed4 { type ipv4_addr; flags interval; elements = { 10.1.0.0/16, 192.168.5.7/32 } }"));
+        assert!(
+            r.contains(
+                "set allowed4 { type ipv4_addr; flags interval; auto-merge; \
+                 elements = { 10.1.0.0/16, 192.168.5.7/32, 10.0.0.0/8, 10.1.0.0/16 } }"
+            ),
+            "{r}"
+        );
         assert!(r.contains("set machines { type ifname . ether_addr . ipv4_addr;  }"));
         // The set is added to, never deleted: elements that launchers of
         // another backend on the same table added stay.

@@ -124,13 +124,16 @@ impl Drop for Sleeper {
 }
 
 /// `firepit up --allow-net` (here through its environment variable) opens
-/// exactly the ranges named, in the instance's own firewall table; the
+/// exactly the ranges named (overlaps merged), in the instance's own firewall table; the
 /// private ranges stay dropped. Nothing is sent to them.
 #[test]
 fn opened_ranges_reach_the_firewall() {
     let d = Daemon::start_with(
         "t62",
-        &[("FIREPIT_ALLOW_NET", "198.51.100.0/24,203.0.113.7")],
+        &[(
+            "FIREPIT_ALLOW_NET",
+            "198.51.100.0/24,198.51.100.128/25,203.0.113.7",
+        )],
     );
     let out = std::process::Command::new("nft")
         .args(["list", "table", "inet", "firepit_t62"])
