@@ -39,6 +39,9 @@ pub struct Config {
     /// install): its machines get their own cgroup parent, firewall table,
     /// bridge and subnet. `None` is the default install.
     pub instance: Option<String>,
+    /// IPv4 ranges machines may reach although private, shared or
+    /// link-local (`firepit up --allow-net`).
+    pub allow_net: Vec<firepit_machine::namespaces::Ipv4Net>,
     /// The model the agents use; `None` leaves the agent endpoints saying how
     /// to configure one.
     pub model: Option<firepit_agent::ModelConfig>,
@@ -159,6 +162,7 @@ impl Config {
             guest_binary,
             max_upload_bytes: 512 << 20,
             instance: None,
+            allow_net: Vec::new(),
             model: None,
             forge: firepit_forge::ForgeConfig::new("https://github.com", None, None)
                 .expect("the default forge URL is valid"),

@@ -31,6 +31,7 @@ pub fn backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
         ns.gateway = gateway;
         ns.prefix = prefix;
     }
+    ns.allow_net = config.allow_net.clone();
     let (image, dir) = config.disk_pool_paths();
     let size_bytes = match config.disk_pool {
         DiskPool::Off => None,

@@ -17,6 +17,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The guest could not be made non-dumpable.
+    #[error("protecting the guest from the machine's processes")]
+    Protect(#[source] std::io::Error),
     /// The async runtime could not be built.
     #[error("starting the runtime")]
     Runtime(#[source] std::io::Error),

@@ -67,6 +67,9 @@ fn run() -> Result<(), Error> {
         // SAFETY: no other thread exists yet.
         unsafe { std::env::set_var(k, v) };
     }
+    if pid1 {
+        process::protect_guest().map_err(Error::Protect)?;
+    }
     if !pid1 {
         // SAFETY: plain prctl. Orphans of our children come to us instead of the host's init.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };

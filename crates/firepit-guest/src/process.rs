@@ -41,25 +41,67 @@ pub struct Spawned {
     pub exit: oneshot::Receiver<ExitStatus>,
 }
 
+/// Keeps the processes of the machine out of the guest, when it runs as PID 1:
+/// the guest becomes non-dumpable, so that nothing without `CAP_SYS_PTRACE` (which no
+/// process of a machine has) can ptrace it, read or write its memory through /proc, or
+/// take its descriptors with `pidfd_getfd`. Without this, any root process of the
+/// machine could run code as the guest, which alone is shielded from the OOM killer.
+pub fn protect_guest() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether this process is shielded from the OOM killer (a negative `oom_score_adj`),
+/// so that its children must leave the shield before they exec.
+fn oom_shielded() -> bool {
+    std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .is_some_and(|v| v < 0)
+}
+
+/// Sets the calling process's `oom_score_adj` to 0. Async-signal-safe: it runs between
+/// fork and exec.
+fn leave_oom_shield() -> io::Result<()> {
+    // SAFETY: open/write/close on a static NUL-terminated path and a static buffer.
+    unsafe {
+        let fd = libc::open(
+            c"/proc/self/oom_score_adj".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+        let err = io::Error::last_os_error();
+        libc::close(fd);
+        if n != 1 {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
 /// Spawns `cmd` in a new session (so it leads its own process group) and registers it
 /// with the reaper. `ctty` makes stdin the session's controlling terminal (for ptys).
+///
+/// The guest (PID 1) is shielded from the OOM killer (`oom_score_adj` -1000, set by the
+/// launcher with a floor of 0 that children inherit); each child goes back to 0 before
+/// it execs, or does not run: a memory hog must stay killable, and below the floor it
+/// cannot go again. Children get the guest's capabilities, which are already the
+/// machine's whole set (the launcher dropped the rest from the bounding set).
 pub fn spawn(cmd: &mut Command, ctty: bool) -> io::Result<Spawned> {
     let pdeathsig = PDEATHSIG.load(Ordering::Relaxed);
+    let shielded = oom_shielded();
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
     // functions (setsid, ioctl, prctl, open, write, close) on a static path.
     unsafe {
         cmd.pre_exec(move || {
-            // The machine's init may be shielded from the OOM killer
-            // (oom_score_adj -1000, inherited); its children must not be, or a
-            // memory hog inside could never be killed. Raising the score
-            // needs no privilege; a failure (no /proc) changes nothing.
-            let fd = libc::open(
-                c"/proc/self/oom_score_adj".as_ptr(),
-                libc::O_WRONLY | libc::O_CLOEXEC,
-            );
-            if fd >= 0 {
-                libc::write(fd, b"0".as_ptr().cast(), 1);
-                libc::close(fd);
+            if shielded {
+                leave_oom_shield()?;
             }
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());

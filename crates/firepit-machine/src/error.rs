@@ -23,6 +23,9 @@ pub enum Error {
     /// The host lacks something the backend needs.
     #[error("host not supported: {0}")]
     Unsupported(String),
+    /// A network range (`--allow-net`) is not an IPv4 range.
+    #[error("invalid network range {0}")]
+    InvalidNet(String),
     /// All machine addresses are in use.
     #[error("no free machine address left in the pool")]
     AddressesExhausted,

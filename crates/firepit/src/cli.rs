@@ -100,6 +100,17 @@ pub struct UpArgs {
     /// whose kernel has no btrfs).
     #[arg(long, env = "FIREPIT_DISK_POOL_SIZE", default_value = "auto")]
     pub disk_pool_size: String,
+    /// Open an IPv4 range to machines (repeatable; comma-separated in the
+    /// environment), e.g. `--allow-net 192.168.5.0/24`. By default machines
+    /// reach no private (10/8, 172.16/12, 192.168/16), shared (100.64/10),
+    /// link-local or cloud-fabric address.
+    #[arg(
+        long = "allow-net",
+        value_name = "CIDR",
+        env = "FIREPIT_ALLOW_NET",
+        value_delimiter = ','
+    )]
+    pub allow_net: Vec<firepit_machine::namespaces::Ipv4Net>,
 }
 
 /// Limits and options of a new machine.
@@ -321,4 +332,34 @@ pub struct TriageArgs {
     /// Follow a job that runs already (its id) instead of starting one.
     #[arg(long, conflicts_with_all = ["label", "image", "detach"])]
     pub follow: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_net_takes_ranges_and_refuses_the_rest() {
+        let cli = Cli::try_parse_from([
+            "firepit",
+            "up",
+            "--allow-net",
+            "10.1.0.0/16",
+            "--allow-net",
+            "192.168.5.7",
+        ])
+        .unwrap();
+        let Command::Up(up) = cli.command else {
+            panic!("not up")
+        };
+        let ranges: Vec<String> = up.allow_net.iter().map(|n| n.to_string()).collect();
+        assert_eq!(ranges, ["10.1.0.0/16", "192.168.5.7/32"]);
+        for bad in ["10.1.2.3/8", "fc00::/7", "lan"] {
+            let e = Cli::try_parse_from(["firepit", "up", "--allow-net", bad]).unwrap_err();
+            assert!(
+                e.to_string().contains("invalid network range"),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

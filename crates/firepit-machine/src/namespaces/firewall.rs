@@ -1,23 +1,130 @@
 //! The host-wide network of the namespaces backend, set up once when the
 //! backend starts: the bridge with the gateway address, IPv4 forwarding, and
-//! the nftables table (`inet firepit` by default).
+//! two nftables tables named after the backend (`firepit` by default).
 //!
-//! Rules: machines' egress is masqueraded; traffic from machines to the host
-//! itself is dropped (except replies, and DNS to a resolver that is a host
-//! address); bridge-to-bridge forwarding and link-local/metadata destinations
-//! are dropped. The table is replaced atomically, so setup is idempotent.
+//! `inet` table: machines' egress is masqueraded; traffic from machines to
+//! the host itself is dropped (except replies, and DNS to a resolver that is
+//! a host address); bridge-to-bridge forwarding is dropped, and so are
+//! destinations no machine has business with ([`BLOCKED4`], [`BLOCKED6`]:
+//! private, shared (CGNAT), link-local and cloud-fabric addresses, multicast
+//! and reserved ranges, IPv6 unique-local and link-local) unless the
+//! operator opened a range (`firepit up --allow-net CIDR`), or the packet is
+//! DNS to a resolver the machines are given. Machines have no IPv6 egress
+//! at all; [`BLOCKED6`] is there so that IPv6 egress, once added, starts
+//! closed to them too.
+//!
+//! `bridge` table: a frame from a machine's veth (the backend's veth
+//! prefix) passes only if its source MAC and source IPv4 address (the
+//! sender's in ARP, and the ARP header's MAC too) are that veth's machine's,
+//! looked up in the set `machines` (`ifname . ether_addr . ipv4_addr`) and
+//! anything but IPv4 and ARP is dropped: no machine can speak as another,
+//! whatever it does to its own interface. A machine's MAC is derived from
+//! its address ([`mac_of`]) and its veth name from its slot, so a
+//! slot's element never changes: the launcher adds it when it starts the
+//! machine ([`admit`], one netlink request), setup writes those of every
+//! allocated slot, and one left by a destroyed machine admits nothing but
+//! the next machine of that slot.
+//!
+//! One `nft -f` replaces the `inet` table and the bridge table's chain
+//! atomically and adds to its set, so setup is idempotent and running
+//! machines keep their elements.
 
+use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
+use std::str::FromStr;
 
-use super::netlink::Netlink;
+use super::netlink::{NFPROTO_BRIDGE, Netlink, Nftables};
 use crate::Error;
 
-/// Destinations machines never reach: link-local (cloud metadata among them),
-/// and other well-known metadata addresses.
-const BLOCKED: &str = "169.254.0.0/16, 100.100.100.200, 0.0.0.0/8, 224.0.0.0/4, 240.0.0.0/4";
+/// IPv4 destinations machines never reach unless opened: "this network",
+/// private (RFC 1918), shared address space (CGNAT, RFC 6598; Alibaba's
+/// metadata address 100.100.100.200 among them), link-local (cloud metadata
+/// 169.254.169.254 among them), Azure's fabric address, multicast, and the
+/// reserved block with the limited broadcast address.
+pub(crate) const BLOCKED4: &[&str] = &[
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "168.63.129.16",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+];
+
+/// IPv6 destinations machines never reach: unique-local, link-local and
+/// multicast.
+pub(crate) const BLOCKED6: &[&str] = &["fc00::/7", "fe80::/10", "ff00::/8"];
+
+/// The set of machines' (veth, MAC, address) in the bridge table. Setup
+/// keeps it (and the elements the launchers of a backend still running on
+/// the same table added); a change of its type needs a new name.
+pub(crate) const MACHINES_SET: &str = "machines";
+const MACHINES_TYPE: &str = "ifname . ether_addr . ipv4_addr";
+
+/// An IPv4 range, `a.b.c.d/len` (a bare address is a /32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Net {
+    addr: Ipv4Addr,
+    prefix: u8,
+}
+
+impl Ipv4Net {
+    /// The range's first address.
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+}
+
+impl FromStr for Ipv4Net {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = |why: &str| Error::InvalidNet(format!("{s:?}: {why}"));
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_ok() {
+            return Err(bad(
+                "only IPv4 ranges can be opened: machines have no IPv6 egress",
+            ));
+        }
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| bad("not an IPv4 range like 10.1.0.0/16"))?;
+        let prefix = match prefix {
+            None => 32,
+            Some(p) => match p.parse::<u8>() {
+                Ok(p) if p <= 32 => p,
+                _ => return Err(bad("the prefix length must be 0 to 32")),
+            },
+        };
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        if u32::from(addr) & !mask != 0 {
+            return Err(bad(&format!(
+                "host bits are set; the range is {}/{prefix}",
+                Ipv4Addr::from(u32::from(addr) & mask)
+            )));
+        }
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
 
 /// The backend's network layout.
 #[derive(Debug, Clone)]
@@ -26,6 +133,10 @@ pub(crate) struct Layout {
     pub bridge: String,
     pub gateway: Ipv4Addr,
     pub prefix: u8,
+    /// Host ends of veths are this plus the slot.
+    pub veth_prefix: String,
+    /// Ranges opened to machines in spite of [`BLOCKED4`].
+    pub allow: Vec<Ipv4Net>,
 }
 
 impl Layout {
@@ -49,24 +160,113 @@ impl Layout {
     pub(crate) fn slots(&self) -> u32 {
         (1u32 << (32 - self.prefix as u32)) - 1
     }
+
+    /// The host end of slot `index`'s veth.
+    pub(crate) fn veth(&self, index: u32) -> String {
+        format!("{}{index}", self.veth_prefix)
+    }
 }
 
-/// The nftables script for `layout`, given the host's resolvers that are
-/// host addresses.
-pub(crate) fn ruleset(layout: &Layout, local_resolvers: &[Ipv4Addr]) -> String {
+/// The MAC address firepit gives the interface at `addr` (a machine's
+/// `eth0`, the bridge): locally administered, unicast, `02:66` and the
+/// address.
+pub(crate) fn mac_of(addr: Ipv4Addr) -> [u8; 6] {
+    let o = addr.octets();
+    [0x02, 0x66, o[0], o[1], o[2], o[3]]
+}
+
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
+/// The key of a `machines` element as nftables stores it: each field of the
+/// concatenation padded to 4 bytes (the interface name to `IFNAMSIZ`).
+fn element_key(veth: &str, mac: [u8; 6], addr: Ipv4Addr) -> Vec<u8> {
+    let mut key = vec![0u8; 16 + 8 + 4];
+    key[..veth.len().min(15)].copy_from_slice(&veth.as_bytes()[..veth.len().min(15)]);
+    key[16..22].copy_from_slice(&mac);
+    key[24..28].copy_from_slice(&addr.octets());
+    key
+}
+
+/// Lets the machine behind `veth` speak as `addr` and `mac` (and nothing
+/// else) on the bridge: adds its element to the bridge table's set.
+pub(crate) fn admit(table: &str, veth: &str, mac: [u8; 6], addr: Ipv4Addr) -> Result<(), Error> {
+    Nftables::open()?.add_set_element(
+        NFPROTO_BRIDGE,
+        table,
+        MACHINES_SET,
+        &element_key(veth, mac, addr),
+    )
+}
+
+/// What the ruleset depends on besides the layout.
+#[derive(Debug, Default)]
+pub(crate) struct Hosts {
+    /// Resolvers machines use that are host addresses (reached through the
+    /// input chain).
+    pub local_resolvers: Vec<Ipv4Addr>,
+    /// Resolvers machines use that are elsewhere (reached through the
+    /// forward chain, whatever range they are in).
+    pub remote_resolvers: Vec<Ipv4Addr>,
+    /// Address slots in use, whose elements the bridge table gets.
+    pub slots: Vec<u32>,
+}
+
+fn list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The nftables script for `layout`.
+pub(crate) fn ruleset(layout: &Layout, hosts: &Hosts) -> String {
     let br = &layout.bridge;
     let table = &layout.table;
     let subnet = layout.subnet();
     let mut dns = String::new();
-    for r in local_resolvers {
+    for r in &hosts.local_resolvers {
         dns.push_str(&format!(
             "    iifname \"{br}\" ip daddr {r} udp dport 53 accept\n    iifname \"{br}\" ip daddr {r} tcp dport 53 accept\n"
         ));
     }
+    let mut remote_dns = String::new();
+    if !hosts.remote_resolvers.is_empty() {
+        let r = list(&hosts.remote_resolvers);
+        remote_dns = format!(
+            "    iifname \"{br}\" ip daddr {{ {r} }} udp dport 53 accept\n    iifname \"{br}\" ip daddr {{ {r} }} tcp dport 53 accept\n"
+        );
+    }
+    let allowed = if layout.allow.is_empty() {
+        String::new()
+    } else {
+        format!("elements = {{ {} }}", list(&layout.allow))
+    };
+    let elements = if hosts.slots.is_empty() {
+        String::new()
+    } else {
+        let e = hosts.slots.iter().map(|&s| {
+            let addr = layout.address(s);
+            format!(
+                "\"{}\" . {} . {addr}",
+                layout.veth(s),
+                mac_text(mac_of(addr))
+            )
+        });
+        format!("elements = {{ {} }}", list(e))
+    };
+    let blocked4 = BLOCKED4.join(", ");
+    let blocked6 = BLOCKED6.join(", ");
+    let veths = format!("{}*", layout.veth_prefix);
     format!(
         "table inet {table}\n\
          delete table inet {table}\n\
          table inet {table} {{\n\
+         \x20 set blocked4 {{ type ipv4_addr; flags interval; elements = {{ {blocked4} }}; }}\n\
+         \x20 set allowed4 {{ type ipv4_addr; flags interval; auto-merge; {allowed} }}\n\
+         \x20 set blocked6 {{ type ipv6_addr; flags interval; elements = {{ {blocked6} }}; }}\n\
          \x20 chain input {{\n\
          \x20   type filter hook input priority filter - 10; policy accept;\n\
          \x20   iifname \"{br}\" ct state established,related accept\n\
@@ -76,13 +276,31 @@ pub(crate) fn ruleset(layout: &Layout, local_resolvers: &[Ipv4Addr]) -> String {
          \x20 chain forward {{\n\
          \x20   type filter hook forward priority filter - 10; policy accept;\n\
          \x20   iifname \"{br}\" oifname \"{br}\" drop\n\
-         \x20   iifname \"{br}\" ip daddr {{ {BLOCKED} }} drop\n\
-         \x20   iifname \"{br}\" meta nfproto ipv6 drop\n\
          \x20   iifname \"{br}\" ip saddr != {subnet} drop\n\
+         {remote_dns}\
+         \x20   iifname \"{br}\" ip daddr != @allowed4 ip daddr @blocked4 drop\n\
+         \x20   iifname \"{br}\" ip6 daddr @blocked6 drop\n\
+         \x20   iifname \"{br}\" meta nfproto ipv6 drop\n\
          \x20 }}\n\
          \x20 chain postrouting {{\n\
          \x20   type nat hook postrouting priority srcnat; policy accept;\n\
          \x20   ip saddr {subnet} oifname != \"{br}\" masquerade\n\
+         \x20 }}\n\
+         }}\n\
+         table bridge {table} {{\n\
+         \x20 set {MACHINES_SET} {{ type {MACHINES_TYPE}; }}\n\
+         }}\n\
+         add chain bridge {table} prerouting\n\
+         flush chain bridge {table} prerouting\n\
+         delete chain bridge {table} prerouting\n\
+         table bridge {table} {{\n\
+         \x20 set {MACHINES_SET} {{ type {MACHINES_TYPE}; {elements} }}\n\
+         \x20 chain prerouting {{\n\
+         \x20   type filter hook prerouting priority filter; policy accept;\n\
+         \x20   iifname != \"{veths}\" accept\n\
+         \x20   ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . ether saddr . arp saddr ip @{MACHINES_SET} iifname . arp saddr ether . arp saddr ip @{MACHINES_SET} accept\n\
+         \x20   ether type ip iifname . ether saddr . ip saddr @{MACHINES_SET} accept\n\
+         \x20   drop\n\
          \x20 }}\n\
          }}\n"
     )
@@ -127,25 +345,35 @@ pub(crate) fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
         .collect()
 }
 
-/// Creates the bridge, turns forwarding on and installs the ruleset.
-pub(crate) fn setup(layout: &Layout) -> Result<(), Error> {
+/// Creates the bridge, turns forwarding on and installs the ruleset, with
+/// the elements of the address slots in `slots`.
+pub(crate) fn setup(layout: &Layout, slots: Vec<u32>) -> Result<(), Error> {
     let nl = Netlink::open()?;
-    nl.ensure_bridge(&layout.bridge, layout.gateway, layout.prefix)?;
+    nl.ensure_bridge(
+        &layout.bridge,
+        layout.gateway,
+        layout.prefix,
+        mac_of(layout.gateway),
+    )?;
     fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(Error::io(
         "enabling forwarding",
         "/proc/sys/net/ipv4/ip_forward",
     ))?;
-    let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let machines_resolv = String::from_utf8_lossy(&super::resolv_conf()).into_owned();
     let host = host_addresses();
-    let local: Vec<Ipv4Addr> = nameservers(&resolv)
-        .into_iter()
-        .filter(|a| host.contains(a))
-        .filter_map(|a| match a {
-            IpAddr::V4(v4) if !v4.is_loopback() => Some(v4),
-            _ => None,
-        })
-        .collect();
-    let script = ruleset(layout, &local);
+    let mut hosts = Hosts {
+        slots,
+        ..Hosts::default()
+    };
+    for a in nameservers(&machines_resolv) {
+        match a {
+            IpAddr::V4(v4) if v4.is_loopback() => {}
+            IpAddr::V4(v4) if host.contains(&a) => hosts.local_resolvers.push(v4),
+            IpAddr::V4(v4) => hosts.remote_resolvers.push(v4),
+            IpAddr::V6(_) => {}
+        }
+    }
+    let script = ruleset(layout, &hosts);
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -180,6 +408,8 @@ mod tests {
             bridge: "fpbr0".into(),
             gateway: Ipv4Addr::new(10, 88, 0, 1),
             prefix: 16,
+            veth_prefix: "fpv".into(),
+            allow: vec![],
         }
     }
 
@@ -190,16 +420,102 @@ mod tests {
         assert_eq!(l.address(2), Ipv4Addr::new(10, 88, 0, 2));
         assert_eq!(l.address(258), Ipv4Addr::new(10, 88, 1, 2));
         assert_eq!(l.slots(), 65535);
+        assert_eq!(l.veth(258), "fpv258");
     }
 
     #[test]
     fn rules() {
-        let r = ruleset(&layout(), &[Ipv4Addr::new(192, 168, 1, 1)]);
+        let hosts = Hosts {
+            local_resolvers: vec![Ipv4Addr::new(192, 168, 1, 1)],
+            remote_resolvers: vec![Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(168, 63, 129, 16)],
+            slots: vec![2, 300],
+        };
+        let r = ruleset(&layout(), &hosts);
         assert!(r.contains("ip saddr 10.88.0.0/16 oifname != \"fpbr0\" masquerade"));
         assert!(r.contains("iifname \"fpbr0\" oifname \"fpbr0\" drop"));
-        assert!(r.contains("169.254.0.0/16"));
-        let dns = r.find("ip daddr 192.168.1.1 udp dport 53 accept").unwrap();
-        assert!(dns < r.find("iifname \"fpbr0\" drop").unwrap());
+        for range in [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "168.63.129.16",
+            "169.254.0.0/16",
+            "fc00::/7",
+            "fe80::/10",
+        ] {
+            assert!(r.contains(range), "{range} is not blocked");
+        }
+        assert!(r.contains("set allowed4 { type ipv4_addr; flags interval; auto-merge;  }"));
+        let local = r.find("ip daddr 192.168.1.1 udp dport 53 accept").unwrap();
+        assert!(local < r.find("iifname \"fpbr0\" drop").unwrap());
+        // DNS to the machines' resolvers passes before the private ranges drop.
+        let remote = r
+            .find("ip daddr { 10.0.0.2, 168.63.129.16 } udp dport 53 accept")
+            .unwrap();
+        let block = r.find("ip daddr @blocked4 drop").unwrap();
+        assert!(remote < block);
+        assert!(r.find("ip saddr != 10.88.0.0/16 drop").unwrap() < remote);
+        // Each allocated slot's veth may speak as its own address and MAC only.
+        assert!(r.contains(
+            "elements = { \"fpv2\" . 02:66:0a:58:00:02 . 10.88.0.2, \"fpv300\" . 02:66:0a:58:01:2c . 10.88.1.44 }"
+        ));
+        assert!(r.contains("iifname != \"fpv*\" accept"));
+    }
+
+    #[test]
+    fn opened_ranges_go_into_the_allowed_set() {
+        let mut l = layout();
+        // Overlaps and repeats are merged by nft (auto-merge), not refused.
+        l.allow = ["10.1.0.0/16", "192.168.5.7", "10.0.0.0/8", "10.1.0.0/16"]
+            .map(|n| n.parse().unwrap())
+            .to_vec();
+        let r = ruleset(&l, &Hosts::default());
+        assert!(
+            r.contains(
+                "set allowed4 { type ipv4_addr; flags interval; auto-merge; \
+                 elements = { 10.1.0.0/16, 192.168.5.7/32, 10.0.0.0/8, 10.1.0.0/16 } }"
+            ),
+            "{r}"
+        );
+        assert!(r.contains("set machines { type ifname . ether_addr . ipv4_addr;  }"));
+        // The set is added to, never deleted: elements that launchers of
+        // another backend on the same table added stay.
+        assert!(!r.contains("delete table bridge"));
+        assert!(r.contains("delete chain bridge firepit prerouting"));
+    }
+
+    #[test]
+    fn ranges_parse_strictly() {
+        let n: Ipv4Net = "10.1.0.0/16".parse().unwrap();
+        assert_eq!((n.addr(), n.prefix()), (Ipv4Addr::new(10, 1, 0, 0), 16));
+        assert_eq!(
+            "1.2.3.4".parse::<Ipv4Net>().unwrap().to_string(),
+            "1.2.3.4/32"
+        );
+        assert_eq!("0.0.0.0/0".parse::<Ipv4Net>().unwrap().prefix(), 0);
+        for (bad, why) in [
+            ("10.1.2.3/8", "the range is 10.0.0.0/8"),
+            ("10.0.0.0/33", "0 to 32"),
+            ("10.0.0.0/x", "0 to 32"),
+            ("fc00::/7", "IPv6"),
+            ("example.com", "not an IPv4 range"),
+            ("", "not an IPv4 range"),
+        ] {
+            let e = bad.parse::<Ipv4Net>().unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn element_keys_are_padded_fields() {
+        let addr = Ipv4Addr::new(10, 88, 1, 44);
+        let mac = mac_of(addr);
+        assert_eq!(mac, [0x02, 0x66, 10, 88, 1, 44]);
+        let key = element_key("fpv300", mac, addr);
+        assert_eq!(key.len(), 28);
+        assert_eq!(&key[..7], b"fpv300\0");
+        assert_eq!(&key[16..24], &[0x02, 0x66, 10, 88, 1, 44, 0, 0]);
+        assert_eq!(&key[24..], &[10, 88, 1, 44]);
     }
 
     #[test]

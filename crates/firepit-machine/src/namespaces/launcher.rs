@@ -11,7 +11,8 @@
 //!    overlay root, the read-only guest and the run dir — host mounts never
 //!    see them, and they vanish with the machine;
 //! 2. clone the child into new user, mount, pid, net, uts, ipc and cgroup
-//!    namespaces; write its uid/gid maps and `oom_score_adj = -1000`; create
+//!    namespaces; write its uid/gid maps and its OOM score (-1000 for the
+//!    guest, a floor of 0 for everything it starts); create
 //!    its veth (peer straight into the child's netns); release the child;
 //! 3. wait until the child execs the guest (its error pipe closes) or reports
 //!    a failure, and answer with the child's pid and start time.
@@ -22,9 +23,11 @@
 //! root-only (the child is an unprivileged uid on the host).
 //!
 //! In the child: become root of the user namespace, set the hostname, mount
-//! /proc, /sys (read-only), a minimal /dev, /tmp and /run, pivot_root,
-//! configure lo and eth0, drop capabilities, set no_new_privs, install
-//! seccomp, and exec `/.firepit/guest --socket /.firepit/run/guest.sock`.
+//! /proc (with the kernel's more revealing files masked and its knobs
+//! read-only, [`MASKED_PATHS`], [`READ_ONLY_PATHS`]), /sys (read-only), a
+//! minimal /dev, /tmp and /run, pivot_root, configure lo and eth0, drop
+//! capabilities, set no_new_privs, install seccomp, and exec
+//! `/.firepit/guest --socket /.firepit/run/guest.sock`.
 
 use std::ffi::CString;
 use std::fs;
@@ -56,8 +59,12 @@ pub(crate) struct NetPlan {
     pub bridge: String,
     pub host_if: String,
     pub address: Ipv4Addr,
+    /// The MAC address of the machine's `eth0`.
+    pub mac: [u8; 6],
     pub prefix: u8,
     pub gateway: Ipv4Addr,
+    /// The nftables tables (`inet` and `bridge`) of the backend.
+    pub table: String,
 }
 
 /// What the backend asks the launcher to start.
@@ -310,20 +317,41 @@ fn prepare_child(req: &LaunchRequest, child: i32) -> Result<(), Failure> {
     let map = format!("0 {} {}\n", req.uid_base, crate::spec::UID_COUNT);
     fs::write(format!("/proc/{child}/uid_map"), &map).at("writing the uid map")?;
     fs::write(format!("/proc/{child}/gid_map"), &map).at("writing the gid map")?;
-    // Best effort: without CAP_SYS_RESOURCE (some container hosts) the OOM
-    // killer still picks the biggest process of the cgroup, which is not the
-    // guest.
-    match fs::write(format!("/proc/{child}/oom_score_adj"), "-1000") {
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
-        r => r.at("protecting the guest from the OOM killer")?,
-    }
+    protect_from_oom(child)?;
     if let Some(net) = &req.net {
         let nl = Netlink::open().at("creating the veth pair")?;
         // A veth of a machine that just died may linger while its netns is torn down.
         nl.delete_link(&net.host_if).at("creating the veth pair")?;
         let bridge = if_index(&net.bridge).at("creating the veth pair")?;
-        nl.create_veth(&net.host_if, bridge, "eth0", child)
+        nl.create_veth(&net.host_if, bridge, "eth0", net.mac, child)
             .at("creating the veth pair")?;
+        super::firewall::admit(&net.table, &net.host_if, net.mac, net.address)
+            .at("admitting the machine's address to the firewall")?;
+    }
+    Ok(())
+}
+
+/// Shields the guest, and only the guest, from the OOM killer.
+///
+/// Writing `oom_score_adj` as host root (`CAP_SYS_RESOURCE` in the initial
+/// user namespace) also sets the floor below which the process may not go
+/// by itself (`oom_score_adj_min`): 0 here. The legacy `oom_adj` then lowers
+/// the guest alone to -1000 (`-17`) without moving the floor. Children
+/// inherit value and floor; the guest raises each child to 0 before it
+/// execs; and only `CAP_SYS_RESOURCE` in the initial user namespace goes
+/// below the floor, which nothing in a machine has.
+///
+/// Best effort where the launcher lacks `CAP_SYS_RESOURCE` (some container
+/// hosts): then the guest keeps the launcher's score, the floor is not
+/// moved, and the OOM killer still picks the biggest process of the
+/// machine's cgroup, which is not the guest.
+fn protect_from_oom(child: i32) -> Result<(), Failure> {
+    let stage = "protecting the guest from the OOM killer";
+    for (file, value) in [("oom_score_adj", "0"), ("oom_adj", "-17")] {
+        match fs::write(format!("/proc/{child}/{file}"), value) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(()),
+            r => r.at(stage)?,
+        }
     }
     Ok(())
 }
@@ -457,6 +485,72 @@ fn enter_root() -> io::Result<()> {
 
 /// Mounts the machine's file systems under `root` and pivots into it.
 /// `root` is relative to the working directory the machine's root is.
+/// Kernel files no machine reads (Docker's masked paths, under the new
+/// root): the kernel's memory, keyrings, timers and scheduler internals,
+/// firmware and power-capping (energy counters leak what other tenants
+/// compute). Files get `/dev/null` bound over them, directories an empty
+/// read-only tmpfs; those this kernel lacks are skipped.
+pub(crate) const MASKED_PATHS: &[&str] = &[
+    "proc/asound",
+    "proc/acpi",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "sys/firmware",
+    "sys/devices/virtual/powercap",
+];
+
+/// Kernel files a machine reads but never writes (Docker's read-only paths):
+/// bound over themselves read-only.
+pub(crate) const READ_ONLY_PATHS: &[&str] = &[
+    "proc/bus",
+    "proc/fs",
+    "proc/irq",
+    "proc/sys",
+    "proc/sysrq-trigger",
+];
+
+/// Masks [`MASKED_PATHS`] and makes [`READ_ONLY_PATHS`] read-only under
+/// `root`, whose /proc and /sys are mounted. The machine cannot undo either:
+/// unmounting needs `CAP_SYS_ADMIN`, which it gives up.
+fn mask_kernel_files(root: &Path) -> io::Result<()> {
+    use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT};
+    for rel in MASKED_PATHS {
+        let path = root.join(rel);
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(annotate(e, "stat", &path)),
+            Ok(m) if m.is_dir() => mount(
+                Some(Path::new("tmpfs")),
+                &path,
+                Some("tmpfs"),
+                MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                Some("size=4k,nr_inodes=1,mode=555"),
+            )?,
+            Ok(_) => mount(Some(Path::new("/dev/null")), &path, None, MS_BIND, None)?,
+        }
+    }
+    for rel in READ_ONLY_PATHS {
+        let path = root.join(rel);
+        if !path.exists() {
+            continue;
+        }
+        mount(Some(&path), &path, None, MS_BIND | MS_REC, None)?;
+        mount(
+            None,
+            &path,
+            None,
+            MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
 fn mount_filesystems(root: &Path) -> io::Result<()> {
     use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
     let dir = |p: &Path| match fs::create_dir(p) {
@@ -473,6 +567,11 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
         MS_NOSUID | MS_NODEV | MS_NOEXEC,
         None,
     )?;
+    // Without CAP_NET_RAW, `ping` needs ICMP datagram sockets, which this
+    // machine-local (per network namespace) knob allows for every group;
+    // written before /proc/sys turns read-only. Best effort: a host whose
+    // /proc/sys is read-only here keeps ping broken.
+    let _ = fs::write(root.join("proc/sys/net/ipv4/ping_group_range"), "0 65535");
     mount(
         Some(Path::new("sysfs")),
         &root.join("sys"),
@@ -480,6 +579,7 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
         MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
         None,
     )?;
+    mask_kernel_files(root)?;
     let dev = root.join("dev");
     mount(
         Some(Path::new("tmpfs")),
@@ -559,10 +659,6 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
 fn network(net: Option<&NetPlan>) -> Result<(), crate::Error> {
     let nl = Netlink::open()?;
     nl.link_up(if_index("lo")?)?;
-    // Without CAP_NET_RAW, `ping` needs ICMP datagram sockets, which this
-    // machine-local (per network namespace) knob allows for every group. Best
-    // effort: a host whose /proc/sys is read-only here keeps ping broken.
-    let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 65535");
     if let Some(net) = net {
         let eth0 = if_index("eth0")?;
         nl.add_address(eth0, net.address, net.prefix)?;

@@ -57,6 +57,7 @@ use firewall::Layout;
 use launcher::{LaunchReply, LaunchRequest, NetPlan};
 
 pub use disk::{MIN_POOL, PoolConfig, free_space};
+pub use firewall::Ipv4Net;
 pub use launcher::{GUEST_PATH, GUEST_SOCKET, RUN_PATH};
 
 /// Settings of the namespaces backend.
@@ -89,6 +90,9 @@ pub struct Config {
     /// The disk pool that machines with a disk limit keep their writable
     /// layers in; `None`: no pool, and machines with a disk limit are refused.
     pub disk: Option<PoolConfig>,
+    /// Ranges machines may reach although they are private, shared or
+    /// link-local (by default they may not; see `firewall.rs`).
+    pub allow_net: Vec<Ipv4Net>,
 }
 
 impl Config {
@@ -115,6 +119,7 @@ impl Config {
             prefix: 16,
             stop_grace: Duration::from_secs(5),
             disk: None,
+            allow_net: Vec::new(),
         }
     }
 }
@@ -189,8 +194,13 @@ impl NamespacesBackend {
             bridge: config.bridge.clone(),
             gateway: config.gateway,
             prefix: config.prefix,
+            veth_prefix: config.veth_prefix.clone(),
+            allow: config.allow_net.clone(),
         };
-        firewall::setup(&layout)?;
+        firewall::setup(
+            &layout,
+            used_slots(&config.state_dir)?.into_iter().collect(),
+        )?;
         let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Self {
             config,
@@ -269,16 +279,7 @@ impl NamespacesBackend {
 
     fn allocate_slot(&self, id: &MachineId) -> Result<u32, Error> {
         let _g = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
-        let mut used = std::collections::HashSet::new();
-        let entries = fs::read_dir(&self.config.state_dir)
-            .map_err(Error::io("listing", &self.config.state_dir))?;
-        for e in entries.flatten() {
-            if let Ok(b) = fs::read(e.path().join("net.json"))
-                && let Ok(r) = serde_json::from_slice::<NetRecord>(&b)
-            {
-                used.insert(r.slot);
-            }
-        }
+        let used = used_slots(&self.config.state_dir)?;
         let slot = (2..self.layout.slots())
             .find(|s| !used.contains(s))
             .ok_or(Error::AddressesExhausted)?;
@@ -354,12 +355,15 @@ impl NamespacesBackend {
                     Some(s) => s,
                     None => self.allocate_slot(id)?,
                 };
+                let address = self.layout.address(slot);
                 Some(NetPlan {
                     bridge: self.layout.bridge.clone(),
-                    host_if: format!("{}{slot}", self.config.veth_prefix),
-                    address: self.layout.address(slot),
+                    host_if: self.layout.veth(slot),
+                    address,
+                    mac: firewall::mac_of(address),
                     prefix: self.layout.prefix,
                     gateway: self.layout.gateway,
+                    table: self.layout.table.clone(),
                 })
             }
         };
@@ -594,6 +598,20 @@ fn no_pool(id: &MachineId) -> Error {
     Error::InvalidSpec(format!(
         "machine {id} has a disk limit, but this backend has no disk pool to enforce it"
     ))
+}
+
+/// The address slots recorded by the machines in `state_dir`.
+fn used_slots(state_dir: &Path) -> Result<std::collections::BTreeSet<u32>, Error> {
+    let mut used = std::collections::BTreeSet::new();
+    let entries = fs::read_dir(state_dir).map_err(Error::io("listing", state_dir))?;
+    for e in entries.flatten() {
+        if let Ok(b) = fs::read(e.path().join("net.json"))
+            && let Ok(r) = serde_json::from_slice::<NetRecord>(&b)
+        {
+            used.insert(r.slot);
+        }
+    }
+    Ok(used)
 }
 
 /// Reaps a machine init that has exited, if it is a child of this process

@@ -1,12 +1,18 @@
 //! A minimal synchronous rtnetlink client: just the requests machines need
 //! (bridge, veth with its peer in a namespace, port isolation, addresses,
-//! default route, link up/delete). Hand-written because the requests are few
-//! and the launcher must stay synchronous and single-threaded.
+//! default route, link up/delete), and one nftables request (adding an
+//! element to a set, [`Nftables`]). Hand-written because the requests are
+//! few and the launcher must stay synchronous and single-threaded.
 //!
 //! A message is a `nlmsghdr`, a fixed family header (`ifinfomsg`,
 //! `ifaddrmsg` or `rtmsg`) and attributes (`len: u16, type: u16`, payload,
 //! padded to 4 bytes); nested attributes carry attributes as payload. Every
 //! request asks for an ACK, whose `nlmsgerr.error` is 0 or `-errno`.
+//!
+//! nftables speaks nfnetlink: changes go in a batch (`NFNL_MSG_BATCH_BEGIN`,
+//! the requests, `NFNL_MSG_BATCH_END`) sent as one datagram and applied as
+//! one transaction; each request carries an `nfgenmsg` header (family,
+//! version, resource id) and is answered like an rtnetlink one.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -15,6 +21,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use crate::Error;
 
 const NLA_F_NESTED: u16 = 0x8000;
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
 const IFLA_PROTINFO: u16 = 12;
@@ -29,6 +36,19 @@ const IFA_LOCAL: u16 = 2;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const IFINFOMSG_LEN: usize = 16;
+const NETLINK_NETFILTER: i32 = 12;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_DATA_VALUE: u16 = 1;
+/// `NFPROTO_BRIDGE`.
+pub(crate) const NFPROTO_BRIDGE: u8 = 7;
 
 /// A request being built.
 struct Msg {
@@ -37,14 +57,19 @@ struct Msg {
 }
 
 impl Msg {
+    /// A request that asks for an ACK.
     fn new(ty: u16, flags: u16, header: &[u8]) -> Self {
+        Self::with(ty, flags | libc::NLM_F_ACK as u16, 1, header)
+    }
+
+    /// A request with exactly these flags (besides `NLM_F_REQUEST`) and
+    /// sequence number.
+    fn with(ty: u16, flags: u16, seq: u32, header: &[u8]) -> Self {
         let mut buf = Vec::with_capacity(256);
         buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set in finish
         buf.extend_from_slice(&ty.to_ne_bytes());
-        buf.extend_from_slice(
-            &(flags | (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes(),
-        );
-        buf.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+        buf.extend_from_slice(&(flags | libc::NLM_F_REQUEST as u16).to_ne_bytes());
+        buf.extend_from_slice(&seq.to_ne_bytes());
         buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
         buf.extend_from_slice(header);
         Self {
@@ -120,72 +145,26 @@ pub(crate) struct Netlink {
 impl Netlink {
     /// Opens a socket.
     pub(crate) fn open() -> Result<Self, Error> {
-        // SAFETY: plain socket(2); the result is checked before use.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(Error::sys("opening a netlink socket")(
-                io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: fd is a fresh descriptor that nothing else owns.
         Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd: socket(libc::NETLINK_ROUTE)?,
         })
     }
 
     fn request(&self, what: &'static str, msg: Msg) -> Result<(), Error> {
-        let msg = msg.finish();
-        let err = |source| Error::Netlink { what, source };
-        // SAFETY: the buffer is valid for its length; the kernel copies it.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-        if n < 0 {
-            return Err(err(io::Error::last_os_error()));
-        }
-        let mut buf = [0u8; 4096];
-        loop {
-            // SAFETY: buf is writable for its whole length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(err(e));
-            }
-            let n = n as usize;
-            let mut off = 0;
-            while off + 16 <= n {
-                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
-                let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap());
-                if ty == libc::NLMSG_ERROR as u16 && off + 20 <= n {
-                    let code = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap());
-                    return if code == 0 {
-                        Ok(())
-                    } else {
-                        Err(err(io::Error::from_raw_os_error(-code)))
-                    };
-                }
-                if len < 16 {
-                    break;
-                }
-                off += (len + 3) & !3;
-            }
-        }
+        send_and_ack(&self.fd, what, &msg.finish())
     }
 
-    /// Creates a bridge (if missing) with `addr/prefix`, and brings it up.
+    /// Creates a bridge (if missing) with `addr/prefix` and MAC address
+    /// `mac`, and brings it up. A bridge whose MAC was set keeps it; one
+    /// left to the kernel takes the lowest of its ports', so it would change
+    /// as machines come and go, and machines' cached gateway entries would go
+    /// stale.
     pub(crate) fn ensure_bridge(
         &self,
         name: &str,
         addr: Ipv4Addr,
         prefix: u8,
+        mac: [u8; 6],
     ) -> Result<(), Error> {
         let mut m = Msg::new(
             libc::RTM_NEWLINK,
@@ -193,6 +172,7 @@ impl Netlink {
             &ifinfomsg(0, 0, libc::IFF_UP as u32, libc::IFF_UP as u32),
         );
         m.str(IFLA_IFNAME, name)
+            .attr(IFLA_ADDRESS, &mac)
             .begin(IFLA_LINKINFO)
             .str(IFLA_INFO_KIND, "bridge")
             .end();
@@ -215,13 +195,14 @@ impl Netlink {
     }
 
     /// Creates a veth pair: `host` on the host, up, a port of the bridge
-    /// with index `master`, isolated from the other ports; its peer `peer`
-    /// in the network namespace of process `pid`.
+    /// with index `master`, isolated from the other ports; its peer `peer`,
+    /// with MAC address `peer_mac`, in the network namespace of process `pid`.
     pub(crate) fn create_veth(
         &self,
         host: &str,
         master: u32,
         peer: &str,
+        peer_mac: [u8; 6],
         pid: i32,
     ) -> Result<(), Error> {
         let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
@@ -235,6 +216,7 @@ impl Netlink {
             .begin(VETH_INFO_PEER)
             .raw(&ifinfomsg(0, 0, 0, 0))
             .str(IFLA_IFNAME, peer)
+            .attr(IFLA_ADDRESS, &peer_mac)
             .u32(IFLA_NET_NS_PID, pid as u32)
             .end()
             .end()
@@ -287,6 +269,129 @@ impl Netlink {
     }
 }
 
+/// Opens a netlink socket of `protocol`.
+fn socket(protocol: i32) -> Result<OwnedFd, Error> {
+    // SAFETY: plain socket(2); the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            protocol,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::sys("opening a netlink socket")(
+            io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: fd is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends `msg` (one datagram, one or more messages of which one asks for an
+/// ACK) and waits for the first answer: the ACK (`Ok`) or an error.
+fn send_and_ack(fd: &OwnedFd, what: &'static str, msg: &[u8]) -> Result<(), Error> {
+    let err = |source| Error::Netlink { what, source };
+    // SAFETY: the buffer is valid for its length; the kernel copies it.
+    let n = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+    if n < 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: buf is writable for its whole length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err(e));
+        }
+        let n = n as usize;
+        let mut off = 0;
+        while off + 16 <= n {
+            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+            let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap());
+            if ty == libc::NLMSG_ERROR as u16 && off + 20 <= n {
+                let code = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap());
+                return if code == 0 {
+                    Ok(())
+                } else {
+                    Err(err(io::Error::from_raw_os_error(-code)))
+                };
+            }
+            if len < 16 {
+                break;
+            }
+            off += (len + 3) & !3;
+        }
+    }
+}
+
+/// An nfnetlink socket for nftables requests, in the caller's network
+/// namespace.
+pub(crate) struct Nftables {
+    fd: OwnedFd,
+}
+
+impl Nftables {
+    /// Opens a socket.
+    pub(crate) fn open() -> Result<Self, Error> {
+        Ok(Self {
+            fd: socket(NETLINK_NETFILTER)?,
+        })
+    }
+
+    /// Adds the element `key` (the bytes of its key, each field of a
+    /// concatenation padded to 4 bytes) to `set` of table `table` in
+    /// `family`; an element that is there already is fine.
+    pub(crate) fn add_set_element(
+        &self,
+        family: u8,
+        table: &str,
+        set: &str,
+        key: &[u8],
+    ) -> Result<(), Error> {
+        self.send_batch(
+            "adding a firewall set element",
+            &add_set_element_batch(family, table, set, key),
+        )
+    }
+
+    fn send_batch(&self, what: &'static str, batch: &[u8]) -> Result<(), Error> {
+        send_and_ack(&self.fd, what, batch)
+    }
+}
+
+/// `nfgenmsg`: family, version 0, resource id (big-endian).
+fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
+    let id = res_id.to_be_bytes();
+    [family, 0, id[0], id[1]]
+}
+
+/// The batch that adds one element to a set: begin, `NEWSETELEM` (the one
+/// message that asks for an ACK), end.
+fn add_set_element_batch(family: u8, table: &str, set: &str, key: &[u8]) -> Vec<u8> {
+    let subsys = nfgenmsg(libc::AF_UNSPEC as u8, NFNL_SUBSYS_NFTABLES);
+    let mut out = Msg::with(NFNL_MSG_BATCH_BEGIN, 0, 1, &subsys).finish();
+    let flags = (libc::NLM_F_CREATE | libc::NLM_F_ACK) as u16;
+    let ty = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM;
+    let mut m = Msg::with(ty, flags, 2, &nfgenmsg(family, 0));
+    m.str(NFTA_SET_ELEM_LIST_TABLE, table)
+        .str(NFTA_SET_ELEM_LIST_SET, set)
+        .begin(NFTA_SET_ELEM_LIST_ELEMENTS)
+        .begin(NFTA_LIST_ELEM)
+        .begin(NFTA_SET_ELEM_KEY)
+        .attr(NFTA_DATA_VALUE, key)
+        .end()
+        .end()
+        .end();
+    out.extend(m.finish());
+    out.extend(Msg::with(NFNL_MSG_BATCH_END, 0, 3, &subsys).finish());
+    out
+}
+
 /// The index of a link in the caller's network namespace.
 pub(crate) fn if_index(name: &str) -> Result<u32, Error> {
     let c = std::ffi::CString::new(name).map_err(|_| Error::Netlink {
@@ -307,6 +412,42 @@ pub(crate) fn if_index(name: &str) -> Result<u32, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_element_batch_is_begin_element_end() {
+        let key = [7u8; 28];
+        let b = add_set_element_batch(NFPROTO_BRIDGE, "t", "machines", &key);
+        let mut msgs = Vec::new();
+        let mut off = 0;
+        while off < b.len() {
+            let len = u32::from_ne_bytes(b[off..off + 4].try_into().unwrap()) as usize;
+            let ty = u16::from_ne_bytes(b[off + 4..off + 6].try_into().unwrap());
+            let flags = u16::from_ne_bytes(b[off + 6..off + 8].try_into().unwrap());
+            msgs.push((ty, flags, b[off + 16..off + 20].to_vec()));
+            off += len;
+        }
+        assert_eq!(off, b.len());
+        let ack = libc::NLM_F_ACK as u16;
+        assert_eq!(msgs.len(), 3);
+        assert_eq!(msgs[0].0, NFNL_MSG_BATCH_BEGIN);
+        assert_eq!(msgs[0].1 & ack, 0);
+        assert_eq!(
+            msgs[0].2,
+            [0, 0, 0, 10],
+            "resource id: nftables, big-endian"
+        );
+        assert_eq!(msgs[1].0, 0x0a0c);
+        assert_ne!(msgs[1].1 & ack, 0);
+        assert_ne!(msgs[1].1 & libc::NLM_F_CREATE as u16, 0);
+        assert_eq!(msgs[1].2, [NFPROTO_BRIDGE, 0, 0, 0]);
+        assert_eq!(msgs[2].0, NFNL_MSG_BATCH_END);
+        // The key sits at the end of the innermost attribute.
+        let at = b.windows(key.len()).position(|w| w == key).unwrap();
+        assert_eq!(
+            u16::from_ne_bytes([b[at - 4], b[at - 3]]) as usize,
+            4 + key.len()
+        );
+    }
 
     #[test]
     fn nested_attributes_have_lengths_and_padding() {

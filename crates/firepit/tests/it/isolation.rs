@@ -1,7 +1,9 @@
 //! The isolation checker (`isolation_check.py`) runs inside a machine and tries
 //! to get out: host files, processes and network, the daemon API, another
-//! session, dangerous system calls, device nodes, raw sockets, kernel knobs.
-//! Every attempt must fail.
+//! session, dangerous system calls (x32 numbers, io_uring and nested user
+//! namespaces among them), capabilities, device nodes, raw sockets, kernel
+//! knobs and masked kernel files, the OOM floor, the guest's memory, and
+//! another machine's address or a MAC change. Every attempt must fail.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -119,4 +121,31 @@ impl Drop for Sleeper {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `firepit up --allow-net` (here through its environment variable) opens
+/// exactly the ranges named (overlaps merged), in the instance's own firewall table; the
+/// private ranges stay dropped. Nothing is sent to them.
+#[test]
+fn opened_ranges_reach_the_firewall() {
+    let d = Daemon::start_with(
+        "t62",
+        &[(
+            "FIREPIT_ALLOW_NET",
+            "198.51.100.0/24,198.51.100.128/25,203.0.113.7",
+        )],
+    );
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "inet", "firepit_t62"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    let allowed = table
+        .split("set allowed4")
+        .nth(1)
+        .and_then(|s| s.split('}').next())
+        .unwrap_or_else(|| panic!("no allowed set in {table}\n{}", d.log()));
+    assert!(allowed.contains("198.51.100.0/24"), "{table}");
+    assert!(allowed.contains("203.0.113.7"), "{table}");
+    assert!(table.contains("192.168.0.0/16"), "{table}");
 }

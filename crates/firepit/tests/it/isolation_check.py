@@ -136,4 +136,159 @@ for path in ["/proc/sys/kernel/hostname", "/sys/kernel/mm/transparent_hugepage/e
     except OSError as e:
         record(f"write {path}", False, repr(e))
 
+
+# The kernel surface, the capability sets, masked /proc, the OOM floor and
+# address takeover: one function per family.
+
+X32 = 0x40000000
+REFUSED = (errno.EPERM, errno.ENOSYS)
+
+
+def raw_syscall(nr, *args):
+    ctypes.set_errno(0)
+    rc = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) for a in args])
+    return rc, ctypes.get_errno()
+
+
+def check_kernel_surface():
+    # x32 numbers of an allowed and of a denied call.
+    for name, nr in [("getpid", 39), ("keyctl", 250)]:
+        rc, err = raw_syscall(X32 | nr, 0, 0, 0, 0, 0)
+        record(f"x32 syscall {name}", rc >= 0 or err not in REFUSED,
+               f"rc={rc} errno={errno.errorcode.get(err, err)}")
+    # io_uring_setup(1, NULL): EFAULT would mean it reached the kernel.
+    rc, err = raw_syscall(425, 1, 0)
+    record("io_uring_setup", rc >= 0 or err not in REFUSED,
+           f"rc={rc} errno={errno.errorcode.get(err, err)}")
+    # clone3 cannot be filtered by flags: it must be refused outright.
+    rc, err = raw_syscall(435, 0, 0)
+    record("clone3", rc >= 0 or err != errno.ENOSYS,
+           f"rc={rc} errno={errno.errorcode.get(err, err)}")
+    # A nested user namespace, tried in a child so that this process stays
+    # as it is.
+    for name, call in [
+        ("unshare(CLONE_NEWUSER)", lambda: libc.unshare(0x10000000)),
+        ("unshare(CLONE_NEWNS)", lambda: libc.unshare(0x00020000)),
+    ]:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if call() == 0 else 1)
+        _, status = os.waitpid(pid, 0)
+        made = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        record(name, made, f"status={status}")
+
+
+DANGEROUS_CAPS = {
+    2: "DAC_READ_SEARCH", 9: "LINUX_IMMUTABLE", 12: "NET_ADMIN", 13: "NET_RAW",
+    14: "IPC_LOCK", 16: "SYS_MODULE", 17: "SYS_RAWIO", 19: "SYS_PTRACE",
+    20: "SYS_PACCT", 21: "SYS_ADMIN", 22: "SYS_BOOT", 24: "SYS_RESOURCE",
+    25: "SYS_TIME", 32: "MAC_OVERRIDE", 33: "MAC_ADMIN", 34: "SYSLOG",
+    38: "PERFMON", 39: "BPF",
+}
+
+
+def check_capabilities():
+    for who in ["self", "1"]:
+        with open(f"/proc/{who}/status") as f:
+            status = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+        for field in ["CapBnd", "CapPrm", "CapEff", "CapInh", "CapAmb"]:
+            value = int(status[field].strip(), 16)
+            held = [n for bit, n in DANGEROUS_CAPS.items() if value & (1 << bit)]
+            record(f"capabilities {field} of {who}", held, ",".join(held))
+
+
+MASKED_FILES = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+                "/proc/latency_stats", "/proc/timer_stats"]
+MASKED_DIRS = ["/proc/acpi", "/proc/asound", "/proc/scsi", "/sys/firmware",
+               "/sys/devices/virtual/powercap"]
+
+
+def check_masked_kernel_files():
+    for path in MASKED_FILES:
+        try:
+            with open(path, "rb") as f:
+                data = f.read(4096)
+            record(f"read {path}", len(data) > 0, f"{len(data)} bytes")
+        except OSError as e:
+            record(f"read {path}", False, repr(e))
+    for path in MASKED_DIRS:
+        try:
+            entries = os.listdir(path)
+            record(f"list {path}", len(entries) > 0, entries[:5])
+        except OSError as e:
+            record(f"list {path}", False, repr(e))
+    # The machine's own network namespace's knobs are read-only too: the
+    # value is written back unchanged, so a write that works changes nothing.
+    path = "/proc/sys/net/ipv4/ip_forward"
+    try:
+        with open(path) as f:
+            value = f.read()
+        with open(path, "w") as f:
+            f.write(value)
+        record(f"write {path}", True, "written")
+    except OSError as e:
+        record(f"write {path}", False, repr(e))
+
+
+def check_oom_floor():
+    with open("/proc/self/oom_score_adj") as f:
+        own = int(f.read())
+    record("oom_score_adj starts at 0", own != 0, own)
+    for path, value in [("/proc/self/oom_score_adj", "-1000"), ("/proc/self/oom_score_adj", "-1"),
+                        ("/proc/self/oom_adj", "-17"), ("/proc/1/oom_score_adj", "-1000")]:
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+            record(f"write {value} to {path}", True, "written")
+        except OSError as e:
+            record(f"write {value} to {path}", False, repr(e))
+
+
+def check_guest_memory():
+    # The guest (PID 1) is non-dumpable: no process of the machine reads its
+    # memory or environment.
+    try:
+        os.close(os.open("/proc/1/mem", os.O_RDONLY))
+        record("open /proc/1/mem", True, "opened")
+    except OSError as e:
+        record("open /proc/1/mem", False, repr(e))
+    try:
+        with open("/proc/1/environ", "rb") as f:
+            f.read(1)
+        record("read /proc/1/environ", True, "read")
+    except OSError as e:
+        record("read /proc/1/environ", False, repr(e))
+
+
+def check_address_takeover():
+    # Another machine's address on our eth0: refused (no CAP_NET_ADMIN).
+    import shutil
+    import subprocess
+    if shutil.which("ip"):
+        p = subprocess.run(["ip", "addr", "add", bait["other_machine"] + "/32", "dev", "eth0"],
+                           capture_output=True, text=True)
+        record("ip addr add another machine's address", p.returncode == 0, p.stderr.strip())
+    # A MAC change (to the MAC eth0 has, so a change that works changes nothing).
+    import fcntl
+    import struct
+    with open("/sys/class/net/eth0/address") as f:
+        mac = bytes(int(h, 16) for h in f.read().strip().split(":"))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ifreq = struct.pack("16sH14s", b"eth0", 1, mac)
+        fcntl.ioctl(s.fileno(), 0x8924, ifreq)  # SIOCSIFHWADDR
+        record("set eth0's MAC", True, "set")
+    except OSError as e:
+        record("set eth0's MAC", False, repr(e))
+    finally:
+        s.close()
+
+
+check_kernel_surface()
+check_capabilities()
+check_masked_kernel_files()
+check_oom_floor()
+check_guest_memory()
+check_address_takeover()
+
 print(json.dumps(results))
