@@ -11,4 +11,5 @@ mod harness;
 mod lifecycle;
 mod limits;
 mod network;
+mod ranges;
 mod security;
