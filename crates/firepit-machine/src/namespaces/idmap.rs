@@ -3,9 +3,9 @@
 //! (see `super::uid_ranges`), without touching the image.
 //!
 //! An idmapped mount takes its mapping from a user namespace. The launcher
-//! makes a throwaway one: a child cloned into a new user namespace, whose
+//! makes a throwaway one: a helper cloned into a new user namespace, whose
 //! `uid_map` and `gid_map` say `<image base> <machine base> 65536`; it opens
-//! `/proc/<child>/ns/user`, kills and reaps the child (the descriptor keeps
+//! `/proc/<helper>/ns/user`, kills and reaps the helper (the descriptor keeps
 //! the namespace). Then `open_tree(OPEN_TREE_CLONE)` makes a detached copy of
 //! the image's mount, `mount_setattr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY)`
 //! gives it the mapping, and `move_mount` attaches it at the machine's
@@ -109,19 +109,25 @@ pub(crate) fn mount_image(
 
 /// A user namespace that maps `from..from+count` (inside) to
 /// `to..to+count` (outside), held by a descriptor.
+///
+/// Its only process is a helper that shares the launcher's memory
+/// (`CLONE_VM`: nothing to copy, nothing to tear down) and sleeps on a small
+/// stack of its own until it is killed.
 fn mapping_namespace(from: u32, to: u32, count: u32) -> io::Result<OwnedFd> {
+    let mut stack = vec![0u8; HELPER_STACK];
+    // SAFETY: the top of the buffer, aligned down to 16 bytes as the ABI wants.
+    let top = unsafe { stack.as_mut_ptr().add(HELPER_STACK) };
+    let top = top.wrapping_sub(top as usize % 16);
     // SAFETY: getpid cannot fail.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: a fork-like clone (no new stack) of a single-threaded process;
-    // the child only makes async-signal-safe calls and never returns.
+    let parent = unsafe { libc::getpid() } as usize;
+    // SAFETY: the helper runs on its own stack, which `Child` keeps alive
+    // until the helper is reaped, and only makes system calls.
     let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
+        libc::clone(
+            helper,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_NEWUSER | libc::SIGCHLD,
+            parent as *mut libc::c_void,
         )
     };
     if pid < 0 {
@@ -131,39 +137,45 @@ fn mapping_namespace(from: u32, to: u32, count: u32) -> io::Result<OwnedFd> {
             Path::new("user namespace"),
         ));
     }
-    if pid == 0 {
-        // SAFETY: prctl, getppid, pause and _exit are async-signal-safe.
-        unsafe {
-            // Never outlive the launcher, even if it is killed.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() != parent {
-                libc::_exit(0);
-            }
-            loop {
-                libc::pause();
-            }
-        }
-    }
-    let child = Child(pid as libc::pid_t);
+    let child = Child { pid, _stack: stack };
     let map = format!("{from} {to} {count}\n");
     for file in ["uid_map", "gid_map"] {
-        let path = PathBuf::from(format!("/proc/{}/{file}", child.0));
+        let path = PathBuf::from(format!("/proc/{}/{file}", child.pid));
         fs::write(&path, &map).map_err(|e| context(e, "write", &path))?;
     }
-    let ns = PathBuf::from(format!("/proc/{}/ns/user", child.0));
+    let ns = PathBuf::from(format!("/proc/{}/ns/user", child.pid));
     let file = fs::File::open(&ns).map_err(|e| context(e, "open", &ns))?;
     Ok(file.into())
 }
 
-/// The throwaway child: killed and reaped when dropped.
-struct Child(libc::pid_t);
+const HELPER_STACK: usize = 16 << 10;
+
+/// The helper's body: never outlive the launcher, sleep until killed.
+extern "C" fn helper(parent: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: plain system calls.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() as usize != parent as usize {
+            libc::_exit(0);
+        }
+        loop {
+            libc::pause();
+        }
+    }
+}
+
+/// The helper: killed and reaped when dropped, then its stack is freed.
+struct Child {
+    pid: libc::pid_t,
+    _stack: Vec<u8>,
+}
 
 impl Drop for Child {
     fn drop(&mut self) {
         // SAFETY: kill and reap our own child.
         unsafe {
-            libc::kill(self.0, libc::SIGKILL);
-            libc::waitpid(self.0, std::ptr::null_mut(), 0);
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
         }
     }
 }
