@@ -431,7 +431,7 @@ mod tests {
     fn the_id_space_ends_below_the_invalid_id() {
         let last = FIRST_BASE + (BASES - 1) * STEP;
         assert!(last + STEP - 1 < u64::from(u32::MAX));
-        assert!(last + 2 * STEP - 1 >= u64::from(u32::MAX));
+        assert!(last + 2 * STEP > u64::from(u32::MAX));
     }
 
     #[test]
