@@ -8,9 +8,10 @@
 //! Steps, in the launcher:
 //! 1. join the machine's cgroups (so the child's cgroup namespace is rooted
 //!    there), unshare a private mount namespace of its own, mount the image
-//!    idmapped onto the machine's uid range (`super::idmap`; not for machines
-//!    made before ranges were per machine) and the overlay root over it, the read-only guest and the run dir — host mounts never
-//!    see them, and they vanish with the machine;
+//!    idmapped onto the machine's uid range (`super::idmap`; not for
+//!    machines made before ranges were per machine), the overlay root over
+//!    it, the read-only guest and the run dir — host mounts never see them,
+//!    and they vanish with the machine;
 //! 2. clone the child into new user, mount, pid, net, uts, ipc and cgroup
 //!    namespaces; write its uid/gid maps and `oom_score_adj = -1000`; create
 //!    its veth (peer straight into the child's netns); release the child;

@@ -1,11 +1,11 @@
 //! The namespaces backend: machines as Linux namespaces on the host kernel.
 //!
 //! A machine is a process tree in its own user (root inside = the base of
-//! the machine's own uid range outside, see [`uid_ranges`]), mount, pid, net, uts, ipc and cgroup namespaces, whose root is an
-//! overlay of the image (idmapped onto the machine's range) and the
-//! machine's own upper layer, limited by its
-//! cgroups, confined by a capability bounding set, `no_new_privs` and
-//! seccomp. Its PID 1 is the guest.
+//! the machine's own uid range outside, see [`uid_ranges`]), mount, pid,
+//! net, uts, ipc and cgroup namespaces, whose root is an overlay of the image
+//! (idmapped onto the machine's range) and the machine's own upper layer,
+//! limited by its cgroups, confined by a capability bounding set,
+//! `no_new_privs` and seccomp. Its PID 1 is the guest.
 //!
 //! Layout on the host:
 //! - `<state_dir>/<id>/`: `spec.json`, `net.json` (address slot, kept across
@@ -483,6 +483,10 @@ impl Backend for NamespacesBackend {
             return Ok(self.info(id));
         }
         let ids = MachineIds::load(&self.dir(id), &spec)?;
+        if ids.idmapped {
+            // Never start in a range another machine holds.
+            self.ranges.claim(ids.base, &self.dir(id))?;
+        }
         self.prepare_upper(&spec, ids.base)?;
         self.launch(&spec, ids)
     }

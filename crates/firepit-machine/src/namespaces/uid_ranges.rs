@@ -259,8 +259,9 @@ impl Registry {
         Err(Error::UidRangesExhausted)
     }
 
-    /// Registers `base` for `owner` again (after a restart, if the registry
-    /// lost it). Fails if another live machine holds it.
+    /// Registers `base` for `owner` again (on every start, and after a
+    /// restart, in case the registry lost it). Fails if another live machine
+    /// holds it.
     pub fn claim(&self, base: u32, owner: &Path) -> Result<(), Error> {
         let owner = std::path::absolute(owner).map_err(Error::io("resolving", owner))?;
         let _lock = self.lock()?;

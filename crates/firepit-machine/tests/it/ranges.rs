@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use firepit_machine::namespaces::uid_ranges::DEFAULT_REGISTRY;
-use firepit_machine::{Backend, MachineState, Network};
+use firepit_machine::{Backend, Error, MachineState, Network};
 
 use crate::harness::{Machine, STATE_DIR, backend, rootfs, shared, spec, uid_base};
 
@@ -108,6 +108,26 @@ fn machines_have_ranges_of_their_own_and_leave_the_image_alone() {
     let (code, _) = b.sh("grep -q it-range-marker /etc/passwd");
     assert_ne!(code, 0, "B sees A's /etc/passwd");
     assert!(!dir("it-range-b").join("upper/etc/passwd").exists());
+
+    // A machine whose record names a range another live machine holds does
+    // not start.
+    backend().stop(&b.id).unwrap();
+    let ids_b = dir("it-range-b").join("ids.json");
+    let record_b = fs::read(&ids_b).unwrap();
+    fs::write(&ids_b, format!("{{\"uid_base\":{base_a}}}")).unwrap();
+    let err = backend().start(&b.id).unwrap_err();
+    assert!(
+        matches!(err, Error::UidRangeTaken { base, .. } if base == base_a),
+        "{err}"
+    );
+    assert_eq!(
+        backend().inspect(&b.id).unwrap().state,
+        MachineState::Stopped
+    );
+    fs::write(&ids_b, record_b).unwrap();
+    let info = backend().start(&b.id).unwrap();
+    b.wait_ready();
+    assert_eq!(mapped_base(info.pid.unwrap()), base_b);
 
     // The range survives a stop and start, and goes with the machine.
     backend().stop(&a.id).unwrap();
