@@ -106,6 +106,8 @@ pub fn spec(config: &Config, session: &Session, image: &Image) -> MachineSpec {
     MachineSpec {
         id: id(&session.id),
         image: image.rootfs.clone(),
+        // The image's owners on disk; the backend gives the machine a uid
+        // range of its own and maps the image onto it.
         uid_base: image.manifest.uid_base,
         limits: firepit_machine::Limits {
             memory_bytes: limits

@@ -29,6 +29,18 @@ pub enum Error {
     /// All machine addresses are in use.
     #[error("no free machine address left in the pool")]
     AddressesExhausted,
+    /// Every machine uid range is in use (or blocked by `/etc/subuid`,
+    /// `/etc/subgid` or this process's own id maps).
+    #[error("no free uid range left for a machine")]
+    UidRangesExhausted,
+    /// A machine's recorded uid range is registered to another machine.
+    #[error("uid range {base} is registered to another machine ({})", owner.display())]
+    UidRangeTaken {
+        /// The range's first id.
+        base: u32,
+        /// The state dir of the machine that holds it.
+        owner: PathBuf,
+    },
     /// The launcher process failed to start the machine.
     #[error("launching machine failed at {stage}: {message}")]
     Launch {

@@ -143,8 +143,10 @@ pub struct MachineSpec {
     /// The image: a directory tree used as the read-only lower layer, whose
     /// files are owned by uids shifted by `uid_base`.
     pub image: PathBuf,
-    /// Host uid (and gid) that root inside the machine is; 65536 ids from it
-    /// are mapped.
+    /// The image's owner base: its files are owned by `uid_base + id inside`
+    /// (65536 ids). The namespaces backend gives each machine a range of its
+    /// own and maps the image onto it; a machine it made before ranges were
+    /// per machine runs in this range.
     pub uid_base: u32,
     /// Resource limits.
     pub limits: Limits,

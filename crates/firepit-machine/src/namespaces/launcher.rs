@@ -7,9 +7,11 @@
 //!
 //! Steps, in the launcher:
 //! 1. join the machine's cgroups (so the child's cgroup namespace is rooted
-//!    there), unshare a private mount namespace of its own and mount the
-//!    overlay root, the read-only guest and the run dir — host mounts never
-//!    see them, and they vanish with the machine;
+//!    there), unshare a private mount namespace of its own, mount the image
+//!    idmapped onto the machine's uid range (`super::idmap`; not for
+//!    machines made before ranges were per machine), the overlay root over
+//!    it, the read-only guest and the run dir — host mounts never see them,
+//!    and they vanish with the machine;
 //! 2. clone the child into new user, mount, pid, net, uts, ipc and cgroup
 //!    namespaces; write its uid/gid maps and its OOM score (-1000 for the
 //!    guest, a floor of 0 for everything it starts); create
@@ -40,6 +42,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::confine;
+use super::idmap::{self, IdmapPlan};
 use super::netlink::{Netlink, if_index};
 use super::procfs;
 
@@ -78,7 +81,11 @@ pub(crate) struct LaunchRequest {
     pub guest: PathBuf,
     pub run_dir: PathBuf,
     pub log: PathBuf,
+    /// Host uid of root inside: the machine's own range.
     pub uid_base: u32,
+    /// Maps the image onto the machine's range; `None`: the image is the
+    /// lower layer as it is (a machine in the image's own range).
+    pub idmap: Option<IdmapPlan>,
     /// Files to write "0" into to join the machine's cgroups.
     pub cgroup_join: Vec<PathBuf>,
     pub net: Option<NetPlan>,
@@ -208,9 +215,17 @@ fn launch(req: &LaunchRequest) -> Result<(i32, u64), Failure> {
         None,
     )
     .at("making mounts private")?;
+    let lower = match &req.idmap {
+        Some(plan) => {
+            idmap::mount_image(&req.image, plan, req.uid_base, crate::spec::UID_COUNT)
+                .at("mapping the image into the machine's uid range")?;
+            &plan.lower
+        }
+        None => &req.image,
+    };
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
-        req.image.display(),
+        lower.display(),
         req.upper.display(),
         req.work.display()
     );

@@ -1,19 +1,22 @@
 //! The namespaces backend: machines as Linux namespaces on the host kernel.
 //!
-//! A machine is a process tree in its own user (root inside = `uid_base`
-//! outside), mount, pid, net, uts, ipc and cgroup namespaces, whose root is an
-//! overlay of the image and the machine's own upper layer, limited by its
-//! cgroups, confined by a capability bounding set, `no_new_privs` and
-//! seccomp. Its PID 1 is the guest.
+//! A machine is a process tree in its own user (root inside = the base of
+//! the machine's own uid range outside, see [`uid_ranges`]), mount, pid,
+//! net, uts, ipc and cgroup namespaces, whose root is an overlay of the image
+//! (idmapped onto the machine's range) and the machine's own upper layer,
+//! limited by its cgroups, confined by a capability bounding set,
+//! `no_new_privs` and seccomp. Its PID 1 is the guest.
 //!
 //! Layout on the host:
 //! - `<state_dir>/<id>/`: `spec.json`, `net.json` (address slot, kept across
-//!   restarts), `init.json` (pid and start time of the running init),
-//!   `rootfs/` (mount point, only in the machine's own mount namespace);
+//!   restarts), `ids.json` (the machine's uid range), `init.json` (pid and
+//!   start time of the running init), `rootfs/` and `lower/` (mount points,
+//!   only in the launcher's and machine's mount namespaces);
 //! - the machine's writable layer: `upper/`, `work/` and `guest.log` (the
 //!   guest's stdout and stderr), in `<pool>/<id>/` (a subvolume of the disk
 //!   pool, limited to the machine's `disk_bytes`, see [`disk`]) or, for a
 //!   machine without a disk limit, in `<state_dir>/<id>/`;
+//! - `<uid_ranges>/<base>`: the host-wide registry of machines' uid ranges;
 //! - `<run_dir>/<id>/`: bind-mounted at `/.firepit/run`, holds `guest.sock`;
 //! - cgroups `firepit/<id>`; veth `fpv<slot>` on bridge `fpbr0` (names set
 //!   in [`Config`]).
@@ -32,9 +35,11 @@ mod cgroup;
 mod confine;
 mod disk;
 mod firewall;
+mod idmap;
 pub(crate) mod launcher;
 mod netlink;
 mod procfs;
+pub mod uid_ranges;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -55,6 +60,7 @@ use crate::{
 use cgroup::Cgroups;
 use firewall::Layout;
 use launcher::{LaunchReply, LaunchRequest, NetPlan};
+use uid_ranges::{MachineIds, Registry};
 
 pub use disk::{MIN_POOL, PoolConfig, free_space};
 pub use firewall::Ipv4Net;
@@ -93,6 +99,9 @@ pub struct Config {
     /// Ranges machines may reach although they are private, shared or
     /// link-local (by default they may not; see `firewall.rs`).
     pub allow_net: Vec<Ipv4Net>,
+    /// The host-wide registry of machines' uid ranges: every backend on a
+    /// host must share one (default [`uid_ranges::DEFAULT_REGISTRY`]).
+    pub uid_ranges: PathBuf,
 }
 
 impl Config {
@@ -120,6 +129,7 @@ impl Config {
             stop_grace: Duration::from_secs(5),
             disk: None,
             allow_net: Vec::new(),
+            uid_ranges: uid_ranges::DEFAULT_REGISTRY.into(),
         }
     }
 }
@@ -141,6 +151,7 @@ pub struct NamespacesBackend {
     cgroups: Cgroups,
     layout: Layout,
     pool: Option<disk::Pool>,
+    ranges: Registry,
     host_cpus: usize,
     /// One lock per machine id, so operations on one machine are serialized.
     locks: Mutex<HashMap<MachineId, Arc<Mutex<()>>>>,
@@ -197,6 +208,7 @@ impl NamespacesBackend {
             veth_prefix: config.veth_prefix.clone(),
             allow: config.allow_net.clone(),
         };
+        let ranges = Registry::open(&config.uid_ranges)?;
         firewall::setup(
             &layout,
             used_slots(&config.state_dir)?.into_iter().collect(),
@@ -207,6 +219,7 @@ impl NamespacesBackend {
             cgroups,
             layout,
             pool,
+            ranges,
             host_cpus,
             locks: Mutex::default(),
             alloc: Mutex::default(),
@@ -289,15 +302,14 @@ impl NamespacesBackend {
 
     /// Writes the upper layer's skeleton: mount points for the guest and run
     /// dir, and the files the host decides (/etc/hostname, /etc/hosts,
-    /// /etc/resolv.conf), owned by root inside.
-    fn prepare_upper(&self, spec: &MachineSpec) -> Result<(), Error> {
+    /// /etc/resolv.conf), owned by root inside (`base` outside).
+    fn prepare_upper(&self, spec: &MachineSpec, base: u32) -> Result<(), Error> {
         let dir = self.dir(&spec.id);
         let layer = match (spec.limits.disk_bytes, &self.pool) {
             (Some(limit), Some(pool)) => pool.create_layer(&spec.id, limit)?,
             _ => self.layer_dir(spec)?,
         };
         let upper = layer.join("upper");
-        let base = spec.uid_base;
         let image_mode = fs::metadata(&spec.image)
             .map_err(Error::io("reading", &spec.image))?
             .permissions()
@@ -326,14 +338,14 @@ impl NamespacesBackend {
     }
 
     /// Starts the machine's init through the launcher. Undoes what it did on failure.
-    fn launch(&self, spec: &MachineSpec) -> Result<MachineInfo, Error> {
+    fn launch(&self, spec: &MachineSpec, ids: MachineIds) -> Result<MachineInfo, Error> {
         let id = &spec.id;
         let dir = self.dir(id);
         let run = self.run(id);
         // Leftovers of an earlier run that ended without a stop.
         self.cleanup_runtime(id)?;
-        mkdir_owned(&run, 0o700, spec.uid_base)?;
-        let result = self.launch_inner(spec, &dir, &run);
+        mkdir_owned(&run, 0o700, ids.base)?;
+        let result = self.launch_inner(spec, ids, &dir, &run);
         if result.is_err() {
             let _ = self.cleanup_runtime(id);
         }
@@ -343,6 +355,7 @@ impl NamespacesBackend {
     fn launch_inner(
         &self,
         spec: &MachineSpec,
+        ids: MachineIds,
         dir: &Path,
         run: &Path,
     ) -> Result<MachineInfo, Error> {
@@ -377,7 +390,11 @@ impl NamespacesBackend {
             guest: spec.guest.clone(),
             run_dir: run.to_path_buf(),
             log: layer.join("guest.log"),
-            uid_base: spec.uid_base,
+            uid_base: ids.base,
+            idmap: ids.idmapped.then(|| idmap::IdmapPlan {
+                lower: dir.join("lower"),
+                image_uid_base: spec.uid_base,
+            }),
             cgroup_join: self.cgroups.join_files(id.as_str()),
             net,
         };
@@ -473,19 +490,28 @@ impl Backend for NamespacesBackend {
             }
             r => r.map_err(Error::io("creating", &dir))?,
         }
+        let mut base = None;
         let result = (|| {
-            self.prepare_upper(spec)?;
+            let ids = MachineIds {
+                base: *base.insert(uid_ranges::assign(&self.ranges, &dir, spec.uid_base)?),
+                idmapped: true,
+            };
+            self.prepare_upper(spec, ids.base)?;
             if spec.network == Network::Nat {
                 self.allocate_slot(&spec.id)?;
             }
             // spec.json last: a dir without it is a half-made machine that recover() removes.
             write_json(&dir.join("spec.json"), spec)?;
-            self.launch(spec)
+            self.launch(spec, ids)
         })();
         if result.is_err() {
             let _ = self.cleanup_runtime(&spec.id);
             let _ = self.remove_layer(&spec.id);
-            let _ = remove_all(&dir);
+            if remove_all(&dir).is_ok()
+                && let Some(base) = base
+            {
+                let _ = self.ranges.free(base, &dir);
+            }
         }
         result
     }
@@ -497,8 +523,13 @@ impl Backend for NamespacesBackend {
         if self.live_init(id).is_some() {
             return Ok(self.info(id));
         }
-        self.prepare_upper(&spec)?;
-        self.launch(&spec)
+        let ids = MachineIds::load(&self.dir(id), &spec)?;
+        if ids.idmapped {
+            // Never start in a range another machine holds.
+            self.ranges.claim(ids.base, &self.dir(id))?;
+        }
+        self.prepare_upper(&spec, ids.base)?;
+        self.launch(&spec, ids)
     }
 
     fn stop(&self, id: &MachineId) -> Result<(), Error> {
@@ -511,8 +542,15 @@ impl Backend for NamespacesBackend {
         let lock = self.lock(id);
         let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
         self.stop_locked(id)?;
+        let dir = self.dir(id);
+        // The range is freed after the dir is gone: a crash in between
+        // leaves a stale entry that recover() reclaims.
+        let base = uid_ranges::recorded(&dir).ok().flatten();
         self.remove_layer(id)?;
-        remove_all(&self.dir(id))?;
+        remove_all(&dir)?;
+        if let Some(base) = base {
+            self.ranges.free(base, &dir)?;
+        }
         self.locks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -550,6 +588,11 @@ impl Backend for NamespacesBackend {
             if self.live_init(&id).is_none() {
                 self.cleanup_runtime(&id)?;
             }
+            if let Ok(Some(base)) = uid_ranges::recorded(&entry.path())
+                && let Err(e) = self.ranges.claim(base, &entry.path())
+            {
+                tracing::warn!(machine = %id, error = %e, "the machine's uid range is not its own");
+            }
             found.push(self.info(&id));
         }
         // Layers of machines that are gone (a destroy cut off halfway).
@@ -560,6 +603,17 @@ impl Backend for NamespacesBackend {
                     pool.remove_layer(&id)?;
                 }
             }
+        }
+        // Ranges of machines that are gone, of this backend or another.
+        match self.ranges.reclaim() {
+            Ok(freed) if !freed.is_empty() => {
+                tracing::info!(
+                    count = freed.len(),
+                    "reclaimed uid ranges of machines that are gone"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reclaiming uid ranges"),
         }
         // Cgroups of machines that are gone.
         for d in self.cgroups.dirs("") {

@@ -12,4 +12,5 @@ mod harness;
 mod lifecycle;
 mod limits;
 mod network;
+mod ranges;
 mod security;

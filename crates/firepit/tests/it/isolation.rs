@@ -1,12 +1,14 @@
 //! The isolation checker (`isolation_check.py`) runs inside a machine and tries
 //! to get out: host files, processes and network, the daemon API, another
-//! session, dangerous system calls (x32 numbers, io_uring and nested user
-//! namespaces among them), capabilities, device nodes, raw sockets, kernel
-//! knobs and masked kernel files, the OOM floor, the guest's memory, and
-//! another machine's address or a MAC change. Every attempt must fail.
+//! session, another session's uid range, dangerous system calls (x32
+//! numbers, io_uring and nested user namespaces among them), capabilities,
+//! device nodes, raw sockets, kernel knobs and masked kernel files, the OOM
+//! floor, the guest's memory, and another machine's address or a MAC change.
+//! Every attempt must fail.
 
 use std::io::Read;
 use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
 
 use crate::harness::Daemon;
 
@@ -58,6 +60,27 @@ fn nothing_gets_out_of_a_machine() {
         .trim()
         .to_owned();
     assert!(!gateway.is_empty(), "the machine has a default route");
+
+    // Each machine has a uid range of its own, apart from the image's: a
+    // file of the other machine is owned by its range, not this one's.
+    let (own_base, other_base) = (uid_base(&d, &id), uid_base(&d, &other));
+    let image_base = image_uid_base();
+    assert_ne!(own_base, other_base);
+    for base in [own_base, other_base] {
+        assert!(base.abs_diff(image_base) >= RANGE, "{base} {image_base}");
+    }
+    assert!(own_base.abs_diff(other_base) >= RANGE);
+    d.sh(
+        &other,
+        "echo secret > /root/other-secret && chmod 600 /root/other-secret",
+    );
+    let secret = d
+        .data_dir()
+        .join("machines")
+        .join(&other)
+        .join("upper/root/other-secret");
+    let meta = std::fs::metadata(&secret).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (other_base, other_base));
     let bait = serde_json::json!({
         "host_file": host_file,
         "host_pid": sleeper.0.id(),
@@ -67,6 +90,10 @@ fn nothing_gets_out_of_a_machine() {
         "gateway": gateway,
         "other_machine": other_ip,
         "other_port": 9000,
+        "own_uid_base": own_base,
+        "other_uid_base": other_base,
+        "image_uid_base": image_base,
+        "range": RANGE,
     });
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("isolation_check.py");
@@ -102,6 +129,16 @@ fn nothing_gets_out_of_a_machine() {
         results.as_object().unwrap().len() > 30,
         "the checker ran all its checks: {results}"
     );
+    for check in [
+        "uid map is the machine's own range",
+        "gid range shared with another machine or the image",
+        "id 65536 outside the map by setresuid",
+    ] {
+        assert!(
+            results.get(check).is_some(),
+            "{check} did not run: {results}"
+        );
+    }
 
     // Nothing reached the host's listener.
     listener.set_nonblocking(true).unwrap();
@@ -111,6 +148,34 @@ fn nothing_gets_out_of_a_machine() {
         panic!("the host listener was reached from {peer}");
     }
     let _ = std::fs::remove_file(&host_file);
+}
+
+/// How many ids a machine's range holds.
+const RANGE: u32 = 65536;
+
+/// The host uid of root in a session's machine, from its init's uid map.
+fn uid_base(d: &Daemon, session: &str) -> u32 {
+    let init = d
+        .data_dir()
+        .join("machines")
+        .join(session)
+        .join("init.json");
+    let init: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(init).unwrap()).unwrap();
+    let pid = init["pid"].as_u64().unwrap();
+    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    assert_eq!(fields.len(), 3, "one range: {map}");
+    assert_eq!((fields[0], fields[2]), ("0", "65536"), "{map}");
+    fields[1].parse().unwrap()
+}
+
+/// The owner base of the test image's files.
+fn image_uid_base() -> u32 {
+    let manifest = crate::harness::images_dir().join("minimal/image.json");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+    manifest["uid_base"].as_u64().unwrap() as u32
 }
 
 /// A host process the checker must not see; killed however the test ends.

@@ -291,4 +291,38 @@ check_oom_floor()
 check_guest_memory()
 check_address_takeover()
 
+
+# Uid ranges: this machine's ids are a range of its own outside, apart from
+# the other machine's and from the image's owners; no id outside it can be
+# taken or given to a file, so the other machine's files (owned by its range)
+# are out of reach even to a process that got out of the mount namespace.
+def id_map(path):
+    with open(path) as f:
+        return [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+
+
+def meets(a, b, n):
+    return a < b + n and b < a + n
+
+
+n = bait["range"]
+for kind in ["uid", "gid"]:
+    lines = id_map(f"/proc/self/{kind}_map")
+    mine = lines == [(0, bait["own_uid_base"], n)]
+    record(f"{kind} map is the machine's own range", not mine, lines)
+    shared = [l for l in lines for other in (bait["other_uid_base"], bait["image_uid_base"]) if meets(l[1], other, max(n, l[2]))]
+    record(f"{kind} range shared with another machine or the image", shared, shared)
+# Last: an id beyond the map (in the host's terms, someone else's range) cannot be
+# taken or given.
+for name, call in [
+    ("chown", lambda: os.chown("/tmp", n, n)),
+    ("setresgid", lambda: os.setresgid(n, n, n)),
+    ("setresuid", lambda: os.setresuid(n, n, n)),
+]:
+    try:
+        call()
+        record(f"id {n} outside the map by {name}", True, "allowed")
+    except OSError as e:
+        record(f"id {n} outside the map by {name}", e.errno != errno.EINVAL, repr(e))
+
 print(json.dumps(results))

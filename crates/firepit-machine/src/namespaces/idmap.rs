@@ -1,0 +1,189 @@
+//! Idmapped mounts: the image, whose files are owned by the image's
+//! `uid_base..`, shown to one machine as owned by that machine's own range
+//! (see `super::uid_ranges`), without touching the image.
+//!
+//! An idmapped mount takes its mapping from a user namespace. The launcher
+//! makes a throwaway one: a helper cloned into a new user namespace, whose
+//! `uid_map` and `gid_map` say `<image base> <machine base> 65536`; it opens
+//! `/proc/<helper>/ns/user`, kills and reaps the helper (the descriptor keeps
+//! the namespace). Then `open_tree(OPEN_TREE_CLONE)` makes a detached copy of
+//! the image's mount, `mount_setattr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY)`
+//! gives it the mapping, and `move_mount` attaches it at the machine's
+//! `lower/`, the overlay's lower layer. Overlayfs copies files up with the
+//! mapped owners, so the upper layer stays in the machine's range.
+//!
+//! Runs in the launcher only, in its private mount namespace, while it is
+//! single-threaded (Linux 5.19 or later: idmapped lower layers of overlayfs).
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What the launcher maps: the image's range onto the machine's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IdmapPlan {
+    /// Where the mapped image is mounted (the overlay's lower layer).
+    pub lower: PathBuf,
+    /// Owner base of the image's files on disk.
+    pub image_uid_base: u32,
+}
+
+/// Mounts `image` at `plan.lower`, its owners `image_uid_base + n` shown as
+/// `machine_base + n` (n < `count`), read-only.
+pub(crate) fn mount_image(
+    image: &Path,
+    plan: &IdmapPlan,
+    machine_base: u32,
+    count: u32,
+) -> io::Result<()> {
+    let userns = mapping_namespace(plan.image_uid_base, machine_base, count)?;
+    match fs::DirBuilder::new().mode(0o700).create(&plan.lower) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            return Err(context(e, "mkdir", &plan.lower));
+        }
+        _ => {}
+    }
+    let src = cstr(image);
+    // SAFETY: open_tree with a valid path; the result is a new descriptor or -1.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            src.as_ptr(),
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
+        )
+    };
+    if tree < 0 {
+        return Err(context(io::Error::last_os_error(), "open_tree", image));
+    }
+    // SAFETY: a fresh descriptor that nobody else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_IDMAP | libc::MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let empty = c"";
+    // SAFETY: the attr struct outlives the call and its size is passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const libc::mount_attr,
+            size_of::<libc::mount_attr>(),
+        )
+    };
+    if r < 0 {
+        return Err(context(io::Error::last_os_error(), "mount_setattr", image));
+    }
+    let dst = cstr(&plan.lower);
+    // SAFETY: valid descriptor and paths.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            dst.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(context(
+            io::Error::last_os_error(),
+            "move_mount",
+            &plan.lower,
+        ));
+    }
+    Ok(())
+}
+
+/// A user namespace that maps `from..from+count` (inside) to
+/// `to..to+count` (outside), held by a descriptor.
+///
+/// Its only process is a helper that shares the launcher's memory
+/// (`CLONE_VM`: nothing to copy, nothing to tear down) and sleeps on a small
+/// stack of its own until it is killed.
+fn mapping_namespace(from: u32, to: u32, count: u32) -> io::Result<OwnedFd> {
+    let mut stack = vec![0u8; HELPER_STACK];
+    // SAFETY: the top of the buffer, aligned down to 16 bytes as the ABI wants.
+    let top = unsafe { stack.as_mut_ptr().add(HELPER_STACK) };
+    let top = top.wrapping_sub(top as usize % 16);
+    // SAFETY: getpid cannot fail.
+    let parent = unsafe { libc::getpid() } as usize;
+    // SAFETY: the helper runs on its own stack, which `Child` keeps alive
+    // until the helper is reaped, and only makes system calls.
+    let pid = unsafe {
+        libc::clone(
+            helper,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_NEWUSER | libc::SIGCHLD,
+            parent as *mut libc::c_void,
+        )
+    };
+    if pid < 0 {
+        return Err(context(
+            io::Error::last_os_error(),
+            "clone",
+            Path::new("user namespace"),
+        ));
+    }
+    let child = Child { pid, _stack: stack };
+    let map = format!("{from} {to} {count}\n");
+    for file in ["uid_map", "gid_map"] {
+        let path = PathBuf::from(format!("/proc/{}/{file}", child.pid));
+        fs::write(&path, &map).map_err(|e| context(e, "write", &path))?;
+    }
+    let ns = PathBuf::from(format!("/proc/{}/ns/user", child.pid));
+    let file = fs::File::open(&ns).map_err(|e| context(e, "open", &ns))?;
+    Ok(file.into())
+}
+
+const HELPER_STACK: usize = 16 << 10;
+
+/// The helper's body: never outlive the launcher, sleep until killed.
+extern "C" fn helper(parent: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: plain system calls.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() as usize != parent as usize {
+            libc::_exit(0);
+        }
+        loop {
+            libc::pause();
+        }
+    }
+}
+
+/// The helper: killed and reaped when dropped, then its stack is freed.
+struct Child {
+    pid: libc::pid_t,
+    _stack: Vec<u8>,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        // SAFETY: kill and reap our own child.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).expect("paths have no NUL")
+}
+
+fn context(e: io::Error, what: &str, p: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
+}
