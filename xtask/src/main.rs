@@ -1,7 +1,8 @@
 //! Project tasks, run with `cargo xtask <task>`.
 //!
-//! - `test`: builds (or reuses) the test images in the cache directory, then
-//!   checks formatting, runs clippy and the whole test suite with the
+//! - `test`: checks that the committed UI build matches `ui/` (first, from
+//!   hashes; then by a rebuild, see `ui.rs`), builds (or reuses) the test
+//!   images in the cache directory, then checks formatting, runs clippy and the whole test suite with the
 //!   environment the privileged tests need, and last (when no test args are
 //!   given) `test-cgroup2`. `.ci/run` calls exactly this.
 //! - `bench`: runs the machine benchmark (see README).
@@ -9,6 +10,9 @@
 //! - `bench-browser`: runs the agent's browser benchmark (the `browser` image).
 //! - `test-cgroup2`: runs the machine limit tests on a cgroup v2-only kernel
 //!   in a QEMU VM (see `cgroup2.rs`).
+//! - `ui`: regenerates `ui/src/wire.ts` and builds the web UI into the
+//!   committed `crates/firepit-ui/dist` (needs Node.js; see `ui.rs`);
+//!   `ui --check` only checks that the committed build is what `ui/` builds to.
 //!
 //! The cache directory is `$FIREPIT_CACHE`, default `/var/cache/firepit`:
 //! outside the repository, so CI and developers reuse images between runs.
@@ -19,6 +23,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod cgroup2;
+mod ui;
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -31,9 +36,10 @@ fn main() -> Result<()> {
         "bench-browser" => bench_browser(&rest),
         "test-cgroup2" => cgroup2::test_cgroup2(&rest, false),
         "images" => images().map(|_| ()),
+        "ui" => ui::ui(&ui::Paths::new(&cache_dir()), &rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|images> [args for cargo test]"
+                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|images|ui> [args for cargo test]"
             );
             bail!("unknown task {task:?}")
         }
@@ -132,10 +138,14 @@ fn test_env(cmd: &mut Command, images: &Path, uid_base: u32) {
 }
 
 fn test(extra: &[String]) -> Result<()> {
+    // First, and without Node.js: a UI edited and not rebuilt fails here.
+    let ui_paths = ui::Paths::new(&cache_dir());
+    ui::check_stamp(&ui_paths)?;
     firepit_image::host::install_missing(&mut |m| eprintln!("xtask: {m}"))?;
     firepit_image::host::install_missing_from(firepit_image::host::TEST_TOOLS, &mut |m| {
         eprintln!("xtask: {m}")
     })?;
+    ui::verify_rebuild(&ui_paths, false)?;
     let (images, uid_base) = images()?;
     debs()?;
     let mut fmt = cargo();
