@@ -58,9 +58,16 @@ fn images() -> Result<(PathBuf, u32)> {
     let uid_base = minimal(&store)?.manifest.uid_base;
     // The forge tests make sessions from repositories: minimal plus git.
     let git = firepit_image::Recipe::builtin("git")?;
-    firepit_image::cache::ensure(&store, &git, &mut |p| eprintln!("xtask: image git: {p}"))?;
+    firepit_image::cache::ensure(&store, &git, &mut reporter("git"))?;
     browser_image(&store)?;
     Ok((dir, uid_base))
+}
+
+/// An image build's progress: a live line on a terminal, a line per report
+/// otherwise (see `firepit-progress`).
+fn reporter(name: &str) -> impl FnMut(firepit_image::Progress) + use<> {
+    let mut line = firepit_progress::Progress::phases(format!("xtask: image {name}"));
+    move |p| line.message(p.to_string())
 }
 
 fn image_store() -> Result<(PathBuf, firepit_image::ImageStore)> {
@@ -72,9 +79,11 @@ fn image_store() -> Result<(PathBuf, firepit_image::ImageStore)> {
 
 fn minimal(store: &firepit_image::ImageStore) -> Result<firepit_image::Image> {
     let recipe = firepit_image::Recipe::builtin("minimal")?;
-    Ok(firepit_image::cache::ensure(store, &recipe, &mut |p| {
-        eprintln!("xtask: image minimal: {p}")
-    })?)
+    Ok(firepit_image::cache::ensure(
+        store,
+        &recipe,
+        &mut reporter("minimal"),
+    )?)
 }
 
 /// The `minimal` image alone, built if it is not cached yet.
@@ -87,9 +96,7 @@ fn minimal_image() -> Result<firepit_image::Image> {
 /// minutes to build the first time; the cache keeps it.
 fn browser_image(store: &firepit_image::ImageStore) -> Result<()> {
     let recipe = firepit_image::Recipe::builtin("browser")?;
-    firepit_image::cache::ensure(store, &recipe, &mut |p| {
-        eprintln!("xtask: image browser: {p}")
-    })?;
+    firepit_image::cache::ensure(store, &recipe, &mut reporter("browser"))?;
     Ok(())
 }
 
