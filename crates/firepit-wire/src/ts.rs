@@ -75,9 +75,9 @@ fn generate() -> String {
         api::ClosedLoopSettings,
         agent::ToolCall,
         agent::TranscriptItem,
-        // The session event log.
+        // The session event log (an event carries its kind's fields, so
+        // `EventKind` has no declaration of its own).
         events::Event,
-        events::EventKind,
     );
     // ts-rs ends a field's line with a space.
     let mut text: String = out
