@@ -82,9 +82,10 @@ pub fn ui(paths: &Paths, args: &[String]) -> Result<()> {
         }
         _ => bail!("usage: cargo xtask ui [--check]"),
     }
+    check_node()?;
     write_wire_ts()?;
-    let out = build(paths)?;
-    let stamp = install(paths, &out)?;
+    let (out, sources) = build(paths)?;
+    let stamp = install(paths, &out, sources)?;
     let _ = fs::remove_dir_all(&out);
     remember_verified(paths, &stamp);
     let size: u64 = stamp::tree_files(&paths.dist())
@@ -165,7 +166,7 @@ pub fn verify_rebuild(paths: &Paths, always: bool) -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: ui: rebuilding ui/ to compare it with the committed build");
-    let out = build(paths)?;
+    let (out, _) = build(paths)?;
     let diffs = compare(&out, &paths.dist()).map_err(anyhow::Error::msg);
     let _ = fs::remove_dir_all(&out);
     let diffs = diffs?;
@@ -216,9 +217,9 @@ pub fn compare(built: &Path, committed: &Path) -> Result<Vec<String>, String> {
     Ok(diffs)
 }
 
-/// Replaces the committed build with `out` and writes its stamp; returns it.
-fn install(paths: &Paths, out: &Path) -> Result<Stamp> {
-    let sources = stamp::hash_sources(&paths.ui).map_err(anyhow::Error::msg)?;
+/// Replaces the committed build with `out`, built from the sources whose
+/// hash is `sources`, and writes its stamp; returns it.
+fn install(paths: &Paths, out: &Path, sources: String) -> Result<Stamp> {
     let dist = stamp::hash_tree(out).map_err(anyhow::Error::msg)?;
     // Copied next to the old build first, then swapped in: an interrupted
     // run leaves the old build (and a `.dist-new-*` dir) behind, never half
@@ -243,8 +244,10 @@ fn install(paths: &Paths, out: &Path) -> Result<Stamp> {
     Ok(stamp)
 }
 
-/// Builds `ui/` into a new dir under the cache and returns it.
-fn build(paths: &Paths) -> Result<PathBuf> {
+/// Builds `ui/` into a new dir under the cache; returns it and the hash of
+/// the sources it was built from (of the copy built, so a file edited
+/// meanwhile cannot slip into the stamp).
+fn build(paths: &Paths) -> Result<(PathBuf, String)> {
     check_node()?;
     let cache = &paths.cache;
     fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
@@ -253,15 +256,16 @@ fn build(paths: &Paths) -> Result<PathBuf> {
     let pid = std::process::id();
     let work = cache.join(format!("work-{pid}"));
     let _ = fs::remove_dir_all(&work);
-    for f in &sources {
-        let to = work.join(f);
-        fs::create_dir_all(to.parent().context("a source file has no parent dir")?)
-            .with_context(|| format!("creating {}", work.display()))?;
-        fs::copy(paths.ui.join(f), &to).with_context(|| format!("copying {}", f.display()))?;
-    }
-    std::os::unix::fs::symlink(&node_modules, work.join("node_modules"))
-        .context("linking node_modules")?;
     let result = (|| {
+        for f in &sources {
+            let to = work.join(f);
+            fs::create_dir_all(to.parent().context("a source file has no parent dir")?)
+                .with_context(|| format!("creating {}", work.display()))?;
+            fs::copy(paths.ui.join(f), &to).with_context(|| format!("copying {}", f.display()))?;
+        }
+        let hash = stamp::hash_files(&work, &sources).map_err(anyhow::Error::msg)?;
+        std::os::unix::fs::symlink(&node_modules, work.join("node_modules"))
+            .context("linking node_modules")?;
         let mut tsc = Command::new("node");
         tsc.current_dir(&work)
             .args(["node_modules/typescript/bin/tsc", "--noEmit", "-p", "."]);
@@ -278,8 +282,11 @@ fn build(paths: &Paths) -> Result<PathBuf> {
                 "--outDir",
             ])
             .arg(&out);
-        exec(vite, "vite build (building the UI)")?;
-        Ok(out)
+        if let Err(e) = exec(vite, "vite build (building the UI)") {
+            let _ = fs::remove_dir_all(&out);
+            return Err(e);
+        }
+        Ok((out, hash))
     })();
     let _ = fs::remove_dir_all(&work);
     result
@@ -486,7 +493,8 @@ mod tests {
 
         let out = t.path().join("out");
         copy_tree(&paths.dist(), &out).unwrap();
-        let stamp = install(&paths, &out).unwrap();
+        let sources = stamp::hash_sources(&paths.ui).unwrap();
+        let stamp = install(&paths, &out, sources).unwrap();
         assert_eq!(check_stamp(&paths).unwrap(), stamp);
         assert!(compare(&out, &paths.dist()).unwrap().is_empty());
         assert!(!paths.krate.read_dir().unwrap().any(|e| {
