@@ -1,89 +1,26 @@
 // The daemon's HTTP API (docs/api/openapi.yaml), as the UI uses it. The
 // browser carries the API token as the HttpOnly cookie the login URL set.
+// Its types are in `wire.ts`, generated from the `firepit-wire` crate.
 
-export interface Limits {
-  memory_bytes?: number;
-  cpus?: number;
-  pids?: number;
-}
+import type {
+  AgentSent,
+  AgentStatus,
+  AgentStopped,
+  CreateSession,
+  DirEntry,
+  ErrorBody,
+  Event,
+  Image,
+  Port,
+  ServiceInfo,
+  Session,
+  Share,
+} from "./wire";
 
-export type SessionState = "creating" | "running" | "stopped" | "failed";
-
-export interface Session {
-  id: string;
-  image: string;
-  state: SessionState;
-  limits: Limits;
-  network: "nat" | "none";
-  created_at: number;
-  error?: string;
-}
-
-export interface Image {
-  name: string;
-  size_bytes: number;
-  created_at: number;
-}
-
-export interface Port {
-  port: number;
-  addr: string;
-  url: string;
-}
-
-export interface Share {
-  id: string;
-  session: string;
-  port: number;
-  url: string;
-  created_at: number;
-  expires_at: number;
-  revoked: boolean;
-}
-
-export interface ExitStatus {
-  code: number | null;
-  signal: number | null;
-  timed_out?: boolean;
-}
-
-export interface ServiceInfo {
-  name: string;
-  state: "running" | "backoff" | "exited" | "stopped";
-  pid: number | null;
-  restarts: number;
-  last_exit: ExitStatus | null;
-  spec: { name: string; command: { argv?: string[]; shell?: string } };
-}
-
-export interface DirEntry {
-  name: string;
-  kind: "file" | "dir" | "symlink" | "other";
-  size: number;
-  mode: number;
-  mtime: number;
-}
-
-export interface AgentStatus {
-  configured: boolean;
-  provider?: string;
-  model?: string;
-  running: boolean;
-  input_tokens: number;
-  output_tokens: number;
-  cost_usd?: number;
-  help?: string;
-  last_seq: number;
-}
+export type * from "./wire";
 
 /** One event of a session's log: `seq`, `session`, `time_ms`, `type` and its fields. */
-export interface SessionEvent {
-  seq: number;
-  session: string;
-  time_ms: number;
-  type: string;
-  [field: string]: unknown;
-}
+export type SessionEvent = Event;
 
 /** An error the API answered with, or a network failure (status 0). */
 export class ApiError extends Error {
@@ -118,7 +55,7 @@ async function request(method: string, path: string, body?: BodyInit, json = tru
     let code = "http_" + resp.status;
     let message = `${method} ${path} answered ${resp.status}`;
     try {
-      const b = await resp.json();
+      const b = (await resp.json()) as Partial<ErrorBody> | null;
       if (b?.error) {
         code = b.error.code;
         message = b.error.message;
@@ -144,14 +81,13 @@ export const api = {
   sessions: () => json<Session[]>("GET", "/v1/sessions"),
   session: (id: string) => json<Session>("GET", s(id)),
   images: () => json<Image[]>("GET", "/v1/images"),
-  create: (body: { image?: string; limits: Limits; network: "nat" | "none" }) =>
-    json<Session>("POST", "/v1/sessions", body),
+  create: (body: CreateSession) => json<Session>("POST", "/v1/sessions", body),
   stop: (id: string) => json<Session>("POST", `${s(id)}/stop`),
   start: (id: string) => json<Session>("POST", `${s(id)}/start`),
   destroy: (id: string) => request("DELETE", s(id)).then(() => undefined),
   ports: (id: string) => json<Port[]>("GET", `${s(id)}/ports`),
   share: (id: string, port: number, ttl_seconds?: number) =>
-    json<Share>("POST", `${s(id)}/shares`, { port, ttl_seconds }),
+    json<Share>("POST", `${s(id)}/shares`, { port, ttl_seconds: ttl_seconds ?? null }),
   services: (id: string) => json<ServiceInfo[]>("GET", `${s(id)}/services`),
   /** A service's log as a stream of NDJSON lines (`follow` keeps it open). */
   serviceLogs: (id: string, name: string, signal: AbortSignal) =>
@@ -161,8 +97,8 @@ export const api = {
   write: (id: string, path: string, data: string) =>
     request("PUT", `${s(id)}/files?path=${enc(path)}`, data, false).then(() => undefined),
   agent: (id: string) => json<AgentStatus>("GET", `${s(id)}/agent`),
-  send: (id: string, message: string) => json<{ status: string }>("POST", `${s(id)}/agent`, { message }),
-  stopAgent: (id: string) => json<{ stopped: boolean }>("POST", `${s(id)}/agent/stop`),
+  send: (id: string, message: string) => json<AgentSent>("POST", `${s(id)}/agent`, { message }),
+  stopAgent: (id: string) => json<AgentStopped>("POST", `${s(id)}/agent/stop`),
 };
 
 /** `ws://host/path` for a path of this daemon. */

@@ -3,32 +3,8 @@
 // run boundaries, errors, and the token and cost counter. Sending while a run
 // goes on interjects; Stop ends the run.
 
-import { type AgentStatus, api, type SessionEvent } from "./api";
+import { type AgentStatus, api, type SessionEvent, type ToolCall, type TranscriptItem } from "./api";
 import { h, replace } from "./dom";
-
-interface ToolCall {
-  id: string;
-  name: string;
-  arguments: string;
-}
-
-type Item =
-  | { type: "run_started"; provider: string; model: string }
-  | { type: "user_message"; text: string; interjection?: boolean }
-  | { type: "assistant_delta"; text: string }
-  | { type: "assistant_message"; text: string; tool_calls?: ToolCall[] }
-  | { type: "tool_started"; id: string; name: string }
-  | { type: "tool_result"; id: string; name: string; output: string; is_error: boolean }
-  | { type: "compacted"; dropped: number; note: string }
-  | {
-      type: "usage";
-      total_input_tokens: number;
-      total_output_tokens: number;
-      total_cost_usd?: number;
-    }
-  | { type: "error"; message: string }
-  | { type: "run_finished"; reason: string }
-  | { type: "run_stopped" };
 
 /** Shows at most this much of a tool's arguments or output before "show all". */
 const PREVIEW_CHARS = 4000;
@@ -107,9 +83,9 @@ export class Chat {
     this.setRunning(s.running);
   }
 
-  private setUsage(input: number, output: number, cost: number | undefined): void {
+  private setUsage(input: number, output: number, cost: number | null | undefined): void {
     const k = (n: number) => (n >= 10000 ? `${(n / 1000).toFixed(0)}k` : String(n));
-    replace(this.counter, `${k(input)} in · ${k(output)} out${cost !== undefined ? ` · $${cost.toFixed(4)}` : ""}`);
+    replace(this.counter, `${k(input)} in · ${k(output)} out${cost != null ? ` · $${cost.toFixed(4)}` : ""}`);
   }
 
   private setRunning(r: boolean): void {
@@ -150,39 +126,39 @@ export class Chat {
     if (e.type !== "agent" && e.type !== "problem" && e.type !== "test_run") return;
     const stick = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
     this.empty.remove();
-    if (e.type === "agent") this.apply(e.item as Item, e.seq);
+    if (e.type === "agent") this.apply(e.item, e.seq);
     else if (e.type === "problem") this.add(this.problem(e));
     else this.add(this.testRun(e));
     if (stick) this.log.scrollTop = this.log.scrollHeight;
   }
 
-  private problem(e: SessionEvent): HTMLElement {
-    const count = Number(e.count ?? 1);
+  private problem(e: Extract<SessionEvent, { type: "problem" }>): HTMLElement {
+    const count = e.count;
     return h(
       "details.msg.problem",
       { "data-seq": e.seq },
       h(
         "summary",
         {},
-        h("span.tag", {}, `problem · ${String(e.source ?? "")}`),
-        ` ${String(e.summary ?? "")}`,
+        h("span.tag", {}, `problem · ${e.source}`),
+        ` ${e.summary}`,
         count > 1 ? h("span.count", {}, ` ×${count}`) : null,
       ),
-      clipped(String(e.detail ?? "")),
+      clipped(e.detail),
     );
   }
 
-  private testRun(e: SessionEvent): HTMLElement {
-    const ok = e.ok === true;
+  private testRun(e: Extract<SessionEvent, { type: "test_run" }>): HTMLElement {
+    const ok = e.ok;
     return h(
       `div.msg.test-run.${ok ? "ok" : "failed"}`,
       { "data-seq": e.seq },
       h("span.tag", {}, ok ? "tests passed" : "tests failed"),
-      ` ${String(e.command ?? "")}: ${String(e.summary ?? "")}`,
+      ` ${e.command}: ${e.summary}`,
     );
   }
 
-  private apply(item: Item, seq: number): void {
+  private apply(item: TranscriptItem, seq: number): void {
     switch (item.type) {
       case "run_started":
         this.setRunning(true);
@@ -213,7 +189,7 @@ export class Chat {
         replace(text, ...formatText(item.text));
         if (!item.text) msg.classList.add("no-text");
         if (!msg.isConnected) this.add(msg);
-        for (const call of item.tool_calls ?? []) this.add(this.toolCall(call));
+        for (const call of item.tool_calls) this.add(this.toolCall(call));
         break;
       }
       case "tool_started":

@@ -2,7 +2,7 @@
 // from `/v1/sessions/{id}/services/{name}/logs?follow=true`). The list
 // refreshes when the log says a service started or exited.
 
-import { api, type ServiceInfo, type SessionEvent } from "./api";
+import { api, type LogLine, type ServiceInfo, type SessionEvent } from "./api";
 import { h, notice, replace } from "./dom";
 
 const MAX_LOG_CHARS = 400_000;
@@ -119,7 +119,7 @@ export class ServicesPane {
             buf = buf.slice(nl + 1);
             if (!line) continue;
             try {
-              const l = JSON.parse(line) as { stream: string; text: string };
+              const l = JSON.parse(line) as LogLine;
               this.append(l.text, l.stream === "stderr");
             } catch {
               // not a log line

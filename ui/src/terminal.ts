@@ -4,7 +4,7 @@
 
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
-import { wsUrl } from "./api";
+import { type PtyControl, wsUrl } from "./api";
 import { h, replace } from "./dom";
 
 export class TerminalPane {
@@ -122,7 +122,7 @@ export class TerminalPane {
       if (!this.term) return;
       if (typeof m.data === "string") {
         try {
-          const c = JSON.parse(m.data);
+          const c = JSON.parse(m.data) as PtyControl;
           if (c.type === "exit") this.term.write(`\r\n\x1b[2m[the shell exited; a new one starts on reconnect]\x1b[0m\r\n`);
         } catch {
           // unknown control message
@@ -159,6 +159,6 @@ export class TerminalPane {
   }
 
   private sendResize(cols: number, rows: number): void {
-    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: "resize", cols, rows }));
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: "resize", cols, rows } satisfies PtyControl));
   }
 }

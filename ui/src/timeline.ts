@@ -1,7 +1,7 @@
 // The session's event timeline: every event of the log in order, known types
 // summarised, any other type shown as its JSON (new kinds never break it).
 
-import type { SessionEvent } from "./api";
+import type { SessionEvent, TranscriptItem } from "./api";
 import { clock, h } from "./dom";
 
 const MAX_ROWS = 3000;
@@ -24,7 +24,7 @@ export class TimelinePane {
   }
 
   onEvent(e: SessionEvent): void {
-    const kind = e.type === "agent" ? `agent.${(e.item as { type: string }).type}` : e.type;
+    const kind = e.type === "agent" ? `agent.${e.item.type}` : e.type;
     const row = h(
       "tr",
       { "data-type": kind, "data-seq": e.seq },
@@ -35,7 +35,7 @@ export class TimelinePane {
         "td.what",
         {},
         e.type === "artifact"
-          ? h("a", { href: `/v1/sessions/${encodeURIComponent(e.session)}/artifacts/${encodeURIComponent(String(e.name))}`, target: "_blank" }, summary(e))
+          ? h("a", { href: `/v1/sessions/${encodeURIComponent(e.session)}/artifacts/${encodeURIComponent(e.name)}`, target: "_blank" }, summary(e))
           : summary(e),
       ),
     );
@@ -57,46 +57,66 @@ export class TimelinePane {
 
 /** A one-line description of an event. */
 export function summary(e: SessionEvent): string {
-  const { seq: _s, session: _x, time_ms: _t, type, ...rest } = e;
-  switch (type) {
+  switch (e.type) {
     case "session_state":
-      return `${rest.state}${rest.error ? `: ${rest.error}` : ""}`;
+      return `${e.state}${e.error ? `: ${e.error}` : ""}`;
     case "port_opened":
-      return `:${rest.port} on ${rest.addr} → ${rest.url}`;
+      return `:${e.port} on ${e.addr} → ${e.url}`;
     case "port_closed":
-      return `:${rest.port} on ${rest.addr}`;
+      return `:${e.port} on ${e.addr}`;
     case "service_started":
-      return `${rest.name}${rest.pid ? ` (pid ${rest.pid})` : ""}`;
-    case "service_exited": {
-      const s = rest.status as { code: number | null; signal: number | null };
-      return `${rest.name}: ${s.code !== null ? `exit ${s.code}` : `signal ${s.signal}`}`;
-    }
+      return `${e.name}${e.pid ? ` (pid ${e.pid})` : ""}`;
+    case "service_exited":
+      return `${e.name}: ${e.status.code !== null ? `exit ${e.status.code}` : `signal ${e.status.signal}`}`;
     case "share_created":
-      return `${rest.id} for :${rest.port}, expires ${new Date((rest.expires_at as number) * 1000).toLocaleString()}`;
+      return `${e.id} for :${e.port}, expires ${new Date(e.expires_at * 1000).toLocaleString()}`;
     case "share_revoked":
-      return String(rest.id);
+      return e.id;
     case "note":
-      return String(rest.text);
+      return e.text;
     case "problem":
-      return `${rest.source}: ${rest.summary}${(rest.count as number) > 1 ? ` (×${rest.count})` : ""}`;
+      return `${e.source}: ${e.summary}${e.count > 1 ? ` (×${e.count})` : ""}`;
     case "artifact":
-      return `${rest.name} (${rest.content_type}, ${rest.bytes} bytes)`;
-    case "agent": {
-      const { type: kind, ...item } = rest.item as Record<string, unknown>;
-      if (kind === "usage") {
-        const cost = item.total_cost_usd !== undefined ? ` · $${(item.total_cost_usd as number).toFixed(4)}` : "";
-        return `${item.input_tokens} in · ${item.output_tokens} out (session: ${item.total_input_tokens} in · ${item.total_output_tokens} out${cost})`;
-      }
-      if (kind === "run_started") return `${item.provider} · ${item.model}`;
-      if (kind === "assistant_message" && Array.isArray(item.tool_calls) && item.tool_calls.length) {
-        const calls = (item.tool_calls as { name: string }[]).map((c) => `→ ${c.name}`).join(" ");
+      return `${e.name} (${e.content_type}, ${e.bytes} bytes)`;
+    case "agent":
+      return agentSummary(e.item);
+    default: {
+      // Any other type (a newer daemon's too): its fields as JSON.
+      const { seq: _s, session: _x, time_ms: _t, type: _k, ...rest } = e as Record<string, unknown>;
+      return clip(JSON.stringify(rest));
+    }
+  }
+}
+
+function agentSummary(item: TranscriptItem): string {
+  switch (item.type) {
+    case "usage": {
+      const cost = item.total_cost_usd != null ? ` · $${item.total_cost_usd.toFixed(4)}` : "";
+      return `${item.input_tokens} in · ${item.output_tokens} out (session: ${item.total_input_tokens} in · ${item.total_output_tokens} out${cost})`;
+    }
+    case "run_started":
+      return `${item.provider} · ${item.model}`;
+    case "assistant_message":
+      if (item.tool_calls.length) {
+        const calls = item.tool_calls.map((c) => `→ ${c.name}`).join(" ");
         return clip(`${item.text ? `${item.text} ` : ""}${calls}`);
       }
-      const text = item.text ?? item.message ?? item.output ?? item.reason ?? item.name;
-      return typeof text === "string" ? clip(text) : clip(JSON.stringify(item));
-    }
-    default:
+      return clip(item.text);
+    case "user_message":
+    case "assistant_delta":
+      return clip(item.text);
+    case "error":
+      return clip(item.message);
+    case "tool_result":
+      return clip(item.output);
+    case "run_finished":
+      return clip(item.reason);
+    case "tool_started":
+      return clip(item.name);
+    default: {
+      const { type: _k, ...rest } = item as Record<string, unknown>;
       return clip(JSON.stringify(rest));
+    }
   }
 }
 

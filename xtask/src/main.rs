@@ -1,7 +1,8 @@
 //! Project tasks, run with `cargo xtask <task>`.
 //!
-//! - `test`: builds (or reuses) the test images in the cache directory, then
-//!   checks formatting, runs clippy and the whole test suite with the
+//! - `test`: checks that the committed UI build matches `ui/` (first, from
+//!   hashes; then by a rebuild, see `ui.rs`), builds (or reuses) the test
+//!   images in the cache directory, then checks formatting, runs clippy and the whole test suite with the
 //!   environment the privileged tests need, and last (when no test args are
 //!   given) `test-cgroup2`. `.ci/run` calls exactly this.
 //! - `bench`: runs the machine benchmark (see README).
@@ -9,6 +10,9 @@
 //! - `bench-browser`: runs the agent's browser benchmark (the `browser` image).
 //! - `test-cgroup2`: runs the machine limit tests on a cgroup v2-only kernel
 //!   in a QEMU VM (see `cgroup2.rs`).
+//! - `ui`: regenerates `ui/src/wire.ts` and builds the web UI into the
+//!   committed `crates/firepit-ui/dist` (needs Node.js; see `ui.rs`);
+//!   `ui --check` only checks that the committed build is what `ui/` builds to.
 //!
 //! The cache directory is `$FIREPIT_CACHE`, default `/var/cache/firepit`:
 //! outside the repository, so CI and developers reuse images between runs.
@@ -19,6 +23,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod cgroup2;
+mod ui;
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -31,9 +36,10 @@ fn main() -> Result<()> {
         "bench-browser" => bench_browser(&rest),
         "test-cgroup2" => cgroup2::test_cgroup2(&rest, false),
         "images" => images().map(|_| ()),
+        "ui" => ui::ui(&ui::Paths::new(&cache_dir()), &rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|images> [args for cargo test]"
+                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|images|ui> [args for cargo test]"
             );
             bail!("unknown task {task:?}")
         }
@@ -52,9 +58,16 @@ fn images() -> Result<(PathBuf, u32)> {
     let uid_base = minimal(&store)?.manifest.uid_base;
     // The forge tests make sessions from repositories: minimal plus git.
     let git = firepit_image::Recipe::builtin("git")?;
-    firepit_image::cache::ensure(&store, &git, &mut |p| eprintln!("xtask: image git: {p}"))?;
+    firepit_image::cache::ensure(&store, &git, &mut reporter("git"))?;
     browser_image(&store)?;
     Ok((dir, uid_base))
+}
+
+/// An image build's progress: a live line on a terminal, a line per report
+/// otherwise (see `firepit-progress`).
+fn reporter(name: &str) -> impl FnMut(firepit_image::Progress) + use<> {
+    let mut line = firepit_progress::Progress::phases(format!("xtask: image {name}"));
+    move |p| line.message(p.to_string())
 }
 
 fn image_store() -> Result<(PathBuf, firepit_image::ImageStore)> {
@@ -66,9 +79,11 @@ fn image_store() -> Result<(PathBuf, firepit_image::ImageStore)> {
 
 fn minimal(store: &firepit_image::ImageStore) -> Result<firepit_image::Image> {
     let recipe = firepit_image::Recipe::builtin("minimal")?;
-    Ok(firepit_image::cache::ensure(store, &recipe, &mut |p| {
-        eprintln!("xtask: image minimal: {p}")
-    })?)
+    Ok(firepit_image::cache::ensure(
+        store,
+        &recipe,
+        &mut reporter("minimal"),
+    )?)
 }
 
 /// The `minimal` image alone, built if it is not cached yet.
@@ -81,9 +96,7 @@ fn minimal_image() -> Result<firepit_image::Image> {
 /// minutes to build the first time; the cache keeps it.
 fn browser_image(store: &firepit_image::ImageStore) -> Result<()> {
     let recipe = firepit_image::Recipe::builtin("browser")?;
-    firepit_image::cache::ensure(store, &recipe, &mut |p| {
-        eprintln!("xtask: image browser: {p}")
-    })?;
+    firepit_image::cache::ensure(store, &recipe, &mut reporter("browser"))?;
     Ok(())
 }
 
@@ -132,10 +145,14 @@ fn test_env(cmd: &mut Command, images: &Path, uid_base: u32) {
 }
 
 fn test(extra: &[String]) -> Result<()> {
+    // First, and without Node.js: a UI edited and not rebuilt fails here.
+    let ui_paths = ui::Paths::new(&cache_dir());
+    ui::check_stamp(&ui_paths)?;
     firepit_image::host::install_missing(&mut |m| eprintln!("xtask: {m}"))?;
     firepit_image::host::install_missing_from(firepit_image::host::TEST_TOOLS, &mut |m| {
         eprintln!("xtask: {m}")
     })?;
+    ui::verify_rebuild(&ui_paths, false)?;
     let (images, uid_base) = images()?;
     debs()?;
     let mut fmt = cargo();

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use firepit_progress::Progress;
 
 use crate::memory::{self, MemoryCgroups, MemoryFigures};
 
@@ -45,8 +46,8 @@ fn unshare(rootfs: &Path) -> Command {
 /// `runs` times: spawn → first stdout byte of `echo hi` in a fresh floor.
 pub fn first_output(rootfs: &Path, runs: usize) -> Result<Vec<Duration>> {
     let mut out = Vec::with_capacity(runs);
-    for i in 0..runs {
-        eprint!("\rfirepit-bench: floor spawn/echo {}/{runs}", i + 1);
+    let mut progress = Progress::counter("firepit-bench: floor spawn/echo", runs as u64);
+    for _ in 0..runs {
         let t = Instant::now();
         let mut child = unshare(rootfs)
             .args(["/bin/echo", "hi"])
@@ -67,8 +68,8 @@ pub fn first_output(rootfs: &Path, runs: usize) -> Result<Vec<Duration>> {
             bail!("the floor's echo hi failed ({status}); see its stderr above");
         }
         out.push(elapsed);
+        progress.inc();
     }
-    eprintln!();
     Ok(out)
 }
 
@@ -77,11 +78,12 @@ pub fn idle_memory(rootfs: &Path, count: usize) -> Result<MemoryFigures> {
     let cgroups = MemoryCgroups::detect()?;
     let mut floors = Floors::new(cgroups.dir(CGROUP))?;
     let before = memory::mem_available()?;
-    for i in 0..count {
-        eprint!("\rfirepit-bench: starting idle floors {}/{count}", i + 1);
+    let mut progress = Progress::counter("firepit-bench: starting idle floors", count as u64);
+    for _ in 0..count {
         floors.start(rootfs)?;
+        progress.inc();
     }
-    eprintln!();
+    progress.finish();
     std::thread::sleep(Duration::from_secs(1));
     let after = memory::mem_available()?;
     let (mut pss, mut procs) = (0u64, 0usize);
@@ -163,8 +165,9 @@ impl Floors {
 impl Drop for Floors {
     fn drop(&mut self) {
         let total = self.children.len();
-        for (i, mut c) in self.children.drain(..).enumerate() {
-            eprint!("\rfirepit-bench: ending idle floors {}/{total}", i + 1);
+        let mut progress = (total > 0)
+            .then(|| Progress::counter("firepit-bench: ending idle floors", total as u64));
+        for mut c in self.children.drain(..) {
             // Kill the inner processes first: unshare reaps its child and
             // exits, and nothing is orphaned onto this process (a subreaper).
             for p in memory::process_tree(c.id()).into_iter().skip(1).rev() {
@@ -172,13 +175,15 @@ impl Drop for Floors {
                 // descendants of a child we have not reaped yet.
                 unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
             }
-            if let Err(e) = end(&mut c) {
-                eprintln!("\nfirepit-bench: ending floor {}: {e}", c.id());
+            let ended = end(&mut c);
+            if let Some(p) = progress.as_mut() {
+                if let Err(e) = ended {
+                    p.println(format!("firepit-bench: ending floor {}: {e}", c.id()));
+                }
+                p.inc();
             }
         }
-        if total > 0 {
-            eprintln!();
-        }
+        drop(progress);
         for _ in 0..100 {
             if fs::remove_dir(&self.cgroup).is_ok() {
                 return;

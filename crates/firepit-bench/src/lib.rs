@@ -32,7 +32,7 @@ where
     match rt.block_on(bench()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("\n{name}: error: {e:#}");
+            eprintln!("{name}: error: {e:#}");
             ExitCode::FAILURE
         }
     }

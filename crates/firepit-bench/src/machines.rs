@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use firepit_guest_client::{Error as GuestError, ExecEvent, ExecRequest, GuestClient};
 use firepit_machine::namespaces::{Config, NamespacesBackend, PoolConfig};
 use firepit_machine::{Backend, GuestAddress, Limits, MachineId, MachineSpec, Network};
+use firepit_progress::Progress;
 
 use crate::memory::{self, MemoryCgroups, MemoryFigures};
 
@@ -116,11 +117,11 @@ impl Bench {
             Network::Nat => "nat",
         };
         let mut out = Cycles::default();
+        let mut progress = Progress::counter(
+            format!("firepit-bench: create/exec/destroy ({tag})"),
+            runs as u64,
+        );
         for i in 0..runs {
-            eprint!(
-                "\rfirepit-bench: create/exec/destroy ({tag}) {}/{runs}",
-                i + 1
-            );
             let id = MachineId::new(format!("bench-{tag}-{i}"))?;
             let mut fleet = Fleet::new(&self.backend);
             let t = Instant::now();
@@ -140,8 +141,8 @@ impl Bench {
                 .with_context(|| format!("destroying {id}"))?;
             out.destroy.push(t.elapsed());
             fleet.ids.clear();
+            progress.inc();
         }
-        eprintln!();
         Ok(out)
     }
 
@@ -152,8 +153,8 @@ impl Bench {
         let mut fleet = Fleet::new(&self.backend);
         let mut pids = Vec::with_capacity(count);
         let before = memory::mem_available()?;
+        let mut progress = Progress::counter("firepit-bench: creating idle machines", count as u64);
         for i in 0..count {
-            eprint!("\rfirepit-bench: creating idle machines {}/{count}", i + 1);
             let id = MachineId::new(format!("bench-idle-{i}"))?;
             let info = self
                 .backend
@@ -165,8 +166,9 @@ impl Bench {
             self.rt
                 .block_on(wait_for_shell(&sock))
                 .with_context(|| format!("waiting for the shell of {id}"))?;
+            progress.inc();
         }
-        eprintln!();
+        progress.finish();
         // Let the shells finish reading their profiles.
         std::thread::sleep(Duration::from_secs(2));
         let after = memory::mem_available()?;
@@ -270,18 +272,22 @@ impl<'a> Fleet<'a> {
     fn destroy_all(&mut self) -> Result<()> {
         let total = self.ids.len();
         let mut first_err = None;
-        for (i, id) in std::mem::take(&mut self.ids).into_iter().enumerate() {
-            if total > 1 {
-                eprint!("\rfirepit-bench: destroying machines {}/{total}", i + 1);
-            }
+        let mut progress = (total > 1)
+            .then(|| Progress::counter("firepit-bench: destroying machines", total as u64));
+        for id in std::mem::take(&mut self.ids) {
             if let Err(e) = self.backend.destroy(&id) {
-                eprintln!("\nfirepit-bench: destroying {id}: {e}");
+                let line = format!("firepit-bench: destroying {id}: {e}");
+                match progress.as_mut() {
+                    Some(p) => p.println(line),
+                    None => eprintln!("{line}"),
+                }
                 first_err.get_or_insert(anyhow::Error::new(e).context(format!("destroying {id}")));
             }
+            if let Some(p) = progress.as_mut() {
+                p.inc();
+            }
         }
-        if total > 1 {
-            eprintln!();
-        }
+        drop(progress);
         first_err.map_or(Ok(()), Err)
     }
 }

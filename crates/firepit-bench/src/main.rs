@@ -76,7 +76,7 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("\nfirepit-bench: error: {e:#}");
+            eprintln!("firepit-bench: error: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -25,7 +25,8 @@ pub fn missing_packages() -> Vec<&'static str> {
 
 /// Commands the test suite runs on the host besides [`HOST_TOOLS`]: Debian's
 /// Chromium for the web UI's end-to-end tests, and Node.js with npm for the
-/// UI build and the script that drives the browser.
+/// UI rebuild check (`cargo xtask ui`'s build, which needs Node.js 20.19+:
+/// Debian 12's own is older) and the script that drives the browser.
 pub const TEST_TOOLS: &[(&str, &str)] =
     &[("chromium", "chromium"), ("node", "nodejs"), ("npm", "npm")];
 

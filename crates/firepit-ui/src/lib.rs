@@ -1,11 +1,10 @@
 //! The web UI's built assets, embedded in the binary.
 //!
 //! The UI's sources live in `ui/` at the repository root (TypeScript, Vite,
-//! xterm.js). This crate's build script builds them with `npm ci` and Vite
-//! whenever they change, caching the output by a hash of the sources under
-//! `$FIREPIT_CACHE/ui` (default `/var/cache/firepit/ui`, or the build's own
-//! output dir when that is not writable), and embeds every file of the
-//! result. The daemon serves them (see `firepit-daemon`'s `api/ui.rs`).
+//! xterm.js). Their build is committed in this crate's `dist/` (written by
+//! `cargo xtask ui`, with `dist.stamp` naming the sources it came from), so
+//! building firepit needs no Node.js; the build script embeds every file of
+//! it. The daemon serves them (see `firepit-daemon`'s `api/ui.rs`).
 #![warn(missing_docs)]
 
 /// One built file of the UI.
@@ -26,9 +25,9 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 }
 
-/// A hash of the UI's sources: changes whenever the UI does (an `ETag` for
+/// A hash of the embedded files: changes whenever the UI does (an `ETag` for
 /// the page).
-pub const SOURCE_HASH: &str = generated::SOURCE_HASH;
+pub const BUILD_HASH: &str = generated::BUILD_HASH;
 
 /// Every embedded file.
 pub fn assets() -> &'static [Asset] {
@@ -71,7 +70,30 @@ mod tests {
             }
         }
         assert!(named >= 2, "the page loads its script and styles: {page}");
-        assert_eq!(SOURCE_HASH.len(), 16);
+        assert_eq!(BUILD_HASH.len(), 16);
         assert!(get("/nope.js").is_none());
+    }
+
+    #[test]
+    fn exactly_the_committed_build_is_embedded() {
+        let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist");
+        let mut files = Vec::new();
+        let mut dirs = vec![dist.clone()];
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else {
+                    files.push(p);
+                }
+            }
+        }
+        assert_eq!(files.len(), assets().len());
+        for f in files {
+            let url = format!("/{}", f.strip_prefix(&dist).unwrap().to_str().unwrap());
+            let a = get(&url).unwrap_or_else(|| panic!("{url} is not embedded"));
+            assert_eq!(a.bytes, std::fs::read(&f).unwrap(), "{url}");
+        }
     }
 }

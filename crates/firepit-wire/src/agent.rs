@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A tool call as the model made it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ToolCall {
     /// The provider's id for the call.
     pub id: String,
@@ -18,6 +19,7 @@ pub struct ToolCall {
 /// One entry of the transcript. Serialised with a `type` tag, snake_case.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum TranscriptItem {
     /// A run began.
     RunStarted {

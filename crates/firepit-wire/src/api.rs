@@ -16,6 +16,7 @@ pub use crate::guest::{
 /// The lifecycle state of a session's machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum SessionState {
     /// The machine is being made.
     Creating,
@@ -53,6 +54,7 @@ impl SessionState {
 /// Whether a machine reaches the outside world.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum NetworkMode {
     /// Egress through NAT on the host (the default).
     #[default]
@@ -64,6 +66,7 @@ pub enum NetworkMode {
 /// Resource limits of a machine. Absent fields take the daemon's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Limits {
     /// Memory limit in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +87,7 @@ pub struct Limits {
 /// `POST /v1/sessions`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CreateSession {
     /// Image name; the daemon's default image when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +109,7 @@ pub struct CreateSession {
 
 /// A session: a machine and what the daemon knows of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Session {
     /// Short id, also the machine's hostname and part of its preview URLs.
     pub id: String,
@@ -146,6 +151,7 @@ pub struct ExecRequest {
 /// One line of the NDJSON stream answering an exec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum ExecEvent {
     /// Bytes the command wrote to standard output, base64.
     Stdout {
@@ -171,6 +177,7 @@ pub enum ExecEvent {
 
 /// An error body: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ErrorBody {
     /// The error.
     pub error: ApiError,
@@ -178,6 +185,7 @@ pub struct ErrorBody {
 
 /// A stable error code and a message a person can act on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ApiError {
     /// Stable machine-readable code, e.g. `session_not_found`.
     pub code: String,
@@ -208,6 +216,7 @@ pub struct RenameRequest {
 
 /// `GET /v1/sessions/{id}/ports`: a TCP port listening inside the machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Port {
     /// The port.
     pub port: u16,
@@ -219,6 +228,7 @@ pub struct Port {
 
 /// One chunk of a service's log, as an NDJSON line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct LogLine {
     /// `stdout` or `stderr`.
     pub stream: String,
@@ -230,6 +240,7 @@ pub struct LogLine {
 /// raw terminal bytes both ways).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum PtyControl {
     /// Client → daemon: the terminal's size changed.
     Resize {
@@ -247,6 +258,7 @@ pub enum PtyControl {
 
 /// An image the daemon can make machines from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Image {
     /// Name, e.g. `default`.
     pub name: String,
@@ -267,6 +279,7 @@ pub struct Health {
 
 /// `POST /v1/sessions/{id}/shares`: a share link for one preview port.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CreateShare {
     /// The port inside the machine.
     pub port: u16,
@@ -277,6 +290,7 @@ pub struct CreateShare {
 
 /// A share link of a preview port.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Share {
     /// The share's id (for revoking it).
     pub id: String,
@@ -297,6 +311,7 @@ pub struct Share {
 /// `POST /v1/sessions/{id}/agent`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AgentMessage {
     /// What the person says. Sent while a run goes on, it reaches the agent at
     /// its next step.
@@ -305,6 +320,7 @@ pub struct AgentMessage {
 
 /// The answer to an [`AgentMessage`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AgentSent {
     /// `started` (a new run) or `interjected` (delivered to the running one).
     pub status: String,
@@ -312,6 +328,7 @@ pub struct AgentSent {
 
 /// The answer to `POST /v1/sessions/{id}/agent/stop`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AgentStopped {
     /// Whether a run was going on and was stopped.
     pub stopped: bool,
@@ -319,6 +336,7 @@ pub struct AgentStopped {
 
 /// `GET /v1/sessions/{id}/agent`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AgentStatus {
     /// Whether a model is configured.
     pub configured: bool,
@@ -388,6 +406,7 @@ mod tests {
 /// `GET`/`PUT /v1/sessions/{id}/closed-loop`: what the session does with the
 /// problems it recognises.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ClosedLoopSettings {
     /// Whether a new problem wakes the idle agent (default true; only once
     /// the agent has been talked to in the session). A running agent gets new

@@ -12,6 +12,7 @@ use crate::guest::ExitStatus;
 
 /// One event of a session's log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Event {
     /// Position in the session's log, from 1, without gaps.
     pub seq: u64,
@@ -27,6 +28,7 @@ pub struct Event {
 /// What happened. Serialised with a `type` tag next to the event's fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum EventKind {
     /// The session's state changed.
     SessionState {

@@ -363,6 +363,7 @@ pub struct GuestInfo {
 /// What to run: a program with arguments, or a shell line for `/bin/sh -c`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Command {
     /// `argv[0]` is looked up in `PATH`.
     Argv(Vec<String>),
@@ -423,6 +424,7 @@ impl ExecRequest {
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ExitStatus {
     /// The exit code, if it exited.
     pub code: Option<i32>,
@@ -491,6 +493,7 @@ pub struct WriteOptions {
 /// What a directory entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum FileKind {
     /// A regular file.
     File,
@@ -517,6 +520,7 @@ pub struct FileStat {
 
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct DirEntry {
     /// File name (not the path).
     pub name: String,
@@ -542,6 +546,7 @@ pub struct PortInfo {
 /// When a service is restarted after it exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum RestartPolicy {
     /// Never.
     #[default]
@@ -554,6 +559,7 @@ pub enum RestartPolicy {
 
 /// A named background process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ServiceSpec {
     /// Unique name.
     pub name: String,
@@ -573,6 +579,7 @@ pub struct ServiceSpec {
 /// Where a service is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum ServiceState {
     /// Its process runs.
     Running,
@@ -586,6 +593,7 @@ pub enum ServiceState {
 
 /// A service as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ServiceInfo {
     /// Name.
     pub name: String,

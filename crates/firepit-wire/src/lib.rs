@@ -10,3 +10,5 @@ pub mod api;
 pub mod events;
 pub mod forge;
 pub mod guest;
+#[cfg(test)]
+mod ts;

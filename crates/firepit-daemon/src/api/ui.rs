@@ -14,7 +14,7 @@ use firepit_wire::api::{ApiError, ErrorBody};
 
 /// The single page, for any UI route.
 pub(super) fn page(headers: &HeaderMap) -> Response {
-    let etag = format!("\"{}\"", firepit_ui::SOURCE_HASH);
+    let etag = format!("\"{}\"", firepit_ui::BUILD_HASH);
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

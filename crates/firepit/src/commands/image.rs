@@ -15,9 +15,12 @@ fn store(data_dir: &Path, images_dir: Option<PathBuf>) -> Result<ImageStore> {
     Ok(ImageStore::open(&dir)?)
 }
 
-/// Prints build progress as one line per phase (the line carries the elapsed time).
-fn reporter(name: &str) -> impl FnMut(Progress) + '_ {
-    move |p: Progress| eprintln!("image {name}: {p}")
+/// Prints build progress (each report carries the elapsed time): a live
+/// line on a terminal, a line per report otherwise. The line ends when the
+/// reporter is dropped.
+fn reporter(name: &str) -> impl FnMut(Progress) + use<> {
+    let mut line = firepit_progress::Progress::phases(format!("image {name}"));
+    move |p: Progress| line.message(p.to_string())
 }
 
 /// Builds `name` in `images_dir` unless it is there already (used by `up`).

@@ -1,0 +1,707 @@
+// Generated from the `firepit-wire` crate by its test `ts::tests::wire_ts_is_up_to_date`;
+// do not edit. `cargo xtask ui` rewrites it (and rebuilds the UI) after a wire type changes.
+
+/**
+ * The lifecycle state of a session's machine.
+ */
+export type SessionState = "creating" | "running" | "stopped" | "failed";
+
+/**
+ * Whether a machine reaches the outside world.
+ */
+export type NetworkMode = "nat" | "none";
+
+/**
+ * Resource limits of a machine. Absent fields take the daemon's defaults.
+ */
+export type Limits = {
+/**
+ * Memory limit in bytes.
+ */
+memory_bytes?: number | null,
+/**
+ * CPU limit in CPUs (fractions allowed).
+ */
+cpus?: number | null,
+/**
+ * Limit on the number of processes and threads.
+ */
+pids?: number | null, };
+
+/**
+ * `POST /v1/sessions`
+ */
+export type CreateSession = {
+/**
+ * Image name; the daemon's default image when absent.
+ */
+image?: string | null,
+/**
+ * Resource limits.
+ */
+limits: Limits,
+/**
+ * Network mode.
+ */
+network: NetworkMode,
+/**
+ * A forge repository (`owner/name`) to clone into `/workspace`; the
+ * machine reaches it (and only it) through the daemon's forge broker.
+ */
+repo?: string | null,
+/**
+ * The branch to check out (the repository's default if absent).
+ */
+branch?: string | null, };
+
+/**
+ * A session: a machine and what the daemon knows of it.
+ */
+export type Session = {
+/**
+ * Short id, also the machine's hostname and part of its preview URLs.
+ */
+id: string,
+/**
+ * Image the machine was made from.
+ */
+image: string,
+/**
+ * Lifecycle state.
+ */
+state: SessionState,
+/**
+ * Limits in force (defaults filled in).
+ */
+limits: Limits,
+/**
+ * Network mode.
+ */
+network: NetworkMode,
+/**
+ * Unix time of creation, in seconds.
+ */
+created_at: number,
+/**
+ * What went wrong, when `state` is `failed`.
+ */
+error?: string | null, };
+
+/**
+ * An image the daemon can make machines from.
+ */
+export type Image = {
+/**
+ * Name, e.g. `default`.
+ */
+name: string,
+/**
+ * Size on disk in bytes.
+ */
+size_bytes: number,
+/**
+ * Unix time it was built.
+ */
+created_at: number, };
+
+/**
+ * `GET /v1/sessions/{id}/ports`: a TCP port listening inside the machine.
+ */
+export type Port = {
+/**
+ * The port.
+ */
+port: number,
+/**
+ * The address it listens on inside the machine (`0.0.0.0`, `127.0.0.1`, `::` …).
+ */
+addr: string,
+/**
+ * Its preview URL, `http://<port>-<session>.<domain>:<daemon port>/`.
+ */
+url: string, };
+
+/**
+ * `POST /v1/sessions/{id}/shares`: a share link for one preview port.
+ */
+export type CreateShare = {
+/**
+ * The port inside the machine.
+ */
+port: number,
+/**
+ * How long the link works, in seconds (default one hour, at most 30 days).
+ */
+ttl_seconds: number | null, };
+
+/**
+ * A share link of a preview port.
+ */
+export type Share = {
+/**
+ * The share's id (for revoking it).
+ */
+id: string,
+/**
+ * The session it opens.
+ */
+session: string,
+/**
+ * The port it opens.
+ */
+port: number,
+/**
+ * The link: `http://<port>-<session>.<domain>:<port>/__firepit/share?token=…`.
+ */
+url: string,
+/**
+ * Unix seconds it was made.
+ */
+created_at: number,
+/**
+ * Unix seconds after which it no longer works.
+ */
+expires_at: number,
+/**
+ * Whether it was revoked.
+ */
+revoked: boolean, };
+
+/**
+ * An error body: `{"error": {"code": "...", "message": "..."}}`.
+ */
+export type ErrorBody = {
+/**
+ * The error.
+ */
+error: ApiError, };
+
+/**
+ * A stable error code and a message a person can act on.
+ */
+export type ApiError = {
+/**
+ * Stable machine-readable code, e.g. `session_not_found`.
+ */
+code: string,
+/**
+ * What went wrong and what to do about it.
+ */
+message: string, };
+
+/**
+ * What to run: a program with arguments, or a shell line for `/bin/sh -c`.
+ */
+export type Command = { "argv": Array<string> } | { "shell": string };
+
+/**
+ * How a process ended.
+ */
+export type ExitStatus = {
+/**
+ * The exit code, if it exited.
+ */
+code: number | null,
+/**
+ * The signal that killed it, if one did.
+ */
+signal: number | null,
+/**
+ * Whether the guest killed it because its timeout passed.
+ */
+timed_out: boolean, };
+
+/**
+ * One line of the NDJSON stream answering an exec.
+ */
+export type ExecEvent = { "type": "stdout",
+/**
+ * The bytes, base64.
+ */
+data: string, } | { "type": "stderr",
+/**
+ * The bytes, base64.
+ */
+data: string, } | { "type": "exit",
+/**
+ * How it ended.
+ */
+status: ExitStatus, } | { "type": "error",
+/**
+ * What went wrong.
+ */
+error: ApiError, };
+
+/**
+ * Where a service is in its life.
+ */
+export type ServiceState = "running" | "backoff" | "exited" | "stopped";
+
+/**
+ * When a service is restarted after it exits.
+ */
+export type RestartPolicy = "never" | "on_failure" | "always";
+
+/**
+ * A named background process.
+ */
+export type ServiceSpec = {
+/**
+ * Unique name.
+ */
+name: string,
+/**
+ * What to run.
+ */
+command: Command,
+/**
+ * Added to the environment.
+ */
+env: Array<[string, string]>,
+/**
+ * Working directory.
+ */
+cwd: string | null,
+/**
+ * When to restart.
+ */
+restart: RestartPolicy, };
+
+/**
+ * A service as listed.
+ */
+export type ServiceInfo = {
+/**
+ * Name.
+ */
+name: string,
+/**
+ * State.
+ */
+state: ServiceState,
+/**
+ * Pid of the current process.
+ */
+pid: number | null,
+/**
+ * How often it was restarted.
+ */
+restarts: number,
+/**
+ * How its last process ended.
+ */
+last_exit: ExitStatus | null,
+/**
+ * The spec it runs.
+ */
+spec: ServiceSpec, };
+
+/**
+ * One chunk of a service's log, as an NDJSON line.
+ */
+export type LogLine = {
+/**
+ * `stdout` or `stderr`.
+ */
+stream: string,
+/**
+ * The text (invalid UTF-8 replaced).
+ */
+text: string, };
+
+/**
+ * What a directory entry is.
+ */
+export type FileKind = "file" | "dir" | "symlink" | "other";
+
+/**
+ * One entry of a directory listing.
+ */
+export type DirEntry = {
+/**
+ * File name (not the path).
+ */
+name: string,
+/**
+ * The kind.
+ */
+kind: FileKind,
+/**
+ * Size in bytes.
+ */
+size: number,
+/**
+ * Permission bits.
+ */
+mode: number,
+/**
+ * Modification time, seconds since the epoch.
+ */
+mtime: number, };
+
+/**
+ * A control message sent as a text frame on a PTY WebSocket (binary frames carry
+ * raw terminal bytes both ways).
+ */
+export type PtyControl = { "type": "resize",
+/**
+ * Columns.
+ */
+cols: number,
+/**
+ * Rows.
+ */
+rows: number, } | { "type": "exit",
+/**
+ * How it ended.
+ */
+status: ExitStatus, };
+
+/**
+ * `POST /v1/sessions/{id}/agent`
+ */
+export type AgentMessage = {
+/**
+ * What the person says. Sent while a run goes on, it reaches the agent at
+ * its next step.
+ */
+message: string, };
+
+/**
+ * The answer to an [`AgentMessage`].
+ */
+export type AgentSent = {
+/**
+ * `started` (a new run) or `interjected` (delivered to the running one).
+ */
+status: string, };
+
+/**
+ * The answer to `POST /v1/sessions/{id}/agent/stop`.
+ */
+export type AgentStopped = {
+/**
+ * Whether a run was going on and was stopped.
+ */
+stopped: boolean, };
+
+/**
+ * `GET /v1/sessions/{id}/agent`
+ */
+export type AgentStatus = {
+/**
+ * Whether a model is configured.
+ */
+configured: boolean,
+/**
+ * The provider (`anthropic`, `openai`, …).
+ */
+provider?: string | null,
+/**
+ * The model.
+ */
+model?: string | null,
+/**
+ * Whether a run is going on.
+ */
+running: boolean,
+/**
+ * Input tokens of the session so far.
+ */
+input_tokens: number,
+/**
+ * Output tokens of the session so far.
+ */
+output_tokens: number,
+/**
+ * Cost of the session so far in USD, when the model's price is known.
+ */
+cost_usd?: number | null,
+/**
+ * How to configure a model, when none is.
+ */
+help?: string | null,
+/**
+ * The seq of the session's newest event: follow the log from here to see
+ * only what a message sent now brings.
+ */
+last_seq: number, };
+
+/**
+ * `GET`/`PUT /v1/sessions/{id}/closed-loop`: what the session does with the
+ * problems it recognises.
+ */
+export type ClosedLoopSettings = {
+/**
+ * Whether a new problem wakes the idle agent (default true; only once
+ * the agent has been talked to in the session). A running agent gets new
+ * problems of the session's services at its next step either way.
+ */
+wake_agent: boolean, };
+
+/**
+ * A tool call as the model made it.
+ */
+export type ToolCall = {
+/**
+ * The provider's id for the call.
+ */
+id: string,
+/**
+ * The tool's name.
+ */
+name: string,
+/**
+ * The arguments as the model sent them: JSON text, possibly malformed.
+ */
+arguments: string, };
+
+/**
+ * One entry of the transcript. Serialised with a `type` tag, snake_case.
+ */
+export type TranscriptItem = { "type": "run_started",
+/**
+ * The provider's name.
+ */
+provider: string,
+/**
+ * The model.
+ */
+model: string, } | { "type": "user_message",
+/**
+ * The text.
+ */
+text: string,
+/**
+ * Delivered in the middle of a run.
+ */
+interjection: boolean, } | { "type": "assistant_delta",
+/**
+ * The new text.
+ */
+text: string, } | { "type": "assistant_message",
+/**
+ * Its text.
+ */
+text: string,
+/**
+ * The tool calls it made.
+ */
+tool_calls: Array<ToolCall>, } | { "type": "tool_started",
+/**
+ * The call's id.
+ */
+id: string,
+/**
+ * The tool.
+ */
+name: string, } | { "type": "tool_result",
+/**
+ * The call's id.
+ */
+id: string,
+/**
+ * The tool.
+ */
+name: string,
+/**
+ * The output.
+ */
+output: string,
+/**
+ * Whether it failed.
+ */
+is_error: boolean, } | { "type": "compacted",
+/**
+ * Messages dropped from the start of the history.
+ */
+dropped: number,
+/**
+ * The note that replaces them.
+ */
+note: string, } | { "type": "usage",
+/**
+ * Input tokens of the request.
+ */
+input_tokens: number,
+/**
+ * Output tokens of the request.
+ */
+output_tokens: number,
+/**
+ * Its cost in USD, when the model's price is known.
+ */
+cost_usd?: number | null,
+/**
+ * Input tokens of the session so far.
+ */
+total_input_tokens: number,
+/**
+ * Output tokens of the session so far.
+ */
+total_output_tokens: number,
+/**
+ * Cost of the session so far, when known.
+ */
+total_cost_usd?: number | null, } | { "type": "error",
+/**
+ * What, for the person.
+ */
+message: string, } | { "type": "run_finished",
+/**
+ * Why: `done` (the model stopped), `asked_user`, `error`, `max_steps`.
+ */
+reason: string, } | { "type": "run_stopped" };
+
+/**
+ * One event of a session's log.
+ */
+export type Event = {
+/**
+ * Position in the session's log, from 1, without gaps.
+ */
+seq: number,
+/**
+ * The session.
+ */
+session: string,
+/**
+ * When it was appended, unix milliseconds.
+ */
+time_ms: number, } & ({ "type": "session_state",
+/**
+ * The new state.
+ */
+state: SessionState,
+/**
+ * Why, when it failed.
+ */
+error?: string | null, } | { "type": "port_opened",
+/**
+ * Port number.
+ */
+port: number,
+/**
+ * Address it listens on inside the machine.
+ */
+addr: string,
+/**
+ * Its preview URL.
+ */
+url: string, } | { "type": "port_closed",
+/**
+ * Port number.
+ */
+port: number,
+/**
+ * Address it listened on.
+ */
+addr: string, } | { "type": "service_started",
+/**
+ * Service name.
+ */
+name: string,
+/**
+ * Pid of its process inside the machine.
+ */
+pid?: number | null, } | { "type": "service_exited",
+/**
+ * Service name.
+ */
+name: string,
+/**
+ * How it ended.
+ */
+status: ExitStatus, } | { "type": "share_created",
+/**
+ * The share's id (for revoking it).
+ */
+id: string,
+/**
+ * Port it opens.
+ */
+port: number,
+/**
+ * Unix seconds after which it no longer works.
+ */
+expires_at: number, } | { "type": "share_revoked",
+/**
+ * The share's id.
+ */
+id: string, } | { "type": "agent",
+/**
+ * The item.
+ */
+item: TranscriptItem, } | { "type": "note",
+/**
+ * The text.
+ */
+text: string, } | { "type": "problem",
+/**
+ * `service:<name>`, `browser` or `test`.
+ */
+source: string,
+/**
+ * What it is (`python_exception`, `js_exception`, `http_5xx`, …).
+ */
+kind: string,
+/**
+ * One line.
+ */
+summary: string,
+/**
+ * The trace and its context (at most 4 KiB).
+ */
+detail: string,
+/**
+ * How often it was seen so far.
+ */
+count: number, } | { "type": "artifact",
+/**
+ * Its name.
+ */
+name: string,
+/**
+ * Its content type.
+ */
+content_type: string,
+/**
+ * Its size.
+ */
+bytes: number, } | { "type": "test_run",
+/**
+ * The command.
+ */
+command: string,
+/**
+ * Whether they passed.
+ */
+ok: boolean,
+/**
+ * Tests passed, when the runner said.
+ */
+passed?: number | null,
+/**
+ * Tests failed.
+ */
+failed: number,
+/**
+ * The failing tests' names (at most 50).
+ */
+failures: Array<string>,
+/**
+ * The exit code (none: killed at the time limit).
+ */
+exit_code?: number | null,
+/**
+ * How long it took.
+ */
+duration_ms: number,
+/**
+ * One line: `3 passed, 1 failed`.
+ */
+summary: string, } | { "type": "closed_loop",
+/**
+ * Whether a recognised problem wakes the idle agent.
+ */
+wake_agent: boolean, });
