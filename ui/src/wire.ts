@@ -26,7 +26,13 @@ cpus?: number | null,
 /**
  * Limit on the number of processes and threads.
  */
-pids?: number | null, };
+pids?: number | null,
+/**
+ * Disk limit in bytes: the most the machine's own files (all it writes
+ * over its image) may take; writing past it fails inside with "disk
+ * quota exceeded". Absent on a session made before disk limits: none.
+ */
+disk_bytes?: number | null, };
 
 /**
  * `POST /v1/sessions`
