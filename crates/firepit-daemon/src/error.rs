@@ -94,6 +94,24 @@ pub enum Error {
         /// The name asked for.
         name: String,
     },
+    /// A WebSocket route was asked without the upgrade.
+    #[error("{0}; this route speaks WebSocket only (send `Connection: Upgrade`, `Upgrade: websocket`)")]
+    WebSocketRequired(#[source] axum::extract::ws::rejection::WebSocketUpgradeRejection),
+    /// `next` of the preview handshake names no preview of this firepit.
+    #[error(
+        "{next:?} is not a preview URL of this firepit: previews are http://<port>-<session>.{domain}/…"
+    )]
+    NotAPreview {
+        /// The URL given.
+        next: String,
+        /// The daemon's preview domain.
+        domain: String,
+    },
+    /// The session has no git repository to serve.
+    #[error(
+        "session {0} has no git repository at /workspace; make the session with --repo, or run `git init /workspace` in it"
+    )]
+    NoRepository(String),
     /// A blocking task panicked or was cancelled.
     #[error("an internal task failed")]
     Join(#[from] tokio::task::JoinError),
@@ -112,22 +130,35 @@ impl Error {
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::NoModel => (StatusCode::CONFLICT, "no_model"),
             Error::Image(e) if e.is_not_found() => (StatusCode::NOT_FOUND, "image_not_found"),
+            Error::Image(firepit_image::Error::InvalidName { .. }) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
+            Error::WebSocketRequired(_) => (StatusCode::UPGRADE_REQUIRED, "websocket_required"),
+            Error::NotAPreview { .. } => (StatusCode::NOT_FOUND, "preview_not_found"),
+            Error::NoRepository(_) => (StatusCode::CONFLICT, "no_repository"),
             Error::Machine(
                 firepit_machine::Error::InvalidSpec(_) | firepit_machine::Error::InvalidId(_),
             ) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::Machine(firepit_machine::Error::NotFound(_)) => {
                 (StatusCode::NOT_FOUND, "machine_not_found")
             }
+            // The API checks a request's form before it reaches the guest
+            // (`api::valid`), so what the guest refuses is the machine's
+            // state, not a malformed request: a 4xx other than 400. Only a
+            // guest that went away or broke the protocol is the server's.
             Error::Guest(e) => match e.kind() {
                 GuestErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-                GuestErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "bad_request"),
                 GuestErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
                 GuestErrorKind::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
                 GuestErrorKind::NotADirectory | GuestErrorKind::DirectoryNotEmpty => {
                     (StatusCode::CONFLICT, "conflict")
                 }
-                GuestErrorKind::Unsupported => (StatusCode::BAD_REQUEST, "unsupported"),
-                _ => (StatusCode::BAD_GATEWAY, "guest_error"),
+                GuestErrorKind::InvalidInput => (StatusCode::CONFLICT, "refused"),
+                GuestErrorKind::Unsupported => (StatusCode::CONFLICT, "unsupported"),
+                GuestErrorKind::Io => (StatusCode::CONFLICT, "io_error"),
+                GuestErrorKind::Protocol | GuestErrorKind::Closed => {
+                    (StatusCode::BAD_GATEWAY, "guest_error")
+                }
             },
             Error::TriageNotFound(_) => (StatusCode::NOT_FOUND, "triage_not_found"),
             Error::Forge(e) => forge_status(e),
@@ -182,12 +213,19 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %chain(&self), "request failed");
         }
-        (
+        let mut resp = (
             status,
             Json(ErrorBody {
                 error: self.to_api(),
             }),
         )
-            .into_response()
+            .into_response();
+        if let Error::WebSocketRequired(_) = self {
+            resp.headers_mut().insert(
+                axum::http::header::UPGRADE,
+                axum::http::HeaderValue::from_static("websocket"),
+            );
+        }
+        resp
     }
 }

@@ -21,6 +21,7 @@ mod sessions;
 mod shares;
 mod triage;
 mod ui;
+pub(crate) mod valid;
 
 use axum::Json;
 use axum::Router;
@@ -150,6 +151,14 @@ async fn health() -> Json<Health> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
     })
 }
+
+/// The WebSocket upgrade of a route, taken as a result so that the handler
+/// checks the session and the rest of the request first, and a plain HTTP
+/// request gets the API's error (426) rather than axum's text.
+pub(crate) type Upgrade = Result<
+    axum::extract::ws::WebSocketUpgrade,
+    axum::extract::ws::rejection::WebSocketUpgradeRejection,
+>;
 
 /// A JSON body extractor whose rejections answer in the API's error shape.
 pub(crate) struct JsonBody<T>(pub T);
