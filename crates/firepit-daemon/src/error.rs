@@ -54,6 +54,12 @@ pub enum Error {
         /// The limit in bytes.
         limit: u64,
     },
+    /// A JSON request body is larger than the daemon reads.
+    #[error("the request body is larger than the limit of {} MiB", limit >> 20)]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// No such image.
     #[error(transparent)]
     Image(#[from] firepit_image::Error),
@@ -126,7 +132,9 @@ impl Error {
             Error::ArtifactNotFound { .. } => (StatusCode::NOT_FOUND, "artifact_not_found"),
             Error::SessionNotRunning(_) => (StatusCode::CONFLICT, "session_not_running"),
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Error::TooLarge { .. } | Error::BodyTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+            }
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::NoModel => (StatusCode::CONFLICT, "no_model"),
             Error::Image(e) if e.is_not_found() => (StatusCode::NOT_FOUND, "image_not_found"),

@@ -96,7 +96,7 @@ pub struct CreateSession {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Resource limits.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub limits: Limits,
     /// Network mode.
     #[serde(default)]
@@ -358,6 +358,17 @@ pub struct AgentStatus {
     pub last_seq: u64,
 }
 
+/// A struct read from a JSON object only: serde's derived impls also take a
+/// struct from an array of its fields, which the API does not allow.
+fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+    T::deserialize(serde_json::Value::Object(map)).map_err(serde::de::Error::custom)
+}
+
 /// Integers of request bodies, read from a JSON number with no fraction:
 /// `2` and `2.0` are the same integer to JSON Schema, so a client generated
 /// from `docs/api/openapi.yaml` may send either. A fraction, a value out of the
@@ -456,6 +467,11 @@ mod tests {
         assert_eq!((l.memory_bytes, l.pids), (Some(1 << 30), Some(16)));
         let l: Limits = serde_json::from_str(r#"{"pids":18446744073709551615}"#).unwrap();
         assert_eq!(l.pids, Some(u64::MAX));
+        let err =
+            serde_json::from_str::<CreateSession>(r#"{"limits":[null,null]}"#).unwrap_err();
+        assert!(err.to_string().contains("expected a map"), "{err}");
+        let c: CreateSession = serde_json::from_str(r#"{"limits":{"cpus":0.5}}"#).unwrap();
+        assert_eq!(c.limits.cpus, Some(0.5));
     }
 
     #[test]

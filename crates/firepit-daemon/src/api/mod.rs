@@ -160,7 +160,8 @@ pub(crate) type Upgrade = Result<
     axum::extract::ws::rejection::WebSocketUpgradeRejection,
 >;
 
-/// A JSON body extractor whose rejections answer in the API's error shape.
+/// A JSON body extractor whose rejections answer in the API's error shape;
+/// the body must be a JSON object.
 pub(crate) struct JsonBody<T>(pub T);
 
 impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
@@ -171,8 +172,21 @@ where
     type Rejection = crate::Error;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(JsonBody(v)),
+        // Read as JSON first: every body is an object (serde would also
+        // take a struct from an array of its fields, which the document
+        // does not allow).
+        match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(v)) if !v.is_object() => Err(crate::Error::BadRequest(
+                "the body must be a JSON object".into(),
+            )),
+            Ok(Json(v)) => serde_json::from_value(v)
+                .map(JsonBody)
+                .map_err(|e| crate::Error::BadRequest(format!("the body is not valid: {e}"))),
+            Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(crate::Error::BodyTooLarge {
+                    limit: JSON_BODY_LIMIT as u64,
+                })
+            }
             Err(rejection) => Err(crate::Error::BadRequest(rejection.body_text())),
         }
     }
