@@ -32,8 +32,10 @@ use firepit_wire::api::Health;
 
 use crate::{App, auth};
 
-/// Body limit for JSON requests; uploads have their own, larger one.
-const JSON_BODY_LIMIT: usize = 1 << 20;
+/// Body limit for JSON requests; uploads have their own, larger one. The
+/// longest agent message (256 Ki characters) fits even when every character
+/// is written as a JSON escape pair (`\ud83d\ude00`, 12 bytes).
+const JSON_BODY_LIMIT: usize = 4 << 20;
 
 /// Every route: method and path. `docs/api/openapi.yaml` must list exactly
 /// these; a test checks both that and that each one is routed.

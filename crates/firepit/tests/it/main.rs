@@ -16,5 +16,6 @@ mod forge_standin;
 mod isolation;
 mod lifecycle;
 mod preview;
+mod schemathesis;
 mod terminal;
 mod ui;
