@@ -18,6 +18,9 @@
 //!   /v1/sessions/{id}`, stop, start) get random ids, and real ones from
 //!   `POST /v1/sessions` in the stateful phase, which destroys what it makes.
 //! - `follow=false` for the three NDJSON streams that otherwise never end.
+//! - The stateful phase sends valid requests only (the coverage and fuzzing
+//!   phases send invalid ones too): with a parameter fixed by the
+//!   configuration, its invalid cases are not told apart from valid ones.
 //! - The WebSocket routes answer a plain HTTP request (schemathesis cannot
 //!   upgrade) with 426 after checking the request, so a valid request there
 //!   may be answered 426 too; their upgrades are tested in `events.rs`,
@@ -61,6 +64,12 @@ fn schemathesis() -> PathBuf {
 fn config(session: &str) -> String {
     format!(
         r#"# Written by crates/firepit/tests/it/schemathesis.rs.
+# The stateful phase sends valid requests only: where a parameter is fixed
+# below, it cannot tell its own invalid cases from valid ones (the coverage
+# and fuzzing phases send both).
+[phases.stateful]
+generation.mode = "positive"
+
 [[operations]]
 include-path-regex = '^/v1/sessions/\{{id\}}/(events|services/\{{name\}}/logs)$'
 parameters = {{ "path.id" = "{session}", "query.follow" = "false" }}
