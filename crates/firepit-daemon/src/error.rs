@@ -101,7 +101,9 @@ pub enum Error {
         name: String,
     },
     /// A WebSocket route was asked without the upgrade.
-    #[error("{0}; this route speaks WebSocket only (send `Connection: Upgrade`, `Upgrade: websocket`)")]
+    #[error(
+        "{0}; this route speaks WebSocket only (send `Connection: Upgrade`, `Upgrade: websocket`)"
+    )]
     WebSocketRequired(#[source] axum::extract::ws::rejection::WebSocketUpgradeRejection),
     /// `next` of the preview handshake names no preview of this firepit.
     #[error(

@@ -420,9 +420,7 @@ pub mod whole {
     }
 
     /// An optional whole number as `T` (`null` is `None`).
-    pub fn option<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
-        d: D,
-    ) -> Result<Option<T>, D::Error> {
+    pub fn option<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<Option<T>, D::Error> {
         struct Opt<T>(PhantomData<T>);
         impl<'de, T: TryFrom<u64>> Visitor<'de> for Opt<T> {
             type Value = Option<T>;
@@ -467,8 +465,7 @@ mod tests {
         assert_eq!((l.memory_bytes, l.pids), (Some(1 << 30), Some(16)));
         let l: Limits = serde_json::from_str(r#"{"pids":18446744073709551615}"#).unwrap();
         assert_eq!(l.pids, Some(u64::MAX));
-        let err =
-            serde_json::from_str::<CreateSession>(r#"{"limits":[null,null]}"#).unwrap_err();
+        let err = serde_json::from_str::<CreateSession>(r#"{"limits":[null,null]}"#).unwrap_err();
         assert!(err.to_string().contains("expected a map"), "{err}");
         let c: CreateSession = serde_json::from_str(r#"{"limits":{"cpus":0.5}}"#).unwrap();
         assert_eq!(c.limits.cpus, Some(0.5));

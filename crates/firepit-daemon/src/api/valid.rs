@@ -57,9 +57,7 @@ pub(crate) fn command(c: &Command) -> Result<(), Error> {
 pub(crate) fn env(env: &[(String, String)]) -> Result<(), Error> {
     for (k, v) in env {
         if k.contains('=') {
-            return Err(bad(format!(
-                "environment variable name {k:?} contains `=`"
-            )));
+            return Err(bad(format!("environment variable name {k:?} contains `=`")));
         }
         no_nul("an environment variable name", k)?;
         no_nul("an environment variable value", v)?;
@@ -200,7 +198,9 @@ mod tests {
         for ok in ["o/r", "a-b/c.d_e", "x/...", "x/a.gitx"] {
             repo(ok).unwrap();
         }
-        for bad in ["", "o", "o/", "/r", "o/r/x", "./r", "o/..", " o/r", "o/r.git"] {
+        for bad in [
+            "", "o", "o/", "/r", "o/r/x", "./r", "o/..", " o/r", "o/r.git",
+        ] {
             assert!(repo(bad).is_err(), "{bad:?}");
         }
         branch("feature/x").unwrap();
