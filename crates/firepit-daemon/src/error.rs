@@ -115,6 +115,10 @@ pub enum Error {
         /// The daemon's preview domain.
         domain: String,
     },
+    /// Cloning a well-named repository or branch failed (a branch the
+    /// repository does not have, say); the message has git's words.
+    #[error("{0}")]
+    CloneFailed(String),
     /// The session has no git repository to serve.
     #[error(
         "session {0} has no git repository at /workspace; make the session with --repo, or run `git init /workspace` in it"
@@ -146,6 +150,7 @@ impl Error {
             Error::WebSocketRequired(_) => (StatusCode::UPGRADE_REQUIRED, "websocket_required"),
             Error::NotAPreview { .. } => (StatusCode::NOT_FOUND, "preview_not_found"),
             Error::NoRepository(_) => (StatusCode::CONFLICT, "no_repository"),
+            Error::CloneFailed(_) => (StatusCode::CONFLICT, "clone_failed"),
             Error::Machine(
                 firepit_machine::Error::InvalidSpec(_) | firepit_machine::Error::InvalidId(_),
             ) => (StatusCode::BAD_REQUEST, "bad_request"),
