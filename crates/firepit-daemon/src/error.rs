@@ -69,6 +69,10 @@ pub enum Error {
     /// The guest answered with an error or went away.
     #[error("{0}")]
     Guest(#[source] firepit_guest_client::Error),
+    /// A command to start names a program or working directory the machine
+    /// does not have. Not a 404: the session the URL names exists.
+    #[error("{0}")]
+    NotInMachine(#[source] firepit_guest_client::Error),
     /// No model is configured for the agent.
     #[error("{}", firepit_agent::CONFIGURE_HELP)]
     NoModel,
@@ -175,6 +179,7 @@ impl Error {
                     (StatusCode::BAD_GATEWAY, "guest_error")
                 }
             },
+            Error::NotInMachine(_) => (StatusCode::CONFLICT, "not_in_machine"),
             Error::TriageNotFound(_) => (StatusCode::NOT_FOUND, "triage_not_found"),
             Error::Forge(e) => forge_status(e),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -187,6 +192,18 @@ impl Error {
         ApiError {
             code: code.to_owned(),
             message: chain(self),
+        }
+    }
+}
+
+impl Error {
+    /// A guest error of starting a command: what it names but the machine
+    /// lacks is [`Error::NotInMachine`], the rest as any guest error.
+    pub fn starting(e: firepit_guest_client::Error) -> Error {
+        if e.kind() == GuestErrorKind::NotFound {
+            Error::NotInMachine(e)
+        } else {
+            Error::Guest(e)
         }
     }
 }

@@ -43,7 +43,7 @@ pub(super) async fn exec(
             timeout_ms: req.timeout_ms,
         })
         .await
-        .map_err(Error::Guest)?;
+        .map_err(Error::starting)?;
     if let Some(input) = stdin {
         exec.stdin_write(Bytes::from(input))
             .await

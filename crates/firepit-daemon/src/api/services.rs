@@ -38,7 +38,7 @@ pub(super) async fn start(
         .await?
         .service_start(spec)
         .await
-        .map_err(Error::Guest)?;
+        .map_err(Error::starting)?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
