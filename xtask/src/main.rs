@@ -2,9 +2,11 @@
 //!
 //! - `test`: checks that the committed UI build matches `ui/` (first, from
 //!   hashes; then by a rebuild, see `ui.rs`), builds (or reuses) the test
-//!   images in the cache directory, then checks formatting, runs clippy and the whole test suite with the
-//!   environment the privileged tests need, and last (when no test args are
-//!   given) `test-cgroup2`. `.ci/run` calls exactly this.
+//!   images in the cache directory and schemathesis' virtual environment
+//!   (`venv-schemathesis`, pinned), then checks formatting, runs clippy and
+//!   the whole test suite with the environment the privileged tests need, and
+//!   last (when no test args are given) `test-cgroup2`. `.ci/run` calls
+//!   exactly this.
 //! - `bench`: runs the machine benchmark (see README).
 //! - `bench-preview`: runs the preview proxy benchmark (needs `wrk` and `nginx`).
 //! - `bench-browser`: runs the agent's browser benchmark (the `browser` image).
@@ -123,6 +125,39 @@ fn debs() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The schemathesis release the API test runs (`crates/firepit/tests/it/schemathesis.rs`).
+const SCHEMATHESIS: &str = "4.32.5";
+
+/// Installs schemathesis (pinned) from PyPI into a virtual environment in
+/// the cache, if it is not there yet; returns the path of its command.
+fn schemathesis() -> Result<PathBuf> {
+    let venv = cache_dir().join("venv-schemathesis");
+    let bin = venv.join("bin/schemathesis");
+    let installed = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(SCHEMATHESIS));
+    if installed {
+        return Ok(bin);
+    }
+    firepit_image::host::install_python_venv(&mut |m| eprintln!("xtask: {m}"))?;
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).with_context(|| format!("removing {}", venv.display()))?;
+    }
+    let mut mk = Command::new("python3");
+    mk.args(["-m", "venv"]).arg(&venv);
+    run(mk)?;
+    let mut pip = Command::new(venv.join("bin/pip"));
+    pip.args(["install", "-q", "--disable-pip-version-check"])
+        .arg(format!("schemathesis=={SCHEMATHESIS}"));
+    if let Err(e) = run(pip) {
+        // A half-made environment must not look installed next time.
+        let _ = std::fs::remove_dir_all(&venv);
+        return Err(e);
+    }
+    Ok(bin)
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
@@ -137,6 +172,8 @@ fn run(mut cmd: Command) -> Result<()> {
 }
 
 fn test_env(cmd: &mut Command, images: &Path, uid_base: u32) {
+    let venv = cache_dir().join("venv-schemathesis/bin/schemathesis");
+    cmd.env("FIREPIT_TEST_SCHEMATHESIS", venv);
     cmd.env("FIREPIT_TEST_IMAGES", images)
         .env("FIREPIT_TEST_DEBS", cache_dir().join("debs"))
         .env("FIREPIT_TEST_ROOTFS", images.join("minimal/rootfs"))
@@ -155,6 +192,7 @@ fn test(extra: &[String]) -> Result<()> {
     ui::verify_rebuild(&ui_paths, false)?;
     let (images, uid_base) = images()?;
     debs()?;
+    schemathesis()?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;

@@ -54,6 +54,12 @@ pub enum Error {
         /// The limit in bytes.
         limit: u64,
     },
+    /// A JSON request body is larger than the daemon reads.
+    #[error("the request body is larger than the limit of {} MiB", limit >> 20)]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// No such image.
     #[error(transparent)]
     Image(#[from] firepit_image::Error),
@@ -81,6 +87,10 @@ pub enum Error {
     /// The guest answered with an error or went away.
     #[error("{0}")]
     Guest(#[source] firepit_guest_client::Error),
+    /// A command to start names a program or working directory the machine
+    /// does not have. Not a 404: the session the URL names exists.
+    #[error("{0}")]
+    NotInMachine(#[source] firepit_guest_client::Error),
     /// No model is configured for the agent.
     #[error("{}", firepit_agent::CONFIGURE_HELP)]
     NoModel,
@@ -121,6 +131,30 @@ pub enum Error {
         /// The name asked for.
         name: String,
     },
+    /// A WebSocket route was asked without the upgrade.
+    #[error(
+        "{0}; this route speaks WebSocket only (send `Connection: Upgrade`, `Upgrade: websocket`)"
+    )]
+    WebSocketRequired(#[source] axum::extract::ws::rejection::WebSocketUpgradeRejection),
+    /// `next` of the preview handshake names no preview of this firepit.
+    #[error(
+        "{next:?} is not a preview URL of this firepit: previews are http://<port>-<session>.{domain}/…"
+    )]
+    NotAPreview {
+        /// The URL given.
+        next: String,
+        /// The daemon's preview domain.
+        domain: String,
+    },
+    /// Cloning a well-named repository or branch failed (a branch the
+    /// repository does not have, say); the message has git's words.
+    #[error("{0}")]
+    CloneFailed(String),
+    /// The session has no git repository to serve.
+    #[error(
+        "session {0} has no git repository at /workspace; make the session with --repo, or run `git init /workspace` in it"
+    )]
+    NoRepository(String),
     /// A blocking task panicked or was cancelled.
     #[error("an internal task failed")]
     Join(#[from] tokio::task::JoinError),
@@ -135,29 +169,46 @@ impl Error {
             Error::ArtifactNotFound { .. } => (StatusCode::NOT_FOUND, "artifact_not_found"),
             Error::SessionNotRunning(_) => (StatusCode::CONFLICT, "session_not_running"),
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Error::TooLarge { .. } | Error::BodyTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+            }
             Error::ArtifactsFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "artifacts_full"),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::CrossSite { .. } => (StatusCode::FORBIDDEN, "cross_site"),
             Error::NoModel => (StatusCode::CONFLICT, "no_model"),
             Error::Image(e) if e.is_not_found() => (StatusCode::NOT_FOUND, "image_not_found"),
+            Error::Image(firepit_image::Error::InvalidName { .. }) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
+            Error::WebSocketRequired(_) => (StatusCode::UPGRADE_REQUIRED, "websocket_required"),
+            Error::NotAPreview { .. } => (StatusCode::NOT_FOUND, "preview_not_found"),
+            Error::NoRepository(_) => (StatusCode::CONFLICT, "no_repository"),
+            Error::CloneFailed(_) => (StatusCode::CONFLICT, "clone_failed"),
             Error::Machine(
                 firepit_machine::Error::InvalidSpec(_) | firepit_machine::Error::InvalidId(_),
             ) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::Machine(firepit_machine::Error::NotFound(_)) => {
                 (StatusCode::NOT_FOUND, "machine_not_found")
             }
+            // The API checks a request's form before it reaches the guest
+            // (`api::valid`), so what the guest refuses is the machine's
+            // state, not a malformed request: a 4xx other than 400. Only a
+            // guest that went away or broke the protocol is the server's.
             Error::Guest(e) => match e.kind() {
                 GuestErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-                GuestErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "bad_request"),
                 GuestErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
                 GuestErrorKind::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
                 GuestErrorKind::NotADirectory | GuestErrorKind::DirectoryNotEmpty => {
                     (StatusCode::CONFLICT, "conflict")
                 }
-                GuestErrorKind::Unsupported => (StatusCode::BAD_REQUEST, "unsupported"),
-                _ => (StatusCode::BAD_GATEWAY, "guest_error"),
+                GuestErrorKind::InvalidInput => (StatusCode::CONFLICT, "refused"),
+                GuestErrorKind::Unsupported => (StatusCode::CONFLICT, "unsupported"),
+                GuestErrorKind::Io => (StatusCode::CONFLICT, "io_error"),
+                GuestErrorKind::Protocol | GuestErrorKind::Closed => {
+                    (StatusCode::BAD_GATEWAY, "guest_error")
+                }
             },
+            Error::NotInMachine(_) => (StatusCode::CONFLICT, "not_in_machine"),
             Error::TriageNotFound(_) => (StatusCode::NOT_FOUND, "triage_not_found"),
             Error::Forge(e) => forge_status(e),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -170,6 +221,18 @@ impl Error {
         ApiError {
             code: code.to_owned(),
             message: chain(self),
+        }
+    }
+}
+
+impl Error {
+    /// A guest error of starting a command: what it names but the machine
+    /// lacks is [`Error::NotInMachine`], the rest as any guest error.
+    pub fn starting(e: firepit_guest_client::Error) -> Error {
+        if e.kind() == GuestErrorKind::NotFound {
+            Error::NotInMachine(e)
+        } else {
+            Error::Guest(e)
         }
     }
 }
@@ -211,12 +274,19 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %chain(&self), "request failed");
         }
-        (
+        let mut resp = (
             status,
             Json(ErrorBody {
                 error: self.to_api(),
             }),
         )
-            .into_response()
+            .into_response();
+        if let Error::WebSocketRequired(_) = self {
+            resp.headers_mut().insert(
+                axum::http::header::UPGRADE,
+                axum::http::HeaderValue::from_static("websocket"),
+            );
+        }
+        resp
     }
 }

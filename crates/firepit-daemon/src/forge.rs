@@ -167,7 +167,7 @@ impl App {
                 &tail(&out.stderr, 2000),
                 self.forge().config().token.as_ref(),
             );
-            return Err(Error::BadRequest(format!(
+            return Err(Error::CloneFailed(format!(
                 "cloning {repo} into /workspace failed: {why}"
             )));
         }

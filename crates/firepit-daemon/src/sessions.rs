@@ -27,6 +27,12 @@ const MIN_MEMORY: u64 = 32 << 20;
 const MIN_PIDS: u64 = 16;
 /// Smallest disk limit a machine can work with.
 const MIN_DISK: u64 = firepit_machine::MIN_DISK;
+/// Most processes a limit may name: the kernel's own ceiling (`PID_MAX_LIMIT`).
+const MAX_PIDS: u64 = 4 << 20;
+/// Fewest CPUs a limit may name (the backend's smallest CFS quota).
+const MIN_CPUS: f64 = 0.01;
+/// Most CPUs a limit may name; more than the host has are reduced to its count.
+const MAX_CPUS: f64 = 1024.0;
 /// How long a new machine's guest may take to answer.
 const GUEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -74,19 +80,18 @@ pub fn check_limits(limits: &Limits) -> Result<(), Error> {
             MIN_MEMORY >> 20
         )));
     }
-    if let Some(c) = limits.cpus {
-        let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        if !c.is_finite() || c <= 0.0 || c > host {
-            return Err(Error::BadRequest(format!(
-                "cpu limit {c} makes no sense; give a number above 0 and at most {host} (this host's CPUs)"
-            )));
-        }
-    }
-    if let Some(p) = limits.pids
-        && p < MIN_PIDS
+    if let Some(c) = limits.cpus
+        && !(MIN_CPUS..=MAX_CPUS).contains(&c)
     {
         return Err(Error::BadRequest(format!(
-            "process limit {p} is too small; give at least {MIN_PIDS}"
+            "cpu limit {c} makes no sense; give a number from {MIN_CPUS} to {MAX_CPUS} (more than this host has means all of them)"
+        )));
+    }
+    if let Some(p) = limits.pids
+        && !(MIN_PIDS..=MAX_PIDS).contains(&p)
+    {
+        return Err(Error::BadRequest(format!(
+            "process limit {p} is out of range; give {MIN_PIDS} to {MAX_PIDS}"
         )));
     }
     if let Some(d) = limits.disk_bytes
@@ -98,6 +103,12 @@ pub fn check_limits(limits: &Limits) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// The CPUs a limit gives on this host: more than it has means all of them.
+fn cpus_on_host(cpus: Option<f64>) -> Option<f64> {
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    cpus.map(|c| c.min(host))
 }
 
 /// A fresh session id: 10 characters of `[a-z0-9]`, starting with a letter, so it
@@ -179,6 +190,10 @@ impl App {
                     .into(),
             ));
         }
+        let limits = Limits {
+            cpus: cpus_on_host(limits.cpus),
+            ..limits
+        };
         let images = self.images().clone();
         let name = image_name.clone();
         let image = tokio::task::spawn_blocking(move || images.get(&name)).await??;
@@ -468,6 +483,14 @@ mod tests {
                 disk_bytes: Some(1 << 20),
                 ..Default::default()
             },
+            Limits {
+                pids: Some(MAX_PIDS + 1),
+                ..Default::default()
+            },
+            Limits {
+                cpus: Some(0.001),
+                ..Default::default()
+            },
         ];
         for l in bad {
             assert!(
@@ -482,5 +505,14 @@ mod tests {
             disk_bytes: Some(64 << 20),
         })
         .unwrap();
+        // More CPUs than the host has are all of them, not an error.
+        check_limits(&Limits {
+            cpus: Some(MAX_CPUS),
+            ..Default::default()
+        })
+        .unwrap();
+        let host = std::thread::available_parallelism().unwrap().get() as f64;
+        assert_eq!(cpus_on_host(Some(MAX_CPUS)), Some(host));
+        assert_eq!(cpus_on_host(Some(0.5)), Some(0.5_f64.min(host)));
     }
 }

@@ -193,7 +193,7 @@ impl App {
             )));
         }
         if let Some(l) = &req.label
-            && (l.trim().is_empty() || l.len() > 100)
+            && (crate::api::valid::blank(l) || l.chars().count() > 100)
         {
             return Err(Error::BadRequest(
                 "the label must be 1 to 100 characters".into(),

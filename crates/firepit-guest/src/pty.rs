@@ -201,7 +201,7 @@ impl Ptys {
         name: &str,
         c: PtyCreate,
     ) -> Result<Arc<Session>, WireError> {
-        if name.is_empty() || name.len() > 64 || name.contains(['/', '\0']) {
+        if !(1..=64).contains(&name.chars().count()) || name.contains(['/', '\0']) {
             return Err(WireError::new(
                 ErrorKind::InvalidInput,
                 format!("invalid pty name: {name:?}"),

@@ -113,7 +113,7 @@ impl Services {
     /// Starts a service; one of the same name that still runs is `AlreadyExists`, one that
     /// ended is replaced.
     pub fn start(&self, spec: ServiceSpec) -> Result<ServiceInfo, WireError> {
-        if spec.name.is_empty() || spec.name.len() > 64 || spec.name.contains(['/', '\0']) {
+        if !(1..=64).contains(&spec.name.chars().count()) || spec.name.contains(['/', '\0']) {
             return Err(WireError::new(
                 ErrorKind::InvalidInput,
                 format!("invalid service name: {:?}", spec.name),

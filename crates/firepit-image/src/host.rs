@@ -30,6 +30,27 @@ pub fn missing_packages() -> Vec<&'static str> {
 pub const TEST_TOOLS: &[(&str, &str)] =
     &[("chromium", "chromium"), ("node", "nodejs"), ("npm", "npm")];
 
+/// The Debian package of Python's `venv` with its pip bootstrap (Debian
+/// ships them apart from `python3`): the test suite installs schemathesis
+/// into a virtual environment, and `python3 -m venv` fails without it.
+pub const PYTHON_VENV: &str = "python3-venv";
+
+/// Installs Python 3 with a working `venv` module (for the schemathesis run
+/// of the API tests) when either is missing.
+pub fn install_python_venv(report: &mut dyn FnMut(&str)) -> Result<()> {
+    install_missing_from(&[("python3", "python3")], report)?;
+    let has_venv = Command::new("python3")
+        .args(["-c", "import ensurepip, venv"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_venv {
+        return Ok(());
+    }
+    install(&[PYTHON_VENV], report)
+}
+
 /// Installs the missing packages of [`HOST_TOOLS`] with `apt-get`, telling
 /// `report` what it does. Nothing happens when all are there.
 pub fn install_missing(report: &mut dyn FnMut(&str)) -> Result<()> {
@@ -47,6 +68,12 @@ pub fn install_missing_from(tools: &[(&str, &str)], report: &mut dyn FnMut(&str)
     if missing.is_empty() {
         return Ok(());
     }
+    install(&missing, report)
+}
+
+/// Installs `missing` with `apt-get` (after `apt-get update` when the first
+/// try fails: a fresh machine may have no package lists yet).
+fn install(missing: &[&str], report: &mut dyn FnMut(&str)) -> Result<()> {
     let list = missing.join(" ");
     report(&format!("installing host packages with apt-get: {list}"));
     let apt = |args: &[&str]| {
@@ -59,12 +86,11 @@ pub fn install_missing_from(tools: &[(&str, &str)], report: &mut dyn FnMut(&str)
                 reason: e.to_string(),
             })
     };
-    let mut install = vec!["install", "-y", "-q"];
-    install.extend(&missing);
-    if !apt(&install)?.success() {
-        // A fresh machine may have no package lists yet.
+    let mut args = vec!["install", "-y", "-q"];
+    args.extend(missing);
+    if !apt(&args)?.success() {
         apt(&["update", "-q"])?;
-        let status = apt(&install)?;
+        let status = apt(&args)?;
         if !status.success() {
             return Err(Error::HostPackages {
                 packages: list,

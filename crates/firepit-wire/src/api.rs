@@ -5,6 +5,10 @@
 //! the two in step. Streams (exec output, service logs) are newline-delimited
 //! JSON: one [`ExecEvent`] or [`LogLine`] per line. Types that mean the same
 //! thing in the guest protocol are re-exported from [`crate::guest`], not copied.
+//!
+//! Request bodies refuse unknown fields (`additionalProperties: false` in the
+//! document), and their integer fields take a JSON number with no fraction in
+//! either spelling (`2` or `2.0`), as JSON Schema's `integer` does ([`whole`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -69,18 +73,30 @@ pub enum NetworkMode {
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Limits {
     /// Memory limit in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::option"
+    )]
     pub memory_bytes: Option<u64>,
     /// CPU limit in CPUs (fractions allowed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
     /// Limit on the number of processes and threads.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::option"
+    )]
     pub pids: Option<u64>,
     /// Disk limit in bytes: the most the machine's own files (all it writes
     /// over its image) may take; writing past it fails inside with "disk
     /// quota exceeded". Absent on a session made before disk limits: none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::option"
+    )]
     pub disk_bytes: Option<u64>,
 }
 
@@ -93,7 +109,7 @@ pub struct CreateSession {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Resource limits.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub limits: Limits,
     /// Network mode.
     #[serde(default)]
@@ -144,7 +160,11 @@ pub struct ExecRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin_base64: Option<String>,
     /// Kill the command's whole process tree after this many milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::option"
+    )]
     pub timeout_ms: Option<u64>,
 }
 
@@ -280,11 +300,13 @@ pub struct Health {
 /// `POST /v1/sessions/{id}/shares`: a share link for one preview port.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
 pub struct CreateShare {
     /// The port inside the machine.
+    #[serde(deserialize_with = "whole::number")]
     pub port: u16,
     /// How long the link works, in seconds (default one hour, at most 30 days).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub ttl_seconds: Option<u64>,
 }
 
@@ -363,9 +385,118 @@ pub struct AgentStatus {
     pub last_seq: u64,
 }
 
+/// A struct read from a JSON object only: serde's derived impls also take a
+/// struct from an array of its fields, which the API does not allow.
+fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+    T::deserialize(serde_json::Value::Object(map)).map_err(serde::de::Error::custom)
+}
+
+/// Integers of request bodies, read from a JSON number with no fraction:
+/// `2` and `2.0` are the same integer to JSON Schema, so a client generated
+/// from `docs/api/openapi.yaml` may send either. A fraction, a value out of the
+/// type's range or anything else is refused with serde's usual message.
+pub mod whole {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::Deserializer;
+    use serde::de::{Error, Unexpected, Visitor};
+
+    struct Whole<T>(PhantomData<T>);
+
+    impl<T: TryFrom<u64>> Whole<T> {
+        fn fit<E: Error>(v: u64, unexp: Unexpected<'_>) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::invalid_value(unexp, &"an integer in range"))
+        }
+    }
+
+    impl<T: TryFrom<u64>> Visitor<'_> for Whole<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a non-negative integer")
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<T, E> {
+            Self::fit(v, Unexpected::Unsigned(v))
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<T, E> {
+            let u = u64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))?;
+            Self::fit(u, Unexpected::Signed(v))
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<T, E> {
+            // Below 2^64 and whole: the cast is exact.
+            if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+                Self::fit(v as u64, Unexpected::Float(v))
+            } else {
+                Err(E::invalid_type(Unexpected::Float(v), &self))
+            }
+        }
+    }
+
+    /// A whole number as `T`.
+    pub fn number<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D::Error> {
+        d.deserialize_any(Whole(PhantomData))
+    }
+
+    /// An optional whole number as `T` (`null` is `None`).
+    pub fn option<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<Option<T>, D::Error> {
+        struct Opt<T>(PhantomData<T>);
+        impl<'de, T: TryFrom<u64>> Visitor<'de> for Opt<T> {
+            type Value = Option<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a non-negative integer or null")
+            }
+            fn visit_none<E: Error>(self) -> Result<Option<T>, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: Error>(self) -> Result<Option<T>, E> {
+                Ok(None)
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Option<T>, D2::Error> {
+                number(d).map(Some)
+            }
+        }
+        d.deserialize_option(Opt(PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_take_either_spelling_and_nothing_else() {
+        let s: CreateShare = serde_json::from_str(r#"{"port":8000.0,"ttl_seconds":60}"#).unwrap();
+        assert_eq!((s.port, s.ttl_seconds), (8000, Some(60)));
+        let s: CreateShare = serde_json::from_str(r#"{"port":1,"ttl_seconds":null}"#).unwrap();
+        assert_eq!(s.ttl_seconds, None);
+        for bad in [
+            r#"{"port":80.5}"#,
+            r#"{"port":-1}"#,
+            r#"{"port":65536}"#,
+            r#"{"port":"80"}"#,
+            r#"{"port":1e300}"#,
+            r#"{"port":80,"ttl":1}"#,
+        ] {
+            assert!(serde_json::from_str::<CreateShare>(bad).is_err(), "{bad}");
+        }
+        let l: Limits = serde_json::from_str(r#"{"memory_bytes":1073741824.0,"pids":16}"#).unwrap();
+        assert_eq!((l.memory_bytes, l.pids), (Some(1 << 30), Some(16)));
+        let l: Limits = serde_json::from_str(r#"{"pids":18446744073709551615}"#).unwrap();
+        assert_eq!(l.pids, Some(u64::MAX));
+        let err = serde_json::from_str::<CreateSession>(r#"{"limits":[null,null]}"#).unwrap_err();
+        assert!(err.to_string().contains("expected a map"), "{err}");
+        let c: CreateSession = serde_json::from_str(r#"{"limits":{"cpus":0.5}}"#).unwrap();
+        assert_eq!(c.limits.cpus, Some(0.5));
+    }
 
     #[test]
     fn exec_event_lines_are_tagged() {
@@ -407,6 +538,7 @@ mod tests {
 /// problems it recognises.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
 pub struct ClosedLoopSettings {
     /// Whether a new problem wakes the idle agent (default true; only once
     /// the agent has been talked to in the session). A running agent gets new

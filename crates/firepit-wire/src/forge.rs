@@ -13,10 +13,18 @@ pub struct CreateTriage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// At most this many issues (default 10).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::whole::option"
+    )]
     pub max: Option<u32>,
     /// Issues worked on at once (default 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::whole::option"
+    )]
     pub parallel: Option<u32>,
     /// Image of the sessions (the daemon's default if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]

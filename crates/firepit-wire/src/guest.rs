@@ -557,9 +557,11 @@ pub enum RestartPolicy {
     Always,
 }
 
-/// A named background process.
+/// A named background process. Unknown fields are refused: it is also the
+/// body of `POST /v1/sessions/{id}/services`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
     /// Unique name.
     pub name: String,
@@ -867,6 +869,25 @@ mod tests {
         assert!(buf.is_empty());
         let req: Request = out[0].parse().unwrap();
         assert_eq!(req, Request::Exec(ExecRequest::shell("echo hi")));
+    }
+
+    #[test]
+    fn a_service_spec_refuses_unknown_fields_but_travels_in_a_request() {
+        let spec = ServiceSpec {
+            name: "web".into(),
+            command: Command::Shell("true".into()),
+            env: Vec::new(),
+            cwd: None,
+            restart: RestartPolicy::Always,
+        };
+        let req = Request::ServiceStart(spec.clone());
+        let json = serde_json::to_string(&req).unwrap();
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), req);
+        let err = serde_json::from_str::<ServiceSpec>(
+            r#"{"name":"web","command":{"shell":"true"},"restart_policy":"always"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
     }
 
     #[test]

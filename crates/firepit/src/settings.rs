@@ -88,6 +88,14 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok(bytes as u64)
 }
 
+/// A repository as a person types it (`owner/name`, perhaps with `.git` or
+/// spaces) in the exact `owner/name` form the API takes.
+pub fn repo_name(typed: &str) -> Result<String> {
+    let name: firepit_forge::RepoName =
+        typed.parse().with_context(|| format!("--repo {typed:?}"))?;
+    Ok(name.to_string())
+}
+
 /// The create request for these machine options.
 pub fn create_request(m: &MachineArgs) -> Result<CreateSession> {
     Ok(CreateSession {

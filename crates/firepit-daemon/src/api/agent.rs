@@ -7,10 +7,10 @@ use axum::http::StatusCode;
 use firepit_agent::Sent;
 use firepit_wire::api::{AgentMessage, AgentSent, AgentStatus, AgentStopped};
 
-use super::JsonBody;
+use super::{JsonBody, valid};
 use crate::{App, Error};
 
-/// Longest message accepted from a person.
+/// Longest message accepted from a person, in characters (`maxLength`).
 const MAX_MESSAGE: usize = 256 << 10;
 
 pub(super) async fn send(
@@ -18,13 +18,12 @@ pub(super) async fn send(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<AgentMessage>,
 ) -> Result<(StatusCode, Json<AgentSent>), Error> {
-    if req.message.trim().is_empty() {
+    if valid::blank(&req.message) {
         return Err(Error::BadRequest("the message is empty".into()));
     }
-    if req.message.len() > MAX_MESSAGE {
+    if req.message.chars().count() > MAX_MESSAGE {
         return Err(Error::BadRequest(format!(
-            "the message is longer than {} KiB",
-            MAX_MESSAGE >> 10
+            "the message is longer than {MAX_MESSAGE} characters"
         )));
     }
     let agent = app.agent(&id).await?;

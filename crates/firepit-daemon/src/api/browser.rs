@@ -13,22 +13,24 @@
 //! Opening the socket never starts a browser. The screencast runs while at
 //! least one viewer is connected.
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use firepit_browser::{Browser, Frame, Observation};
 use serde_json::json;
 use std::sync::Arc;
 
+use super::Upgrade;
 use crate::{App, Error};
 
 pub(super) async fn live(
     State(app): State<App>,
     Path(id): Path<String>,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Result<Response, Error> {
     app.store().session(&id)?;
     let guest = app.guest(&id).await?;
+    let ws = ws.map_err(Error::WebSocketRequired)?;
     let browser = app.browser(&id, &guest);
     Ok(ws.on_upgrade(move |socket| view(socket, browser)))
 }

@@ -13,7 +13,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::http::header::ACCEPT;
@@ -23,7 +23,7 @@ use firepit_wire::events::Event;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 
-use super::{QueryArgs, ndjson};
+use super::{QueryArgs, Upgrade, ndjson};
 use crate::{App, Error};
 
 /// Time between SSE keep-alive comments.
@@ -33,6 +33,7 @@ const DEFAULT_LIMIT: usize = 1000;
 const MAX_LIMIT: usize = 10_000;
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct EventsQuery {
     #[serde(default)]
     since: Option<u64>,
@@ -77,18 +78,25 @@ pub(super) async fn list(
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
+    // Checked whether or not it is used, like every other field.
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| Error::BadRequest("Last-Event-ID must be an event's seq".into()))?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(Error::BadRequest(format!(
+            "limit must be from 1 to {MAX_LIMIT}"
+        )));
+    }
     if wants_sse {
-        let last_event_id = match headers.get("last-event-id") {
-            None => None,
-            Some(v) => Some(
-                v.to_str()
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        Error::BadRequest("Last-Event-ID must be an event's seq".into())
-                    })?,
-            ),
-        };
         let since = last_event_id.or(q.since).unwrap_or(0);
         let stream = live(&app, &id, since).map(|e| Ok::<_, Infallible>(sse_event(&e)));
         return Ok(Sse::new(stream)
@@ -99,16 +107,11 @@ pub(super) async fn list(
     if q.follow {
         return Ok(ndjson(live(&app, &id, since)));
     }
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(Error::BadRequest(format!(
-            "limit must be from 1 to {MAX_LIMIT}"
-        )));
-    }
     Ok(Json(app.events().list(&id, since, limit)?).into_response())
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct WsQuery {
     #[serde(default)]
     since: Option<u64>,
@@ -118,9 +121,10 @@ pub(super) async fn websocket(
     State(app): State<App>,
     Path(id): Path<String>,
     QueryArgs(q): QueryArgs<WsQuery>,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Result<Response, Error> {
     app.store().session(&id)?;
+    let ws = ws.map_err(Error::WebSocketRequired)?;
     let events = live(&app, &id, q.since.unwrap_or(0));
     Ok(ws.on_upgrade(move |socket| relay(socket, events)))
 }

@@ -13,7 +13,7 @@ use firepit_guest_client::ExecEvent as GuestEvent;
 use firepit_wire::api::{ExecEvent, ExecRequest};
 use firepit_wire::guest;
 
-use super::{JsonBody, ndjson};
+use super::{JsonBody, ndjson, valid};
 use crate::{App, Error};
 
 pub(super) async fn exec(
@@ -21,17 +21,18 @@ pub(super) async fn exec(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<ExecRequest>,
 ) -> Result<Response, Error> {
+    valid::command(&req.command)?;
+    valid::env(&req.env)?;
+    valid::cwd(req.cwd.as_deref())?;
+    if req.timeout_ms == Some(0) {
+        return Err(Error::BadRequest("timeout_ms must be at least 1".into()));
+    }
     let stdin = req
         .stdin_base64
         .as_deref()
         .map(|s| B64.decode(s))
         .transpose()
         .map_err(|e| Error::BadRequest(format!("stdin_base64 is not valid base64: {e}")))?;
-    if let guest::Command::Argv(argv) = &req.command
-        && argv.is_empty()
-    {
-        return Err(Error::BadRequest("the command is empty".into()));
-    }
     let guest = app.guest(&id).await?;
     let exec = guest
         .exec(guest::ExecRequest {
@@ -42,7 +43,7 @@ pub(super) async fn exec(
             timeout_ms: req.timeout_ms,
         })
         .await
-        .map_err(Error::Guest)?;
+        .map_err(Error::starting)?;
     if let Some(input) = stdin {
         exec.stdin_write(Bytes::from(input))
             .await

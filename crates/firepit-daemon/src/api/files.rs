@@ -15,15 +15,17 @@ use firepit_wire::guest::WriteOptions;
 use futures::StreamExt;
 use serde::Deserialize;
 
-use super::{JsonBody, QueryArgs};
+use super::{JsonBody, QueryArgs, valid};
 use crate::{App, Error};
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct PathQuery {
     path: String,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct WriteQuery {
     path: String,
     #[serde(default)]
@@ -33,6 +35,7 @@ pub(super) struct WriteQuery {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RemoveQuery {
     path: String,
     #[serde(default)]
@@ -44,6 +47,7 @@ pub(super) async fn read(
     Path(id): Path<String>,
     QueryArgs(q): QueryArgs<PathQuery>,
 ) -> Result<Response, Error> {
+    valid::path("path", &q.path)?;
     let guest = app.guest(&id).await?;
     let reader = guest.read_file(&q.path).await.map_err(Error::Guest)?;
     let size = reader.size();
@@ -80,12 +84,8 @@ pub(super) async fn write(
     {
         return Err(too_large());
     }
-    let mode = q
-        .mode
-        .as_deref()
-        .map(|m| u32::from_str_radix(m, 8))
-        .transpose()
-        .map_err(|_| Error::BadRequest("mode must be octal permission bits like 644".into()))?;
+    valid::file_path(&q.path)?;
+    let mode = q.mode.as_deref().map(valid::mode).transpose()?;
     let guest = app.guest(&id).await?;
     let mut writer = guest
         .write_file(
@@ -116,6 +116,7 @@ pub(super) async fn remove(
     Path(id): Path<String>,
     QueryArgs(q): QueryArgs<RemoveQuery>,
 ) -> Result<StatusCode, Error> {
+    valid::path("path", &q.path)?;
     app.guest(&id)
         .await?
         .remove(&q.path, q.recursive)
@@ -129,6 +130,7 @@ pub(super) async fn list(
     Path(id): Path<String>,
     QueryArgs(q): QueryArgs<PathQuery>,
 ) -> Result<Json<Vec<DirEntry>>, Error> {
+    valid::path("path", &q.path)?;
     Ok(Json(
         app.guest(&id)
             .await?
@@ -143,6 +145,7 @@ pub(super) async fn stat(
     Path(id): Path<String>,
     QueryArgs(q): QueryArgs<PathQuery>,
 ) -> Result<Json<FileStat>, Error> {
+    valid::path("path", &q.path)?;
     Ok(Json(
         app.guest(&id)
             .await?
@@ -157,6 +160,7 @@ pub(super) async fn mkdir(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<MkdirRequest>,
 ) -> Result<StatusCode, Error> {
+    valid::path("path", &req.path)?;
     app.guest(&id)
         .await?
         .mkdir(&req.path, req.parents)
@@ -170,6 +174,8 @@ pub(super) async fn rename(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<RenameRequest>,
 ) -> Result<StatusCode, Error> {
+    valid::path("from", &req.from)?;
+    valid::path("to", &req.to)?;
     app.guest(&id)
         .await?
         .rename(&req.from, &req.to)

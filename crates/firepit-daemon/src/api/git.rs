@@ -124,11 +124,7 @@ async fn backend(
     let guest = app.guest(id).await?;
     match guest.stat("/workspace/.git").await {
         Ok(_) => {}
-        Err(_) => {
-            return Err(Error::BadRequest(format!(
-                "session {id} has no git repository at /workspace; make the session with --repo, or run `git init /workspace` in it"
-            )));
-        }
+        Err(_) => return Err(Error::NoRepository(id.to_owned())),
     }
     let (parts, body) = req.into_parts();
     let limit = app.config().max_upload_bytes;

@@ -23,6 +23,7 @@ mod sessions;
 mod shares;
 mod triage;
 mod ui;
+pub(crate) mod valid;
 
 use axum::Json;
 use axum::Router;
@@ -33,8 +34,10 @@ use firepit_wire::api::Health;
 
 use crate::{App, auth};
 
-/// Body limit for JSON requests; uploads have their own, larger one.
-const JSON_BODY_LIMIT: usize = 1 << 20;
+/// Body limit for JSON requests; uploads have their own, larger one. The
+/// longest agent message (256 Ki characters) fits even when every character
+/// is written as a JSON escape pair (`\ud83d\ude00`, 12 bytes).
+const JSON_BODY_LIMIT: usize = 4 << 20;
 
 /// Every route: method and path. `docs/api/openapi.yaml` must list exactly
 /// these; a test checks both that and that each one is routed.
@@ -157,7 +160,16 @@ async fn health() -> Json<Health> {
     })
 }
 
-/// A JSON body extractor whose rejections answer in the API's error shape.
+/// The WebSocket upgrade of a route, taken as a result so that the handler
+/// checks the session and the rest of the request first, and a plain HTTP
+/// request gets the API's error (426) rather than axum's text.
+pub(crate) type Upgrade = Result<
+    axum::extract::ws::WebSocketUpgrade,
+    axum::extract::ws::rejection::WebSocketUpgradeRejection,
+>;
+
+/// A JSON body extractor whose rejections answer in the API's error shape;
+/// the body must be a JSON object.
 pub(crate) struct JsonBody<T>(pub T);
 
 impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
@@ -168,8 +180,21 @@ where
     type Rejection = crate::Error;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(JsonBody(v)),
+        // Read as JSON first: every body is an object (serde would also
+        // take a struct from an array of its fields, which the document
+        // does not allow).
+        match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(v)) if !v.is_object() => Err(crate::Error::BadRequest(
+                "the body must be a JSON object".into(),
+            )),
+            Ok(Json(v)) => serde_json::from_value(v)
+                .map(JsonBody)
+                .map_err(|e| crate::Error::BadRequest(format!("the body is not valid: {e}"))),
+            Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(crate::Error::BodyTooLarge {
+                    limit: JSON_BODY_LIMIT as u64,
+                })
+            }
             Err(rejection) => Err(crate::Error::BadRequest(rejection.body_text())),
         }
     }

@@ -7,13 +7,14 @@
 //! not exist creates a PTY running a login shell.
 
 use axum::Json;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use firepit_guest_client::{Pty, PtyEvent};
 use firepit_wire::api::{PtyControl, PtyInfo};
 use firepit_wire::guest::PtyCreate;
 
+use super::{Upgrade, valid};
 use crate::{App, Error};
 
 /// Largest frame a client may send.
@@ -35,19 +36,11 @@ pub(super) async fn list(
 pub(super) async fn attach(
     State(app): State<App>,
     Path((id, name)): Path<(String, String)>,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Result<Response, Error> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(Error::BadRequest(
-            "a PTY name is 1 to 64 letters, digits, `-` or `_`".into(),
-        ));
-    }
+    valid::pty_name(&name)?;
     let guest = app.guest(&id).await?;
+    let ws = ws.map_err(Error::WebSocketRequired)?;
     let pty = guest
         .pty_attach(&name, Some(PtyCreate::default()))
         .await

@@ -8,7 +8,7 @@ use firepit_wire::api::{LogLine, ServiceInfo, ServiceSpec};
 use firepit_wire::guest::OutputStream;
 use serde::Deserialize;
 
-use super::{JsonBody, QueryArgs, ndjson};
+use super::{JsonBody, QueryArgs, ndjson, valid};
 use crate::{App, Error};
 
 pub(super) async fn list(
@@ -29,12 +29,16 @@ pub(super) async fn start(
     Path(id): Path<String>,
     JsonBody(spec): JsonBody<ServiceSpec>,
 ) -> Result<(StatusCode, Json<ServiceInfo>), Error> {
+    valid::service_name(&spec.name)?;
+    valid::command(&spec.command)?;
+    valid::env(&spec.env)?;
+    valid::cwd(spec.cwd.as_deref())?;
     let info = app
         .guest(&id)
         .await?
         .service_start(spec)
         .await
-        .map_err(Error::Guest)?;
+        .map_err(Error::starting)?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
@@ -42,6 +46,7 @@ pub(super) async fn stop(
     State(app): State<App>,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<StatusCode, Error> {
+    valid::service_name(&name)?;
     app.guest(&id)
         .await?
         .service_stop(&name)
@@ -51,6 +56,7 @@ pub(super) async fn stop(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct LogsQuery {
     #[serde(default)]
     tail: Option<u64>,
@@ -63,6 +69,7 @@ pub(super) async fn logs(
     Path((id, name)): Path<(String, String)>,
     QueryArgs(q): QueryArgs<LogsQuery>,
 ) -> Result<Response, Error> {
+    valid::service_name(&name)?;
     let logs = app
         .guest(&id)
         .await?

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use firepit_wire::api::{CreateSession, Session};
 
-use super::JsonBody;
+use super::{JsonBody, valid};
 use crate::sessions::is_valid_id;
 use crate::{App, Error};
 
@@ -21,6 +21,15 @@ pub(super) async fn create(
     State(app): State<App>,
     JsonBody(req): JsonBody<CreateSession>,
 ) -> Result<(StatusCode, Json<Session>), Error> {
+    if let Some(image) = &req.image {
+        valid::image(image)?;
+    }
+    if let Some(repo) = &req.repo {
+        valid::repo(repo)?;
+    }
+    if let Some(branch) = &req.branch {
+        valid::branch(branch)?;
+    }
     Ok((StatusCode::CREATED, Json(app.create_session(req).await?)))
 }
 

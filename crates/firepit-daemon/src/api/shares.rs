@@ -137,6 +137,7 @@ pub(super) async fn revoke(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct AuthArgs {
     next: String,
 }
@@ -145,11 +146,17 @@ pub(super) async fn preview_auth(
     State(app): State<App>,
     QueryArgs(args): QueryArgs<AuthArgs>,
 ) -> Result<Response, Error> {
-    let to = preview::handshake_url(&app, &args.next).ok_or_else(|| {
-        Error::BadRequest(format!(
+    // The form is the document's (`pattern: "^http://"`); whether the URL
+    // is a preview of this firepit depends on its domain: 404 when not.
+    if !args.next.starts_with("http://") {
+        return Err(Error::BadRequest(format!(
             "next must be a preview URL of this firepit (http://<port>-<session>.{}/…)",
             app.config().domain
-        ))
+        )));
+    }
+    let to = preview::handshake_url(&app, &args.next).ok_or_else(|| Error::NotAPreview {
+        next: args.next.clone(),
+        domain: app.config().domain.clone(),
     })?;
     Ok((
         StatusCode::FOUND,

@@ -10,13 +10,17 @@ use axum::response::Response;
 use firepit_wire::forge::{CreateTriage, TriageJob, TriageProgress};
 use serde::Deserialize;
 
-use super::{JsonBody, QueryArgs, ndjson};
+use super::{JsonBody, QueryArgs, ndjson, valid};
 use crate::{App, Error};
 
 pub(super) async fn create(
     State(app): State<App>,
     JsonBody(req): JsonBody<CreateTriage>,
 ) -> Result<(StatusCode, Json<TriageJob>), Error> {
+    valid::repo(&req.repo)?;
+    if let Some(image) = &req.image {
+        valid::image(image)?;
+    }
     Ok((StatusCode::ACCEPTED, Json(app.start_triage(req).await?)))
 }
 
@@ -32,6 +36,7 @@ pub(super) async fn get(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct ProgressArgs {
     /// Lines after this `seq`.
     #[serde(default)]

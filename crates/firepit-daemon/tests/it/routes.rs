@@ -554,3 +554,258 @@ async fn the_web_ui_is_served_at_every_page_route_with_its_assets() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
+
+fn openapi() -> serde_yaml::Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api/openapi.yaml");
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn every_operation_lists_its_statuses_with_the_error_body() {
+    let doc = openapi();
+    let responses = &doc["components"]["responses"];
+    for (path, item) in doc["paths"].as_mapping().unwrap() {
+        let path = path.as_str().unwrap();
+        for (method, op) in item.as_mapping().unwrap() {
+            let method = method.as_str().unwrap();
+            if method == "parameters" {
+                continue;
+            }
+            let listed = op["responses"].as_mapping().unwrap();
+            // Only the git routes pass `git http-backend`'s own answers on.
+            assert_eq!(
+                listed.contains_key("default"),
+                path.starts_with("/git/"),
+                "{method} {path}: `default` hides undocumented statuses"
+            );
+            if path != "/v1/health" {
+                assert!(
+                    listed.contains_key("401"),
+                    "{method} {path} needs the token, so it answers 401"
+                );
+            }
+            for (status, resp) in listed {
+                let status = status.as_str().unwrap();
+                if !(status.starts_with('4') || status.starts_with('5')) {
+                    continue;
+                }
+                let name = resp["$ref"]
+                    .as_str()
+                    .and_then(|r| r.strip_prefix("#/components/responses/"))
+                    .unwrap_or_else(|| panic!("{method} {path} {status}: not a shared response"));
+                let body = &responses[name]["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(
+                    body.as_str(),
+                    Some("#/components/schemas/ErrorBody"),
+                    "{method} {path} {status}: errors answer an ErrorBody"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn request_bodies_refuse_unknown_fields_as_the_document_says() {
+    let doc = openapi();
+    let schemas = doc["components"]["schemas"].as_mapping().unwrap();
+    for name in [
+        "CreateSession",
+        "Limits",
+        "ExecRequest",
+        "MkdirRequest",
+        "RenameRequest",
+        "ServiceSpec",
+        "CreateShare",
+        "AgentMessage",
+        "CreateTriage",
+        "ClosedLoopSettings",
+    ] {
+        let schema = &schemas[name];
+        assert_eq!(
+            schema["additionalProperties"].as_bool(),
+            Some(false),
+            "{name}"
+        );
+    }
+}
+
+/// A session in the store, without a machine (the recording backend makes none).
+fn stored_session(h: &Harness, id: &str) {
+    h.app
+        .store()
+        .insert_session(&firepit_wire::api::Session {
+            id: id.into(),
+            image: "minimal".into(),
+            state: firepit_wire::api::SessionState::Running,
+            limits: Default::default(),
+            network: Default::default(),
+            created_at: 0,
+            error: None,
+        })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn websocket_routes_answer_a_plain_request_with_426_in_the_error_shape() {
+    let h = harness();
+    stored_session(&h, "abc");
+    let req = Request::builder()
+        .uri("/v1/sessions/abc/events/ws")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = router(h.app.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UPGRADE_REQUIRED);
+    assert_eq!(resp.headers()["upgrade"], "websocket");
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        error_code(&String::from_utf8_lossy(&bytes)),
+        "websocket_required"
+    );
+    // The request is checked first: an unknown session is 404, a bad query 400.
+    let (s, _) = call(
+        &h.app,
+        "GET",
+        "/v1/sessions/nope/events/ws",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = call(
+        &h.app,
+        "GET",
+        "/v1/sessions/abc/events/ws?since=x",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, error_code(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+}
+
+#[tokio::test]
+async fn what_the_document_forbids_is_400_and_what_it_allows_is_not() {
+    let h = harness();
+    stored_session(&h, "abc");
+    let t = Some(TOKEN);
+    let bad: &[(&str, &str, Option<&str>)] = &[
+        // The image name is checked before the store looks (it was a 500).
+        ("POST", "/v1/sessions", Some(r#"{"image":"../x"}"#)),
+        ("POST", "/v1/sessions", Some(r#"{"limits":[null,null]}"#)),
+        ("POST", "/v1/sessions", Some(r#"[]"#)),
+        ("POST", "/v1/sessions", Some(r#"{"limits":{"cpus":0.001}}"#)),
+        (
+            "POST",
+            "/v1/sessions",
+            Some(r#"{"limits":{"pids":4194305}}"#),
+        ),
+        ("POST", "/v1/sessions", Some(r#"{"repo":"o/r.git"}"#)),
+        (
+            "POST",
+            "/v1/sessions",
+            Some(r#"{"repo":"o/r","branch":"-x"}"#),
+        ),
+        ("POST", "/v1/sessions", Some(r#"{"branch":"main"}"#)),
+        (
+            "POST",
+            "/v1/sessions/abc/exec",
+            Some(r#"{"command":{"argv":[""]}}"#),
+        ),
+        (
+            "POST",
+            "/v1/sessions/abc/exec",
+            Some(r#"{"command":{"shell":"x"},"timeout_ms":0}"#),
+        ),
+        (
+            "POST",
+            "/v1/sessions/abc/exec",
+            Some(r#"{"command":{"shell":"x"},"env":[["A=B","c"]]}"#),
+        ),
+        (
+            "POST",
+            "/v1/sessions/abc/exec",
+            Some(r#"{"command":{"shell":"x"},"cwd":"tmp"}"#),
+        ),
+        (
+            "POST",
+            "/v1/sessions/abc/services",
+            Some(r#"{"name":"a/b","command":{"shell":"x"}}"#),
+        ),
+        (
+            "POST",
+            "/v1/sessions/abc/services",
+            Some(r#"{"name":"a","command":{"shell":"x"},"x":1}"#),
+        ),
+        (
+            "POST",
+            "/v1/sessions/abc/shares",
+            Some(r#"{"port":80,"ttl":1}"#),
+        ),
+        (
+            "POST",
+            "/v1/sessions/abc/agent",
+            Some(r#"{"message":" \n\t"}"#),
+        ),
+        (
+            "PUT",
+            "/v1/sessions/abc/closed-loop",
+            Some(r#"{"wake_agent":true,"x":1}"#),
+        ),
+        ("PUT", "/v1/sessions/abc/files?path=/", None),
+        ("PUT", "/v1/sessions/abc/files?path=/a&mode=7", None),
+        ("GET", "/v1/sessions/abc/files?path=/a/../b", None),
+        ("GET", "/v1/sessions/abc/files?path=/a&x=1", None),
+        ("GET", "/v1/sessions/abc/events?limit=0", None),
+        ("GET", "/v1/preview-auth?next=ftp://x", None),
+        ("POST", "/v1/triage", Some(r#"{"repo":"o/r","label":" "}"#)),
+    ];
+    for (method, uri, body) in bad {
+        let (s, b) = call(&h.app, method, uri, t, *body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {uri} {body:?}: {b}");
+        assert_eq!(error_code(&b), "bad_request", "{b}");
+    }
+    // Integers may be spelled 2.0, as JSON Schema's `integer` allows.
+    let (s, b) = call(
+        &h.app,
+        "POST",
+        "/v1/sessions/abc/shares",
+        t,
+        Some(r#"{"port":8000.0,"ttl_seconds":60.0}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // A well-formed URL of another host is no preview here: 404, not 400.
+    let (s, b) = call(
+        &h.app,
+        "GET",
+        "/v1/preview-auth?next=http://example.com/",
+        t,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, error_code(&b).as_str()),
+        (StatusCode::NOT_FOUND, "preview_not_found"),
+        "{b}"
+    );
+    // Valid but unanswerable without a model: 409, not 400.
+    let (s, b) = call(
+        &h.app,
+        "POST",
+        "/v1/sessions/abc/agent",
+        t,
+        Some(r#"{"message":"hi"}"#),
+    )
+    .await;
+    assert_eq!(
+        (s, error_code(&b).as_str()),
+        (StatusCode::CONFLICT, "no_model"),
+        "{b}"
+    );
+    // Nothing reached the backend.
+    assert!(h.backend.0.lock().unwrap().is_empty());
+}

@@ -8,12 +8,12 @@ use reqwest::Method;
 
 use crate::cli::{NewArgs, RunArgs};
 use crate::client::Client;
-use crate::settings::create_request;
+use crate::settings::{create_request, repo_name};
 
 /// `firepit new`: prints the new session's id.
 pub async fn new(client: &Client, args: &NewArgs) -> Result<()> {
     let mut req = create_request(&args.machine)?;
-    req.repo = args.repo.clone();
+    req.repo = args.repo.as_deref().map(repo_name).transpose()?;
     req.branch = args.branch.clone();
     let session = client.create(&req).await?;
     println!("{}", session.id);

@@ -19,7 +19,7 @@ pub async fn triage(client: &Client, args: &TriageArgs) -> Result<i32> {
         Some(id) => id.clone(),
         None => {
             let req = CreateTriage {
-                repo: args.repo.clone(),
+                repo: crate::settings::repo_name(&args.repo)?,
                 label: args.label.clone(),
                 max: Some(args.max),
                 parallel: Some(args.parallel),

@@ -17,6 +17,7 @@ mod forge_standin;
 mod isolation;
 mod lifecycle;
 mod preview;
+mod schemathesis;
 mod terminal;
 mod ui;
 mod web;

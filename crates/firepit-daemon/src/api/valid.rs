@@ -1,0 +1,217 @@
+//! Input checks of the API, one function per rule of `docs/api/openapi.yaml`.
+//!
+//! Each function is the server's side of a `pattern`, `minLength` or
+//! `maxLength` in the document (named next to it), so that a request the
+//! document allows is never refused as malformed and one it forbids always
+//! is (400, before anything reaches a machine). What only the machine can
+//! know (a missing file, a name too long for its file system) is not a bad
+//! request: the guest's refusals answer 404 or 409 (see [`crate::Error`]).
+
+use std::path::Path;
+
+use firepit_wire::guest::{Command, check_path};
+
+use crate::Error;
+
+fn bad(msg: impl Into<String>) -> Error {
+    Error::BadRequest(msg.into())
+}
+
+/// `components/schemas/Path`: absolute, no `..` component, no NUL.
+pub(crate) fn path(what: &str, p: &str) -> Result<(), Error> {
+    check_path(p).map_err(|e| bad(format!("{what}: {e}")))
+}
+
+/// `components/schemas/FilePath`: a [`path`] that names a file, so not `/`
+/// and not only `/` and `.` components.
+pub(crate) fn file_path(p: &str) -> Result<(), Error> {
+    path("path", p)?;
+    if Path::new(p).file_name().is_none() {
+        return Err(bad(format!("path {p:?} names no file")));
+    }
+    Ok(())
+}
+
+fn no_nul(what: &str, s: &str) -> Result<(), Error> {
+    if s.contains('\0') {
+        return Err(bad(format!("{what} contains a NUL byte")));
+    }
+    Ok(())
+}
+
+/// `components/schemas/Command`: a non-empty argv whose program is named,
+/// or a shell line; no NUL anywhere.
+pub(crate) fn command(c: &Command) -> Result<(), Error> {
+    match c {
+        Command::Argv(argv) => {
+            if argv.first().is_none_or(|p| p.is_empty()) {
+                return Err(bad("the command is empty: argv[0] names the program"));
+            }
+            argv.iter().try_for_each(|a| no_nul("an argument", a))
+        }
+        Command::Shell(line) => no_nul("the shell line", line),
+    }
+}
+
+/// `components/schemas/Env`: names without `=` or NUL, values without NUL.
+pub(crate) fn env(env: &[(String, String)]) -> Result<(), Error> {
+    for (k, v) in env {
+        if k.contains('=') {
+            return Err(bad(format!("environment variable name {k:?} contains `=`")));
+        }
+        no_nul("an environment variable name", k)?;
+        no_nul("an environment variable value", v)?;
+    }
+    Ok(())
+}
+
+/// The working directory of a command, when given.
+pub(crate) fn cwd(cwd: Option<&str>) -> Result<(), Error> {
+    cwd.map_or(Ok(()), |c| path("cwd", c))
+}
+
+/// `components/schemas/ServiceName`: 1 to 64 characters, no `/`, no NUL.
+pub(crate) fn service_name(name: &str) -> Result<(), Error> {
+    if !(1..=64).contains(&name.chars().count()) || name.contains(['/', '\0']) {
+        return Err(bad(format!(
+            "invalid service name {name:?}: use 1 to 64 characters, no `/`"
+        )));
+    }
+    Ok(())
+}
+
+/// `components/parameters/pty`: 1 to 64 of letters, digits, `-`, `_`.
+pub(crate) fn pty_name(name: &str) -> Result<(), Error> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(bad("a PTY name is 1 to 64 letters, digits, `-` or `_`"));
+    }
+    Ok(())
+}
+
+/// Characters that leave a text blank: `pattern: "[^ \t\n\r]"` in the
+/// document. (Rust's `trim` and the regex `\s` disagree at the edges of
+/// Unicode; this set is the same for every reader.)
+pub(crate) fn blank(s: &str) -> bool {
+    s.chars().all(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+}
+
+/// `components/schemas/RepoName`: exactly `owner/name`, each 1 to 100 of
+/// letters, digits, `-`, `_`, `.`, neither `.` nor `..`, the name not ending
+/// in `.git`. Clients give the name as the forge spells it; the CLI trims
+/// what a person types.
+pub(crate) fn repo(r: &str) -> Result<(), Error> {
+    let part = |s: &str| {
+        (1..=100).contains(&s.len())
+            && s != "."
+            && s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    let ok = r
+        .split_once('/')
+        .is_some_and(|(o, n)| part(o) && part(n) && !n.ends_with(".git"));
+    if !ok {
+        return Err(bad(format!(
+            "{r:?} is not a repository name; give it as owner/name"
+        )));
+    }
+    Ok(())
+}
+
+/// `components/schemas/BranchName`: not empty, not starting with `-`, no
+/// `..`, no control character, space or any of `~^:?*[\`.
+pub(crate) fn branch(b: &str) -> Result<(), Error> {
+    if b.is_empty()
+        || b.starts_with('-')
+        || b.contains("..")
+        || b.bytes()
+            .any(|c| c.is_ascii_control() || b" ~^:?*[\\".contains(&c))
+    {
+        return Err(bad(format!("{b:?} is not a branch name")));
+    }
+    Ok(())
+}
+
+/// `components/schemas/ImageName`: what the image store takes as a name.
+pub(crate) fn image(name: &str) -> Result<(), Error> {
+    firepit_image::recipe::validate_name(name).map_err(|e| bad(e.to_string()))
+}
+
+/// The `mode` of a file write: 3 or 4 octal digits.
+pub(crate) fn mode(m: &str) -> Result<u32, Error> {
+    if !(3..=4).contains(&m.len()) || !m.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(bad("mode must be 3 or 4 octal digits, like 644"));
+    }
+    u32::from_str_radix(m, 8).map_err(|_| bad("mode must be octal"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        for ok in ["/", "/a", "/a/b.c", "/...", "/a/./b"] {
+            path("path", ok).unwrap();
+        }
+        for bad in ["", "a", "/a/../b", "/..", "/a\0"] {
+            assert!(path("path", bad).is_err(), "{bad:?}");
+        }
+        for ok in ["/a", "/a/", "/.x", "/..."] {
+            file_path(ok).unwrap();
+        }
+        for bad in ["/", "//", "/.", "/./", "/./."] {
+            assert!(file_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn commands_and_env() {
+        command(&Command::Argv(vec!["ls".into(), String::new()])).unwrap();
+        command(&Command::Shell(String::new())).unwrap();
+        for bad in [
+            Command::Argv(vec![]),
+            Command::Argv(vec![String::new()]),
+            Command::Argv(vec!["a".into(), "b\0".into()]),
+            Command::Shell("\0".into()),
+        ] {
+            assert!(command(&bad).is_err(), "{bad:?}");
+        }
+        env(&[(String::new(), String::new()), ("A".into(), "=b".into())]).unwrap();
+        assert!(env(&[("A=B".into(), String::new())]).is_err());
+        assert!(env(&[("A".into(), "\0".into())]).is_err());
+    }
+
+    #[test]
+    fn names() {
+        service_name(&"é".repeat(64)).unwrap();
+        assert!(service_name(&"é".repeat(65)).is_err());
+        assert!(service_name("a/b").is_err());
+        assert!(service_name("").is_err());
+        pty_name("main").unwrap();
+        assert!(pty_name("a.b").is_err());
+        for ok in ["o/r", "a-b/c.d_e", "x/...", "x/a.gitx"] {
+            repo(ok).unwrap();
+        }
+        for bad in [
+            "", "o", "o/", "/r", "o/r/x", "./r", "o/..", " o/r", "o/r.git",
+        ] {
+            assert!(repo(bad).is_err(), "{bad:?}");
+        }
+        branch("feature/x").unwrap();
+        for bad in ["", "-x", "a..b", "a b", "a\u{7f}", "a:b"] {
+            assert!(branch(bad).is_err(), "{bad:?}");
+        }
+        assert!(blank(" \t\r\n"));
+        assert!(!blank("\u{a0}"));
+        assert_eq!(mode("0755").unwrap(), 0o755);
+        for bad in ["7", "+77", "888", "77777"] {
+            assert!(mode(bad).is_err(), "{bad:?}");
+        }
+    }
+}
