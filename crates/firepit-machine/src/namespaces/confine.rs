@@ -23,6 +23,10 @@ pub(crate) const DROPPED_CAPS: &[(u32, &str)] = &[
     (13, "CAP_NET_RAW"),
     (16, "CAP_SYS_MODULE"),
     (17, "CAP_SYS_RAWIO"),
+    // With the guest not dumpable, nothing in the machine can ptrace it,
+    // read its memory or take its fds (pidfd_getfd). A process may still
+    // trace its own (dumpable) kind: gdb and strace of one's programs work.
+    (19, "CAP_SYS_PTRACE"),
     (20, "CAP_SYS_PACCT"),
     (22, "CAP_SYS_BOOT"),
     (25, "CAP_SYS_TIME"),

@@ -7,17 +7,30 @@
 //! seccomp. Its PID 1 is the guest.
 //!
 //! Layout on the host:
-//! - `<state_dir>/<id>/`: `spec.json`, `net.json` (address slot, kept across
-//!   restarts), `init.json` (pid and start time of the running init),
-//!   `upper/`, `work/`, `rootfs/` (mount point, only in the machine's own
-//!   mount namespace), `guest.log` (the guest's stdout and stderr);
-//! - `<run_dir>/<id>/`: bind-mounted at `/.firepit/run`, holds `guest.sock`;
+//! - `<state_dir>/<id>/` (root's, 0711): `spec.json`, `net.json` (address
+//!   slot, kept across restarts), `init.json` (pid and start time of the
+//!   running init), `upper/`, `work/`, `rootfs/` (mount point, only in the
+//!   machine's own mount namespace), `guest.log` (the guest's stdout and
+//!   stderr);
+//! - `<run_dir>/<id>/` (root's, 0700, never mounted into the machine): holds
+//!   `guest.sock`, bound by the launcher and inherited by the guest as a
+//!   listening fd;
 //! - cgroups `firepit/<id>`; veth `fpv<slot>` on bridge `fpbr0` (names set
 //!   in [`Config`]).
 //!
 //! **Architecture Invariant:** no mount of a machine is in the host's mount
 //! namespace, and a machine's netns dies with its init: a stopped machine
 //! leaves only its state dir behind.
+//!
+//! **Architecture Invariant:** the host never walks a path through the
+//! machine's upper layer. The files the host decides (/etc/hostname,
+//! /etc/hosts, /etc/resolv.conf) are written by the machine's init after
+//! `pivot_root`, as the machine's root; mount points under the root are made
+//! and mounted on by fd ([`resolve`]); the state dir is removed by
+//! [`resolve::remove_tree`], which follows no link and crosses no mount. The
+//! guest socket's path is in dirs only the host's root can write, and its
+//! [`GuestAddress`] names the init's pid, which a client checks against the
+//! socket's peer.
 
 mod cgroup;
 mod confine;
@@ -25,6 +38,7 @@ mod firewall;
 pub(crate) mod launcher;
 mod netlink;
 mod procfs;
+mod resolve;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -46,7 +60,7 @@ use cgroup::Cgroups;
 use firewall::Layout;
 use launcher::{LaunchReply, LaunchRequest, NetPlan};
 
-pub use launcher::{GUEST_PATH, GUEST_SOCKET, RUN_PATH};
+pub use launcher::GUEST_PATH;
 
 /// Settings of the namespaces backend.
 #[derive(Debug, Clone)]
@@ -209,6 +223,10 @@ impl NamespacesBackend {
         self.config.run_dir.join(id.as_str())
     }
 
+    fn socket(&self, id: &MachineId) -> PathBuf {
+        self.run(id).join("guest.sock")
+    }
+
     fn load_spec(&self, id: &MachineId) -> Result<MachineSpec, Error> {
         let path = self.dir(id).join("spec.json");
         match fs::read(&path) {
@@ -242,7 +260,10 @@ impl NamespacesBackend {
             },
             pid: init.map(|r| r.pid as u32),
             address: self.net_slot(id).map(|s| self.layout.address(s)),
-            guest: GuestAddress::Unix(self.run(id).join("guest.sock")),
+            guest: GuestAddress::Unix {
+                path: self.socket(id),
+                pid: init.map(|r| r.pid as u32),
+            },
         }
     }
 
@@ -265,38 +286,19 @@ impl NamespacesBackend {
         Ok(slot)
     }
 
-    /// Writes the upper layer's skeleton: mount points for the guest and run
-    /// dir, and the files the host decides (/etc/hostname, /etc/hosts,
-    /// /etc/resolv.conf), owned by root inside.
-    fn prepare_upper(&self, spec: &MachineSpec) -> Result<(), Error> {
+    /// Makes the machine's dirs in its state dir: `upper/` (root inside owns
+    /// it), `work/` and `rootfs/`. Nothing inside `upper/` is touched here:
+    /// what the machine needs in its root is made by the launcher, below the
+    /// root's fd, and by the machine's init (see [`launcher`]).
+    fn prepare_dirs(&self, spec: &MachineSpec) -> Result<(), Error> {
         let dir = self.dir(&spec.id);
-        let upper = dir.join("upper");
-        let base = spec.uid_base;
         let image_mode = fs::metadata(&spec.image)
             .map_err(Error::io("reading", &spec.image))?
             .permissions()
             .mode();
-        mkdir_owned(&upper, image_mode & 0o7777, base)?;
+        mkdir_owned(&dir.join("upper"), image_mode & 0o7777, spec.uid_base)?;
         mkdir_owned(&dir.join("work"), 0o700, 0)?;
-        mkdir_owned(&dir.join("rootfs"), 0o755, 0)?;
-        mkdir_owned(&upper.join(".firepit"), 0o755, base)?;
-        mkdir_owned(&upper.join(".firepit/run"), 0o755, base)?;
-        let guest = upper.join(".firepit/guest");
-        if !guest.exists() {
-            fs::write(&guest, b"").map_err(Error::io("creating", &guest))?;
-            chown(&guest, base)?;
-        }
-        let etc = upper.join("etc");
-        let etc_mode =
-            fs::metadata(spec.image.join("etc")).map_or(0o755, |m| m.permissions().mode() & 0o7777);
-        mkdir_owned(&etc, etc_mode, base)?;
-        let host = spec.id.as_str();
-        write_owned(&etc.join("hostname"), format!("{host}\n").as_bytes(), base)?;
-        let hosts = format!(
-            "127.0.0.1\tlocalhost\n127.0.1.1\t{host}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-        );
-        write_owned(&etc.join("hosts"), hosts.as_bytes(), base)?;
-        write_owned(&etc.join("resolv.conf"), &resolv_conf(), base)
+        mkdir_owned(&dir.join("rootfs"), 0o755, 0)
     }
 
     /// Starts the machine's init through the launcher. Undoes what it did on failure.
@@ -306,7 +308,9 @@ impl NamespacesBackend {
         let run = self.run(id);
         // Leftovers of an earlier run that ended without a stop.
         self.cleanup_runtime(id)?;
-        mkdir_owned(&run, 0o700, spec.uid_base)?;
+        // Root's alone: the machine never sees it, so nothing it does can
+        // put a link or a socket of its own where the host dials its guest.
+        mkdir_owned(&run, 0o700, 0)?;
         let result = self.launch_inner(spec, &dir, &run);
         if result.is_err() {
             let _ = self.cleanup_runtime(id);
@@ -345,8 +349,12 @@ impl NamespacesBackend {
             work: dir.join("work"),
             rootfs: dir.join("rootfs"),
             guest: spec.guest.clone(),
-            run_dir: run.to_path_buf(),
+            socket: run.join("guest.sock"),
             log: dir.join("guest.log"),
+            hosts: format!(
+                "127.0.0.1\tlocalhost\n127.0.1.1\t{id}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            ),
+            resolv_conf: resolv_conf(),
             uid_base: spec.uid_base,
             cgroup_join: self.cgroups.join_files(id.as_str()),
             net,
@@ -434,7 +442,7 @@ impl Backend for NamespacesBackend {
             r => r.map_err(Error::io("creating", &dir))?,
         }
         let result = (|| {
-            self.prepare_upper(spec)?;
+            self.prepare_dirs(spec)?;
             if spec.network == Network::Nat {
                 self.allocate_slot(&spec.id)?;
             }
@@ -456,7 +464,7 @@ impl Backend for NamespacesBackend {
         if self.live_init(id).is_some() {
             return Ok(self.info(id));
         }
-        self.prepare_upper(&spec)?;
+        self.prepare_dirs(&spec)?;
         self.launch(&spec)
     }
 
@@ -534,7 +542,10 @@ impl Backend for NamespacesBackend {
         if !self.dir(id).exists() {
             return Err(Error::NotFound(id.to_string()));
         }
-        Ok(GuestAddress::Unix(self.run(id).join("guest.sock")))
+        Ok(GuestAddress::Unix {
+            path: self.socket(id),
+            pid: self.live_init(id).map(|r| r.pid as u32),
+        })
     }
 
     fn netns_path(&self, id: &MachineId) -> Option<PathBuf> {
@@ -618,16 +629,16 @@ fn kill_init(rec: InitRecord, grace: Duration) {
 /// The resolv.conf machines get: the host's, or the upstream one of a
 /// host-local stub resolver (systemd-resolved's 127.0.0.53), which machines
 /// cannot reach.
-fn resolv_conf() -> Vec<u8> {
+fn resolv_conf() -> String {
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let servers = firewall::nameservers(&host);
     if !servers.is_empty()
         && servers.iter().all(|a| a.is_loopback())
         && let Ok(upstream) = fs::read_to_string("/run/systemd/resolve/resolv.conf")
     {
-        return upstream.into_bytes();
+        return upstream;
     }
-    host.into_bytes()
+    host
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
@@ -652,21 +663,8 @@ fn mkdir_owned(path: &Path, mode: u32, owner: u32) -> Result<(), Error> {
         .map_err(Error::io("setting mode of", path))
 }
 
-/// Writes a file into an upper layer, replacing whatever is there (a
-/// whiteout too).
-fn write_owned(path: &Path, body: &[u8], owner: u32) -> Result<(), Error> {
-    if fs::symlink_metadata(path).is_ok() {
-        fs::remove_file(path).map_err(Error::io("replacing", path))?;
-    }
-    fs::write(path, body).map_err(Error::io("writing", path))?;
-    chown(path, owner)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o644))
-        .map_err(Error::io("setting mode of", path))
-}
-
+/// Removes a machine's dir (state or run) and all in it: no symlink the
+/// machine made is followed, no mount crossed, and trees of any depth go.
 fn remove_all(path: &Path) -> Result<(), Error> {
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("removing", path)(e)),
-        _ => Ok(()),
-    }
+    resolve::remove_tree(path).map_err(Error::io("removing", path))
 }
