@@ -86,12 +86,7 @@ impl App {
         let io = |what: String| move |source| Error::Io { what, source };
         let dir = self.artifacts_dir(session);
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-        let (stem, ext) = name.rsplit_once('.').unwrap_or((name, "bin"));
-        let stem: String = stem
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .take(40)
-            .collect();
+        let (stem, ext) = artifact_parts(name);
         for n in 1.. {
             let stored = format!("{stem}-{n}.{ext}");
             let path = dir.join(&stored);
@@ -194,5 +189,53 @@ impl SessionHooks for Hooks {
 
     fn test_ran(&self, run: &TestRun) {
         crate::closed_loop::test_ran(&self.app, &self.session, run);
+    }
+}
+
+/// The stem and extension an artifact named `name` is stored under: letters,
+/// digits and `-` only (40 and 10 at most), so no name reaches outside the
+/// session's artifact dir or into a dir below it.
+fn artifact_parts(name: &str) -> (String, String) {
+    let (stem, ext) = name.rsplit_once('.').unwrap_or((name, "bin"));
+    let keep = |s: &str, n: usize| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(n)
+            .collect()
+    };
+    let ext = keep(ext, 10);
+    (
+        keep(stem, 40),
+        if ext.is_empty() { "bin".into() } else { ext },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::artifact_parts;
+
+    #[test]
+    fn artifact_names_stay_in_their_dir() {
+        assert_eq!(
+            artifact_parts("screenshot.png"),
+            ("screenshot".into(), "png".into())
+        );
+        for name in [
+            "a./../../../../tmp/x",
+            "../../etc/passwd",
+            "x.d/evil",
+            "x./",
+            "..",
+            "",
+        ] {
+            let (stem, ext) = artifact_parts(name);
+            for part in [&stem, &ext] {
+                assert!(
+                    part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                    "{name:?} -> {part:?}"
+                );
+            }
+            assert!(!ext.is_empty(), "{name:?}");
+        }
     }
 }

@@ -220,8 +220,8 @@ fn links_and_mounts_at_the_hosts_mount_points_never_lead_the_host_out() {
     // The mount points of /tmp and /run: their mounts are the machine's own
     // to undo, and the dirs below then links to the host's.
     m.ok(&format!(
-        "umount /tmp && rmdir /tmp && ln -s {d} /tmp && \
-         umount /run && rmdir /run && ln -s ../../../../../../..{d} /run && test -L /run"
+        "umount /tmp && rm -rf /tmp && ln -s {d} /tmp && \
+         umount /run && rm -rf /run && ln -s ../../../../../../..{d} /run && test -L /run"
     ));
     restart(&m);
     c.assert_untouched("/tmp and /run links, stop and start");
