@@ -129,7 +129,7 @@ impl Bench {
                 .create(&self.spec(&id, network))
                 .with_context(|| format!("creating {id}"))?;
             fleet.ids.push(id.clone());
-            let GuestAddress::Unix(sock) = self.backend.guest_address(&id)?;
+            let GuestAddress::Unix { path: sock, .. } = self.backend.guest_address(&id)?;
             let first = self
                 .rt
                 .block_on(echo_hi(&sock, t))
@@ -162,7 +162,7 @@ impl Bench {
                 .with_context(|| format!("creating {id}"))?;
             fleet.ids.push(id.clone());
             pids.push(info.pid.context("a created machine has no init pid")?);
-            let GuestAddress::Unix(sock) = self.backend.guest_address(&id)?;
+            let GuestAddress::Unix { path: sock, .. } = self.backend.guest_address(&id)?;
             self.rt
                 .block_on(wait_for_shell(&sock))
                 .with_context(|| format!("waiting for the shell of {id}"))?;

@@ -122,20 +122,7 @@ impl App {
             return Err(err);
         }
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-        let (stem, ext) = name.rsplit_once('.').unwrap_or((name, "bin"));
-        // The extension names the file's type when it is served; anything
-        // but a short word is `bin` (and so `application/octet-stream`).
-        let ext = if (1..=8).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            ext.to_ascii_lowercase()
-        } else {
-            "bin".to_owned()
-        };
-        let stem: String = stem
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .take(40)
-            .collect();
+        let (stem, ext) = artifact_parts(name);
         for n in 1.. {
             let stored = format!("{stem}-{n}.{ext}");
             let path = dir.join(&stored);
@@ -255,6 +242,24 @@ pub fn artifact_type(name: &str) -> &'static str {
     }
 }
 
+/// The stem and extension an artifact named `name` is stored under: letters,
+/// digits and `-` only (40 and 10 at most), so no name reaches outside the
+/// session's artifact dir or into a dir below it.
+fn artifact_parts(name: &str) -> (String, String) {
+    let (stem, ext) = name.rsplit_once('.').unwrap_or((name, "bin"));
+    let keep = |s: &str, n: usize| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(n)
+            .collect()
+    };
+    let ext = keep(ext, 10);
+    (
+        keep(stem, 40),
+        if ext.is_empty() { "bin".into() } else { ext },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +279,31 @@ mod tests {
                 "application/octet-stream",
                 "{active}"
             );
+        }
+    }
+
+    #[test]
+    fn artifact_names_stay_in_their_dir() {
+        assert_eq!(
+            artifact_parts("screenshot.png"),
+            ("screenshot".into(), "png".into())
+        );
+        for name in [
+            "a./../../../../tmp/x",
+            "../../etc/passwd",
+            "x.d/evil",
+            "x./",
+            "..",
+            "",
+        ] {
+            let (stem, ext) = artifact_parts(name);
+            for part in [&stem, &ext] {
+                assert!(
+                    part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                    "{name:?} -> {part:?}"
+                );
+            }
+            assert!(!ext.is_empty(), "{name:?}");
         }
     }
 }

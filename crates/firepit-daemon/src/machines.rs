@@ -127,10 +127,21 @@ pub fn spec(config: &Config, session: &Session, image: &Image) -> MachineSpec {
     }
 }
 
-/// Connects to a guest at `addr`.
+/// Connects to a guest at `addr`, only if the machine's init is the one
+/// that answers there.
 pub async fn connect(addr: &GuestAddress) -> Result<GuestClient, firepit_guest_client::Error> {
     match addr {
-        GuestAddress::Unix(path) => GuestClient::connect_unix(path).await,
+        GuestAddress::Unix {
+            path,
+            pid: Some(pid),
+        } => GuestClient::connect_unix_peer(path, *pid).await,
+        GuestAddress::Unix { path, pid: None } => Err(firepit_guest_client::Error::Connect {
+            path: path.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "the machine does not run",
+            ),
+        }),
     }
 }
 

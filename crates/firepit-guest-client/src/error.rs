@@ -19,6 +19,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The socket answered, but not from the guest's process.
+    #[error(
+        "the socket at {} is served by pid {}, not by the guest (pid {expected}); not using it",
+        path.display(),
+        found.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+    )]
+    WrongPeer {
+        /// The socket path.
+        path: PathBuf,
+        /// The guest's pid.
+        expected: u32,
+        /// The peer's pid, if the kernel knows it.
+        found: Option<i32>,
+    },
     /// The connection ended (the guest exited, the machine stopped).
     #[error("the guest connection is closed")]
     Closed,
@@ -32,7 +46,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Guest(e) => e.kind,
-            Error::Connect { .. } | Error::Closed => ErrorKind::Closed,
+            Error::Connect { .. } | Error::WrongPeer { .. } | Error::Closed => ErrorKind::Closed,
             Error::Protocol(_) => ErrorKind::Protocol,
         }
     }

@@ -52,6 +52,34 @@ impl GuestClient {
         Ok(GuestClient::over(io))
     }
 
+    /// Connects to a guest listening on a unix socket and checks that the
+    /// process that answered is `pid` (the socket's peer credentials, as the
+    /// kernel reports them): a socket that is not the guest's own, whatever
+    /// put it at `path`, is never spoken to.
+    pub async fn connect_unix_peer(path: &Path, pid: u32) -> Result<GuestClient, Error> {
+        let io = tokio::net::UnixStream::connect(path)
+            .await
+            .map_err(|source| Error::Connect {
+                path: path.to_owned(),
+                source,
+            })?;
+        let found = io
+            .peer_cred()
+            .map_err(|source| Error::Connect {
+                path: path.to_owned(),
+                source,
+            })?
+            .pid();
+        if found != Some(pid as i32) {
+            return Err(Error::WrongPeer {
+                path: path.to_owned(),
+                expected: pid,
+                found,
+            });
+        }
+        Ok(GuestClient::over(io))
+    }
+
     /// Speaks the protocol over any byte stream (unix socket, vsock, TCP, an in-memory pipe).
     /// Must be called within a tokio runtime.
     pub fn over<T: AsyncRead + AsyncWrite + Send + Unpin + 'static>(io: T) -> GuestClient {

@@ -6,8 +6,17 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The command line is wrong.
-    #[error("usage: firepit-guest --socket PATH ({0})")]
+    #[error("usage: firepit-guest --socket PATH | --listen-fd N ({0})")]
     Usage(String),
+    /// The inherited listening socket cannot be used.
+    #[error("the listening socket on descriptor {fd}")]
+    ListenFd {
+        /// The descriptor.
+        fd: i32,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The socket could not be bound.
     #[error("binding {}", path.display())]
     Bind {

@@ -1,9 +1,15 @@
-//! The `firepit-guest` binary: `firepit-guest --socket PATH`.
+//! The `firepit-guest` binary: `firepit-guest --socket PATH` or
+//! `firepit-guest --listen-fd N`.
 //!
-//! Run as PID 1 of a machine (or as a plain process in tests). Sets the children's
-//! environment, binds the socket first (start-up latency matters), starts the reaper and
-//! the shared `main` pty, serves connections, and on SIGTERM stops everything.
+//! Run as PID 1 of a machine (or as a plain process in tests). Makes itself
+//! non-dumpable (so no process of the machine without `CAP_SYS_PTRACE` can
+//! ptrace it, read its memory or take its fds), sets the children's
+//! environment, binds the socket first (start-up latency matters) or takes the
+//! listening socket it inherited (machines: the launcher binds it where the
+//! machine cannot reach), starts the reaper and the shared `main` pty, serves
+//! connections, and on SIGTERM stops everything.
 
+use std::os::fd::{FromRawFd, RawFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,28 +18,105 @@ use firepit_guest::{Error, Guest, process};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
+/// Where connections come from.
+enum Listen {
+    /// Bind this path.
+    Socket(PathBuf),
+    /// A bound unix stream socket this process inherited.
+    Fd(RawFd),
+}
+
 /// Resolved command line.
 struct Settings {
-    socket: PathBuf,
+    listen: Listen,
     main_pty: bool,
 }
 
 fn parse_args() -> Result<Settings, Error> {
-    let mut socket = None;
+    let mut listen = None;
     let mut main_pty = true;
     let mut args = std::env::args().skip(1);
+    let fd = |v: Option<String>| {
+        v.and_then(|v| v.parse::<RawFd>().ok())
+            .filter(|fd| *fd > 2)
+            .map(Listen::Fd)
+            .ok_or_else(|| Error::Usage("--listen-fd takes a descriptor number above 2".into()))
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--socket" => socket = args.next().map(PathBuf::from),
+            "--socket" => listen = args.next().map(PathBuf::from).map(Listen::Socket),
+            "--listen-fd" => listen = Some(fd(args.next())?),
             "--no-main-pty" => main_pty = false,
-            other => match other.strip_prefix("--socket=") {
-                Some(p) => socket = Some(PathBuf::from(p)),
-                None => return Err(Error::Usage(format!("unknown argument {other}"))),
-            },
+            other => {
+                if let Some(p) = other.strip_prefix("--socket=") {
+                    listen = Some(Listen::Socket(PathBuf::from(p)));
+                } else if let Some(n) = other.strip_prefix("--listen-fd=") {
+                    listen = Some(fd(Some(n.to_owned()))?);
+                } else {
+                    return Err(Error::Usage(format!("unknown argument {other}")));
+                }
+            }
         }
     }
-    let socket = socket.ok_or_else(|| Error::Usage("--socket is required".into()))?;
-    Ok(Settings { socket, main_pty })
+    let listen =
+        listen.ok_or_else(|| Error::Usage("--socket or --listen-fd is required".into()))?;
+    Ok(Settings { listen, main_pty })
+}
+
+/// The listener of an inherited descriptor, checked to be a unix stream
+/// socket, and no longer inherited by what the guest runs.
+fn inherited_listener(fd: RawFd) -> Result<std::os::unix::net::UnixListener, Error> {
+    let bad = |what: String| Error::ListenFd {
+        fd,
+        source: std::io::Error::other(what),
+    };
+    // SAFETY: fstat/getsockopt/fcntl on a descriptor number only read or set
+    // its flags; a number that is not open fails with EBADF.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 {
+            return Err(Error::ListenFd {
+                fd,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+            return Err(bad("not a socket".into()));
+        }
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let r = libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        );
+        if r != 0 || v != libc::AF_UNIX {
+            return Err(bad("not a unix socket".into()));
+        }
+        if libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) != 0 {
+            return Err(Error::ListenFd {
+                fd,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: an open unix socket that this process owns from now on.
+        let listener = std::os::unix::net::UnixListener::from_raw_fd(fd);
+        // A machine's init listened before it exec'd us (this same process,
+        // so the peer a client sees does not change); listening again is
+        // harmless, and makes a socket that was only bound usable.
+        if libc::listen(fd, 1024) != 0 {
+            return Err(Error::ListenFd {
+                fd,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| Error::ListenFd { fd, source })?;
+        Ok(listener)
+    }
 }
 
 fn main() -> ExitCode {
@@ -54,6 +137,10 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), Error> {
     let settings = parse_args()?;
+    // Not dumpable: ptrace, /proc/1/mem and pidfd_getfd need CAP_SYS_PTRACE
+    // now, which no process of a machine has. Execs of children reset it.
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let pid1 = std::process::id() == 1;
     for (k, v) in [
         (
@@ -80,21 +167,29 @@ fn run() -> Result<(), Error> {
         .build()
         .map_err(Error::Runtime)?;
     rt.block_on(async move {
-        if let Some(dir) = settings.socket.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = std::fs::remove_file(&settings.socket);
-        let listener = UnixListener::bind(&settings.socket).map_err(|source| Error::Bind {
-            path: settings.socket.clone(),
-            source,
-        })?;
+        let listener = match &settings.listen {
+            Listen::Socket(path) => {
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let _ = std::fs::remove_file(path);
+                UnixListener::bind(path).map_err(|source| Error::Bind {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            Listen::Fd(fd) => UnixListener::from_std(inherited_listener(*fd)?)
+                .map_err(|source| Error::ListenFd { fd: *fd, source })?,
+        };
         tokio::spawn(process::reaper());
         let guest = Guest::new();
         if settings.main_pty {
             guest.ptys.start_main(&guest);
         }
         firepit_guest::serve(listener, guest.clone(), terminated()).await;
-        let _ = std::fs::remove_file(&settings.socket);
+        if let Listen::Socket(path) = &settings.listen {
+            let _ = std::fs::remove_file(path);
+        }
         guest.ptys.shutdown();
         stop_everything(pid1).await;
         Ok(())

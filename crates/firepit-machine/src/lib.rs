@@ -45,11 +45,18 @@ pub enum MachineState {
     Stopped,
 }
 
-/// How the host reaches a machine's guest.
+/// How the host reaches a machine's guest, and who must answer there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuestAddress {
-    /// A unix socket on the host (namespaces backend).
-    Unix(PathBuf),
+    /// A unix socket on the host (namespaces backend), in a dir only the
+    /// host's root can write and the machine never sees.
+    Unix {
+        /// The socket.
+        path: PathBuf,
+        /// Host pid of the machine's init, the process that must be the
+        /// socket's peer (`SO_PEERCRED`); `None` while the machine is stopped.
+        pid: Option<u32>,
+    },
 }
 
 /// What a backend knows about a machine.

@@ -116,3 +116,32 @@ async fn a_guest_error_keeps_its_kind() {
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert_eq!(err.to_string(), "no such pty: x");
 }
+
+#[tokio::test]
+async fn a_socket_served_by_another_process_is_refused() {
+    let path = std::env::temp_dir().join(format!("firepit-peer-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    // This process listens: the peer a client sees is our own pid.
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let accept = tokio::spawn(async move {
+        for _ in 0..2 {
+            let _ = listener.accept().await;
+        }
+    });
+    let ours = std::process::id();
+    let client = guard(GuestClient::connect_unix_peer(&path, ours))
+        .await
+        .unwrap();
+    assert!(!client.is_closed());
+    let err = guard(GuestClient::connect_unix_peer(&path, ours + 1))
+        .await
+        .err()
+        .expect("a peer that is not the guest is refused");
+    assert!(
+        matches!(err, firepit_guest_client::Error::WrongPeer { found: Some(p), .. } if p == ours as i32),
+        "{err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Closed);
+    accept.abort();
+    let _ = std::fs::remove_file(&path);
+}

@@ -3,6 +3,7 @@
 
 mod exec;
 mod files;
+mod listen;
 mod ports;
 mod pty;
 mod services;

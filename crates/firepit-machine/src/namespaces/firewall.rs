@@ -359,7 +359,7 @@ pub(crate) fn setup(layout: &Layout, slots: Vec<u32>) -> Result<(), Error> {
         "enabling forwarding",
         "/proc/sys/net/ipv4/ip_forward",
     ))?;
-    let machines_resolv = String::from_utf8_lossy(&super::resolv_conf()).into_owned();
+    let machines_resolv = super::resolv_conf();
     let host = host_addresses();
     let mut hosts = Hosts {
         slots,

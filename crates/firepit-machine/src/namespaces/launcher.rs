@@ -10,8 +10,9 @@
 //!    there), unshare a private mount namespace of its own, mount the image
 //!    idmapped onto the machine's uid range (`super::idmap`; not for
 //!    machines made before ranges were per machine), the overlay root over
-//!    it, the read-only guest and the run dir — host mounts never see them,
-//!    and they vanish with the machine;
+//!    it and the read-only guest — host mounts never see them, and they
+//!    vanish with the machine; bind the guest's socket in the machine's
+//!    run dir, a root-only host dir the machine never sees;
 //! 2. clone the child into new user, mount, pid, net, uts, ipc and cgroup
 //!    namespaces; write its uid/gid maps and its OOM score (-1000 for the
 //!    guest, a floor of 0 for everything it starts); create
@@ -27,16 +28,30 @@
 //! In the child: become root of the user namespace, set the hostname, mount
 //! /proc (with the kernel's more revealing files masked and its knobs
 //! read-only, [`MASKED_PATHS`], [`READ_ONLY_PATHS`]), /sys (read-only), a
-//! minimal /dev, /tmp and /run, pivot_root, configure lo and eth0, drop
-//! capabilities, set no_new_privs, install seccomp, and exec
-//! `/.firepit/guest --socket /.firepit/run/guest.sock`.
+//! minimal /dev, /tmp and /run, pivot_root, configure lo and eth0, write
+//! /etc/hostname, /etc/hosts and /etc/resolv.conf, listen on the guest
+//! socket, drop capabilities, set no_new_privs, install seccomp, and exec
+//! `/.firepit/guest --listen-fd N`.
+//!
+//! Every path below the machine's root is resolved with [`resolve`]: the
+//! launcher runs as host root with the host's files in view, and the upper
+//! layer is the machine's to fill with symlinks. Mount points are made real
+//! directories (or files) and mounted on through their fds; the /etc files
+//! are written only after `pivot_root`, as the machine's root, where a link
+//! can lead nowhere but into the machine.
+//!
+//! The guest's socket is bound by the launcher (host root) at a path in a
+//! root-only dir and handed to the guest as an inherited fd; the machine's
+//! init calls `listen`, so the peer credentials a client reads
+//! (`SO_PEERCRED`) are the init's pid and the machine's root.
 
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -45,16 +60,13 @@ use super::confine;
 use super::idmap::{self, IdmapPlan};
 use super::netlink::{Netlink, if_index};
 use super::procfs;
+use super::resolve::{self, Kind};
 
 /// The `argv[1]` by which the `firepit` binary recognizes a launcher run.
 pub const LAUNCH_ARG: &str = "__machine-launch";
 
 /// Where the guest is mounted inside machines.
 pub const GUEST_PATH: &str = "/.firepit/guest";
-/// Where the per-machine run dir is mounted inside machines.
-pub const RUN_PATH: &str = "/.firepit/run";
-/// The guest socket inside machines.
-pub const GUEST_SOCKET: &str = "/.firepit/run/guest.sock";
 
 /// The machine's end of its network.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,8 +91,12 @@ pub(crate) struct LaunchRequest {
     pub work: PathBuf,
     pub rootfs: PathBuf,
     pub guest: PathBuf,
-    pub run_dir: PathBuf,
+    /// Where to bind the guest's socket (in a dir only host root reaches).
+    pub socket: PathBuf,
     pub log: PathBuf,
+    /// The machine's /etc/hosts and /etc/resolv.conf.
+    pub hosts: String,
+    pub resolv_conf: String,
     /// Host uid of root inside: the machine's own range.
     pub uid_base: u32,
     /// Maps the image onto the machine's range; `None`: the image is the
@@ -237,19 +253,14 @@ fn launch(req: &LaunchRequest) -> Result<(i32, u64), Failure> {
         Some(&opts),
     )
     .at("mounting the root overlay")?;
-    let guest = req.rootfs.join(&GUEST_PATH[1..]);
-    let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
-    mount(Some(&req.guest), &guest, None, libc::MS_BIND, None).at("mounting the guest")?;
-    mount(None, &guest, None, ro, None).at("mounting the guest")?;
-    let run = req.rootfs.join(&RUN_PATH[1..]);
-    mount(Some(&req.run_dir), &run, None, libc::MS_BIND, None).at("mounting the run dir")?;
-    let rw = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    mount(None, &run, None, rw, None).at("mounting the run dir")?;
+    mount_guest(req).at("mounting the guest")?;
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&req.log)
         .at("opening the guest log")?;
+    let listener = bind_socket(&req.socket).at("binding the guest socket")?;
     let null = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -284,7 +295,7 @@ fn launch(req: &LaunchRequest) -> Result<(i32, u64), Failure> {
     if child == 0 {
         drop(go_w);
         drop(err_r);
-        child_main(req, go_r, err_w, &log, &null, &program);
+        child_main(req, go_r, err_w, &log, &null, &listener, &program);
     }
     let child = child as i32;
     drop(go_r);
@@ -321,11 +332,72 @@ fn launch(req: &LaunchRequest) -> Result<(i32, u64), Failure> {
             error: error.to_string(),
         }));
     }
+    drop(listener);
     let start_time = procfs::start_time(child)
         .ok_or_else(|| io::Error::other("the guest exited right away; see its log"))
         .at("starting the guest")
         .map_err(kill)?;
     Ok((child, start_time))
+}
+
+/// Mounts the guest read-only at [`GUEST_PATH`] in the overlay root, on a
+/// file made there for it (whatever the machine left at `/.firepit` or
+/// `/.firepit/guest` that is not a directory and a file is removed).
+fn mount_guest(req: &LaunchRequest) -> io::Result<()> {
+    let root = resolve::open_dir(&req.rootfs)?;
+    let owner = Some(req.uid_base);
+    let dir = resolve::ensure(root.as_fd(), ".firepit", Kind::Dir, 0o755, owner)
+        .map_err(|e| annotate(e, "make", Path::new("/.firepit")))?;
+    let target = resolve::ensure(dir.as_fd(), "guest", Kind::File, 0o755, owner)
+        .map_err(|e| annotate(e, "make", Path::new(GUEST_PATH)))?;
+    let target_path = resolve::fd_path(target.as_fd());
+    mount(Some(&req.guest), &target_path, None, libc::MS_BIND, None)?;
+    // The read-only remount applies to the bind mount itself: its root,
+    // reached by walking into the mount point again.
+    let bound = resolve::open_at(dir.as_fd(), "guest", libc::O_PATH, resolve::NO_LINKS)?;
+    let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+    mount(None, &resolve::fd_path(bound.as_fd()), None, ro, None)
+}
+
+/// A unix stream socket bound at `path` (not listening yet: the machine's
+/// init listens, so that it is the peer its clients see).
+fn bind_socket(path: &Path) -> io::Result<OwnedFd> {
+    // SAFETY: sockaddr_un is plain data; zero is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is longer than a socket path may be ({} bytes)",
+                path.display(),
+                addr.sun_path.len() - 1
+            ),
+        ));
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: plain socket(2); the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    check(fd)?;
+    // SAFETY: a fresh descriptor owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    // SAFETY: a valid socket and address of the size passed.
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        )
+    })
+    .map_err(|e| annotate(e, "bind", path))?;
+    Ok(fd)
 }
 
 fn prepare_child(req: &LaunchRequest, child: i32) -> Result<(), Failure> {
@@ -378,6 +450,7 @@ fn child_main(
     err: OwnedFd,
     log: &fs::File,
     null: &fs::File,
+    listener: &OwnedFd,
     program: &seccompiler::BpfProgram,
 ) -> ! {
     let mut byte = [0u8; 1];
@@ -387,7 +460,13 @@ fn child_main(
         // SAFETY: _exit ends this process without running the parent's destructors.
         unsafe { libc::_exit(1) };
     }
-    let result = setup(req, log.as_raw_fd(), null.as_raw_fd(), program);
+    let result = setup(
+        req,
+        log.as_raw_fd(),
+        null.as_raw_fd(),
+        listener.as_raw_fd(),
+        program,
+    );
     let (stage, e) = match result {
         Ok(never) => match never {},
         Err(x) => x,
@@ -404,6 +483,7 @@ fn setup(
     req: &LaunchRequest,
     log: RawFd,
     null: RawFd,
+    listener: RawFd,
     program: &seccompiler::BpfProgram,
 ) -> Result<Never, (&'static str, io::Error)> {
     let at = |stage: &'static str| move |e: io::Error| (stage, e);
@@ -426,6 +506,12 @@ fn setup(
         check(libc::dup2(null, 0)).map_err(at("stdio"))?;
         check(libc::dup2(log, 1)).map_err(at("stdio"))?;
         check(libc::dup2(log, 2)).map_err(at("stdio"))?;
+    }
+    write_etc(req);
+    // SAFETY: listen/close_range/fcntl on descriptors this process owns; the
+    // listener alone stays open across exec.
+    unsafe {
+        check(libc::listen(listener, 1024)).map_err(at("listen"))?;
         check(libc::syscall(
             libc::SYS_close_range,
             3u32,
@@ -433,13 +519,14 @@ fn setup(
             libc::CLOSE_RANGE_CLOEXEC,
         ) as libc::c_int)
         .map_err(at("stdio"))?;
+        check(libc::fcntl(listener, libc::F_SETFD, 0)).map_err(at("listen"))?;
     }
     confine::confine(program).map_err(at("confine"))?;
     let path = CString::new(GUEST_PATH).expect("no NUL");
     let args = [
         path.clone(),
-        CString::new("--socket").expect("no NUL"),
-        CString::new(GUEST_SOCKET).expect("no NUL"),
+        CString::new("--listen-fd").expect("no NUL"),
+        CString::new(listener.to_string()).expect("no NUL"),
     ];
     let env = [
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -568,16 +655,23 @@ fn mask_kernel_files(root: &Path) -> io::Result<()> {
 
 fn mount_filesystems(root: &Path) -> io::Result<()> {
     use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
-    let dir = |p: &Path| match fs::create_dir(p) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(annotate(e, "mkdir", p)),
-        _ => Ok(()),
+    // Mount points are real directories of the root, mounted on by fd: a
+    // symlink the machine left at /proc or /tmp would otherwise carry a mount
+    // wherever it points.
+    let root_fd = resolve::open_dir(root)?;
+    let point = |name: &str| {
+        resolve::ensure(root_fd.as_fd(), name, Kind::Dir, 0o755, None)
+            .map(|fd| (resolve::fd_path(fd.as_fd()), fd))
+            .map_err(|e| annotate(e, "mkdir", &root.join(name)))
     };
-    for d in ["proc", "sys", "dev", "tmp", "run"] {
-        dir(&root.join(d))?;
-    }
+    let (proc_, _proc_fd) = point("proc")?;
+    let (sys, _sys_fd) = point("sys")?;
+    let (dev_point, _dev_fd) = point("dev")?;
+    let (tmp, _tmp_fd) = point("tmp")?;
+    let (run, _run_fd) = point("run")?;
     mount(
         Some(Path::new("proc")),
-        &root.join("proc"),
+        &proc_,
         Some("proc"),
         MS_NOSUID | MS_NODEV | MS_NOEXEC,
         None,
@@ -589,20 +683,27 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
     let _ = fs::write(root.join("proc/sys/net/ipv4/ping_group_range"), "0 65535");
     mount(
         Some(Path::new("sysfs")),
-        &root.join("sys"),
+        &sys,
         Some("sysfs"),
         MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
         None,
     )?;
     mask_kernel_files(root)?;
-    let dev = root.join("dev");
     mount(
         Some(Path::new("tmpfs")),
-        &dev,
+        &dev_point,
         Some("tmpfs"),
         MS_NOSUID | MS_NOEXEC,
         Some("mode=755,size=1m"),
     )?;
+    // The new tmpfs, entered through its (real) mount point.
+    let dev_fd = resolve::open_at(
+        root_fd.as_fd(),
+        "dev",
+        libc::O_PATH | libc::O_DIRECTORY,
+        resolve::NO_LINKS,
+    )?;
+    let dev = resolve::fd_path(dev_fd.as_fd());
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         let target = dev.join(node);
         fs::File::create(&target).map_err(|e| annotate(e, "create", &target))?;
@@ -615,7 +716,7 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
         )?;
     }
     let pts = dev.join("pts");
-    dir(&pts)?;
+    fs::create_dir(&pts).map_err(|e| annotate(e, "mkdir", &pts))?;
     mount(
         Some(Path::new("devpts")),
         &pts,
@@ -624,7 +725,7 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
         Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
     )?;
     let shm = dev.join("shm");
-    dir(&shm)?;
+    fs::create_dir(&shm).map_err(|e| annotate(e, "mkdir", &shm))?;
     mount(
         Some(Path::new("shm")),
         &shm,
@@ -644,14 +745,14 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
     }
     mount(
         Some(Path::new("tmpfs")),
-        &root.join("tmp"),
+        &tmp,
         Some("tmpfs"),
         MS_NOSUID | MS_NODEV,
         Some("mode=1777"),
     )?;
     mount(
         Some(Path::new("tmpfs")),
-        &root.join("run"),
+        &run,
         Some("tmpfs"),
         MS_NOSUID | MS_NODEV,
         Some("mode=755"),
@@ -669,6 +770,42 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
         check(libc::chdir(cstr("/").as_ptr())).map_err(|e| annotate(e, "chdir", Path::new("/")))?;
     }
     Ok(())
+}
+
+/// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf from inside the
+/// machine: after `pivot_root`, as its root, so a symlink at /etc or at any
+/// of these files leads only to a place in the machine (links to /proc and
+/// other mounts, and magic links, are refused). Each file is replaced, not
+/// written through. Best effort: a machine whose /etc cannot take them
+/// still starts, and the guest log says what was not written.
+fn write_etc(req: &LaunchRequest) {
+    let files = [
+        ("hostname", format!("{}\n", req.hostname)),
+        ("hosts", req.hosts.clone()),
+        ("resolv.conf", req.resolv_conf.clone()),
+    ];
+    let etc = resolve::open_dir(Path::new("/")).and_then(|root| {
+        resolve::open_at(
+            root.as_fd(),
+            "etc",
+            libc::O_PATH | libc::O_DIRECTORY,
+            resolve::IN_ROOT | libc::RESOLVE_NO_XDEV,
+        )
+    });
+    let etc = match etc {
+        Ok(etc) => etc,
+        Err(e) => {
+            eprintln!(
+                "firepit: /etc is not a directory of the machine's root ({e}); /etc/hostname, /etc/hosts and /etc/resolv.conf were not written"
+            );
+            return;
+        }
+    };
+    for (name, body) in files {
+        if let Err(e) = resolve::replace_file(etc.as_fd(), name, body.as_bytes(), 0o644) {
+            eprintln!("firepit: /etc/{name} was not written: {e}");
+        }
+    }
 }
 
 fn network(net: Option<&NetPlan>) -> Result<(), crate::Error> {

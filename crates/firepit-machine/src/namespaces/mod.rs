@@ -8,16 +8,18 @@
 //! `no_new_privs` and seccomp. Its PID 1 is the guest.
 //!
 //! Layout on the host:
-//! - `<state_dir>/<id>/`: `spec.json`, `net.json` (address slot, kept across
-//!   restarts), `ids.json` (the machine's uid range), `init.json` (pid and
-//!   start time of the running init), `rootfs/` and `lower/` (mount points,
-//!   only in the launcher's and machine's mount namespaces);
+//! - `<state_dir>/<id>/` (root's): `spec.json`, `net.json` (address slot,
+//!   kept across restarts), `ids.json` (the machine's uid range), `init.json`
+//!   (pid and start time of the running init), `rootfs/` and `lower/` (mount
+//!   points, only in the launcher's and machine's mount namespaces);
 //! - the machine's writable layer: `upper/`, `work/` and `guest.log` (the
 //!   guest's stdout and stderr), in `<pool>/<id>/` (a subvolume of the disk
 //!   pool, limited to the machine's `disk_bytes`, see [`disk`]) or, for a
 //!   machine without a disk limit, in `<state_dir>/<id>/`;
 //! - `<uid_ranges>/<base>`: the host-wide registry of machines' uid ranges;
-//! - `<run_dir>/<id>/`: bind-mounted at `/.firepit/run`, holds `guest.sock`;
+//! - `<run_dir>/<id>/` (root's, 0700, never mounted into the machine): holds
+//!   `guest.sock`, bound by the launcher and inherited by the guest as a
+//!   listening fd;
 //! - cgroups `firepit/<id>`; veth `fpv<slot>` on bridge `fpbr0` (names set
 //!   in [`Config`]).
 //!
@@ -30,6 +32,16 @@
 //! (0700): no host user reaches a machine's files, so a setuid file a machine
 //! writes is no way up for them. The machine's init never walks a host path to
 //! its root; it gets it as its working directory from the launcher.
+//!
+//! **Architecture Invariant:** the host never walks a path through the
+//! machine's upper layer. The files the host decides (/etc/hostname,
+//! /etc/hosts, /etc/resolv.conf) are written by the machine's init after
+//! `pivot_root`, as the machine's root; mount points under the root are made
+//! and mounted on by fd ([`resolve`]); the state dir is removed by
+//! [`resolve::remove_tree`], which follows no link and crosses no mount. The
+//! guest socket's path is in dirs only the host's root can write, and its
+//! [`GuestAddress`] names the init's pid, which a client checks against the
+//! socket's peer.
 
 mod cgroup;
 mod confine;
@@ -39,6 +51,7 @@ mod idmap;
 pub(crate) mod launcher;
 mod netlink;
 mod procfs;
+mod resolve;
 pub mod uid_ranges;
 
 use std::collections::HashMap;
@@ -64,7 +77,7 @@ use uid_ranges::{MachineIds, Registry};
 
 pub use disk::{MIN_POOL, PoolConfig, free_space};
 pub use firewall::Ipv4Net;
-pub use launcher::{GUEST_PATH, GUEST_SOCKET, RUN_PATH};
+pub use launcher::GUEST_PATH;
 
 /// Settings of the namespaces backend.
 #[derive(Debug, Clone)]
@@ -253,6 +266,10 @@ impl NamespacesBackend {
         }
     }
 
+    fn socket(&self, id: &MachineId) -> PathBuf {
+        self.run(id).join("guest.sock")
+    }
+
     fn load_spec(&self, id: &MachineId) -> Result<MachineSpec, Error> {
         let path = self.dir(id).join("spec.json");
         match fs::read(&path) {
@@ -286,7 +303,10 @@ impl NamespacesBackend {
             },
             pid: init.map(|r| r.pid as u32),
             address: self.net_slot(id).map(|s| self.layout.address(s)),
-            guest: GuestAddress::Unix(self.run(id).join("guest.sock")),
+            guest: GuestAddress::Unix {
+                path: self.socket(id),
+                pid: init.map(|r| r.pid as u32),
+            },
         }
     }
 
@@ -300,10 +320,12 @@ impl NamespacesBackend {
         Ok(slot)
     }
 
-    /// Writes the upper layer's skeleton: mount points for the guest and run
-    /// dir, and the files the host decides (/etc/hostname, /etc/hosts,
-    /// /etc/resolv.conf), owned by root inside (`base` outside).
-    fn prepare_upper(&self, spec: &MachineSpec, base: u32) -> Result<(), Error> {
+    /// Makes the machine's dirs: `upper/` (root inside owns it, `base`
+    /// outside) and `work/` in its writable layer, `rootfs/` in its state
+    /// dir. Nothing inside `upper/` is touched here: what the machine needs
+    /// in its root is made by the launcher, below the root's fd, and by the
+    /// machine's init (see [`launcher`]).
+    fn prepare_dirs(&self, spec: &MachineSpec, base: u32) -> Result<(), Error> {
         let dir = self.dir(&spec.id);
         let layer = match (spec.limits.disk_bytes, &self.pool) {
             (Some(limit), Some(pool)) => pool.create_layer(&spec.id, limit)?,
@@ -316,25 +338,7 @@ impl NamespacesBackend {
             .mode();
         mkdir_owned(&upper, image_mode & 0o7777, base)?;
         mkdir_owned(&layer.join("work"), 0o700, 0)?;
-        mkdir_owned(&dir.join("rootfs"), 0o755, 0)?;
-        mkdir_owned(&upper.join(".firepit"), 0o755, base)?;
-        mkdir_owned(&upper.join(".firepit/run"), 0o755, base)?;
-        let guest = upper.join(".firepit/guest");
-        if !guest.exists() {
-            fs::write(&guest, b"").map_err(Error::io("creating", &guest))?;
-            chown(&guest, base)?;
-        }
-        let etc = upper.join("etc");
-        let etc_mode =
-            fs::metadata(spec.image.join("etc")).map_or(0o755, |m| m.permissions().mode() & 0o7777);
-        mkdir_owned(&etc, etc_mode, base)?;
-        let host = spec.id.as_str();
-        write_owned(&etc.join("hostname"), format!("{host}\n").as_bytes(), base)?;
-        let hosts = format!(
-            "127.0.0.1\tlocalhost\n127.0.1.1\t{host}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-        );
-        write_owned(&etc.join("hosts"), hosts.as_bytes(), base)?;
-        write_owned(&etc.join("resolv.conf"), &resolv_conf(), base)
+        mkdir_owned(&dir.join("rootfs"), 0o755, 0)
     }
 
     /// Starts the machine's init through the launcher. Undoes what it did on failure.
@@ -344,7 +348,9 @@ impl NamespacesBackend {
         let run = self.run(id);
         // Leftovers of an earlier run that ended without a stop.
         self.cleanup_runtime(id)?;
-        mkdir_owned(&run, 0o700, ids.base)?;
+        // Root's alone: the machine never sees it, so nothing it does can
+        // put a link or a socket of its own where the host dials its guest.
+        mkdir_owned(&run, 0o700, 0)?;
         let result = self.launch_inner(spec, ids, &dir, &run);
         if result.is_err() {
             let _ = self.cleanup_runtime(id);
@@ -388,8 +394,12 @@ impl NamespacesBackend {
             work: layer.join("work"),
             rootfs: dir.join("rootfs"),
             guest: spec.guest.clone(),
-            run_dir: run.to_path_buf(),
+            socket: run.join("guest.sock"),
             log: layer.join("guest.log"),
+            hosts: format!(
+                "127.0.0.1\tlocalhost\n127.0.1.1\t{id}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            ),
+            resolv_conf: resolv_conf(),
             uid_base: ids.base,
             idmap: ids.idmapped.then(|| idmap::IdmapPlan {
                 lower: dir.join("lower"),
@@ -496,7 +506,7 @@ impl Backend for NamespacesBackend {
                 base: *base.insert(uid_ranges::assign(&self.ranges, &dir, spec.uid_base)?),
                 idmapped: true,
             };
-            self.prepare_upper(spec, ids.base)?;
+            self.prepare_dirs(spec, ids.base)?;
             if spec.network == Network::Nat {
                 self.allocate_slot(&spec.id)?;
             }
@@ -528,7 +538,7 @@ impl Backend for NamespacesBackend {
             // Never start in a range another machine holds.
             self.ranges.claim(ids.base, &self.dir(id))?;
         }
-        self.prepare_upper(&spec, ids.base)?;
+        self.prepare_dirs(&spec, ids.base)?;
         self.launch(&spec, ids)
     }
 
@@ -639,7 +649,10 @@ impl Backend for NamespacesBackend {
         if !self.dir(id).exists() {
             return Err(Error::NotFound(id.to_string()));
         }
-        Ok(GuestAddress::Unix(self.run(id).join("guest.sock")))
+        Ok(GuestAddress::Unix {
+            path: self.socket(id),
+            pid: self.live_init(id).map(|r| r.pid as u32),
+        })
     }
 
     fn netns_path(&self, id: &MachineId) -> Option<PathBuf> {
@@ -743,16 +756,16 @@ fn kill_init(rec: InitRecord, grace: Duration) {
 /// The resolv.conf machines get: the host's, or the upstream one of a
 /// host-local stub resolver (systemd-resolved's 127.0.0.53), which machines
 /// cannot reach.
-fn resolv_conf() -> Vec<u8> {
+fn resolv_conf() -> String {
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let servers = firewall::nameservers(&host);
     if !servers.is_empty()
         && servers.iter().all(|a| a.is_loopback())
         && let Ok(upstream) = fs::read_to_string("/run/systemd/resolve/resolv.conf")
     {
-        return upstream.into_bytes();
+        return upstream;
     }
-    host.into_bytes()
+    host
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
@@ -777,21 +790,8 @@ fn mkdir_owned(path: &Path, mode: u32, owner: u32) -> Result<(), Error> {
         .map_err(Error::io("setting mode of", path))
 }
 
-/// Writes a file into an upper layer, replacing whatever is there (a
-/// whiteout too).
-fn write_owned(path: &Path, body: &[u8], owner: u32) -> Result<(), Error> {
-    if fs::symlink_metadata(path).is_ok() {
-        fs::remove_file(path).map_err(Error::io("replacing", path))?;
-    }
-    fs::write(path, body).map_err(Error::io("writing", path))?;
-    chown(path, owner)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o644))
-        .map_err(Error::io("setting mode of", path))
-}
-
+/// Removes a machine's dir (state or run) and all in it: no symlink the
+/// machine made is followed, no mount crossed, and trees of any depth go.
 fn remove_all(path: &Path) -> Result<(), Error> {
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("removing", path)(e)),
-        _ => Ok(()),
-    }
+    resolve::remove_tree(path).map_err(Error::io("removing", path))
 }

@@ -46,7 +46,7 @@ async fn cycles() {
         let _ = backend().destroy(&s.id);
         let t = Instant::now();
         let info = backend().create(&s).unwrap();
-        let GuestAddress::Unix(sock) = info.guest;
+        let GuestAddress::Unix { path: sock, .. } = info.guest;
         let client = connect(&sock, t + Duration::from_secs(10)).await;
         let mut exec = client
             .exec(ExecRequest::shell("echo hi-from-$(hostname)"))

@@ -130,7 +130,7 @@ impl Machine {
 
     pub fn socket(&self) -> PathBuf {
         match backend().guest_address(&self.id).unwrap() {
-            GuestAddress::Unix(p) => p,
+            GuestAddress::Unix { path, .. } => path,
         }
     }
 

@@ -1,10 +1,17 @@
-//! What the machine's processes may not do, checked from inside.
+//! What the machine's processes may not do, checked from inside; and what
+//! the host does not do for them: follow a link, a `..` or a mount they made
+//! in their root out to the host's files, or dial a socket they put in place
+//! of their guest's.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 
-use firepit_machine::Network;
+use firepit_machine::{Backend, GuestAddress, Network};
 
-use crate::harness::{Machine, shared, spec};
+use crate::harness::{Machine, STATE_DIR, backend, shared, spec, uid_base};
 
 /// The capabilities a machine keeps (Docker's default set without
 /// `CAP_NET_RAW` and `CAP_AUDIT_WRITE`).
@@ -57,9 +64,10 @@ fn processes_are_confined() {
         "syslog(2) was not denied"
     );
     // The host's files and processes are out of sight.
-    assert_eq!(
-        m.ok("cat /proc/1/cmdline | tr '\\0' ' '"),
-        "/usr/bin/python3 /.firepit/guest --socket /.firepit/run/guest.sock"
+    let init = m.ok("cat /proc/1/cmdline | tr '\\0' ' '");
+    assert!(
+        init.starts_with("/usr/bin/python3 /.firepit/guest --listen-fd "),
+        "{init}"
     );
     let (code, _) = m.sh("touch /sys/x 2>&1");
     assert_ne!(code, 0, "/sys is writable");
@@ -199,4 +207,314 @@ fn nothing_but_the_guest_escapes_the_oom_killer() {
     } else {
         eprintln!("this host lacks CAP_SYS_RESOURCE: the guest's -1000 is not checked");
     }
+}
+
+/// Host files the machine's links point at, with what they held.
+struct Canaries {
+    dir: PathBuf,
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+impl Canaries {
+    /// `hostname`, `hosts`, `resolv.conf`, `guest` and `x` in a dir of
+    /// their own, as a host's /etc holds them: root's, 0644.
+    fn new(name: &str) -> Canaries {
+        let dir = Path::new("/var/tmp/firepit-machine-it")
+            .join(format!("canaries-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut files = BTreeMap::new();
+        for f in ["hostname", "hosts", "resolv.conf", "guest", "x"] {
+            let body = format!("host's own {f}\n").into_bytes();
+            let path = dir.join(f);
+            std::fs::write(&path, &body).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            files.insert(f.to_owned(), body);
+        }
+        Canaries { dir, files }
+    }
+
+    fn path(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    /// Nothing was added, removed, written, chowned or chmodded.
+    fn assert_untouched(&self, after: &str) {
+        let meta = std::fs::symlink_metadata(&self.dir).unwrap();
+        assert!(meta.is_dir(), "{after}: the canary dir was replaced");
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (0, 0, 0o755),
+            "{after}: the canary dir changed"
+        );
+        let names: Vec<String> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let expected: Vec<String> = self.files.keys().cloned().collect();
+        assert_eq!(names, expected, "{after}: files appeared or went");
+        for (name, body) in &self.files {
+            let path = self.dir.join(name);
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            assert!(meta.is_file(), "{after}: {name} was replaced");
+            assert_eq!(
+                (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+                (0, 0, 0o644),
+                "{after}: {name} changed owner or mode"
+            );
+            assert_eq!(
+                &std::fs::read(&path).unwrap(),
+                body,
+                "{after}: {name} was written"
+            );
+        }
+    }
+}
+
+impl Drop for Canaries {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Stops and starts a machine (where the host used to write into its upper
+/// layer), and waits for its guest.
+fn restart(m: &Machine) {
+    backend().stop(&m.id).unwrap();
+    backend().start(&m.id).unwrap();
+    m.wait_ready();
+}
+
+fn guest_log(m: &Machine) -> String {
+    std::fs::read_to_string(Path::new(STATE_DIR).join(m.id.as_str()).join("guest.log"))
+        .unwrap_or_default()
+}
+
+#[test]
+fn links_at_etc_never_lead_the_host_out() {
+    let _g = shared();
+    let c = Canaries::new("etc");
+    let d = c.path();
+    let m = Machine::create(spec("it-links-etc", Network::None));
+
+    // Each file a link to the host's.
+    m.ok(&format!(
+        "ln -sf {d}/hostname /etc/hostname && ln -sf {d}/hosts /etc/hosts && \
+         ln -sf {d}/resolv.conf /etc/resolv.conf && test -L /etc/hosts"
+    ));
+    restart(&m);
+    c.assert_untouched("links at the /etc files, stop and start");
+    // The machine got its own files in their place.
+    assert_eq!(m.ok("cat /etc/hostname"), "it-links-etc");
+    assert_eq!(
+        m.ok("stat -c %F /etc/hostname /etc/hosts /etc/resolv.conf"),
+        "regular file\nregular file\nregular file"
+    );
+    assert!(m.ok("cat /etc/hosts").contains("it-links-etc"));
+
+    // /etc itself a link to the host's dir, absolute and by `..`.
+    for link in [d.to_owned(), format!("../../../../../../../../..{d}")] {
+        m.ok(&format!(
+            "rm -rf /etc.orig; mv /etc /etc.orig && ln -s {link} /etc && test -L /etc"
+        ));
+        restart(&m);
+        c.assert_untouched(&format!("/etc -> {link}, stop and start"));
+        // Inside, the link leads nowhere; the machine starts regardless and
+        // its log says what it did not write.
+        assert!(
+            guest_log(&m).contains("were not written"),
+            "{}",
+            guest_log(&m)
+        );
+        m.ok("rm /etc && mv /etc.orig /etc");
+    }
+
+    // /etc a link within the machine: followed there.
+    m.ok("mv /etc /etc.moved && ln -s /etc.moved /etc");
+    restart(&m);
+    assert_eq!(m.ok("cat /etc.moved/hostname"), "it-links-etc");
+    m.ok("rm /etc && mv /etc.moved /etc");
+
+    backend().destroy(&m.id).unwrap();
+    c.assert_untouched("destroy");
+}
+
+#[test]
+fn links_and_mounts_at_the_hosts_mount_points_never_lead_the_host_out() {
+    let _g = shared();
+    let c = Canaries::new("points");
+    let d = c.path();
+    let m = Machine::create(spec("it-links-points", Network::None));
+
+    // /.firepit replaced by a dir whose `guest` (the guest's mount point)
+    // and `run` are links to the host's files.
+    m.ok(&format!(
+        "mkdir /fp.new && ln -s {d}/guest /fp.new/guest && ln -s {d} /fp.new/run && \
+         mv /.firepit /fp.old && mv /fp.new /.firepit && test -L /.firepit/guest"
+    ));
+    restart(&m);
+    c.assert_untouched("links in /.firepit, stop and start");
+    assert_eq!(m.ok("stat -c %F /.firepit/guest"), "regular file");
+    let (code, _) = m.sh("touch /.firepit/guest");
+    assert_ne!(code, 0, "the guest is writable");
+
+    // /.firepit itself a link.
+    m.ok(&format!(
+        "mv /.firepit /fp.old2 && ln -s {d} /.firepit && test -L /.firepit"
+    ));
+    restart(&m);
+    c.assert_untouched("/.firepit a link, stop and start");
+    assert_eq!(m.ok("stat -c %F /.firepit"), "directory");
+
+    // The mount points of /tmp and /run: their mounts are the machine's own
+    // to undo, and the dirs below then links to the host's.
+    m.ok(&format!(
+        "umount /tmp && rm -rf /tmp && ln -s {d} /tmp && \
+         umount /run && rm -rf /run && ln -s ../../../../../../..{d} /run && test -L /run"
+    ));
+    restart(&m);
+    c.assert_untouched("/tmp and /run links, stop and start");
+    assert_eq!(
+        m.ok("stat -c %F /tmp /run && stat -f -c %T /tmp /run"),
+        "directory\ndirectory\ntmpfs\ntmpfs"
+    );
+
+    backend().destroy(&m.id).unwrap();
+    c.assert_untouched("destroy");
+}
+
+#[test]
+fn destroying_a_machine_full_of_links_and_mounts_touches_no_host_file() {
+    let _g = shared();
+    let c = Canaries::new("destroy");
+    let d = c.path();
+    let m = Machine::create(spec("it-links-destroy", Network::None));
+    m.ok(&format!(
+        "mkdir -p /root/l && ln -s {d} /root/l/dir && ln -s {d}/x /root/l/file && \
+         ln -s ../../../../../../../../..{d} /root/l/up && \
+         mv /etc /etc.orig && ln -s {d} /etc && \
+         mkdir /root/mnt /root/bind && mount -t tmpfs none /root/mnt && touch /root/mnt/in && \
+         mount --rbind / /root/bind"
+    ));
+    // Deeper than any one path may be long.
+    m.ok("python3 -c 'import os\nos.chdir(\"/root\")\nfor _ in range(3000):\n    os.mkdir(\"d\"); os.chdir(\"d\")\nopen(\"leaf\", \"w\").close()'");
+    backend().destroy(&m.id).unwrap();
+    c.assert_untouched("destroy");
+    assert!(!Path::new(STATE_DIR).join("it-links-destroy").exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains("it-links-destroy"),
+        "a mount of the machine is in the host's namespace:\n{mounts}"
+    );
+}
+
+/// Listens on every path it is given and notes each connection in
+/// /root/dialed.
+const FAKE_GUEST: &str = r#"import select, socket, sys
+socks = []
+for p in sys.argv[1:]:
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(p)
+    s.listen(8)
+    socks.append(s)
+while True:
+    ready, _, _ = select.select(socks, [], [])
+    for s in ready:
+        s.accept()
+        with open("/root/dialed", "a") as f:
+            f.write(s.getsockname() + "\n")
+"#;
+
+/// The pid and uid of a unix socket's peer.
+fn peer(s: &UnixStream) -> (i32, u32) {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: a valid socket and an out buffer of the size passed.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    (cred.pid, cred.uid)
+}
+
+#[test]
+fn the_guest_socket_is_out_of_the_machines_reach_and_answered_by_its_init() {
+    let _g = shared();
+    let a = Machine::create(spec("it-sock-a", Network::None));
+    let b = Machine::create(spec("it-sock-b", Network::None));
+    let GuestAddress::Unix { path, pid } = backend().guest_address(&a.id).unwrap();
+    assert_eq!(pid, Some(a.pid));
+
+    // Only the host's root can change anything on the way to the socket.
+    let dir = path.parent().unwrap();
+    let meta = std::fs::symlink_metadata(dir).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (0, 0, 0o700),
+        "{}",
+        dir.display()
+    );
+    for p in dir.ancestors().skip(1) {
+        let meta = std::fs::symlink_metadata(p).unwrap();
+        assert!(
+            meta.is_dir() && meta.uid() == 0 && meta.mode() & 0o022 == 0,
+            "{} is not root's alone",
+            p.display()
+        );
+    }
+    // Its peer is the machine's init, the machine's root.
+    let s = UnixStream::connect(&path).unwrap();
+    assert_eq!(peer(&s), (a.pid as i32, uid_base()));
+    drop(s);
+
+    // Inside, there is no run dir; sockets put where the guest's once was,
+    // and elsewhere, are never dialed while the host talks to the guest.
+    assert_eq!(a.ok("ls -A /.firepit"), "guest");
+    a.ok(&format!(
+        "mkdir -p /.firepit/run && cat > /root/fake.py <<'EOF'\n{FAKE_GUEST}EOF\n\
+         (python3 /root/fake.py /.firepit/run/guest.sock /run/guest.sock /tmp/guest.sock \
+         /root/guest.sock >/dev/null 2>&1 &); \
+         for i in $(seq 100); do test -S /root/guest.sock && exit 0; sleep 0.05; done; exit 1"
+    ));
+    for _ in 0..5 {
+        assert_eq!(a.ok("hostname"), "it-sock-a");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        firepit_guest_client::GuestClient::connect_unix_peer(&path, a.pid)
+            .await
+            .unwrap();
+        // Another machine's socket is refused as A's guest.
+        let GuestAddress::Unix { path: b_path, .. } = backend().guest_address(&b.id).unwrap();
+        let err = firepit_guest_client::GuestClient::connect_unix_peer(&b_path, a.pid)
+            .await
+            .err()
+            .expect("B's socket does not pass for A's guest");
+        assert!(
+            matches!(err, firepit_guest_client::Error::WrongPeer { found: Some(p), .. } if p == b.pid as i32),
+            "{err}"
+        );
+    });
+    let (code, dialed) = a.sh("cat /root/dialed");
+    assert_ne!(
+        code, 0,
+        "the host dialed a socket the machine made: {dialed}"
+    );
+    assert_eq!(b.ok("hostname"), "it-sock-b");
 }

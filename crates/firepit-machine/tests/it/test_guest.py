@@ -4,14 +4,19 @@
 import os, signal, socket, subprocess, sys, threading
 
 signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-path = sys.argv[sys.argv.index("--socket") + 1]
-try:
-    os.unlink(path)
-except FileNotFoundError:
-    pass
-srv = socket.socket(socket.AF_UNIX)
-srv.bind(path + ".tmp")
-os.rename(path + ".tmp", path)
+if "--listen-fd" in sys.argv:
+    # The launcher's socket, listening already; not for our children.
+    srv = socket.socket(fileno=int(sys.argv[sys.argv.index("--listen-fd") + 1]))
+    srv.set_inheritable(False)
+else:
+    path = sys.argv[sys.argv.index("--socket") + 1]
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path + ".tmp")
+    os.rename(path + ".tmp", path)
 srv.listen(64)
 
 def reset_oom():

@@ -4,7 +4,9 @@
 //! numbers, io_uring and nested user namespaces among them), capabilities,
 //! device nodes, raw sockets, kernel knobs and masked kernel files, the OOM
 //! floor, the guest's memory, and another machine's address or a MAC change.
-//! Every attempt must fail.
+//! Every attempt must fail. A second test makes links, `..` and mounts in a
+//! machine that point at host files, and has the daemon stop, start, copy
+//! and destroy through them: no host file may change.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -213,4 +215,116 @@ fn opened_ranges_reach_the_firewall() {
     assert!(allowed.contains("198.51.100.0/24"), "{table}");
     assert!(allowed.contains("203.0.113.7"), "{table}");
     assert!(table.contains("192.168.0.0/16"), "{table}");
+}
+
+/// Everything about the entries of a host dir: names, owners, modes, bytes.
+fn snapshot(dir: &std::path::Path) -> Vec<(String, u32, u32, u32, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            let body = if meta.is_file() {
+                std::fs::read(e.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            let name = e.file_name().into_string().unwrap();
+            (name, meta.uid(), meta.gid(), meta.mode(), body)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn links_a_machine_makes_never_lead_the_daemon_to_host_files() {
+    let d = Daemon::start("t63");
+    // Host files that stand in for the host's /etc.
+    let host = tempfile::Builder::new()
+        .prefix("firepit-canaries")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let c = host.path().to_str().unwrap().to_owned();
+    for f in ["hostname", "hosts", "resolv.conf", "x"] {
+        std::fs::write(host.path().join(f), format!("host's own {f}\n")).unwrap();
+    }
+    let before = snapshot(host.path());
+    let untouched = |after: &str| {
+        assert_eq!(
+            snapshot(host.path()),
+            before,
+            "{after}: a host file was written, added or removed"
+        );
+    };
+    let id = d.new_session(&["--network", "none"]);
+    let restart = || {
+        d.ok(&["stop", &id]);
+        d.ok(&["start", &id]);
+    };
+
+    // Stop and start write /etc/hostname, hosts and resolv.conf: through
+    // links at them, and through /etc as a link, absolute or by `..`.
+    d.sh(
+        &id,
+        &format!(
+            "ln -sf {c}/hostname /etc/hostname && ln -sf {c}/hosts /etc/hosts && \
+             ln -sf {c}/resolv.conf /etc/resolv.conf"
+        ),
+    );
+    restart();
+    untouched("links at the /etc files, stop and start");
+    assert_eq!(d.sh(&id, "cat /etc/hostname").trim(), id);
+    for link in [c.clone(), format!("../../../../../../..{c}")] {
+        d.sh(&id, &format!("mv /etc /etc.orig && ln -s {link} /etc"));
+        restart();
+        untouched(&format!("/etc -> {link}, stop and start"));
+        d.sh(&id, "rm /etc && mv /etc.orig /etc");
+    }
+
+    // `cp` both ways, through links to the host's paths.
+    d.sh(&id, &format!("ln -s {c} /root/out && ln -s {c}/x /root/in"));
+    let local = tempfile::tempdir().unwrap();
+    let src = local.path().join("src");
+    std::fs::write(&src, "from the host\n").unwrap();
+    for target in ["/root/out/x", "/root/out/new"] {
+        let up = d.run(&["cp", src.to_str().unwrap(), &format!("{id}:{target}")]);
+        assert!(!up.status.success(), "cp into {target} went somewhere");
+        untouched(&format!("cp into {target}"));
+    }
+    let dst = local.path().join("dst");
+    let down = d.run(&["cp", &format!("{id}:/root/in"), dst.to_str().unwrap()]);
+    assert!(!down.status.success(), "cp out of /root/in read something");
+    assert!(!dst.exists(), "cp out of /root/in wrote {}", dst.display());
+    // A link to the machine's own file is that file.
+    d.sh(
+        &id,
+        "echo mine > /root/own && ln -s /root/own /root/own-link",
+    );
+    d.ok(&["cp", &format!("{id}:/root/own-link"), dst.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&dst).unwrap(), "mine\n");
+
+    // Destroying a machine full of links, mounts of its own and a tree
+    // deeper than a path may be long touches nothing outside it.
+    d.sh(
+        &id,
+        &format!(
+            "mkdir -p /root/l && ln -s {c} /root/l/dir && ln -s {c}/x /root/l/file && \
+             ln -s ../../../../../../../..{c} /root/l/up && \
+             mkdir /root/mnt /root/bind && mount -t tmpfs none /root/mnt && touch /root/mnt/in && \
+             mount --rbind / /root/bind && mv /etc /etc.orig && ln -s {c} /etc"
+        ),
+    );
+    d.ok(&[
+        "exec",
+        &id,
+        "--",
+        "python3",
+        "-c",
+        "import os\nos.chdir('/root')\nfor _ in range(3000):\n    os.mkdir('d'); os.chdir('d')",
+    ]);
+    d.ok(&["rm", &id]);
+    untouched("destroy");
+    assert!(!d.data_dir().join("machines").join(&id).exists());
 }

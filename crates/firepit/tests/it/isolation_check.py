@@ -137,6 +137,78 @@ for path in ["/proc/sys/kernel/hostname", "/sys/kernel/mm/transparent_hugepage/e
         record(f"write {path}", False, repr(e))
 
 
+def guest_is_untouchable():
+    """PID 1 (the guest) holds the daemon's connection and its listening
+    socket: nothing here may trace it, read its memory or take its fds."""
+    for name, request in [("PTRACE_ATTACH", 16), ("PTRACE_SEIZE", 0x4206)]:
+        ctypes.set_errno(0)
+        rc = libc.ptrace(request, 1, 0, 0)
+        err = ctypes.get_errno()
+        if rc == 0:
+            libc.ptrace(17, 1, 0, 0)  # PTRACE_DETACH
+        record(f"ptrace pid 1 ({name})", rc == 0, f"rc={rc} errno={errno.errorcode.get(err, err)}")
+    for path in ["/proc/1/mem", "/proc/1/environ"]:
+        try:
+            with open(path, "rb") as f:
+                record(f"read {path}", True, f.read(16))
+        except OSError as e:
+            record(f"read {path}", False, repr(e))
+    # Its descriptors' numbers may show; what they are, or opening them
+    # through /proc, may not.
+    reached = []
+    for fd in os.listdir("/proc/1/fd"):
+        path = f"/proc/1/fd/{fd}"
+        try:
+            reached.append((path, os.readlink(path)))
+        except OSError:
+            pass
+        try:
+            os.close(os.open(path, os.O_RDONLY))
+            reached.append((path, "opened"))
+        except OSError:
+            pass
+    record("pid 1's descriptors through /proc", bool(reached), reached)
+    # pidfd_open(434) / pidfd_getfd(438): the guest's descriptors.
+    pidfd = libc.syscall(434, 1, 0)
+    got = []
+    if pidfd >= 0:
+        for fd in range(0, 64):
+            new = libc.syscall(438, pidfd, fd, 0)
+            if new >= 0:
+                got.append(fd)
+                os.close(new)
+        os.close(pidfd)
+    record("pidfd_getfd of pid 1", bool(got), f"descriptors taken: {got}")
+
+
+def guest_socket_out_of_reach():
+    """The daemon dials a socket in a root-only host dir that is not in this
+    machine; nothing of it may be here to replace or link."""
+    present = [p for p in ["/.firepit/run", "/.firepit/run/guest.sock"] if os.path.lexists(p)]
+    record("guest socket dir inside the machine", bool(present), present)
+    # The guest's own listening socket is not inherited by what it runs.
+    mine = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            try:
+                s = socket.socket(fileno=os.dup(int(fd)))
+                listening = s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                s.close()
+                if listening:
+                    mine.append(fd)
+            except OSError:
+                pass
+    record("guest listening socket inherited", bool(mine), mine)
+
+
+guest_is_untouchable()
+guest_socket_out_of_reach()
+
+
 # The kernel surface, the capability sets, masked /proc, the OOM floor and
 # address takeover: one function per family.
 
