@@ -96,9 +96,9 @@ impl Launcher {
                 "command -v chromium || command -v chromium-browser".to_owned(),
             ))
             .await?
-            .output()
+            .output(4096)
             .await?;
-        let path = String::from_utf8_lossy(&which.stdout)
+        let path = String::from_utf8_lossy(which.stdout.head())
             .lines()
             .next()
             .unwrap_or("")

@@ -151,3 +151,55 @@ async fn main_is_restarted_when_its_shell_exits() {
     })
     .await;
 }
+
+/// A pty never waits for a slow client: while one attachment is not read, the others go
+/// on; the slow one gets at most a window of output, then `Overrun`, and can attach again.
+#[tokio::test]
+async fn a_client_that_falls_behind_is_detached_and_the_pty_runs_on() {
+    let h = Harness::start_with(&["--no-main-pty"]).await;
+    let mut slow = guard(h.client.pty_attach("flood", Some(sh(&["yes"]))))
+        .await
+        .unwrap();
+    let mut fast = guard(h.client.pty_attach("flood", None)).await.unwrap();
+    // Far more than the window and the backlog together.
+    let ahead = (firepit_wire::guest::WINDOW as usize)
+        + firepit_guest::pty::BACKLOG * 16 * 1024
+        + (4 << 20);
+    let mut got = 0;
+    guard(async {
+        while got < ahead {
+            match fast.next_event().await.unwrap() {
+                Some(PtyEvent::Output(b)) => got += b.len(),
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await;
+    let mut slow_got = 0;
+    let err = guard(async {
+        loop {
+            match slow.next_event().await {
+                Ok(Some(PtyEvent::Output(b))) => slow_got += b.len(),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => return e,
+            }
+        }
+    })
+    .await;
+    assert_eq!(err.kind(), ErrorKind::Overrun, "{err}");
+    assert!(err.to_string().contains("attach again"), "{err}");
+    assert!(slow_got < ahead, "{slow_got}");
+    // The pty runs on for the client that keeps up, and the slow one may come back.
+    let before = got;
+    guard(async {
+        while got < before + (1 << 20) {
+            if let Some(PtyEvent::Output(b)) = fast.next_event().await.unwrap() {
+                got += b.len();
+            }
+        }
+    })
+    .await;
+    let mut again = guard(h.client.pty_attach("flood", None)).await.unwrap();
+    read_until(&mut again, "y\r\ny").await;
+    guard(h.client.pty_close("flood")).await.unwrap();
+}
