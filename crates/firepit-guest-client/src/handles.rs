@@ -16,6 +16,9 @@ use crate::Error;
 use crate::capture::Captured;
 use crate::conn::{Item, StreamHandle, StreamSender, into_result};
 
+/// The longest service or pty name the guest accepts.
+const MAX_NAME: usize = 64;
+
 fn unexpected(r: Response) -> Error {
     Error::Protocol(format!("unexpected response {r:?}"))
 }
@@ -331,7 +334,19 @@ impl ServiceWatch {
             };
             let Item::Response(r) = item else { continue };
             return match into_result(*r)? {
-                Response::ServiceEvent(e) => Ok(Some(e)),
+                Response::ServiceEvent(e) => {
+                    let (ServiceEvent::Started { name, .. } | ServiceEvent::Exited { name, .. }) =
+                        &e;
+                    // The guest refuses such names; a guest that sends one is not to be
+                    // believed (and its names end up in the session's event log).
+                    if name.is_empty() || name.len() > MAX_NAME {
+                        return Err(Error::Protocol(format!(
+                            "a service event names a service of {} bytes",
+                            name.len()
+                        )));
+                    }
+                    Ok(Some(e))
+                }
                 Response::Done => Ok(None),
                 _ => continue,
             };

@@ -313,3 +313,27 @@ async fn a_consumer_that_does_not_read_holds_the_guest_up() {
     }
     assert!(n >= TOTAL / WINDOW as usize / 2, "{n} stalls");
 }
+
+#[tokio::test]
+async fn service_events_with_impossible_names_are_refused() {
+    let (client_io, mut guest) = tokio::io::duplex(1 << 16);
+    let client = GuestClient::over(client_io);
+    tokio::spawn(async move {
+        let mut buf = BytesMut::new();
+        let f = next_frame(&mut guest, &mut buf).await.unwrap();
+        let mut out = Frame::control(f.stream, &Response::Ready)
+            .to_bytes()
+            .to_vec();
+        let event = firepit_wire::guest::ServiceEvent::Started {
+            name: "x".repeat(100_000),
+            pid: 1,
+        };
+        out.extend(Frame::control(f.stream, &Response::ServiceEvent(event)).to_bytes());
+        guest.write_all(&out).await.unwrap();
+        // Keep the connection open.
+        let _ = next_frame(&mut guest, &mut buf).await;
+    });
+    let mut watch = guard(client.watch_services()).await.unwrap();
+    let err = guard(watch.next()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+}

@@ -11,6 +11,7 @@ mod browser;
 mod cli;
 mod events;
 mod files;
+mod flood;
 mod forge;
 mod forge_standin;
 mod isolation;
