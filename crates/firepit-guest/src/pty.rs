@@ -107,7 +107,14 @@ impl Session {
             }) {
                 Ok(Ok(n)) => data = &data[n..],
                 Ok(Err(e)) => return Err(e),
-                Err(_would_block) => continue,
+                Err(_would_block) => {
+                    if self.state().exited.is_some() {
+                        return Err(std::io::ErrorKind::BrokenPipe.into());
+                    }
+                    // A master whose program does not read its input can be reported
+                    // writable and still refuse: wait a little rather than spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
         }
         Ok(())
@@ -323,6 +330,19 @@ impl Ptys {
             firepit_wire::guest::chunks(scrollback, DATA_CHUNK).collect();
         let mut exit = exited;
         let credit = s.credit();
+        // Input is written by a task of its own: a program that does not read its
+        // terminal (the input buffer full) must not stop this attachment, or the
+        // connection's reader behind it, from going on. What was typed is still
+        // written after a detach; the task ends with the pty.
+        let (input, mut input_rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let writer = session.clone();
+        tokio::spawn(async move {
+            while let Some(b) = input_rx.recv().await {
+                if writer.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+        });
         loop {
             while credit.open()
                 && let Some(b) = pending.pop_front()
@@ -356,7 +376,7 @@ impl Ptys {
                 },
                 _ = credit.changed(), if !credit.open() => {}
                 msg = s.rx.recv() => match msg {
-                    Some(Inbound::Data(b)) => { let _ = session.write_all(&b).await; }
+                    Some(Inbound::Data(b)) => { let _ = input.send(b); }
                     Some(Inbound::Control(Request::PtyResize { cols, rows })) => session.resize(cols.max(1), rows.max(1)),
                     Some(Inbound::Control(_)) | None => return Ok(Response::Done),
                 },

@@ -197,7 +197,7 @@ async fn wait_until_blocked(pid: u32) -> u64 {
 #[tokio::test]
 async fn a_consumer_that_does_not_read_blocks_the_command_not_memory() {
     const TOTAL: usize = 64 << 20;
-    let h = Harness::start().await;
+    let h = Harness::start_with(&["--no-main-pty"]).await;
     let req = ExecRequest::argv(["head", "-c", &TOTAL.to_string(), "/dev/zero"]);
     let mut exec = guard(h.client.exec(req)).await.unwrap();
     let written = wait_until_blocked(exec.pid()).await;
@@ -224,7 +224,7 @@ async fn a_consumer_that_does_not_read_blocks_the_command_not_memory() {
 /// Output kept by `output` stays within its limit however much the command prints.
 #[tokio::test]
 async fn output_keeps_head_and_tail_of_a_flood() {
-    let h = Harness::start().await;
+    let h = Harness::start_with(&["--no-main-pty"]).await;
     let req =
         ExecRequest::shell("echo first; head -c 20000000 /dev/zero | tr '\\0' x; echo; echo last");
     let out = guard(async { h.client.exec(req).await.unwrap().output(4096).await })
