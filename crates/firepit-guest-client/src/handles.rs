@@ -370,6 +370,19 @@ impl LogStream {
         self.live
     }
 
+    /// Reads to the end (a log read without follow) and keeps the last `max` bytes of
+    /// it, both streams together: however much the guest sends, no more is held.
+    pub async fn read_tail(mut self, max: usize) -> Result<Bytes, Error> {
+        let mut kept = std::collections::VecDeque::with_capacity(max.min(1 << 20));
+        while let Some(chunk) = self.next().await? {
+            let data = &chunk.data[chunk.data.len().saturating_sub(max)..];
+            let over = (kept.len() + data.len()).saturating_sub(max);
+            kept.drain(..over);
+            kept.extend(data);
+        }
+        Ok(Bytes::from(Vec::from(kept)))
+    }
+
     /// The next chunk; `Ok(None)` at the end (without follow, after the tail).
     pub async fn next(&mut self) -> Result<Option<LogChunk>, Error> {
         loop {

@@ -337,3 +337,28 @@ async fn service_events_with_impossible_names_are_refused() {
     let err = guard(watch.next()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
 }
+
+#[tokio::test]
+async fn a_log_tail_keeps_what_was_asked_whatever_the_guest_sends() {
+    let (client_io, mut guest) = tokio::io::duplex(1 << 16);
+    let client = GuestClient::over(client_io);
+    tokio::spawn(async move {
+        let mut buf = BytesMut::new();
+        let f = next_frame(&mut guest, &mut buf).await.unwrap();
+        let mut out = Frame::control(f.stream, &Response::Ready)
+            .to_bytes()
+            .to_vec();
+        // Asked for 1000 bytes, it sends 200 000 in many pieces.
+        for i in 0..100u8 {
+            out.extend(Frame::data(f.stream, Bytes::from(vec![i; 2000])).to_bytes());
+        }
+        out.extend(Frame::control(f.stream, &Response::Done).to_bytes());
+        guest.write_all(&out).await.unwrap();
+        let _ = next_frame(&mut guest, &mut buf).await;
+    });
+    let logs = guard(client.service_logs("web", Some(1000), false))
+        .await
+        .unwrap();
+    let tail = guard(logs.read_tail(1000)).await.unwrap();
+    assert_eq!(&tail[..], &[99u8; 1000][..]);
+}
