@@ -20,7 +20,10 @@ pub const KEEP_RECENT: usize = 4;
 const TRIMMED_KEEP: usize = 300;
 
 /// Cuts `text` to at most about `limit` bytes: its head and tail, with a note of how much
-/// was cut in between.
+/// was cut in between. Output that was already cut where it was collected (a command's
+/// output is kept as head and tail, [`firepit_guest_client::Captured`]) carries such a
+/// note; one that falls in the part cut now is counted in the new note, so the count
+/// stays that of the original output.
 pub fn bound_output(text: &str, limit: usize) -> String {
     if text.len() <= limit {
         return text.to_owned();
@@ -28,13 +31,48 @@ pub fn bound_output(text: &str, limit: usize) -> String {
     let head_len = floor_boundary(text, limit * 2 / 3);
     let tail_start = ceil_boundary(text, text.len() - (limit - head_len.min(limit)));
     let tail_start = tail_start.max(head_len);
-    let cut = tail_start - head_len;
-    let cut_lines = text[head_len..tail_start].matches('\n').count();
+    let middle = &text[head_len..tail_start];
+    let mut cut = middle.len() as u64;
+    let mut cut_lines = middle.matches('\n').count() as u64;
+    for (len, bytes, lines) in cut_notes(middle) {
+        cut = cut - len as u64 + bytes;
+        cut_lines += lines;
+    }
     format!(
-        "{}\n[… {cut} bytes ({cut_lines} lines) cut from the middle of this output …]\n{}",
+        "{}\n{}\n{}",
         &text[..head_len],
+        firepit_guest_client::cut_note(cut, cut_lines),
         &text[tail_start..]
     )
+}
+
+/// The cut notes in `s` ([`firepit_guest_client::cut_note`]): each one's length and the
+/// bytes and lines it stands for.
+fn cut_notes(s: &str) -> Vec<(usize, u64, u64)> {
+    const OPEN: &str = "[… ";
+    const MID: &str = " bytes (";
+    const CLOSE: &str = " lines) cut from the middle of this output …]";
+    let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+    let mut found = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(OPEN) {
+        let at = &rest[i + OPEN.len()..];
+        rest = at;
+        let n = digits(at);
+        let Some(after) = at[n..].strip_prefix(MID) else {
+            continue;
+        };
+        let m = digits(after);
+        if n == 0 || m == 0 || !after[m..].starts_with(CLOSE) {
+            continue;
+        }
+        let (Ok(bytes), Ok(lines)) = (at[..n].parse(), after[..m].parse()) else {
+            continue;
+        };
+        found.push((OPEN.len() + n + MID.len() + m + CLOSE.len(), bytes, lines));
+        rest = &after[m + CLOSE.len()..];
+    }
+    found
 }
 
 fn floor_boundary(s: &str, mut i: usize) -> usize {
@@ -152,6 +190,30 @@ mod tests {
         let wide = "é".repeat(5000);
         let b = bound_output(&wide, 1001);
         assert!(b.contains("cut from the middle"));
+    }
+
+    #[test]
+    fn a_cut_of_a_cut_counts_the_original_output() {
+        let mut c = firepit_guest_client::Captured::new(100_000);
+        let line = "0123456789abcdefghijklmnopqrstuvwxyz\n";
+        for _ in 0..100_000 {
+            c.push(line.as_bytes());
+        }
+        let total = 100_000 * line.len() as u64;
+        let b = bound_output(&c.text(), 16 * 1024);
+        assert!(b.len() < 16 * 1024 + 200, "{}", b.len());
+        assert_eq!(b.matches("cut from the middle").count(), 1, "{b}");
+        let shown = b.len() as u64 - firepit_guest_client::cut_note(0, 0).len() as u64;
+        let (_, bytes, lines) = cut_notes(&b)[0];
+        // Every byte is shown or counted, within the few newlines the notes add.
+        assert!(
+            bytes + shown >= total && bytes + shown <= total + 40,
+            "{bytes} {shown}"
+        );
+        assert!(lines > 99_000 && lines <= 100_000, "{lines}");
+        assert!(
+            cut_notes("[… 12 bytes (x lines) cut from the middle of this output …]").is_empty()
+        );
     }
 
     fn turn(i: usize, out: usize) -> Vec<Message> {

@@ -96,9 +96,9 @@ impl Launcher {
                 "command -v chromium || command -v chromium-browser".to_owned(),
             ))
             .await?
-            .output()
+            .output(4096)
             .await?;
-        let path = String::from_utf8_lossy(&which.stdout)
+        let path = String::from_utf8_lossy(which.stdout.head())
             .lines()
             .next()
             .unwrap_or("")
@@ -147,13 +147,10 @@ impl Launcher {
     }
 
     async fn log_tail(&self) -> String {
-        let Ok(mut logs) = self.guest.service_logs(SERVICE, Some(2000), false).await else {
+        let Ok(logs) = self.guest.service_logs(SERVICE, Some(2000), false).await else {
             return String::new();
         };
-        let mut out = Vec::new();
-        while let Ok(Some(chunk)) = logs.next().await {
-            out.extend_from_slice(&chunk.data);
-        }
+        let out = logs.read_tail(2000).await.unwrap_or_default();
         String::from_utf8_lossy(&out).into_owned()
     }
 

@@ -37,6 +37,9 @@ use crate::App;
 const QUIET: Duration = Duration::from_millis(300);
 /// Longest partial line kept while waiting for its end.
 const PARTIAL_LIMIT: usize = 64 << 10;
+/// Services whose logs one session's closed loop follows at most: the names come from
+/// the machine, which may invent any number of them.
+const MAX_FOLLOWED: usize = 64;
 
 /// Per-session closed-loop state: folders and settings.
 #[derive(Default)]
@@ -271,8 +274,15 @@ pub async fn watch(app: App, id: String) {
             if name == firepit_browser::launch::SERVICE {
                 continue;
             }
+            // Finished followers are let go of, so neither the set nor the map grows.
+            while tasks.try_join_next().is_some() {}
+            followers.retain(|_, h| !h.is_finished());
             if let Some(old) = followers.remove(&name) {
                 old.abort();
+            }
+            if followers.len() >= MAX_FOLLOWED {
+                tracing::debug!(session = %id, service = %name, "too many services to follow their logs");
+                continue;
             }
             let h = tasks.spawn(follow(
                 app.clone(),

@@ -204,6 +204,8 @@ impl Error {
                 GuestErrorKind::InvalidInput => (StatusCode::CONFLICT, "refused"),
                 GuestErrorKind::Unsupported => (StatusCode::CONFLICT, "unsupported"),
                 GuestErrorKind::Io => (StatusCode::CONFLICT, "io_error"),
+                // A client that fell behind a pty's output: attaching again works.
+                GuestErrorKind::Overrun => (StatusCode::CONFLICT, "overrun"),
                 GuestErrorKind::Protocol | GuestErrorKind::Closed => {
                     (StatusCode::BAD_GATEWAY, "guest_error")
                 }

@@ -89,10 +89,14 @@ pub fn gitconfig(forge: &Forge, port: u16) -> String {
     )
 }
 
-/// Runs `req` in the guest and collects its output.
+/// Output of a command the daemon runs in a machine that it keeps, per stream: git's
+/// answers whole, a test run's head and tail.
+pub(crate) const RUN_OUTPUT_LIMIT: usize = 1 << 20;
+
+/// Runs `req` in the guest and collects its output (within [`RUN_OUTPUT_LIMIT`]).
 pub(crate) async fn run(guest: &GuestClient, req: ExecRequest) -> Result<ExecOutput, Error> {
     let exec = guest.exec(req).await.map_err(Error::Guest)?;
-    exec.output().await.map_err(Error::Guest)
+    exec.output(RUN_OUTPUT_LIMIT).await.map_err(Error::Guest)
 }
 
 /// The last `n` bytes of `text`, on a character boundary.
@@ -164,7 +168,7 @@ impl App {
         let out = run(&guest, req).await?;
         if !out.status.success() {
             let why = firepit_forge::redact(
-                &tail(&out.stderr, 2000),
+                &tail(&out.stderr.to_bytes(), 2000),
                 self.forge().config().token.as_ref(),
             );
             return Err(Error::CloneFailed(format!(

@@ -563,7 +563,7 @@ impl App {
         )
         .await
         .map_err(Failed::from)?;
-        let command = String::from_utf8_lossy(&detected.stdout).trim().to_owned();
+        let command = detected.stdout.text().trim().to_owned();
         let (tests, test_tail) = if command.is_empty() {
             ("No tests found (no script/test, Makefile test target, package.json, mix.exs, Cargo.toml, go.mod or tests/).".to_owned(), String::new())
         } else {
@@ -572,7 +572,7 @@ impl App {
             req.timeout_ms = Some(TEST_TIMEOUT_MS);
             let started = std::time::Instant::now();
             let out = run(&guest, req).await.map_err(Failed::from)?;
-            let output = tail(&out.stdout, TEST_TAIL);
+            let output = tail(&out.stdout.to_bytes(), TEST_TAIL);
             let code = if out.status.timed_out {
                 None
             } else {
@@ -584,10 +584,7 @@ impl App {
                 &firepit_agent::TestRun {
                     command: command.clone(),
                     exit_code: code,
-                    summary: firepit_problems::tests::summarize(
-                        &String::from_utf8_lossy(&out.stdout),
-                        code,
-                    ),
+                    summary: firepit_problems::tests::summarize(&out.stdout.text(), code),
                     duration_ms: started.elapsed().as_millis() as u64,
                     output_tail: output.clone(),
                 },
@@ -710,9 +707,9 @@ async fn git(guest: &GuestClient, args: &[&str]) -> Result<String, String> {
         .await
         .map_err(|e| crate::error::chain(&e))?;
     if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(out.stdout.text())
     } else {
-        Err(tail(&out.stderr, 1500))
+        Err(tail(&out.stderr.to_bytes(), 1500))
     }
 }
 

@@ -36,9 +36,16 @@ pub enum Error {
     /// The connection ended (the guest exited, the machine stopped).
     #[error("the guest connection is closed")]
     Closed,
-    /// The guest said something this client does not understand.
+    /// The guest said something this client does not understand, or broke the protocol
+    /// (then its connection is closed).
     #[error("guest protocol error: {0}")]
     Protocol(String),
+    /// What was asked for is larger than the caller's limit.
+    #[error("larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 impl Error {
@@ -48,6 +55,7 @@ impl Error {
             Error::Guest(e) => e.kind,
             Error::Connect { .. } | Error::WrongPeer { .. } | Error::Closed => ErrorKind::Closed,
             Error::Protocol(_) => ErrorKind::Protocol,
+            Error::TooLarge { .. } => ErrorKind::InvalidInput,
         }
     }
 }

@@ -2,16 +2,22 @@
 //! watches, logs.
 //!
 //! Each wraps one stream. Dropping a handle before its stream ended cancels it on the
-//! guest (an exec is killed, a pty detached, a transfer aborted, a watch stopped).
+//! guest (an exec is killed, a pty detached, a transfer aborted, a watch stopped). A
+//! handle that is not read holds up its stream in the guest (flow control), so nothing
+//! piles up in the client: [`Exec::output`] and [`FileReader::read_all`] keep within a
+//! bound of their own.
 
 use bytes::{Bytes, BytesMut};
 use firepit_wire::guest::{
-    ExitStatus, FrameKind, LogChunk, OutputStream, PortInfo, PtyInfo, Request, Response,
-    ServiceEvent,
+    ExitStatus, LogChunk, OutputStream, PortInfo, PtyInfo, Request, Response, ServiceEvent,
 };
 
 use crate::Error;
-use crate::conn::{StreamHandle, into_result, parse};
+use crate::capture::Captured;
+use crate::conn::{Item, StreamHandle, StreamSender, into_result};
+
+/// The longest service or pty name the guest accepts.
+const MAX_NAME: usize = 64;
 
 fn unexpected(r: Response) -> Error {
     Error::Protocol(format!("unexpected response {r:?}"))
@@ -28,13 +34,13 @@ pub enum ExecEvent {
     Exit(ExitStatus),
 }
 
-/// Everything an exec produced.
+/// What an exec produced, each stream kept within a bound ([`Captured`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {
     /// Standard output.
-    pub stdout: Bytes,
+    pub stdout: Captured,
     /// Standard error.
-    pub stderr: Bytes,
+    pub stderr: Captured,
     /// How it ended.
     pub status: ExitStatus,
 }
@@ -57,13 +63,13 @@ impl Exec {
 
     /// The next output or the exit; `Ok(None)` after the exit.
     pub async fn next_event(&mut self) -> Result<Option<ExecEvent>, Error> {
-        let Some(f) = self.s.next().await? else {
+        let Some(item) = self.s.next().await? else {
             return Ok(None);
         };
-        Ok(Some(match f.kind {
-            FrameKind::Data => ExecEvent::Stdout(f.payload),
-            FrameKind::Stderr => ExecEvent::Stderr(f.payload),
-            FrameKind::Control => match into_result(parse(&f)?)? {
+        Ok(Some(match item {
+            Item::Data(b) => ExecEvent::Stdout(b),
+            Item::Stderr(b) => ExecEvent::Stderr(b),
+            Item::Response(r) => match into_result(*r)? {
                 Response::Exit(st) => ExecEvent::Exit(st),
                 other => return Err(unexpected(other)),
             },
@@ -85,17 +91,18 @@ impl Exec {
         self.s.request(&Request::Kill { signal }).await
     }
 
-    /// Collects all output until the exit.
-    pub async fn output(mut self) -> Result<ExecOutput, Error> {
-        let (mut stdout, mut stderr) = (BytesMut::new(), BytesMut::new());
+    /// Reads the output until the exit, keeping of each stream at most `limit` bytes:
+    /// its head and its tail, and a count of what was cut between ([`Captured`]).
+    pub async fn output(mut self, limit: usize) -> Result<ExecOutput, Error> {
+        let (mut stdout, mut stderr) = (Captured::new(limit), Captured::new(limit));
         loop {
             match self.next_event().await? {
-                Some(ExecEvent::Stdout(b)) => stdout.extend_from_slice(&b),
-                Some(ExecEvent::Stderr(b)) => stderr.extend_from_slice(&b),
+                Some(ExecEvent::Stdout(b)) => stdout.push(&b),
+                Some(ExecEvent::Stderr(b)) => stderr.push(&b),
                 Some(ExecEvent::Exit(status)) => {
                     return Ok(ExecOutput {
-                        stdout: stdout.freeze(),
-                        stderr: stderr.freeze(),
+                        stdout,
+                        stderr,
                         status,
                     });
                 }
@@ -115,9 +122,31 @@ pub enum PtyEvent {
 }
 
 /// An attachment to a pty session. Dropping it detaches (the session lives on).
+///
+/// The guest does not wait for a slow attachment: one that falls too far behind the
+/// pty's output ends with an error of kind `Overrun` (attach again to go on).
 pub struct Pty {
     s: StreamHandle,
     info: PtyInfo,
+}
+
+/// Types into and resizes a pty attachment, apart from the [`Pty`] that reads it (the
+/// same attachment: a reader task can own the `Pty` while others type).
+#[derive(Clone)]
+pub struct PtyInput {
+    s: StreamSender,
+}
+
+impl PtyInput {
+    /// Types into the pty.
+    pub async fn input(&self, data: Bytes) -> Result<(), Error> {
+        self.s.data(data).await
+    }
+
+    /// Resizes the pty (for every attached client).
+    pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), Error> {
+        self.s.request(&Request::PtyResize { cols, rows }).await
+    }
 }
 
 impl Pty {
@@ -133,12 +162,12 @@ impl Pty {
     /// The next output or the exit; `Ok(None)` after the end.
     pub async fn next_event(&mut self) -> Result<Option<PtyEvent>, Error> {
         loop {
-            let Some(f) = self.s.next().await? else {
+            let Some(item) = self.s.next().await? else {
                 return Ok(None);
             };
-            return Ok(Some(match f.kind {
-                FrameKind::Data | FrameKind::Stderr => PtyEvent::Output(f.payload),
-                FrameKind::Control => match into_result(parse(&f)?)? {
+            return Ok(Some(match item {
+                Item::Data(b) | Item::Stderr(b) => PtyEvent::Output(b),
+                Item::Response(r) => match into_result(*r)? {
                     Response::Exit(st) => PtyEvent::Exit(st),
                     Response::Done => return Ok(None),
                     _ => continue,
@@ -155,6 +184,11 @@ impl Pty {
     /// Resizes the pty (for every attached client).
     pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), Error> {
         self.s.request(&Request::PtyResize { cols, rows }).await
+    }
+
+    /// A handle that types into this attachment while this `Pty` is read elsewhere.
+    pub fn input_half(&self) -> PtyInput {
+        PtyInput { s: self.s.sender() }
     }
 }
 
@@ -176,22 +210,29 @@ impl FileReader {
 
     /// The next chunk; `Ok(None)` at the end of the file.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
-        let Some(f) = self.s.next().await? else {
+        let Some(item) = self.s.next().await? else {
             return Ok(None);
         };
-        match f.kind {
-            FrameKind::Data | FrameKind::Stderr => Ok(Some(f.payload)),
-            FrameKind::Control => match into_result(parse(&f)?)? {
+        match item {
+            Item::Data(b) | Item::Stderr(b) => Ok(Some(b)),
+            Item::Response(r) => match into_result(*r)? {
                 Response::Done => Ok(None),
                 other => Err(unexpected(other)),
             },
         }
     }
 
-    /// Reads the rest of the file.
-    pub async fn read_all(mut self) -> Result<Bytes, Error> {
-        let mut all = BytesMut::with_capacity(self.size.min(64 << 20) as usize);
+    /// Reads the rest of the file, which must not be longer than `limit` bytes
+    /// ([`Error::TooLarge`] otherwise, before more than `limit` bytes are held).
+    pub async fn read_all(mut self, limit: u64) -> Result<Bytes, Error> {
+        if self.size > limit {
+            return Err(Error::TooLarge { limit });
+        }
+        let mut all = BytesMut::with_capacity(self.size as usize);
         while let Some(chunk) = self.next_chunk().await? {
+            if (all.len() + chunk.len()) as u64 > limit {
+                return Err(Error::TooLarge { limit });
+            }
             all.extend_from_slice(&chunk);
         }
         Ok(all.freeze())
@@ -222,7 +263,7 @@ impl FileWriter {
         self.s.request(&Request::WriteFinish).await?;
         loop {
             match self.s.next().await? {
-                Some(f) if f.kind == FrameKind::Control => match into_result(parse(&f)?)? {
+                Some(Item::Response(r)) => match into_result(*r)? {
                     Response::Done => return Ok(()),
                     other => return Err(unexpected(other)),
                 },
@@ -261,13 +302,11 @@ impl PortWatch {
     /// The next change; `Ok(None)` if the guest ended the watch.
     pub async fn next(&mut self) -> Result<Option<PortEvent>, Error> {
         loop {
-            let Some(f) = self.s.next().await? else {
+            let Some(item) = self.s.next().await? else {
                 return Ok(None);
             };
-            if f.kind != FrameKind::Control {
-                continue;
-            }
-            return match into_result(parse(&f)?)? {
+            let Item::Response(r) = item else { continue };
+            return match into_result(*r)? {
                 Response::PortOpened(p) => Ok(Some(PortEvent::Opened(p))),
                 Response::PortClosed(p) => Ok(Some(PortEvent::Closed(p))),
                 Response::Done => Ok(None),
@@ -290,14 +329,24 @@ impl ServiceWatch {
     /// The next start or exit; `Ok(None)` if the guest ended the watch.
     pub async fn next(&mut self) -> Result<Option<ServiceEvent>, Error> {
         loop {
-            let Some(f) = self.s.next().await? else {
+            let Some(item) = self.s.next().await? else {
                 return Ok(None);
             };
-            if f.kind != FrameKind::Control {
-                continue;
-            }
-            return match into_result(parse(&f)?)? {
-                Response::ServiceEvent(e) => Ok(Some(e)),
+            let Item::Response(r) = item else { continue };
+            return match into_result(*r)? {
+                Response::ServiceEvent(e) => {
+                    let (ServiceEvent::Started { name, .. } | ServiceEvent::Exited { name, .. }) =
+                        &e;
+                    // The guest refuses such names; a guest that sends one is not to be
+                    // believed (and its names end up in the session's event log).
+                    if name.is_empty() || name.len() > MAX_NAME {
+                        return Err(Error::Protocol(format!(
+                            "a service event names a service of {} bytes",
+                            name.len()
+                        )));
+                    }
+                    Ok(Some(e))
+                }
                 Response::Done => Ok(None),
                 _ => continue,
             };
@@ -321,22 +370,35 @@ impl LogStream {
         self.live
     }
 
+    /// Reads to the end (a log read without follow) and keeps the last `max` bytes of
+    /// it, both streams together: however much the guest sends, no more is held.
+    pub async fn read_tail(mut self, max: usize) -> Result<Bytes, Error> {
+        let mut kept = std::collections::VecDeque::with_capacity(max.min(1 << 20));
+        while let Some(chunk) = self.next().await? {
+            let data = &chunk.data[chunk.data.len().saturating_sub(max)..];
+            let over = (kept.len() + data.len()).saturating_sub(max);
+            kept.drain(..over);
+            kept.extend(data);
+        }
+        Ok(Bytes::from(Vec::from(kept)))
+    }
+
     /// The next chunk; `Ok(None)` at the end (without follow, after the tail).
     pub async fn next(&mut self) -> Result<Option<LogChunk>, Error> {
         loop {
-            let Some(f) = self.s.next().await? else {
+            let Some(item) = self.s.next().await? else {
                 return Ok(None);
             };
-            return match f.kind {
-                FrameKind::Data => Ok(Some(LogChunk {
+            return match item {
+                Item::Data(data) => Ok(Some(LogChunk {
                     stream: OutputStream::Stdout,
-                    data: f.payload,
+                    data,
                 })),
-                FrameKind::Stderr => Ok(Some(LogChunk {
+                Item::Stderr(data) => Ok(Some(LogChunk {
                     stream: OutputStream::Stderr,
-                    data: f.payload,
+                    data,
                 })),
-                FrameKind::Control => match into_result(parse(&f)?)? {
+                Item::Response(r) => match into_result(*r)? {
                     Response::Done => Ok(None),
                     Response::LogsLive => {
                         self.live = true;

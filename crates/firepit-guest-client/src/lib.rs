@@ -5,8 +5,14 @@
 //! reads frames and hands each to the stream it belongs to; a writer task sends frames.
 //! When the connection drops, every open stream ends with [`Error::Closed`] and new calls
 //! fail the same way: nothing hangs.
+//!
+//! Memory stays bounded whatever the guest does: every stream has a window (the guest
+//! protocol's flow control), a handle that is not read holds its stream up in the guest,
+//! and a guest that breaks the protocol (an oversized or malformed frame, more than a
+//! window) loses its connection: its streams end with [`Error::Protocol`] saying why.
 #![warn(missing_docs)]
 
+mod capture;
 mod conn;
 mod error;
 mod handles;
@@ -17,6 +23,7 @@ use bytes::Bytes;
 use firepit_wire::guest::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub use capture::{Captured, cut_note};
 pub use error::Error;
 pub use firepit_wire::guest::{
     Command, DirEntry, ErrorKind, ExecRequest, ExitStatus, FileKind, FileStat, GuestInfo, LogChunk,
@@ -25,7 +32,7 @@ pub use firepit_wire::guest::{
 };
 pub use handles::{
     Exec, ExecEvent, ExecOutput, FileReader, FileWriter, LogStream, PortEvent, PortWatch, Pty,
-    PtyEvent, ServiceWatch,
+    PtyEvent, PtyInput, ServiceWatch,
 };
 
 use conn::Conn;
@@ -164,9 +171,9 @@ impl GuestClient {
         }
     }
 
-    /// Reads a whole file.
-    pub async fn read_file_all(&self, path: &str) -> Result<Bytes, Error> {
-        self.read_file(path).await?.read_all().await
+    /// Reads a whole file of at most `limit` bytes ([`Error::TooLarge`] if it is longer).
+    pub async fn read_file_all(&self, path: &str, limit: u64) -> Result<Bytes, Error> {
+        self.read_file(path).await?.read_all(limit).await
     }
 
     /// Opens a file for writing; nothing is visible at `path` until [`FileWriter::finish`].

@@ -3,16 +3,26 @@
 //! A writer task owns the write half and drains a bounded queue of frames (so a slow
 //! client slows the streams that feed it, not the guest). The reader loop decodes frames:
 //! a control frame on an unknown stream id opens an operation (a task of its own, see
-//! [`crate::ops`]); every other frame is forwarded to the operation that owns its id. When
-//! the connection ends, every operation sees its inbound channel close and cleans up.
+//! [`crate::ops`]); `Credit` frames add to the stream's window ([`Credit`]); every other
+//! frame is forwarded to the operation that owns its id. When the connection ends, every
+//! operation sees its inbound channel close and cleans up.
+//!
+//! Flow control (the protocol's windows): every frame an operation sends, except its final
+//! answer, waits until the stream's window is open. A `Cancel` from the client, or the
+//! connection's end, also shuts the stream's [`Credit`] for good, so an operation waiting
+//! for credit learns at once that nobody reads it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use firepit_wire::guest::{Frame, FrameKind, MAX_PAYLOAD, Request, Response, encode_batch};
+use firepit_wire::guest::{
+    DATA_CHUNK, ErrorKind, Frame, FrameKind, MAX_PAYLOAD, Request, Response, Window, WireError,
+    encode_batch,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::Guest;
 
@@ -25,7 +35,95 @@ pub enum Inbound {
     Data(Bytes),
 }
 
-type Table = Arc<Mutex<HashMap<u32, (u64, mpsc::Sender<Inbound>)>>>;
+/// A stream's credit as the guest counts it, and whether anyone still reads the stream.
+#[derive(Debug, Default)]
+pub struct Credit {
+    window: Window,
+    closed: AtomicBool,
+    changed: Notify,
+}
+
+impl Credit {
+    /// Adds a grant from the client.
+    pub fn grant(&self, bytes: u32) {
+        self.window.grant(bytes);
+        self.changed.notify_waiters();
+    }
+
+    /// Nobody reads the stream any more (cancelled, or the connection ended).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Whether the stream was cancelled or its connection ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Credit left.
+    pub fn available(&self) -> i64 {
+        self.window.available()
+    }
+
+    /// Whether a frame may be sent now.
+    pub fn open(&self) -> bool {
+        self.window.open()
+    }
+
+    /// Waits until a frame may be sent (`true`) or the stream is closed (`false`).
+    pub async fn wait(&self) -> bool {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.is_closed() {
+                return false;
+            }
+            if self.open() {
+                return true;
+            }
+            changed.await;
+        }
+    }
+
+    /// Waits until the credit changes or the stream closes.
+    pub async fn changed(&self) {
+        let changed = self.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if self.open() || self.is_closed() {
+            return;
+        }
+        changed.await;
+    }
+}
+
+struct Entry {
+    generation: u64,
+    tx: mpsc::Sender<Inbound>,
+    credit: Arc<Credit>,
+}
+
+type Table = Arc<Mutex<HashMap<u32, Entry>>>;
+
+/// A control frame for `resp`; an answer too large for one frame becomes an error.
+fn control(stream: u32, resp: &Response) -> Frame {
+    let f = Frame::control(stream, resp);
+    if f.payload.len() <= MAX_PAYLOAD {
+        return f;
+    }
+    Frame::control(
+        stream,
+        &Response::Error(WireError::new(
+            ErrorKind::Io,
+            format!(
+                "the answer ({} bytes) is larger than a frame ({MAX_PAYLOAD} bytes)",
+                f.payload.len()
+            ),
+        )),
+    )
+}
 
 /// An operation's end of its stream.
 pub struct Stream {
@@ -34,13 +132,28 @@ pub struct Stream {
     out: mpsc::Sender<Frame>,
     /// Frames the client sends on this stream; `None` once the connection is gone.
     pub rx: mpsc::Receiver<Inbound>,
+    credit: Arc<Credit>,
     table: Table,
 }
 
 impl Stream {
+    /// The stream's credit (for operations that wait for it alongside other work).
+    pub fn credit(&self) -> Arc<Credit> {
+        self.credit.clone()
+    }
+
+    /// Sends `frame` once the window is open; false when nobody reads the stream.
+    async fn send_frame(&self, frame: Frame) -> bool {
+        if !self.credit.wait().await {
+            return false;
+        }
+        self.credit.window.take(frame.cost());
+        self.out.send(frame).await.is_ok()
+    }
+
     /// Sends a control message; false when the connection is gone.
     pub async fn send(&self, resp: &Response) -> bool {
-        self.out.send(Frame::control(self.id, resp)).await.is_ok()
+        self.send_frame(control(self.id, resp)).await
     }
 
     /// Sends bytes as data frames; false when the connection is gone.
@@ -54,34 +167,31 @@ impl Stream {
     }
 
     async fn bytes(&self, bytes: Bytes, kind: FrameKind) -> bool {
-        for payload in firepit_wire::guest::chunks(bytes, MAX_PAYLOAD) {
-            if self
-                .out
-                .send(Frame {
-                    stream: self.id,
-                    kind,
-                    payload,
-                })
-                .await
-                .is_err()
-            {
+        for payload in firepit_wire::guest::chunks(bytes, DATA_CHUNK) {
+            let frame = Frame {
+                stream: self.id,
+                kind,
+                payload,
+            };
+            if !self.send_frame(frame).await {
                 return false;
             }
         }
         true
     }
 
-    /// Ends the stream with a final response (its id is free again first).
+    /// Ends the stream with a final response (its id is free again first). A final
+    /// answer costs no credit.
     pub async fn finish(self, resp: Response) {
         self.unregister();
-        let _ = self.out.send(Frame::control(self.id, &resp)).await;
+        let _ = self.out.send(control(self.id, &resp)).await;
     }
 
     fn unregister(&self) {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         if table
             .get(&self.id)
-            .is_some_and(|(g, _)| *g == self.generation)
+            .is_some_and(|e| e.generation == self.generation)
         {
             table.remove(&self.id);
         }
@@ -125,16 +235,30 @@ where
             };
             let existing = {
                 let t = table.lock().unwrap_or_else(|e| e.into_inner());
-                t.get(&frame.stream).map(|(_, tx)| tx.clone())
+                t.get(&frame.stream)
+                    .map(|e| (e.tx.clone(), e.credit.clone()))
             };
             match (existing, frame.kind) {
-                (Some(tx), FrameKind::Control) => {
+                (Some((_, credit)), FrameKind::Credit) => match frame.credit_grant() {
+                    Ok(n) => credit.grant(n),
+                    Err(_) => break 'read,
+                },
+                (None, FrameKind::Credit) => {
+                    if frame.credit_grant().is_err() {
+                        break 'read;
+                    }
+                    // for a stream that already ended
+                }
+                (Some((tx, credit)), FrameKind::Control) => {
                     let Ok(req) = frame.parse::<Request>() else {
                         break 'read;
                     };
+                    if req == Request::Cancel {
+                        credit.close();
+                    }
                     let _ = tx.send(Inbound::Control(req)).await;
                 }
-                (Some(tx), _) => {
+                (Some((tx, _)), _) => {
                     let _ = tx.send(Inbound::Data(frame.payload)).await;
                 }
                 (None, FrameKind::Control) => {
@@ -146,15 +270,21 @@ where
                     }
                     generation += 1;
                     let (tx, rx) = mpsc::channel(64);
-                    table
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(frame.stream, (generation, tx));
+                    let credit = Arc::new(Credit::default());
+                    table.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                        frame.stream,
+                        Entry {
+                            generation,
+                            tx,
+                            credit: credit.clone(),
+                        },
+                    );
                     let stream = Stream {
                         id: frame.stream,
                         generation,
                         out: out_tx.clone(),
                         rx,
+                        credit,
                         table: table.clone(),
                     };
                     tokio::spawn(crate::ops::dispatch(req, stream, guest.clone()));
@@ -167,8 +297,10 @@ where
             Ok(_) => {}
         }
     }
-    // Closing every inbound channel tells the operations the client is gone.
-    table.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    // Closing every inbound channel and window tells the operations the client is gone.
+    for (_, e) in table.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+        e.credit.close();
+    }
     drop(out_tx);
     drop(writer); // it ends once the operations drop their senders
 }

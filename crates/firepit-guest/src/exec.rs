@@ -3,13 +3,20 @@
 //! The child leads a new session and process group, so `Kill`, the timeout and a
 //! cancelled stream signal the whole group (the command and everything it started in
 //! that group). Its exit status comes from the reaper ([`crate::process`]).
+//!
+//! Output is read from the pipes only while the stream's window is open, and at most as
+//! much as the window still takes: when the client reads slowly the pipes fill and the
+//! command blocks in `write`, so its output waits inside the machine, never in the
+//! daemon. Stdin and control messages are read all the while.
 
 use std::os::fd::OwnedFd;
 use std::process::Stdio;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use firepit_wire::guest::{ErrorKind, ExecRequest, ExitStatus, Request, Response, WireError};
+use bytes::{BufMut, Bytes, BytesMut};
+use firepit_wire::guest::{
+    DATA_CHUNK, ErrorKind, ExecRequest, ExitStatus, Request, Response, WireError,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
@@ -54,9 +61,13 @@ fn receiver(fd: Option<impl Into<OwnedFd>>) -> Option<pipe::Receiver> {
     pipe::Receiver::from_owned_fd_unchecked(fd).ok()
 }
 
-async fn read_opt(r: &mut Option<pipe::Receiver>, buf: &mut BytesMut) -> std::io::Result<usize> {
+async fn read_opt(
+    r: &mut Option<pipe::Receiver>,
+    buf: &mut BytesMut,
+    max: usize,
+) -> std::io::Result<usize> {
     match r {
-        Some(r) => read_into(r, buf).await,
+        Some(r) => read_limited(r, buf, max).await,
         None => std::future::pending().await,
     }
 }
@@ -66,8 +77,18 @@ pub async fn read_into<R: AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut BytesMut,
 ) -> std::io::Result<usize> {
-    buf.reserve(64 * 1024);
-    r.read_buf(buf).await
+    read_limited(r, buf, DATA_CHUNK).await
+}
+
+/// Reads at most `max` bytes into `buf`.
+pub async fn read_limited<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    max: usize,
+) -> std::io::Result<usize> {
+    let max = max.max(1);
+    buf.reserve(max);
+    r.read_buf(&mut (&mut *buf).limit(max)).await
 }
 
 /// Runs the exec request on `s`.
@@ -118,29 +139,56 @@ pub async fn run(req: ExecRequest, s: &mut Stream) -> Result<Response, WireError
         .map(|ms| Instant::now() + Duration::from_millis(ms));
     let mut timed_out = false;
     let mut status: Option<ExitStatus> = None;
+    // After the exit: how long output is still read (time spent waiting for credit does
+    // not count), and until when, while it is being read.
+    let mut drain_left = DRAIN_AFTER_EXIT;
     let mut drain_until: Option<Instant> = None;
     let mut client_gone = false;
     let mut out_buf = BytesMut::new();
     let mut err_buf = BytesMut::new();
     let mut exit = spawned.exit;
+    let credit = s.credit();
 
     loop {
         if status.is_some() && stdout.is_none() && stderr.is_none() {
             break;
         }
+        // Output is read while the window is open, at most what it still takes; once
+        // nobody reads the stream it is read and dropped, so the process can end.
+        let readable = client_gone || credit.open() || credit.is_closed();
+        let max = if client_gone {
+            DATA_CHUNK
+        } else {
+            usize::try_from(credit.available())
+                .unwrap_or(0)
+                .clamp(1, DATA_CHUNK)
+        };
+        if status.is_some() {
+            match (readable, drain_until) {
+                (true, None) => drain_until = Some(Instant::now() + drain_left),
+                (false, Some(at)) => {
+                    drain_left = at.saturating_duration_since(Instant::now());
+                    drain_until = None;
+                }
+                _ => {}
+            }
+        }
         tokio::select! {
-            r = read_opt(&mut stdout, &mut out_buf) => match r {
+            r = read_opt(&mut stdout, &mut out_buf, max), if readable => match r {
                 Ok(n) if n > 0 => {
-                    if !s.data(out_buf.split().freeze()).await { client_gone = true; process::kill_group(pid, libc::SIGKILL); }
+                    let b = out_buf.split().freeze();
+                    if !client_gone && !s.data(b).await { client_gone = true; process::kill_group(pid, libc::SIGKILL); }
                 }
                 _ => stdout = None,
             },
-            r = read_opt(&mut stderr, &mut err_buf) => match r {
+            r = read_opt(&mut stderr, &mut err_buf, max), if readable => match r {
                 Ok(n) if n > 0 => {
-                    if !s.stderr(err_buf.split().freeze()).await { client_gone = true; process::kill_group(pid, libc::SIGKILL); }
+                    let b = err_buf.split().freeze();
+                    if !client_gone && !s.stderr(b).await { client_gone = true; process::kill_group(pid, libc::SIGKILL); }
                 }
                 _ => stderr = None,
             },
+            _ = credit.changed(), if !readable => {}
             msg = s.rx.recv(), if !client_gone => match msg {
                 Some(Inbound::Data(b)) => {
                     if let Some(tx) = &stdin_tx { let _ = tx.send(b); }
@@ -156,7 +204,6 @@ pub async fn run(req: ExecRequest, s: &mut Stream) -> Result<Response, WireError
             },
             st = &mut exit, if status.is_none() => {
                 status = Some(st.unwrap_or(ExitStatus { code: None, signal: None, timed_out: false }));
-                drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
             }
             _ = sleep_until(deadline), if !timed_out && status.is_none() => {
                 timed_out = true;

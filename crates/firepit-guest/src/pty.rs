@@ -5,6 +5,13 @@
 //! subscription under one lock, so a client sees every byte once, in order. When the
 //! process exits, attached clients get its exit status and the session is forgotten;
 //! the session named `main` (the shared shell) is then started again.
+//!
+//! A pty never waits for a client: its output is read as fast as the process writes
+//! it, for every client at once. Each attachment sends what the broadcast gives it
+//! while its stream's window is open; a client whose window stays shut while more than
+//! [`BACKLOG`] pieces of output go by is ended with `Error{Overrun}` (it may attach
+//! again and gets the scrollback), so a slow client costs a bounded backlog here and
+//! one window in the daemon.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -14,7 +21,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use firepit_wire::guest::{
-    ErrorKind, ExitStatus, PtyCreate, PtyInfo, Request, Response, WireError,
+    DATA_CHUNK, ErrorKind, ExitStatus, PtyCreate, PtyInfo, Request, Response, WireError,
 };
 use tokio::io::unix::AsyncFd;
 use tokio::sync::broadcast;
@@ -26,6 +33,9 @@ use crate::{Guest, process};
 pub const SCROLLBACK: usize = 256 * 1024;
 /// The shared shell's name.
 pub const MAIN: &str = "main";
+/// Pieces of output (each at most one read, 16 KiB) a client may fall behind by before
+/// it is detached.
+pub const BACKLOG: usize = 256;
 
 #[derive(Clone, Debug)]
 enum PtyOut {
@@ -97,7 +107,14 @@ impl Session {
             }) {
                 Ok(Ok(n)) => data = &data[n..],
                 Ok(Err(e)) => return Err(e),
-                Err(_would_block) => continue,
+                Err(_would_block) => {
+                    if self.state().exited.is_some() {
+                        return Err(std::io::ErrorKind::BrokenPipe.into());
+                    }
+                    // A master whose program does not read its input can be reported
+                    // writable and still refuse: wait a little rather than spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
         }
         Ok(())
@@ -240,7 +257,7 @@ impl Ptys {
         // for the AsyncFd's whole life.
         let master = unsafe { AsyncFd::register(pty.master) }
             .map_err(|e| WireError::io("pty", &std::io::Error::from(e)))?;
-        let (tx, _) = broadcast::channel(1024);
+        let (tx, _) = broadcast::channel(BACKLOG);
         let session = Arc::new(Session {
             name: name.to_string(),
             pid: spawned.pid,
@@ -305,22 +322,61 @@ impl Ptys {
             (sb.freeze(), session.tx.subscribe(), st.exited)
         };
         let _detach = Detach(session.clone());
-        if !s.send(&Response::PtyAttached(session.info())).await || !s.data(scrollback).await {
+        if !s.send(&Response::PtyAttached(session.info())).await {
             return Ok(Response::Done);
         }
-        if let Some(st) = exited {
-            return Ok(Response::Exit(st));
-        }
+        // Output waiting for the window, in pieces of at most one data frame.
+        let mut pending: VecDeque<Bytes> =
+            firepit_wire::guest::chunks(scrollback, DATA_CHUNK).collect();
+        let mut exit = exited;
+        let credit = s.credit();
+        // Input is written by a task of its own: a program that does not read its
+        // terminal (the input buffer full) must not stop this attachment, or the
+        // connection's reader behind it, from going on. What was typed is still
+        // written after a detach; the task ends with the pty.
+        let (input, mut input_rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let writer = session.clone();
+        tokio::spawn(async move {
+            while let Some(b) = input_rx.recv().await {
+                if writer.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+        });
         loop {
+            while credit.open()
+                && let Some(b) = pending.pop_front()
+            {
+                if !s.data(b).await {
+                    return Ok(Response::Done);
+                }
+            }
+            if pending.is_empty()
+                && let Some(st) = exit
+            {
+                return Ok(Response::Exit(st));
+            }
+            if credit.is_closed() {
+                return Ok(Response::Done);
+            }
+            let take_output = pending.is_empty() && exit.is_none() && credit.open();
             tokio::select! {
-                out = rx.recv() => match out {
-                    Ok(PtyOut::Data(b)) => if !s.data(b).await { return Ok(Response::Done) },
-                    Ok(PtyOut::Exit(st)) => return Ok(Response::Exit(st)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                out = rx.recv(), if take_output => match out {
+                    Ok(PtyOut::Data(b)) => pending.push_back(b),
+                    Ok(PtyOut::Exit(st)) => exit = Some(st),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        return Err(WireError::new(
+                            ErrorKind::Overrun,
+                            format!(
+                                "this client fell {n} pieces of output behind the terminal and was detached; attach again to go on"
+                            ),
+                        ));
+                    }
                     Err(broadcast::error::RecvError::Closed) => return Ok(Response::Done),
                 },
+                _ = credit.changed(), if !credit.open() => {}
                 msg = s.rx.recv() => match msg {
-                    Some(Inbound::Data(b)) => { let _ = session.write_all(&b).await; }
+                    Some(Inbound::Data(b)) => { let _ = input.send(b); }
                     Some(Inbound::Control(Request::PtyResize { cols, rows })) => session.resize(cols.max(1), rows.max(1)),
                     Some(Inbound::Control(_)) | None => return Ok(Response::Done),
                 },

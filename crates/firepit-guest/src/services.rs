@@ -8,6 +8,10 @@
 //!
 //! Every start and exit of a service's process is also sent to the watchers of all
 //! services ([`Services::watch`]) as a [`ServiceEvent`].
+//!
+//! A service's output is always read (its log is a ring, it never waits for a reader).
+//! A log follower sends only as its stream's window allows; one that falls further
+//! behind than the broadcast holds skips what it missed and goes on with new output.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;

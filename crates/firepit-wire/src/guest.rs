@@ -24,6 +24,8 @@
 //! * `Data` (1): raw bytes, never base64: stdin to an exec, stdout of an exec, pty input and
 //!   output, file chunks, a service's stdout log.
 //! * `Stderr` (2): raw bytes of a standard error stream (exec, service logs).
+//! * `Credit` (3): flow control, from the client only: the payload is exactly four bytes, a
+//!   `u32` count of bytes the guest may send more on the frame's stream (see below).
 //!
 //! # Streams
 //!
@@ -57,6 +59,36 @@
 //!   `Cancel`.
 //!
 //! Paths are absolute, without `..` components or NUL bytes ([`check_path`]).
+//!
+//! # Flow control
+//!
+//! The guest sends what a stream produces (an exec's output, a pty's, a file, a log, port
+//! and service events) only as fast as the client takes it. Every stream has a *window*:
+//! credit in bytes, [`WINDOW`] when the stream opens, counted by both sides
+//! ([`Window`]). Every frame the guest sends on a stream, except its final response,
+//! costs [`Frame::cost`] (its payload plus [`FRAME_COST`], so a flood of empty frames
+//! costs too). The guest may send a frame only while the stream's credit is above zero
+//! (one frame may take it below). As the client's consumer takes frames, the client
+//! gives their cost back with `Credit` frames (in batches of at least half a window).
+//!
+//! When a stream is out of credit the guest stops reading what feeds it: an exec's
+//! pipes fill and the process blocks in `write`; a file read or a log tail waits. A pty is
+//! shared, so its output never waits for one client: a client that falls behind by more
+//! than the pty's backlog is ended with `Error{Overrun}` and may attach again (the
+//! scrollback replays). Control frames from the client (`Cancel` above all) are read
+//! whatever a stream's credit, so a cancelled stream never waits for credit.
+//!
+//! The client checks the count: a frame that arrives on a stream with no credit left is a
+//! protocol error and ends the connection, so a guest that ignores its windows can make
+//! the client hold at most about one window per open stream, never more.
+//!
+//! # Trust
+//!
+//! The guest runs inside the machine, whose root may replace or drive it: the client
+//! treats every byte from it as hostile. A length over [`MAX_FRAME`], an unknown kind, a
+//! `Credit` frame from the guest, a control payload that is not a [`Response`], or a frame
+//! beyond its window ends that connection with an error; nothing the guest sends makes
+//! the client allocate more than a frame at a time or more than its windows hold.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -71,7 +103,13 @@ pub const HEADER_LEN: usize = 9;
 /// Largest payload one frame may carry.
 pub const MAX_PAYLOAD: usize = MAX_FRAME - 5;
 /// The guest's protocol version; bumped on incompatible changes.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+/// A stream's credit when it opens, in bytes (see the module's flow control).
+pub const WINDOW: u32 = 256 * 1024;
+/// What a frame costs against its stream's window besides its payload.
+pub const FRAME_COST: usize = 64;
+/// The largest data frame the guest sends (output is split into pieces of this size).
+pub const DATA_CHUNK: usize = 64 * 1024;
 
 /// What a frame's payload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +121,8 @@ pub enum FrameKind {
     Data = 1,
     /// Raw bytes of a standard error stream.
     Stderr = 2,
+    /// Flow control: four bytes, a `u32` grant of credit (client to guest only).
+    Credit = 3,
 }
 
 /// One frame of the protocol.
@@ -107,6 +147,8 @@ pub enum DecodeError {
     UnknownKind(u8),
     /// A control payload is not valid JSON for the expected message.
     Json(serde_json::Error),
+    /// A `Credit` frame's payload is not four bytes.
+    BadCredit(usize),
 }
 
 impl fmt::Display for DecodeError {
@@ -116,6 +158,7 @@ impl fmt::Display for DecodeError {
             DecodeError::TooShort(n) => write!(f, "frame of {n} bytes is shorter than its header"),
             DecodeError::UnknownKind(k) => write!(f, "unknown frame kind {k}"),
             DecodeError::Json(_) => write!(f, "malformed control message"),
+            DecodeError::BadCredit(n) => write!(f, "credit frame of {n} bytes, not 4"),
         }
     }
 }
@@ -157,6 +200,28 @@ impl Frame {
             kind: FrameKind::Stderr,
             payload,
         }
+    }
+
+    /// A grant of `bytes` more credit on `stream`.
+    pub fn credit(stream: u32, bytes: u32) -> Frame {
+        Frame {
+            stream,
+            kind: FrameKind::Credit,
+            payload: Bytes::copy_from_slice(&bytes.to_be_bytes()),
+        }
+    }
+
+    /// The grant a `Credit` frame carries.
+    pub fn credit_grant(&self) -> Result<u32, DecodeError> {
+        let b: [u8; 4] = self.payload[..]
+            .try_into()
+            .map_err(|_| DecodeError::BadCredit(self.payload.len()))?;
+        Ok(u32::from_be_bytes(b))
+    }
+
+    /// What this frame costs against its stream's window.
+    pub fn cost(&self) -> u64 {
+        (self.payload.len() + FRAME_COST) as u64
     }
 
     /// Parses a control payload as `T`.
@@ -212,6 +277,7 @@ impl Frame {
             0 => FrameKind::Control,
             1 => FrameKind::Data,
             2 => FrameKind::Stderr,
+            3 => FrameKind::Credit,
             k => return Err(DecodeError::UnknownKind(k)),
         };
         let payload = src.split_to(len - 5).freeze();
@@ -248,6 +314,65 @@ pub fn chunks(mut data: Bytes, max: usize) -> impl Iterator<Item = Bytes> {
             Some(data.split_to(data.len().min(max)))
         }
     })
+}
+
+/// One side's count of a stream's window: the credit the guest has left.
+///
+/// Both sides keep one per stream. The guest [`takes`](Window::take) a frame's cost before
+/// it sends the frame and waits while [`Window::open`] is false; the client takes the cost
+/// of each frame that arrives (a frame that finds the window shut breaks the protocol)
+/// and [`grants`](Window::grant) credit back before it sends the `Credit` frame, so its
+/// count is never below the guest's.
+#[derive(Debug)]
+pub struct Window {
+    avail: std::sync::atomic::AtomicI64,
+}
+
+impl Default for Window {
+    fn default() -> Window {
+        Window::new()
+    }
+}
+
+impl Window {
+    /// A stream's window as it opens: [`WINDOW`] bytes.
+    pub fn new() -> Window {
+        Window {
+            avail: std::sync::atomic::AtomicI64::new(i64::from(WINDOW)),
+        }
+    }
+
+    /// Credit left (below zero after a frame larger than what was left).
+    pub fn available(&self) -> i64 {
+        self.avail.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether the guest may send a frame now.
+    pub fn open(&self) -> bool {
+        self.available() > 0
+    }
+
+    /// Takes `cost` for a frame; `false`, taking nothing, if the window was shut (then the
+    /// frame may not be sent, or, on the client, was sent against the rules).
+    pub fn take(&self, cost: u64) -> bool {
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        self.avail
+            .fetch_update(
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+                |a| (a > 0).then(|| a.saturating_sub(cost)),
+            )
+            .is_ok()
+    }
+
+    /// Adds a grant of `bytes` (saturating: no count of grants overflows).
+    pub fn grant(&self, bytes: u32) {
+        let _ = self.avail.fetch_update(
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+            |a| Some(a.saturating_add(i64::from(bytes))),
+        );
+    }
 }
 
 /// Checks that a path is absolute, has no `..` component and no NUL byte.
@@ -295,6 +420,9 @@ pub enum ErrorKind {
     Protocol,
     /// The operation is not supported here.
     Unsupported,
+    /// The client fell too far behind a stream that does not wait for it (a pty's
+    /// output) and was detached; attaching again replays the scrollback.
+    Overrun,
     /// The connection to the guest ended (reported by clients, never sent).
     Closed,
 }
@@ -931,6 +1059,177 @@ mod tests {
             Frame::decode(&mut buf),
             Err(DecodeError::TooShort(2))
         ));
+    }
+
+    /// A small deterministic generator, so the random tests need no crate and repeat.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// Feeds `bytes` to the decoder in pieces of random sizes, as a socket would deliver
+    /// them; returns the frames and whether decoding stopped with an error. Asserts what
+    /// must hold for any input: no panic, no payload over the limit, and the buffer never
+    /// holding much more than one whole frame.
+    fn decode_all(bytes: &[u8], rng: &mut Rng) -> (Vec<Frame>, bool) {
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let n = 1 + rng.below(rest.len().min(70_000));
+            buf.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            loop {
+                match Frame::decode(&mut buf) {
+                    Ok(Some(f)) => {
+                        assert!(f.payload.len() <= MAX_PAYLOAD);
+                        frames.push(f);
+                    }
+                    Ok(None) => break,
+                    Err(_) => return (frames, true),
+                }
+            }
+            assert!(
+                buf.len() <= HEADER_LEN + MAX_FRAME + 70_000,
+                "the buffer holds {} bytes",
+                buf.len()
+            );
+        }
+        (frames, false)
+    }
+
+    #[test]
+    fn random_bytes_never_panic_or_overallocate() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..300 {
+            let len = rng.below(if round % 10 == 0 { 200_000 } else { 2_000 });
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            // Half the rounds start with a plausible header, so decoding gets past it.
+            if round % 2 == 0 && bytes.len() >= HEADER_LEN {
+                let body = (bytes.len() - 4) as u32;
+                bytes[..4].copy_from_slice(&body.min(MAX_FRAME as u32).to_be_bytes());
+                bytes[8] %= 4;
+            }
+            let (frames, _) = decode_all(&bytes, &mut rng);
+            for f in frames {
+                // Any control payload parses or fails cleanly; credits decode or refuse.
+                let _ = f.parse::<Response>();
+                let _ = f.parse::<Request>();
+                let _ = f.credit_grant();
+            }
+        }
+    }
+
+    #[test]
+    fn random_frames_round_trip_through_random_splits() {
+        let mut rng = Rng(42);
+        let mut frames = Vec::new();
+        let mut bytes = BytesMut::new();
+        for _ in 0..500 {
+            let stream = rng.next() as u32;
+            let f = match rng.below(4) {
+                0 => Frame::control(stream, &Request::Kill { signal: 9 }),
+                1 => Frame::data(stream, Bytes::from(vec![1u8; rng.below(100_000)])),
+                2 => Frame::stderr(stream, Bytes::new()),
+                _ => Frame::credit(stream, rng.next() as u32),
+            };
+            f.encode(&mut bytes);
+            frames.push(f);
+        }
+        let (out, failed) = decode_all(&bytes, &mut rng);
+        assert!(!failed);
+        assert_eq!(out, frames);
+    }
+
+    #[test]
+    fn a_huge_length_is_refused_before_anything_is_buffered() {
+        for len in [MAX_FRAME as u32 + 1, u32::MAX, 1 << 31] {
+            let mut buf = BytesMut::from(&len.to_be_bytes()[..]);
+            let cap = buf.capacity();
+            assert!(matches!(
+                Frame::decode(&mut buf),
+                Err(DecodeError::TooLarge(_))
+            ));
+            assert_eq!(buf.capacity(), cap, "no room reserved for {len}");
+        }
+        // The largest allowed frame reserves at most that much.
+        let mut buf = BytesMut::from(&(MAX_FRAME as u32).to_be_bytes()[..]);
+        assert!(Frame::decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() <= MAX_FRAME + 64);
+    }
+
+    #[test]
+    fn malformed_payloads_are_errors() {
+        for junk in [
+            &b"{"[..],
+            b"null",
+            b"{\"r\":\"nope\"}",
+            b"\xff\xfe",
+            b"[1,2]",
+            b"",
+        ] {
+            let f = Frame::control(1, &Response::Done);
+            let f = Frame {
+                payload: Bytes::copy_from_slice(junk),
+                ..f
+            };
+            assert!(f.parse::<Response>().is_err(), "{junk:?}");
+        }
+        // Deep nesting is refused by the parser's depth limit, not by the stack.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let f = Frame::data(1, Bytes::from(deep));
+        assert!(f.parse::<Response>().is_err());
+        for n in [0usize, 3, 5, 1000] {
+            let f = Frame {
+                stream: 1,
+                kind: FrameKind::Credit,
+                payload: Bytes::from(vec![0u8; n]),
+            };
+            assert!(matches!(f.credit_grant(), Err(DecodeError::BadCredit(m)) if m == n));
+        }
+        assert_eq!(Frame::credit(1, u32::MAX).credit_grant().unwrap(), u32::MAX);
+    }
+
+    #[test]
+    fn windows_count_and_saturate() {
+        let w = Window::new();
+        assert!(w.open());
+        let f = Frame::data(1, Bytes::from(vec![0u8; 1000]));
+        assert_eq!(f.cost(), 1000 + FRAME_COST as u64);
+        // A frame may take the window below zero; the next one is refused.
+        assert!(w.take(u64::from(WINDOW) - 1));
+        assert!(w.take(u64::from(WINDOW)));
+        assert!(!w.open());
+        assert!(!w.take(1));
+        assert_eq!(w.available(), 1 - i64::from(WINDOW));
+        w.grant(WINDOW);
+        assert!(w.open());
+        // Grants never overflow, and a cost beyond any count shuts the window.
+        for _ in 0..10 {
+            w.grant(u32::MAX);
+        }
+        let w = Window::new();
+        for _ in 0..1_000_000 {
+            w.grant(u32::MAX);
+        }
+        assert!(w.available() > 0);
+        assert!(w.take(u64::MAX));
+        assert!(!w.open());
+        let max = Window {
+            avail: std::sync::atomic::AtomicI64::new(i64::MAX),
+        };
+        max.grant(u32::MAX);
+        assert_eq!(max.available(), i64::MAX);
     }
 
     #[test]

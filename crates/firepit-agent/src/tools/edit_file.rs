@@ -65,13 +65,22 @@ pub fn apply_edit(
     }
 }
 
+/// The largest file `edit_file` edits (it holds the file, and the edited copy, whole).
+const MAX_EDIT: u64 = 16 << 20;
+
 pub(super) async fn run(ctx: &ToolContext, a: Args) -> Result<String, String> {
     let path = ctx.path(&a.path);
     let data = ctx
         .guest
-        .read_file_all(&path)
+        .read_file_all(&path, MAX_EDIT)
         .await
-        .map_err(|e| format!("reading {path}: {e}"))?;
+        .map_err(|e| match e {
+            firepit_guest_client::Error::TooLarge { limit } => format!(
+                "{path} is larger than {} MiB, too large for edit_file; change it with exec (sed, a script)",
+                limit >> 20
+            ),
+            e => format!("reading {path}: {e}"),
+        })?;
     let content =
         String::from_utf8(data.to_vec()).map_err(|_| format!("{path} is not UTF-8 text"))?;
     let (new, n) = apply_edit(&content, &a.old_text, &a.new_text, a.replace_all)

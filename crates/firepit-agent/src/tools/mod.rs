@@ -35,6 +35,11 @@ use crate::message::{ToolCall, ToolDef};
 pub use edit_file::apply_edit;
 pub use shell::clean_terminal;
 
+/// Bytes of each output stream a command run by a tool keeps (head and tail) before the
+/// result is cut to the context's limit: enough for test summaries, bounded whatever a
+/// command prints.
+pub const CAPTURE: usize = 256 * 1024;
+
 /// The name of the tool that hands the turn to the person.
 pub const ASK_USER: &str = "ask_user";
 
@@ -98,7 +103,8 @@ impl ToolContext {
         }
     }
 
-    /// Runs a shell line in the working directory and collects its output.
+    /// Runs a shell line in the working directory and collects its output: of each
+    /// stream at most [`CAPTURE`] bytes (head and tail, with a note of what was cut).
     async fn sh(
         &self,
         line: String,
@@ -112,22 +118,18 @@ impl ToolContext {
             .exec(req)
             .await
             .map_err(|e| format!("could not start the command: {e}"))?
-            .output()
+            .output(CAPTURE)
             .await
             .map_err(|e| format!("the command failed: {e}"))?;
         if out.status.timed_out {
             return Err(format!(
                 "timed out after {}s and was killed; output so far:\n{}{}",
                 timeout.as_secs(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                out.stdout.text(),
+                out.stderr.text()
             ));
         }
-        Ok((
-            out.status.code,
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
+        Ok((out.status.code, out.stdout.text(), out.stderr.text()))
     }
 
     /// Interrupts what the agent runs in the shared shell (on stop).

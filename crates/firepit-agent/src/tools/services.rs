@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use firepit_guest_client::{Command, ErrorKind, LogChunk, RestartPolicy, ServiceSpec};
+use firepit_guest_client::{Command, ErrorKind, RestartPolicy, ServiceSpec};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -101,19 +101,14 @@ pub(super) async fn stop(ctx: &ToolContext, a: NameArgs) -> Result<String, Strin
 }
 
 async fn tail(ctx: &ToolContext, name: &str, bytes: u64) -> Result<String, String> {
-    let mut logs = ctx
+    let out = ctx
         .guest
         .service_logs(name, Some(bytes), false)
         .await
-        .map_err(|e| format!("reading the logs of {name}: {e}"))?;
-    let mut out = Vec::new();
-    while let Some(LogChunk { data, .. }) = logs
-        .next()
-        .await
         .map_err(|e| format!("reading the logs of {name}: {e}"))?
-    {
-        out.extend_from_slice(&data);
-    }
+        .read_tail(usize::try_from(bytes).unwrap_or(usize::MAX).min(1 << 20))
+        .await
+        .map_err(|e| format!("reading the logs of {name}: {e}"))?;
     Ok(super::clean_terminal(&String::from_utf8_lossy(&out)))
 }
 

@@ -9,12 +9,16 @@
 //! PTY's output to a buffer; a command that has not printed its end marker after the
 //! wait (a server, a prompt) is reported as still running, and `shell_read` /
 //! `shell_input` go on with it.
+//!
+//! One attachment both reads and types (the reader task owns the [`Pty`], the tools type
+//! through its [`PtyInput`]): an attachment nobody reads would fall behind the shell's
+//! output and be detached by the guest. The buffer keeps the last [`BUFFER_CAP`] bytes.
 
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use firepit_guest_client::{Pty, PtyCreate, PtyEvent};
+use firepit_guest_client::{ErrorKind, Pty, PtyCreate, PtyEvent, PtyInput};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -30,7 +34,8 @@ struct Buffer {
     /// Bytes dropped from the front.
     base: usize,
     data: Vec<u8>,
-    closed: bool,
+    /// Why the attachment ended, once it has.
+    closed: Option<String>,
 }
 
 impl Buffer {
@@ -62,7 +67,7 @@ struct Running {
 /// The agent's attachment to the shared shell.
 #[derive(Default)]
 pub(super) struct Shell {
-    writer: Option<Pty>,
+    writer: Option<PtyInput>,
     shared: Option<Arc<Shared>>,
     reader: Option<tokio::task::JoinHandle<()>>,
     running: Option<Running>,
@@ -254,7 +259,7 @@ async fn attach(ctx: &ToolContext, sh: &mut Shell) -> Result<(), String> {
         && sh
             .shared
             .as_ref()
-            .is_some_and(|s| !s.buf.lock().unwrap().closed)
+            .is_some_and(|s| s.buf.lock().unwrap().closed.is_none())
     {
         return Ok(());
     }
@@ -267,13 +272,12 @@ async fn attach(ctx: &ToolContext, sh: &mut Shell) -> Result<(), String> {
         cols: Some(200),
         ..Default::default()
     };
-    let attach = |c: Option<PtyCreate>| ctx.guest.pty_attach("main", c);
-    let mut reader: Pty = attach(Some(create.clone()))
+    let mut reader: Pty = ctx
+        .guest
+        .pty_attach("main", Some(create))
         .await
         .map_err(|e| format!("attaching to the shared terminal: {e}"))?;
-    let writer = attach(None)
-        .await
-        .map_err(|e| format!("attaching to the shared terminal: {e}"))?;
+    let writer = reader.input_half();
     let shared = Arc::new(Shared {
         buf: StdMutex::new(Buffer::default()),
         notify: Notify::new(),
@@ -291,8 +295,15 @@ async fn attach(ctx: &ToolContext, sh: &mut Shell) -> Result<(), String> {
                         buf.base += drop;
                     }
                 }
-                _ => {
-                    s2.buf.lock().unwrap().closed = true;
+                end => {
+                    let why = match end {
+                        Err(e) if e.kind() == ErrorKind::Overrun => {
+                            "the shell printed faster than it could be followed, so this view of it was detached; the command may still run (shell_input with ctrl_c stops it)".to_owned()
+                        }
+                        Err(e) => format!("the shell ended ({e})"),
+                        _ => "the shell ended".to_owned(),
+                    };
+                    s2.buf.lock().unwrap().closed = Some(why);
                     s2.notify.notify_waiters();
                     return;
                 }
@@ -321,7 +332,7 @@ async fn collect(sh: &mut Shell, wait: Duration) -> Result<(String, Option<i32>)
         let notified = shared.notify.notified();
         let (seen, closed) = {
             let buf = shared.buf.lock().unwrap();
-            (scan(&buf, r), buf.closed)
+            (scan(&buf, r), buf.closed.clone())
         };
         match seen {
             Seen::Done(out, code) => {
@@ -329,14 +340,11 @@ async fn collect(sh: &mut Shell, wait: Duration) -> Result<(String, Option<i32>)
                 return Ok((clean_terminal(&out), Some(code)));
             }
             Seen::Running(out, upto) => {
-                if closed || tokio::time::Instant::now() >= deadline {
+                if closed.is_some() || tokio::time::Instant::now() >= deadline {
                     r.read = upto;
-                    if closed {
+                    if let Some(why) = closed {
                         sh.running = None;
-                        return Err(format!(
-                            "the shell ended; output:\n{}",
-                            clean_terminal(&out)
-                        ));
+                        return Err(format!("{why}; output:\n{}", clean_terminal(&out)));
                     }
                     return Ok((clean_terminal(&out), None));
                 }

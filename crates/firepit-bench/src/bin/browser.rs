@@ -138,7 +138,7 @@ async fn measure(app: &App, id: &str) -> Result<()> {
     let probe = firepit_guest_client::ExecRequest::shell(
         "for i in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:8000/ && exit 0; sleep 0.05; done; exit 1",
     );
-    guest.exec(probe).await?.output().await?;
+    guest.exec(probe).await?.output(4096).await?;
     let url = "http://127.0.0.1:8000/";
     let limit = Duration::from_secs(30);
     let browser = app.browser(id, &guest);

@@ -23,7 +23,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use firepit_guest_client::ExecEvent;
+use firepit_guest_client::{Captured, ExecEvent};
 use firepit_wire::guest::ExecRequest;
 use http_body_util::BodyExt;
 
@@ -188,7 +188,8 @@ async fn backend(
 
     // The CGI's headers, up to the blank line.
     let mut head = BytesMut::new();
-    let mut stderr = BytesMut::new();
+    // Only the end of git's complaints is kept, however much it writes.
+    let mut stderr = Captured::new(4096);
     let split = loop {
         if let Some(i) = find_blank_line(&head) {
             break i;
@@ -200,9 +201,9 @@ async fn backend(
         }
         match exec.next_event().await.map_err(Error::Guest)? {
             Some(ExecEvent::Stdout(b)) => head.extend_from_slice(&b),
-            Some(ExecEvent::Stderr(b)) => stderr.extend_from_slice(&b),
+            Some(ExecEvent::Stderr(b)) => stderr.push(&b),
             Some(ExecEvent::Exit(status)) => {
-                let why = crate::forge::tail(&stderr, 1000);
+                let why = crate::forge::tail(&stderr.to_bytes(), 1000);
                 return Err(Error::BadRequest(format!(
                     "git http-backend ended ({status:?}) without an answer: {why}"
                 )));
@@ -230,10 +231,10 @@ async fn backend(
                         return;
                     }
                 }
-                Ok(Some(ExecEvent::Stderr(b))) => stderr.extend_from_slice(&b),
+                Ok(Some(ExecEvent::Stderr(b))) => stderr.push(&b),
                 Ok(Some(ExecEvent::Exit(s))) => {
                     if !s.success() {
-                        tracing::info!(session = %session, status = ?s, stderr = %crate::forge::tail(&stderr, 500), "git http-backend failed");
+                        tracing::info!(session = %session, status = ?s, stderr = %crate::forge::tail(&stderr.to_bytes(), 500), "git http-backend failed");
                     }
                     return;
                 }

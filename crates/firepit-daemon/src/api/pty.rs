@@ -5,12 +5,21 @@
 //! daemon). A new client first receives the scrollback, then live output; every
 //! client attached to a PTY sees the same stream. Attaching to a name that does
 //! not exist creates a PTY running a login shell.
+//!
+//! Nothing queues for a slow client: the relay sends one message at a time and reads
+//! the guest only as the socket takes what it sent, so the guest's flow control holds
+//! the output. A client that falls too far behind the PTY (the guest's `Overrun`) or
+//! takes nothing for [`STALL`] is sent a last line saying so and a close frame
+//! (1013, try again later) with the reason; the PTY runs on for the others, and a
+//! client that attaches again gets the scrollback.
 
 use axum::Json;
-use axum::extract::ws::{Message, WebSocket};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use axum::extract::{Path, State};
 use axum::response::Response;
-use firepit_guest_client::{Pty, PtyEvent};
+use firepit_guest_client::{ErrorKind, Pty, PtyEvent};
 use firepit_wire::api::{PtyControl, PtyInfo};
 use firepit_wire::guest::PtyCreate;
 
@@ -19,6 +28,30 @@ use crate::{App, Error};
 
 /// Largest frame a client may send.
 const MAX_FRAME: usize = 1 << 20;
+/// How long one message may wait for a client that takes nothing before it is dropped.
+const STALL: Duration = Duration::from_secs(60);
+/// The close reason for a client that fell behind (at most 123 bytes).
+const BEHIND: &str = "this terminal fell too far behind its output; reconnect to go on";
+
+/// Sends `msg` unless the client takes nothing for [`STALL`]; false when it is gone.
+async fn send(socket: &mut WebSocket, msg: Message) -> bool {
+    matches!(
+        tokio::time::timeout(STALL, socket.send(msg)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Tells a client that fell behind why it is dropped, and closes its socket.
+async fn drop_behind(socket: &mut WebSocket) {
+    let line = format!("\r\n\x1b[2m[firepit: {BEHIND}]\x1b[0m\r\n");
+    if send(socket, Message::Binary(line.into())).await {
+        let frame = CloseFrame {
+            code: close_code::AGAIN,
+            reason: BEHIND.into(),
+        };
+        let _ = send(socket, Message::Close(Some(frame))).await;
+    }
+}
 
 pub(super) async fn list(
     State(app): State<App>,
@@ -56,23 +89,29 @@ async fn relay(mut socket: WebSocket, mut pty: Pty) {
         tokio::select! {
             event = pty.next_event() => match event {
                 Ok(Some(PtyEvent::Output(bytes))) => {
-                    if socket.send(Message::Binary(bytes)).await.is_err() {
+                    if !send(&mut socket, Message::Binary(bytes)).await {
                         return;
                     }
                 }
                 Ok(Some(PtyEvent::Exit(status))) => {
                     let text = serde_json::to_string(&PtyControl::Exit { status }).expect("serialises");
-                    let _ = socket.send(Message::Text(text.into())).await;
-                    let _ = socket.send(Message::Close(None)).await;
+                    if send(&mut socket, Message::Text(text.into())).await {
+                        let _ = send(&mut socket, Message::Close(None)).await;
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Overrun => {
+                    tracing::debug!(error = %e, "a terminal client fell behind");
+                    drop_behind(&mut socket).await;
                     return;
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "pty stream ended");
-                    let _ = socket.send(Message::Close(None)).await;
+                    let _ = send(&mut socket, Message::Close(None)).await;
                     return;
                 }
                 Ok(None) => {
-                    let _ = socket.send(Message::Close(None)).await;
+                    let _ = send(&mut socket, Message::Close(None)).await;
                     return;
                 }
             },

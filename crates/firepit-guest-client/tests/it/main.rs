@@ -1,6 +1,8 @@
 //! The client against a scripted in-memory guest (the real guest is exercised end to end
 //! in `firepit-guest`'s tests).
 
+mod hostile;
+
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -8,7 +10,7 @@ use firepit_guest_client::{ErrorKind, ExecEvent, ExecRequest, GuestClient, Guest
 use firepit_wire::guest::{ExitStatus, Frame, Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-async fn next_frame(io: &mut DuplexStream, buf: &mut BytesMut) -> Option<Frame> {
+pub(crate) async fn next_frame(io: &mut DuplexStream, buf: &mut BytesMut) -> Option<Frame> {
     loop {
         if let Some(f) = Frame::decode(buf).unwrap() {
             return Some(f);
@@ -19,7 +21,7 @@ async fn next_frame(io: &mut DuplexStream, buf: &mut BytesMut) -> Option<Frame> 
     }
 }
 
-async fn guard<F: Future>(f: F) -> F::Output {
+pub(crate) async fn guard<F: Future>(f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(10), f)
         .await
         .expect("hang guard")
@@ -37,7 +39,7 @@ async fn info_and_exec_over_any_transport() {
                     f.stream,
                     &Response::Info(GuestInfo {
                         version: "x".into(),
-                        protocol: 1,
+                        protocol: firepit_wire::guest::PROTOCOL_VERSION,
                         pid: 1,
                         hostname: "m".into(),
                         uptime_ms: 5,
@@ -70,8 +72,8 @@ async fn info_and_exec_over_any_transport() {
         guard(exec.next_event()).await.unwrap(),
         Some(ExecEvent::Stdout("out".into()))
     );
-    let out = guard(exec.output()).await.unwrap();
-    assert_eq!(out.stderr, "err");
+    let out = guard(exec.output(1024)).await.unwrap();
+    assert_eq!(out.stderr.to_bytes(), "err");
     assert!(out.status.success());
     drop(client);
     guard(fake).await.unwrap();

@@ -23,7 +23,15 @@ async fn small_file_round_trip_stat_list_rename_remove() {
     guard(c.write_file_all(&path, Bytes::from("hello"), opts))
         .await
         .unwrap();
-    assert_eq!(guard(c.read_file_all(&path)).await.unwrap(), "hello");
+    assert_eq!(
+        guard(c.read_file_all(&path, 1 << 20)).await.unwrap(),
+        "hello"
+    );
+    let err = guard(c.read_file_all(&path, 4)).await.unwrap_err();
+    assert!(
+        matches!(err, firepit_guest_client::Error::TooLarge { limit: 4 }),
+        "{err}"
+    );
     let st = guard(c.stat(&path)).await.unwrap();
     assert_eq!((st.kind, st.size, st.mode), (FileKind::File, 5, 0o600));
     let entries = guard(c.list_dir(&format!("{base}/a/b"))).await.unwrap();
@@ -77,7 +85,7 @@ async fn twenty_mib_streamed_write_and_read() {
     guard(w.finish()).await.unwrap();
     let r = guard(h.client.read_file(&path)).await.unwrap();
     assert_eq!(r.size(), data.len() as u64);
-    let back = guard(r.read_all()).await.unwrap();
+    let back = guard(r.read_all(64 << 20)).await.unwrap();
     assert!(back == data, "content differs");
 }
 
@@ -108,7 +116,10 @@ async fn bad_paths_are_rejected() {
     let h = Harness::start_with(&["--no-main-pty"]).await;
     for p in ["/tmp/../etc/passwd", "relative", "/tmp/a\0b"] {
         assert_eq!(
-            guard(h.client.read_file_all(p)).await.unwrap_err().kind(),
+            guard(h.client.read_file_all(p, 1 << 20))
+                .await
+                .unwrap_err()
+                .kind(),
             ErrorKind::InvalidInput,
             "{p:?}"
         );

@@ -67,10 +67,16 @@ async fn a_guest_serves_on_the_socket_it_inherits_and_cannot_be_traced_by_its_us
             "ls -l /proc/self/fd | grep -c socket; stat -c %u /proc/self/status",
         );
         req.cwd = Some("/".into());
-        client.exec(req).await.unwrap().output().await.unwrap()
+        client
+            .exec(req)
+            .await
+            .unwrap()
+            .output(1 << 20)
+            .await
+            .unwrap()
     })
     .await;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = out.stdout.text();
     assert_eq!(
         text.split_whitespace().collect::<Vec<_>>(),
         ["0", "65534"],

@@ -151,3 +151,78 @@ async fn main_is_restarted_when_its_shell_exits() {
     })
     .await;
 }
+
+/// A pty never waits for a slow client: while one attachment is not read, the others go
+/// on; the slow one gets at most a window of output, then `Overrun`, and can attach again.
+///
+/// The program prints 64 KiB each time the client that keeps up asks, so that client
+/// never falls behind however busy the machine is, while the one that does not read
+/// falls further behind with every round.
+#[tokio::test]
+async fn a_client_that_falls_behind_is_detached_and_the_pty_runs_on() {
+    let h = Harness::start_with(&["--no-main-pty"]).await;
+    let script = "i=0; while read l; do i=$((i+1)); head -c 65536 /dev/zero | tr '\\0' y; echo; echo done-$i; done";
+    let mut slow = guard(
+        h.client
+            .pty_attach("flood", Some(sh(&["sh", "-c", script]))),
+    )
+    .await
+    .unwrap();
+    let mut fast = guard(h.client.pty_attach("flood", None)).await.unwrap();
+    // Far more pieces of output than the window and the backlog hold.
+    let rounds = 2
+        * (firepit_wire::guest::WINDOW as usize + firepit_guest::pty::BACKLOG * 16 * 1024)
+        / 65536;
+    for i in 1..=rounds {
+        fast.input(Bytes::from("go\n")).await.unwrap();
+        read_until(&mut fast, &format!("done-{i}\r")).await;
+    }
+    let mut slow_got = 0;
+    let err = guard(async {
+        loop {
+            match slow.next_event().await {
+                Ok(Some(PtyEvent::Output(b))) => slow_got += b.len(),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => return e,
+            }
+        }
+    })
+    .await;
+    assert_eq!(err.kind(), ErrorKind::Overrun, "{err}");
+    assert!(err.to_string().contains("attach again"), "{err}");
+    assert!(slow_got < rounds * 65536 / 2, "{slow_got}");
+    // The pty runs on for the client that keeps up, and the slow one may come back.
+    fast.input(Bytes::from("go\n")).await.unwrap();
+    read_until(&mut fast, &format!("done-{}\r", rounds + 1)).await;
+    let mut again = guard(h.client.pty_attach("flood", None)).await.unwrap();
+    read_until(&mut again, &format!("done-{}\r", rounds + 1)).await;
+    guard(h.client.pty_close("flood")).await.unwrap();
+}
+
+/// Typing into a program that never reads its terminal fills the pty's input buffer;
+/// that holds up neither the attachment nor anything else on the connection.
+#[tokio::test]
+async fn input_nobody_reads_does_not_stall_the_connection() {
+    let h = Harness::start_with(&["--no-main-pty"]).await;
+    let deaf = guard(h.client.pty_attach(
+        "deaf",
+        Some(sh(&["sh", "-c", "stty raw -echo; sleep 1000"])),
+    ))
+    .await
+    .unwrap();
+    for _ in 0..200 {
+        guard(deaf.input(Bytes::from(vec![b'a'; 16 * 1024])))
+            .await
+            .unwrap();
+    }
+    assert!(guard(h.client.info()).await.is_ok());
+    let mut other = guard(h.client.pty_attach("t", Some(sh(&["/bin/sh"]))))
+        .await
+        .unwrap();
+    other
+        .input(Bytes::from("echo ok-$((3+4))\n"))
+        .await
+        .unwrap();
+    read_until(&mut other, "ok-7").await;
+    guard(h.client.pty_close("deaf")).await.unwrap();
+}

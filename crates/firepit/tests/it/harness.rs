@@ -108,6 +108,11 @@ impl Daemon {
         d
     }
 
+    /// The daemon's pid (for its memory in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the daemon runs").id()
+    }
+
     /// The data dir.
     pub fn data_dir(&self) -> &Path {
         self.dir.path()

@@ -12,6 +12,7 @@ mod cli;
 mod disk;
 mod events;
 mod files;
+mod flood;
 mod forge;
 mod forge_standin;
 mod isolation;
