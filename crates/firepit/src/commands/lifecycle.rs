@@ -59,7 +59,8 @@ pub async fn ls(client: &Client) -> Result<()> {
 fn size(bytes: u64) -> String {
     const G: u64 = 1 << 30;
     if bytes >= G {
-        let tenths = bytes * 10 / G;
+        // In u128: a limit near u64::MAX (the API allows it) must not overflow.
+        let tenths = (u128::from(bytes) * 10 / u128::from(G)) as u64;
         if tenths.is_multiple_of(10) {
             format!("{}G", tenths / 10)
         } else {
@@ -117,6 +118,7 @@ mod tests {
         assert_eq!(super::size(10 << 30), "10G");
         assert_eq!(super::size(3 << 29), "1.5G");
         assert_eq!(super::size(64 << 20), "64M");
+        assert_eq!(super::size(u64::MAX), "17179869183.9G");
     }
 
     #[test]
