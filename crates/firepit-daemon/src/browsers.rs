@@ -243,21 +243,24 @@ pub fn artifact_type(name: &str) -> &'static str {
 }
 
 /// The stem and extension an artifact named `name` is stored under: letters,
-/// digits and `-` only (40 and 10 at most), so no name reaches outside the
+/// digits and `-` only (40 at most; an extension of up to 8 letters and
+/// digits, else `bin`), so no name reaches outside the
 /// session's artifact dir or into a dir below it.
 fn artifact_parts(name: &str) -> (String, String) {
     let (stem, ext) = name.rsplit_once('.').unwrap_or((name, "bin"));
-    let keep = |s: &str, n: usize| -> String {
-        s.chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .take(n)
-            .collect()
+    let stem = stem
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    // The extension names the file's type when it is served; anything but
+    // a short word is `bin` (and so `application/octet-stream`).
+    let ext = if (1..=8).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        ext.to_ascii_lowercase()
+    } else {
+        "bin".to_owned()
     };
-    let ext = keep(ext, 10);
-    (
-        keep(stem, 40),
-        if ext.is_empty() { "bin".into() } else { ext },
-    )
+    (stem, ext)
 }
 
 #[cfg(test)]

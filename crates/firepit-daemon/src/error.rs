@@ -137,14 +137,12 @@ pub enum Error {
     )]
     WebSocketRequired(#[source] axum::extract::ws::rejection::WebSocketUpgradeRejection),
     /// `next` of the preview handshake names no preview of this firepit.
-    #[error(
-        "{next:?} is not a preview URL of this firepit: previews are http://<port>-<session>.{domain}/…"
-    )]
+    #[error("{next:?} is not a preview URL of this firepit: previews are {pattern}…")]
     NotAPreview {
         /// The URL given.
         next: String,
-        /// The daemon's preview domain.
-        domain: String,
+        /// What this daemon's preview URLs look like.
+        pattern: String,
     },
     /// Cloning a well-named repository or branch failed (a branch the
     /// repository does not have, say); the message has git's words.

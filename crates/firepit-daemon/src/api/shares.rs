@@ -146,17 +146,21 @@ pub(super) async fn preview_auth(
     State(app): State<App>,
     QueryArgs(args): QueryArgs<AuthArgs>,
 ) -> Result<Response, Error> {
-    // The form is the document's (`pattern: "^http://"`); whether the URL
-    // is a preview of this firepit depends on its domain: 404 when not.
-    if !args.next.starts_with("http://") {
+    // The form is the document's (`pattern: "^https?://"`: previews are on
+    // the public origin's scheme); whether the URL is a preview of this
+    // firepit depends on its domain: 404 when not.
+    let pattern = app
+        .config()
+        .preview_url("<session>", 8000)
+        .replacen("8000", "<port>", 1);
+    if !(args.next.starts_with("http://") || args.next.starts_with("https://")) {
         return Err(Error::BadRequest(format!(
-            "next must be a preview URL of this firepit (http://<port>-<session>.{}/…)",
-            app.config().domain
+            "next must be a preview URL of this firepit ({pattern}…)"
         )));
     }
     let to = preview::handshake_url(&app, &args.next).ok_or_else(|| Error::NotAPreview {
         next: args.next.clone(),
-        domain: app.config().domain.clone(),
+        pattern,
     })?;
     Ok((
         StatusCode::FOUND,

@@ -266,7 +266,12 @@ async fn behind_a_tls_proxy_the_login_cookie_is_host_only_and_secure() {
         &[("host", "firepit.example.com"), ("cookie", pair)],
     )
     .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    // Previews are on https here: the http URL names none of them.
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    assert!(
+        b.contains("https://<port>-<session>.firepit.example.com/"),
+        "{b}"
+    );
 }
 
 #[tokio::test]

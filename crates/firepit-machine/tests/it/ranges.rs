@@ -18,7 +18,7 @@ fn dir(id: &str) -> PathBuf {
 }
 
 /// The machine's base as its init's uid map and gid map show it.
-fn mapped_base(pid: u32) -> u32 {
+pub(crate) fn mapped_base(pid: u32) -> u32 {
     let mut bases = Vec::new();
     for file in ["uid_map", "gid_map"] {
         let map = fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
