@@ -249,7 +249,8 @@ export type ServiceState = "running" | "backoff" | "exited" | "stopped";
 export type RestartPolicy = "never" | "on_failure" | "always";
 
 /**
- * A named background process.
+ * A named background process. Unknown fields are refused: it is also the
+ * body of `POST /v1/sessions/{id}/services`.
  */
 export type ServiceSpec = {
 /**
