@@ -24,6 +24,7 @@ mod confine;
 mod firewall;
 pub(crate) mod launcher;
 mod netlink;
+mod netns;
 mod procfs;
 
 use std::collections::HashMap;
@@ -125,6 +126,8 @@ pub struct NamespacesBackend {
     locks: Mutex<HashMap<MachineId, Arc<Mutex<()>>>>,
     /// Held while choosing an address slot.
     alloc: Mutex<()>,
+    /// The threads that dial and listen inside machines' network namespaces.
+    net: netns::Threads,
 }
 
 impl NamespacesBackend {
@@ -189,6 +192,7 @@ impl NamespacesBackend {
             host_cpus,
             locks: Mutex::default(),
             alloc: Mutex::default(),
+            net: netns::Threads::default(),
         })
     }
 
@@ -537,9 +541,30 @@ impl Backend for NamespacesBackend {
         Ok(GuestAddress::Unix(self.run(id).join("guest.sock")))
     }
 
-    fn netns_path(&self, id: &MachineId) -> Option<PathBuf> {
-        self.live_init(id)
-            .map(|r| PathBuf::from(format!("/proc/{}/ns/net", r.pid)))
+    fn dial(
+        &self,
+        id: &MachineId,
+        addrs: &[std::net::SocketAddr],
+    ) -> Result<std::net::TcpStream, Error> {
+        self.net.dial(id, || self.running_init(id), addrs)
+    }
+
+    fn listen(
+        &self,
+        id: &MachineId,
+        addr: std::net::SocketAddr,
+    ) -> Result<std::net::TcpListener, Error> {
+        self.net.listen(id, || self.running_init(id), addr)
+    }
+}
+
+impl NamespacesBackend {
+    /// A running machine's init, for [`netns`].
+    fn running_init(&self, id: &MachineId) -> Option<netns::Init> {
+        self.live_init(id).map(|r| netns::Init {
+            pid: r.pid,
+            start_time: r.start_time,
+        })
     }
 }
 

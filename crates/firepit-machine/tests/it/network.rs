@@ -35,8 +35,6 @@ fn nat_machine_reaches_the_outside_only() {
     let b = Machine::create(spec("it-net-b", Network::Nat));
     let addr_b = backend().inspect(&b.id).unwrap().address.unwrap();
     assert!(a.ok("cat /sys/class/net/eth0/operstate") == "up");
-    let netns = backend().netns_path(&a.id).unwrap();
-    assert!(netns.exists());
 
     // The host, by the bridge address and by its loopback.
     assert_eq!(connect(&a, "10.89.0.1", port), "TimeoutError");
@@ -47,23 +45,24 @@ fn nat_machine_reaches_the_outside_only() {
     b.ok("(python3 -m http.server 8000 >/dev/null 2>&1 &); sleep 0.5");
     assert_eq!(connect(&b, "127.0.0.1", 8000), "open");
     assert_ne!(connect(&a, &addr_b.to_string(), 8000), "open");
-    // The preview proxy's way in: a socket opened inside the machine's netns
-    // reaches its loopback.
-    let netns_b = backend().netns_path(&b.id).unwrap();
-    let reached = std::thread::spawn(move || {
-        let ns = std::fs::File::open(netns_b).unwrap();
-        // SAFETY: setns on a valid netns descriptor, in a thread of its own
-        // that ends right after.
-        let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-        std::net::TcpStream::connect("127.0.0.1:8000").is_ok()
-    })
-    .join()
-    .unwrap();
-    assert!(
-        reached,
-        "no connection to the machine's loopback through its netns"
-    );
+    // The daemon's way in (previews, the browser): a socket the backend
+    // makes inside the machine reaches its loopback.
+    let lo = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    backend()
+        .dial(&b.id, &[lo(8000)])
+        .expect("no connection to the machine's loopback");
+    assert!(matches!(
+        backend().dial(&b.id, &[lo(8001)]),
+        Err(firepit_machine::Error::Refused(8001))
+    ));
+    // And its way to be reached (the forge broker): a listener the backend
+    // binds inside one machine answers that machine on its loopback, and no
+    // other machine.
+    let l = backend().listen(&b.id, lo(0)).unwrap();
+    let l_port = l.local_addr().unwrap().port();
+    assert_eq!(connect(&b, "127.0.0.1", l_port), "open");
+    assert_eq!(connect(&a, "127.0.0.1", l_port), "ConnectionRefusedError");
+    drop(l);
 
     // "The internet": a namespace of our own, reached through NAT.
     let _inet = Internet::new();
