@@ -2,7 +2,6 @@
 //! input, checked with `tower::ServiceExt::oneshot`.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;

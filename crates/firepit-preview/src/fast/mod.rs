@@ -338,11 +338,15 @@ pub(crate) mod tests {
         (addr, rx)
     }
 
-    async fn client_pair() -> (TcpStream, TcpStream, SocketAddr) {
+    /// A client connection served on the fast path (with its own pool)
+    /// toward `upstream`, and how that ends.
+    async fn serving(upstream: SocketAddr) -> (TcpStream, tokio::task::JoinHandle<Outcome>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (s, peer) = l.accept().await.unwrap();
-        (c, s, peer)
+        let gate = TestGate { upstream };
+        let served = tokio::spawn(async move { serve(&gate, &Pool::default(), s, peer).await });
+        (c, served)
     }
 
     async fn read_until(c: &mut TcpStream, buf: &mut Vec<u8>, needle: &str) {
@@ -365,13 +369,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn requests_on_a_kept_alive_connection_reuse_one_upstream() {
         let (upstream, mut seen) = app(false).await;
-        let gate = TestGate { upstream };
-        let pool = Pool::default();
-        let (mut c, s, peer) = client_pair().await;
-        let served = tokio::spawn(async move {
-            let pool = pool;
-            matches!(serve(&gate, &pool, s, peer).await, Outcome::Done)
-        });
+        let (mut c, served) = serving(upstream).await;
         // Two requests in one write (pipelined), a body in two writes, chunked.
         c.write_all(
             b"GET /a HTTP/1.1\r\nHost: 8000-abc.localhost\r\n\r\n\
@@ -399,7 +397,7 @@ pub(crate) mod tests {
         let rest = String::from_utf8(rest).unwrap();
         assert!(rest.contains("connection: close\r\n"), "{rest}");
         assert!(rest.ends_with("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "{rest}");
-        assert!(served.await.unwrap());
+        assert!(matches!(served.await.unwrap(), Outcome::Done));
         let mut heads = Vec::new();
         while let Ok(h) = seen.try_recv() {
             heads.push(h);
@@ -418,13 +416,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_closed_idle_upstream_is_replaced_for_a_request_without_body() {
         let (upstream, mut seen) = app(true).await;
-        let gate = TestGate { upstream };
-        let pool = Pool::default();
-        let (mut c, s, peer) = client_pair().await;
-        tokio::spawn(async move {
-            let pool = pool;
-            serve(&gate, &pool, s, peer).await
-        });
+        let (mut c, _served) = serving(upstream).await;
         let mut got = Vec::new();
         for i in 0..3 {
             c.write_all(b"GET / HTTP/1.1\r\nHost: 8000-abc.localhost\r\n\r\n")
@@ -446,13 +438,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn the_full_path_gets_the_request_untouched() {
         let (upstream, _seen) = app(false).await;
-        let gate = TestGate { upstream };
-        let pool = Pool::default();
-        let (mut c, s, peer) = client_pair().await;
-        let served = tokio::spawn(async move {
-            let pool = pool;
-            serve(&gate, &pool, s, peer).await
-        });
+        let (mut c, served) = serving(upstream).await;
         let raw = "GET /ws HTTP/1.1\r\nHost: 8000-abc.localhost\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nxyz";
         c.write_all(raw.as_bytes()).await.unwrap();
         let Outcome::Fallback(s, read) = served.await.unwrap() else {
@@ -478,13 +464,7 @@ pub(crate) mod tests {
             let _ = s.read(&mut b).await;
             s.write_all(b"NOT HTTP AT ALL\r\n\r\n").await.unwrap();
         });
-        let gate = TestGate { upstream };
-        let pool = Pool::default();
-        let (mut c, s, peer) = client_pair().await;
-        tokio::spawn(async move {
-            let pool = pool;
-            serve(&gate, &pool, s, peer).await
-        });
+        let (mut c, _served) = serving(upstream).await;
         c.write_all(b"GET / HTTP/1.1\r\nHost: 8000-abc.localhost\r\n\r\n")
             .await
             .unwrap();
