@@ -24,11 +24,15 @@
 //!
 //! An app's answers cannot set firepit's cookies, nor any cookie for a
 //! `Domain` beyond its own preview host (it would reach the UI and the other
-//! previews): the proxy drops such `Set-Cookie`s
-//! ([`firepit_preview::rules::set_cookie_allowed`], on both paths). Behind a TLS front
-//! proxy (`--public-url https://…`) the UI's login cookie is `__Host-`, which
-//! no other host can set or shadow at all, and previews may be framed by the
+//! previews): the proxy drops such `Set-Cookie`s on both paths
+//! ([`firepit_preview::rules::set_cookie_allowed`]). Behind a TLS front proxy
+//! (`--public-url https://…`) the UI's login cookie is `__Host-`, which no
+//! other host can set or shadow at all, and previews may be framed by the
 //! public origin.
+//!
+//! Both paths reach the app through `dial_in` (the machine backend's
+//! `dial`) and keep upstream connections in one pool, which [`Previews::forget`]
+//! empties when a session stops.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
