@@ -93,14 +93,29 @@ pub fn is_upgrade<'h>(fields: impl Fields<'h>) -> bool {
         && connection_has(fields, "upgrade")
 }
 
+/// Whether any `Connection` field names a header that is not hop-by-hop
+/// anyway (`Connection: keep-alive`, `close` or `upgrade` do not): only then
+/// must each field be looked up among its names.
+fn names_more<'h>(fields: impl Fields<'h>) -> bool {
+    fields
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"close")
+                && std::str::from_utf8(t).map_or(true, |t| !is_hop_by_hop(t))
+        })
+}
+
 /// Whether a field is the connection's own: hop-by-hop, or named by a
-/// `Connection` field (`has_connection`: whether there is one at all, so
-/// that most messages skip the search). `Content-Length` is framing and
-/// never the connection's: dropping it while the body goes on would let the
-/// next hop read the body as another message.
-fn connection_only<'h>(name: &str, fields: &impl Fields<'h>, has_connection: bool) -> bool {
+/// `Connection` field (`named`: whether one names more than hop-by-hop
+/// headers, so that most messages skip the search). `Content-Length` is
+/// framing and never the connection's: dropping it while the body goes on
+/// would let the next hop read the body as another message.
+fn connection_only<'h>(name: &str, fields: &impl Fields<'h>, named: bool) -> bool {
     is_hop_by_hop(name)
-        || (has_connection
+        || (named
             && !name.eq_ignore_ascii_case("content-length")
             && connection_has(fields.clone(), name))
 }
@@ -121,9 +136,10 @@ pub fn request<'h>(fields: impl Fields<'h>, p: &Policy<'_>, mut emit: impl FnMut
         }
     }
     let upgrade = has_connection && is_upgrade(fields.clone());
+    let named = has_connection && names_more(fields.clone());
     let mut cookie_sent = false;
     for (name, value) in fields.clone() {
-        if connection_only(name, &fields, has_connection)
+        if connection_only(name, &fields, named)
             || name.eq_ignore_ascii_case("x-forwarded-for")
             || name.eq_ignore_ascii_case("x-forwarded-proto")
             || name.eq_ignore_ascii_case("x-forwarded-host")
@@ -157,16 +173,41 @@ pub fn request<'h>(fields: impl Fields<'h>, p: &Policy<'_>, mut emit: impl FnMut
         }
     }
     let mut ip = [0u8; 64];
-    let len = {
-        let mut w = &mut ip[..];
-        let _ = write!(w, "{}", p.client);
-        64 - w.len()
-    };
+    let len = write_ip(&mut ip, p.client);
     emit("x-forwarded-for", &ip[..len]);
     emit("x-forwarded-proto", b"http");
     if let Some(h) = host {
         emit("x-forwarded-host", h);
     }
+}
+
+/// Writes `ip` as text into `buf`; its length (this runs for every request).
+fn write_ip(buf: &mut [u8; 64], ip: IpAddr) -> usize {
+    let IpAddr::V4(v4) = ip else {
+        let mut w = &mut buf[..];
+        let _ = write!(w, "{ip}");
+        return 64 - w.len();
+    };
+    let mut at = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[at] = b'.';
+            at += 1;
+        }
+        let digits = [octet / 100, octet / 10 % 10, octet % 10];
+        let skip = if octet >= 100 {
+            0
+        } else if octet >= 10 {
+            1
+        } else {
+            2
+        };
+        for d in &digits[skip..] {
+            buf[at] = b'0' + d;
+            at += 1;
+        }
+    }
+    at
 }
 
 /// Rewrites the fields of a response with `status` for the browser: `emit`
@@ -190,9 +231,10 @@ pub fn response<'h>(
     }
     // Where the app's policy says nothing of framing, firepit's UI may frame.
     let add_frame_ancestors = !informational && !framed;
+    let named = has_connection && names_more(fields.clone());
     let mut policy_sent = false;
     for (name, value) in fields.clone() {
-        if !switching && connection_only(name, &fields, has_connection) {
+        if !switching && connection_only(name, &fields, named) {
             continue;
         }
         if name.eq_ignore_ascii_case("set-cookie")
@@ -206,32 +248,41 @@ pub fn response<'h>(
             }
             if !policy_sent && name.eq_ignore_ascii_case("content-security-policy") {
                 policy_sent = true;
-                emit(name, &with_frame_ancestors(value, p.frame_ancestor));
+                with_frame_ancestors(value, p.frame_ancestor, |v| emit(name, v));
                 continue;
             }
         }
         emit(name, value);
     }
     if add_frame_ancestors && !policy_sent {
-        emit(
-            "content-security-policy",
-            &with_frame_ancestors(b"", p.frame_ancestor),
-        );
+        with_frame_ancestors(b"", p.frame_ancestor, |v| {
+            emit("content-security-policy", v);
+        });
     }
 }
 
-/// `policy` with `frame-ancestors <ancestor>` as its last directive.
-fn with_frame_ancestors(policy: &[u8], ancestor: &str) -> Vec<u8> {
+/// Calls `f` with `policy` that has `frame-ancestors <ancestor>` as its last
+/// directive (made on the stack when it fits: this runs for every response).
+fn with_frame_ancestors(policy: &[u8], ancestor: &str, f: impl FnOnce(&[u8])) {
     let policy = policy.trim_ascii();
     let policy = policy.strip_suffix(b";").unwrap_or(policy).trim_ascii_end();
-    let mut out = Vec::with_capacity(policy.len() + ancestor.len() + 20);
-    if !policy.is_empty() {
-        out.extend_from_slice(policy);
-        out.extend_from_slice(b"; ");
+    let sep: &[u8] = if policy.is_empty() { b"" } else { b"; " };
+    let parts = [policy, sep, b"frame-ancestors ", ancestor.as_bytes()];
+    let len = parts.iter().map(|p| p.len()).sum();
+    let mut stack = [0u8; 512];
+    let mut heap = Vec::new();
+    let out = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap[..]
+    };
+    let mut at = 0;
+    for p in parts {
+        out[at..at + p.len()].copy_from_slice(p);
+        at += p.len();
     }
-    out.extend_from_slice(b"frame-ancestors ");
-    out.extend_from_slice(ancestor.as_bytes());
-    out
+    f(out);
 }
 
 /// Whether a policy has a `frame-ancestors` directive.
@@ -463,6 +514,23 @@ mod tests {
                 ("x-forwarded-proto", "http"),
             ])
         );
+    }
+
+    #[test]
+    fn addresses_are_written_as_text() {
+        for ip in [
+            "0.0.0.0",
+            "10.1.2.3",
+            "127.0.0.1",
+            "255.255.255.255",
+            "192.168.100.9",
+            "::1",
+            "fe80::1:2",
+        ] {
+            let mut buf = [0u8; 64];
+            let len = write_ip(&mut buf, ip.parse().unwrap());
+            assert_eq!(&buf[..len], ip.as_bytes());
+        }
     }
 
     #[test]

@@ -120,7 +120,9 @@ pub(super) fn rewrite_response(
     ))
 }
 
+#[inline]
 fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
