@@ -6,8 +6,8 @@
 //! `{"method": "Domain.event", "params": {…}}` at any time. One connection
 //! speaks to one target (a page), so there are no session ids.
 //!
-//! The WebSocket runs over a stream the caller made (a socket dialed inside
-//! the machine's network namespace), which is why this client exists rather
+//! The WebSocket runs over a stream the caller made (a socket the machine
+//! backend dialed inside the machine), which is why this client exists rather
 //! than a crate that dials by URL itself. A reader task resolves answers by
 //! id and broadcasts events; when the socket closes every pending command
 //! fails with [`Error::Closed`] and [`Cdp::closed`] completes.

@@ -3,8 +3,8 @@
 //! Chromium runs as the guest service `chromium` (so its output is in the
 //! service log like any other), headless, with its DevTools endpoint on the
 //! machine's 127.0.0.1 only. The daemon reaches that port through a stream
-//! the caller dials inside the machine's network namespace ([`Dial`]):
-//! nothing is forwarded or published.
+//! the caller dials inside the machine ([`Dial`]; the daemon's is the
+//! machine backend's `dial`): nothing is forwarded or published.
 //!
 //! Chromium's own sandbox is off (`--no-sandbox`): the machine is the
 //! sandbox (its own user, pid, mount and network namespaces, seccomp, no

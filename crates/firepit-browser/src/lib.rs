@@ -2,7 +2,8 @@
 //! daemon over the Chrome DevTools Protocol.
 //!
 //! - [`launch`]: starting Chromium as a guest service and finding its page,
-//!   through a stream the caller dials inside the machine's network namespace.
+//!   through a stream the caller dials inside the machine (the machine
+//!   backend's `dial`).
 //! - [`cdp`]: the CDP client (commands, answers by id, events) over one
 //!   WebSocket on that stream.
 //! - [`page`]: navigation, the snapshot with stable element refs, actions,

@@ -3,8 +3,8 @@
 //!
 //! A browser is made (not started) the first time a tool or the live view
 //! asks for it; Chromium starts on first use and is reused. The DevTools
-//! port is dialed inside the machine's network namespace by the preview
-//! proxy's dialer, so nothing is forwarded or published. Artifacts are files
+//! port is dialed inside the machine by the backend (`Backend::dial`, as
+//! previews are), so nothing is forwarded or published. Artifacts are files
 //! under `<data dir>/artifacts/<session>/`, announced by `artifact` events; a
 //! session keeps at most [`MAX_ARTIFACTS`] of them and [`MAX_ARTIFACT_BYTES`]
 //! in all (they are on the host's disk, outside the machine's disk limit):

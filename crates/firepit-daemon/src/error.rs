@@ -249,7 +249,7 @@ fn forge_status(e: &firepit_forge::Error) -> (StatusCode, &'static str) {
         F::BadToken => (StatusCode::BAD_GATEWAY, "forge_bad_token"),
         F::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "forge_rate_limited"),
         F::Refused { .. } => (StatusCode::BAD_GATEWAY, "forge_refused"),
-        F::Transport { .. } | F::Netns { .. } => (StatusCode::BAD_GATEWAY, "forge_unreachable"),
+        F::Transport { .. } => (StatusCode::BAD_GATEWAY, "forge_unreachable"),
     }
 }
 

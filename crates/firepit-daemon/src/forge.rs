@@ -2,8 +2,8 @@
 //! per-session forge broker.
 //!
 //! A session given a repository (`POST /v1/sessions` with `repo`) gets a
-//! broker: the daemon listens inside the machine's network namespace on
-//! `127.0.0.1:<port>` ([`firepit_forge::netns`]) and serves it with
+//! broker: the daemon listens inside the machine on `127.0.0.1:<port>`
+//! (`Backend::listen`: the socket is the backend's to make) and serves it with
 //! [`firepit_forge::broker::Broker`], which adds the token and passes only
 //! that session's repositories. Inside the machine, `/etc/gitconfig` points
 //! the forge's URLs at the broker (`url.<broker>.insteadOf`) and
@@ -213,23 +213,23 @@ impl App {
             let backend = self.backend().clone();
             let mid = machines::id(id);
             let bound = tokio::task::spawn_blocking(move || {
-                let path = backend
-                    .netns_path(&mid)
-                    .ok_or_else(|| Error::SessionNotRunning(mid.as_str().to_owned()))?;
-                let addr = SocketAddr::from(([127, 0, 0, 1], port));
-                firepit_forge::netns::listen_in(&path, addr).map_err(Error::from)
+                backend.listen(&mid, SocketAddr::from(([127, 0, 0, 1], port)))
             })
             .await?;
             match bound {
                 Ok(l) => break (l, port),
-                Err(Error::Forge(firepit_forge::Error::Netns { source, .. }))
+                Err(firepit_machine::Error::Net { source, .. })
                     if source.kind() == std::io::ErrorKind::AddrInUse && attempt < 8 =>
                 {
                     attempt += 1;
                 }
+                Err(firepit_machine::Error::NotRunning(_)) => {
+                    self.brokers().reserved.lock().expect("brokers").remove(id);
+                    return Err(Error::SessionNotRunning(id.to_owned()));
+                }
                 Err(e) => {
                     self.brokers().reserved.lock().expect("brokers").remove(id);
-                    return Err(e);
+                    return Err(Error::Machine(e));
                 }
             }
         };

@@ -162,7 +162,7 @@ impl App {
         &self.0.backend
     }
 
-    /// Preview state: signing key, dialers, upstream connections.
+    /// Preview state: signing key, upstream connections.
     pub fn previews(&self) -> &preview::Previews {
         &self.0.previews
     }

@@ -24,25 +24,29 @@
 //!
 //! An app's answers cannot set firepit's cookies, nor any cookie for a
 //! `Domain` beyond its own preview host (it would reach the UI and the other
-//! previews): the proxy drops such `Set-Cookie`s
-//! ([`firepit_preview::proxy::set_cookie_allowed`]). Behind a TLS front
-//! proxy (`--public-url https://…`) the UI's login cookie is `__Host-`, which
-//! no other host can set or shadow at all, and previews may be framed by the
+//! previews): the proxy drops such `Set-Cookie`s on both paths
+//! ([`firepit_preview::rules::set_cookie_allowed`]). Behind a TLS front proxy
+//! (`--public-url https://…`) the UI's login cookie is `__Host-`, which no
+//! other host can set or shadow at all, and previews may be framed by the
 //! public origin.
+//!
+//! Both paths reach the app through `dial_in` (the machine backend's
+//! `dial`) and keep upstream connections in one pool, which [`Previews::forget`]
+//! empties when a session stops.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use firepit_preview::proxy::{self, Forward, Upstreams};
 use firepit_preview::token::{self, Claims, Kind, Signer};
-use firepit_preview::{Dialers, HostKind, PreviewHost};
-use firepit_preview::{fast, pages};
+use firepit_preview::{HostKind, Pool, PreviewHost, Route};
+use firepit_preview::{fast, pages, proxy};
 use firepit_wire::api::SessionState;
 use hyper::body::Incoming;
 
-use crate::{App, auth, machines};
+use crate::{App, auth};
 
 /// The owner's cookie on a preview host.
 pub const OWNER_COOKIE: &str = "firepit_preview";
@@ -67,13 +71,11 @@ const OWNER_TTL: i64 = 7 * 24 * 3600;
 /// close and its namespace is gone.
 const RUNNING_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The preview state: the signing key, the dialers, idle upstream connections.
+/// The preview state: the signing key, idle upstream connections.
 pub struct Previews {
     signer: Signer,
-    dialers: Dialers,
-    upstreams: Upstreams,
-    /// Upstream connections of the fast path.
-    fast_pool: fast::Pool,
+    /// Upstream connections of both paths.
+    pool: Arc<Pool>,
     /// Sessions seen running, and when.
     running: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
@@ -92,9 +94,7 @@ impl Previews {
     pub fn new(signer: Signer) -> Previews {
         Previews {
             signer,
-            dialers: Dialers::default(),
-            upstreams: Upstreams::default(),
-            fast_pool: fast::Pool::default(),
+            pool: Arc::default(),
             running: Default::default(),
         }
     }
@@ -105,10 +105,15 @@ impl Previews {
     }
 
     /// Forgets what is kept for `session` (it stopped): whether it runs,
-    /// and its idle upstream connections.
+    /// and its idle upstream connections (of both paths).
     pub fn forget(&self, session: &str) {
         self.running.lock().expect("running").remove(session);
-        self.fast_pool.forget(session);
+        self.pool.forget(session);
+    }
+
+    /// The upstream connections of both paths.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 }
 
@@ -128,12 +133,21 @@ impl FastGate {
 
     /// Serves a connection: on the fast path while it can, then on `full`.
     pub async fn serve(&self, stream: tokio::net::TcpStream, client: SocketAddr) -> fast::Outcome {
-        fast::serve(self, &self.app.previews().fast_pool, stream, client).await
+        fast::serve(self, &self.app.previews().pool, stream, client).await
     }
 }
 
 impl fast::Gate for FastGate {
-    fn admit(&self, head: &fast::RequestHead<'_>) -> Option<fast::Admitted> {
+    fn claims(&self, host: &[u8]) -> bool {
+        std::str::from_utf8(host).is_ok_and(|h| {
+            matches!(
+                firepit_preview::host::classify(h, &self.app.config().domain),
+                HostKind::Preview(_)
+            )
+        })
+    }
+
+    fn admit(&self, head: &fast::RequestHead<'_>) -> Option<Route> {
         let app = &self.app;
         let HostKind::Preview(p) = firepit_preview::host::classify(head.host, &app.config().domain)
         else {
@@ -166,7 +180,7 @@ impl fast::Gate for FastGate {
             .host
             .rsplit_once(':')
             .and_then(|(_, port)| port.parse().ok());
-        Some(fast::Admitted {
+        Some(Route {
             frame_ancestor: daemon_origin(app, daemon_port),
             cookie_host: cookie_host(app, &p),
             session: p.session,
@@ -174,7 +188,7 @@ impl fast::Gate for FastGate {
         })
     }
 
-    fn dial<'a>(&'a self, to: &'a fast::Admitted) -> fast::Dialing<'a> {
+    fn dial<'a>(&'a self, to: &'a Route) -> fast::Dialing<'a> {
         Box::pin(async move {
             let p = PreviewHost {
                 port: to.port,
@@ -425,45 +439,21 @@ async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Inco
             ),
         ));
     }
-    let mut req = req;
-    let frame_ancestor = daemon_origin(app, daemon_port);
-    proxy::prepare_request(
-        &mut req,
-        &Forward {
-            client,
-            frame_ancestor: &frame_ancestor,
-            private_cookies: PRIVATE_COOKIES,
-            api_token: app.token(),
-        },
-    );
-    let result = previews
-        .upstreams
-        .forward(&p.session, p.port, req, || dial(app, &p))
-        .await;
+    let route = Route {
+        frame_ancestor: daemon_origin(app, daemon_port),
+        cookie_host: cookie_host(app, &p),
+        session: p.session.clone(),
+        port: p.port,
+    };
+    let policy = route.policy(client.ip(), PRIVATE_COOKIES, app.token());
+    let result = proxy::forward(&previews.pool, &route, &policy, req, || dial(app, &p)).await;
     match result {
-        Ok(mut resp) => {
-            proxy::prepare_response(
-                &mut resp,
-                &frame_ancestor,
-                &cookie_host(app, &p),
-                PRIVATE_COOKIES,
-            );
-            html(resp)
-        }
+        Ok(resp) => html(resp),
         Err(firepit_preview::Error::Refused(_)) => nothing_listening(app, &p).await,
-        Err(firepit_preview::Error::NetnsGone) => stopped(&p),
+        Err(firepit_preview::Error::NotRunning) => stopped(&p),
         Err(e) => {
             tracing::debug!(session = %p.session, port = p.port, error = %crate::error::chain(&e), "preview failed");
-            html(pages::page(
-                StatusCode::BAD_GATEWAY,
-                "The app did not answer",
-                &format!(
-                    "<p>Port {} in session <code>{}</code> did not answer: {}.</p>",
-                    p.port,
-                    pages::escape(&p.session),
-                    pages::escape(&crate::error::chain(&e))
-                ),
-            ))
+            html(pages::app_failed(p.port, &p.session))
         }
     }
 }
@@ -486,11 +476,7 @@ async fn dial(app: &App, p: &PreviewHost) -> Result<tokio::net::TcpStream, firep
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p.port),
         SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), p.port),
     ];
-    let backend = app.backend().clone();
-    let mid = machines::id(&p.session);
-    let netns = || backend.netns_path(&mid);
-    let dialers = &app.previews().dialers;
-    match dialers.dial(&p.session, netns, loopback).await {
+    match dial_in(app, &p.session, loopback).await {
         Err(firepit_preview::Error::Refused(port)) => {
             let others: Vec<SocketAddr> = open_ports(app, &p.session)
                 .await
@@ -500,30 +486,48 @@ async fn dial(app: &App, p: &PreviewHost) -> Result<tokio::net::TcpStream, firep
             if others.is_empty() {
                 return Err(firepit_preview::Error::Refused(port));
             }
-            let backend = app.backend().clone();
-            let mid = machines::id(&p.session);
-            dialers
-                .dial(&p.session, || backend.netns_path(&mid), others)
-                .await
+            dial_in(app, &p.session, others).await
         }
         other => other,
     }
 }
 
+/// Connects to the first of `addrs` that accepts, inside a session's
+/// machine: the backend's `dial`, on a blocking thread.
+pub(crate) async fn dial_in(
+    app: &App,
+    session: &str,
+    addrs: Vec<SocketAddr>,
+) -> Result<tokio::net::TcpStream, firepit_preview::Error> {
+    use firepit_preview::Error as E;
+    let port = addrs.first().map_or(0, SocketAddr::port);
+    let other = |e: &dyn std::fmt::Display| E::Connect {
+        port,
+        source: std::io::Error::other(e.to_string()),
+    };
+    let Ok(mid) = firepit_machine::MachineId::new(session) else {
+        return Err(E::NotRunning);
+    };
+    let backend = app.backend().clone();
+    let stream = match tokio::task::spawn_blocking(move || backend.dial(&mid, &addrs)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(firepit_machine::Error::NotRunning(_))) => return Err(E::NotRunning),
+        Ok(Err(firepit_machine::Error::Refused(p))) => return Err(E::Refused(p)),
+        Ok(Err(e)) => return Err(other(&crate::error::chain(&e))),
+        Err(e) => return Err(other(&e)),
+    };
+    tokio::net::TcpStream::from_std(stream).map_err(|source| E::Connect { port, source })
+}
+
 /// Connects to `port` on a session's machine loopback (the browser's
-/// DevTools port), inside its network namespace.
+/// DevTools port), inside the machine.
 pub(crate) async fn dial_loopback(
     app: &App,
     session: &str,
     port: u16,
 ) -> Result<tokio::net::TcpStream, firepit_preview::Error> {
-    let backend = app.backend().clone();
-    let mid = machines::id(session);
     let addr = vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)];
-    app.previews()
-        .dialers
-        .dial(session, || backend.netns_path(&mid), addr)
-        .await
+    dial_in(app, session, addr).await
 }
 
 /// The ports listening in a session's machine, as the guest sees them.
@@ -545,40 +549,15 @@ async fn nothing_listening(app: &App, p: &PreviewHost) -> Resp {
         .await
         .iter()
         .map(SocketAddr::port)
+        .filter(|&port| !is_firepit_port(app, &p.session, port))
         .collect();
     ports.sort_unstable();
     ports.dedup();
-    let open = if ports.is_empty() {
-        "<p>No port is open in this session yet.</p>".to_owned()
-    } else {
-        let links: Vec<String> = ports.iter().map(|n| format!("<li>{n}</li>")).collect();
-        format!(
-            "<p>Ports open in this session:</p><ul>{}</ul>",
-            links.concat()
-        )
-    };
-    html(pages::page(
-        StatusCode::BAD_GATEWAY,
-        "Nothing is listening yet",
-        &format!(
-            "<p>Nothing is listening on {} yet in session <code>{}</code>. Start your app's server \
-             (for example <code>python3 -m http.server {}</code>) and reload.</p>{open}",
-            p.port,
-            pages::escape(&p.session),
-            p.port
-        ),
-    ))
+    html(pages::nothing_listening(p.port, &p.session, &ports))
 }
 
 fn stopped(p: &PreviewHost) -> Resp {
-    html(pages::page(
-        StatusCode::CONFLICT,
-        "This session is stopped",
-        &format!(
-            "<p>Session <code>{s}</code> is stopped — start it with <code>firepit start {s}</code>.</p>",
-            s = pages::escape(&p.session)
-        ),
-    ))
+    html(pages::stopped(&p.session))
 }
 
 fn forbidden(text: &str) -> Resp {

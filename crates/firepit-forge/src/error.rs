@@ -70,15 +70,6 @@ pub enum Error {
         /// The cause (redacted).
         message: String,
     },
-    /// A socket inside a machine's network namespace could not be made.
-    #[error("making the broker's socket in {path}")]
-    Netns {
-        /// The namespace.
-        path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 impl Error {

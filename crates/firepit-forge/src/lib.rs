@@ -13,7 +13,6 @@ pub mod broker;
 mod client;
 mod config;
 mod error;
-pub mod netns;
 mod repo;
 mod route;
 mod token;

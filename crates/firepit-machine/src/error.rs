@@ -1,6 +1,7 @@
 //! The crate's error type.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// What can go wrong with a machine.
@@ -84,6 +85,24 @@ pub enum Error {
     /// The seccomp filter could not be built.
     #[error("building the seccomp filter")]
     Seccomp(#[source] seccompiler::BackendError),
+    /// The machine does not run, so its network is gone.
+    #[error("machine {0} is not running")]
+    NotRunning(String),
+    /// Nothing listens on the port inside the machine: every address
+    /// dialed refused the connection.
+    #[error("nothing is listening on port {0} inside the machine")]
+    Refused(u16),
+    /// Connecting or listening inside the machine failed otherwise.
+    #[error("{what} {addr} inside the machine")]
+    Net {
+        /// What was being done.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {

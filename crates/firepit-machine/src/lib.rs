@@ -21,7 +21,11 @@
 //!
 //! **API Boundary:** the API is synchronous. The daemon calls it from
 //! `spawn_blocking`. Code that calls clone/unshare/mount runs in a separate,
-//! single-threaded launcher process (see [`launcher_main`]).
+//! single-threaded launcher process (see [`launcher_main`]). Reaching a
+//! machine's ports is the backend's job too ([`Backend::dial`],
+//! [`Backend::listen`]): callers never learn how a backend gets there (a
+//! network namespace, a vsock, a remote node), so the trait names no
+//! namespace.
 #![warn(missing_docs)]
 
 mod error;
@@ -32,7 +36,7 @@ pub use error::Error;
 pub use namespaces::launcher::{LAUNCH_ARG, launcher_main};
 pub use spec::{Limits, MIN_DISK, MachineId, MachineSpec, Network};
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 
 /// Whether a machine's processes run.
@@ -95,7 +99,16 @@ pub trait Backend: Send + Sync {
     fn recover(&self) -> Result<Vec<MachineInfo>, Error>;
     /// Where the machine's guest listens.
     fn guest_address(&self, id: &MachineId) -> Result<GuestAddress, Error>;
-    /// The machine's network namespace (a path that `setns` accepts), while
-    /// it runs, for backends whose machines share the host kernel.
-    fn netns_path(&self, id: &MachineId) -> Option<PathBuf>;
+    /// Connects to the first of `addrs` that accepts, as seen from inside
+    /// the running machine: `127.0.0.1` is the machine's own loopback, so a
+    /// server bound there answers without a forwarder. The stream is
+    /// non-blocking with `TCP_NODELAY` set, ready for an async runtime.
+    /// [`Error::NotRunning`] when the machine does not run,
+    /// [`Error::Refused`] when every address refused.
+    fn dial(&self, id: &MachineId, addrs: &[SocketAddr]) -> Result<TcpStream, Error>;
+    /// Binds `addr` inside the running machine's network, for the caller to
+    /// accept on: the machine reaches it on its own address (`127.0.0.1`),
+    /// and nothing listens on the host. Non-blocking. An address in use is
+    /// [`Error::Net`] with `AddrInUse`.
+    fn listen(&self, id: &MachineId, addr: SocketAddr) -> Result<TcpListener, Error>;
 }

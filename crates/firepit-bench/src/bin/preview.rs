@@ -6,7 +6,7 @@
 //!   namespace*. `wrk` runs in that namespace too and loads, in turn, the real
 //!   daemon (an `App` serving a second listener made inside the namespace, so
 //!   requests go through Host dispatch, the access check, the session lookup,
-//!   the netns dialer and the proxy exactly as in production) and an nginx
+//!   the backend's dial and the proxy exactly as in production) and an nginx
 //!   reverse proxy (upstream keepalive on, like firepit's connection reuse)
 //!   listening there as well. Same upstream, same loopback, same CPUs; the
 //!   figures are requests/s and p99. Budget: firepit ≥ 0.9 × nginx.
@@ -23,7 +23,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -90,11 +89,11 @@ fn in_netns(netns: &Path, program: &Path) -> Command {
     c
 }
 
-/// Waits until `addr` inside the namespace accepts (tried from a thread in it).
-fn wait_listening(netns: &Path, addr: SocketAddr) -> Result<()> {
+/// Waits until `addr` inside the machine accepts (dialed by the backend).
+fn wait_listening(app: &App, id: &MachineId, addr: SocketAddr) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if in_ns(netns, move || TcpStream::connect(addr).map(drop))?.is_ok() {
+        if app.backend().dial(id, &[addr]).is_ok() {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -104,19 +103,15 @@ fn wait_listening(netns: &Path, addr: SocketAddr) -> Result<()> {
     }
 }
 
-/// Runs `f` on a thread inside the network namespace at `netns`.
-fn in_ns<T: Send + 'static>(netns: &Path, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    let ns = std::fs::File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
-    std::thread::spawn(move || {
-        // SAFETY: setns on this short-lived thread only, with a valid fd.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(f())
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("a namespace thread panicked"))?
-    .context("entering the machine's network namespace")
+/// A blocking listener on `port` of the machine's loopback (bound by the
+/// backend).
+fn listen_in(app: &App, id: &MachineId, port: u16) -> Result<TcpListener> {
+    let l = app
+        .backend()
+        .listen(id, SocketAddr::from(([127, 0, 0, 1], port)))
+        .with_context(|| format!("listening on port {port} inside the machine"))?;
+    l.set_nonblocking(false)?;
+    Ok(l)
 }
 
 /// Requests/s and p99 latency (ms) of one wrk run.
@@ -247,14 +242,19 @@ async fn measure(
     wrk_bin: &Path,
     nginx_bin: &Path,
 ) -> Result<()> {
-    let netns = app
+    let mid = MachineId::new(id).context("session id")?;
+    // wrk and nginx run in the machine's network namespace (this bench is
+    // the namespaces backend's): entered by nsenter through its init.
+    let pid = app
         .backend()
-        .netns_path(&MachineId::new(id).context("session id")?)
-        .context("the machine has no network namespace")?;
+        .inspect(&mid)?
+        .pid
+        .context("the machine does not run")?;
+    let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
     let never = std::future::pending::<()>;
     tokio::spawn(firepit_daemon::serve(host_listener, app.clone(), never()));
-    // The daemon's second listener, made inside the machine's namespace.
-    let inside = in_ns(&netns, || TcpListener::bind(("127.0.0.1", FIREPIT_IN_NS)))??;
+    // The daemon's second listener, made inside the machine.
+    let inside = listen_in(app, &mid, FIREPIT_IN_NS)?;
     inside.set_nonblocking(true)?;
     tokio::spawn(firepit_daemon::serve(
         tokio::net::TcpListener::from_std(inside)?,
@@ -294,8 +294,8 @@ async fn measure(
             .context("starting nginx")?;
         procs.0.push(child);
     }
-    wait_listening(&netns, ([127, 0, 0, 1], UPSTREAM).into())?;
-    wait_listening(&netns, ([127, 0, 0, 1], NGINX_IN_NS).into())?;
+    wait_listening(app, &mid, ([127, 0, 0, 1], UPSTREAM).into())?;
+    wait_listening(app, &mid, ([127, 0, 0, 1], NGINX_IN_NS).into())?;
 
     let host = format!("{UPSTREAM}-{id}.localhost:{FIREPIT_IN_NS}");
     let headers = [
@@ -332,7 +332,7 @@ async fn measure(
     let mut lat = Vec::with_capacity(BIND_RUNS);
     for i in 0..BIND_RUNS {
         let port = 20000 + i as u16;
-        let listener = in_ns(&netns, move || TcpListener::bind(("127.0.0.1", port)))??;
+        let listener = listen_in(app, &mid, port)?;
         let bound = Instant::now();
         let server = std::thread::spawn(move || {
             if let Ok((mut s, _)) = listener.accept() {

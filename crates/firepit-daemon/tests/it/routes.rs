@@ -2,7 +2,6 @@
 //! input, checked with `tower::ServiceExt::oneshot`.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -54,8 +53,19 @@ impl Backend for Recording {
     fn guest_address(&self, id: &MachineId) -> Result<GuestAddress, MachineError> {
         Err(MachineError::NotFound(id.as_str().into()))
     }
-    fn netns_path(&self, _: &MachineId) -> Option<PathBuf> {
-        None
+    fn dial(
+        &self,
+        id: &MachineId,
+        _: &[std::net::SocketAddr],
+    ) -> Result<std::net::TcpStream, MachineError> {
+        Err(MachineError::NotRunning(id.as_str().into()))
+    }
+    fn listen(
+        &self,
+        id: &MachineId,
+        _: std::net::SocketAddr,
+    ) -> Result<std::net::TcpListener, MachineError> {
+        Err(MachineError::NotRunning(id.as_str().into()))
     }
 }
 

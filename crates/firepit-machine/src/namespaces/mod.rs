@@ -50,6 +50,7 @@ mod firewall;
 mod idmap;
 pub(crate) mod launcher;
 mod netlink;
+mod netns;
 mod procfs;
 mod resolve;
 pub mod uid_ranges;
@@ -170,6 +171,8 @@ pub struct NamespacesBackend {
     locks: Mutex<HashMap<MachineId, Arc<Mutex<()>>>>,
     /// Held while choosing an address slot.
     alloc: Mutex<()>,
+    /// The threads that dial and listen inside machines' network namespaces.
+    net: netns::Threads,
 }
 
 impl NamespacesBackend {
@@ -236,6 +239,7 @@ impl NamespacesBackend {
             host_cpus,
             locks: Mutex::default(),
             alloc: Mutex::default(),
+            net: netns::Threads::default(),
         })
     }
 
@@ -655,9 +659,30 @@ impl Backend for NamespacesBackend {
         })
     }
 
-    fn netns_path(&self, id: &MachineId) -> Option<PathBuf> {
-        self.live_init(id)
-            .map(|r| PathBuf::from(format!("/proc/{}/ns/net", r.pid)))
+    fn dial(
+        &self,
+        id: &MachineId,
+        addrs: &[std::net::SocketAddr],
+    ) -> Result<std::net::TcpStream, Error> {
+        self.net.dial(id, || self.running_init(id), addrs)
+    }
+
+    fn listen(
+        &self,
+        id: &MachineId,
+        addr: std::net::SocketAddr,
+    ) -> Result<std::net::TcpListener, Error> {
+        self.net.listen(id, || self.running_init(id), addr)
+    }
+}
+
+impl NamespacesBackend {
+    /// A running machine's init, for [`netns`].
+    fn running_init(&self, id: &MachineId) -> Option<netns::Init> {
+        self.live_init(id).map(|r| netns::Init {
+            pid: r.pid,
+            start_time: r.start_time,
+        })
     }
 }
 

@@ -38,7 +38,10 @@ fn machine_runs_with_its_identity_and_keeps_files_across_stop_and_start() {
     backend().stop(&m.id).unwrap();
     let info = backend().inspect(&m.id).unwrap();
     assert_eq!(info.state, MachineState::Stopped);
-    assert!(backend().netns_path(&m.id).is_none());
+    assert!(matches!(
+        backend().dial(&m.id, &["127.0.0.1:80".parse().unwrap()]),
+        Err(firepit_machine::Error::NotRunning(_))
+    ));
     backend().stop(&m.id).unwrap();
 
     let info = backend().start(&m.id).unwrap();

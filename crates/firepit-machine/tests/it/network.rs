@@ -40,8 +40,6 @@ fn nat_machine_reaches_the_outside_only() {
     let b = Machine::create(spec("it-net-b", Network::Nat));
     let addr_b = backend().inspect(&b.id).unwrap().address.unwrap();
     assert!(a.ok("cat /sys/class/net/eth0/operstate") == "up");
-    let netns = backend().netns_path(&a.id).unwrap();
-    assert!(netns.exists());
 
     // The host, by the bridge address and by its loopback.
     assert_eq!(connect(&a, "10.89.0.1", port), "TimeoutError");
@@ -54,23 +52,24 @@ fn nat_machine_reaches_the_outside_only() {
     b.ok("for i in $(seq 200); do python3 -c \"import socket; socket.create_connection(('127.0.0.1', 8000), timeout=1)\" 2>/dev/null && exit 0; sleep 0.1; done; exit 1");
     assert_eq!(connect(&b, "127.0.0.1", 8000), "open");
     assert_ne!(connect(&a, &addr_b.to_string(), 8000), "open");
-    // The preview proxy's way in: a socket opened inside the machine's netns
-    // reaches its loopback.
-    let netns_b = backend().netns_path(&b.id).unwrap();
-    let reached = std::thread::spawn(move || {
-        let ns = std::fs::File::open(netns_b).unwrap();
-        // SAFETY: setns on a valid netns descriptor, in a thread of its own
-        // that ends right after.
-        let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-        std::net::TcpStream::connect("127.0.0.1:8000").is_ok()
-    })
-    .join()
-    .unwrap();
-    assert!(
-        reached,
-        "no connection to the machine's loopback through its netns"
-    );
+    // The daemon's way in (previews, the browser): a socket the backend
+    // makes inside the machine reaches its loopback.
+    let lo = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    backend()
+        .dial(&b.id, &[lo(8000)])
+        .expect("no connection to the machine's loopback");
+    assert!(matches!(
+        backend().dial(&b.id, &[lo(8001)]),
+        Err(firepit_machine::Error::Refused(8001))
+    ));
+    // And its way to be reached (the forge broker): a listener the backend
+    // binds inside one machine answers that machine on its loopback, and no
+    // other machine.
+    let l = backend().listen(&b.id, lo(0)).unwrap();
+    let l_port = l.local_addr().unwrap().port();
+    assert_eq!(connect(&b, "127.0.0.1", l_port), "open");
+    assert_eq!(connect(&a, "127.0.0.1", l_port), "ConnectionRefusedError");
+    drop(l);
 
     // "The internet": a namespace of our own, reached through NAT.
     let _inet = Internet::new();
@@ -382,7 +381,7 @@ fn machines_cannot_speak_as_one_another() {
     // A machine that got NET_ADMIN and NET_RAW anyway, played by this test
     // from A's network namespace: nothing it says as B passes its veth.
     let capture = Capture::open(&config().bridge);
-    let netns = backend().netns_path(&a.id).unwrap();
+    let netns = std::path::PathBuf::from(format!("/proc/{}/ns/net", a.pid));
     in_netns(netns.clone(), move || send_udp(ip_a, gateway, b"fp-before"));
     capture.until(b"fp-before");
     nsenter(
