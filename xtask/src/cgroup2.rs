@@ -43,7 +43,8 @@ const BUSYBOX: &str = "busybox-static";
 /// The modules the VM loads (with their dependencies, first): the host's
 /// root over virtio-9p, entropy, and what the tests' machines use (overlay
 /// roots; veth, the bridge and the nftables rules the backend sets up; a
-/// dummy interface for the VM's default route).
+/// dummy interface for the VM's default route; loop and btrfs for the
+/// machines' disk pool).
 /// `crc32c_generic` is the implementation `libcrc32c` (of nf_tables) asks
 /// for by its alias `crc32c` as a soft dependency, which is not followed.
 const MODULES: &[&str] = &[
@@ -60,6 +61,9 @@ const MODULES: &[&str] = &[
     "nft_ct",
     "nft_chain_nat",
     "nft_masq",
+    "nft_meta_bridge",
+    "loop",
+    "btrfs",
 ];
 const INIT: &str = include_str!("cgroup2/init.sh");
 const STAGE2: &str = include_str!("cgroup2/stage2.sh");

@@ -21,6 +21,13 @@ fi
 for d in /run /tmp /var/tmp; do
     mount -t tmpfs -o mode=1777 tmpfs "/newroot$d"
 done
+# The machines' uid-range registry (/var/lib/firepit/uid-ranges) must be
+# writable: a tmpfs of its own, or over /var/lib where the host has none yet.
+if [ -d /newroot/var/lib/firepit ]; then
+    mount -t tmpfs -o mode=700 tmpfs /newroot/var/lib/firepit
+else
+    mount -t tmpfs -o mode=755 tmpfs /newroot/var/lib
+fi
 chmod 755 /newroot/run
 mkdir -p /newroot/run/firepit-vm/out
 if ! mount -t 9p -o "$opts" out /newroot/run/firepit-vm/out; then
