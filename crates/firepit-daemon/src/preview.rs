@@ -110,11 +110,6 @@ impl Previews {
         self.running.lock().expect("running").remove(session);
         self.pool.forget(session);
     }
-
-    /// The upstream connections of both paths.
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
 }
 
 /// The daemon's side of the proxy's fast path ([`fast`]): it takes
