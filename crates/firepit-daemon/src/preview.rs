@@ -31,8 +31,8 @@
 //! public origin.
 //!
 //! Both paths reach the app through `dial_in` (the machine backend's
-//! `dial`) and keep upstream connections in one pool, which [`Previews::forget`]
-//! empties when a session stops.
+//! `dial_then`) and keep upstream connections in one pool, which
+//! [`Previews::forget`] empties when a session stops.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -109,11 +109,6 @@ impl Previews {
     pub fn forget(&self, session: &str) {
         self.running.lock().expect("running").remove(session);
         self.pool.forget(session);
-    }
-
-    /// The upstream connections of both paths.
-    pub fn pool(&self) -> &Pool {
-        &self.pool
     }
 }
 
@@ -493,7 +488,7 @@ async fn dial(app: &App, p: &PreviewHost) -> Result<tokio::net::TcpStream, firep
 }
 
 /// Connects to the first of `addrs` that accepts, inside a session's
-/// machine: the backend's `dial`, on a blocking thread.
+/// machine: the backend's `dial_then`, its answer awaited here.
 pub(crate) async fn dial_in(
     app: &App,
     session: &str,
@@ -501,20 +496,27 @@ pub(crate) async fn dial_in(
 ) -> Result<tokio::net::TcpStream, firepit_preview::Error> {
     use firepit_preview::Error as E;
     let port = addrs.first().map_or(0, SocketAddr::port);
-    let other = |e: &dyn std::fmt::Display| E::Connect {
-        port,
-        source: std::io::Error::other(e.to_string()),
-    };
     let Ok(mid) = firepit_machine::MachineId::new(session) else {
         return Err(E::NotRunning);
     };
-    let backend = app.backend().clone();
-    let stream = match tokio::task::spawn_blocking(move || backend.dial(&mid, &addrs)).await {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.backend().clone().dial_then(
+        mid,
+        addrs,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    let stream = match rx.await {
         Ok(Ok(s)) => s,
-        Ok(Err(firepit_machine::Error::NotRunning(_))) => return Err(E::NotRunning),
+        Ok(Err(firepit_machine::Error::NotRunning(_))) | Err(_) => return Err(E::NotRunning),
         Ok(Err(firepit_machine::Error::Refused(p))) => return Err(E::Refused(p)),
-        Ok(Err(e)) => return Err(other(&crate::error::chain(&e))),
-        Err(e) => return Err(other(&e)),
+        Ok(Err(e)) => {
+            return Err(E::Connect {
+                port,
+                source: std::io::Error::other(crate::error::chain(&e)),
+            });
+        }
     };
     tokio::net::TcpStream::from_std(stream).map_err(|source| E::Connect { port, source })
 }

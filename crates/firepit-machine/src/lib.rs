@@ -38,6 +38,7 @@ pub use spec::{Limits, MIN_DISK, MachineId, MachineSpec, Network};
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// Whether a machine's processes run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -78,10 +79,14 @@ pub struct MachineInfo {
     pub guest: GuestAddress,
 }
 
+/// Where [`Backend::dial_then`] hands its result.
+pub type DialDone = Box<dyn FnOnce(Result<TcpStream, Error>) + Send>;
+
 /// An isolation technology that runs machines.
 ///
-/// All methods block; call them from a blocking context.
-pub trait Backend: Send + Sync {
+/// All methods but [`Backend::dial_then`] block; call them from a blocking
+/// context.
+pub trait Backend: Send + Sync + 'static {
     /// Creates a machine and starts it. A failure leaves nothing behind.
     fn create(&self, spec: &MachineSpec) -> Result<MachineInfo, Error>;
     /// Starts a stopped machine on the files it had. Starting a running
@@ -106,6 +111,29 @@ pub trait Backend: Send + Sync {
     /// [`Error::NotRunning`] when the machine does not run,
     /// [`Error::Refused`] when every address refused.
     fn dial(&self, id: &MachineId, addrs: &[SocketAddr]) -> Result<TcpStream, Error>;
+    /// [`Backend::dial`] for a caller that must not wait (an async
+    /// runtime): it returns at once, or once it has started what the
+    /// backend needs to reach the machine, and `done` gets the result on a
+    /// thread of the backend's. The default dials on a thread of its own.
+    fn dial_then(self: Arc<Self>, id: MachineId, addrs: Vec<SocketAddr>, done: DialDone) {
+        let slot = Arc::new(Mutex::new(Some(done)));
+        let take =
+            |slot: &Mutex<Option<DialDone>>| slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let theirs = slot.clone();
+        let spawned = std::thread::Builder::new()
+            .name("fp-dial".into())
+            .spawn(move || {
+                let r = self.dial(&id, &addrs);
+                if let Some(done) = take(&theirs) {
+                    done(r);
+                }
+            });
+        if let Err(e) = spawned
+            && let Some(done) = take(&slot)
+        {
+            done(Err(Error::sys("starting a thread to dial")(e)));
+        }
+    }
     /// Binds `addr` inside the running machine's network, for the caller to
     /// accept on: the machine reaches it on its own address (`127.0.0.1`),
     /// and nothing listens on the host. Non-blocking. An address in use is

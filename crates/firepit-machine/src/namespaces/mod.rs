@@ -667,6 +667,16 @@ impl Backend for NamespacesBackend {
         self.net.dial(id, || self.running_init(id), addrs)
     }
 
+    fn dial_then(
+        self: Arc<Self>,
+        id: MachineId,
+        addrs: Vec<std::net::SocketAddr>,
+        done: crate::DialDone,
+    ) {
+        self.net
+            .dial_then(&id, || self.running_init(&id), addrs, done);
+    }
+
     fn listen(
         &self,
         id: &MachineId,

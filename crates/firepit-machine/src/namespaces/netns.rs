@@ -10,10 +10,17 @@
 //! host. A dial costs a channel round trip and a loopback `connect()`, no
 //! thread spawn and no `setns`.
 //!
+//! Answers go to a callback on the namespace's thread
+//! ([`Backend::dial_then`](crate::Backend::dial_then)), so an async caller
+//! waits on a channel of its own without a blocking thread in between; the
+//! blocking calls wait on such a channel.
+//!
 //! The thread holds the machine's init as a pidfd and checks it before every
 //! job and every two seconds while idle: once the init is gone (the machine
-//! stopped) the thread ends, letting the namespace go, and the next job finds
-//! the machine's namespace anew (a restarted machine has a new init).
+//! stopped) the thread ends, letting the namespace go. Callers check the same
+//! pidfd before they hand a job to a cached thread, so the first job after a
+//! restart finds the machine's namespace anew (a restarted machine has a new
+//! init).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -41,15 +48,18 @@ pub(crate) struct Init {
     pub(crate) start_time: u64,
 }
 
+/// Where a job's answer goes (called on the namespace's thread).
+pub(crate) type Reply<T> = Box<dyn FnOnce(Result<T, Error>) + Send>;
+
 /// What a namespace thread is asked to do.
 enum Job {
     Connect {
         addrs: Vec<SocketAddr>,
-        reply: mpsc::SyncSender<Result<TcpStream, Error>>,
+        reply: Reply<TcpStream>,
     },
     Listen {
         addr: SocketAddr,
-        reply: mpsc::SyncSender<Result<TcpListener, Error>>,
+        reply: Reply<TcpListener>,
     },
 }
 
@@ -58,32 +68,48 @@ impl Job {
     fn gone(self, id: &MachineId) {
         let e = || Error::NotRunning(id.to_string());
         match self {
-            Job::Connect { reply, .. } => drop(reply.send(Err(e()))),
-            Job::Listen { reply, .. } => drop(reply.send(Err(e()))),
+            Job::Connect { reply, .. } => reply(Err(e())),
+            Job::Listen { reply, .. } => reply(Err(e())),
         }
     }
+}
+
+/// A running machine's thread: its job queue, and its machine's init.
+struct Entry {
+    jobs: mpsc::Sender<Job>,
+    pidfd: Arc<OwnedFd>,
 }
 
 /// The namespace threads of running machines, by machine.
 #[derive(Default)]
 pub(crate) struct Threads {
-    by_machine: Mutex<HashMap<MachineId, Arc<mpsc::Sender<Job>>>>,
+    by_machine: Mutex<HashMap<MachineId, Entry>>,
 }
 
 impl Threads {
     /// Connects to the first of `addrs` that accepts, from inside machine
-    /// `id`'s network namespace. `init` finds the machine's running init when
-    /// no live thread is cached (`None`: the machine does not run). Blocks.
+    /// `id`'s network namespace, and hands the result to `done` on the
+    /// namespace's thread. `init` finds the machine's running init when no
+    /// live thread is cached (`None`: the machine does not run). Waits for
+    /// nothing but, the first time, the thread's start.
+    pub(crate) fn dial_then(
+        &self,
+        id: &MachineId,
+        init: impl Fn() -> Option<Init>,
+        addrs: Vec<SocketAddr>,
+        done: Reply<TcpStream>,
+    ) {
+        self.send(id, init, Job::Connect { addrs, reply: done });
+    }
+
+    /// [`Threads::dial_then`], waiting for the result.
     pub(crate) fn dial(
         &self,
         id: &MachineId,
         init: impl Fn() -> Option<Init>,
         addrs: &[SocketAddr],
     ) -> Result<TcpStream, Error> {
-        self.run(id, init, |reply| Job::Connect {
-            addrs: addrs.to_vec(),
-            reply,
-        })
+        wait(id, |reply| self.dial_then(id, init, addrs.to_vec(), reply))
     }
 
     /// Binds `addr` inside machine `id`'s network namespace. Blocks.
@@ -93,73 +119,68 @@ impl Threads {
         init: impl Fn() -> Option<Init>,
         addr: SocketAddr,
     ) -> Result<TcpListener, Error> {
-        self.run(id, init, |reply| Job::Listen { addr, reply })
+        wait(id, |reply| self.send(id, init, Job::Listen { addr, reply }))
     }
 
-    /// Hands a job to `id`'s thread and waits for its answer; once more on
-    /// a new thread when the cached one found its machine gone (it may have
-    /// been restarted).
-    fn run<T>(
-        &self,
-        id: &MachineId,
-        init: impl Fn() -> Option<Init>,
-        job: impl Fn(mpsc::SyncSender<Result<T, Error>>) -> Job,
-    ) -> Result<T, Error> {
-        for _ in 0..2 {
-            let jobs = self.jobs_for(id, &init)?;
-            let (reply, answer) = mpsc::sync_channel(1);
-            if jobs.send(job(reply)).is_err() {
-                self.forget(id, &jobs);
-                continue;
+    /// Hands `job` to `id`'s thread, or answers it when there is none.
+    fn send(&self, id: &MachineId, init: impl Fn() -> Option<Init>, job: Job) {
+        match self.jobs_for(id, &init) {
+            Ok(jobs) => {
+                if let Err(mpsc::SendError(job)) = jobs.send(job) {
+                    job.gone(id);
+                }
             }
-            match answer.recv() {
-                Ok(Err(Error::NotRunning(_))) | Err(_) => self.forget(id, &jobs),
-                Ok(r) => return r,
-            }
-        }
-        Err(Error::NotRunning(id.to_string()))
-    }
-
-    /// Drops `id`'s cached thread if it is still `jobs` (its thread ends when
-    /// idle).
-    fn forget(&self, id: &MachineId, jobs: &Arc<mpsc::Sender<Job>>) {
-        let mut map = self.by_machine.lock().unwrap_or_else(|e| e.into_inner());
-        if map.get(id).is_some_and(|j| Arc::ptr_eq(j, jobs)) {
-            map.remove(id);
+            Err(e) => match job {
+                Job::Connect { reply, .. } => reply(Err(e)),
+                Job::Listen { reply, .. } => reply(Err(e)),
+            },
         }
     }
 
-    /// The job queue of `id`'s thread, starting one if none is cached.
+    /// The job queue of `id`'s thread: the cached one while its machine's
+    /// init lives (a stopped or restarted machine gets a new thread), else a
+    /// new one.
     fn jobs_for(
         &self,
         id: &MachineId,
         init: &impl Fn() -> Option<Init>,
-    ) -> Result<Arc<mpsc::Sender<Job>>, Error> {
-        if let Some(jobs) = self
-            .by_machine
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
+    ) -> Result<mpsc::Sender<Job>, Error> {
         {
-            return Ok(jobs.clone());
+            let mut map = self.by_machine.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get(id) {
+                Some(e) if alive(&e.pidfd) => return Ok(e.jobs.clone()),
+                Some(_) => drop(map.remove(id)),
+                None => {}
+            }
         }
         let init = init().ok_or_else(|| Error::NotRunning(id.to_string()))?;
-        let jobs = Arc::new(start(id, init)?);
+        let entry = start(id, init)?;
+        let jobs = entry.jobs.clone();
         self.by_machine
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), jobs.clone());
+            .insert(id.clone(), entry);
         Ok(jobs)
     }
 }
 
+/// Runs `send` with a reply that it waits for.
+fn wait<T: Send + 'static>(id: &MachineId, send: impl FnOnce(Reply<T>)) -> Result<T, Error> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    send(Box::new(move |r| {
+        let _ = tx.send(r);
+    }));
+    rx.recv()
+        .unwrap_or_else(|_| Err(Error::NotRunning(id.to_string())))
+}
+
 /// Starts the thread for `init`'s network namespace; returns once it has
 /// entered it.
-fn start(id: &MachineId, init: Init) -> Result<mpsc::Sender<Job>, Error> {
+fn start(id: &MachineId, init: Init) -> Result<Entry, Error> {
     let gone = || Error::NotRunning(id.to_string());
     // The pidfd first: while it shows the process alive with the start time
     // it had, the pid is that process's, and so is the namespace opened here.
-    let pidfd = pidfd_open(init.pid).ok_or_else(gone)?;
+    let pidfd = Arc::new(pidfd_open(init.pid).ok_or_else(gone)?);
     let path = PathBuf::from(format!("/proc/{}/ns/net", init.pid));
     let ns = match File::open(&path) {
         Ok(f) => f,
@@ -176,6 +197,7 @@ fn start(id: &MachineId, init: Init) -> Result<mpsc::Sender<Job>, Error> {
     let (jobs, rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
     let machine = id.clone();
+    let held = pidfd.clone();
     std::thread::Builder::new()
         .name(format!("fp-net-{id}"))
         .spawn(move || {
@@ -189,11 +211,11 @@ fn start(id: &MachineId, init: Init) -> Result<mpsc::Sender<Job>, Error> {
             }
             drop(ns);
             let _ = ready_tx.send(Ok(()));
-            serve(&machine, &pidfd, &rx);
+            serve(&machine, &held, &rx);
         })
         .map_err(Error::sys("starting a network namespace thread"))?;
     match ready_rx.recv() {
-        Ok(Ok(())) => Ok(jobs),
+        Ok(Ok(())) => Ok(Entry { jobs, pidfd }),
         Ok(Err(e)) => Err(Error::io("entering the machine's network namespace", path)(
             e,
         )),
@@ -206,8 +228,8 @@ fn serve(id: &MachineId, pidfd: &OwnedFd, jobs: &mpsc::Receiver<Job>) {
     loop {
         match jobs.recv_timeout(IDLE_CHECK) {
             Ok(job) if !alive(pidfd) => return job.gone(id),
-            Ok(Job::Connect { addrs, reply }) => drop(reply.send(connect_any(&addrs))),
-            Ok(Job::Listen { addr, reply }) => drop(reply.send(bind(addr))),
+            Ok(Job::Connect { addrs, reply }) => reply(connect_any(&addrs)),
+            Ok(Job::Listen { addr, reply }) => reply(bind(addr)),
             Err(mpsc::RecvTimeoutError::Timeout) if alive(pidfd) => {}
             Err(_) => return,
         }
@@ -296,6 +318,48 @@ mod tests {
     }
 
     #[test]
+    fn a_machine_whose_init_ended_gets_a_new_thread() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        // Children share our netns and stand in for a machine's init, one
+        // before a restart and one after.
+        let init_of = |c: &std::process::Child| {
+            let pid = c.id() as i32;
+            Init {
+                pid,
+                start_time: procfs::start_time(pid).unwrap(),
+            }
+        };
+        let mut first = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let id = MachineId::new("restarted").unwrap();
+        let t = Threads::default();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = [l.local_addr().unwrap()];
+        let a = init_of(&first);
+        t.dial(&id, || Some(a), &addr).unwrap();
+        first.kill().unwrap();
+        first.wait().unwrap();
+        let mut second = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let b = init_of(&second);
+        t.dial(&id, || Some(b), &addr).unwrap();
+        // Stopped: no init, no dial.
+        second.kill().unwrap();
+        second.wait().unwrap();
+        assert!(matches!(
+            t.dial(&id, || None, &addr),
+            Err(Error::NotRunning(_))
+        ));
+    }
+
+    #[test]
     fn a_live_process_is_alive() {
         let fd = pidfd_open(std::process::id() as i32).unwrap();
         assert!(alive(&fd));
@@ -332,6 +396,16 @@ mod tests {
             t.dial(&other, || None, &[addr]),
             Err(Error::NotRunning(_))
         ));
+        // Without waiting: the answer comes to the callback.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (tx, rx) = mpsc::channel();
+        t.dial_then(
+            &id,
+            || panic!("the thread is cached"),
+            vec![l.local_addr().unwrap()],
+            Box::new(move |r| tx.send(r.is_ok()).unwrap()),
+        );
+        assert!(rx.recv().unwrap());
         // An init that is not the process it claims to be is not entered.
         let stale = Init {
             pid: std::process::id() as i32,

@@ -2,12 +2,12 @@
 //!
 //! Most preview traffic is ordinary requests, one after another on
 //! kept-alive connections. For those, [`serve`] parses each request head in
-//! place ([`parse`]), asks the [`Gate`] whether it may pass and where to,
-//! writes the rewritten head ([`rewrite`], through the same
+//! place (`parse`), asks the [`Gate`] whether it may pass and where to,
+//! writes the rewritten head (`rewrite`, through the same
 //! [`crate::rules`] as the full path) and the body to an upstream connection
 //! from the shared [`Pool`], and copies the response back with its head
-//! rewritten the same way ([`forward`]), framing bodies by `Content-Length`
-//! or by scanning chunked encoding without decoding it ([`framing`]). No
+//! rewritten the same way (`forward`), framing bodies by `Content-Length`
+//! or by scanning chunked encoding without decoding it (`framing`). No
 //! header map is built: this is what takes the proxy's cost per request
 //! near nginx's.
 //!
