@@ -1,14 +1,22 @@
-//! The `firepit-guest` binary: `firepit-guest --socket PATH`.
+//! The `firepit-guest` binary: `firepit-guest --socket PATH [--no-main-pty]
+//! [--port-poll] [--port-rescan-ms N]`.
 //!
 //! Run as PID 1 of a machine (or as a plain process in tests). Sets the children's
-//! environment, binds the socket first (start-up latency matters), starts the reaper and
-//! the shared `main` pty, serves connections, and on SIGTERM stops everything.
+//! environment, binds the socket first (start-up latency matters), installs the
+//! `listen()` filter (see `listen_notify`: after the guest's own socket listens, so the
+//! guest never waits for its own filter; every process it starts inherits it), starts
+//! the reaper and the shared `main` pty, serves connections, and on SIGTERM stops
+//! everything.
+//!
+//! `--port-poll` makes port watches poll every 5 ms without the filter (as they once
+//! did: for comparison); `--port-rescan-ms` sets their safety rescan (0: none).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use firepit_guest::{Error, Guest, process};
+use firepit_guest::ports::WatchSettings;
+use firepit_guest::{Error, Guest, listen_notify, ports, process};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -16,16 +24,26 @@ use tokio::signal::unix::{SignalKind, signal};
 struct Settings {
     socket: PathBuf,
     main_pty: bool,
+    ports: WatchSettings,
 }
 
 fn parse_args() -> Result<Settings, Error> {
     let mut socket = None;
     let mut main_pty = true;
+    let mut ports = WatchSettings::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--socket" => socket = args.next().map(PathBuf::from),
             "--no-main-pty" => main_pty = false,
+            "--port-poll" => ports.poll = true,
+            "--port-rescan-ms" => {
+                let ms = args
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(|| Error::Usage("--port-rescan-ms takes a number".into()))?;
+                ports.rescan = (ms > 0).then(|| Duration::from_millis(ms));
+            }
             other => match other.strip_prefix("--socket=") {
                 Some(p) => socket = Some(PathBuf::from(p)),
                 None => return Err(Error::Usage(format!("unknown argument {other}"))),
@@ -33,7 +51,11 @@ fn parse_args() -> Result<Settings, Error> {
         }
     }
     let socket = socket.ok_or_else(|| Error::Usage("--socket is required".into()))?;
-    Ok(Settings { socket, main_pty })
+    Ok(Settings {
+        socket,
+        main_pty,
+        ports,
+    })
 }
 
 fn main() -> ExitCode {
@@ -75,19 +97,37 @@ fn run() -> Result<(), Error> {
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
         process::set_kill_children_on_exit(true);
     }
+    // The guest's own listen(), before the filter that reports every listen().
+    if let Some(dir) = settings.socket.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::remove_file(&settings.socket);
+    let bind_error = |path: &std::path::Path| {
+        let path = path.to_owned();
+        move |source| Error::Bind { path, source }
+    };
+    let listener = std::os::unix::net::UnixListener::bind(&settings.socket)
+        .map_err(bind_error(&settings.socket))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(bind_error(&settings.socket))?;
+    ports::configure(settings.ports);
+    if !settings.ports.poll {
+        // Still one thread: every thread and process from here on inherits the filter.
+        match listen_notify::install().and_then(listen_notify::serve) {
+            Ok(()) => {}
+            Err(e) => eprintln!(
+                "firepit-guest: listen() calls cannot be reported ({e}); port watches poll every {} ms",
+                ports::POLL.as_millis()
+            ),
+        }
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
     rt.block_on(async move {
-        if let Some(dir) = settings.socket.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = std::fs::remove_file(&settings.socket);
-        let listener = UnixListener::bind(&settings.socket).map_err(|source| Error::Bind {
-            path: settings.socket.clone(),
-            source,
-        })?;
+        let listener = UnixListener::from_std(listener).map_err(bind_error(&settings.socket))?;
         tokio::spawn(process::reaper());
         let guest = Guest::new();
         if settings.main_pty {
