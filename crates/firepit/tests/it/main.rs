@@ -16,6 +16,7 @@ mod forge;
 mod forge_standin;
 mod isolation;
 mod lifecycle;
+mod ports;
 mod preview;
 mod terminal;
 mod ui;
