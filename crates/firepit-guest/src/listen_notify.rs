@@ -46,6 +46,9 @@ const AUDIT_ARCH: u32 = 183 | 0x8000_0000 | 0x4000_0000;
 #[cfg(target_arch = "riscv64")]
 const AUDIT_ARCH: u32 = 243 | 0x8000_0000 | 0x4000_0000;
 
+/// `SECCOMP_IOCTL_NOTIF_SET_FLAGS`: wake the other side on this CPU (linux/seccomp.h).
+const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+
 /// Bit 30 of a system call number: the x32 ABI on x86_64 kernels.
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
@@ -148,6 +151,16 @@ pub fn install() -> io::Result<OwnedFd> {
     }
     // SAFETY: the kernel returned a new descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // Wakeups between caller and guest on one CPU (kernel 6.6+; older ones
+    // refuse the flag, and wake as usual).
+    // SAFETY: ioctl with an integer argument.
+    unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+            SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+        )
+    };
     // The kernel makes it close-on-exec already; no child may ever hold it
     // (it could hold back every `listen()` of the machine).
     // SAFETY: fcntl on a descriptor we own.
@@ -219,6 +232,8 @@ fn answer(fd: &OwnedFd, tx: &watch::Sender<u64>) -> ! {
                 &resp as *const libc::seccomp_notif_resp,
             )
         };
+        // Let the caller run its listen() before the watches look.
+        std::thread::yield_now();
         tx.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
