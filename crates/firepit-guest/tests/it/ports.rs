@@ -281,6 +281,25 @@ async fn a_burst_of_fifty_ports_is_announced_whole() {
 }
 
 #[tokio::test]
+async fn children_never_hold_the_filters_listener() {
+    let h = Harness::start_with(events_only()).await;
+    assert_listen_filter(&h);
+    let out = guard(async {
+        h.client
+            .exec(ExecRequest::shell("ls -l /proc/self/fd/ /proc/$$/fd/"))
+            .await
+            .unwrap()
+            .output()
+            .await
+    })
+    .await
+    .unwrap();
+    let fds = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && fds.contains("/dev/"), "{out:?}");
+    assert!(!fds.contains("seccomp"), "{fds}");
+}
+
+#[tokio::test]
 async fn listen_keeps_its_errors() {
     let h = Harness::start_with(events_only()).await;
     let out = guard(async {

@@ -149,6 +149,19 @@ async fn ports_opened_every_way_inside_a_machine_are_announced() {
         "{}",
         d.guest_logs()
     );
+    // The filter's listener is the guest's alone: no child holds it, and the
+    // guest's descriptors are out of the machine's reach.
+    let fds = sh(&g, "ls -l /proc/self/fd/ /proc/$$/fd/").await;
+    assert!(!fds.contains("seccomp"), "{fds}");
+    let guest_fds = sh(
+        &g,
+        "for f in /proc/1/fd/*; do readlink $f || echo refused; cat $f </dev/null >/dev/null 2>&1 && echo opened; done 2>/dev/null; true",
+    )
+    .await;
+    assert!(
+        guest_fds.lines().count() > 3 && guest_fds.lines().all(|l| l == "refused"),
+        "{guest_fds}"
+    );
 
     guard(
         "writing the listener",
