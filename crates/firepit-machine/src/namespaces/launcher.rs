@@ -446,7 +446,10 @@ fn setup(
     ];
     for a in &req.guest_args {
         let a = CString::new(a.as_str()).map_err(|_| {
-            let e = io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in a guest argument");
+            let e = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a NUL byte in a guest argument",
+            );
             ("exec", e)
         })?;
         args.push(a);
