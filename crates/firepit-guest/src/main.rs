@@ -114,8 +114,8 @@ fn run() -> Result<(), Error> {
     ports::configure(settings.ports);
     if !settings.ports.poll {
         // Still one thread: every thread and process from here on inherits the filter.
-        match listen_notify::install().and_then(listen_notify::serve) {
-            Ok(()) => {}
+        match listen_notify::install() {
+            Ok(fd) => listen_notify::serve(fd).map_err(Error::ListenNotify)?,
             Err(e) => eprintln!(
                 "firepit-guest: listen() calls cannot be reported ({e}); port watches poll every {} ms",
                 ports::POLL.as_millis()
