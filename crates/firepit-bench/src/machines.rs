@@ -38,6 +38,8 @@ pub struct Settings {
     pub uid_base: u32,
     /// Memory limit of each machine.
     pub memory_bytes: u64,
+    /// Appended to every guest's command line.
+    pub guest_args: Vec<String>,
 }
 
 /// The backend and a runtime for guest clients.
@@ -69,6 +71,7 @@ impl Bench {
         c.gateway = Ipv4Addr::new(10, 99, 0, 1);
         c.prefix = 24;
         c.stop_grace = Duration::from_secs(2);
+        c.guest_args = settings.guest_args.clone();
         c.disk = Some(PoolConfig {
             image: POOL_IMAGE.into(),
             dir: POOL_DIR.into(),
@@ -93,7 +96,18 @@ impl Bench {
         })
     }
 
-    fn spec(&self, id: &MachineId, network: Network) -> MachineSpec {
+    /// The backend.
+    pub(crate) fn backend(&self) -> &NamespacesBackend {
+        &self.backend
+    }
+
+    /// The runtime guest clients run on.
+    pub(crate) fn rt(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
+    /// The spec of a bench machine.
+    pub(crate) fn spec(&self, id: &MachineId, network: Network) -> MachineSpec {
         MachineSpec {
             id: id.clone(),
             image: self.settings.rootfs.clone(),
@@ -220,7 +234,7 @@ async fn echo_hi(sock: &Path, start: Instant) -> Result<Duration> {
 }
 
 /// Waits until the guest answers and lists its `main` shell.
-async fn wait_for_shell(sock: &Path) -> Result<()> {
+pub(crate) async fn wait_for_shell(sock: &Path) -> Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let client = connect(sock).await?;
     loop {
@@ -236,7 +250,7 @@ async fn wait_for_shell(sock: &Path) -> Result<()> {
 
 /// Connects to a guest, retrying while its socket does not exist or does
 /// not listen yet (it appears a few ms after `create` returns).
-async fn connect(sock: &Path) -> Result<GuestClient> {
+pub(crate) async fn connect(sock: &Path) -> Result<GuestClient> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         match GuestClient::connect_unix(sock).await {
@@ -255,13 +269,13 @@ async fn connect(sock: &Path) -> Result<GuestClient> {
 }
 
 /// Machines that are destroyed when this is dropped.
-struct Fleet<'a> {
+pub(crate) struct Fleet<'a> {
     backend: &'a NamespacesBackend,
-    ids: Vec<MachineId>,
+    pub(crate) ids: Vec<MachineId>,
 }
 
 impl<'a> Fleet<'a> {
-    fn new(backend: &'a NamespacesBackend) -> Fleet<'a> {
+    pub(crate) fn new(backend: &'a NamespacesBackend) -> Fleet<'a> {
         Fleet {
             backend,
             ids: Vec::new(),
@@ -269,7 +283,7 @@ impl<'a> Fleet<'a> {
     }
 
     /// Destroys every machine, reporting the first failure after trying all.
-    fn destroy_all(&mut self) -> Result<()> {
+    pub(crate) fn destroy_all(&mut self) -> Result<()> {
         let total = self.ids.len();
         let mut first_err = None;
         let mut progress = (total > 1)

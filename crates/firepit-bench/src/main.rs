@@ -5,8 +5,10 @@
 //! running the real guest, with and without network; the memory of many idle
 //! machines (PSS of their processes, their memory cgroups, the host's
 //! `MemAvailable`); and the same figures for a bare `unshare` + `chroot` of
-//! the same image, the floor; and the agent loop's own time per step, model
-//! and tool time excluded (see `agent.rs`). It prints a table on stdout, progress on
+//! the same image, the floor; the idle CPU of machines with a port watch
+//! open, and how soon a port is announced, with the guest polling and with
+//! `listen()` reported (see `ports.rs`); and the agent loop's own time per
+//! step, model and tool time excluded (see `agent.rs`). It prints a table on stdout, progress on
 //! stderr, and optionally JSON. Being over budget is reported, not an error.
 //!
 //! The machine figures need root and `FIREPIT_TEST_ROOTFS` (an image tree owned by
@@ -16,17 +18,20 @@ mod agent;
 mod floor;
 mod machines;
 mod memory;
+mod ports;
 mod report;
 mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use firepit_machine::Network;
 
 use crate::machines::{Bench, Settings};
+use crate::ports::{Mode, ModeFigures, PortFigures};
 use crate::report::{MachineReport, Report};
 use crate::stats::Summary;
 
@@ -43,6 +48,15 @@ struct Args {
     /// Memory limit of each machine, MiB.
     #[arg(long, default_value_t = 256)]
     memory_mib: u64,
+    /// Machines with a port watch open, for the idle CPU of port watches.
+    #[arg(long, default_value_t = 50)]
+    ports_machines: usize,
+    /// The window their CPU time is measured over, seconds.
+    #[arg(long, default_value_t = 10)]
+    ports_window_s: u64,
+    /// listen() → announced samples per mode (each takes 0.3 s).
+    #[arg(long, default_value_t = 50)]
+    ports_samples: usize,
     /// Tool-call steps of the agent run (each sink).
     #[arg(long, default_value_t = 50)]
     agent_steps: usize,
@@ -59,6 +73,8 @@ struct Args {
 enum Only {
     /// Machines and the floor.
     Machines,
+    /// Port watches: idle CPU and announcement latency, polling vs events.
+    Ports,
     /// The agent loop's overhead per step.
     Agent,
 }
@@ -108,6 +124,7 @@ fn settings(args: &Args) -> Result<Settings> {
         rootfs,
         uid_base,
         memory_bytes: args.memory_mib << 20,
+        guest_args: Vec::new(),
     })
 }
 
@@ -116,20 +133,51 @@ fn run(args: &Args) -> Result<()> {
         bail!("--agent-steps must be at least 1");
     }
     let machines = match args.only {
-        Some(Only::Agent) => None,
-        _ => Some(machines(args)?),
+        None | Some(Only::Machines) => Some(machines(args)?),
+        _ => None,
+    };
+    let ports = match args.only {
+        None | Some(Only::Ports) => Some(ports(args)?),
+        _ => None,
     };
     let agent = match args.only {
-        Some(Only::Machines) => None,
-        _ => Some(agent::measure(args.agent_steps).context("measuring the agent loop")?),
+        None | Some(Only::Agent) => {
+            Some(agent::measure(args.agent_steps).context("measuring the agent loop")?)
+        }
+        _ => None,
     };
-    let report = Report { machines, agent };
+    let report = Report {
+        machines,
+        ports,
+        agent,
+    };
     print!("{}", report.table());
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Port watches polling, then with `listen()` reported, in one run.
+fn ports(args: &Args) -> Result<PortFigures> {
+    if args.ports_machines == 0 || args.ports_samples == 0 || args.ports_window_s == 0 {
+        bail!("--ports-machines, --ports-samples and --ports-window-s must be at least 1");
+    }
+    let measure = |mode: Mode| -> Result<ModeFigures> {
+        let mut settings = settings(args)?;
+        settings.guest_args = mode.guest_args();
+        Bench::new(settings)?.port_watches(
+            mode,
+            args.ports_machines,
+            Duration::from_secs(args.ports_window_s),
+            args.ports_samples,
+        )
+    };
+    Ok(PortFigures {
+        poll: measure(Mode::Poll).context("measuring polling port watches")?,
+        events: measure(Mode::Events).context("measuring port watches told of listen()")?,
+    })
 }
 
 fn machines(args: &Args) -> Result<MachineReport> {

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::agent::{AgentFigures, OVERHEAD_P95_MS, SinkFigures};
 use crate::memory::MemoryFigures;
+use crate::ports::{ModeFigures, PortFigures};
 use crate::stats::Summary;
 
 /// Budget: new session → first exec output, p50, milliseconds.
@@ -20,6 +21,8 @@ pub struct Report {
     /// The machine figures (absent with `--only agent`).
     #[serde(flatten)]
     pub machines: Option<MachineReport>,
+    /// Port watches, polling and with `listen()` reported (absent with `--only` other parts).
+    pub ports: Option<PortFigures>,
     /// The agent loop's figures (absent with `--only machines`).
     pub agent: Option<AgentFigures>,
 }
@@ -112,6 +115,69 @@ fn memory_rows(who: &str, m: &MemoryFigures, budgeted: bool) -> Vec<Row> {
         m.mem_available_drop_avg_bytes as f64,
     ));
     rows
+}
+
+fn port_rows(m: &ModeFigures) -> Vec<Row> {
+    let mode = m.mode_label();
+    let lat = |what: &str, s: &Summary| Row {
+        what: format!("{what}, {mode}"),
+        n: s.n,
+        value: format!("{:.3} ms", s.p50_ms),
+        p95: format!("{:.3} ms", s.p95_ms),
+        budget: "",
+        verdict: "",
+    };
+    vec![
+        Row {
+            what: format!(
+                "idle guests with a port watch, {mode}: CPU over {:.0} s",
+                m.window_s
+            ),
+            n: m.machines,
+            value: format!("{:.1} ms", m.guests_run_ms),
+            p95: String::new(),
+            budget: "",
+            verdict: "",
+        },
+        Row {
+            what: format!("  = share of one core, all {} guests", m.machines),
+            n: m.machines,
+            value: format!("{:.2} %", m.core_pct()),
+            p95: String::new(),
+            budget: "",
+            verdict: "",
+        },
+        Row {
+            what: "  utime+stime of the inits (clock ticks)".into(),
+            n: m.machines,
+            value: format!("{:.0} ms", m.guests_cpu_ms),
+            p95: String::new(),
+            budget: "",
+            verdict: "",
+        },
+        lat("listen() -> port announced", &m.opened),
+        lat("close() -> port announced closed", &m.closed),
+        lat("the listen() call itself", &m.listen_call),
+        lat("  for comparison: a line of output -> bench", &m.output),
+    ]
+}
+
+fn port_notes(p: &PortFigures, out: &mut String) {
+    let per = |m: &ModeFigures| m.core_pct() / m.machines as f64;
+    let _ = writeln!(
+        out,
+        "port watches: {} machines (no network), each guest with one watch open as the daemon \
+         keeps per running session, idle for the window; CPU = run time of the inits' threads \
+         (schedstat). Per idle machine: {:.3} % of a core polling, {:.4} % with listen() reported \
+         ({:.0} x less). Announced = PortOpened/PortClosed at the bench through the guest \
+         protocol, timed from CLOCK_MONOTONIC read in the machine right before listen()/close(), \
+         each event {} ms apart from the last.",
+        p.events.machines,
+        per(&p.poll),
+        per(&p.events),
+        p.poll.guests_run_ms / p.events.guests_run_ms.max(f64::MIN_POSITIVE),
+        crate::ports::SPACING.as_millis()
+    );
 }
 
 fn agent_rows(a: &AgentFigures) -> Vec<Row> {
@@ -218,6 +284,10 @@ impl Report {
         if let Some(m) = &self.machines {
             rows.extend(m.rows());
         }
+        if let Some(p) = &self.ports {
+            rows.extend(port_rows(&p.poll));
+            rows.extend(port_rows(&p.events));
+        }
         if let Some(a) = &self.agent {
             rows.extend(agent_rows(a));
         }
@@ -264,6 +334,10 @@ impl Report {
         if let Some(m) = &self.machines {
             out.push('\n');
             m.notes(&mut out);
+        }
+        if let Some(p) = &self.ports {
+            out.push('\n');
+            port_notes(p, &mut out);
         }
         if let Some(a) = &self.agent {
             out.push('\n');

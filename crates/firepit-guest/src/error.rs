@@ -29,6 +29,10 @@ pub enum Error {
     /// The guest could not be made non-dumpable.
     #[error("protecting the guest from the machine's processes")]
     Protect(#[source] std::io::Error),
+    /// The `listen()` filter is installed but its answering thread could not start
+    /// (every `listen()` in the machine would fail).
+    #[error("starting the thread that answers listen() notifications")]
+    ListenNotify(#[source] std::io::Error),
     /// The async runtime could not be built.
     #[error("starting the runtime")]
     Runtime(#[source] std::io::Error),

@@ -2,14 +2,16 @@
 //!
 //! It serves the guest protocol ([`firepit_wire::guest`]) on any byte stream
 //! ([`serve_connection`]), reaps orphans ([`process`]), and owns the machine's ptys,
-//! execs, files, port watching and services. The binary (`main.rs`) adds the PID 1
-//! duties: environment, signals, shutdown.
+//! execs, files, port watching (told of every `listen()` by [`listen_notify`]) and
+//! services. The binary (`main.rs`) adds the PID 1 duties: environment, signals,
+//! the `listen()` filter, shutdown.
 #![warn(missing_docs)]
 
 pub mod conn;
 mod error;
 pub mod exec;
 pub mod files;
+pub mod listen_notify;
 pub mod ops;
 pub mod ports;
 pub mod process;

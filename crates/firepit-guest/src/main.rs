@@ -1,20 +1,27 @@
-//! The `firepit-guest` binary: `firepit-guest --socket PATH` or
-//! `firepit-guest --listen-fd N`.
+//! The `firepit-guest` binary: `firepit-guest (--socket PATH | --listen-fd N)
+//! [--no-main-pty] [--port-poll] [--port-rescan-ms N]`.
 //!
 //! Run as PID 1 of a machine (or as a plain process in tests). Makes itself
 //! non-dumpable (so no process of the machine without `CAP_SYS_PTRACE` can
 //! ptrace it, read its memory or take its fds), sets the children's
 //! environment, binds the socket first (start-up latency matters) or takes the
 //! listening socket it inherited (machines: the launcher binds it where the
-//! machine cannot reach), starts the reaper and the shared `main` pty, serves
-//! connections, and on SIGTERM stops everything.
+//! machine cannot reach), installs the `listen()` filter (see `listen_notify`:
+//! after the guest's own socket listens, so the guest never waits for its own
+//! filter; every process it starts inherits it), starts the reaper and the
+//! shared `main` pty, serves connections, and on SIGTERM stops everything.
+//!
+//! `--port-poll` makes port watches poll every 5 ms without the filter (as they
+//! once did: for comparison); `--port-rescan-ms` sets their safety rescan (0:
+//! none).
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use firepit_guest::{Error, Guest, process};
+use firepit_guest::ports::WatchSettings;
+use firepit_guest::{Error, Guest, listen_notify, ports, process};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -30,11 +37,13 @@ enum Listen {
 struct Settings {
     listen: Listen,
     main_pty: bool,
+    ports: WatchSettings,
 }
 
 fn parse_args() -> Result<Settings, Error> {
     let mut listen = None;
     let mut main_pty = true;
+    let mut ports = WatchSettings::default();
     let mut args = std::env::args().skip(1);
     let fd = |v: Option<String>| {
         v.and_then(|v| v.parse::<RawFd>().ok())
@@ -47,6 +56,14 @@ fn parse_args() -> Result<Settings, Error> {
             "--socket" => listen = args.next().map(PathBuf::from).map(Listen::Socket),
             "--listen-fd" => listen = Some(fd(args.next())?),
             "--no-main-pty" => main_pty = false,
+            "--port-poll" => ports.poll = true,
+            "--port-rescan-ms" => {
+                let ms = args
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(|| Error::Usage("--port-rescan-ms takes a number".into()))?;
+                ports.rescan = (ms > 0).then(|| Duration::from_millis(ms));
+            }
             other => {
                 if let Some(p) = other.strip_prefix("--socket=") {
                     listen = Some(Listen::Socket(PathBuf::from(p)));
@@ -60,7 +77,11 @@ fn parse_args() -> Result<Settings, Error> {
     }
     let listen =
         listen.ok_or_else(|| Error::Usage("--socket or --listen-fd is required".into()))?;
-    Ok(Settings { listen, main_pty })
+    Ok(Settings {
+        listen,
+        main_pty,
+        ports,
+    })
 }
 
 /// The listener of an inherited descriptor, checked to be a unix stream
@@ -162,25 +183,47 @@ fn run() -> Result<(), Error> {
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
         process::set_kill_children_on_exit(true);
     }
+    // The guest's own listen(), before the filter that reports every listen().
+    let listener = match &settings.listen {
+        Listen::Socket(path) => {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let _ = std::fs::remove_file(path);
+            let bind_error = |source| Error::Bind {
+                path: path.clone(),
+                source,
+            };
+            let listener = std::os::unix::net::UnixListener::bind(path).map_err(bind_error)?;
+            listener.set_nonblocking(true).map_err(bind_error)?;
+            listener
+        }
+        Listen::Fd(fd) => inherited_listener(*fd)?,
+    };
+    ports::configure(settings.ports);
+    if !settings.ports.poll {
+        // Still one thread: every thread and process from here on inherits the filter.
+        match listen_notify::install() {
+            Ok(fd) => listen_notify::serve(fd).map_err(Error::ListenNotify)?,
+            Err(e) => eprintln!(
+                "firepit-guest: listen() calls cannot be reported ({e}); port watches poll every {} ms",
+                ports::POLL.as_millis()
+            ),
+        }
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
     rt.block_on(async move {
-        let listener = match &settings.listen {
-            Listen::Socket(path) => {
-                if let Some(dir) = path.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                let _ = std::fs::remove_file(path);
-                UnixListener::bind(path).map_err(|source| Error::Bind {
+        let listener =
+            UnixListener::from_std(listener).map_err(|source| match &settings.listen {
+                Listen::Socket(path) => Error::Bind {
                     path: path.clone(),
                     source,
-                })?
-            }
-            Listen::Fd(fd) => UnixListener::from_std(inherited_listener(*fd)?)
-                .map_err(|source| Error::ListenFd { fd: *fd, source })?,
-        };
+                },
+                Listen::Fd(fd) => Error::ListenFd { fd: *fd, source },
+            })?;
         tokio::spawn(process::reaper());
         let guest = Guest::new();
         if settings.main_pty {

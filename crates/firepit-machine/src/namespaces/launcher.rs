@@ -105,6 +105,9 @@ pub(crate) struct LaunchRequest {
     /// Files to write "0" into to join the machine's cgroups.
     pub cgroup_join: Vec<PathBuf>,
     pub net: Option<NetPlan>,
+    /// Appended to the guest's command line.
+    #[serde(default)]
+    pub guest_args: Vec<String>,
 }
 
 /// The launcher's answer.
@@ -523,11 +526,21 @@ fn setup(
     }
     confine::confine(program).map_err(at("confine"))?;
     let path = CString::new(GUEST_PATH).expect("no NUL");
-    let args = [
+    let mut args = vec![
         path.clone(),
         CString::new("--listen-fd").expect("no NUL"),
         CString::new(listener.to_string()).expect("no NUL"),
     ];
+    for a in &req.guest_args {
+        let a = CString::new(a.as_str()).map_err(|_| {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a NUL byte in a guest argument",
+            );
+            ("exec", e)
+        })?;
+        args.push(a);
+    }
     let env = [
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME=/root",

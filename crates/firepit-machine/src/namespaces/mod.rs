@@ -116,6 +116,9 @@ pub struct Config {
     /// The host-wide registry of machines' uid ranges: every backend on a
     /// host must share one (default [`uid_ranges::DEFAULT_REGISTRY`]).
     pub uid_ranges: PathBuf,
+    /// Appended to every guest's command line (default none; the bench
+    /// passes `--port-poll` to compare port watches that poll).
+    pub guest_args: Vec<String>,
 }
 
 impl Config {
@@ -144,6 +147,7 @@ impl Config {
             disk: None,
             allow_net: Vec::new(),
             uid_ranges: uid_ranges::DEFAULT_REGISTRY.into(),
+            guest_args: Vec::new(),
         }
     }
 }
@@ -411,6 +415,7 @@ impl NamespacesBackend {
             }),
             cgroup_join: self.cgroups.join_files(id.as_str()),
             net,
+            guest_args: self.config.guest_args.clone(),
         };
         let reply = self.run_launcher(&req)?;
         let (pid, start_time) = match reply {
