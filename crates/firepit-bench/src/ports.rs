@@ -328,7 +328,7 @@ impl Bench {
                 .with_context(|| format!("creating {id}"))?;
             fleet.ids.push(id.clone());
             pids.push(info.pid.context("a created machine has no init pid")?);
-            let GuestAddress::Unix(sock) = self.backend().guest_address(&id)?;
+            let GuestAddress::Unix { path: sock, .. } = self.backend().guest_address(&id)?;
             let (client, watch) = self.rt().block_on(async {
                 wait_for_shell(&sock).await?;
                 let client = connect(&sock).await?;

@@ -190,7 +190,7 @@ async fn ports_of_processes_started_every_way_are_announced() {
             .exec(ExecRequest::shell(daemon))
             .await
             .unwrap()
-            .output()
+            .output(1 << 20)
             .await
     })
     .await
@@ -251,12 +251,12 @@ async fn children_never_hold_the_filters_listener() {
             .exec(ExecRequest::shell("ls -l /proc/self/fd/ /proc/$$/fd/"))
             .await
             .unwrap()
-            .output()
+            .output(1 << 20)
             .await
     })
     .await
     .unwrap();
-    let fds = String::from_utf8_lossy(&out.stdout);
+    let fds = String::from_utf8_lossy(&out.stdout.to_bytes()).into_owned();
     assert!(out.status.success() && fds.contains("/dev/"), "{out:?}");
     assert!(!fds.contains("seccomp"), "{fds}");
 }
@@ -269,7 +269,7 @@ async fn listen_keeps_its_errors() {
             .exec(ExecRequest::argv(["python3", "-c", BAD_LISTENS]))
             .await
             .unwrap()
-            .output()
+            .output(1 << 20)
             .await
     })
     .await
@@ -277,7 +277,10 @@ async fn listen_keeps_its_errors() {
     assert!(out.status.success(), "{out:?}");
     let want = [libc::EBADF, libc::EBADF, libc::ENOTSOCK, libc::EOPNOTSUPP];
     let want: Vec<String> = want.iter().map(i32::to_string).collect();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want.join(" "));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout.to_bytes()).trim(),
+        want.join(" ")
+    );
 }
 
 #[tokio::test]

@@ -38,20 +38,20 @@ async fn sh(g: &GuestClient, line: &str) -> String {
         g.exec(ExecRequest::shell(line))
             .await
             .unwrap()
-            .output()
+            .output(1 << 20)
             .await
             .unwrap()
     })
     .await;
     assert!(out.status.success(), "{line}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&out.stdout.to_bytes()).into_owned()
 }
 
 /// Waits until the listener wrote `/tmp/<tag>`; its pid and ports.
 async fn listening(g: &GuestClient, tag: &str) -> (u32, BTreeSet<PortInfo>) {
     let text = guard(tag, async {
         loop {
-            if let Ok(b) = g.read_file_all(&format!("/tmp/{tag}")).await {
+            if let Ok(b) = g.read_file_all(&format!("/tmp/{tag}"), 1 << 20).await {
                 return String::from_utf8(b.to_vec()).unwrap();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
