@@ -147,6 +147,24 @@ impl<T: Transcript> Agent<T> {
         self.inner.state.lock().unwrap().run.is_some()
     }
 
+    /// For the closed loop, when the page in the session's browser raised
+    /// errors: true when a run goes on, which hears them at its next step
+    /// (or, about to end, goes on for one more: see `Inner::finish`); false
+    /// when none does, and then [`Agent::hear_browser`] tells the agent.
+    pub fn nudge(&self) -> bool {
+        self.inner.state.lock().unwrap().run.is_some()
+    }
+
+    /// Starts a run about the errors the page raised that the agent has not
+    /// been told of, if there are any (none: a tool result told it already).
+    pub async fn hear_browser(&self) -> Option<Sent> {
+        if self.nudge() {
+            return Some(Sent::Interjected);
+        }
+        let note = self.inner.browser_news()?;
+        Some(self.send(browser_message(&note)).await)
+    }
+
     /// Sends the person's message: starts a run, or is delivered to the running one at
     /// its next step.
     pub async fn send(&self, text: String) -> Sent {
@@ -227,7 +245,37 @@ enum Turn {
     Failed(Error),
 }
 
+/// What the agent is told of errors the page raised between its steps.
+fn browser_message(note: &str) -> String {
+    format!(
+        "[firepit noticed a problem — the page in your browser, between your steps]\n{note}\n\nFind the cause (look at the page, its console and the code) and fix it if it comes from the work in this session; then check that it is gone."
+    )
+}
+
 impl<T: Transcript> Inner<T> {
+    /// The errors the session's page raised that the agent has not been
+    /// told of, as one note (they count as told from now on).
+    fn browser_news(&self) -> Option<String> {
+        let page = self
+            .tools
+            .hooks
+            .as_ref()?
+            .browser()
+            .current()
+            .borrow()
+            .clone()?;
+        crate::tools::browser::errors_note(&page)
+    }
+
+    /// Whether the session's page raised errors the agent has not been told of.
+    fn has_browser_news(&self) -> bool {
+        self.tools
+            .hooks
+            .as_ref()
+            .and_then(|h| h.browser().current().borrow().clone())
+            .is_some_and(|page| page.has_undelivered_errors())
+    }
+
     async fn record_locked(&self, _guard: &tokio::sync::MutexGuard<'_, ()>, item: TranscriptItem) {
         self.state.lock().unwrap().history.apply(&item);
         self.transcript.record(item).await;
@@ -238,13 +286,20 @@ impl<T: Transcript> Inner<T> {
         self.record_locked(&g, item).await;
     }
 
-    /// Ends the run with `last`, unless interjections wait: then returns false and the
-    /// loop goes on.
+    /// Ends the run with `last`, unless interjections or errors of the page
+    /// wait: then returns false and the loop goes on.
+    ///
+    /// The page's errors are looked at under the state lock, which
+    /// [`Agent::nudge`] takes too: the page keeps a report before the closed
+    /// loop hears of it, so a report the closed loop found a run for is seen
+    /// by this look, and one it found no run for starts a new one
+    /// ([`Agent::hear_browser`]). None falls between.
     async fn finish(&self, last: Vec<TranscriptItem>, force: bool) -> bool {
         let g = self.recorder.lock().await;
         {
             let mut st = self.state.lock().unwrap();
-            let waiting = st.run.as_ref().is_some_and(|r| !r.queue.is_empty());
+            let waiting = st.run.as_ref().is_some_and(|r| !r.queue.is_empty())
+                || (!force && self.has_browser_news());
             if waiting && !force {
                 return false;
             }
@@ -284,7 +339,9 @@ impl<T: Transcript> Inner<T> {
                     .map(|r| std::mem::take(&mut r.queue))
                     .unwrap_or_default()
             };
-            for text in queued {
+            // Errors the page raised while no tool result could tell of them.
+            let news = self.browser_news().map(|n| browser_message(&n));
+            for text in queued.into_iter().chain(news) {
                 self.record(TranscriptItem::UserMessage {
                     text,
                     interjection: true,

@@ -4,7 +4,9 @@
 //! "params": {…}}`; Chromium answers `{"id": N, "result": {…}}` or
 //! `{"id": N, "error": {"message": …}}`, and sends events
 //! `{"method": "Domain.event", "params": {…}}` at any time. One connection
-//! speaks to one target (a page), so there are no session ids.
+//! speaks to one target (a page); the targets it attaches to in flat mode
+//! (its workers and out-of-process frames) are reached over the same socket
+//! by a `sessionId` on commands and events.
 //!
 //! The WebSocket runs over a stream the caller made (a socket the machine
 //! backend dialed inside the machine), which is why this client exists rather
@@ -38,6 +40,8 @@ pub struct CdpEvent {
     pub method: String,
     /// Its parameters.
     pub params: Value,
+    /// The attached target it came from; `None`: the connection's own page.
+    pub session: Option<String>,
 }
 
 type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<Value, String>>>>>>;
@@ -110,6 +114,17 @@ impl Cdp {
         params: Value,
         timeout: Duration,
     ) -> Result<Value, Error> {
+        self.call_in(None, method, params, timeout).await
+    }
+
+    /// [`Cdp::call`] to an attached target's session (`None`: the page itself).
+    pub async fn call_in(
+        &self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -119,7 +134,7 @@ impl Cdp {
             };
             map.insert(id, tx);
         }
-        let msg = json!({"id": id, "method": method, "params": params}).to_string();
+        let msg = command(id, session, method, params);
         if self.out.send(Message::text(msg)).is_err() {
             return Err(Error::Closed(self.close_reason()));
         }
@@ -147,8 +162,14 @@ impl Cdp {
 
     /// Sends `method` without waiting for its answer.
     pub fn send(&self, method: &str, params: Value) {
+        self.send_in(None, method, params);
+    }
+
+    /// [`Cdp::send`] to an attached target's session. Commands to one session
+    /// are carried out in the order they are sent.
+    pub fn send_in(&self, session: Option<&str>, method: &str, params: Value) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let msg = json!({"id": id, "method": method, "params": params}).to_string();
+        let msg = command(id, session, method, params);
         let _ = self.out.send(Message::text(msg));
     }
 
@@ -177,6 +198,15 @@ impl Cdp {
             .clone()
             .unwrap_or_else(|| "the connection closed".to_owned())
     }
+}
+
+/// A command's text.
+fn command(id: u64, session: Option<&str>, method: &str, params: Value) -> String {
+    match session {
+        Some(s) => json!({"id": id, "method": method, "params": params, "sessionId": s}),
+        None => json!({"id": id, "method": method, "params": params}),
+    }
+    .to_string()
 }
 
 fn dispatch(pending: &Pending, events: &broadcast::Sender<CdpEvent>, text: &str) {
@@ -209,6 +239,10 @@ fn dispatch(pending: &Pending, events: &broadcast::Sender<CdpEvent>, text: &str)
         let _ = events.send(CdpEvent {
             method: method.to_owned(),
             params: v.get("params").cloned().unwrap_or(Value::Null),
+            session: v
+                .get("sessionId")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         });
     }
 }
@@ -218,8 +252,9 @@ mod tests {
     use super::*;
 
     /// A DevTools stand-in on the other end of a duplex pipe: answers
-    /// `Echo.me` with its params, `Fail.me` with an error, sends an event
-    /// first, never answers `Hang.me`, and closes on `Close.me`.
+    /// `Echo.me` with its params, `Where.me` with the session it was sent
+    /// to, `Fail.me` with an error, sends an event first, never answers
+    /// `Hang.me`, and closes on `Close.me`.
     async fn stand_in() -> Cdp {
         let (a, b) = tokio::io::duplex(1 << 16);
         tokio::spawn(async move {
@@ -238,6 +273,12 @@ mod tests {
                     "Fail.me" => {
                         let ans =
                             json!({"id": id, "error": {"code": -32000, "message": "no such node"}});
+                        ws.send(Message::text(ans.to_string())).await.unwrap();
+                    }
+                    "Where.me" => {
+                        let ev = json!({"method": "Where.seen", "params": {}, "sessionId": v["sessionId"]});
+                        ws.send(Message::text(ev.to_string())).await.unwrap();
+                        let ans = json!({"id": id, "result": {"session": v["sessionId"]}, "sessionId": v["sessionId"]});
                         ws.send(Message::text(ans.to_string())).await.unwrap();
                     }
                     "Close.me" => return,
@@ -260,7 +301,18 @@ mod tests {
             json!({"a": 1})
         );
         let ev = events.recv().await.unwrap();
-        assert_eq!(ev.method, "Echo.seen");
+        assert_eq!((ev.method.as_str(), ev.session), ("Echo.seen", None));
+        assert_eq!(
+            cdp.call_in(Some("S1"), "Where.me", json!({}), t)
+                .await
+                .unwrap(),
+            json!({"session": "S1"})
+        );
+        let ev = events.recv().await.unwrap();
+        assert_eq!(
+            (ev.method.as_str(), ev.session.as_deref()),
+            ("Where.seen", Some("S1"))
+        );
         let e = cdp.call("Fail.me", json!({}), t).await.unwrap_err();
         assert!(e.to_string().contains("no such node"), "{e}");
         let e = cdp

@@ -4,7 +4,15 @@
 //!
 //! A collector task reads the connection's events into bounded buffers and
 //! republishes what others watch (the daemon's problem watcher, the live
-//! view) as [`Observation`]s. Dialogs are dismissed as they open, so a page
+//! view) as [`Observation`]s. It hears the page from before its first
+//! navigation on, across navigations and reloads, and the targets the page
+//! starts (dedicated and shared workers, out-of-process frames), which
+//! Chromium holds at their start (`waitForDebuggerOnStart`) until the
+//! collector has enabled their reports, so nothing they raise early is lost.
+//!
+//! The agent reads errors through one cursor ([`Page::undelivered_errors`]):
+//! whatever the page raised since the agent last heard, whether during a
+//! tool call or between calls, is handed over exactly once. Dialogs are dismissed as they open, so a page
 //! that raises alerts forever cannot block the browser; every wait and every
 //! command has a limit.
 
@@ -138,8 +146,10 @@ struct State {
     seq: u64,
     reports: VecDeque<(u64, Report)>,
     dropped: u64,
-    /// Reports the agent has seen up to.
+    /// Reports the agent has seen up to (`browser_console`).
     looked: u64,
+    /// Errors handed to the agent up to ([`Page::undelivered_errors`]).
+    delivered: u64,
     url: String,
     title: String,
     /// Requests in flight: id → (method, url).
@@ -228,6 +238,10 @@ impl Page {
         ] {
             cdp.call(m, json!({}), COMMAND).await?;
         }
+        // Workers and out-of-process frames: attached in flat mode, held at
+        // their start until the collector has enabled their reports.
+        cdp.call("Target.setAutoAttach", auto_attach(), COMMAND)
+            .await?;
         cdp.call(
             "Page.addScriptToEvaluateOnNewDocument",
             json!({"source": js::DIALOGS}),
@@ -273,26 +287,36 @@ impl Page {
         (st.url.clone(), st.title.clone())
     }
 
-    /// The sequence number of the last report (to ask for what came after).
-    pub fn mark(&self) -> u64 {
-        self.state.lock().expect("page state").seq
-    }
-
-    /// Error reports after `mark`.
-    pub fn errors_since(&self, mark: u64) -> Vec<Report> {
-        let st = self.state.lock().expect("page state");
+    /// The errors the agent has not been told of yet, oldest first; from now
+    /// on they count as told. Every report is kept in order before it is
+    /// published, so an error raised before this call is in its answer or in
+    /// a later one, never in none.
+    pub fn undelivered_errors(&self) -> Vec<Report> {
+        let mut st = self.state.lock().expect("page state");
+        let delivered = st.delivered;
+        st.delivered = st.seq;
         st.reports
             .iter()
-            .filter(|(s, r)| *s > mark && r.is_error())
+            .filter(|(s, r)| *s > delivered && r.is_error())
             .map(|(_, r)| r.clone())
             .collect()
     }
 
+    /// Whether the page raised errors the agent has not been told of.
+    pub fn has_undelivered_errors(&self) -> bool {
+        let st = self.state.lock().expect("page state");
+        st.reports
+            .iter()
+            .any(|(s, r)| *s > st.delivered && r.is_error())
+    }
+
     /// Everything reported since the last call, and how many were dropped
-    /// for lack of room.
+    /// for lack of room. Errors among them count as told
+    /// ([`Page::undelivered_errors`]).
     pub fn take_reports(&self) -> (Vec<Report>, u64) {
         let mut st = self.state.lock().expect("page state");
         let looked = st.looked;
+        st.delivered = st.delivered.max(st.seq);
         let out: Vec<Report> = st
             .reports
             .iter()
@@ -795,18 +819,53 @@ fn parse_key(spec: &str) -> Result<Key, String> {
     }
 }
 
+/// `Target.setAutoAttach`'s parameters, for the page and every target it starts.
+fn auto_attach() -> Value {
+    json!({"autoAttach": true, "waitForDebuggerOnStart": true, "flatten": true})
+}
+
+/// Enables reports of a target the page started (a worker, an
+/// out-of-process frame), then lets it run. Commands to one session are
+/// carried out in order, so its first statement runs with reports on.
+fn adopt(cdp: &Cdp, p: &Value) {
+    let Some(session) = p["sessionId"].as_str() else {
+        return;
+    };
+    let kind = p["targetInfo"]["type"].as_str().unwrap_or("");
+    let s = Some(session);
+    if matches!(
+        kind,
+        "iframe" | "worker" | "shared_worker" | "service_worker"
+    ) {
+        cdp.send_in(s, "Runtime.enable", json!({}));
+        cdp.send_in(s, "Network.enable", json!({}));
+        cdp.send_in(s, "Target.setAutoAttach", auto_attach());
+    }
+    cdp.send_in(s, "Runtime.runIfWaitingForDebugger", json!({}));
+}
+
 /// The collector: keeps the page's state and republishes what others watch.
 async fn collect(page: Page, mut events: broadcast::Receiver<CdpEvent>, loads: watch::Sender<u64>) {
     loop {
         let ev = match events.recv().await {
             Ok(ev) => ev,
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::debug!(missed = n, "the browser collector fell behind");
+                tracing::warn!(
+                    missed = n,
+                    "the browser collector fell behind; reports were lost"
+                );
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
         let p = &ev.params;
+        if ev.method == "Target.attachedToTarget" {
+            adopt(&page.cdp, p);
+            continue;
+        }
+        // An attached target speaks only for its reports; the page's own
+        // state (URL, loads, dialogs, frames) is the page session's.
+        let own = ev.session.is_none();
         let report = match ev.method.as_str() {
             "Runtime.consoleAPICalled" if p["args"][0]["value"] == js::DIALOG_MARK => {
                 Some(Report::Dialog {
@@ -903,7 +962,7 @@ async fn collect(page: Page, mut events: broadcast::Receiver<CdpEvent>, loads: w
                     _ => None,
                 }
             }
-            "Page.javascriptDialogOpening" => {
+            "Page.javascriptDialogOpening" if own => {
                 let kind = p["type"].as_str().unwrap_or("alert").to_owned();
                 // Dismiss at once (a `beforeunload` one is accepted so navigation goes on).
                 let cdp = page.cdp.clone();
@@ -946,7 +1005,7 @@ async fn collect(page: Page, mut events: broadcast::Receiver<CdpEvent>, loads: w
                     })
                 }
             }
-            "Page.frameNavigated" => {
+            "Page.frameNavigated" if own => {
                 let f = &p["frame"];
                 if f.get("parentId").is_none() {
                     let url = f["url"].as_str().unwrap_or("").to_owned();
@@ -960,14 +1019,14 @@ async fn collect(page: Page, mut events: broadcast::Receiver<CdpEvent>, loads: w
                 }
                 None
             }
-            "Page.navigatedWithinDocument" => {
+            "Page.navigatedWithinDocument" if own => {
                 let url = p["url"].as_str().unwrap_or("").to_owned();
                 page.state.lock().expect("page state").url = url.clone();
                 let title = page.state.lock().expect("page state").title.clone();
                 let _ = page.observations.send(Observation::Page { url, title });
                 None
             }
-            "Page.loadEventFired" => {
+            "Page.loadEventFired" if own => {
                 let n = {
                     let mut st = page.state.lock().expect("page state");
                     st.loads += 1;
@@ -989,7 +1048,7 @@ async fn collect(page: Page, mut events: broadcast::Receiver<CdpEvent>, loads: w
                 });
                 None
             }
-            "Page.screencastFrame" => {
+            "Page.screencastFrame" if own => {
                 page.cdp.send(
                     "Page.screencastFrameAck",
                     json!({"sessionId": p["sessionId"]}),
@@ -1004,7 +1063,7 @@ async fn collect(page: Page, mut events: broadcast::Receiver<CdpEvent>, loads: w
                 let _ = page.observations.send(Observation::Frame(Arc::new(frame)));
                 None
             }
-            "Inspector.targetCrashed" => {
+            "Inspector.targetCrashed" if own => {
                 // The page's renderer died: close the browser, so the next use starts a new one.
                 page.close_browser();
                 None

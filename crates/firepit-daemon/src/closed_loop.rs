@@ -136,13 +136,20 @@ async fn deliver(app: &App, session: &str, p: &Problem) {
     if app.agents().model().is_none() {
         return;
     }
-    if let Some(agent) = app.agents().get(session)
-        && agent.is_running()
-    {
-        if p.source.starts_with("service:") {
-            agent.send(message(p)).await;
+    let from_page = from_page(p);
+    if let Some(agent) = app.agents().get(session) {
+        if from_page {
+            // A running agent hears the page's errors at its next step, or
+            // goes on for one more step when it was about to end.
+            if agent.nudge() {
+                return;
+            }
+        } else if agent.is_running() {
+            if p.source.starts_with("service:") {
+                agent.send(message(p)).await;
+            }
+            return;
         }
-        return;
     }
     match app.wake_agent(session) {
         Ok(true) => {}
@@ -156,6 +163,9 @@ async fn deliver(app: &App, session: &str, p: &Problem) {
         return;
     }
     match app.agent(session).await {
+        Ok(agent) if from_page => {
+            agent.hear_browser().await;
+        }
         Ok(agent) => {
             agent.send(message(p)).await;
         }
@@ -163,6 +173,13 @@ async fn deliver(app: &App, session: &str, p: &Problem) {
             tracing::warn!(session, error = %crate::error::chain(&e), "could not wake the agent")
         }
     }
+}
+
+/// Whether a problem is one the page in the agent's browser reported (not
+/// the browser going away): the agent hears those through the page's one
+/// cursor of errors, so each reaches it exactly once.
+fn from_page(p: &Problem) -> bool {
+    p.source == "browser" && p.kind != "browser_crash"
 }
 
 /// Records a test run and, when it failed, a problem.

@@ -177,17 +177,32 @@ fn hooks(ctx: &ToolContext) -> Result<&dyn SessionHooks, String> {
         .ok_or_else(|| "the browser is not available in this session".to_owned())
 }
 
-/// Appends the errors the page raised after `mark`.
-fn with_errors(page: &Page, mark: u64, mut out: String) -> String {
-    let errors = page.errors_since(mark);
-    if !errors.is_empty() {
-        out.push_str("\nthe page raised:");
-        for e in errors.iter().take(20) {
-            out.push_str("\n- ");
-            out.push_str(&e.line());
-        }
+/// Appends the errors the page raised that the agent has not been told of
+/// (during this call or since the last one).
+fn with_errors(page: &Page, mut out: String) -> String {
+    if let Some(news) = errors_note(page) {
+        out.push('\n');
+        out.push_str(&news);
     }
     out
+}
+
+/// The errors the page raised that the agent has not been told of, as one
+/// note; `None` when there are none. They count as told from now on.
+pub(crate) fn errors_note(page: &Page) -> Option<String> {
+    let errors = page.undelivered_errors();
+    if errors.is_empty() {
+        return None;
+    }
+    let mut out = String::from("the page raised:");
+    for e in errors.iter().take(20) {
+        out.push_str("\n- ");
+        out.push_str(&e.line());
+    }
+    if errors.len() > 20 {
+        out.push_str(&format!("\n- … and {} more", errors.len() - 20));
+    }
+    Some(out)
 }
 
 pub(super) async fn run(ctx: &ToolContext, name: &str, a: Args) -> Result<String, String> {
@@ -227,7 +242,6 @@ async fn settle() {
 }
 
 async fn act(h: &dyn SessionHooks, page: &Page, name: &str, a: Args) -> Result<String, String> {
-    let mark = page.mark();
     let e = |e: firepit_browser::Error| {
         let closed = matches!(e, firepit_browser::Error::Closed(_));
         let mut s = crate::agent::chain(&e);
@@ -254,7 +268,7 @@ async fn act(h: &dyn SessionHooks, page: &Page, name: &str, a: Args) -> Result<S
                 .max_chars
                 .unwrap_or(SNAPSHOT_DEFAULT)
                 .clamp(500, SNAPSHOT_MAX);
-            return page.snapshot(max).await.map_err(e);
+            page.snapshot(max).await.map_err(e)?
         }
         "browser_click" => {
             let (r, s) = target(&a)?;
@@ -335,13 +349,13 @@ async fn act(h: &dyn SessionHooks, page: &Page, name: &str, a: Args) -> Result<S
             let bytes = png.len();
             let name = h.save_artifact("screenshot.png", "image/png", png)?;
             let (url, _) = page.location();
-            return Ok(format!(
+            format!(
                 "saved the screenshot of {url} as the artifact {name} ({bytes} bytes); the person can see it. Use browser_snapshot to read the page."
-            ));
+            )
         }
         other => return Err(format!("no browser tool {other}")),
     };
-    Ok(with_errors(page, mark, out))
+    Ok(with_errors(page, out))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! with `is_error` that says exactly what was wrong and how to fix the call.
 
 mod ask_user;
-mod browser;
+pub(crate) mod browser;
 mod edit_file;
 mod exec;
 mod files;

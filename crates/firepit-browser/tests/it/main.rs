@@ -160,3 +160,110 @@ async fn a_real_page_is_read_driven_and_its_errors_reported() {
     let png = page.screenshot(false).await.unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 }
+
+/// A page that raises `case C run N` in the way `c` names: from a timer
+/// that many ms after load, a rejected promise, a worker, after a
+/// client-side navigation, or inside a cross-site (out-of-process) frame.
+const RAISER: &str = r#"<!doctype html><title>raiser</title><body><script>
+const q = new URLSearchParams(location.search), c = q.get('c');
+const msg = `case ${c}${q.has('in') ? ' in ' + q.get('in') : ''} run ${q.get('n')}`;
+if (c === 'reject') addEventListener('load', () => Promise.reject(new Error(msg)));
+else if (c === 'worker') new Worker('/w.js?' + q);
+else if (c === 'spa') addEventListener('load', () => setTimeout(() => {
+  history.pushState({}, '', '/next?' + q);
+  setTimeout(() => { throw new Error(msg) }, 20);
+}, 20));
+else if (c === 'frame') {
+  const f = document.createElement('iframe');
+  f.src = `http://localhost:${location.port}/t?c=0&n=${q.get('n')}&in=frame`;
+  document.body.appendChild(f);
+}
+else addEventListener('load', () => setTimeout(() => { throw new Error(msg) }, Number(c)));
+</script>"#;
+
+const WORKER: &str = "const q = new URLSearchParams(self.location.search);\n\
+                      throw new Error(`case ${q.get('c')} run ${q.get('n')}`);\n";
+
+/// A server answering [`RAISER`] at `/t?…` and [`WORKER`] at `/w.js?…`.
+async fn raisers() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let (status, kind, body) = if head.starts_with("GET /t?") {
+                    ("200 OK", "text/html", RAISER)
+                } else if head.starts_with("GET /w.js?") {
+                    ("200 OK", "text/javascript", WORKER)
+                } else {
+                    ("404 Not Found", "text/plain", "not here")
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// The closed loop's promise: whatever a page raises, whenever it raises
+/// it, reaches the agent, once. For each way of raising, 20 loads in a row;
+/// the errors are read the way the agent's tools read them (one cursor,
+/// looked at right after the load and then until it shows), and each run's
+/// error must be read exactly once: none lost, none repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_raised_at_any_moment_reach_the_reader_once() {
+    const RUNS: usize = 20;
+    let devtools = free_port();
+    let _chromium = chromium(devtools);
+    let app = raisers().await;
+    let dial: Dial = Arc::new(|port| TcpStream::connect(("127.0.0.1", port)).boxed());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        match attach(&dial, devtools).await {
+            Ok(p) => break p,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("Chromium's DevTools never answered: {e}"),
+        }
+    };
+    let mut read: Vec<String> = Vec::new();
+    for case in ["0", "50", "500", "reject", "worker", "spa", "frame"] {
+        for n in 0..RUNS {
+            let url = format!("http://127.0.0.1:{app}/t?c={case}&n={n}");
+            page.open(&url, Duration::from_secs(15)).await.unwrap();
+            // Raised by this load: the frame's page raises as case 0.
+            let want = match case {
+                "frame" => format!("case 0 in frame run {n}"),
+                c => format!("case {c} run {n}"),
+            };
+            let until = Instant::now() + Duration::from_secs(10);
+            loop {
+                read.extend(page.undelivered_errors().iter().map(Report::line));
+                if read.iter().any(|l| l.contains(&want)) || Instant::now() > until {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let times = read
+                .iter()
+                .filter(|l| l.contains(&format!("{want}\n")) || l.ends_with(&want))
+                .count();
+            assert_eq!(
+                times, 1,
+                "{case}, run {n}: {want:?} read {times} times in {read:#?}"
+            );
+        }
+    }
+    // Nothing comes again later.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(page.undelivered_errors().is_empty());
+}

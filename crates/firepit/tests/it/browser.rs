@@ -681,3 +681,111 @@ fn a_running_agent_gets_new_problems_at_its_next_step() {
     assert!(third.contains("nosuchmodule"), "{third}");
     assert!(third.contains("service:worker"), "{third}");
 }
+
+/// Every error a page raises reaches the model, whenever it is raised: from
+/// a timer 0, 50 and 500 ms after load, a rejected promise, a worker, after a
+/// client-side navigation. The agent opens the page, reads it and its
+/// console at once and ends; an error raised after its last look reaches it
+/// at its next step: it wakes the idle agent when it is the first of its
+/// kind, and otherwise waits for the next run (a page that keeps throwing
+/// the same error does not wake the agent again and again). 20 runs in a
+/// row and one more: none lost.
+#[test]
+fn every_error_a_page_raises_reaches_the_model() {
+    const PAGE: &str = r#"<!doctype html><title>raiser</title><body><script>
+const q = new URLSearchParams(location.search), c = q.get('c'), msg = `case ${c} run ${q.get('n')}`;
+if (c === 'reject') addEventListener('load', () => Promise.reject(new Error(msg)));
+else if (c === 'worker') new Worker('/w.js?' + q);
+else if (c === 'spa') addEventListener('load', () => setTimeout(() => {
+  history.pushState({}, '', '/next?' + q);
+  setTimeout(() => { throw new Error(msg) }, 20);
+}, 20));
+else addEventListener('load', () => setTimeout(() => { throw new Error(msg) }, Number(c)));
+</script>"#;
+    const WORKER: &str = "const q = new URLSearchParams(self.location.search);\n\
+                          throw new Error(`case ${q.get('c')} run ${q.get('n')}`);\n";
+    const CASES: [&str; 6] = ["0", "50", "500", "reject", "worker", "spa"];
+    const RUNS: usize = 20;
+    let script: Script = Default::default();
+    script.lock().unwrap().0.extend([
+        call("s1", "service_start", json!({"name": "site", "command": "python3 -m http.server 8000 --bind 127.0.0.1", "cwd": "/root/site"})),
+        turn("The site runs.", &[]),
+    ]);
+    let d = with_model("t55", &script);
+    let id = d.new_session(&["--image", &browser_image(), "--memory", "2G"]);
+    d.sh(&id, "mkdir -p /root/site");
+    for (name, body) in [("t.html", PAGE), ("w.js", WORKER)] {
+        let src = d.data_dir().join(name);
+        std::fs::write(&src, body).unwrap();
+        d.ok(&[
+            "cp",
+            src.to_str().unwrap(),
+            &format!("{id}:/root/site/{name}"),
+        ]);
+    }
+    d.ok(&["agent", &id, "start the site"]);
+    let rt = rt();
+    let idle = || {
+        rt.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let status: Value = d
+                    .http()
+                    .get(format!("{}/v1/sessions/{id}/agent", d.url))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if status["running"] == false {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "the agent never finished");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let seen = || -> String {
+        let requests = script.lock().unwrap().1.clone();
+        requests
+            .iter()
+            .flat_map(|r| r["messages"].as_array().cloned().unwrap_or_default())
+            .filter_map(|m| m["content"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for n in 0..RUNS {
+        let case = CASES[n % CASES.len()];
+        let url = format!("localhost:8000/t.html?c={case}&n={n}");
+        script.lock().unwrap().0.extend([
+            call(&format!("o{n}"), "browser_open", json!({ "url": url })),
+            call(&format!("s{n}"), "browser_snapshot", json!({})),
+            call(&format!("c{n}"), "browser_console", json!({})),
+            turn("Looked.", &[]),
+        ]);
+        idle();
+        d.ok(&["agent", &id, &format!("look at run {n}")]);
+        // Let the page raise (the next run navigates away): it did once the
+        // model heard of it (the first of its kind wakes the agent), or
+        // after the slowest raiser's 500 ms.
+        let want = format!("case {case} run {n}\n");
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !seen().contains(&want) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        idle();
+    }
+    d.ok(&["agent", &id, "anything new?"]);
+    idle();
+    let seen = seen();
+    let lost: Vec<String> = (0..RUNS)
+        .map(|n| format!("case {} run {n}\n", CASES[n % CASES.len()]))
+        .filter(|want| !seen.contains(want.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "never reached the model: {lost:?}\n{}",
+        d.log()
+    );
+}
