@@ -3,7 +3,9 @@
 //!
 //! One task per running session (started and stopped with the session's
 //! watcher, [`crate::watchers`]) follows the log of every service the guest
-//! runs (Chromium's own excepted) through a [`LogScanner`], and the pages of
+//! runs (Chromium's own excepted) through a [`LogScanner`], the shared shell's
+//! terminal (`main`) through a [`ShellScanner`] (problems with the command
+//! that printed them, and commands that crashed), and the pages of
 //! the session's browser (uncaught exceptions, console errors, failed and 5xx
 //! requests, a browser that went away). Test runs arrive from the agent's
 //! `test` tool ([`test_ran`]).
@@ -12,8 +14,9 @@
 //! time and again at counts 10, 100, 1000 …; only its first sighting is
 //! handed to the agent. Delivery:
 //! - the agent runs: problems of services reach it at its next step (as an
-//!   interjection); browser and test problems do not, as the tool results it
-//!   is reading already carry them;
+//!   interjection); test and shell problems do not, as the tool results it
+//!   is reading already carry them; the page's errors reach it through the
+//!   page's one cursor (see [`deliver`]);
 //! - the agent is idle: it is woken with the problem when the session's
 //!   `wake_agent` setting is on (the default; `PUT /v1/sessions/{id}/closed-loop`)
 //!   and the agent has been talked to in this session before, so a session
@@ -27,7 +30,7 @@ use std::time::Duration;
 use firepit_agent::TestRun;
 use firepit_browser::{Observation, Report};
 use firepit_guest_client::{GuestClient, ServiceEvent};
-use firepit_problems::{Folder, LogScanner, Problem};
+use firepit_problems::{Folder, LogScanner, Problem, ShellScanner};
 use firepit_wire::events::EventKind;
 use tokio::task::JoinSet;
 
@@ -267,6 +270,7 @@ pub async fn watch(app: App, id: String) {
     };
     let mut tasks = JoinSet::new();
     tasks.spawn(watch_browser(app.clone(), id.clone(), guest.clone()));
+    tasks.spawn(follow_shell(app.clone(), id.clone(), guest.clone()));
     let Ok(mut services) = guest.watch_services().await else {
         return;
     };
@@ -310,6 +314,76 @@ pub async fn watch(app: App, id: String) {
             ));
             followers.insert(name, h);
         }
+    }
+}
+
+/// The shared shell's pty.
+const SHELL: &str = "main";
+
+/// Scans the shared shell's output as it is written, attached to its pty
+/// like a terminal that never types; attaches again when the shell is
+/// restarted or the attachment fell behind. Waits without a timer while the
+/// shell is quiet and nothing is pending.
+async fn follow_shell(app: App, id: String, guest: GuestClient) {
+    let mut scanner = ShellScanner::new(format!("shell:{SHELL}"), firepit_wire::guest::SHELL_MARK);
+    let mut failures = 0u32;
+    while failures < 5 {
+        let Ok(mut pty) = guest.pty_attach(SHELL, None).await else {
+            // Not there (yet: restarted a moment ago), or the guest is gone.
+            if guest.is_closed() {
+                return;
+            }
+            failures += 1;
+            tokio::time::sleep(Duration::from_millis(200 << failures)).await;
+            continue;
+        };
+        failures = 0;
+        // What the shell wrote before: seen by an earlier follower, or before the session's
+        // closed loop began.
+        let mut skip = pty.info().scrollback;
+        let mut pending = false;
+        loop {
+            let next = if pending {
+                match tokio::time::timeout(QUIET, pty.next_event()).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        pending = false;
+                        for p in scanner.flush() {
+                            report(&app, &id, p).await;
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                pty.next_event().await
+            };
+            let data = match next {
+                Ok(Some(firepit_guest_client::PtyEvent::Output(data))) => data,
+                // The shell ended (it is started again) or the attachment fell behind.
+                Ok(Some(_)) | Ok(None) | Err(_) => break,
+            };
+            let data = if skip > 0 {
+                let n = skip.min(data.len() as u64) as usize;
+                skip -= n as u64;
+                data.slice(n..)
+            } else {
+                data
+            };
+            if data.is_empty() {
+                continue;
+            }
+            pending = true;
+            for p in scanner.push(&data) {
+                report(&app, &id, p).await;
+            }
+        }
+        for p in scanner.flush() {
+            report(&app, &id, p).await;
+        }
+        if guest.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

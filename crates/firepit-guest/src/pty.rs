@@ -74,6 +74,7 @@ impl Session {
             cols: st.cols,
             rows: st.rows,
             clients: st.clients,
+            scrollback: 0,
         }
     }
 
@@ -167,6 +168,26 @@ fn login_shell() -> Vec<String> {
     }
 }
 
+/// `PS0` and `PROMPT_COMMAND` printing [`firepit_wire::guest::SHELL_MARK`]
+/// around each command line (the exit status is kept for the prompt), unless
+/// the caller set either.
+fn shell_marks(env: &[(String, String)]) -> Vec<(String, String)> {
+    if env.iter().any(|(k, _)| k == "PS0" || k == "PROMPT_COMMAND") {
+        return Vec::new();
+    }
+    let mark = firepit_wire::guest::SHELL_MARK;
+    vec![
+        (
+            "PS0".into(),
+            format!(r"\e]{mark}run;$(fc -ln -1 2>/dev/null | base64 -w0 2>/dev/null)\a"),
+        ),
+        (
+            "PROMPT_COMMAND".into(),
+            format!(r#"__fp_s=$?; printf '\033]{mark}done;%s\007' "$__fp_s"; (exit $__fp_s)"#),
+        ),
+    ]
+}
+
 impl Ptys {
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
@@ -224,6 +245,10 @@ impl Ptys {
                 format!("invalid pty name: {name:?}"),
             ));
         }
+        let mut env = c.env;
+        if c.argv.is_none() {
+            env.extend(shell_marks(&env));
+        }
         let argv = c.argv.unwrap_or_else(login_shell);
         let cwd = process::resolve_cwd(c.cwd.as_deref())?;
         let (cols, rows) = (c.cols.unwrap_or(80).max(1), c.rows.unwrap_or(24).max(1));
@@ -244,7 +269,7 @@ impl Ptys {
                 .map(Stdio::from)
                 .map_err(|e| WireError::io("duplicating a pty", &e))
         };
-        let mut cmd = crate::exec::command(&argv, &c.env, &cwd)?;
+        let mut cmd = crate::exec::command(&argv, &env, &cwd)?;
         cmd.stdin(io(&pty.slave)?)
             .stdout(io(&pty.slave)?)
             .stderr(io(&pty.slave)?);
@@ -322,7 +347,11 @@ impl Ptys {
             (sb.freeze(), session.tx.subscribe(), st.exited)
         };
         let _detach = Detach(session.clone());
-        if !s.send(&Response::PtyAttached(session.info())).await {
+        let info = PtyInfo {
+            scrollback: scrollback.len() as u64,
+            ..session.info()
+        };
+        if !s.send(&Response::PtyAttached(info)).await {
             return Ok(Response::Done);
         }
         // Output waiting for the window, in pieces of at most one data frame.

@@ -3,6 +3,9 @@
 //! - [`LogScanner`] reads a service's log line by line and recognises stack
 //!   traces and error lines of Elixir/Phoenix, Python, Node, Rust and Go, and
 //!   HTTP 5xx responses in access logs.
+//! - [`ShellScanner`] reads a terminal's output as it streams (escapes taken
+//!   out, the shell's marks read to name the command a problem came from, a
+//!   command killed by a crash signal reported).
 //! - [`tests::summarize`] reads a test runner's output (mix test, pytest,
 //!   cargo test, go test, npm test with jest/mocha/node:test) and says what
 //!   failed.
@@ -14,10 +17,12 @@
 
 mod fold;
 mod logs;
+mod shell;
 pub mod tests;
 
 pub use fold::{Folder, fingerprint};
 pub use logs::LogScanner;
+pub use shell::ShellScanner;
 
 /// Longest `detail` kept, in bytes (the trace and its context).
 pub const DETAIL_LIMIT: usize = 4096;
@@ -27,12 +32,12 @@ pub const SUMMARY_LIMIT: usize = 300;
 /// An error recognised in a session: what the `problem` event carries.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
-    /// Where it came from: `service:<name>`, `browser` or `test`.
+    /// Where it came from: `service:<name>`, `shell:<pty>`, `browser` or `test`.
     pub source: String,
     /// What it is: `python_exception`, `elixir_exception`, `node_exception`,
     /// `rust_panic`, `rust_compile_error`, `go_panic`, `error_line`, `http_5xx`,
     /// `js_exception`, `console_error`, `request_failed`, `test_failure`,
-    /// `browser_crash`, ….
+    /// `browser_crash`, `shell_crash`, ….
     pub kind: String,
     /// One line.
     pub summary: String,

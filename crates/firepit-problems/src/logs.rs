@@ -45,6 +45,11 @@ impl LogScanner {
         }
     }
 
+    /// The source its problems name.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// Feeds a chunk of log text (whole lines; a partial last line is taken
     /// as a line). Returns what it completed.
     pub fn push(&mut self, text: &str) -> Vec<Problem> {

@@ -605,7 +605,19 @@ pub struct PtyInfo {
     pub rows: u16,
     /// Clients attached now.
     pub clients: u32,
+    /// In the answer to an attach: bytes of scrollback the attachment gets
+    /// before live output (0 in lists).
+    #[serde(default)]
+    pub scrollback: u64,
 }
+
+/// The terminal escape (an OSC, which terminals ignore) the login shell of a
+/// pty prints before each command line it runs, `ESC ] 7788;run;<base64 of
+/// the line> BEL`, and after it, `ESC ] 7788;done;<exit status> BEL`; the
+/// guest sets them up (`PS0`, `PROMPT_COMMAND`) in ptys it starts with the
+/// default shell, and the closed loop reads them to name the command a
+/// problem in the shell came from. Text the machine prints: never trusted.
+pub const SHELL_MARK: &str = "7788;";
 
 /// How a file is written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -789,3 +789,102 @@ else addEventListener('load', () => setTimeout(() => { throw new Error(msg) }, N
         d.log()
     );
 }
+
+/// The shared shell is watched like a service's log: an app the agent
+/// started in the `main` terminal that raises on a request becomes a problem
+/// naming the command, which wakes the idle agent; the same app answering
+/// cleanly raises none, and neither does a command that merely fails.
+#[test]
+fn an_app_in_the_shared_shell_that_raises_wakes_the_idle_agent() {
+    const APP: &str = r#"import http.server
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/boom":
+            raise RuntimeError("the shell app broke on " + self.path)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"fine")
+
+
+http.server.HTTPServer(("127.0.0.1", 8000), Handler).serve_forever()
+"#;
+    let script: Script = Default::default();
+    script.lock().unwrap().0.extend([
+        call(
+            "c1",
+            "write_file",
+            json!({"path": "/root/app/server.py", "content": APP}),
+        ),
+        call("c2", "shell", json!({"command": "ls /nonexistent"})),
+        call(
+            "c3",
+            "shell",
+            json!({"command": "cd /root/app && python3 -u server.py", "wait_secs": 1}),
+        ),
+        turn("The app runs in the terminal.", &[]),
+        // Woken by the problem.
+        turn("Seen.", &[]),
+    ]);
+    let d = with_model("t56", &script);
+    let id = d.new_session(&[]);
+    let out = d.ok(&["agent", &id, "start the app in the terminal"]);
+    assert!(out.contains("— done"), "{out}");
+    let rt = rt();
+    rt.block_on(async {
+        let port = d.url.rsplit(':').next().unwrap().to_owned();
+        let get = |path: &'static str| {
+            let (d, id, port) = (&d, &id, &port);
+            async move {
+                d.http()
+                    .get(format!("{}{path}", d.url))
+                    .header("host", format!("8000-{id}.localhost:{port}"))
+                    .send()
+                    .await
+            }
+        };
+        let shell_problems = |ev: &[Value]| -> Vec<Value> {
+            of_type(ev, "problem")
+                .into_iter()
+                .filter(|p| p["source"] == "shell:main")
+                .cloned()
+                .collect()
+        };
+        for _ in 0..3 {
+            let r = get("/").await.unwrap();
+            assert_eq!(r.text().await.unwrap(), "fine");
+        }
+        // A clean app (and a command that failed) raise nothing, however long one looks.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(shell_problems(&events(&d, &id).await), Vec::<Value>::new());
+        let _ = get("/boom").await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let problem = loop {
+            if let Some(p) = shell_problems(&events(&d, &id).await).first() {
+                break p.clone();
+            }
+            assert!(Instant::now() < deadline, "no problem from the shell\n{}", d.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(problem["kind"], "python_exception");
+        assert_eq!(
+            problem["summary"],
+            "RuntimeError: the shell app broke on /boom (from `cd /root/app && python3 -u server.py` in the shell)"
+        );
+        assert!(
+            problem["detail"].as_str().unwrap().contains("Traceback"),
+            "{problem}"
+        );
+        // It woke the agent, with the traceback.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while script.lock().unwrap().1.len() < 5 {
+            assert!(Instant::now() < deadline, "the agent was not woken\n{}", d.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let requests = script.lock().unwrap().1.clone();
+    let woke = requests[4]["messages"].to_string();
+    assert!(woke.contains("shell:main"), "{woke}");
+    assert!(woke.contains("the shell app broke on /boom"), "{woke}");
+}
