@@ -13,7 +13,8 @@
 //! Repeats are folded per session ([`Folder`]): a problem is logged the first
 //! time and again at counts 10, 100, 1000 …; only its first sighting is
 //! handed to the agent. Delivery:
-//! - the agent runs: problems of services reach it at its next step (as an
+//! - the agent runs: problems of services and of the person's preview (5xx
+//!   answers the proxy served) reach it at its next step (as an
 //!   interjection); test and shell problems do not, as the tool results it
 //!   is reading already carry them; the page's errors reach it through the
 //!   page's one cursor (see [`deliver`]);
@@ -148,7 +149,7 @@ async fn deliver(app: &App, session: &str, p: &Problem) {
                 return;
             }
         } else if agent.is_running() {
-            if p.source.starts_with("service:") {
+            if p.source.starts_with("service:") || p.source == "preview" {
                 agent.send(message(p)).await;
             }
             return;

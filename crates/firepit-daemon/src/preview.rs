@@ -132,7 +132,26 @@ impl FastGate {
     }
 }
 
+/// Reports a 5xx the app answered a preview request with (the person saw
+/// it) as a problem of the session: `source=preview`.
+fn app_error(app: &App, session: &str, port: u16, request: &str, status: u16) {
+    let p = firepit_problems::Problem::new(
+        "preview",
+        "http_5xx",
+        &format!("{request} answered {status} in the preview of port {port}"),
+        &format!(
+            "A request through the preview of port {port} (the person's, or a share link's) got {status} from the app.\nrequest: {request}"
+        ),
+    );
+    let (app, session) = (app.clone(), session.to_owned());
+    tokio::spawn(async move { crate::closed_loop::report(&app, &session, p).await });
+}
+
 impl fast::Gate for FastGate {
+    fn app_error(&self, to: &Route, request: &str, status: u16) {
+        app_error(&self.app, &to.session, to.port, request, status);
+    }
+
     fn claims(&self, host: &[u8]) -> bool {
         std::str::from_utf8(host).is_ok_and(|h| {
             matches!(
@@ -441,9 +460,18 @@ async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Inco
         port: p.port,
     };
     let policy = route.policy(client.ip(), PRIVATE_COOKIES, app.token());
+    let request = {
+        let target = req.uri().path_and_query().map_or("/", |t| t.as_str());
+        format!("{} {}", req.method(), firepit_problems::cut(target, 300))
+    };
     let result = proxy::forward(&previews.pool, &route, &policy, req, || dial(app, &p)).await;
     match result {
-        Ok(resp) => html(resp),
+        Ok(resp) => {
+            if resp.status().is_server_error() {
+                app_error(app, &p.session, p.port, &request, resp.status().as_u16());
+            }
+            html(resp)
+        }
         Err(firepit_preview::Error::Refused(_)) => nothing_listening(app, &p).await,
         Err(firepit_preview::Error::NotRunning) => stopped(&p),
         Err(e) => {

@@ -72,6 +72,19 @@ pub trait Gate: Send + Sync {
     fn private_cookies(&self) -> &[&str];
     /// The API token: `Authorization: Bearer <it>` never reaches an app.
     fn api_token(&self) -> &str;
+    /// The app answered `request` (its request line, `GET /x`) with a 5xx
+    /// `status`, which the client got. Called after the head went on; must
+    /// not block.
+    fn app_error(&self, to: &Route, request: &str, status: u16) {
+        let _ = (to, request, status);
+    }
+}
+
+/// `METHOD TARGET` of a request head as the app got it.
+fn request_line(out: &[u8]) -> String {
+    let line = out.split(|&b| b == b'\r').next().unwrap_or_default();
+    let line = line.strip_suffix(b" HTTP/1.1").unwrap_or(line);
+    String::from_utf8_lossy(&line[..line.len().min(300)]).into_owned()
 }
 
 /// How [`serve`] ended.
@@ -169,6 +182,9 @@ pub async fn serve<G: Gate>(
                 Err(Failed::Client) => return Outcome::Done,
             }
         };
+        if resp.status >= 500 {
+            gate.app_error(&plan.to, &request_line(&plan.out), resp.status);
+        }
         match copy_body(&mut client, &mut up, &mut up_buf, resp.framing).await {
             Ok(()) => {}
             Err(_) => return Outcome::Done,
@@ -237,6 +253,8 @@ pub(crate) mod tests {
 
     pub(crate) struct TestGate {
         upstream: SocketAddr,
+        /// What [`Gate::app_error`] was told.
+        errors: std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>>,
     }
 
     impl Gate for TestGate {
@@ -270,11 +288,20 @@ pub(crate) mod tests {
         fn api_token(&self) -> &str {
             "sekrit"
         }
+
+        fn app_error(&self, to: &Route, request: &str, status: u16) {
+            assert_eq!(to.session, "abc");
+            self.errors
+                .lock()
+                .unwrap()
+                .push((request.to_owned(), status));
+        }
     }
 
     pub(crate) fn gate() -> TestGate {
         TestGate {
             upstream: "127.0.0.1:9".parse().unwrap(),
+            errors: Default::default(),
         }
     }
 
@@ -322,6 +349,10 @@ pub(crate) mod tests {
                             "/chunked" => "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
                                            3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
                                 .to_owned(),
+                            p if p.starts_with("/fail") => {
+                                "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nfail"
+                                    .to_owned()
+                            }
                             _ => format!(
                                 "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ngot{:03}",
                                 body.1
@@ -341,10 +372,17 @@ pub(crate) mod tests {
     /// A client connection served on the fast path (with its own pool)
     /// toward `upstream`, and how that ends.
     async fn serving(upstream: SocketAddr) -> (TcpStream, tokio::task::JoinHandle<Outcome>) {
+        serving_with(TestGate {
+            upstream,
+            errors: Default::default(),
+        })
+        .await
+    }
+
+    async fn serving_with(gate: TestGate) -> (TcpStream, tokio::task::JoinHandle<Outcome>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (s, peer) = l.accept().await.unwrap();
-        let gate = TestGate { upstream };
         let served = tokio::spawn(async move { serve(&gate, &Pool::default(), s, peer).await });
         (c, served)
     }
@@ -410,6 +448,31 @@ pub(crate) mod tests {
             heads[1..]
                 .iter()
                 .all(|h| h.contains("x-forwarded-for: 127.0.0.1"))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_apps_5xx_answers_are_told_to_the_gate() {
+        let (upstream, _seen) = app(false).await;
+        let errors = std::sync::Arc::default();
+        let gate = TestGate {
+            upstream,
+            errors: std::sync::Arc::clone(&errors),
+        };
+        let (mut c, _served) = serving_with(gate).await;
+        let mut got = Vec::new();
+        c.write_all(b"GET /a HTTP/1.1\r\nHost: 8000-abc.localhost\r\n\r\n")
+            .await
+            .unwrap();
+        read_until(&mut c, &mut got, "got000").await;
+        c.write_all(b"POST /fail?x=1 HTTP/1.1\r\nHost: 8000-abc.localhost\r\n\r\n")
+            .await
+            .unwrap();
+        read_until(&mut c, &mut got, "fail").await;
+        assert!(String::from_utf8_lossy(&got).contains("HTTP/1.1 503"));
+        assert_eq!(
+            *errors.lock().unwrap(),
+            vec![("POST /fail?x=1".to_owned(), 503)]
         );
     }
 

@@ -24,6 +24,8 @@ pub(super) fn write_request_head(out: &mut Vec<u8>, head: &RequestHead<'_>, poli
 /// How the response goes on, once its head is sent on.
 #[derive(Debug)]
 pub(super) struct Sent {
+    /// The app's status code.
+    pub(super) status: u16,
     pub(super) framing: Framing,
     pub(super) upstream_reusable: bool,
     pub(super) client_close: bool,
@@ -113,6 +115,7 @@ pub(super) fn rewrite_response(
         out,
         head_len,
         Some(Sent {
+            status: code,
             framing,
             upstream_reusable: !upstream_close,
             client_close,

@@ -888,3 +888,108 @@ http.server.HTTPServer(("127.0.0.1", 8000), Handler).serve_forever()
     assert!(woke.contains("shell:main"), "{woke}");
     assert!(woke.contains("the shell app broke on /boom"), "{woke}");
 }
+
+/// A 5xx the app answers the person's preview with is a problem of the
+/// session (`source=preview`), on both of the proxy's paths; 2xx and 4xx
+/// answers are not.
+#[test]
+fn a_5xx_the_preview_serves_is_a_problem() {
+    const APP: &str = r#"import http.server
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 500 if self.path.startswith("/fail") else 404 if self.path == "/missing" else 200
+        self.send_response(code)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+http.server.HTTPServer(("127.0.0.1", 8000), Handler).serve_forever()
+"#;
+    let d = Daemon::start("t57");
+    let id = d.new_session(&[]);
+    let src = d.data_dir().join("app.py");
+    std::fs::write(&src, APP).unwrap();
+    d.ok(&["cp", src.to_str().unwrap(), &format!("{id}:/root/app.py")]);
+    let rt = rt();
+    rt.block_on(async {
+        let r = d
+            .http()
+            .post(format!("{}/v1/sessions/{id}/services", d.url))
+            .json(&json!({"name": "web", "command": {"argv": ["python3", "-u", "/root/app.py"]}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{:?}", r.text().await);
+        let port = d.url.rsplit(':').next().unwrap().to_owned();
+        let host = format!("8000-{id}.localhost:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Up: the app answers.
+        loop {
+            let r = d
+                .http()
+                .get(format!("{}/", d.url))
+                .header("host", &host)
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the app never answered\n{}",
+                d.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for path in ["/missing", "/", "/fail/one?x=1"] {
+            let r = d
+                .http()
+                .get(format!("{}{path}", d.url))
+                .header("host", &host)
+                .send()
+                .await
+                .unwrap();
+            let _ = r.bytes().await;
+        }
+        // The full path (a request the fast path hands on: a body of unknown length).
+        let r = d
+            .http()
+            .post(format!("{}/fail/two", d.url))
+            .header("host", &host)
+            .header("transfer-encoding", "chunked")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 501, "python answers an unknown method 501");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let found = loop {
+            let ev = events(&d, &id).await;
+            let found: Vec<Value> = of_type(&ev, "problem")
+                .into_iter()
+                .filter(|p| p["source"] == "preview")
+                .cloned()
+                .collect();
+            if found.len() >= 2 || Instant::now() > deadline {
+                break found;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let summaries: Vec<&str> = found
+            .iter()
+            .map(|p| p["summary"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            summaries,
+            [
+                "GET /fail/one?x=1 answered 500 in the preview of port 8000",
+                "POST /fail/two answered 501 in the preview of port 8000"
+            ],
+            "{found:?}"
+        );
+        assert!(found.iter().all(|p| p["kind"] == "http_5xx"));
+    });
+}
