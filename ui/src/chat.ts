@@ -134,13 +134,14 @@ export class Chat {
 
   private problem(e: Extract<SessionEvent, { type: "problem" }>): HTMLElement {
     const count = e.count;
+    const from = problemSource(e.source);
     return h(
-      "details.msg.problem",
-      { "data-seq": e.seq },
+      `details.msg.problem.from-${from.kind}`,
+      { "data-seq": e.seq, title: `source: ${e.source}` },
       h(
         "summary",
         {},
-        h("span.tag", {}, `problem · ${e.source}`),
+        h("span.tag", {}, `problem · ${from.label}`),
         ` ${e.summary}`,
         count > 1 ? h("span.count", {}, ` ×${count}`) : null,
       ),
@@ -300,4 +301,25 @@ function clipped(text: string): HTMLElement {
     more.remove();
   });
   return h("div", {}, pre, more);
+}
+
+/** Where a problem came from, in words: `service:web` → the service web,
+ * `shell:main` → the shared shell, `browser` → the agent's browser,
+ * `preview` → the person's preview, `test` → tests. */
+export function problemSource(source: string): { kind: string; label: string } {
+  const [head, name] = source.split(":", 2);
+  switch (head) {
+    case "service":
+      return { kind: "service", label: `service ${name ?? ""}`.trim() };
+    case "shell":
+      return { kind: "shell", label: name && name !== "main" ? `terminal ${name}` : "shared shell" };
+    case "browser":
+      return { kind: "browser", label: "agent's browser" };
+    case "preview":
+      return { kind: "preview", label: "your preview" };
+    case "test":
+      return { kind: "test", label: "tests" };
+    default:
+      return { kind: "other", label: source };
+  }
 }
