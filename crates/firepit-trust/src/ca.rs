@@ -152,10 +152,7 @@ fn walk(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
             if depth > 0 {
                 walk(&path, depth - 1, out);
             }
-        } else if path
-            .extension()
-            .is_some_and(|e| e == "crt" || e == "pem")
-        {
+        } else if path.extension().is_some_and(|e| e == "crt" || e == "pem") {
             out.push(path);
         }
     }
@@ -194,10 +191,7 @@ pub fn parse_pem(text: &str) -> Result<Vec<Vec<u8>>, String> {
     while let Some(start) = rest.find(BEGIN) {
         let body_start = start + BEGIN.len();
         let Some(len) = rest[body_start..].find(END) else {
-            return Err(format!(
-                "certificate {} has no {END} line",
-                certs.len() + 1
-            ));
+            return Err(format!("certificate {} has no {END} line", certs.len() + 1));
         };
         let body: String = rest[body_start..body_start + len]
             .chars()
@@ -250,7 +244,10 @@ mod tests {
     fn broken_pem_is_refused_with_a_reason() {
         for (text, why) in [
             (String::new(), "no PEM certificate"),
-            ("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n".into(), "no PEM certificate"),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n".into(),
+                "no PEM certificate",
+            ),
             (format!("{BEGIN}\nAAAA"), "no -----END"),
             (format!("{BEGIN}\n!!!!\n{END}"), "not base64"),
             (format!("{BEGIN}\nAAAA\n{END}"), "not a DER certificate"),
@@ -283,7 +280,10 @@ mod tests {
         let pem = cas.pem().unwrap();
         assert_eq!(parse_pem(&pem).unwrap(), vec![fake_der(1), fake_der(2)]);
         assert!(!pem.contains(host.path().to_str().unwrap()));
-        assert!(cas.summary().starts_with("machines trust 2 extra CAs from "));
+        assert!(
+            cas.summary()
+                .starts_with("machines trust 2 extra CAs from ")
+        );
 
         let bad = host.path().join("broken.crt");
         let e = ExtraCas::discover(&[], &[bad]).unwrap_err().to_string();

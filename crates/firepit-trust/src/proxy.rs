@@ -114,7 +114,10 @@ impl Upstream {
             }
             match after {
                 "" => (h, None),
-                p => (h, Some(p.strip_prefix(':').ok_or_else(|| bad("a bad port"))?)),
+                p => (
+                    h,
+                    Some(p.strip_prefix(':').ok_or_else(|| bad("a bad port"))?),
+                ),
             }
         } else {
             match hostport.rsplit_once(':') {
@@ -140,7 +143,8 @@ impl Upstream {
         let authorization = match userinfo {
             None => None,
             Some(u) => {
-                let decoded = percent_decode(u).ok_or_else(|| bad("bad %-escapes in the user info"))?;
+                let decoded =
+                    percent_decode(u).ok_or_else(|| bad("bad %-escapes in the user info"))?;
                 Some(format!("Basic {}", STANDARD.encode(decoded)))
             }
         };
@@ -323,11 +327,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        move |name| {
-            vars.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        }
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
 
     #[test]
@@ -339,10 +339,22 @@ mod tests {
             Some(format!("Basic {}", STANDARD.encode("us@r:p:ss")).as_str())
         );
         let shown = format!("{u:?} {}", u.display());
-        assert!(!shown.contains("p%3Ass") && !shown.contains("us%40r"), "{shown}");
-        assert_eq!(u.url_with_credentials(), "http://us%40r:p%3Ass@proxy.corp:8080/");
-        assert_eq!(Upstream::parse("10.0.0.1:3128", "t").unwrap().addr(), ("10.0.0.1", 3128));
-        assert_eq!(Upstream::parse("http://[::1]:3128", "t").unwrap().addr(), ("::1", 3128));
+        assert!(
+            !shown.contains("p%3Ass") && !shown.contains("us%40r"),
+            "{shown}"
+        );
+        assert_eq!(
+            u.url_with_credentials(),
+            "http://us%40r:p%3Ass@proxy.corp:8080/"
+        );
+        assert_eq!(
+            Upstream::parse("10.0.0.1:3128", "t").unwrap().addr(),
+            ("10.0.0.1", 3128)
+        );
+        assert_eq!(
+            Upstream::parse("http://[::1]:3128", "t").unwrap().addr(),
+            ("::1", 3128)
+        );
         assert_eq!(Upstream::parse("http://proxy", "t").unwrap().port, 80);
         for bad in [
             "https://proxy:443",
@@ -358,7 +370,9 @@ mod tests {
             let e = Upstream::parse(bad, "--proxy").unwrap_err().to_string();
             assert!(e.contains("--proxy"), "{bad}: {e}");
         }
-        let e = Upstream::parse("ftp://user:secret@proxy:1", "X").unwrap_err().to_string();
+        let e = Upstream::parse("ftp://user:secret@proxy:1", "X")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("secret"), "{e}");
     }
 
@@ -378,7 +392,10 @@ mod tests {
         let s = ProxySettings::resolve(Some("http://c:3"), env(&[("HTTPS_PROXY", "http://a:1")]))
             .unwrap()
             .unwrap();
-        assert_eq!((s.upstream.addr(), s.source.as_str()), (("c", 3), "--proxy"));
+        assert_eq!(
+            (s.upstream.addr(), s.source.as_str()),
+            (("c", 3), "--proxy")
+        );
         assert!(
             ProxySettings::resolve(Some("off"), env(&[("HTTPS_PROXY", "http://a:1")]))
                 .unwrap()
@@ -398,11 +415,20 @@ mod tests {
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("HTTPS_PROXY"), Some("http://127.0.0.1:3128"));
         assert_eq!(get("http_proxy"), Some("http://127.0.0.1:3128"));
-        assert_eq!(get("no_proxy"), Some("localhost,127.0.0.1,::1,corp.example"));
+        assert_eq!(
+            get("no_proxy"),
+            Some("localhost,127.0.0.1,::1,corp.example")
+        );
         let told = format!("{env:?}");
-        assert!(!told.contains("secret") && !told.contains("proxy.corp"), "{told}");
+        assert!(
+            !told.contains("secret") && !told.contains("proxy.corp"),
+            "{told}"
+        );
         let summary = s.summary();
-        assert!(!summary.contains("secret") && summary.contains("proxy.corp"), "{summary}");
+        assert!(
+            !summary.contains("secret") && summary.contains("proxy.corp"),
+            "{summary}"
+        );
         let build = s.build_env();
         assert!(build.contains(&(
             "https_proxy".into(),

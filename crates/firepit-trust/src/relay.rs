@@ -124,10 +124,11 @@ impl Relay {
             .map_err(|_| refuse("408 Request Timeout", "no request head in time"))??;
         let request = Request::parse(&buf[..head_len])?;
         check_target(&request.host, request.port).await?;
-        let mut upstream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.upstream.addr()))
-            .await
-            .map_err(|_| refuse("504 Gateway Timeout", "the proxy did not answer in time"))?
-            .map_err(|e| refuse("502 Bad Gateway", format!("the proxy refused: {e}")))?;
+        let mut upstream =
+            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.upstream.addr()))
+                .await
+                .map_err(|_| refuse("504 Gateway Timeout", "the proxy did not answer in time"))?
+                .map_err(|e| refuse("502 Bad Gateway", format!("the proxy refused: {e}")))?;
         let _ = upstream.set_nodelay(true);
         let head = request.head_for_proxy(self.upstream.authorization());
         let body = &buf[head_len..];
@@ -170,7 +171,10 @@ async fn read_head<R: AsyncRead + Unpin>(r: &mut R) -> Result<(Vec<u8>, usize), 
             .await
             .map_err(|e| refuse("400 Bad Request", format!("reading the request: {e}")))?;
         if n == 0 {
-            return Err(refuse("400 Bad Request", "the request ended within its head"));
+            return Err(refuse(
+                "400 Bad Request",
+                "the request ended within its head",
+            ));
         }
         let from = buf.len().saturating_sub(3);
         buf.extend_from_slice(&chunk[..n]);
@@ -265,7 +269,11 @@ impl Request {
             port,
             line: format!("{method} {target} HTTP/1.{}", req.version.unwrap_or(1)),
             headers,
-            content_length: if connect { 0 } else { content_length.unwrap_or(0) },
+            content_length: if connect {
+                0
+            } else {
+                content_length.unwrap_or(0)
+            },
         })
     }
 
@@ -377,7 +385,8 @@ async fn check_target(host: &str, port: u16) -> Result<(), Refusal> {
             format!("{host} is not a host name or a dotted-quad address"),
         ));
     }
-    let resolved = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((name, port))).await;
+    let resolved =
+        tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((name, port))).await;
     if let Ok(Ok(addrs)) = resolved {
         let addrs: Vec<SocketAddr> = addrs.collect();
         if addrs.iter().any(|a| forbidden_ip(a.ip())) {
@@ -398,11 +407,23 @@ mod tests {
         )
         .unwrap_or_else(|r| panic!("{}", r.text));
         assert!(!r.connect);
-        assert_eq!((r.host.as_str(), r.port, r.content_length), ("example.test", 8080, 3));
+        assert_eq!(
+            (r.host.as_str(), r.port, r.content_length),
+            ("example.test", 8080, 3)
+        );
         let head = String::from_utf8(r.head_for_proxy(Some("Basic c2VjcmV0"))).unwrap();
-        assert!(head.starts_with("GET http://Example.test:8080/a?b HTTP/1.1\r\n"), "{head}");
-        assert!(!head.contains("bWU=") && !head.contains("Proxy-Connection"), "{head}");
-        assert!(head.contains("Proxy-Authorization: Basic c2VjcmV0\r\n"), "{head}");
+        assert!(
+            head.starts_with("GET http://Example.test:8080/a?b HTTP/1.1\r\n"),
+            "{head}"
+        );
+        assert!(
+            !head.contains("bWU=") && !head.contains("Proxy-Connection"),
+            "{head}"
+        );
+        assert!(
+            head.contains("Proxy-Authorization: Basic c2VjcmV0\r\n"),
+            "{head}"
+        );
         assert!(head.ends_with("Connection: close\r\n\r\n"), "{head}");
 
         let c = Request::parse(b"CONNECT [::1]:443 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -420,12 +441,23 @@ mod tests {
             (b"GET https://x/ HTTP/1.1\r\n\r\n", "400"),
             (b"CONNECT x HTTP/1.1\r\n\r\n", "400"),
             (b"CONNECT x:0 HTTP/1.1\r\n\r\n", "400"),
-            (b"POST http://x/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", "501"),
-            (b"POST http://x/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "400"),
+            (
+                b"POST http://x/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "501",
+            ),
+            (
+                b"POST http://x/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                "400",
+            ),
             (b"GET http://a b/ HTTP/1.1\r\n\r\n", "400"),
         ] {
             let e = Request::parse(head).unwrap_err();
-            assert!(e.status.starts_with(status), "{head:?}: {} {}", e.status, e.text);
+            assert!(
+                e.status.starts_with(status),
+                "{head:?}: {} {}",
+                e.status,
+                e.text
+            );
         }
     }
 

@@ -241,9 +241,14 @@ fn split(path: &Path) -> io::Result<(&str, &str)> {
         .ok_or_else(|| io::Error::other("the bundle's path is not UTF-8"))?;
     let text = text.trim_start_matches('/');
     match text.rsplit_once('/') {
-        Some((parent, name)) if !name.is_empty() => Ok((if parent.is_empty() { "." } else { parent }, name)),
+        Some((parent, name)) if !name.is_empty() => {
+            Ok((if parent.is_empty() { "." } else { parent }, name))
+        }
         None if !text.is_empty() => Ok((".", text)),
-        _ => Err(io::Error::other(format!("{} names no file", path.display()))),
+        _ => Err(io::Error::other(format!(
+            "{} names no file",
+            path.display()
+        ))),
     }
 }
 
@@ -278,7 +283,9 @@ mod tests {
         let once = with_extras(system, CA);
         let text = String::from_utf8(once.clone()).unwrap();
         assert!(text.starts_with(std::str::from_utf8(system).unwrap()));
-        assert!(text.contains(BEGIN) && text.contains("MIIB") && text.ends_with(&format!("{END}\n")));
+        assert!(
+            text.contains(BEGIN) && text.contains("MIIB") && text.ends_with(&format!("{END}\n"))
+        );
         // A second start writes the same file, not a second block.
         assert_eq!(with_extras(&once, CA), once);
         // A CA the daemon no longer adds goes.
@@ -311,7 +318,12 @@ mod tests {
     #[test]
     fn every_tool_is_pointed_at_the_read_only_files() {
         let env = env();
-        for name in ["SSL_CERT_FILE", "PIP_CERT", "NODE_EXTRA_CA_CERTS", "HEX_CACERTS_PATH"] {
+        for name in [
+            "SSL_CERT_FILE",
+            "PIP_CERT",
+            "NODE_EXTRA_CA_CERTS",
+            "HEX_CACERTS_PATH",
+        ] {
             let (_, v) = env.iter().find(|(k, _)| *k == name).unwrap();
             assert!(v.starts_with(TRUST_DIR), "{name}={v}");
         }

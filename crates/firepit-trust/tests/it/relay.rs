@@ -45,7 +45,10 @@ async fn stand_in() -> (u16, Arc<Mutex<Vec<String>>>) {
                 } else {
                     // The body, if any, came after the head.
                     let body = head.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-                    let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
                     s.write_all(answer.as_bytes()).await.unwrap();
                 }
             });
@@ -83,9 +86,15 @@ async fn requests_reach_the_proxy_with_the_daemons_credentials_only() {
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     assert!(answer.ends_with("hello"), "{answer}");
     let head = seen.lock().unwrap()[0].clone();
-    assert!(head.starts_with("POST http://203.0.113.5/upload HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.starts_with("POST http://203.0.113.5/upload HTTP/1.1\r\n"),
+        "{head}"
+    );
     // base64("user:secret"), and not the machine's own.
-    assert!(head.contains("Proxy-Authorization: Basic dXNlcjpzZWNyZXQ=\r\n"), "{head}");
+    assert!(
+        head.contains("Proxy-Authorization: Basic dXNlcjpzZWNyZXQ=\r\n"),
+        "{head}"
+    );
     assert!(!head.contains("bWFjaGluZQ=="), "{head}");
     assert!(head.contains("Connection: close\r\n"), "{head}");
 
@@ -102,8 +111,14 @@ async fn requests_reach_the_proxy_with_the_daemons_credentials_only() {
     s.read_exact(&mut echo).await.unwrap();
     assert_eq!(&echo, b"ping");
     let heads = seen.lock().unwrap().clone();
-    assert!(heads[1].starts_with("CONNECT 203.0.113.5:443 HTTP/1.1\r\n"), "{heads:?}");
-    assert!(heads[1].contains("Proxy-Authorization: Basic dXNlcjpzZWNyZXQ="), "{heads:?}");
+    assert!(
+        heads[1].starts_with("CONNECT 203.0.113.5:443 HTTP/1.1\r\n"),
+        "{heads:?}"
+    );
+    assert!(
+        heads[1].contains("Proxy-Authorization: Basic dXNlcjpzZWNyZXQ="),
+        "{heads:?}"
+    );
 }
 
 #[tokio::test]
