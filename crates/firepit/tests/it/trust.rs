@@ -296,6 +296,26 @@ fn machines_trust_the_extra_ca_and_only_with_it() {
         "grep -c 'firepit: extra trust anchors (begin)' /etc/ssl/certs/ca-certificates.crt",
     );
     assert_eq!(count.trim(), "1");
+
+    // Links at the bundles lead the next start's rewrite nowhere outside.
+    let canary = with.data_dir().join("canary.pem");
+    std::fs::write(&canary, "host file\n").unwrap();
+    with.sh(
+        &a,
+        &format!(
+            "ln -sf {} /etc/ssl/certs/ca-certificates.crt && ln -sf ../../../../../../{} /etc/ssl/cert.pem",
+            canary.display(),
+            canary.display()
+        ),
+    );
+    with.ok(&["stop", &a]);
+    with.ok(&["start", &a]);
+    assert_eq!(std::fs::read_to_string(&canary).unwrap(), "host file\n");
+    with.sh(
+        &a,
+        "test -f /etc/ssl/certs/ca-certificates.crt && test ! -L /etc/ssl/certs/ca-certificates.crt \
+         && grep -q 'firepit: extra trust anchors (begin)' /etc/ssl/certs/ca-certificates.crt",
+    );
     let out = with.sh(&a, "cat /run/firepit/trust/extra.pem");
     let ca_text = std::fs::read_to_string(&ca).unwrap();
     let first_line = ca_text.lines().nth(1).unwrap();
