@@ -316,6 +316,23 @@ fn machines_trust_the_extra_ca_and_only_with_it() {
         "test -f /etc/ssl/certs/ca-certificates.crt && test ! -L /etc/ssl/certs/ca-certificates.crt \
          && grep -q 'firepit: extra trust anchors (begin)' /etc/ssl/certs/ca-certificates.crt",
     );
+    // A bundle behind a link (Fedora's `tls/certs/ca-bundle.crt` into
+    // `ca-trust/extracted`) is rewritten where the link leads, once.
+    with.sh(
+        &a,
+        "mkdir -p /etc/pki/ca-trust/extracted/pem /etc/pki/tls/certs \
+         && cp /etc/ssl/certs/ca-certificates.crt /etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem \
+         && ln -sf /etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem /etc/pki/tls/certs/ca-bundle.crt",
+    );
+    with.ok(&["stop", &a]);
+    with.ok(&["start", &a]);
+    let count = with.sh(
+        &a,
+        "test -L /etc/pki/tls/certs/ca-bundle.crt \
+         && grep -c 'firepit: extra trust anchors (begin)' /etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    );
+    assert_eq!(count.trim(), "1");
+
     let out = with.sh(&a, "cat /run/firepit/trust/extra.pem");
     let ca_text = std::fs::read_to_string(&ca).unwrap();
     let first_line = ca_text.lines().nth(1).unwrap();
