@@ -29,15 +29,31 @@ pub struct Trust {
 impl Trust {
     /// Resolves `up`'s flags and the environment.
     pub fn resolve(args: &UpArgs) -> Result<Trust> {
+        Trust::resolve_with(args, |k| std::env::var(k).ok())
+    }
+
+    /// [`Trust::resolve`] with the environment read through `env`.
+    fn resolve_with(args: &UpArgs, env: impl Fn(&str) -> Option<String>) -> Result<Trust> {
         let host_dirs: Vec<PathBuf> = if args.no_host_ca {
             Vec::new()
         } else {
             HOST_DIRS.iter().map(PathBuf::from).collect()
         };
-        let (cas, warnings) = ExtraCas::discover(&host_dirs, &args.ca_files)
+        let (cas, mut warnings) = ExtraCas::discover(&host_dirs, &args.ca_files)
             .map_err(|e| anyhow::anyhow!("--ca-file: {}", chain(&e)))?;
-        let proxy = ProxySettings::resolve(args.proxy.as_deref(), |k| std::env::var(k).ok())
-            .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+        let proxy = match ProxySettings::resolve(args.proxy.as_deref(), env) {
+            Ok(p) => p,
+            // A proxy the person named is an error; one the environment
+            // holds for other programs (a SOCKS `ALL_PROXY`, say) is not.
+            Err(e) if args.proxy.is_some() => return Err(anyhow::anyhow!(chain(&e))),
+            Err(e) => {
+                warnings.push(format!(
+                    "{}; machines get no proxy (name one with --proxy URL)",
+                    chain(&e)
+                ));
+                None
+            }
+        };
         Ok(Trust {
             cas,
             warnings,
@@ -89,4 +105,54 @@ fn chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn up(args: &[&str]) -> UpArgs {
+        let mut all = vec!["firepit", "up", "--no-host-ca"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Up(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn an_unusable_proxy_of_the_environment_is_a_warning_and_a_named_one_an_error() {
+        let t = Trust::resolve_with(&up(&[]), env(&[("ALL_PROXY", "socks5://h:1080")])).unwrap();
+        assert!(t.proxy.is_none());
+        assert!(
+            t.warnings[0].contains("machines get no proxy"),
+            "{:?}",
+            t.warnings
+        );
+        let e = Trust::resolve_with(&up(&["--proxy", "socks5://h:1080"]), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("--proxy"), "{e}");
+        let t = Trust::resolve_with(&up(&[]), env(&[("https_proxy", "http://p:3128")])).unwrap();
+        assert_eq!(t.proxy.unwrap().upstream.addr(), ("p", 3128));
+    }
+
+    #[test]
+    fn a_bad_ca_file_is_an_error_and_the_summary_says_what_was_found() {
+        let e = Trust::resolve_with(&up(&["--ca-file", "/nonexistent.pem"]), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent.pem"), "{e}");
+        let t = Trust::resolve_with(&up(&[]), env(&[])).unwrap();
+        let lines = t.summary();
+        assert!(lines[0].starts_with("trust: machines trust their images' CAs alone"));
+        assert!(lines[1].starts_with("network: no proxy"));
+    }
 }
