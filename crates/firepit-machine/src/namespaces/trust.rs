@@ -316,6 +316,17 @@ mod tests {
     }
 
     #[test]
+    fn environment_names_that_cannot_reach_a_guest_are_refused() {
+        let mut c = crate::namespaces::Config::new("/s", "/r", "/l");
+        c.env = vec![("HTTPS_PROXY".into(), "http://127.0.0.1:3128".into())];
+        c.check_env().unwrap();
+        for (k, v) in [("", "x"), ("A=B", "x"), ("A\0", "x"), ("A", "x\0")] {
+            c.env = vec![(k.into(), v.into())];
+            assert!(c.check_env().is_err(), "{k:?}={v:?}");
+        }
+    }
+
+    #[test]
     fn every_tool_is_pointed_at_the_read_only_files() {
         let env = env();
         for name in [

@@ -248,6 +248,49 @@ fn machines_trust_the_extra_ca_and_only_with_it() {
         eprintln!("note: not in the git test image, so not checked: {missing:?}");
     }
 
+    // Services and the shared shell inherit the same environment as exec.
+    let spec = serde_json::json!({
+        "name": "fetch",
+        "command": {"argv": ["sh", "-c", "curl -sSf https://127.0.0.1:8443/hello.txt > /tmp/svc.part && mv /tmp/svc.part /tmp/svc.out"]},
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        with.http()
+            .post(format!("{}/v1/sessions/{a}/services", with.url))
+            .json(&spec)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 201);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !with
+        .run(&["exec", &a, "--", "test", "-f", "/tmp/svc.out"])
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service did not fetch: {}",
+            with.ok(&["logs", &a, "fetch"])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(with.sh(&a, "cat /tmp/svc.out"), "trusted\n");
+    let shell = with.sh(
+        &a,
+        "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = bash ] \
+         && tr '\\0' '\\n' < $p/environ | grep '^SSL_CERT_FILE='; done; true",
+    );
+    assert!(
+        shell.contains("SSL_CERT_FILE=/run/firepit/trust/ca-certificates.crt"),
+        "the shared shell's environment: {shell:?}"
+    );
+
     // The system store has it too (curl's own default, without the variables).
     with.sh(
         &a,
