@@ -307,6 +307,11 @@ fn machines_trust_the_extra_ca_and_only_with_it() {
     ]);
     assert!(!out.status.success(), "the trust dir took a write");
 
+    // The system bundle stays the machine's own file: Debian's tool rewrites
+    // it (as package installs do), and the variables' bundle still trusts.
+    with.sh(&a, "update-ca-certificates >/dev/null 2>&1");
+    with.sh(&a, "curl -sSf https://127.0.0.1:8443/hello.txt");
+
     // A machine that edits its own store changes no other machine's trust.
     with.sh(&a, "echo > /etc/ssl/certs/ca-certificates.crt");
     let out = with.run(&[
