@@ -51,6 +51,12 @@ pub struct Config {
     /// `http://<domain>:<port>`: a TLS front proxy's `https://firepit.example.com`.
     /// Previews then take its scheme and port too.
     pub public_origin: Option<PublicOrigin>,
+    /// CA certificates (PEM) every machine trusts besides its image's
+    /// (`firepit up --ca-file`, and the host's own additions).
+    pub extra_ca: Option<String>,
+    /// The proxy machines reach the web through, by the daemon's relay
+    /// (`firepit up --proxy`, or the daemon's `HTTPS_PROXY`…).
+    pub proxy: Option<firepit_trust::proxy::ProxySettings>,
 }
 
 /// The UI's origin as browsers see it (`firepit up --public-url`).
@@ -167,6 +173,8 @@ impl Config {
             forge: firepit_forge::ForgeConfig::new("https://github.com", None, None)
                 .expect("the default forge URL is valid"),
             public_origin: None,
+            extra_ca: None,
+            proxy: None,
         }
     }
 

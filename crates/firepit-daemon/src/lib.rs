@@ -18,6 +18,7 @@ pub mod events;
 pub mod forge;
 pub mod machines;
 pub mod preview;
+pub mod proxy_relay;
 pub mod sessions;
 pub mod store;
 pub mod triage;
@@ -53,6 +54,7 @@ struct Inner {
     triage: triage::Jobs,
     browsers: browsers::Browsers,
     closed_loop: closed_loop::ClosedLoop,
+    relays: proxy_relay::Relays,
 }
 
 impl App {
@@ -114,6 +116,7 @@ impl App {
             triage: triage::Jobs::default(),
             browsers: browsers::Browsers::default(),
             closed_loop: closed_loop::ClosedLoop::default(),
+            relays: proxy_relay::Relays::default(),
         }))
     }
 
@@ -125,6 +128,11 @@ impl App {
     /// The sessions' browsers.
     pub fn browsers(&self) -> &browsers::Browsers {
         &self.0.browsers
+    }
+
+    /// The sessions' proxy relays.
+    pub fn relays(&self) -> &proxy_relay::Relays {
+        &self.0.relays
     }
 
     /// The closed loop's per-session state.

@@ -32,6 +32,12 @@ pub fn backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
         ns.prefix = prefix;
     }
     ns.allow_net = config.allow_net.clone();
+    ns.extra_ca = config.extra_ca.clone();
+    ns.env = config
+        .proxy
+        .as_ref()
+        .map(|p| p.machine_env())
+        .unwrap_or_default();
     let (image, dir) = config.disk_pool_paths();
     let size_bytes = match config.disk_pool {
         DiskPool::Off => None,

@@ -485,14 +485,18 @@ async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Inco
 /// app's: the forge broker's, or the agent's browser's DevTools port. Such
 /// ports are never listed, announced by events, or previewed.
 pub fn is_firepit_port(app: &App, session: &str, port: u16) -> bool {
-    port == firepit_browser::DEVTOOLS_PORT || app.brokers().is_broker_port(session, port)
+    port == firepit_browser::DEVTOOLS_PORT
+        || app.brokers().is_broker_port(session, port)
+        || app.relays().is_relay_port(session, port)
 }
 
 /// Connects to the app: the machine's loopback first (IPv4, then IPv6),
 /// then any other address the guest sees the port listening on.
 async fn dial(app: &App, p: &PreviewHost) -> Result<tokio::net::TcpStream, firepit_preview::Error> {
     // The forge broker listens in the machine too; it is never a preview.
-    if app.brokers().is_broker_port(&p.session, p.port) {
+    if app.brokers().is_broker_port(&p.session, p.port)
+        || app.relays().is_relay_port(&p.session, p.port)
+    {
         return Err(firepit_preview::Error::Refused(p.port));
     }
     let loopback = vec![

@@ -228,6 +228,7 @@ impl App {
         self.store()
             .set_state(&session.id, SessionState::Running, None)?;
         self.log_state(&session.id, SessionState::Running, None)?;
+        self.start_relay(&session.id).await;
         self.sessions().watchers.start(self, &session.id);
         if let Some(repo) = &repo
             && let Err(e) = self
@@ -269,6 +270,7 @@ impl App {
         self.agents().forget(id);
         self.previews().forget(id);
         self.brokers().stop(id);
+        self.relays().stop(id);
         self.browsers().forget(id);
     }
 
@@ -300,6 +302,7 @@ impl App {
         self.connect_guest(id).await?;
         self.store().set_state(id, SessionState::Running, None)?;
         self.log_state(id, SessionState::Running, None)?;
+        self.start_relay(id).await;
         self.sessions().watchers.start(self, id);
         if let Err(e) = self.start_broker(id).await {
             tracing::warn!(session = %id, error = %crate::error::chain(&e), "could not start the forge broker");
@@ -426,6 +429,7 @@ impl App {
                 self.log_state(&s.id, state, s.error.as_deref())?;
             }
             if state == SessionState::Running {
+                self.start_relay(&s.id).await;
                 self.sessions().watchers.start(self, &s.id);
             } else {
                 watchers::close_known_ports(self, &s.id)?;

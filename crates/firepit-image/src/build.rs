@@ -37,6 +37,13 @@ pub struct BuildOptions {
     pub apt_dir: PathBuf,
     /// The os-release file whose `VERSION_CODENAME` picks the main archive.
     pub os_release: PathBuf,
+    /// Set in the builder's environment besides the caller's own: the
+    /// daemon's proxy (`HTTP_PROXY`…, which apt honours).
+    pub env: Vec<(String, String)>,
+    /// A CA bundle (PEM) apt checks HTTPS archives against instead of the
+    /// host's store: the host's bundle plus the CAs `firepit up --ca-file`
+    /// adds. mmdebstrap only; the image keeps no trace of it.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl Default for BuildOptions {
@@ -48,6 +55,8 @@ impl Default for BuildOptions {
             uid_base: crate::DEFAULT_UID_BASE,
             apt_dir: PathBuf::from("/etc/apt"),
             os_release: PathBuf::from("/etc/os-release"),
+            env: Vec::new(),
+            ca_bundle: None,
         }
     }
 }
@@ -190,6 +199,29 @@ impl Tool {
     }
 }
 
+/// `args` with the options that make the builder's apt trust
+/// `opts.ca_bundle`: mmdebstrap's `--aptopt` (which it also writes into the
+/// tree's `/etc/apt/apt.conf.d/99mmdebstrap`, so a customize hook takes that
+/// file out again: machines must not look for a host path). Options go
+/// first, before the positional arguments.
+pub(crate) fn with_trust(tool: &Tool, opts: &BuildOptions, args: Vec<String>) -> Vec<String> {
+    let Some(bundle) = &opts.ca_bundle else {
+        return args;
+    };
+    match tool {
+        Tool::Mmdebstrap(_) => {
+            let mut a = vec![
+                format!("--aptopt=Acquire::https::CaInfo \"{}\"", bundle.display()),
+                "--customize-hook=rm -f \"$1/etc/apt/apt.conf.d/99mmdebstrap\"".to_owned(),
+            ];
+            a.extend(args);
+            a
+        }
+        // debootstrap fetches with wget and takes no CA option.
+        Tool::Debootstrap(_) => args,
+    }
+}
+
 pub(crate) fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -227,6 +259,7 @@ pub(crate) fn host_arch() -> String {
 pub(crate) fn run_tool(
     tool: &Tool,
     args: &[String],
+    env: &[(String, String)],
     started: Instant,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
@@ -248,6 +281,7 @@ pub(crate) fn run_tool(
         None => Command::new(tool.path()),
     };
     cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("LC_ALL", "C.UTF-8")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .env(
@@ -498,6 +532,28 @@ mod tests {
             &d[d.len() - 3..],
             ["bookworm", "/t/rootfs", "http://m.invalid/debian"]
         );
+    }
+
+    #[test]
+    fn a_ca_bundle_reaches_apt_and_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = resolve_archive(&opts(dir.path(), HOST)).unwrap();
+        let r = Recipe::builtin("minimal").unwrap();
+        let tool = Tool::Mmdebstrap("/x".into());
+        let plain = tool.args(&r, &a, "amd64", Path::new("/t/rootfs"));
+        let mut o = opts(dir.path(), HOST);
+        assert_eq!(with_trust(&tool, &o, plain.clone()), plain);
+        o.ca_bundle = Some("/data/trust/build-ca.pem".into());
+        let args = with_trust(&tool, &o, plain.clone());
+        assert_eq!(
+            args[0],
+            "--aptopt=Acquire::https::CaInfo \"/data/trust/build-ca.pem\""
+        );
+        assert!(args[1].starts_with("--customize-hook=rm -f") && args[1].contains("99mmdebstrap"));
+        assert_eq!(&args[2..], &plain[..]);
+        let deboot = Tool::Debootstrap("/x".into());
+        let d = deboot.args(&r, &a, "amd64", Path::new("/t/rootfs"));
+        assert_eq!(with_trust(&deboot, &o, d.clone()), d);
     }
 
     #[test]

@@ -194,8 +194,8 @@ impl ImageStore {
             ),
         );
         let rootfs = work.dir.join("rootfs");
-        let args = tool.args(recipe, &archive, &arch, &rootfs);
-        build::run_tool(&tool, &args, started, progress)?;
+        let args = build::with_trust(&tool, opts, tool.args(recipe, &archive, &arch, &rootfs));
+        build::run_tool(&tool, &args, &opts.env, started, progress)?;
 
         report(
             progress,

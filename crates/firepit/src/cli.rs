@@ -111,6 +111,26 @@ pub struct UpArgs {
         value_delimiter = ','
     )]
     pub allow_net: Vec<firepit_machine::namespaces::Ipv4Net>,
+    /// A PEM file of CA certificates every machine (and image build) trusts
+    /// besides its image's (repeatable; comma-separated in the environment).
+    /// The host's own additions (`/usr/local/share/ca-certificates`,
+    /// `/etc/pki/ca-trust/source/anchors`) are added too, unless `--no-host-ca`.
+    #[arg(
+        long = "ca-file",
+        value_name = "PEM",
+        env = "FIREPIT_CA_FILE",
+        value_delimiter = ','
+    )]
+    pub ca_files: Vec<PathBuf>,
+    /// Leave out the CAs this host added to its own store.
+    #[arg(long, env = "FIREPIT_NO_HOST_CA")]
+    pub no_host_ca: bool,
+    /// The HTTP proxy machines and image builds reach the web through,
+    /// `http://[user:password@]host:port`; machines reach it through the
+    /// daemon and never see its credentials. By default the daemon's
+    /// `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY`; `off`: machines get none.
+    #[arg(long, value_name = "URL", env = "FIREPIT_PROXY")]
+    pub proxy: Option<String>,
 }
 
 /// Limits and options of a new machine.

@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod commands;
 mod settings;
+mod trust;
 
 use std::process::ExitCode;
 

@@ -61,6 +61,7 @@ use super::idmap::{self, IdmapPlan};
 use super::netlink::{Netlink, if_index};
 use super::procfs;
 use super::resolve::{self, Kind};
+use super::trust;
 
 /// The `argv[1]` by which the `firepit` binary recognizes a launcher run.
 pub const LAUNCH_ARG: &str = "__machine-launch";
@@ -108,6 +109,12 @@ pub(crate) struct LaunchRequest {
     /// Appended to the guest's command line.
     #[serde(default)]
     pub guest_args: Vec<String>,
+    /// Extra CA certificates (PEM) for the machine's trust (`super::trust`).
+    #[serde(default)]
+    pub extra_ca: Option<String>,
+    /// Set in the guest's environment, which everything it starts inherits.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
 }
 
 /// The launcher's answer.
@@ -179,7 +186,7 @@ fn check(r: libc::c_int) -> io::Result<()> {
     }
 }
 
-fn mount(
+pub(crate) fn mount(
     src: Option<&Path>,
     dst: &Path,
     fstype: Option<&str>,
@@ -511,6 +518,10 @@ fn setup(
         check(libc::dup2(log, 2)).map_err(at("stdio"))?;
     }
     write_etc(req);
+    let trusted = req
+        .extra_ca
+        .as_deref()
+        .is_some_and(|pem| trust::install(pem).trust_dir);
     // SAFETY: listen/close_range/fcntl on descriptors this process owns; the
     // listener alone stays open across exec.
     unsafe {
@@ -541,13 +552,7 @@ fn setup(
         })?;
         args.push(a);
     }
-    let env = [
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME=/root",
-        "TERM=xterm-256color",
-        "LANG=C.UTF-8",
-    ]
-    .map(|s| CString::new(s).expect("no NUL"));
+    let env = guest_env(req, trusted).map_err(|e| ("exec", e))?;
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
@@ -555,6 +560,40 @@ fn setup(
     // SAFETY: argv and envp are null-terminated arrays of valid C strings.
     unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     Err(("exec", io::Error::last_os_error()))
+}
+
+/// The guest's environment: the basics, the daemon's (`req.env`), and,
+/// when the extra CAs were installed, the variables that point tools at them.
+fn guest_env(req: &LaunchRequest, trusted: bool) -> io::Result<Vec<CString>> {
+    let mut env: Vec<(&str, &str)> = vec![
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ),
+        ("HOME", "/root"),
+        ("TERM", "xterm-256color"),
+        ("LANG", "C.UTF-8"),
+    ];
+    env.extend(req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if trusted {
+        env.extend(trust::env());
+    }
+    env.into_iter()
+        .map(|(k, v)| {
+            if k.is_empty() || k.contains('=') {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{k:?} is not an environment variable's name"),
+                ));
+            }
+            CString::new(format!("{k}={v}")).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("a NUL byte in the environment variable {k}"),
+                )
+            })
+        })
+        .collect()
 }
 
 /// Binds the working directory (the machine's root, as the launcher left it)

@@ -20,6 +20,9 @@
 //! - `<run_dir>/<id>/` (root's, 0700, never mounted into the machine): holds
 //!   `guest.sock`, bound by the launcher and inherited by the guest as a
 //!   listening fd;
+//! - in the machine, `/run/firepit/trust/` (read-only, the init's): the
+//!   extra CAs of [`Config::extra_ca`] and the bundle they make with the
+//!   image's, see [`trust`];
 //! - cgroups `firepit/<id>`; veth `fpv<slot>` on bridge `fpbr0` (names set
 //!   in [`Config`]).
 //!
@@ -53,6 +56,7 @@ mod netlink;
 mod netns;
 mod procfs;
 mod resolve;
+pub mod trust;
 pub mod uid_ranges;
 
 use std::collections::HashMap;
@@ -119,6 +123,12 @@ pub struct Config {
     /// Appended to every guest's command line (default none; the bench
     /// passes `--port-poll` to compare port watches that poll).
     pub guest_args: Vec<String>,
+    /// CA certificates (PEM) every machine trusts besides its image's, from
+    /// its next start on (see [`trust`]); `None`: the image's alone.
+    pub extra_ca: Option<String>,
+    /// Set in every guest's environment, which all a machine runs inherits
+    /// (the daemon's proxy settings). Names are checked by [`Config::check_env`].
+    pub env: Vec<(String, String)>,
 }
 
 impl Config {
@@ -148,7 +158,22 @@ impl Config {
             allow_net: Vec::new(),
             uid_ranges: uid_ranges::DEFAULT_REGISTRY.into(),
             guest_args: Vec::new(),
+            extra_ca: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Refuses an [`Config::env`] that could not reach a guest: an empty
+    /// name, one with `=`, or a NUL anywhere.
+    pub fn check_env(&self) -> Result<(), Error> {
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
+                return Err(Error::InvalidSpec(format!(
+                    "{k:?} cannot be set in a machine's environment"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -190,6 +215,7 @@ impl NamespacesBackend {
                 "the namespaces backend needs root".into(),
             ));
         }
+        config.check_env()?;
         if config.prefix < 8 || config.prefix > 30 {
             return Err(Error::InvalidSpec(format!(
                 "network prefix /{} must be in 8..=30",
@@ -416,6 +442,8 @@ impl NamespacesBackend {
             cgroup_join: self.cgroups.join_files(id.as_str()),
             net,
             guest_args: self.config.guest_args.clone(),
+            extra_ca: self.config.extra_ca.clone(),
+            env: self.config.env.clone(),
         };
         let reply = self.run_launcher(&req)?;
         let (pid, start_time) = match reply {

@@ -23,9 +23,10 @@ fn reporter(name: &str) -> impl FnMut(Progress) + use<> {
     move |p: Progress| line.message(p.to_string())
 }
 
-/// Builds `name` in `images_dir` unless it is there already (used by `up`).
-pub fn ensure(images_dir: &Path, name: &str) -> Result<()> {
-    let store = ImageStore::open(images_dir)?;
+/// Builds `name` in `images_dir` with `options` unless it is there already
+/// (used by `up`).
+pub fn ensure(images_dir: &Path, name: &str, options: firepit_image::BuildOptions) -> Result<()> {
+    let store = ImageStore::open(images_dir)?.with_options(options);
     if store.get(name).is_ok() {
         return Ok(());
     }

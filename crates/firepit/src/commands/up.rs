@@ -15,6 +15,7 @@ use firepit_daemon::{App, Config};
 
 use crate::cli::UpArgs;
 use crate::settings::DAEMON_FILE;
+use crate::trust::Trust;
 
 /// Writes the embedded guest executable under the data dir, replacing an older one.
 pub fn install_guest(data_dir: &Path) -> Result<PathBuf> {
@@ -33,7 +34,7 @@ pub fn install_guest(data_dir: &Path) -> Result<PathBuf> {
 }
 
 /// The settings `up` runs the daemon with.
-pub fn config(data_dir: &Path, args: &UpArgs) -> Result<Config> {
+pub fn config(data_dir: &Path, args: &UpArgs, trust: &Trust) -> Result<Config> {
     let launcher = std::env::current_exe().context("finding this executable")?;
     let guest = install_guest(data_dir)?;
     let mut config = Config::new(data_dir.to_owned(), launcher, guest);
@@ -59,6 +60,8 @@ pub fn config(data_dir: &Path, args: &UpArgs) -> Result<Config> {
         _ => Some(crate::settings::parse_size(&args.default_disk).context("--default-disk")?),
     };
     config.allow_net = args.allow_net.clone();
+    config.extra_ca = trust.cas.pem();
+    config.proxy = trust.proxy.clone();
     config.model = firepit_agent::ModelConfig::from_env();
     config.forge = firepit_forge::ForgeConfig::from_env()
         .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
@@ -84,10 +87,15 @@ pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
     })
     .await
     .context("installing host packages")??;
-    let mut config = config(data_dir, args)?;
+    let trust = Trust::resolve(args)?;
+    for w in &trust.warnings {
+        eprintln!("firepit: {w}");
+    }
+    let mut config = config(data_dir, args, &trust)?;
     let images_dir = config.images_dir.clone();
     let image = config.default_image.clone();
-    tokio::task::spawn_blocking(move || crate::commands::image::ensure(&images_dir, &image))
+    let build = trust.build_options(data_dir)?;
+    tokio::task::spawn_blocking(move || crate::commands::image::ensure(&images_dir, &image, build))
         .await
         .context("building the default image")??;
 
@@ -149,6 +157,9 @@ pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
             forge.web_url
         )?,
         None => writeln!(out, "forge: {}", firepit_forge::CONFIGURE_HELP)?,
+    }
+    for line in trust.summary() {
+        writeln!(out, "{line}")?;
     }
     drop(out);
 

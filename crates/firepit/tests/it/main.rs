@@ -21,5 +21,6 @@ mod ports;
 mod preview;
 mod schemathesis;
 mod terminal;
+mod trust;
 mod ui;
 mod web;
