@@ -164,7 +164,9 @@ fn vite_cache_tar() -> PathBuf {
 
 /// Fetches `create-vite@7` and a vanilla project's packages with the host's npm (the
 /// registry reached through its own client, as for schemathesis) into an npm cache, packed
-/// as a tarball the default image's test unpacks in a machine without network.
+/// with the project's `package-lock.json` as a tarball (`cache/`, `package-lock.json`) that
+/// the default image's test unpacks in a machine without network. The lock lets the
+/// machine's npm (another version than the host's) install from the cache by integrity.
 fn vite_npm_cache() -> Result<()> {
     let tar = vite_cache_tar();
     if tar.exists() {
@@ -182,6 +184,9 @@ fn vite_npm_cache() -> Result<()> {
             .current_dir(dir)
             .env("npm_config_cache", &cache)
             .env("npm_config_yes", "true")
+            // The lock names each tarball's URL (whatever the host's npm config says), so
+            // the machine's npm needs no registry metadata to install from the cache.
+            .env("npm_config_omit_lockfile_registry_resolved", "false")
             .stdin(std::process::Stdio::null());
         c
     };
@@ -193,9 +198,18 @@ fn vite_npm_cache() -> Result<()> {
         &["install", "--no-audit", "--no-fund"],
         &work.join("app"),
     ))?;
+    std::fs::copy(
+        work.join("app/package-lock.json"),
+        work.join("package-lock.json"),
+    )
+    .context("copying the project's package-lock.json")?;
     let partial = tar.with_extension("tar.partial");
     let mut pack = Command::new("tar");
-    pack.arg("-C").arg(&cache).arg("-cf").arg(&partial).arg(".");
+    pack.arg("-C")
+        .arg(&work)
+        .arg("-cf")
+        .arg(&partial)
+        .args(["cache", "package-lock.json"]);
     run(pack)?;
     std::fs::rename(&partial, &tar).with_context(|| format!("renaming {}", tar.display()))?;
     let _ = std::fs::remove_dir_all(&work);

@@ -689,6 +689,60 @@ mod tests {
         );
     }
 
+    /// Serves `InRelease` of `dists/stable` on loopback (and 404 for all else), for
+    /// `connections` requests; returns the archive's URI.
+    fn release_server(body: &'static str, connections: usize) -> String {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri = format!("http://{}/debian", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(connections) {
+                let mut stream = stream.unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head);
+                let answer = if head.starts_with("GET /debian/dists/stable/InRelease ") {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_owned()
+                };
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        uri
+    }
+
+    #[test]
+    fn aliases_are_looked_up_with_apts_downloader() {
+        if !Path::new("/usr/lib/apt/apt-helper").exists() {
+            eprintln!("skipped: apt-helper is not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let uri = release_server("Origin: Debian\nSuite: stable\nCodename: trixie\n", 1);
+        assert_eq!(lookup_alias(&uri, "stable", dir.path()).unwrap(), "trixie");
+        // Nothing at `dists/testing`: both files 404, and the error says what to do.
+        let uri = release_server("", 2);
+        let err = lookup_alias(&uri, "testing", dir.path()).unwrap_err();
+        assert!(matches!(err, Error::SuiteAlias { .. }), "{err}");
+        assert!(err.to_string().contains("--suite CODENAME"), "{err}");
+        // A file that names no plain codename.
+        let uri = release_server("Suite: stable\nCodename: ../../etc\n", 1);
+        assert!(lookup_alias(&uri, "stable", dir.path()).is_err());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no file left"
+        );
+    }
+
     #[test]
     fn apt_progress_counts_and_paces() {
         use progress::AptLine;

@@ -245,14 +245,18 @@ fn a_vite_7_project_is_made_built_and_previewed() {
     let d = Daemon::start("dimg5");
     let id = session(&d, &[]);
     d.ok(&["cp", &cache, &format!("{id}:/tmp/npm-cache.tar")]);
+    // The host's npm cache (`cache/`) and the lock of the project it made from the same
+    // template, so the machine's npm installs by integrity from the cache.
     d.sh(
         &id,
-        "mkdir -p /root/.npm && tar -C /root/.npm -xf /tmp/npm-cache.tar",
+        "mkdir -p /root/vite7 && tar -C /root/vite7 -xf /tmp/npm-cache.tar",
     );
     let made = d.sh(
         &id,
-        "cd /workspace && npm create --offline -y vite@7 app -- --template vanilla </dev/null 2>&1 \
-         && cd app && npm install --offline 2>&1 && npx vite --version",
+        "cd /workspace && export npm_config_cache=/root/vite7/cache \
+         && npm create --offline -y vite@7 app -- --template vanilla </dev/null 2>&1 \
+         && cd app && cp /root/vite7/package-lock.json . \
+         && npm ci --offline --no-audit --no-fund 2>&1 && npx --offline vite --version",
     );
     assert!(made.contains("vite/7."), "{made}");
     let built = d.sh(&id, "cd /workspace/app && npm run build 2>&1 && ls dist");
@@ -277,4 +281,31 @@ fn a_vite_7_project_is_made_built_and_previewed() {
         String::from_utf8_lossy(&again.body).contains("<div id=\"app\">"),
         "{again:?}"
     );
+}
+
+#[test]
+fn the_agents_prompt_names_the_images_tools() {
+    let script: crate::agent::Script = Default::default();
+    let url = crate::agent::stand_in(script.clone());
+    let d = Daemon::start_with(
+        "dimg6",
+        &[
+            ("FIREPIT_MODEL_URL", url.as_str()),
+            ("FIREPIT_MODEL", "stand-in"),
+        ],
+    );
+    let id = session(&d, &[]);
+    d.ok(&["agent", &id, "what do you have?"]);
+    let requests = script.lock().unwrap().1.clone();
+    let system = requests[0]["messages"][0]["content"].as_str().unwrap_or("");
+    let heading = format!("## The machine (image `{}`)", default_image());
+    for want in [
+        heading.as_str(),
+        "Node.js (node) 20.",
+        "Elixir (elixir, mix, iex) 1.",
+        "PostgreSQL (firepit-postgres, psql) ",
+        "command `/usr/local/bin/firepit-postgres run`",
+    ] {
+        assert!(system.contains(want), "{want:?} not in:\n{system}");
+    }
 }
