@@ -26,7 +26,10 @@ fn reporter(name: &str) -> impl FnMut(Progress) + use<> {
 /// Builds `name` in `images_dir` unless it is there already (used by `up`).
 pub fn ensure(images_dir: &Path, name: &str) -> Result<()> {
     let store = ImageStore::open(images_dir)?;
-    if store.get(name).is_ok() {
+    if let Ok(image) = store.get(name) {
+        if let Some(note) = older_build(&image) {
+            eprintln!("firepit: {note}");
+        }
         return Ok(());
     }
     eprintln!(
@@ -35,6 +38,21 @@ pub fn ensure(images_dir: &Path, name: &str) -> Result<()> {
     let recipe = Recipe::builtin(name)?;
     store.build(&recipe, &mut reporter(name))?;
     Ok(())
+}
+
+/// A note for an image of a built-in recipe that an older firepit built (its manifest has no
+/// versions): the recipe has moved on (`default` now takes the newest Debian stable, with
+/// current toolchains and PostgreSQL), and the way to the new one that keeps the old for the
+/// sessions on it.
+fn older_build(image: &Image) -> Option<String> {
+    let m = &image.manifest;
+    if !m.versions.is_empty() || m.recipe != "default" {
+        return None;
+    }
+    Some(format!(
+        "image {:?} was built by an older firepit (Debian {}); the `default` recipe now builds the newest Debian stable with current toolchains and PostgreSQL. Sessions keep the image they use: build the new one beside it with `firepit image build default --as default-2` and start `up` with `--default-image default-2`",
+        image.name, m.suite
+    ))
 }
 
 /// Refuses to replace or remove an image that sessions of this data dir use:
@@ -175,6 +193,34 @@ mod tests {
         assert_eq!(created(0), "1970-01-01 00:00");
         assert_eq!(created(1_795_973_442), "2026-11-29 17:30");
         assert_eq!(created(951_782_400), "2000-02-29 00:00");
+    }
+
+    #[test]
+    fn an_older_default_image_gets_a_note() {
+        let image = |recipe: &str, versions: &[(&str, &str)]| Image {
+            name: "default".into(),
+            rootfs: "/x".into(),
+            manifest: firepit_image::Manifest {
+                name: "default".into(),
+                recipe: recipe.into(),
+                suite: "bookworm".into(),
+                versions: versions
+                    .iter()
+                    .map(|(p, v)| ((*p).into(), (*v).into()))
+                    .collect(),
+                ..Default::default()
+            },
+        };
+        let note = older_build(&image("default", &[])).unwrap();
+        assert!(
+            note.contains("Debian bookworm") && note.contains("--as default-2"),
+            "{note}"
+        );
+        assert_eq!(
+            older_build(&image("default", &[("nodejs", "20.19.2")])),
+            None
+        );
+        assert_eq!(older_build(&image("minimal", &[])), None);
     }
 
     #[test]
