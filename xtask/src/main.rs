@@ -37,11 +37,11 @@ fn main() -> Result<()> {
         "bench-preview" => bench_preview(&rest),
         "bench-browser" => bench_browser(&rest),
         "test-cgroup2" => cgroup2::test_cgroup2(&rest, false),
-        "images" => images().map(|_| ()),
+        "images" => named_images(&rest),
         "ui" => ui::ui(&ui::Paths::new(&cache_dir()), &rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|images|ui> [args for cargo test]"
+                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|images [NAME…]|ui> [args for cargo test]"
             );
             bail!("unknown task {task:?}")
         }
@@ -63,6 +63,25 @@ fn images() -> Result<(PathBuf, u32)> {
     firepit_image::cache::ensure(&store, &git, &mut reporter("git"))?;
     browser_image(&store)?;
     Ok((dir, uid_base))
+}
+
+/// `cargo xtask images [NAME…]`: the test images, or the built-in images named (such as
+/// `default`), built into the cache if they are not there yet.
+fn named_images(names: &[String]) -> Result<()> {
+    if names.is_empty() {
+        return images().map(|_| ());
+    }
+    let (_, store) = image_store()?;
+    for name in names {
+        let recipe = firepit_image::Recipe::builtin(name)?;
+        let image = firepit_image::cache::ensure(&store, &recipe, &mut reporter(name))?;
+        eprintln!(
+            "xtask: image {name}: Debian {}, {} MiB",
+            image.manifest.suite,
+            image.manifest.size_bytes >> 20
+        );
+    }
+    Ok(())
 }
 
 /// An image build's progress: a live line on a terminal, a line per report
@@ -99,6 +118,101 @@ fn minimal_image() -> Result<firepit_image::Image> {
 fn browser_image(store: &firepit_image::ImageStore) -> Result<()> {
     let recipe = firepit_image::Recipe::builtin("browser")?;
     firepit_image::cache::ensure(store, &recipe, &mut reporter("browser"))?;
+    Ok(())
+}
+
+/// Whether the tests `extra` selects include the `default` image's (`default_image::`):
+/// the whole suite does, a filtered run only when it names them. The image is big (see the
+/// README), so a run that does not need it neither builds nor waits for it.
+fn needs_default_image(extra: &[String]) -> bool {
+    // `-p CRATE`: a run of other crates only does not need it.
+    let crates: Vec<&str> = extra
+        .windows(2)
+        .filter(|w| w[0] == "-p" || w[0] == "--package")
+        .map(|w| w[1].as_str())
+        .collect();
+    if !crates.is_empty() && !crates.contains(&"firepit") {
+        return false;
+    }
+    // Test name filters come after `--`; no filter runs every test.
+    let filters: Vec<&str> = extra
+        .iter()
+        .skip_while(|a| a.as_str() != "--")
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| f.starts_with("default_image") || "default_image::".contains(f))
+}
+
+/// The `default` image (Debian's newest stable with the toolchains and servers), built into
+/// the cache the first time; see the README for its size and build time.
+fn default_image() -> Result<()> {
+    let (_, store) = image_store()?;
+    let recipe = firepit_image::Recipe::builtin("default")?;
+    firepit_image::cache::ensure(&store, &recipe, &mut reporter("default"))?;
+    Ok(())
+}
+
+/// The tarball of an npm cache that holds Vite 7 and its template (`FIREPIT_TEST_NPM_CACHE`).
+fn vite_cache_tar() -> PathBuf {
+    cache_dir().join("npm-vite7.tar")
+}
+
+/// Fetches `create-vite@7` and a vanilla project's packages with the host's npm (the
+/// registry reached through its own client, as for schemathesis) into an npm cache, packed
+/// with the project's `package-lock.json` as a tarball (`cache/`, `package-lock.json`) that
+/// the default image's test unpacks in a machine without network. The lock lets the
+/// machine's npm (another version than the host's) install from the cache by integrity.
+fn vite_npm_cache() -> Result<()> {
+    let tar = vite_cache_tar();
+    if tar.exists() {
+        return Ok(());
+    }
+    let work = cache_dir().join("npm-vite7");
+    if work.exists() {
+        std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
+    }
+    let cache = work.join("cache");
+    std::fs::create_dir_all(&cache)?;
+    let npm = |args: &[&str], dir: &Path| {
+        let mut c = Command::new("npm");
+        c.args(args)
+            .current_dir(dir)
+            .env("npm_config_cache", &cache)
+            .env("npm_config_yes", "true")
+            // The lock names each tarball's URL (whatever the host's npm config says), so
+            // the machine's npm needs no registry metadata to install from the cache.
+            .env("npm_config_omit_lockfile_registry_resolved", "false")
+            .stdin(std::process::Stdio::null());
+        c
+    };
+    run(npm(
+        &["create", "vite@7", "app", "--", "--template", "vanilla"],
+        &work,
+    ))?;
+    run(npm(
+        &["install", "--no-audit", "--no-fund"],
+        &work.join("app"),
+    ))?;
+    std::fs::copy(
+        work.join("app/package-lock.json"),
+        work.join("package-lock.json"),
+    )
+    .context("copying the project's package-lock.json")?;
+    let partial = tar.with_extension("tar.partial");
+    let mut pack = Command::new("tar");
+    pack.arg("-C")
+        .arg(&work)
+        .arg("-cf")
+        .arg(&partial)
+        .args(["cache", "package-lock.json"]);
+    run(pack)?;
+    std::fs::rename(&partial, &tar).with_context(|| format!("renaming {}", tar.display()))?;
+    let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
 
@@ -191,6 +305,11 @@ fn test(extra: &[String]) -> Result<()> {
     })?;
     ui::verify_rebuild(&ui_paths, false)?;
     let (images, uid_base) = images()?;
+    let workbench = needs_default_image(extra);
+    if workbench {
+        default_image()?;
+        vite_npm_cache()?;
+    }
     debs()?;
     schemathesis()?;
     let mut fmt = cargo();
@@ -209,6 +328,10 @@ fn test(extra: &[String]) -> Result<()> {
     let mut test = cargo();
     test.args(["test", "--workspace"]).args(extra);
     test_env(&mut test, &images, uid_base);
+    if workbench {
+        test.env("FIREPIT_TEST_DEFAULT_IMAGE", "default")
+            .env("FIREPIT_TEST_NPM_CACHE", vite_cache_tar());
+    }
     run(test)?;
     // The machine tests ran on this host's cgroup layout; the limits are
     // proven on a cgroup v2-only kernel too. A filtered run skips it.
@@ -253,4 +376,32 @@ fn run_bench(bin: Option<&str>, extra: &[String]) -> Result<()> {
     bench.arg("--").args(extra);
     test_env(&mut bench, &images, uid_base);
     run(bench)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_image_is_built_when_its_tests_run() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(needs_default_image(&[]));
+        assert!(needs_default_image(&args(&["--", "default_image"])));
+        assert!(needs_default_image(&args(&[
+            "-p", "firepit", "--", "image"
+        ])));
+        assert!(needs_default_image(&args(&[
+            "--",
+            "default_image::postgres",
+            "--nocapture"
+        ])));
+        assert!(!needs_default_image(&args(&["--", "preview"])));
+        assert!(!needs_default_image(&args(&["-p", "firepit-image"])));
+        assert!(!needs_default_image(&args(&[
+            "-p",
+            "firepit-agent",
+            "--",
+            "default_image"
+        ])));
+    }
 }

@@ -31,6 +31,8 @@ pub struct AgentSettings {
     pub context_budget: usize,
     /// Extra instructions appended to the system prompt.
     pub extra_instructions: Option<String>,
+    /// The manifest of the machine's image: the prompt names the tools it has.
+    pub image: Option<firepit_image::Manifest>,
 }
 
 impl Default for AgentSettings {
@@ -39,6 +41,7 @@ impl Default for AgentSettings {
             max_steps: 200,
             context_budget: 400_000,
             extra_instructions: None,
+            image: None,
         }
     }
 }
@@ -319,7 +322,12 @@ impl<T: Transcript> Inner<T> {
 
     async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let system = {
-            let mut s = prompt::system_prompt(&self.tools.guest, &self.tools.workdir).await;
+            let mut s = prompt::system_prompt(
+                &self.tools.guest,
+                &self.tools.workdir,
+                self.settings.image.as_ref(),
+            )
+            .await;
             if let Some(extra) = &self.settings.extra_instructions {
                 s.push_str("\n\n");
                 s.push_str(extra);

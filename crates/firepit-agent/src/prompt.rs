@@ -1,4 +1,5 @@
-//! The system prompt: tuned for building and fixing web apps, with the repository's own
+//! The system prompt: tuned for building and fixing web apps, with what the machine's image
+//! has (from its manifest, on the host: the machine cannot change it) and the repository's own
 //! instructions (AGENTS.md, CLAUDE.md, README) read through the guest, bounded.
 
 use firepit_guest_client::{FileKind, GuestClient};
@@ -54,9 +55,42 @@ pub async fn detect_workdir(guest: &GuestClient) -> String {
     }
 }
 
-/// The system prompt for work in `workdir`.
-pub async fn system_prompt(guest: &GuestClient, workdir: &str) -> String {
+/// What the machine's image has, so the agent uses it rather than looking for it.
+pub fn image_section(image: &firepit_image::Manifest) -> String {
+    let mut s = format!(
+        "\n\n## The machine (image `{}`)\n{}",
+        image.name,
+        image.describe()
+    );
+    if image.tools().is_empty() {
+        s.push_str(
+            "This image records no tool versions: check with `command -v` before you rely on a tool, and install what is missing with apt-get.\n",
+        );
+    } else {
+        s.push_str(
+            "Use these as they are; do not spend steps checking for them or installing others.\n",
+        );
+    }
+    if firepit_image::contents::postgres_major(&image.versions).is_some() {
+        s.push_str(&format!(
+            "To run PostgreSQL for an app, start it as a service: service_start with name `postgres` and command `{}` (it keeps its data across stops), then point the app at {}.\n",
+            firepit_image::contents::POSTGRES_SERVICE.join(" "),
+            firepit_image::contents::POSTGRES_URL
+        ));
+    }
+    s
+}
+
+/// The system prompt for work in `workdir`, in a machine made from `image`.
+pub async fn system_prompt(
+    guest: &GuestClient,
+    workdir: &str,
+    image: Option<&firepit_image::Manifest>,
+) -> String {
     let mut p = String::from(BASE);
+    if let Some(image) = image {
+        p.push_str(&image_section(image));
+    }
     p.push_str(&format!(
         "\n\nThe repository (working directory) is {workdir}; relative paths start there.\n"
     ));
@@ -72,4 +106,69 @@ pub async fn system_prompt(guest: &GuestClient, workdir: &str) -> String {
         }
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(versions: &[(&str, &str)]) -> firepit_image::Manifest {
+        firepit_image::Manifest {
+            name: "default".into(),
+            recipe: "default".into(),
+            suite: "trixie".into(),
+            versions: versions
+                .iter()
+                .map(|(p, v)| ((*p).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_prompt_names_the_images_tools() {
+        let m = manifest(&[
+            ("nodejs", "20.19.2+dfsg-1+deb13u3"),
+            ("npm", "9.2.0~ds1-3"),
+            ("elixir", "1.18.3.dfsg-1"),
+            ("erlang-base", "1:27.3.4.1+dfsg-1"),
+            ("python3", "3.13.5-1"),
+            ("golang-go", "2:1.24~2"),
+            ("rustc", "1.85.1+dfsg1-1"),
+            ("cargo", "1.85.1+dfsg1-1"),
+            ("postgresql", "17+278"),
+            ("postgresql-17", "17.12-0+deb13u1"),
+            ("sqlite3", "3.46.1-7"),
+            ("redis-server", "5:8.0.2-3"),
+            ("chromium", "156.0.8078.114-1~deb13u1"),
+        ]);
+        let s = image_section(&m);
+        for want in [
+            "## The machine (image `default`)",
+            "Debian trixie",
+            "Node.js (node) 20.19.2",
+            "npm 9.2.0",
+            "Elixir (elixir, mix, iex) 1.18.3",
+            "Erlang/OTP (erl) 27.3.4.1",
+            "Python (python3) 3.13.5",
+            "Go (go) 1.24",
+            "Rust (rustc) 1.85.1",
+            "PostgreSQL (firepit-postgres, psql) 17.12",
+            "SQLite (sqlite3) 3.46.1",
+            "Redis (redis-server, redis-cli) 8.0.2",
+            "Chromium (chromium) 156.0.8078.114",
+            "command `/usr/local/bin/firepit-postgres run`",
+            "postgres://postgres:postgres@localhost:5432/app",
+            "do not spend steps",
+        ] {
+            assert!(s.contains(want), "{want:?} not in:\n{s}");
+        }
+    }
+
+    #[test]
+    fn an_image_without_versions_says_so() {
+        let s = image_section(&manifest(&[]));
+        assert!(s.contains("records no tool versions"), "{s}");
+        assert!(!s.contains("PostgreSQL"), "{s}");
+    }
 }

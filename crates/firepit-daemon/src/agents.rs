@@ -111,13 +111,17 @@ impl App {
             app: self.clone(),
             session: session.to_owned(),
         };
-        let agent = Agent::new(
-            Model::new(config),
-            tools,
-            transcript,
-            AgentSettings::default(),
-            items,
-        );
+        // The image's manifest, read on the host, names the tools for the prompt.
+        let images = self.images().clone();
+        let image = self.store().session(session)?.image;
+        let image = tokio::task::spawn_blocking(move || images.get(&image).ok())
+            .await?
+            .map(|i| i.manifest);
+        let settings = AgentSettings {
+            image,
+            ..AgentSettings::default()
+        };
+        let agent = Agent::new(Model::new(config), tools, transcript, settings, items);
         let mut map = self.agents().by_session.lock().expect("agents");
         // Another request may have made one meanwhile: keep the first.
         Ok(map.entry(session.to_owned()).or_insert(agent).clone())

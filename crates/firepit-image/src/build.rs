@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
 use crate::progress::{self, Phase, Progress};
@@ -68,21 +68,37 @@ pub(crate) struct Archive {
     pub all: Vec<AptEntry>,
 }
 
-/// Resolve the archive from the options and the host's apt sources.
-pub(crate) fn resolve_archive(opts: &BuildOptions) -> Result<Archive> {
+/// Resolve the archive from the options and the host's apt sources. The suite is the
+/// build's (`opts.suite`), else the recipe's (`recipe_suite`), else the host's; an alias such
+/// as `stable` is turned into today's codename by `lookup(archive URI, alias)`.
+pub(crate) fn resolve_archive(
+    opts: &BuildOptions,
+    recipe_suite: Option<&str>,
+    lookup: &mut dyn FnMut(&str, &str) -> Result<String>,
+) -> Result<Archive> {
     let host = sources::read_dir(&opts.apt_dir)?;
     let codename = sources::codename(&opts.os_release)?;
-    let host_main = sources::select_main(&host, opts.suite.as_deref().or(codename.as_deref()));
+    let wanted = opts.suite.as_deref().or(recipe_suite);
+    let prefer = wanted.filter(|s| !sources::is_alias(s));
+    let host_main = sources::select_main(&host, prefer.or(codename.as_deref()))
+        .or_else(|| sources::select_main(&host, codename.as_deref()));
     let no_source = || Error::NoAptSource {
         apt_dir: opts.apt_dir.clone(),
     };
-    if let Some(mirror) = &opts.mirror {
-        let suite = opts
-            .suite
-            .clone()
-            .or_else(|| host_main.map(|m| m.suite.clone()))
+    let uri = match (&opts.mirror, host_main) {
+        (Some(mirror), _) => mirror.clone(),
+        (None, Some(m)) => m.uri.clone(),
+        (None, None) => return Err(no_source()),
+    };
+    let suite = match wanted {
+        Some(alias) if sources::is_alias(alias) => lookup(&uri, alias)?,
+        Some(suite) => suite.to_owned(),
+        None => host_main
+            .map(|m| m.suite.clone())
             .or(codename)
-            .ok_or_else(no_source)?;
+            .ok_or_else(no_source)?,
+    };
+    if let Some(mirror) = &opts.mirror {
         let main = AptEntry {
             uri: mirror.clone(),
             suite,
@@ -96,14 +112,63 @@ pub(crate) fn resolve_archive(opts: &BuildOptions) -> Result<Archive> {
             main,
         });
     }
-    let mut main = host_main.ok_or_else(no_source)?.clone();
-    if let Some(suite) = &opts.suite {
-        main.suite = suite.clone();
-    }
+    let host_main = host_main.ok_or_else(no_source)?;
+    let main = AptEntry {
+        suite,
+        ..host_main.clone()
+    };
     Ok(Archive {
-        all: sources::distribution(&host, &main),
+        all: sources::distribution_for(&host, &main, &host_main.suite),
         main,
     })
+}
+
+/// The codename that `alias` (such as `stable`) names in the archive at `uri` today, read
+/// from its `dists/<alias>/InRelease` (or `Release`) with apt's own downloader, so the host's
+/// apt proxy and TLS settings apply. `scratch` is a directory for the downloaded file.
+///
+/// The file's signature is not checked here: the name only picks the suite, and the builder
+/// checks the signature of that suite's own `Release` against the keyring before it uses it.
+pub(crate) fn lookup_alias(uri: &str, alias: &str, scratch: &Path) -> Result<String> {
+    let helper = ["/usr/lib/apt/apt-helper", "/usr/libexec/apt/apt-helper"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file());
+    let fail = |reason: String| Error::SuiteAlias {
+        alias: alias.to_owned(),
+        uri: uri.to_owned(),
+        reason,
+    };
+    let Some(helper) = helper else {
+        return Err(fail("apt's apt-helper is not installed".into()));
+    };
+    let mut last = String::new();
+    for file in ["InRelease", "Release"] {
+        let url = format!("{}/dists/{alias}/{file}", uri.trim_end_matches('/'));
+        let dest = scratch.join(format!("{alias}-{file}"));
+        let out = Command::new(helper)
+            .args(["-o", "APT::Sandbox::User=root", "download-file"])
+            .arg(&url)
+            .arg(&dest)
+            .env("LC_ALL", "C.UTF-8")
+            .stdin(Stdio::null())
+            .output()
+            .ctx("running", helper)?;
+        if !out.status.success() {
+            let text = String::from_utf8_lossy(&out.stderr);
+            last = text
+                .lines()
+                .rfind(|l| l.starts_with("E:"))
+                .unwrap_or("apt-helper failed")
+                .to_owned();
+            continue;
+        }
+        let text = std::fs::read(&dest).ctx("reading", &dest)?;
+        let _ = std::fs::remove_file(&dest);
+        return sources::release_codename(&String::from_utf8_lossy(&text))
+            .ok_or_else(|| fail(format!("{url} names no plain codename")));
+    }
+    Err(fail(last))
 }
 
 /// The program that builds trees.
@@ -174,6 +239,8 @@ impl Tool {
                 if recipe.keep_apt_lists {
                     a.push("--skip=cleanup/apt/lists".into());
                 }
+                // apt's and dpkg's own lines, so a long install shows each package.
+                a.push("--verbose".into());
                 a.extend([suite, target]);
                 a.extend(archive.all.iter().map(AptEntry::one_line));
                 a
@@ -318,6 +385,7 @@ pub(crate) fn run_tool(
 
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut phase = Phase::Prepare;
+    let mut apt = AptProgress::default();
     let mut reader = BufReader::new(std::fs::File::from(read));
     let mut buf = Vec::new();
     loop {
@@ -338,9 +406,19 @@ pub(crate) fn run_tool(
         let parsed = progress::parse_line(line);
         if let Some((p, msg)) = parsed.filter(|(p, _)| *p != phase || tool.name() == "mmdebstrap") {
             phase = p;
+            apt.last = Some(started.elapsed());
             progress(Progress {
                 phase,
                 message: msg.to_owned(),
+                elapsed: started.elapsed(),
+            });
+        } else if let Some(line) = progress::parse_apt_line(line)
+            && let Some((p, msg)) = apt.step(line, started.elapsed())
+        {
+            phase = p;
+            progress(Progress {
+                phase,
+                message: msg,
                 elapsed: started.elapsed(),
             });
         }
@@ -354,6 +432,73 @@ pub(crate) fn run_tool(
         });
     }
     Ok(())
+}
+
+/// How often a long apt step reports at most (a line per report where standard error is
+/// not a terminal).
+const APT_REPORT_EVERY: Duration = Duration::from_secs(3);
+
+/// Counts of an apt step in the builder's output, reported at most every
+/// [`APT_REPORT_EVERY`]: `downloading nodejs (120 of 912)`, `setting up 300 of 912 packages`.
+#[derive(Debug, Default)]
+struct AptProgress {
+    planned: usize,
+    got: usize,
+    unpacked: usize,
+    set_up: usize,
+    last: Option<Duration>,
+}
+
+impl AptProgress {
+    fn step(&mut self, line: progress::AptLine<'_>, now: Duration) -> Option<(Phase, String)> {
+        use progress::AptLine;
+        let of = |n: usize, planned: usize| {
+            if planned > 0 {
+                format!("{n} of {planned}")
+            } else {
+                n.to_string()
+            }
+        };
+        let (phase, message) = match line {
+            AptLine::Planned(n) => {
+                *self = AptProgress {
+                    planned: n,
+                    last: self.last,
+                    ..AptProgress::default()
+                };
+                return None;
+            }
+            AptLine::Get(p) => {
+                self.got += 1;
+                (
+                    Phase::Download,
+                    format!("downloading {p} ({})", of(self.got, self.planned)),
+                )
+            }
+            AptLine::Unpacking(p) => {
+                self.unpacked += 1;
+                (
+                    Phase::Extract,
+                    format!("unpacking {p} ({})", of(self.unpacked, self.planned)),
+                )
+            }
+            AptLine::SettingUp(p) => {
+                self.set_up += 1;
+                (
+                    Phase::Install,
+                    format!("setting up {p} ({})", of(self.set_up, self.planned)),
+                )
+            }
+        };
+        if self
+            .last
+            .is_some_and(|t| now.saturating_sub(t) < APT_REPORT_EVERY)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some((phase, message))
+    }
 }
 
 /// The finishing touches, done as the host's root before the shift: hostname and hosts,
@@ -468,10 +613,14 @@ mod tests {
         Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
         Types: deb\nURIs: http://m.invalid/debian-security\nSuites: bookworm-security\nComponents: main\n";
 
+    fn resolve(o: &BuildOptions) -> Result<Archive> {
+        resolve_archive(o, None, &mut |_, _| panic!("no alias to look up"))
+    }
+
     #[test]
     fn archive_from_host() {
         let dir = tempfile::tempdir().unwrap();
-        let a = resolve_archive(&opts(dir.path(), HOST)).unwrap();
+        let a = resolve(&opts(dir.path(), HOST)).unwrap();
         assert_eq!(
             (a.main.uri.as_str(), a.main.suite.as_str()),
             ("http://m.invalid/debian", "bookworm")
@@ -484,7 +633,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut o = opts(dir.path(), HOST);
         o.mirror = Some("http://127.0.0.1:9/debian".into());
-        let a = resolve_archive(&o).unwrap();
+        let a = resolve(&o).unwrap();
         assert_eq!(a.all, vec![a.main.clone()]);
         assert_eq!(
             (a.main.uri.as_str(), a.main.suite.as_str()),
@@ -492,19 +641,59 @@ mod tests {
         );
         assert_eq!(a.main.signed_by, None);
         o.suite = Some("trixie".into());
-        assert_eq!(resolve_archive(&o).unwrap().main.suite, "trixie");
+        assert_eq!(resolve(&o).unwrap().main.suite, "trixie");
         o.mirror = None;
-        let a = resolve_archive(&o).unwrap();
+        let a = resolve(&o).unwrap();
+        let suites: Vec<_> = a
+            .all
+            .iter()
+            .map(|e| (e.uri.as_str(), e.suite.as_str()))
+            .collect();
         assert_eq!(
-            (a.main.uri.as_str(), a.main.suite.as_str(), a.all.len()),
-            ("http://m.invalid/debian", "trixie", 1)
+            suites,
+            [
+                ("http://m.invalid/debian", "trixie"),
+                ("http://m.invalid/debian", "trixie-updates"),
+                ("http://m.invalid/debian-security", "trixie-security"),
+            ]
         );
+    }
+
+    #[test]
+    fn recipe_suite_and_aliases() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path(), HOST);
+        let mut asked = Vec::new();
+        let mut lookup = |uri: &str, alias: &str| {
+            asked.push(format!("{uri} {alias}"));
+            Ok::<_, Error>("trixie".to_owned())
+        };
+        // The recipe's alias is looked up at the host's main archive.
+        let a = resolve_archive(&o, Some("stable"), &mut lookup).unwrap();
+        assert_eq!(a.main.suite, "trixie");
+        assert_eq!(a.all.len(), 3);
+        // The build's own suite wins over the recipe's, and a codename is not looked up.
+        o.suite = Some("bookworm".into());
+        let a = resolve_archive(&o, Some("stable"), &mut lookup).unwrap();
+        assert_eq!((a.main.suite.as_str(), a.all.len()), ("bookworm", 3));
+        assert_eq!(asked, ["http://m.invalid/debian stable"]);
+        // A failed lookup is the build's error, not a silent fall back to the host's suite.
+        o.suite = None;
+        let err = resolve_archive(&o, Some("stable"), &mut |uri, alias| {
+            Err(Error::SuiteAlias {
+                alias: alias.into(),
+                uri: uri.into(),
+                reason: "404".into(),
+            })
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("--suite"), "{err}");
     }
 
     #[test]
     fn no_source_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        let err = resolve_archive(&opts(dir.path(), "")).unwrap_err();
+        let err = resolve(&opts(dir.path(), "")).unwrap_err();
         assert!(matches!(err, Error::NoAptSource { .. }), "{err}");
         assert!(err.to_string().contains("mirror and suite"));
     }
@@ -512,7 +701,7 @@ mod tests {
     #[test]
     fn mmdebstrap_args() {
         let dir = tempfile::tempdir().unwrap();
-        let a = resolve_archive(&opts(dir.path(), HOST)).unwrap();
+        let a = resolve(&opts(dir.path(), HOST)).unwrap();
         let r = Recipe::builtin("minimal").unwrap();
         let args = Tool::Mmdebstrap("/x".into()).args(&r, &a, "amd64", Path::new("/t/rootfs"));
         assert!(args.contains(&"--variant=minbase".to_owned()));
@@ -534,10 +723,85 @@ mod tests {
         );
     }
 
+    /// Serves `InRelease` of `dists/stable` on loopback (and 404 for all else), for
+    /// `connections` requests; returns the archive's URI.
+    fn release_server(body: &'static str, connections: usize) -> String {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri = format!("http://{}/debian", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(connections) {
+                let mut stream = stream.unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head);
+                let answer = if head.starts_with("GET /debian/dists/stable/InRelease ") {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_owned()
+                };
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        uri
+    }
+
+    #[test]
+    fn aliases_are_looked_up_with_apts_downloader() {
+        if !Path::new("/usr/lib/apt/apt-helper").exists() {
+            eprintln!("skipped: apt-helper is not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let uri = release_server("Origin: Debian\nSuite: stable\nCodename: trixie\n", 1);
+        assert_eq!(lookup_alias(&uri, "stable", dir.path()).unwrap(), "trixie");
+        // Nothing at `dists/testing`: both files 404, and the error says what to do.
+        let uri = release_server("", 2);
+        let err = lookup_alias(&uri, "testing", dir.path()).unwrap_err();
+        assert!(matches!(err, Error::SuiteAlias { .. }), "{err}");
+        assert!(err.to_string().contains("--suite CODENAME"), "{err}");
+        // A file that names no plain codename.
+        let uri = release_server("Suite: stable\nCodename: ../../etc\n", 1);
+        assert!(lookup_alias(&uri, "stable", dir.path()).is_err());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no file left"
+        );
+    }
+
+    #[test]
+    fn apt_progress_counts_and_paces() {
+        use progress::AptLine;
+        let mut a = AptProgress::default();
+        let s = Duration::from_secs;
+        assert_eq!(a.step(AptLine::Planned(10), s(0)), None);
+        assert_eq!(
+            a.step(AptLine::Get("bash"), s(1)),
+            Some((Phase::Download, "downloading bash (1 of 10)".into()))
+        );
+        assert_eq!(a.step(AptLine::Get("curl"), s(2)), None, "too soon");
+        assert_eq!(
+            a.step(AptLine::SettingUp("curl"), s(5)),
+            Some((Phase::Install, "setting up curl (1 of 10)".into()))
+        );
+        assert_eq!(
+            a.step(AptLine::Get("git"), s(9)).unwrap().1,
+            "downloading git (3 of 10)"
+        );
+    }
+
     #[test]
     fn a_ca_bundle_reaches_apt_and_leaves_no_trace() {
         let dir = tempfile::tempdir().unwrap();
-        let a = resolve_archive(&opts(dir.path(), HOST)).unwrap();
+        let a = resolve(&opts(dir.path(), HOST)).unwrap();
         let r = Recipe::builtin("minimal").unwrap();
         let tool = Tool::Mmdebstrap("/x".into());
         let plain = tool.args(&r, &a, "amd64", Path::new("/t/rootfs"));
@@ -559,7 +823,7 @@ mod tests {
     #[test]
     fn finalize_a_fake_tree() {
         let dir = tempfile::tempdir().unwrap();
-        let a = resolve_archive(&opts(dir.path(), HOST)).unwrap();
+        let a = resolve(&opts(dir.path(), HOST)).unwrap();
         let root = dir.path().join("rootfs");
         for d in [
             "etc/apt",

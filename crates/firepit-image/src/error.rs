@@ -53,6 +53,18 @@ pub enum Error {
         /// The apt configuration directory searched.
         apt_dir: PathBuf,
     },
+    /// A suite alias (`stable`) whose codename the archive did not give.
+    #[error(
+        "could not learn which release `{alias}` is at {uri} ({reason}); name the suite with `--suite CODENAME`"
+    )]
+    SuiteAlias {
+        /// The alias.
+        alias: String,
+        /// The archive asked.
+        uri: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The image builder (mmdebstrap or debootstrap) failed.
     #[error("{tool} failed ({status}); its last output:\n{tail}")]
     BuilderFailed {

@@ -28,6 +28,7 @@
 
 mod build;
 pub mod cache;
+pub mod contents;
 mod error;
 mod fsutil;
 pub mod host;

@@ -1,6 +1,7 @@
 //! `image.json`: what an image is and how it was made. Written last, atomically; an image
 //! without a manifest that parses does not exist.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -12,7 +13,7 @@ use crate::error::{Error, IoContext, Result};
 pub const FILE: &str = "image.json";
 
 /// An image's manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// The image name.
     pub name: String,
@@ -22,7 +23,7 @@ pub struct Manifest {
     pub variant: String,
     /// The packages asked for on top of the variant.
     pub packages: Vec<String>,
-    /// The Debian suite.
+    /// The Debian suite (a codename: `stable` is resolved before the build).
     pub suite: String,
     /// The archive it was built from.
     pub mirror: String,
@@ -38,6 +39,22 @@ pub struct Manifest {
     pub builder: String,
     /// The version of firepit-image that built it.
     pub builder_version: String,
+    /// Debian versions of the key packages installed (see [`crate::contents::key_versions`]);
+    /// empty in manifests written before they were recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub versions: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// The tools of the image with their upstream versions (see [`crate::contents::tools`]).
+    pub fn tools(&self) -> Vec<(&'static str, String)> {
+        crate::contents::tools(&self.versions)
+    }
+
+    /// What the image offers, for a person or an agent (see [`crate::contents::describe`]).
+    pub fn describe(&self) -> String {
+        crate::contents::describe(&self.suite, &self.versions)
+    }
 }
 
 impl Manifest {
@@ -81,6 +98,7 @@ pub(crate) fn sample(name: &str) -> Manifest {
         size_bytes: 1234,
         builder: "mmdebstrap 1.3.5".into(),
         builder_version: env!("CARGO_PKG_VERSION").into(),
+        versions: Default::default(),
     }
 }
 
@@ -96,6 +114,26 @@ mod tests {
         m.write(&path).unwrap();
         assert_eq!(Manifest::read(&path).unwrap(), m);
         assert!(!path.with_extension("json.tmp").exists());
+    }
+
+    #[test]
+    fn versions_round_trip_and_old_manifests_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let mut m = sample("default");
+        m.versions = crate::contents::sample_versions();
+        m.write(&path).unwrap();
+        assert_eq!(Manifest::read(&path).unwrap(), m);
+        assert!(
+            m.tools()
+                .iter()
+                .any(|(t, v)| t.starts_with("Node.js") && v == "20.19.2")
+        );
+        // A manifest from before versions were kept.
+        let mut old = serde_json::to_value(sample("minimal")).unwrap();
+        old.as_object_mut().unwrap().remove("versions");
+        std::fs::write(&path, old.to_string()).unwrap();
+        assert!(Manifest::read(&path).unwrap().versions.is_empty());
     }
 
     #[test]

@@ -93,6 +93,38 @@ pub fn parse_line(line: &str) -> Option<(Phase, &str)> {
     Some((phase, msg))
 }
 
+/// A line of apt's or dpkg's own output (mmdebstrap passes it on with `--verbose`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AptLine<'a> {
+    /// `N newly installed`: how many packages this step installs.
+    Planned(usize),
+    /// `Get:N … PACKAGE …`: a download started.
+    Get(&'a str),
+    /// `Unpacking PACKAGE …`.
+    Unpacking(&'a str),
+    /// `Setting up PACKAGE …`.
+    SettingUp(&'a str),
+}
+
+/// Parse a line of apt's or dpkg's output that says how a step moves.
+pub fn parse_apt_line(line: &str) -> Option<AptLine<'_>> {
+    let line = line.trim();
+    if let Some(rest) = line.strip_prefix("Get:") {
+        // Get:12 http://host/debian trixie/main amd64 nodejs amd64 20.19.2 [300 kB]
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        return words.get(4).map(|p| AptLine::Get(p));
+    }
+    if let Some(rest) = line.strip_prefix("Unpacking ") {
+        return rest.split_whitespace().next().map(AptLine::Unpacking);
+    }
+    if let Some(rest) = line.strip_prefix("Setting up ") {
+        return rest.split_whitespace().next().map(AptLine::SettingUp);
+    }
+    let (_, after) = line.split_once(" upgraded, ")?;
+    let (n, _) = after.split_once(" newly installed")?;
+    n.trim().parse().ok().map(AptLine::Planned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +178,33 @@ mod tests {
         ];
         for (line, want) in cases {
             assert_eq!(parse_line(line).map(|(p, _)| p), Some(want), "{line}");
+        }
+    }
+
+    #[test]
+    fn apt_lines() {
+        let cases = [
+            (
+                "Get:12 http://m.invalid/debian trixie/main amd64 nodejs amd64 20.19.2+dfsg-1 [300 kB]",
+                Some(AptLine::Get("nodejs")),
+            ),
+            (
+                "Unpacking libc6:amd64 (2.41-12) ...",
+                Some(AptLine::Unpacking("libc6:amd64")),
+            ),
+            (
+                "Setting up postgresql-17 (17.12-0+deb13u1) ...",
+                Some(AptLine::SettingUp("postgresql-17")),
+            ),
+            (
+                "0 upgraded, 912 newly installed, 0 to remove and 0 not upgraded.",
+                Some(AptLine::Planned(912)),
+            ),
+            ("Reading package lists...", None),
+            ("I: extracting archives...", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_apt_line(line), want, "{line}");
         }
     }
 

@@ -223,6 +223,63 @@ pub fn distribution(entries: &[AptEntry], main: &AptEntry) -> Vec<AptEntry> {
     out
 }
 
+/// The entries of `suite`'s distribution when the host runs another: `main` first, then the
+/// host's `-updates` and `-security` entries of `host_suite` (its main archive's suite) moved
+/// to `suite`, on the same archives. A host on Debian 12 that lists `bookworm-security` gives
+/// a Debian 13 image `trixie-security` from the same place.
+pub fn distribution_for(entries: &[AptEntry], main: &AptEntry, host_suite: &str) -> Vec<AptEntry> {
+    if main.suite == host_suite {
+        return distribution(entries, main);
+    }
+    let mut out = vec![main.clone()];
+    for side in ["-updates", "-security"] {
+        let from = format!("{host_suite}{side}");
+        for entry in entries {
+            if entry.suite == from && !entry.has_credentials() {
+                let moved = AptEntry {
+                    suite: format!("{}{side}", main.suite),
+                    ..entry.clone()
+                };
+                if !out.contains(&moved) {
+                    out.push(moved);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether `suite` is one of Debian's moving names (`stable`, `oldstable`, `testing`,
+/// `unstable`) rather than a release's codename: such a name is resolved to the codename the
+/// archive gives it today, so an image's sources never move to the next release by themselves.
+pub fn is_alias(suite: &str) -> bool {
+    matches!(suite, "stable" | "oldstable" | "testing" | "unstable")
+}
+
+/// The `Codename:` of a `Release` or `InRelease` file, if it is a plain suite name
+/// (`[a-z][a-z0-9-]*`, at most 32 bytes): the name goes into builder arguments and files.
+pub fn release_codename(release: &str) -> Option<String> {
+    let mut lines = release.lines().peekable();
+    if lines
+        .peek()
+        .is_some_and(|l| l.starts_with("-----BEGIN PGP SIGNED MESSAGE"))
+    {
+        // The clearsigned header (`Hash: …`) ends at its first empty line.
+        lines.by_ref().find(|l| l.trim().is_empty());
+    }
+    // The first paragraph is the release's fields; the signature comes after it.
+    let value = lines
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with("-----BEGIN"))
+        .find_map(|l| l.strip_prefix("Codename:"))?
+        .trim();
+    let plain = (1..=32).contains(&value.len())
+        && value.starts_with(|c: char| c.is_ascii_lowercase())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    plain.then(|| value.to_owned())
+}
+
 /// Render entries as one deb822 `.sources` file.
 pub fn render_deb822(entries: &[AptEntry]) -> String {
     let mut out = String::from("# Written by firepit from the host's apt sources.\n");
@@ -409,6 +466,45 @@ deb broken
             "bookworm"
         );
         assert!(read_dir(&dir.path().join("missing")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn another_suite_takes_the_hosts_side_archives() {
+        let entries = parse_deb822(DEB822);
+        let mut main = select_main(&entries, Some("bookworm")).unwrap().clone();
+        main.suite = "trixie".into();
+        let dist = distribution_for(&entries, &main, "bookworm");
+        let pairs: Vec<_> = dist
+            .iter()
+            .map(|e| (e.uri.as_str(), e.suite.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("http://mirror.invalid/debian", "trixie"),
+                ("http://mirror.invalid/debian", "trixie-updates"),
+                ("http://mirror.invalid/debian-security", "trixie-security"),
+            ]
+        );
+        assert_eq!(dist[2].signed_by, entries[2].signed_by);
+        let same = select_main(&entries, Some("bookworm")).unwrap();
+        assert_eq!(
+            distribution_for(&entries, same, "bookworm"),
+            distribution(&entries, same)
+        );
+    }
+
+    #[test]
+    fn codename_from_release() {
+        let release = "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\nOrigin: Debian\n\
+                       Suite: stable\nVersion: 13.7\nCodename: trixie\nDate: x\n\n\
+                       -----BEGIN PGP SIGNATURE-----\nCodename: forged\n";
+        assert_eq!(release_codename(release).as_deref(), Some("trixie"));
+        assert_eq!(release_codename("Suite: stable\nCodename: tri xie\n"), None);
+        assert_eq!(release_codename("Codename: ../x\n"), None);
+        assert_eq!(release_codename("Codename: Trixie\n"), None);
+        assert_eq!(release_codename("Suite: stable\n"), None);
+        assert!(is_alias("stable") && is_alias("testing") && !is_alias("trixie"));
     }
 
     #[test]

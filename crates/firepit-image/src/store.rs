@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::build::{self, BuildOptions, Tool};
+use crate::contents;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, Lock};
 use crate::manifest::{self, Manifest};
@@ -181,7 +182,14 @@ impl ImageStore {
         let work = WorkDir::create(&self.dir, &recipe.name)?;
         let opts = &self.options;
 
-        let archive = build::resolve_archive(opts)?;
+        let archive = build::resolve_archive(opts, recipe.suite.as_deref(), &mut |uri, alias| {
+            report(
+                progress,
+                Phase::Prepare,
+                format!("asking {uri} which release `{alias}` is"),
+            );
+            build::lookup_alias(uri, alias, &work.dir)
+        })?;
         let tool = Tool::find()?;
         let arch = opts.arch.clone().unwrap_or_else(build::host_arch);
         let builder = tool.version();
@@ -203,6 +211,8 @@ impl ImageStore {
             "hostname, directories, apt configuration".into(),
         );
         build::finalize(&rootfs, &archive, recipe.keep_apt_lists)?;
+        let versions = contents::key_versions(&contents::installed(&rootfs)?, &recipe.packages);
+        contents::add_helpers(&rootfs, &archive.main.suite, &versions)?;
 
         report(
             progress,
@@ -223,7 +233,11 @@ impl ImageStore {
 
         let manifest = Manifest {
             name: recipe.name.clone(),
-            recipe: recipe.name.clone(),
+            recipe: if recipe.recipe.is_empty() {
+                recipe.name.clone()
+            } else {
+                recipe.recipe.clone()
+            },
             variant: recipe.variant.clone(),
             packages: recipe.packages.clone(),
             suite: archive.main.suite.clone(),
@@ -236,6 +250,7 @@ impl ImageStore {
             size_bytes: stats.bytes,
             builder,
             builder_version: env!("CARGO_PKG_VERSION").to_owned(),
+            versions,
         };
         manifest.write(&work.dir.join(manifest::FILE))?;
         work.commit(&self.dir.join(&recipe.name))?;

@@ -41,7 +41,7 @@ pub enum Command {
     /// Stop a session: its processes end, its files are kept.
     Stop(IdArg),
     /// Start a stopped session again.
-    Start(IdArg),
+    Start(StartArgs),
     /// Destroy a session and everything in it.
     Rm(IdArg),
     /// Make a session, run a command in it, destroy it.
@@ -179,6 +179,21 @@ pub struct NewArgs {
     /// The branch to check out (with --repo).
     #[arg(long, requires = "repo")]
     pub branch: Option<String>,
+    /// Run PostgreSQL as the session's service `postgres` (images with
+    /// PostgreSQL, such as `default`); its data lives in the session's files.
+    #[arg(long)]
+    pub postgres: bool,
+}
+
+/// `firepit start`
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Session id (see `firepit ls`).
+    pub id: String,
+    /// Start PostgreSQL again as the service `postgres`, on the data the
+    /// session kept (see `firepit new --postgres`).
+    #[arg(long)]
+    pub postgres: bool,
 }
 
 /// A session id.
@@ -304,11 +319,20 @@ pub struct RunArgs {
 /// `firepit image …`
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Build an image from Debian packages: `default`, `minimal` or `browser`.
+    /// Build an image from Debian packages: `default`, `minimal`, `git` or `browser`.
     Build {
-        /// Which image.
+        /// Which recipe.
         #[arg(default_value = "default")]
         name: String,
+        /// The Debian suite: a codename (`trixie`) or `stable` (resolved to today's
+        /// codename). Default: the recipe's (`default`: the newest stable; the test
+        /// images: the host's).
+        #[arg(long)]
+        suite: Option<String>,
+        /// Build under another image name (the recipe's name if absent), so that
+        /// sessions keep the image they use while the new one is built.
+        #[arg(long = "as", value_name = "IMAGE")]
+        as_name: Option<String>,
         /// Directory of images, if not `<data-dir>/images`.
         #[arg(long, env = "FIREPIT_IMAGES_DIR")]
         images_dir: Option<PathBuf>,

@@ -66,7 +66,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Stop(a) => commands::lifecycle::transition(&client()?, &a.id, "stop")
             .await
             .map(|()| 0),
-        Command::Start(a) => commands::lifecycle::transition(&client()?, &a.id, "start")
+        Command::Start(a) => commands::postgres::start_session(&client()?, &a)
             .await
             .map(|()| 0),
         Command::Rm(a) => commands::lifecycle::rm(&client()?, &a.id).await.map(|()| 0),

@@ -272,6 +272,7 @@ fn tiny_image(app: &App) {
         size_bytes: 0,
         builder: "hand".into(),
         builder_version: "0".into(),
+        versions: Default::default(),
     };
     manifest.write(&images.join("tiny/image.json")).unwrap();
 }

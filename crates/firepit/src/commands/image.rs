@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use firepit_image::{ImageStore, Progress, Recipe};
+use firepit_image::{BuildOptions, Image, ImageStore, Progress, Recipe};
 
 use crate::cli::ImageCommand;
 
@@ -27,15 +27,33 @@ fn reporter(name: &str) -> impl FnMut(Progress) + use<> {
 /// (used by `up`).
 pub fn ensure(images_dir: &Path, name: &str, options: firepit_image::BuildOptions) -> Result<()> {
     let store = ImageStore::open(images_dir)?.with_options(options);
-    if store.get(name).is_ok() {
+    if let Ok(image) = store.get(name) {
+        if let Some(note) = older_build(&image) {
+            eprintln!("firepit: {note}");
+        }
         return Ok(());
     }
     eprintln!(
-        "firepit: image {name:?} is missing; building it now (first run only; this takes a few minutes)"
+        "firepit: image {name:?} is missing; building it now (first run only; `default` downloads about 640 MiB and takes some minutes)"
     );
     let recipe = Recipe::builtin(name)?;
     store.build(&recipe, &mut reporter(name))?;
     Ok(())
+}
+
+/// A note for an image of a built-in recipe that an older firepit built (its manifest has no
+/// versions): the recipe has moved on (`default` now takes the newest Debian stable, with
+/// current toolchains and PostgreSQL), and the way to the new one that keeps the old for the
+/// sessions on it.
+fn older_build(image: &Image) -> Option<String> {
+    let m = &image.manifest;
+    if !m.versions.is_empty() || m.recipe != "default" {
+        return None;
+    }
+    Some(format!(
+        "image {:?} was built by an older firepit (Debian {}); the `default` recipe now builds the newest Debian stable with current toolchains and PostgreSQL. Sessions keep the image they use: build the new one beside it with `firepit image build default --as default-2` and start `up` with `--default-image default-2`",
+        image.name, m.suite
+    ))
 }
 
 /// Refuses to replace or remove an image that sessions of this data dir use:
@@ -57,7 +75,8 @@ fn refuse_if_in_use(data_dir: &Path, name: &str) -> Result<()> {
         .collect();
     if !users.is_empty() {
         anyhow::bail!(
-            "image {name:?} is in use by session(s) {}; remove them first with `firepit rm ID`",
+            "image {name:?} is in use by session(s) {}; remove them first with `firepit rm ID`, \
+             or build the new one beside it with `--as OTHER-NAME` (and `up --default-image OTHER-NAME`)",
             users.join(", ")
         );
     }
@@ -72,31 +91,40 @@ pub async fn run(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
 
 fn run_blocking(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
     match cmd {
-        ImageCommand::Build { name, images_dir } => {
-            refuse_if_in_use(data_dir, &name)?;
-            let store = store(data_dir, images_dir)?;
-            let recipe = Recipe::builtin(&name)?;
-            let image = store.build(&recipe, &mut reporter(&name))?;
+        ImageCommand::Build {
+            name,
+            suite,
+            as_name,
+            images_dir,
+        } => {
+            let mut recipe = Recipe::builtin(&name)?;
+            if let Some(other) = &as_name {
+                recipe = recipe.named(other)?;
+            }
+            refuse_if_in_use(data_dir, &recipe.name)?;
+            let mut store = store(data_dir, images_dir)?;
+            if let Some(suite) = suite {
+                let options = BuildOptions {
+                    suite: Some(suite),
+                    ..store.options().clone()
+                };
+                store = store.with_options(options);
+            }
+            let started = std::time::Instant::now();
+            let image = store.build(&recipe, &mut reporter(&recipe.name))?;
             println!(
-                "built image {} ({} MiB) in {}",
+                "built image {} (Debian {}, {} MiB) in {} ({:.0}s)",
                 image.name,
+                image.manifest.suite,
                 image.manifest.size_bytes >> 20,
-                image.rootfs.display()
+                image.rootfs.display(),
+                started.elapsed().as_secs_f64()
             );
         }
         ImageCommand::Ls { images_dir } => {
             let store = store(data_dir, images_dir)?;
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{:<12} {:>9} CREATED", "NAME", "SIZE")?;
-            for image in store.list()? {
-                writeln!(
-                    out,
-                    "{:<12} {:>8}M {}",
-                    image.name,
-                    image.manifest.size_bytes >> 20,
-                    image.manifest.created
-                )?;
-            }
+            write_list(&mut out, &store.list()?)?;
         }
         ImageCommand::Rm { name, images_dir } => {
             refuse_if_in_use(data_dir, &name)?;
@@ -105,4 +133,127 @@ fn run_blocking(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `image ls`: a row per image (name, suite, size, when it was built), and under it the
+/// versions of its tools where its manifest records them.
+fn write_list(out: &mut dyn Write, images: &[Image]) -> std::io::Result<()> {
+    writeln!(out, "{:<16} {:<10} {:>8} CREATED", "NAME", "SUITE", "SIZE")?;
+    for image in images {
+        let m = &image.manifest;
+        writeln!(
+            out,
+            "{:<16} {:<10} {:>7}M {}",
+            image.name,
+            m.suite,
+            m.size_bytes >> 20,
+            created(m.created)
+        )?;
+        let tools: Vec<String> = m
+            .tools()
+            .into_iter()
+            .map(|(what, version)| {
+                let short = what.split(" (").next().unwrap_or(what);
+                format!("{short} {version}")
+            })
+            .collect();
+        if !tools.is_empty() {
+            writeln!(out, "  {}", tools.join(", "))?;
+        }
+    }
+    Ok(())
+}
+
+/// A build time as a UTC date and minute (`2026-11-29 20:41`).
+fn created(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(created(0), "1970-01-01 00:00");
+        assert_eq!(created(1_795_973_442), "2026-11-29 17:30");
+        assert_eq!(created(951_782_400), "2000-02-29 00:00");
+    }
+
+    #[test]
+    fn an_older_default_image_gets_a_note() {
+        let image = |recipe: &str, versions: &[(&str, &str)]| Image {
+            name: "default".into(),
+            rootfs: "/x".into(),
+            manifest: firepit_image::Manifest {
+                name: "default".into(),
+                recipe: recipe.into(),
+                suite: "bookworm".into(),
+                versions: versions
+                    .iter()
+                    .map(|(p, v)| ((*p).into(), (*v).into()))
+                    .collect(),
+                ..Default::default()
+            },
+        };
+        let note = older_build(&image("default", &[])).unwrap();
+        assert!(
+            note.contains("Debian bookworm") && note.contains("--as default-2"),
+            "{note}"
+        );
+        assert_eq!(
+            older_build(&image("default", &[("nodejs", "20.19.2")])),
+            None
+        );
+        assert_eq!(older_build(&image("minimal", &[])), None);
+    }
+
+    #[test]
+    fn list_shows_suite_and_versions() {
+        let mut m = firepit_image::Manifest {
+            name: "default".into(),
+            suite: "trixie".into(),
+            size_bytes: 3 << 30,
+            created: 1_795_973_442,
+            ..Default::default()
+        };
+        m.versions.insert("nodejs".into(), "20.19.2+dfsg-1".into());
+        m.versions.insert("elixir".into(), "1.18.3.dfsg-1".into());
+        let old = firepit_image::Manifest {
+            name: "minimal".into(),
+            suite: "bookworm".into(),
+            ..Default::default()
+        };
+        let images = [m, old].map(|manifest| Image {
+            name: manifest.name.clone(),
+            rootfs: "/x".into(),
+            manifest,
+        });
+        let mut out = Vec::new();
+        write_list(&mut out, &images).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "NAME             SUITE          SIZE CREATED\n\
+             default          trixie        3072M 2026-11-29 17:30\n  \
+             Node.js 20.19.2, Elixir 1.18.3\n\
+             minimal          bookworm         0M 1970-01-01 00:00\n"
+        );
+    }
 }

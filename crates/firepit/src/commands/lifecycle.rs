@@ -16,6 +16,16 @@ pub async fn new(client: &Client, args: &NewArgs) -> Result<()> {
     req.repo = args.repo.as_deref().map(repo_name).transpose()?;
     req.branch = args.branch.clone();
     let session = client.create(&req).await?;
+    if args.postgres
+        && let Err(e) = crate::commands::postgres::run_service(client, &session.id).await
+    {
+        // The session stays: its id is what the person needs to look into it.
+        println!("{}", session.id);
+        return Err(e.context(format!(
+            "session {} is made, but PostgreSQL did not start in it",
+            session.id
+        )));
+    }
     println!("{}", session.id);
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod image;
 pub mod lifecycle;
 pub mod logs;
 pub mod ports;
+pub mod postgres;
 pub mod share;
 pub mod shell;
 pub mod triage;

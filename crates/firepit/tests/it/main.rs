@@ -9,6 +9,7 @@ mod harness;
 mod agent;
 mod browser;
 mod cli;
+mod default_image;
 mod disk;
 mod events;
 mod files;
