@@ -59,6 +59,7 @@ pub fn config(data_dir: &Path, args: &UpArgs) -> Result<Config> {
         _ => Some(crate::settings::parse_size(&args.default_disk).context("--default-disk")?),
     };
     config.allow_net = args.allow_net.clone();
+    config.subnet = args.subnet;
     config.model = firepit_agent::ModelConfig::from_env();
     config.forge = firepit_forge::ForgeConfig::from_env()
         .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
