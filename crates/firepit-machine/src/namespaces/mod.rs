@@ -53,6 +53,7 @@ mod netlink;
 mod netns;
 mod procfs;
 mod resolve;
+mod teardown;
 pub mod uid_ranges;
 
 use std::collections::HashMap;
@@ -182,6 +183,8 @@ pub struct NamespacesBackend {
     slots: Mutex<std::collections::BTreeSet<u32>>,
     /// The threads that dial and listen inside machines' network namespaces.
     net: netns::Threads,
+    /// The threads that destroy machines for [`Backend::destroy_then`].
+    teardown: teardown::Teardown,
 }
 
 impl NamespacesBackend {
@@ -247,6 +250,7 @@ impl NamespacesBackend {
             locks: Mutex::default(),
             slots: Mutex::new(slots),
             net: netns::Threads::default(),
+            teardown: teardown::Teardown::new((2 * host_cpus).clamp(4, 16)),
         })
     }
 
@@ -499,12 +503,14 @@ impl NamespacesBackend {
         }
     }
 
-    fn stop_locked(&self, id: &MachineId) -> Result<(), Error> {
+    /// Ends the machine's init, after `grace` for it to end its processes
+    /// (none: at once), and removes what the run left.
+    fn stop_locked(&self, id: &MachineId, grace: Duration) -> Result<(), Error> {
         if !self.dir(id).join("spec.json").exists() {
             return Err(Error::NotFound(id.to_string()));
         }
         if let Some(rec) = self.live_init(id) {
-            kill_init(rec, self.config.stop_grace);
+            kill_init(rec, grace);
         }
         self.cleanup_runtime(id)
     }
@@ -570,13 +576,15 @@ impl Backend for NamespacesBackend {
     fn stop(&self, id: &MachineId) -> Result<(), Error> {
         let lock = self.lock(id);
         let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.stop_locked(id)
+        self.stop_locked(id, self.config.stop_grace)
     }
 
     fn destroy(&self, id: &MachineId) -> Result<(), Error> {
         let lock = self.lock(id);
         let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.stop_locked(id)?;
+        // No grace: nothing of the machine is kept, so nothing in it needs
+        // to end cleanly (its init's end kills the rest of its processes).
+        self.stop_locked(id, Duration::ZERO)?;
         let dir = self.dir(id);
         // The range is freed after the dir is gone: a crash in between
         // leaves a stale entry that recover() reclaims.
@@ -688,6 +696,20 @@ impl Backend for NamespacesBackend {
         addrs: &[std::net::SocketAddr],
     ) -> Result<std::net::TcpStream, Error> {
         self.net.dial(id, || self.running_init(id), addrs)
+    }
+
+    fn destroy_then(self: Arc<Self>, id: MachineId, done: crate::DestroyDone) {
+        let me = self.clone();
+        let job: teardown::Job = Box::new(move || done(me.destroy(&id)));
+        if let Err((job, e)) = self.teardown.run(job) {
+            // Never on the caller's thread (it may be an async runtime's):
+            // on one of its own, or not at all, which drops `done` and so
+            // tells a caller waiting on a channel.
+            tracing::warn!(error = %e, "destroying on a thread of its own");
+            let _ = std::thread::Builder::new()
+                .name("fp-destroy".into())
+                .spawn(job);
+        }
     }
 
     fn dial_then(
