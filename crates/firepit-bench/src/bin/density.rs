@@ -10,11 +10,15 @@
 //!    and the last 50;
 //! 2. waits for the host to settle, then measures **idle CPU** over a window
 //!    (`--window-s`, default 30): the CPU time of every process of every
-//!    machine (the cpuacct / cpu.stat of the daemon's machine cgroup
-//!    parent) and of the daemon's process (`/proc/<pid>/stat`), as % of one
-//!    core;
-//! 3. **host memory per session**: the fall of `MemAvailable` from before
-//!    the first create to after the last, over N;
+//!    machine (the run time of every thread in the machines' cgroups,
+//!    `/proc/<tid>/schedstat`) and of the daemon's process
+//!    (`/proc/<pid>/stat`), as % of one core;
+//! 3. **host memory per session**: the memory charged to the machines'
+//!    cgroups (their parent's usage) plus the daemon's growth in resident
+//!    memory since before the first create, over N; and the fall of the
+//!    host's `MemAvailable` over the same time, over N (which counts what
+//!    the kernel keeps for each machine outside its cgroup too, and anything
+//!    else the host did meanwhile);
 //! 4. with all N present: **exec round trip** (`POST .../exec` of `true`,
 //!    request to the end of its NDJSON stream) on sessions spread over all
 //!    N, p50/p95; **bind → preview**: a server in a session takes
@@ -98,6 +102,7 @@ struct Figures {
     guests_cpu_percent: f64,
     daemon_cpu_percent: f64,
     host_memory_mib_per_session: f64,
+    mem_available_mib_per_session: f64,
     exec: Summary,
     bind_to_preview: Summary,
     destroy_all_s: f64,
@@ -312,6 +317,32 @@ impl Daemon {
         Ok(out)
     }
 
+    /// The memory charged to the machines' cgroup parent, bytes.
+    fn machines_memory_bytes(&self) -> Result<u64> {
+        let parent = format!("firepit-{INSTANCE}");
+        let v1 = Path::new("/sys/fs/cgroup/memory")
+            .join(&parent)
+            .join("memory.usage_in_bytes");
+        let v2 = Path::new("/sys/fs/cgroup")
+            .join(&parent)
+            .join("memory.current");
+        let text = std::fs::read_to_string(&v1)
+            .or_else(|_| std::fs::read_to_string(&v2))
+            .context("no memory accounting of the machines' cgroup parent")?;
+        text.trim().parse().context("the machines' memory usage")
+    }
+
+    /// The daemon's resident memory, bytes.
+    fn daemon_rss_bytes(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("VmRSS")?;
+        Ok(kib << 10)
+    }
+
     /// The daemon process's CPU time so far (all its threads, ended ones
     /// too: `utime + stime` of `/proc/<pid>/stat`, in clock ticks), ns.
     fn daemon_cpu_ns(&self) -> Result<u64> {
@@ -422,6 +453,7 @@ async fn measure(args: &Args, n: usize) -> Result<Figures> {
     eprintln!("density: N = {n}: starting a daemon");
     let d = Arc::new(Daemon::start(args)?);
     let before_kib = mem_available_kib()?;
+    let rss_before = d.daemon_rss_bytes()?;
     let mut ids = Vec::with_capacity(n);
     let mut create = Vec::with_capacity(n);
     for i in 0..n {
@@ -441,6 +473,7 @@ async fn measure(args: &Args, n: usize) -> Result<Figures> {
     eprintln!("density: settling {} s", args.settle_s);
     tokio::time::sleep(Duration::from_secs(args.settle_s)).await;
     let after_kib = mem_available_kib()?;
+    let charged = d.machines_memory_bytes()? + d.daemon_rss_bytes()?.saturating_sub(rss_before);
     eprintln!("density: idle CPU over {} s", args.window_s);
     let (g0, d0, t0) = (d.machine_threads_ns()?, d.daemon_cpu_ns()?, Instant::now());
     tokio::time::sleep(Duration::from_secs(args.window_s)).await;
@@ -550,9 +583,8 @@ async fn measure(args: &Args, n: usize) -> Result<Figures> {
         idle_window_s: args.window_s,
         guests_cpu_percent: pct(guests_ns),
         daemon_cpu_percent: pct(d1.saturating_sub(d0)),
-        host_memory_mib_per_session: before_kib.saturating_sub(after_kib) as f64
-            / 1024.0
-            / n as f64,
+        host_memory_mib_per_session: charged as f64 / f64::from(1 << 20) / n as f64,
+        mem_available_mib_per_session: (before_kib as f64 - after_kib as f64) / 1024.0 / n as f64,
         exec: summary(&exec)?,
         bind_to_preview: summary(&preview)?,
         destroy_all_s: destroy_all.as_secs_f64(),
@@ -581,10 +613,16 @@ fn table(one: &Figures, many: &Figures) -> String {
             "≤ 1 %".into(),
         ),
         (
-            "host memory per session".into(),
+            "host memory per session (machines' cgroups + daemon's growth)".into(),
             format!("{:.2} MiB", one.host_memory_mib_per_session),
             format!("{:.2} MiB", many.host_memory_mib_per_session),
             "≤ 2 MiB".into(),
+        ),
+        (
+            "fall of the host's MemAvailable per session".into(),
+            format!("{:.2} MiB", one.mem_available_mib_per_session),
+            format!("{:.2} MiB", many.mem_available_mib_per_session),
+            "".into(),
         ),
         (
             format!("create, first {}", ENDS.min(n)),
