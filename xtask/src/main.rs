@@ -10,6 +10,9 @@
 //! - `bench`: runs the machine benchmark (see README).
 //! - `bench-preview`: runs the preview proxy benchmark (needs `wrk` and `nginx`).
 //! - `bench-browser`: runs the agent's browser benchmark (the `browser` image).
+//! - `bench-density`: many idle sessions through the daemon's HTTP API
+//!   (default 1000; `-- --sessions N`): idle CPU, memory, create, exec,
+//!   preview and destroy next to the same with one session.
 //! - `test-cgroup2`: runs the machine limit tests on a cgroup v2-only kernel
 //!   in a QEMU VM (see `cgroup2.rs`).
 //! - `ui`: regenerates `ui/src/wire.ts` and builds the web UI into the
@@ -36,12 +39,13 @@ fn main() -> Result<()> {
         "bench" => bench(&rest),
         "bench-preview" => bench_preview(&rest),
         "bench-browser" => bench_browser(&rest),
+        "bench-density" => run_bench(Some("firepit-bench-density"), &rest),
         "test-cgroup2" => cgroup2::test_cgroup2(&rest, false),
         "images" => named_images(&rest),
         "ui" => ui::ui(&ui::Paths::new(&cache_dir()), &rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|images [NAME…]|ui> [args for cargo test]"
+                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|bench-density|images [NAME…]|ui> [args for cargo test]"
             );
             bail!("unknown task {task:?}")
         }

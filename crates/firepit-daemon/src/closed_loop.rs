@@ -396,7 +396,16 @@ async fn follow(app: App, id: String, guest: GuestClient, name: String, tail: Op
     let mut scanner = LogScanner::new(format!("service:{name}"));
     let mut partial = String::new();
     loop {
-        let problems = match tokio::time::timeout(QUIET, logs.next()).await {
+        // A quiet log matters only with something to flush: otherwise wait
+        // for the next chunk without a timer (an idle service wakes nothing).
+        let next = async {
+            if partial.is_empty() && !scanner.has_pending() {
+                Ok(logs.next().await)
+            } else {
+                tokio::time::timeout(QUIET, logs.next()).await
+            }
+        };
+        let problems = match next.await {
             Ok(Ok(Some(chunk))) => {
                 partial.push_str(&String::from_utf8_lossy(&chunk.data));
                 let mut out = Vec::new();

@@ -37,8 +37,13 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Name of this daemon among several on one host (tests, a second
     /// install): its machines get their own cgroup parent, firewall table,
-    /// bridge and subnet. `None` is the default install.
+    /// veth names and subnet. `None` is the default install.
     pub instance: Option<String>,
+    /// The machines' subnet (`firepit up --subnet`), in place of the
+    /// default install's `10.88.0.0/16` or an instance's /24; the gateway is
+    /// its first address. Its size is how many machines with network the
+    /// daemon holds.
+    pub subnet: Option<firepit_machine::namespaces::Ipv4Net>,
     /// IPv4 ranges machines may reach although private, shared or
     /// link-local (`firepit up --allow-net`).
     pub allow_net: Vec<firepit_machine::namespaces::Ipv4Net>,
@@ -169,6 +174,7 @@ impl Config {
             max_upload_bytes: 512 << 20,
             instance: None,
             allow_net: Vec::new(),
+            subnet: None,
             model: None,
             forge: firepit_forge::ForgeConfig::new("https://github.com", None, None)
                 .expect("the default forge URL is valid"),

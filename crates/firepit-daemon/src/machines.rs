@@ -31,6 +31,10 @@ pub fn backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
         ns.gateway = gateway;
         ns.prefix = prefix;
     }
+    if let Some(net) = config.subnet {
+        ns.gateway = std::net::Ipv4Addr::from(u32::from(net.addr()) + 1);
+        ns.prefix = net.prefix();
+    }
     ns.allow_net = config.allow_net.clone();
     ns.extra_ca = config.extra_ca.clone();
     ns.env = config

@@ -316,7 +316,24 @@ impl App {
         let lock = self.sessions().lock_for(id);
         let _guard = lock.lock().await;
         self.detach(id).await;
-        self.machine(id, |b, m| b.destroy(m)).await?;
+        // On the backend's teardown threads: many destroys at once hold
+        // none of the runtime's blocking threads.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.backend().clone().destroy_then(
+            machines::id(id),
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.await
+            .map_err(|_| {
+                Error::Machine(firepit_machine::Error::Io {
+                    what: "destroying the machine",
+                    path: None,
+                    source: std::io::Error::other("the backend dropped the destroy"),
+                })
+            })?
+            .map_err(Error::Machine)?;
         self.forget_session(id)?;
         tracing::info!(session = %id, "session destroyed");
         Ok(())

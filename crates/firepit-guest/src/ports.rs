@@ -15,14 +15,17 @@
 //!   on the watch's socket keeps only those with a local port and no remote one, so
 //!   connections ending never wake the guest. The same looks follow, and the first
 //!   finds the port gone;
-//! - **a slow rescan**, every [`RESCAN`] after the last look, for what neither reports:
+//! - **a slow rescan**, [`RESCAN`] after the last look, then twice as long after each
+//!   rescan that found nothing new, up to [`RESCAN_MAX`] (an event or a change found
+//!   starts over at [`RESCAN`]), for what neither reports:
 //!   a listener stopped with `shutdown()` rather than closed, a socket made to listen
 //!   by a process outside the guest's tree (the daemon's own, in the machine's network
 //!   namespace), a `listen()` that ran more than a second after it was reported, a
 //!   broadcast lost to a full socket buffer (`ENOBUFS` also makes the watch look at
-//!   once). One look costs about 0.15 ms of CPU on a busy host (the kernel walks the
-//!   host-wide listening hash), so an idle machine's watch costs about 0.0015 % of a
-//!   core.
+//!   once). One look costs 0.15 to 0.7 ms of CPU (the kernel walks the host-wide
+//!   listening hash, for IPv4 and for IPv6, whatever the machine's own sockets), so a
+//!   rescan every 10 s costs 1000 idle machines 1.5 to 7 % of a core; backing off to
+//!   [`RESCAN_MAX`] brings that under 0.5 % (`cargo xtask bench-density`).
 //!
 //! Where `listen()` cannot be reported (the filter could not be installed, or the guest
 //! was started with `--port-poll`), a watch looks every [`POLL`] instead, as all watches
@@ -60,8 +63,13 @@ pub const AFTER_EVENT: [Duration; 6] = [
 /// `listen()` in a loop makes its watches look at most this often).
 const MIN_GAP: Duration = Duration::from_millis(1);
 
-/// How long after its last look a watch that saw no event looks anyway.
+/// How long after its last look a watch that saw no event looks anyway (the
+/// first time; see [`RESCAN_MAX`]).
 pub const RESCAN: Duration = Duration::from_secs(10);
+
+/// The longest a quiet watch waits between rescans: each rescan that finds
+/// nothing new doubles the wait, up to this.
+pub const RESCAN_MAX: Duration = Duration::from_secs(160);
 
 /// How port watches learn of changes (the guest's command line sets them once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,6 +389,8 @@ struct Wakeups {
     /// The last event, and the next of [`AFTER_EVENT`] to look at.
     burst: Option<(Instant, usize)>,
     last: Instant,
+    /// Rescans in a row that found nothing new: the wait doubles with each.
+    quiet: u32,
 }
 
 /// What woke [`Wakeups::wait`].
@@ -418,6 +428,7 @@ impl Wakeups {
             rescan: settings.rescan,
             burst: None,
             last: now,
+            quiet: 0,
         }
     }
 
@@ -429,7 +440,10 @@ impl Wakeups {
         let burst = self
             .burst
             .map(|(at, step)| (at + AFTER_EVENT[step]).max(self.last + MIN_GAP));
-        let rescan = self.rescan.map(|r| self.last + r);
+        let rescan = self.rescan.map(|r| {
+            let backed_off = r.saturating_mul(1 << self.quiet.min(16));
+            self.last + backed_off.min(RESCAN_MAX.max(r))
+        });
         match (burst, rescan) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -439,10 +453,20 @@ impl Wakeups {
     /// Something may have changed at `now`: look again at each of [`AFTER_EVENT`].
     fn kick(&mut self, now: Instant) {
         self.burst = Some((now, 0));
+        self.quiet = 0;
+    }
+
+    /// The last look found a change: rescans start over at their shortest.
+    fn changed(&mut self) {
+        self.quiet = 0;
     }
 
     /// The caller looked at `now`.
     fn looked(&mut self, now: Instant) {
+        if self.burst.is_none() {
+            // A rescan (or the first look): the next waits longer.
+            self.quiet = self.quiet.saturating_add(1).min(16);
+        }
         self.last = now;
         if let Some((at, step)) = &mut self.burst {
             while *step < AFTER_EVENT.len() && *at + AFTER_EVENT[*step] <= now {
@@ -516,6 +540,8 @@ pub async fn watch(s: &mut Stream) -> Result<Response, WireError> {
         .listening()
         .map_err(|e| WireError::io("listing ports", &e))?;
     wake.looked(Instant::now());
+    // The first look is the baseline, not a quiet rescan.
+    wake.changed();
     if !s
         .send(&Response::Ports {
             ports: current.iter().copied().collect(),
@@ -532,6 +558,7 @@ pub async fn watch(s: &mut Stream) -> Result<Response, WireError> {
                 if now == current {
                     continue;
                 }
+                wake.changed();
                 for p in current.difference(&now) {
                     if !s.send(&Response::PortClosed(*p)).await { return Ok(Response::Done) }
                 }
@@ -578,17 +605,49 @@ mod tests {
             rescan,
             burst: None,
             last: now,
+            quiet: 0,
         };
         (w, tx)
     }
 
     #[test]
-    fn an_idle_watch_only_rescans() {
+    fn an_idle_watch_only_rescans_less_and_less_often() {
         let t0 = Instant::now();
         let (mut w, _tx) = wakeups(Some(RESCAN), t0);
         assert_eq!(w.due(), Some(t0 + RESCAN));
-        w.looked(t0 + RESCAN);
-        assert_eq!(w.due(), Some(t0 + 2 * RESCAN));
+        // Each quiet rescan doubles the wait, up to the longest.
+        let mut at = t0;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let due = w.due().unwrap();
+            waits.push(due - at);
+            at = due;
+            w.looked(at);
+        }
+        let s = |n| Duration::from_secs(n);
+        assert_eq!(
+            waits,
+            [s(10), s(20), s(40), s(80), s(160), s(160), s(160), s(160)]
+        );
+        // An event starts over: its looks, then a rescan 10 s after the last.
+        w.kick(at);
+        for d in AFTER_EVENT {
+            w.looked(at + d);
+        }
+        let last = at + AFTER_EVENT[AFTER_EVENT.len() - 1];
+        assert_eq!(w.due(), Some(last + RESCAN));
+        // So does a rescan that found a change.
+        for _ in 0..3 {
+            let due = w.due().unwrap();
+            w.looked(due);
+        }
+        w.changed();
+        let now = w.last;
+        assert_eq!(w.due(), Some(now + RESCAN));
+        // A rescan set longer than the longest keeps its own length.
+        let (mut w, _tx) = wakeups(Some(s(300)), t0);
+        w.looked(t0);
+        assert_eq!(w.due(), Some(t0 + s(300)));
         let (w, _tx) = wakeups(None, t0);
         assert_eq!(w.due(), None);
     }

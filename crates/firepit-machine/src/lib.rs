@@ -82,6 +82,9 @@ pub struct MachineInfo {
 /// Where [`Backend::dial_then`] hands its result.
 pub type DialDone = Box<dyn FnOnce(Result<TcpStream, Error>) + Send>;
 
+/// Where [`Backend::destroy_then`] hands its result.
+pub type DestroyDone = Box<dyn FnOnce(Result<(), Error>) + Send>;
+
 /// An isolation technology that runs machines.
 ///
 /// All methods but [`Backend::dial_then`] block; call them from a blocking
@@ -97,6 +100,31 @@ pub trait Backend: Send + Sync + 'static {
     fn stop(&self, id: &MachineId) -> Result<(), Error>;
     /// Stops a machine and removes everything it had.
     fn destroy(&self, id: &MachineId) -> Result<(), Error>;
+    /// [`Backend::destroy`] for a caller that must not wait, and that may
+    /// destroy many machines at once: it returns at once, and `done` gets
+    /// the result on a thread of the backend's. The namespaces backend runs
+    /// destroys on a few threads of its own; the default runs each on a
+    /// thread of its own.
+    fn destroy_then(self: Arc<Self>, id: MachineId, done: DestroyDone) {
+        let slot = Arc::new(Mutex::new(Some(done)));
+        let take = |slot: &Mutex<Option<DestroyDone>>| {
+            slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+        };
+        let theirs = slot.clone();
+        let spawned = std::thread::Builder::new()
+            .name("fp-destroy".into())
+            .spawn(move || {
+                let r = self.destroy(&id);
+                if let Some(done) = take(&theirs) {
+                    done(r);
+                }
+            });
+        if let Err(e) = spawned
+            && let Some(done) = take(&slot)
+        {
+            done(Err(Error::sys("starting a thread to destroy")(e)));
+        }
+    }
     /// Reports a machine's state.
     fn inspect(&self, id: &MachineId) -> Result<MachineInfo, Error>;
     /// After a restart of the owning process: finds the existing machines,

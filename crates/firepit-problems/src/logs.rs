@@ -88,6 +88,12 @@ impl LogScanner {
         out
     }
 
+    /// Whether a block is in progress, which [`LogScanner::flush`] would
+    /// emit: a reader needs to flush when the log goes quiet only then.
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// Emits the block in progress, if any (the log went quiet or ended).
     pub fn flush(&mut self) -> Vec<Problem> {
         let Some(p) = self.pending.take() else {
@@ -459,6 +465,18 @@ mod tests {
         assert!(p.detail.starts_with("Traceback"), "{}", p.detail);
         assert!(p.detail.contains("server.py\", line 9"), "{}", p.detail);
         assert_eq!(p.source, "service:web");
+    }
+
+    #[test]
+    fn a_block_in_progress_is_pending_until_flushed() {
+        let mut s = LogScanner::new("service:web");
+        assert!(!s.has_pending());
+        assert!(s.push("GET / 200\n").is_empty());
+        assert!(!s.has_pending(), "a plain line leaves nothing to flush");
+        s.push("Traceback (most recent call last):\n  File \"a.py\", line 1\n");
+        assert!(s.has_pending());
+        assert_eq!(s.flush().len(), 1);
+        assert!(!s.has_pending());
     }
 
     #[test]

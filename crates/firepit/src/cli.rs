@@ -131,6 +131,11 @@ pub struct UpArgs {
     /// `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY`; `off`: machines get none.
     #[arg(long, value_name = "URL", env = "FIREPIT_PROXY")]
     pub proxy: Option<String>,
+    /// The machines' subnet, e.g. `--subnet 10.90.0.0/20` (its first address
+    /// is the gateway; /8 to /30): how many machines with network the daemon
+    /// holds. Default 10.88.0.0/16 (an `--instance` gets a /24 of its own).
+    #[arg(long, value_name = "CIDR", env = "FIREPIT_SUBNET")]
+    pub subnet: Option<firepit_machine::namespaces::Ipv4Net>,
 }
 
 /// Limits and options of a new machine.

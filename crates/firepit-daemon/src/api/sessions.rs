@@ -2,10 +2,12 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use firepit_wire::api::{CreateSession, Session};
+use serde::Deserialize;
 
-use super::{JsonBody, valid};
+use super::{JsonBody, QueryArgs, valid};
 use crate::sessions::is_valid_id;
 use crate::{App, Error};
 
@@ -33,8 +35,55 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(app.create_session(req).await?)))
 }
 
-pub(super) async fn list(State(app): State<App>) -> Result<Json<Vec<Session>>, Error> {
-    Ok(Json(app.store().sessions()?))
+/// The response header that carries the cursor of the next page.
+pub(crate) const NEXT_CURSOR: &str = "firepit-next-cursor";
+/// The most sessions one page holds.
+const MAX_PAGE: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// `GET /v1/sessions`: the sessions, oldest first: all of them, or those
+/// after `cursor` (from the previous page's `Firepit-Next-Cursor` header),
+/// at most `limit`. A page that may have more after it says where they start
+/// in that header.
+pub(super) async fn list(
+    State(app): State<App>,
+    QueryArgs(q): QueryArgs<ListQuery>,
+) -> Result<Response, Error> {
+    let after = q.cursor.as_deref().map(valid::session_cursor).transpose()?;
+    if let Some(limit) = q.limit
+        && !(1..=MAX_PAGE).contains(&limit)
+    {
+        return Err(Error::BadRequest(format!(
+            "limit must be from 1 to {MAX_PAGE}"
+        )));
+    }
+    if after.is_none() && q.limit.is_none() {
+        return Ok(Json(app.store().sessions()?).into_response());
+    }
+    // One more than asked: whether a next page has anything.
+    let ask = q.limit.map_or(usize::MAX, |l| l + 1);
+    let mut page = app.store().sessions_page(after, ask)?;
+    let more = q.limit.is_some_and(|l| page.len() > l);
+    if let Some(limit) = q.limit {
+        page.truncate(limit);
+    }
+    let next = match page.last() {
+        Some(last) if more => Some(format!("{}.{}", last.created_at, last.id)),
+        _ => None,
+    };
+    let mut resp = Json(page).into_response();
+    if let Some(next) = next.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        resp.headers_mut().insert(NEXT_CURSOR, next);
+    }
+    Ok(resp)
 }
 
 pub(super) async fn get(

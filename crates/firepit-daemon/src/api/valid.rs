@@ -32,6 +32,20 @@ pub(crate) fn file_path(p: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// `components/parameters/cursor` of `GET /v1/sessions`: `CREATED.ID`, the
+/// creation time (seconds, digits) and id of the last session a page held.
+pub(crate) fn session_cursor(c: &str) -> Result<(i64, &str), Error> {
+    let bad_cursor = || bad(format!("cursor {c:?} is not one a page of sessions gave"));
+    let (at, id) = c.split_once('.').ok_or_else(bad_cursor)?;
+    if !(1..=18).contains(&at.len()) || !at.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad_cursor());
+    }
+    if !crate::sessions::is_valid_id(id) {
+        return Err(bad_cursor());
+    }
+    Ok((at.parse().map_err(|_| bad_cursor())?, id))
+}
+
 fn no_nul(what: &str, s: &str) -> Result<(), Error> {
     if s.contains('\0') {
         return Err(bad(format!("{what} contains a NUL byte")));
@@ -212,6 +226,30 @@ mod tests {
         assert_eq!(mode("0755").unwrap(), 0o755);
         for bad in ["7", "+77", "888", "77777"] {
             assert!(mode(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn session_cursors() {
+        assert_eq!(
+            session_cursor("1764000000.ab-3").unwrap(),
+            (1764000000, "ab-3")
+        );
+        assert_eq!(session_cursor("0.a").unwrap(), (0, "a"));
+        for bad in [
+            "",
+            ".",
+            "1.",
+            ".a",
+            "a.b",
+            "-1.a",
+            "+1.a",
+            "1.A",
+            "1.a.b",
+            "1234567890123456789.a",
+            &format!("1.{}", "a".repeat(33)),
+        ] {
+            assert!(session_cursor(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -70,6 +70,10 @@ const SCHEMA: &[&str] = &[
     ) STRICT, WITHOUT ROWID;",
     // 5: disk limits (NULL: a session made before them, whose machine has none)
     "ALTER TABLE sessions ADD COLUMN disk_bytes INTEGER;",
+    // 6: lists in creation order read an index, not a sort of every row
+    // (the session list's pages start where the last one ended)
+    "CREATE INDEX sessions_by_created ON sessions (created_at, id);
+    CREATE INDEX triage_jobs_by_created ON triage_jobs (created_at, id);",
 ];
 
 /// The daemon's embedded database.
@@ -194,9 +198,32 @@ impl Store {
     pub fn sessions(&self) -> Result<Vec<Session>, Error> {
         let conn = self.conn.lock().expect("store lock");
         let mut stmt = conn
-            .prepare(&format!("{SELECT} ORDER BY created_at, id"))
+            .prepare_cached(&format!("{SELECT} ORDER BY created_at, id"))
             .map_err(Error::Store)?;
         let rows = stmt.query_map([], row_to_session).map_err(Error::Store)?;
+        rows.collect::<Result<_, _>>().map_err(Error::Store)
+    }
+
+    /// At most `limit` sessions, oldest first, after `after` (the
+    /// `(created_at, id)` of the last one a client saw; `None`: from the
+    /// first): one index range however many sessions there are, and a
+    /// session made or removed in between moves no other across pages.
+    pub fn sessions_page(
+        &self,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Session>, Error> {
+        let conn = self.conn.lock().expect("store lock");
+        let (created_at, id) = after.unwrap_or((i64::MIN, ""));
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "{SELECT} WHERE (created_at, id) > (?1, ?2) ORDER BY created_at, id LIMIT ?3"
+            ))
+            .map_err(Error::Store)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![created_at, id, limit], row_to_session)
+            .map_err(Error::Store)?;
         rows.collect::<Result<_, _>>().map_err(Error::Store)
     }
 }
@@ -302,6 +329,46 @@ mod tests {
             store.set_state("a", SessionState::Running, None),
             Err(Error::SessionNotFound(_))
         ));
+    }
+
+    #[test]
+    fn pages_follow_creation_order_and_use_the_index() {
+        let store = Store::in_memory().unwrap();
+        // Two made in the same second are ordered by id.
+        for (id, at) in [("c", 2), ("a", 1), ("e", 3), ("b", 2), ("d", 3)] {
+            store.insert_session(&session(id, at)).unwrap();
+        }
+        let ids = |v: Vec<Session>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.sessions_page(None, 2).unwrap()), ["a", "b"]);
+        assert_eq!(
+            ids(store.sessions_page(Some((2, "b")), 2).unwrap()),
+            ["c", "d"]
+        );
+        // The cursor's session may be gone: the page starts after its place.
+        store.delete_session("d").unwrap();
+        assert_eq!(ids(store.sessions_page(Some((3, "d")), 2).unwrap()), ["e"]);
+        assert!(store.sessions_page(Some((3, "e")), 2).unwrap().is_empty());
+        assert_eq!(
+            ids(store.sessions_page(None, 100).unwrap()),
+            ids(store.sessions().unwrap())
+        );
+        // The page and the whole list are read from the index, not sorted.
+        let conn = store.conn.lock().unwrap();
+        for sql in [
+            format!("{SELECT} WHERE (created_at, id) > (1, 'a') ORDER BY created_at, id LIMIT 2"),
+            format!("{SELECT} ORDER BY created_at, id"),
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("; ");
+            assert!(plan.contains("sessions_by_created"), "{sql}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+        }
     }
 
     #[test]

@@ -820,3 +820,96 @@ async fn what_the_document_forbids_is_400_and_what_it_allows_is_not() {
     // Nothing reached the backend.
     assert!(h.backend.0.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_session_list_pages_through_every_session_once() {
+    let h = harness();
+    let mut want = Vec::new();
+    for i in 0..7 {
+        let s = firepit_wire::api::Session {
+            id: format!("page-{i}"),
+            image: "minimal".into(),
+            state: firepit_wire::api::SessionState::Stopped,
+            limits: Default::default(),
+            network: firepit_wire::api::NetworkMode::None,
+            // Two per second: ties are ordered by id.
+            created_at: 1_700_000_000 + i / 2,
+            error: None,
+        };
+        h.app.store().insert_session(&s).unwrap();
+        want.push(s.id);
+    }
+    let page = |uri: String| {
+        let app = h.app.clone();
+        async move {
+            let req = Request::builder()
+                .uri(uri)
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .body(Body::empty())
+                .unwrap();
+            let resp = router(app).oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let next = resp
+                .headers()
+                .get("firepit-next-cursor")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let ids: Vec<String> =
+                serde_json::from_slice::<Vec<firepit_wire::api::Session>>(&bytes)
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| s.id)
+                    .collect();
+            (ids, next)
+        }
+    };
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let uri = match &cursor {
+            Some(c) => format!("/v1/sessions?limit=3&cursor={c}"),
+            None => "/v1/sessions?limit=3".into(),
+        };
+        let (ids, next) = page(uri).await;
+        assert!(ids.len() <= 3);
+        seen.extend(ids);
+        pages += 1;
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+        // A session destroyed between pages moves no other.
+        if pages == 1 {
+            h.app.store().delete_session("page-4").unwrap();
+        }
+    }
+    want.retain(|id| id != "page-4");
+    assert_eq!(seen, want);
+    assert_eq!(pages, 2, "7 less 1 in pages of 3, the last one says so");
+    // Without parameters: all; with a cursor alone: all after it.
+    assert_eq!(page("/v1/sessions".into()).await, (want.clone(), None));
+    // The cursor of the one destroyed: those after its place.
+    let (after, next) = page(format!("/v1/sessions?cursor={}.page-4", 1_700_000_002)).await;
+    assert_eq!((after, next), (want[4..].to_vec(), None));
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "cursor=x",
+        "cursor=1.A",
+        "limit=1&cursor=1",
+        "limit=1&page=2",
+    ] {
+        let (s, body) = call(
+            &h.app,
+            "GET",
+            &format!("/v1/sessions?{bad}"),
+            Some(TOKEN),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(error_code(&body), "bad_request");
+    }
+}

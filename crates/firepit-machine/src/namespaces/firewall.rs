@@ -1,10 +1,28 @@
 //! The host-wide network of the namespaces backend, set up once when the
-//! backend starts: the bridge with the gateway address, IPv4 forwarding, and
-//! two nftables tables named after the backend (`firepit` by default).
+//! backend starts: IPv4 forwarding and two nftables tables named after the
+//! backend (`firepit` by default), one of family `inet` and one of family
+//! `arp`.
 //!
-//! `inet` table: machines' egress is masqueraded; traffic from machines to
-//! the host itself is dropped (except replies, and DNS to a resolver that is
-//! a host address); bridge-to-bridge forwarding is dropped, and so are
+//! Machines are **routed**, not bridged: each machine's veth is a
+//! point-to-point link of its own. The host end carries the gateway address
+//! as a `/32` (the same address on every host end), a `/32` route to the
+//! machine's address and a permanent neighbour entry for it; the machine's
+//! `eth0` has its address as a `/32` and a default route through the gateway
+//! (on-link). So the host holds as many machines as it has addresses in the
+//! subnet (a Linux bridge takes at most 1024 ports), every machine is pinned
+//! to its own address by the host's routing (a packet for an address goes
+//! down that address's veth only), and nothing a machine does to its own
+//! link (another address, another MAC, ARP that claims another's address)
+//! reaches any other machine: there is no shared segment.
+//!
+//! `inet` table: in `prerouting` (before connection tracking) a packet from
+//! a machine's veth (the backend's veth prefix) passes only if it is IPv4
+//! and its source address is that veth's machine's, looked up in the set
+//! `machines` (`ifname . ipv4_addr`): no machine can speak as another, and
+//! no IPv6 (router advertisements to the host among it) gets past its veth.
+//! Machines' egress is masqueraded; traffic from machines to the host itself
+//! is dropped (except replies, and DNS to a resolver that is a host
+//! address); machine-to-machine forwarding is dropped, and so are
 //! destinations no machine has business with ([`BLOCKED4`], [`BLOCKED6`]:
 //! private, shared (CGNAT), link-local and cloud-fabric addresses, multicast
 //! and reserved ranges, IPv6 unique-local and link-local) unless the
@@ -13,21 +31,23 @@
 //! at all; [`BLOCKED6`] is there so that IPv6 egress, once added, starts
 //! closed to them too.
 //!
-//! `bridge` table: a frame from a machine's veth (the backend's veth
-//! prefix) passes only if its source MAC and source IPv4 address (the
-//! sender's in ARP, and the ARP header's MAC too) are that veth's machine's,
-//! looked up in the set `machines` (`ifname . ether_addr . ipv4_addr`) and
-//! anything but IPv4 and ARP is dropped: no machine can speak as another,
-//! whatever it does to its own interface. A machine's MAC is derived from
-//! its address ([`mac_of`]) and its veth name from its slot, so a
-//! slot's element never changes: the launcher adds it when it starts the
-//! machine ([`admit`], one netlink request), setup writes those of every
-//! allocated slot, and one left by a destroyed machine admits nothing but
-//! the next machine of that slot.
+//! `arp` table: an ARP packet from a machine's veth reaches the host only
+//! if its sender address is that veth's machine's (the same `machines` set,
+//! in this table): a machine cannot fill the host's neighbour table with
+//! addresses it made up.
 //!
-//! One `nft -f` replaces the `inet` table and the bridge table's chain
-//! atomically and adds to its set, so setup is idempotent and running
-//! machines keep their elements.
+//! Every rule is one per backend, never one per machine: machines differ
+//! only in their elements of the two `machines` sets. A slot's element never
+//! changes (the veth's name and the address both follow from the slot), so
+//! the launcher adds it when it starts the machine ([`admit`], one netlink
+//! batch), setup writes those of every allocated slot, and one left by a
+//! destroyed machine admits nothing but the next machine of that slot.
+//!
+//! One `nft -f` replaces the tables' chains and other sets atomically and
+//! keeps the `machines` sets (and the elements the launchers of a backend
+//! still running on the same tables added), so setup is idempotent and
+//! running machines keep their elements. The bridge and the `bridge` table
+//! of earlier versions, which put machines on one bridge, are removed.
 
 use std::fmt;
 use std::fs;
@@ -36,7 +56,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 
-use super::netlink::{NFPROTO_BRIDGE, Netlink, Nftables};
+use super::netlink::{NFPROTO_ARP, NFPROTO_INET, Netlink, Nftables};
 use crate::Error;
 
 /// IPv4 destinations machines never reach unless opened: "this network",
@@ -60,11 +80,11 @@ pub(crate) const BLOCKED4: &[&str] = &[
 /// multicast.
 pub(crate) const BLOCKED6: &[&str] = &["fc00::/7", "fe80::/10", "ff00::/8"];
 
-/// The set of machines' (veth, MAC, address) in the bridge table. Setup
-/// keeps it (and the elements the launchers of a backend still running on
-/// the same table added); a change of its type needs a new name.
+/// The set of machines' (veth, address) in the `inet` and `arp` tables.
+/// Setup keeps it (and the elements the launchers of a backend still
+/// running on the same tables added); a change of its type needs a new name.
 pub(crate) const MACHINES_SET: &str = "machines";
-const MACHINES_TYPE: &str = "ifname . ether_addr . ipv4_addr";
+const MACHINES_TYPE: &str = "ifname . ipv4_addr";
 
 /// An IPv4 range, `a.b.c.d/len` (a bare address is a /32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +150,7 @@ impl fmt::Display for Ipv4Net {
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     pub table: String,
+    /// The bridge of earlier versions, removed at setup.
     pub bridge: String,
     pub gateway: Ipv4Addr,
     pub prefix: u8,
@@ -168,36 +189,30 @@ impl Layout {
 }
 
 /// The MAC address firepit gives the interface at `addr` (a machine's
-/// `eth0`, the bridge): locally administered, unicast, `02:66` and the
-/// address.
+/// `eth0`; the host end of every veth, at the gateway's address): locally
+/// administered, unicast, `02:66` and the address.
 pub(crate) fn mac_of(addr: Ipv4Addr) -> [u8; 6] {
     let o = addr.octets();
     [0x02, 0x66, o[0], o[1], o[2], o[3]]
 }
 
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.map(|b| format!("{b:02x}")).join(":")
-}
-
-/// The key of a `machines` element as nftables stores it: each field of the
-/// concatenation padded to 4 bytes (the interface name to `IFNAMSIZ`).
-fn element_key(veth: &str, mac: [u8; 6], addr: Ipv4Addr) -> Vec<u8> {
-    let mut key = vec![0u8; 16 + 8 + 4];
+/// The key of a `machines` element as nftables stores it: the interface
+/// name padded to `IFNAMSIZ`, then the address.
+fn element_key(veth: &str, addr: Ipv4Addr) -> Vec<u8> {
+    let mut key = vec![0u8; 16 + 4];
     key[..veth.len().min(15)].copy_from_slice(&veth.as_bytes()[..veth.len().min(15)]);
-    key[16..22].copy_from_slice(&mac);
-    key[24..28].copy_from_slice(&addr.octets());
+    key[16..20].copy_from_slice(&addr.octets());
     key
 }
 
-/// Lets the machine behind `veth` speak as `addr` and `mac` (and nothing
-/// else) on the bridge: adds its element to the bridge table's set.
-pub(crate) fn admit(table: &str, veth: &str, mac: [u8; 6], addr: Ipv4Addr) -> Result<(), Error> {
-    Nftables::open()?.add_set_element(
-        NFPROTO_BRIDGE,
-        table,
-        MACHINES_SET,
-        &element_key(veth, mac, addr),
-    )
+/// Lets the machine behind `veth` speak as `addr` (and nothing else): adds
+/// its element to the `machines` sets of both tables, in one batch.
+pub(crate) fn admit(table: &str, veth: &str, addr: Ipv4Addr) -> Result<(), Error> {
+    let key = element_key(veth, addr);
+    Nftables::open()?.add_set_elements(&[
+        (NFPROTO_INET, table, MACHINES_SET, &key),
+        (NFPROTO_ARP, table, MACHINES_SET, &key),
+    ])
 }
 
 /// What the ruleset depends on besides the layout.
@@ -221,22 +236,43 @@ fn list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
         .join(", ")
 }
 
+/// The script lines that make `table` of `family` hold exactly what
+/// follows them: the table and its `machines` set are made if missing (and
+/// kept), every chain and other set of `chains` and `sets` is emptied and
+/// deleted, to be made anew by the definition that follows.
+fn replace_in(family: &str, table: &str, chains: &[&str], sets: &[(&str, &str)]) -> String {
+    let mut out = format!(
+        "table {family} {table} {{\n  set {MACHINES_SET} {{ type {MACHINES_TYPE}; }}\n}}\n"
+    );
+    for c in chains {
+        out.push_str(&format!(
+            "add chain {family} {table} {c}\nflush chain {family} {table} {c}\ndelete chain {family} {table} {c}\n"
+        ));
+    }
+    for (set, ty) in sets {
+        out.push_str(&format!(
+            "add set {family} {table} {set} {{ {ty}; }}\ndelete set {family} {table} {set}\n"
+        ));
+    }
+    out
+}
+
 /// The nftables script for `layout`.
 pub(crate) fn ruleset(layout: &Layout, hosts: &Hosts) -> String {
-    let br = &layout.bridge;
     let table = &layout.table;
     let subnet = layout.subnet();
+    let veths = format!("\"{}*\"", layout.veth_prefix);
     let mut dns = String::new();
     for r in &hosts.local_resolvers {
         dns.push_str(&format!(
-            "    iifname \"{br}\" ip daddr {r} udp dport 53 accept\n    iifname \"{br}\" ip daddr {r} tcp dport 53 accept\n"
+            "    iifname {veths} ip daddr {r} udp dport 53 accept\n    iifname {veths} ip daddr {r} tcp dport 53 accept\n"
         ));
     }
     let mut remote_dns = String::new();
     if !hosts.remote_resolvers.is_empty() {
         let r = list(&hosts.remote_resolvers);
         remote_dns = format!(
-            "    iifname \"{br}\" ip daddr {{ {r} }} udp dport 53 accept\n    iifname \"{br}\" ip daddr {{ {r} }} tcp dport 53 accept\n"
+            "    iifname {veths} ip daddr {{ {r} }} udp dport 53 accept\n    iifname {veths} ip daddr {{ {r} }} tcp dport 53 accept\n"
         );
     }
     let allowed = if layout.allow.is_empty() {
@@ -247,63 +283,74 @@ pub(crate) fn ruleset(layout: &Layout, hosts: &Hosts) -> String {
     let elements = if hosts.slots.is_empty() {
         String::new()
     } else {
-        let e = hosts.slots.iter().map(|&s| {
-            let addr = layout.address(s);
-            format!(
-                "\"{}\" . {} . {addr}",
-                layout.veth(s),
-                mac_text(mac_of(addr))
-            )
-        });
+        let e = hosts
+            .slots
+            .iter()
+            .map(|&s| format!("\"{}\" . {}", layout.veth(s), layout.address(s)));
         format!("elements = {{ {} }}", list(e))
     };
     let blocked4 = BLOCKED4.join(", ");
     let blocked6 = BLOCKED6.join(", ");
-    let veths = format!("{}*", layout.veth_prefix);
-    format!(
-        "table inet {table}\n\
-         delete table inet {table}\n\
-         table inet {table} {{\n\
-         \x20 set blocked4 {{ type ipv4_addr; flags interval; elements = {{ {blocked4} }}; }}\n\
-         \x20 set allowed4 {{ type ipv4_addr; flags interval; auto-merge; {allowed} }}\n\
-         \x20 set blocked6 {{ type ipv6_addr; flags interval; elements = {{ {blocked6} }}; }}\n\
+    let interval4 = "type ipv4_addr; flags interval";
+    let interval6 = "type ipv6_addr; flags interval";
+    let mut out = replace_in(
+        "inet",
+        table,
+        &["prerouting", "input", "forward", "postrouting"],
+        &[
+            ("blocked4", interval4),
+            ("allowed4", interval4),
+            ("blocked6", interval6),
+        ],
+    );
+    out.push_str(&replace_in("arp", table, &["input"], &[]));
+    // Earlier versions' bridge table.
+    out.push_str(&format!(
+        "table bridge {table}\ndelete table bridge {table}\n"
+    ));
+    out.push_str(&format!(
+        "table inet {table} {{\n\
+         \x20 set {MACHINES_SET} {{ type {MACHINES_TYPE}; {elements} }}\n\
+         \x20 set blocked4 {{ {interval4}; elements = {{ {blocked4} }}; }}\n\
+         \x20 set allowed4 {{ {interval4}; auto-merge; {allowed} }}\n\
+         \x20 set blocked6 {{ {interval6}; elements = {{ {blocked6} }}; }}\n\
+         \x20 chain prerouting {{\n\
+         \x20   type filter hook prerouting priority raw; policy accept;\n\
+         \x20   iifname != {veths} accept\n\
+         \x20   meta nfproto != ipv4 drop\n\
+         \x20   iifname . ip saddr != @{MACHINES_SET} drop\n\
+         \x20 }}\n\
          \x20 chain input {{\n\
          \x20   type filter hook input priority filter - 10; policy accept;\n\
-         \x20   iifname \"{br}\" ct state established,related accept\n\
+         \x20   iifname {veths} ct state established,related accept\n\
          {dns}\
-         \x20   iifname \"{br}\" drop\n\
+         \x20   iifname {veths} drop\n\
          \x20 }}\n\
          \x20 chain forward {{\n\
          \x20   type filter hook forward priority filter - 10; policy accept;\n\
-         \x20   iifname \"{br}\" oifname \"{br}\" drop\n\
-         \x20   iifname \"{br}\" ip saddr != {subnet} drop\n\
+         \x20   iifname {veths} oifname {veths} drop\n\
+         \x20   iifname {veths} ip saddr != {subnet} drop\n\
          {remote_dns}\
-         \x20   iifname \"{br}\" ip daddr != @allowed4 ip daddr @blocked4 drop\n\
-         \x20   iifname \"{br}\" ip6 daddr @blocked6 drop\n\
-         \x20   iifname \"{br}\" meta nfproto ipv6 drop\n\
+         \x20   iifname {veths} ip daddr != @allowed4 ip daddr @blocked4 drop\n\
+         \x20   iifname {veths} ip6 daddr @blocked6 drop\n\
+         \x20   iifname {veths} meta nfproto ipv6 drop\n\
          \x20 }}\n\
          \x20 chain postrouting {{\n\
          \x20   type nat hook postrouting priority srcnat; policy accept;\n\
-         \x20   ip saddr {subnet} oifname != \"{br}\" masquerade\n\
+         \x20   ip saddr {subnet} oifname != {veths} masquerade\n\
          \x20 }}\n\
          }}\n\
-         table bridge {table} {{\n\
-         \x20 set {MACHINES_SET} {{ type {MACHINES_TYPE}; }}\n\
-         }}\n\
-         add chain bridge {table} prerouting\n\
-         flush chain bridge {table} prerouting\n\
-         delete chain bridge {table} prerouting\n\
-         table bridge {table} {{\n\
+         table arp {table} {{\n\
          \x20 set {MACHINES_SET} {{ type {MACHINES_TYPE}; {elements} }}\n\
-         \x20 chain prerouting {{\n\
-         \x20   type filter hook prerouting priority filter; policy accept;\n\
-         \x20   iifname != \"{veths}\" accept\n\
-         \x20   ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . ether saddr . arp saddr ip @{MACHINES_SET} iifname . arp saddr ether . arp saddr ip @{MACHINES_SET} accept\n\
-         \x20   ether type ip iifname . ether saddr . ip saddr @{MACHINES_SET} accept\n\
+         \x20 chain input {{\n\
+         \x20   type filter hook input priority filter; policy accept;\n\
+         \x20   iifname != {veths} accept\n\
+         \x20   iifname . arp saddr ip @{MACHINES_SET} accept\n\
          \x20   drop\n\
          \x20 }}\n\
          }}\n"
-    )
+    ));
+    out
 }
 
 /// The host's addresses.
@@ -345,16 +392,10 @@ pub(crate) fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
         .collect()
 }
 
-/// Creates the bridge, turns forwarding on and installs the ruleset, with
-/// the elements of the address slots in `slots`.
+/// Removes the bridge of earlier versions, turns forwarding on and installs
+/// the ruleset, with the elements of the address slots in `slots`.
 pub(crate) fn setup(layout: &Layout, slots: Vec<u32>) -> Result<(), Error> {
-    let nl = Netlink::open()?;
-    nl.ensure_bridge(
-        &layout.bridge,
-        layout.gateway,
-        layout.prefix,
-        mac_of(layout.gateway),
-    )?;
+    Netlink::open()?.delete_bridge(&layout.bridge)?;
     fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(Error::io(
         "enabling forwarding",
         "/proc/sys/net/ipv4/ip_forward",
@@ -431,8 +472,8 @@ mod tests {
             slots: vec![2, 300],
         };
         let r = ruleset(&layout(), &hosts);
-        assert!(r.contains("ip saddr 10.88.0.0/16 oifname != \"fpbr0\" masquerade"));
-        assert!(r.contains("iifname \"fpbr0\" oifname \"fpbr0\" drop"));
+        assert!(r.contains("ip saddr 10.88.0.0/16 oifname != \"fpv*\" masquerade"));
+        assert!(r.contains("iifname \"fpv*\" oifname \"fpv*\" drop"));
         for range in [
             "10.0.0.0/8",
             "172.16.0.0/12",
@@ -446,8 +487,10 @@ mod tests {
             assert!(r.contains(range), "{range} is not blocked");
         }
         assert!(r.contains("set allowed4 { type ipv4_addr; flags interval; auto-merge;  }"));
-        let local = r.find("ip daddr 192.168.1.1 udp dport 53 accept").unwrap();
-        assert!(local < r.find("iifname \"fpbr0\" drop").unwrap());
+        let local = r
+            .find("iifname \"fpv*\" ip daddr 192.168.1.1 udp dport 53 accept")
+            .unwrap();
+        assert!(local < r.find("iifname \"fpv*\" drop").unwrap());
         // DNS to the machines' resolvers passes before the private ranges drop.
         let remote = r
             .find("ip daddr { 10.0.0.2, 168.63.129.16 } udp dport 53 accept")
@@ -455,11 +498,29 @@ mod tests {
         let block = r.find("ip daddr @blocked4 drop").unwrap();
         assert!(remote < block);
         assert!(r.find("ip saddr != 10.88.0.0/16 drop").unwrap() < remote);
-        // Each allocated slot's veth may speak as its own address and MAC only.
-        assert!(r.contains(
-            "elements = { \"fpv2\" . 02:66:0a:58:00:02 . 10.88.0.2, \"fpv300\" . 02:66:0a:58:01:2c . 10.88.1.44 }"
-        ));
-        assert!(r.contains("iifname != \"fpv*\" accept"));
+        // Each allocated slot's veth may speak as its own address only, in
+        // IP (before conntrack) and in ARP; nothing but IPv4 passes a veth.
+        let elements = "elements = { \"fpv2\" . 10.88.0.2, \"fpv300\" . 10.88.1.44 }";
+        assert_eq!(r.matches(elements).count(), 2, "{r}");
+        assert!(r.contains("type filter hook prerouting priority raw; policy accept;"));
+        let pre = r.find("chain prerouting {").unwrap();
+        let pre = &r[pre..pre + r[pre..].find("}").unwrap()];
+        assert!(pre.contains("iifname != \"fpv*\" accept"), "{pre}");
+        assert!(pre.contains("meta nfproto != ipv4 drop"), "{pre}");
+        assert!(
+            pre.contains("iifname . ip saddr != @machines drop"),
+            "{pre}"
+        );
+        assert!(r.contains("iifname . arp saddr ip @machines accept"));
+        // One rule per backend, none per machine: the slots are elements.
+        let without = ruleset(
+            &layout(),
+            &Hosts {
+                slots: vec![],
+                ..hosts
+            },
+        );
+        assert_eq!(r.lines().count(), without.lines().count());
     }
 
     #[test]
@@ -477,11 +538,17 @@ mod tests {
             ),
             "{r}"
         );
-        assert!(r.contains("set machines { type ifname . ether_addr . ipv4_addr;  }"));
-        // The set is added to, never deleted: elements that launchers of
-        // another backend on the same table added stay.
-        assert!(!r.contains("delete table bridge"));
-        assert!(r.contains("delete chain bridge firepit prerouting"));
+        assert!(r.contains("set machines { type ifname . ipv4_addr;  }"));
+        // The sets of machines are added to, never deleted: elements that
+        // launchers of another backend on the same tables added stay.
+        assert!(!r.contains("delete table inet"));
+        assert!(!r.contains("delete table arp"));
+        assert!(!r.contains("delete set inet firepit machines"));
+        assert!(r.contains("delete chain inet firepit prerouting"));
+        assert!(r.contains("delete chain arp firepit input"));
+        assert!(r.contains("delete set inet firepit allowed4"));
+        // Earlier versions' bridge table goes.
+        assert!(r.contains("delete table bridge firepit"));
     }
 
     #[test]
@@ -509,13 +576,16 @@ mod tests {
     #[test]
     fn element_keys_are_padded_fields() {
         let addr = Ipv4Addr::new(10, 88, 1, 44);
-        let mac = mac_of(addr);
-        assert_eq!(mac, [0x02, 0x66, 10, 88, 1, 44]);
-        let key = element_key("fpv300", mac, addr);
-        assert_eq!(key.len(), 28);
+        assert_eq!(mac_of(addr), [0x02, 0x66, 10, 88, 1, 44]);
+        let key = element_key("fpv300", addr);
+        assert_eq!(key.len(), 20);
         assert_eq!(&key[..7], b"fpv300\0");
-        assert_eq!(&key[16..24], &[0x02, 0x66, 10, 88, 1, 44, 0, 0]);
-        assert_eq!(&key[24..], &[10, 88, 1, 44]);
+        assert_eq!(&key[16..], &[10, 88, 1, 44]);
+        // A name too long for an interface is cut, never overflows.
+        assert_eq!(
+            &element_key("a-very-long-interface", addr)[15..17],
+            &[0, 10]
+        );
     }
 
     #[test]

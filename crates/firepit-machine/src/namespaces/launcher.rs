@@ -72,14 +72,17 @@ pub const GUEST_PATH: &str = "/.firepit/guest";
 /// The machine's end of its network.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct NetPlan {
-    pub bridge: String,
+    /// The host end of the machine's veth.
     pub host_if: String,
+    /// The machine's address (a `/32` on its `eth0`).
     pub address: Ipv4Addr,
     /// The MAC address of the machine's `eth0`.
     pub mac: [u8; 6],
-    pub prefix: u8,
+    /// The gateway's address, on the host end too.
     pub gateway: Ipv4Addr,
-    /// The nftables tables (`inet` and `bridge`) of the backend.
+    /// The MAC address of the host end.
+    pub gateway_mac: [u8; 6],
+    /// The nftables tables (`inet` and `arp`) of the backend.
     pub table: String,
 }
 
@@ -419,10 +422,26 @@ fn prepare_child(req: &LaunchRequest, child: i32) -> Result<(), Failure> {
         let nl = Netlink::open().at("creating the veth pair")?;
         // A veth of a machine that just died may linger while its netns is torn down.
         nl.delete_link(&net.host_if).at("creating the veth pair")?;
-        let bridge = if_index(&net.bridge).at("creating the veth pair")?;
-        nl.create_veth(&net.host_if, bridge, "eth0", net.mac, child)
+        nl.create_veth(&net.host_if, net.gateway_mac, "eth0", net.mac, child)
             .at("creating the veth pair")?;
-        super::firewall::admit(&net.table, &net.host_if, net.mac, net.address)
+        let host = if_index(&net.host_if).at("creating the veth pair")?;
+        // No IPv6 on the host end: nothing a machine sends there (router
+        // advertisements) configures the host. The firewall drops it too;
+        // a host without IPv6 has no such file.
+        match fs::write(
+            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", net.host_if),
+            "1",
+        ) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            r => r.at("turning IPv6 off on the veth")?,
+        }
+        nl.add_address(host, net.gateway, 32)
+            .at("routing to the machine")?;
+        nl.add_host_route(host, net.address)
+            .at("routing to the machine")?;
+        nl.add_neighbour(host, net.address, net.mac)
+            .at("routing to the machine")?;
+        super::firewall::admit(&net.table, &net.host_if, net.address)
             .at("admitting the machine's address to the firewall")?;
     }
     Ok(())
@@ -865,7 +884,7 @@ fn network(net: Option<&NetPlan>) -> Result<(), crate::Error> {
     nl.link_up(if_index("lo")?)?;
     if let Some(net) = net {
         let eth0 = if_index("eth0")?;
-        nl.add_address(eth0, net.address, net.prefix)?;
+        nl.add_address(eth0, net.address, 32)?;
         nl.link_up(eth0)?;
         nl.add_default_route(eth0, net.gateway)?;
     }

@@ -23,8 +23,8 @@
 //! - in the machine, `/run/firepit/trust/` (read-only, the init's): the
 //!   extra CAs of [`Config::extra_ca`] and the bundle they make with the
 //!   image's, see [`trust`];
-//! - cgroups `firepit/<id>`; veth `fpv<slot>` on bridge `fpbr0` (names set
-//!   in [`Config`]).
+//! - cgroups `firepit/<id>`; veth `fpv<slot>`, routed (a `/32` route to the
+//!   machine's address, no bridge; names set in [`Config`], see [`firewall`]).
 //!
 //! **Architecture Invariant:** no mount of a machine is in the host's mount
 //! namespace, and a machine's netns dies with its init: a stopped machine
@@ -56,6 +56,7 @@ mod netlink;
 mod netns;
 mod procfs;
 mod resolve;
+mod teardown;
 pub mod trust;
 pub mod uid_ranges;
 
@@ -100,12 +101,14 @@ pub struct Config {
     pub cgroup_parent: String,
     /// The nftables table (family `inet`) this backend owns and replaces.
     pub nft_table: String,
-    /// The host bridge.
+    /// The bridge earlier versions put machines on, removed at setup (if it
+    /// is a bridge). Machines are routed now, each on its own veth.
     pub bridge: String,
     /// Host ends of machines' veths are named this plus an address slot
     /// (at most 9 characters).
     pub veth_prefix: String,
-    /// The bridge's (gateway's) address; machines get addresses after it.
+    /// The gateway's address (on the host end of every machine's veth);
+    /// machines get addresses after it.
     pub gateway: Ipv4Addr,
     /// The machine subnet's prefix length.
     pub prefix: u8,
@@ -132,11 +135,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: cgroups under `firepit`, nftables table `firepit`, bridge
-    /// `fpbr0` at `10.88.0.1/16`, veths `fpv<slot>`, 5 s grace.
+    /// Defaults: cgroups under `firepit`, nftables table `firepit`, an old
+    /// bridge `fpbr0`, gateway `10.88.0.1` of subnet `10.88.0.0/16`, veths
+    /// `fpv<slot>`, 5 s grace.
     ///
     /// Backends that run side by side on one host (tests next to a daemon)
-    /// need distinct cgroup parents, tables, bridges, veth prefixes and subnets.
+    /// need distinct cgroup parents, tables, veth prefixes and subnets.
     pub fn new(
         state_dir: impl Into<PathBuf>,
         run_dir: impl Into<PathBuf>,
@@ -198,16 +202,20 @@ pub struct NamespacesBackend {
     host_cpus: usize,
     /// One lock per machine id, so operations on one machine are serialized.
     locks: Mutex<HashMap<MachineId, Arc<Mutex<()>>>>,
-    /// Held while choosing an address slot.
-    alloc: Mutex<()>,
+    /// The address slots machines of the state dir hold: read from their
+    /// `net.json` once at start, then kept here, so choosing a slot reads
+    /// no file however many machines there are.
+    slots: Mutex<std::collections::BTreeSet<u32>>,
     /// The threads that dial and listen inside machines' network namespaces.
     net: netns::Threads,
+    /// The threads that destroy machines for [`Backend::destroy_then`].
+    teardown: teardown::Teardown,
 }
 
 impl NamespacesBackend {
     /// Checks the host, makes this process a child subreaper (machine inits
     /// are reparented to it when their launcher exits), and sets up the
-    /// bridge and firewall.
+    /// host's network (forwarding, firewall).
     pub fn new(config: Config) -> Result<Self, Error> {
         // SAFETY: geteuid cannot fail.
         if unsafe { libc::geteuid() } != 0 {
@@ -255,10 +263,8 @@ impl NamespacesBackend {
             allow: config.allow_net.clone(),
         };
         let ranges = Registry::open(&config.uid_ranges)?;
-        firewall::setup(
-            &layout,
-            used_slots(&config.state_dir)?.into_iter().collect(),
-        )?;
+        let slots = used_slots(&config.state_dir)?;
+        firewall::setup(&layout, slots.iter().copied().collect())?;
         let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Self {
             config,
@@ -268,8 +274,9 @@ impl NamespacesBackend {
             ranges,
             host_cpus,
             locks: Mutex::default(),
-            alloc: Mutex::default(),
+            slots: Mutex::new(slots),
             net: netns::Threads::default(),
+            teardown: teardown::Teardown::new((2 * host_cpus).clamp(4, 16)),
         })
     }
 
@@ -345,13 +352,26 @@ impl NamespacesBackend {
     }
 
     fn allocate_slot(&self, id: &MachineId) -> Result<u32, Error> {
-        let _g = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
-        let used = used_slots(&self.config.state_dir)?;
+        let mut used = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let slot = (2..self.layout.slots())
             .find(|s| !used.contains(s))
             .ok_or(Error::AddressesExhausted)?;
         write_json(&self.dir(id).join("net.json"), &NetRecord { slot })?;
+        used.insert(slot);
         Ok(slot)
+    }
+
+    /// Removes a machine's state dir and gives its address slot back.
+    fn remove_dir(&self, id: &MachineId) -> Result<(), Error> {
+        let slot = self.net_slot(id);
+        remove_all(&self.dir(id))?;
+        if let Some(slot) = slot {
+            self.slots
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&slot);
+        }
+        Ok(())
     }
 
     /// Makes the machine's dirs: `upper/` (root inside owns it, `base`
@@ -410,12 +430,11 @@ impl NamespacesBackend {
                 };
                 let address = self.layout.address(slot);
                 Some(NetPlan {
-                    bridge: self.layout.bridge.clone(),
                     host_if: self.layout.veth(slot),
                     address,
                     mac: firewall::mac_of(address),
-                    prefix: self.layout.prefix,
                     gateway: self.layout.gateway,
+                    gateway_mac: firewall::mac_of(self.layout.gateway),
                     table: self.layout.table.clone(),
                 })
             }
@@ -490,6 +509,7 @@ impl NamespacesBackend {
     /// Removes what a run of the machine leaves: processes, cgroups, veth,
     /// the run dir and `init.json`. Keeps the files.
     fn cleanup_runtime(&self, id: &MachineId) -> Result<(), Error> {
+        self.net.forget(id);
         self.cgroups.remove(id.as_str())?;
         if let Some(slot) = self.net_slot(id) {
             netlink::Netlink::open()?.delete_link(&format!("{}{slot}", self.config.veth_prefix))?;
@@ -511,12 +531,14 @@ impl NamespacesBackend {
         }
     }
 
-    fn stop_locked(&self, id: &MachineId) -> Result<(), Error> {
+    /// Ends the machine's init, after `grace` for it to end its processes
+    /// (none: at once), and removes what the run left.
+    fn stop_locked(&self, id: &MachineId, grace: Duration) -> Result<(), Error> {
         if !self.dir(id).join("spec.json").exists() {
             return Err(Error::NotFound(id.to_string()));
         }
         if let Some(rec) = self.live_init(id) {
-            kill_init(rec, self.config.stop_grace);
+            kill_init(rec, grace);
         }
         self.cleanup_runtime(id)
     }
@@ -554,7 +576,7 @@ impl Backend for NamespacesBackend {
         if result.is_err() {
             let _ = self.cleanup_runtime(&spec.id);
             let _ = self.remove_layer(&spec.id);
-            if remove_all(&dir).is_ok()
+            if self.remove_dir(&spec.id).is_ok()
                 && let Some(base) = base
             {
                 let _ = self.ranges.free(base, &dir);
@@ -582,19 +604,21 @@ impl Backend for NamespacesBackend {
     fn stop(&self, id: &MachineId) -> Result<(), Error> {
         let lock = self.lock(id);
         let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.stop_locked(id)
+        self.stop_locked(id, self.config.stop_grace)
     }
 
     fn destroy(&self, id: &MachineId) -> Result<(), Error> {
         let lock = self.lock(id);
         let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.stop_locked(id)?;
+        // No grace: nothing of the machine is kept, so nothing in it needs
+        // to end cleanly (its init's end kills the rest of its processes).
+        self.stop_locked(id, Duration::ZERO)?;
         let dir = self.dir(id);
         // The range is freed after the dir is gone: a crash in between
         // leaves a stale entry that recover() reclaims.
         let base = uid_ranges::recorded(&dir).ok().flatten();
         self.remove_layer(id)?;
-        remove_all(&dir)?;
+        self.remove_dir(id)?;
         if let Some(base) = base {
             self.ranges.free(base, &dir)?;
         }
@@ -678,6 +702,8 @@ impl Backend for NamespacesBackend {
                 }
             }
         }
+        // Slots of machines removed above.
+        *self.slots.lock().unwrap_or_else(|e| e.into_inner()) = used_slots(dir)?;
         found.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(found)
     }
@@ -698,6 +724,20 @@ impl Backend for NamespacesBackend {
         addrs: &[std::net::SocketAddr],
     ) -> Result<std::net::TcpStream, Error> {
         self.net.dial(id, || self.running_init(id), addrs)
+    }
+
+    fn destroy_then(self: Arc<Self>, id: MachineId, done: crate::DestroyDone) {
+        let me = self.clone();
+        let job: teardown::Job = Box::new(move || done(me.destroy(&id)));
+        if let Err((job, e)) = self.teardown.run(job) {
+            // Never on the caller's thread (it may be an async runtime's):
+            // on one of its own, or not at all, which drops `done` and so
+            // tells a caller waiting on a channel.
+            tracing::warn!(error = %e, "destroying on a thread of its own");
+            let _ = std::thread::Builder::new()
+                .name("fp-destroy".into())
+                .spawn(job);
+        }
     }
 
     fn dial_then(

@@ -1,7 +1,7 @@
 //! A minimal synchronous rtnetlink client: just the requests machines need
-//! (bridge, veth with its peer in a namespace, port isolation, addresses,
-//! default route, link up/delete), and one nftables request (adding an
-//! element to a set, [`Nftables`]). Hand-written because the requests are
+//! (veth with its peer in a namespace, addresses, routes, a permanent
+//! neighbour, link up/delete), and one nftables request (adding elements to
+//! sets, [`Nftables`]). Hand-written because the requests are
 //! few and the launcher must stay synchronous and single-threaded.
 //!
 //! A message is a `nlmsghdr`, a fixed family header (`ifinfomsg`,
@@ -23,18 +23,18 @@ use crate::Error;
 const NLA_F_NESTED: u16 = 0x8000;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
-const IFLA_MASTER: u16 = 10;
-const IFLA_PROTINFO: u16 = 12;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_PID: u16 = 19;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
-const IFLA_BRPORT_ISOLATED: u16 = 33;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const RTA_OIF: u16 = 4;
+const RTA_DST: u16 = 1;
 const RTA_GATEWAY: u16 = 5;
+const NDA_DST: u16 = 1;
+const NDA_LLADDR: u16 = 2;
 const IFINFOMSG_LEN: usize = 16;
 const NETLINK_NETFILTER: i32 = 12;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -47,8 +47,10 @@ const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_DATA_VALUE: u16 = 1;
-/// `NFPROTO_BRIDGE`.
-pub(crate) const NFPROTO_BRIDGE: u8 = 7;
+/// `NFPROTO_INET`.
+pub(crate) const NFPROTO_INET: u8 = 1;
+/// `NFPROTO_ARP`.
+pub(crate) const NFPROTO_ARP: u8 = 3;
 
 /// A request being built.
 struct Msg {
@@ -154,31 +156,20 @@ impl Netlink {
         send_and_ack(&self.fd, what, &msg.finish())
     }
 
-    /// Creates a bridge (if missing) with `addr/prefix` and MAC address
-    /// `mac`, and brings it up. A bridge whose MAC was set keeps it; one
-    /// left to the kernel takes the lowest of its ports', so it would change
-    /// as machines come and go, and machines' cached gateway entries would go
-    /// stale.
-    pub(crate) fn ensure_bridge(
-        &self,
-        name: &str,
-        addr: Ipv4Addr,
-        prefix: u8,
-        mac: [u8; 6],
-    ) -> Result<(), Error> {
-        let mut m = Msg::new(
-            libc::RTM_NEWLINK,
-            libc::NLM_F_CREATE as u16,
-            &ifinfomsg(0, 0, libc::IFF_UP as u32, libc::IFF_UP as u32),
-        );
-        m.str(IFLA_IFNAME, name)
-            .attr(IFLA_ADDRESS, &mac)
-            .begin(IFLA_LINKINFO)
-            .str(IFLA_INFO_KIND, "bridge")
-            .end();
-        self.request("creating the bridge", m)?;
-        let index = if_index(name)?;
-        self.add_address(index, addr, prefix)
+    /// Deletes the link `name` if it is a bridge (the one earlier versions
+    /// put machines on); anything else of that name is left alone.
+    pub(crate) fn delete_bridge(&self, name: &str) -> Result<(), Error> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Ok(());
+        }
+        if std::path::Path::new("/sys/class/net")
+            .join(name)
+            .join("bridge")
+            .exists()
+        {
+            self.delete_link(name)?;
+        }
+        Ok(())
     }
 
     /// Adds an IPv4 address to a link; an existing one is fine.
@@ -194,13 +185,13 @@ impl Netlink {
         self.request("adding an address", m)
     }
 
-    /// Creates a veth pair: `host` on the host, up, a port of the bridge
-    /// with index `master`, isolated from the other ports; its peer `peer`,
-    /// with MAC address `peer_mac`, in the network namespace of process `pid`.
+    /// Creates a veth pair: `host` on the host, up, with MAC address
+    /// `host_mac`; its peer `peer`, with MAC address `peer_mac`, in the
+    /// network namespace of process `pid`.
     pub(crate) fn create_veth(
         &self,
         host: &str,
-        master: u32,
+        host_mac: [u8; 6],
         peer: &str,
         peer_mac: [u8; 6],
         pid: i32,
@@ -209,7 +200,7 @@ impl Netlink {
         let up = libc::IFF_UP as u32;
         let mut m = Msg::new(libc::RTM_NEWLINK, flags, &ifinfomsg(0, 0, up, up));
         m.str(IFLA_IFNAME, host)
-            .u32(IFLA_MASTER, master)
+            .attr(IFLA_ADDRESS, &host_mac)
             .begin(IFLA_LINKINFO)
             .str(IFLA_INFO_KIND, "veth")
             .begin(IFLA_INFO_DATA)
@@ -221,17 +212,35 @@ impl Netlink {
             .end()
             .end()
             .end();
-        self.request("creating a veth pair", m)?;
-        let index = if_index(host)? as i32;
-        let mut m = Msg::new(
-            libc::RTM_SETLINK,
-            0,
-            &ifinfomsg(libc::AF_BRIDGE as u8, index, 0, 0),
-        );
-        m.begin(IFLA_PROTINFO)
-            .attr(IFLA_BRPORT_ISOLATED, &[1])
-            .end();
-        self.request("isolating the bridge port", m)
+        self.request("creating a veth pair", m)
+    }
+
+    /// Routes `dst/32` to link `index` (on-link, no gateway).
+    pub(crate) fn add_host_route(&self, index: u32, dst: Ipv4Addr) -> Result<(), Error> {
+        let mut h = rtmsg(RT_SCOPE_LINK);
+        h[1] = 32;
+        let flags = (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
+        let mut m = Msg::new(libc::RTM_NEWROUTE, flags, &h);
+        m.attr(RTA_DST, &dst.octets()).u32(RTA_OIF, index);
+        self.request("adding a route to the machine", m)
+    }
+
+    /// Sets `addr` on link `index` to be `mac`, for good (no ARP).
+    pub(crate) fn add_neighbour(
+        &self,
+        index: u32,
+        addr: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Result<(), Error> {
+        // ndmsg: family, pad x3, ifindex (i32), state (u16), flags, type
+        let mut h = [0u8; 12];
+        h[0] = libc::AF_INET as u8;
+        h[4..8].copy_from_slice(&(index as i32).to_ne_bytes());
+        h[8..10].copy_from_slice(&libc::NUD_PERMANENT.to_ne_bytes());
+        let flags = (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
+        let mut m = Msg::new(libc::RTM_NEWNEIGH, flags, &h);
+        m.attr(NDA_DST, &addr.octets()).attr(NDA_LLADDR, &mac);
+        self.request("adding the machine's neighbour entry", m)
     }
 
     /// Brings a link up.
@@ -253,20 +262,33 @@ impl Netlink {
         }
     }
 
-    /// Adds a default route through `gateway` on link `index`.
+    /// Adds a default route through `gateway` on link `index`, on-link (the
+    /// link's own address is a `/32`, so no prefix covers the gateway).
     pub(crate) fn add_default_route(&self, index: u32, gateway: Ipv4Addr) -> Result<(), Error> {
-        // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags(u32)
-        let mut h = [0u8; 12];
-        h[0] = libc::AF_INET as u8;
-        h[4] = libc::RT_TABLE_MAIN;
-        h[5] = libc::RTPROT_BOOT;
-        h[6] = libc::RT_SCOPE_UNIVERSE;
-        h[7] = libc::RTN_UNICAST;
+        let mut h = rtmsg(libc::RT_SCOPE_UNIVERSE);
+        h[8..12].copy_from_slice(&RTNH_F_ONLINK.to_ne_bytes());
         let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
         let mut m = Msg::new(libc::RTM_NEWROUTE, flags, &h);
         m.attr(RTA_GATEWAY, &gateway.octets()).u32(RTA_OIF, index);
         self.request("adding the default route", m)
     }
+}
+
+/// `RT_SCOPE_LINK`.
+const RT_SCOPE_LINK: u8 = 253;
+/// `RTNH_F_ONLINK`: the gateway is on the link whatever its addresses say.
+const RTNH_F_ONLINK: u32 = 4;
+
+/// An `rtmsg` for a unicast route of the main table with `scope`:
+/// family, dst_len, src_len, tos, table, protocol, scope, type, flags (u32).
+fn rtmsg(scope: u8) -> [u8; 12] {
+    let mut h = [0u8; 12];
+    h[0] = libc::AF_INET as u8;
+    h[4] = libc::RT_TABLE_MAIN;
+    h[5] = libc::RTPROT_BOOT;
+    h[6] = scope;
+    h[7] = libc::RTN_UNICAST;
+    h
 }
 
 /// Opens a netlink socket of `protocol`.
@@ -343,19 +365,17 @@ impl Nftables {
         })
     }
 
-    /// Adds the element `key` (the bytes of its key, each field of a
-    /// concatenation padded to 4 bytes) to `set` of table `table` in
-    /// `family`; an element that is there already is fine.
-    pub(crate) fn add_set_element(
+    /// Adds elements to sets, in one batch (one transaction): each is
+    /// `(family, table, set, key)`, `key` the bytes of the element's key
+    /// (each field of a concatenation padded to 4 bytes). An element that is
+    /// there already is fine.
+    pub(crate) fn add_set_elements(
         &self,
-        family: u8,
-        table: &str,
-        set: &str,
-        key: &[u8],
+        elements: &[(u8, &str, &str, &[u8])],
     ) -> Result<(), Error> {
         self.send_batch(
-            "adding a firewall set element",
-            &add_set_element_batch(family, table, set, key),
+            "adding firewall set elements",
+            &add_set_elements_batch(elements),
         )
     }
 
@@ -370,25 +390,33 @@ fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
     [family, 0, id[0], id[1]]
 }
 
-/// The batch that adds one element to a set: begin, `NEWSETELEM` (the one
-/// message that asks for an ACK), end.
-fn add_set_element_batch(family: u8, table: &str, set: &str, key: &[u8]) -> Vec<u8> {
+/// The batch that adds elements to sets: begin, one `NEWSETELEM` per
+/// element (only the last asks for an ACK: the kernel answers the batch's
+/// first error, or that ACK once all applied), end.
+fn add_set_elements_batch(elements: &[(u8, &str, &str, &[u8])]) -> Vec<u8> {
     let subsys = nfgenmsg(libc::AF_UNSPEC as u8, NFNL_SUBSYS_NFTABLES);
-    let mut out = Msg::with(NFNL_MSG_BATCH_BEGIN, 0, 1, &subsys).finish();
-    let flags = (libc::NLM_F_CREATE | libc::NLM_F_ACK) as u16;
+    let mut seq = 1;
+    let mut out = Msg::with(NFNL_MSG_BATCH_BEGIN, 0, seq, &subsys).finish();
     let ty = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM;
-    let mut m = Msg::with(ty, flags, 2, &nfgenmsg(family, 0));
-    m.str(NFTA_SET_ELEM_LIST_TABLE, table)
-        .str(NFTA_SET_ELEM_LIST_SET, set)
-        .begin(NFTA_SET_ELEM_LIST_ELEMENTS)
-        .begin(NFTA_LIST_ELEM)
-        .begin(NFTA_SET_ELEM_KEY)
-        .attr(NFTA_DATA_VALUE, key)
-        .end()
-        .end()
-        .end();
-    out.extend(m.finish());
-    out.extend(Msg::with(NFNL_MSG_BATCH_END, 0, 3, &subsys).finish());
+    for (i, (family, table, set, key)) in elements.iter().enumerate() {
+        seq += 1;
+        let mut flags = libc::NLM_F_CREATE as u16;
+        if i + 1 == elements.len() {
+            flags |= libc::NLM_F_ACK as u16;
+        }
+        let mut m = Msg::with(ty, flags, seq, &nfgenmsg(*family, 0));
+        m.str(NFTA_SET_ELEM_LIST_TABLE, table)
+            .str(NFTA_SET_ELEM_LIST_SET, set)
+            .begin(NFTA_SET_ELEM_LIST_ELEMENTS)
+            .begin(NFTA_LIST_ELEM)
+            .begin(NFTA_SET_ELEM_KEY)
+            .attr(NFTA_DATA_VALUE, key)
+            .end()
+            .end()
+            .end();
+        out.extend(m.finish());
+    }
+    out.extend(Msg::with(NFNL_MSG_BATCH_END, 0, seq + 1, &subsys).finish());
     out
 }
 
@@ -414,9 +442,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_set_element_batch_is_begin_element_end() {
-        let key = [7u8; 28];
-        let b = add_set_element_batch(NFPROTO_BRIDGE, "t", "machines", &key);
+    fn a_set_element_batch_is_begin_elements_end() {
+        let key = [7u8; 20];
+        let b = add_set_elements_batch(&[
+            (NFPROTO_ARP, "t", "machines", &[9u8; 20]),
+            (NFPROTO_INET, "t", "machines", &key),
+        ]);
         let mut msgs = Vec::new();
         let mut off = 0;
         while off < b.len() {
@@ -428,7 +459,7 @@ mod tests {
         }
         assert_eq!(off, b.len());
         let ack = libc::NLM_F_ACK as u16;
-        assert_eq!(msgs.len(), 3);
+        assert_eq!(msgs.len(), 4);
         assert_eq!(msgs[0].0, NFNL_MSG_BATCH_BEGIN);
         assert_eq!(msgs[0].1 & ack, 0);
         assert_eq!(
@@ -436,11 +467,16 @@ mod tests {
             [0, 0, 0, 10],
             "resource id: nftables, big-endian"
         );
-        assert_eq!(msgs[1].0, 0x0a0c);
-        assert_ne!(msgs[1].1 & ack, 0);
-        assert_ne!(msgs[1].1 & libc::NLM_F_CREATE as u16, 0);
-        assert_eq!(msgs[1].2, [NFPROTO_BRIDGE, 0, 0, 0]);
-        assert_eq!(msgs[2].0, NFNL_MSG_BATCH_END);
+        for m in &msgs[1..3] {
+            assert_eq!(m.0, 0x0a0c);
+            assert_ne!(m.1 & libc::NLM_F_CREATE as u16, 0);
+        }
+        // Only the last asks for an ACK: the one answer that says all applied.
+        assert_eq!(msgs[1].1 & ack, 0);
+        assert_ne!(msgs[2].1 & ack, 0);
+        assert_eq!(msgs[1].2, [NFPROTO_ARP, 0, 0, 0]);
+        assert_eq!(msgs[2].2, [NFPROTO_INET, 0, 0, 0]);
+        assert_eq!(msgs[3].0, NFNL_MSG_BATCH_END);
         // The key sits at the end of the innermost attribute.
         let at = b.windows(key.len()).position(|w| w == key).unwrap();
         assert_eq!(

@@ -16,11 +16,14 @@
 //! blocking calls wait on such a channel.
 //!
 //! The thread holds the machine's init as a pidfd and checks it before every
-//! job and every two seconds while idle: once the init is gone (the machine
-//! stopped) the thread ends, letting the namespace go. Callers check the same
-//! pidfd before they hand a job to a cached thread, so the first job after a
-//! restart finds the machine's namespace anew (a restarted machine has a new
-//! init).
+//! job; it sleeps on its job queue and wakes for nothing else, so an idle
+//! machine costs the host no wake-ups. It ends when its queue closes: the
+//! backend forgets a machine's thread when it stops the machine
+//! ([`Threads::forget`]), and a caller that finds the cached thread's init
+//! gone drops it (a machine that ended on its own), letting the namespace go.
+//! Callers check the same pidfd before they hand a job to a cached thread, so
+//! the first job after a restart finds the machine's namespace anew (a
+//! restarted machine has a new init).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -37,8 +40,6 @@ use crate::{Error, MachineId};
 
 /// How long one `connect()` inside a machine may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often an idle thread checks that its machine still runs.
-const IDLE_CHECK: Duration = Duration::from_secs(2);
 
 /// A machine's init: its pid and start time (which tells it from a later
 /// process that reuses the pid).
@@ -120,6 +121,26 @@ impl Threads {
         addr: SocketAddr,
     ) -> Result<TcpListener, Error> {
         wait(id, |reply| self.send(id, init, Job::Listen { addr, reply }))
+    }
+
+    /// Ends `id`'s thread, if it has one (its machine stopped): its queue
+    /// closes, so it ends once the jobs already queued are answered.
+    pub(crate) fn forget(&self, id: &MachineId) {
+        let entry = self
+            .by_machine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        drop(entry);
+    }
+
+    /// How many machines have a thread (for tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_machine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Hands `job` to `id`'s thread, or answers it when there is none.
@@ -223,15 +244,14 @@ fn start(id: &MachineId, init: Init) -> Result<Entry, Error> {
     }
 }
 
-/// The thread's loop, inside the namespace.
+/// The thread's loop, inside the namespace: sleeps until a job comes or
+/// the queue closes.
 fn serve(id: &MachineId, pidfd: &OwnedFd, jobs: &mpsc::Receiver<Job>) {
-    loop {
-        match jobs.recv_timeout(IDLE_CHECK) {
-            Ok(job) if !alive(pidfd) => return job.gone(id),
-            Ok(Job::Connect { addrs, reply }) => reply(connect_any(&addrs)),
-            Ok(Job::Listen { addr, reply }) => reply(bind(addr)),
-            Err(mpsc::RecvTimeoutError::Timeout) if alive(pidfd) => {}
-            Err(_) => return,
+    while let Ok(job) = jobs.recv() {
+        match job {
+            job if !alive(pidfd) => return job.gone(id),
+            Job::Connect { addrs, reply } => reply(connect_any(&addrs)),
+            Job::Listen { addr, reply } => reply(bind(addr)),
         }
     }
 }
@@ -357,6 +377,26 @@ mod tests {
             t.dial(&id, || None, &addr),
             Err(Error::NotRunning(_))
         ));
+        assert_eq!(t.len(), 0, "the dead machine's thread was kept");
+    }
+
+    #[test]
+    fn a_forgotten_machine_has_no_thread() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let id = MachineId::new("forgotten").unwrap();
+        let t = Threads::default();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = [l.local_addr().unwrap()];
+        t.dial(&id, own, &addr).unwrap();
+        assert_eq!(t.len(), 1);
+        t.forget(&id);
+        assert_eq!(t.len(), 0);
+        // The next job starts a new thread.
+        t.dial(&id, own, &addr).unwrap();
+        assert_eq!(t.len(), 1);
     }
 
     #[test]

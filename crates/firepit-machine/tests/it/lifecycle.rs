@@ -202,6 +202,54 @@ fn counts() -> Counts {
 }
 
 #[test]
+fn many_machines_destroyed_at_once_leave_nothing_behind() {
+    let _g = exclusive();
+    let backend = std::sync::Arc::new(NamespacesBackend::new(config()).unwrap());
+    let before = counts();
+    let count = 12;
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let network = if i % 2 == 0 {
+            Network::Nat
+        } else {
+            Network::None
+        };
+        let mut s = spec(&format!("it-mass-{i}"), network);
+        s.guest = firepit_guest_bin::GUEST_BUILD_PATH.into();
+        backend.create(&s).unwrap();
+        ids.push(s.id);
+    }
+    // All at once from one thread: each call returns before its destroy ran.
+    let (tx, rx) = std::sync::mpsc::channel();
+    for id in &ids {
+        let tx = tx.clone();
+        let done_id = id.clone();
+        backend.clone().destroy_then(
+            id.clone(),
+            Box::new(move |r| tx.send((done_id, r)).unwrap()),
+        );
+    }
+    drop(tx);
+    let mut done: Vec<MachineId> = rx
+        .iter()
+        .map(|(id, r)| {
+            r.unwrap_or_else(|e| panic!("destroying {id}: {e}"));
+            id
+        })
+        .collect();
+    done.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(done, want, "every destroy answered once");
+    for id in &ids {
+        assert!(matches!(backend.inspect(id), Err(Error::NotFound(_))));
+        assert!(!Path::new(STATE_DIR).join(id.as_str()).exists());
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(counts(), before);
+}
+
+#[test]
 fn create_destroy_cycles_leave_nothing_behind() {
     let _g = exclusive();
     // A short grace: the guest waits up to 2 s for its shell, which ignores SIGTERM.

@@ -1,8 +1,8 @@
 //! Network isolation: loopback-only machines, and NAT machines that reach
 //! neither the host, nor other machines, nor link-local metadata addresses,
-//! but do reach "the internet" (a network namespace this test makes); the
-//! firewall's drops of private ranges; and that no machine speaks as another
-//! on the bridge.
+//! but do reach "the internet" (a network namespace the test makes); the
+//! firewall's drops of private ranges; machines routed each on its own veth;
+//! and that no machine speaks as another.
 
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -41,7 +41,7 @@ fn nat_machine_reaches_the_outside_only() {
     let addr_b = backend().inspect(&b.id).unwrap().address.unwrap();
     assert!(a.ok("cat /sys/class/net/eth0/operstate") == "up");
 
-    // The host, by the bridge address and by its loopback.
+    // The host, by the gateway's address and by its loopback.
     assert_eq!(connect(&a, "10.89.0.1", port), "TimeoutError");
     assert_eq!(connect(&a, "127.0.0.1", lo_port), "ConnectionRefusedError");
     // Metadata.
@@ -72,45 +72,58 @@ fn nat_machine_reaches_the_outside_only() {
     drop(l);
 
     // "The internet": a namespace of our own, reached through NAT.
-    let _inet = Internet::new();
-    let seen = a.ok(
-        "python3 -c \"import socket\ns=socket.create_connection(('198.18.0.2', 9000), timeout=2)\nprint(s.recv(100).decode())\"",
-    );
-    assert_eq!(seen, "198.18.0.1", "egress is not masqueraded");
+    let inet = Internet::new(1);
+    let seen = a.ok(&format!(
+        "python3 -c \"import socket\ns=socket.create_connection(('{}', 9000), timeout=2)\nprint(s.recv(100).decode())\"",
+        inet.server
+    ));
+    assert_eq!(seen, inet.host.to_string(), "egress is not masqueraded");
 }
 
-/// A network namespace `fpit-inet` at 198.18.0.2 (benchmarking range),
-/// linked to the host at 198.18.0.1, that answers every connection on port
-/// 9000 with the peer's address.
-struct Internet;
+/// A network namespace `fpit-inet<n>` at 198.18.`n`.2 (benchmarking range),
+/// linked to the host at 198.18.`n`.1 by the veth `fpit-h<n>`, that answers
+/// every connection on port 9000 with the peer's address. Each test that
+/// makes one has its own `n`, so tests running at once never share one.
+struct Internet {
+    n: u8,
+    host: Ipv4Addr,
+    server: Ipv4Addr,
+}
 
 impl Internet {
-    fn new() -> Self {
-        let _ = Self::teardown();
-        let script = "set -e
-            ip netns add fpit-inet
-            ip link add fpit-h type veth peer name fpit-i netns fpit-inet
-            ip addr add 198.18.0.1/24 dev fpit-h
-            ip link set fpit-h up
-            ip -n fpit-inet addr add 198.18.0.2/24 dev fpit-i
-            ip -n fpit-inet link set fpit-i up
-            ip -n fpit-inet link set lo up
-            ip netns exec fpit-inet python3 -c \"
+    fn new(n: u8) -> Self {
+        let _ = Self::teardown(n);
+        let script = format!(
+            "set -e
+            ip netns add fpit-inet{n}
+            ip link add fpit-h{n} type veth peer name fpit-i{n} netns fpit-inet{n}
+            ip addr add 198.18.{n}.1/24 dev fpit-h{n}
+            ip link set fpit-h{n} up
+            ip -n fpit-inet{n} addr add 198.18.{n}.2/24 dev fpit-i{n}
+            ip -n fpit-inet{n} link set fpit-i{n} up
+            ip -n fpit-inet{n} link set lo up
+            ip netns exec fpit-inet{n} python3 -c \"
 import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('198.18.0.2', 9000)); s.listen(8)
+s.bind(('198.18.{n}.2', 9000)); s.listen(8)
 while True:
     c, a = s.accept(); c.sendall(a[0].encode()); c.close()
-\" >/dev/null 2>&1 &";
+\" >/dev/null 2>&1 &"
+        );
         let ok = Command::new("sh")
-            .args(["-c", script])
+            .args(["-c", &script])
             .status()
             .unwrap()
             .success();
         assert!(ok, "setting up the stand-in internet failed");
+        let inet = Internet {
+            n,
+            host: Ipv4Addr::new(198, 18, n, 1),
+            server: Ipv4Addr::new(198, 18, n, 2),
+        };
         // Until its server listens (it answers and closes).
         let deadline = Instant::now() + Duration::from_secs(20);
-        let server = std::net::SocketAddr::from(([198, 18, 0, 2], 9000));
+        let server = std::net::SocketAddr::from((inet.server, 9000));
         while std::net::TcpStream::connect_timeout(&server, Duration::from_secs(1)).is_err() {
             assert!(
                 Instant::now() < deadline,
@@ -118,19 +131,24 @@ while True:
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Internet
+        inet
     }
 
-    fn teardown() -> std::io::Result<std::process::ExitStatus> {
+    /// The host's end of the link.
+    fn host_if(&self) -> String {
+        format!("fpit-h{}", self.n)
+    }
+
+    fn teardown(n: u8) -> std::io::Result<std::process::ExitStatus> {
         Command::new("sh")
-            .args(["-c", "ip netns pids fpit-inet 2>/dev/null | xargs -r kill -9; ip link del fpit-h 2>/dev/null; ip netns del fpit-inet 2>/dev/null; true"])
+            .args(["-c", &format!("ip netns pids fpit-inet{n} 2>/dev/null | xargs -r kill -9; ip link del fpit-h{n} 2>/dev/null; ip netns del fpit-inet{n} 2>/dev/null; true")])
             .status()
     }
 }
 
 impl Drop for Internet {
     fn drop(&mut self) {
-        let _ = Self::teardown();
+        let _ = Self::teardown(self.n);
     }
 }
 
@@ -159,31 +177,58 @@ fn the_firewall_drops_private_and_fabric_ranges() {
     ] {
         assert!(inet.contains(range), "{range} is not in {inet}");
     }
+    let veths = format!("iifname \"{VETH_PREFIX}*\"");
     assert!(
-        inet.contains("iifname \"fpitbr0\" ip daddr != @allowed4 ip daddr @blocked4 drop"),
+        inet.contains(&format!(
+            "{veths} ip daddr != @allowed4 ip daddr @blocked4 drop"
+        )),
         "{inet}"
     );
     assert!(
-        inet.contains("iifname \"fpitbr0\" ip6 daddr @blocked6 drop"),
+        inet.contains(&format!("{veths} ip6 daddr @blocked6 drop")),
         "{inet}"
     );
-    // The machine is admitted on the bridge as its own veth, MAC and address.
+    // The machine is admitted as its own veth and address, in IP and ARP.
     let addr = backend().inspect(&m.id).unwrap().address.unwrap();
     let slot = u32::from(addr) - u32::from(Ipv4Addr::new(10, 89, 0, 0));
-    let mac = m.ok("cat /sys/class/net/eth0/address");
-    let bridge = nft(&["list", "table", "bridge", &table]);
-    // The bridge's own MAC is set, so it does not follow its ports as
-    // machines come and go.
-    let bridge_mac =
-        std::fs::read_to_string(format!("/sys/class/net/{}/address", config().bridge)).unwrap();
-    assert_eq!(bridge_mac.trim(), "02:66:0a:59:00:01");
+    let veth = format!("{VETH_PREFIX}{slot}");
+    let element = format!("\"{veth}\" . {addr}");
+    assert!(inet.contains(&element), "{inet}");
+    let arp = nft(&["list", "table", "arp", &table]);
+    assert!(arp.contains(&element), "{arp}");
+    // Routed, not bridged: the host reaches the address down the machine's
+    // own veth, which is nobody's bridge port, and the machine holds its
+    // address alone (a /32) with the gateway on-link.
+    let route = ip(&["route", "get", &addr.to_string()]);
+    assert!(route.contains(&format!("dev {veth} ")), "{route}");
     assert!(
-        bridge.contains(&format!("\"{VETH_PREFIX}{slot}\" . {mac} . {addr}")),
-        "{bridge}"
+        !std::path::Path::new(&format!("/sys/class/net/{veth}/master")).exists(),
+        "the veth is a bridge port"
     );
+    let neigh = ip(&["neigh", "show", &addr.to_string(), "dev", &veth]);
+    assert!(neigh.contains("PERMANENT"), "{neigh}");
+    assert_eq!(
+        m.ok("ip -4 -o addr show dev eth0 | awk '{print $4}'"),
+        format!("{addr}/32")
+    );
+    assert_eq!(
+        m.ok("ip route show default"),
+        format!("default via {} dev eth0 onlink", config().gateway)
+    );
+    // No IPv6 on the host end: nothing the machine says configures the host.
+    let v6 = std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6"));
+    if let Ok(v6) = v6 {
+        assert_eq!(v6.trim(), "1");
+    }
 }
 
-/// Frames that reach a host interface, as a packet socket sees them.
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Frames on a host interface, both ways, as a packet socket sees them.
 struct Capture(OwnedFd);
 
 impl Capture {
@@ -242,25 +287,14 @@ impl Capture {
         loop {
             assert!(
                 Instant::now() < deadline,
-                "{:?} never reached the bridge",
+                "{:?} never arrived",
                 String::from_utf8_lossy(marker)
             );
             let mut buf = vec![0u8; 2048];
-            // SAFETY: sockaddr_ll is plain data; buf and sa are writable.
-            let (n, outgoing) = unsafe {
-                let mut sa: libc::sockaddr_ll = std::mem::zeroed();
-                let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-                let n = libc::recvfrom(
-                    self.0.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&mut sa as *mut libc::sockaddr_ll).cast(),
-                    &mut len,
-                );
-                (n, sa.sll_pkttype == libc::PACKET_OUTGOING)
-            };
-            if n <= 0 || outgoing {
+            // SAFETY: buf is writable for its whole length.
+            let n =
+                unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
                 continue;
             }
             buf.truncate(n as usize);
@@ -365,11 +399,16 @@ fn machines_cannot_speak_as_one_another() {
     let _g = shared();
     let a = Machine::create(spec("it-spoof-a", Network::Nat));
     let b = Machine::create(spec("it-spoof-b", Network::Nat));
-    let ip = |m: &Machine| backend().inspect(&m.id).unwrap().address.unwrap();
-    let (ip_a, ip_b) = (ip(&a), ip(&b));
+    let ip_of = |m: &Machine| backend().inspect(&m.id).unwrap().address.unwrap();
+    let (ip_a, ip_b) = (ip_of(&a), ip_of(&b));
+    let veth = |addr: Ipv4Addr| {
+        let slot = u32::from(addr) - u32::from(Ipv4Addr::new(10, 89, 0, 0));
+        format!("{VETH_PREFIX}{slot}")
+    };
+    let (veth_a, veth_b) = (veth(ip_a), veth(ip_b));
     let mac_a_text = a.ok("cat /sys/class/net/eth0/address");
     let mac_b_text = b.ok("cat /sys/class/net/eth0/address");
-    let (mac_a, mac_b) = (parse_mac(&mac_a_text), parse_mac(&mac_b_text));
+    let mac_a = parse_mac(&mac_a_text);
     let gateway = config().gateway;
 
     // From inside, a machine can take neither another's address nor its MAC.
@@ -379,51 +418,66 @@ fn machines_cannot_speak_as_one_another() {
     assert_ne!(code, 0, "the MAC changed: {out}");
 
     // A machine that got NET_ADMIN and NET_RAW anyway, played by this test
-    // from A's network namespace: nothing it says as B passes its veth.
-    let capture = Capture::open(&config().bridge);
+    // from A's network namespace: nothing it says as B leaves its veth.
+    // What passes is seen where it leaves the host, on the stand-in
+    // internet's link (masqueraded: told apart by its payload).
+    let inet = Internet::new(2);
+    let server = inet.server;
+    let capture = Capture::open(&inet.host_if());
     let netns = std::path::PathBuf::from(format!("/proc/{}/ns/net", a.pid));
-    in_netns(netns.clone(), move || send_udp(ip_a, gateway, b"fp-before"));
+    in_netns(netns.clone(), move || send_udp(ip_a, server, b"fp-before"));
     capture.until(b"fp-before");
-    nsenter(
-        a.pid,
-        &["ip", "addr", "add", &format!("{ip_b}/32"), "dev", "eth0"],
-    );
-    // ARP requests are told apart from any other machine's by the address
-    // they ask for: one nobody has, in the test bridge's own subnet.
-    let spoof_target = Ipv4Addr::new(10, 89, 255, 201);
-    let own_target = Ipv4Addr::new(10, 89, 255, 202);
+    // ARP that claims an address: B's, or one nobody has.
+    let made_up = Ipv4Addr::new(10, 89, 255, 201);
+    for addr in [ip_b, made_up] {
+        nsenter(
+            a.pid,
+            &["ip", "addr", "add", &format!("{addr}/32"), "dev", "eth0"],
+        );
+    }
     in_netns(netns.clone(), move || {
-        send_udp(ip_b, gateway, b"fp-spoof-ip");
-        send_arp(mac_a, mac_a, ip_b, spoof_target);
-        send_arp(mac_a, mac_b, ip_a, spoof_target);
-        send_arp(mac_b, mac_b, ip_b, spoof_target);
+        send_udp(ip_b, server, b"fp-spoof-ip");
+        send_udp(made_up, server, b"fp-spoof-made-up");
+        send_arp(mac_a, mac_a, ip_b, gateway);
+        send_arp(mac_a, mac_a, made_up, gateway);
     });
     nsenter(
         a.pid,
         &["ip", "link", "set", "eth0", "address", &mac_b_text],
     );
+    // B's MAC is nothing on a link of A's own: A's address passes with it.
     in_netns(netns.clone(), move || {
-        send_udp(ip_a, gateway, b"fp-spoof-mac")
+        send_udp(ip_a, server, b"fp-own-ip-other-mac")
     });
     nsenter(
         a.pid,
         &["ip", "link", "set", "eth0", "address", &mac_a_text],
     );
     in_netns(netns, move || {
-        send_arp(mac_a, mac_a, ip_a, own_target);
-        send_udp(ip_a, gateway, b"fp-after");
+        send_arp(mac_a, mac_a, ip_a, gateway);
+        send_udp(ip_a, server, b"fp-after");
     });
     let frames = capture.until(b"fp-after");
-    let arp_for = |f: &[u8], target: Ipv4Addr| {
-        f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[38..42] == target.octets()
-    };
     for f in &frames {
-        let spoofed = f.windows(8).any(|w| w == b"fp-spoof") || arp_for(f, spoof_target);
-        assert!(!spoofed, "a spoofed frame passed: {f:02x?}");
+        let spoofed = f.windows(8).any(|w| w == b"fp-spoof");
+        assert!(!spoofed, "a spoofed packet passed: {f:02x?}");
     }
-    // What A says as itself does pass, ARP included.
     assert!(
-        frames.iter().any(|f| arp_for(f, own_target)),
-        "A's own ARP did not pass"
+        frames
+            .iter()
+            .any(|f| f.windows(19).any(|w| w == b"fp-own-ip-other-mac")),
+        "A's own address did not pass"
+    );
+    // The host learnt nothing from the ARP that claimed other addresses:
+    // it reaches B down B's veth alone, and made-up addresses nowhere.
+    let on_a = ip(&["neigh", "show", "dev", &veth_a]);
+    assert!(!on_a.contains(&format!("{ip_b} ")), "{on_a}");
+    assert!(!on_a.contains(&format!("{made_up} ")), "{on_a}");
+    let route = ip(&["route", "get", &ip_b.to_string()]);
+    assert!(route.contains(&format!("dev {veth_b} ")), "{route}");
+    let neigh_b = ip(&["neigh", "show", &ip_b.to_string(), "dev", &veth_b]);
+    assert!(
+        neigh_b.contains(&mac_b_text) && neigh_b.contains("PERMANENT"),
+        "{neigh_b}"
     );
 }

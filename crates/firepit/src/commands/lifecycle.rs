@@ -30,18 +30,42 @@ pub async fn new(client: &Client, args: &NewArgs) -> Result<()> {
     Ok(())
 }
 
-/// `firepit ls`
+/// Sessions `ls` asks for at a time.
+const LS_PAGE: usize = 500;
+
+/// `firepit ls`: every session, read a page at a time (so a daemon with
+/// thousands answers each request as fast as one with a few), printed as
+/// each page comes.
 pub async fn ls(client: &Client) -> Result<()> {
-    let resp = client
-        .send(client.request(Method::GET, "/v1/sessions"))
-        .await?;
-    let sessions: Vec<Session> = resp.json().await.context("reading sessions")?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
         "{:<12} {:<9} {:<10} {:>8} {:>5} {:>6} {:<7} AGE",
         "ID", "STATE", "IMAGE", "MEMORY", "CPUS", "DISK", "NETWORK"
     )?;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/sessions?limit={LS_PAGE}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let resp = client.send(client.request(Method::GET, &path)).await?;
+        let next = resp
+            .headers()
+            .get("firepit-next-cursor")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let sessions: Vec<Session> = resp.json().await.context("reading sessions")?;
+        print_sessions(&mut out, sessions)?;
+        match next {
+            // A cursor that does not move on would loop for ever.
+            Some(n) if cursor.as_deref() != Some(n.as_str()) => cursor = Some(n),
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn print_sessions(out: &mut impl Write, sessions: Vec<Session>) -> Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

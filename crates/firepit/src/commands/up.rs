@@ -62,6 +62,7 @@ pub fn config(data_dir: &Path, args: &UpArgs, trust: &Trust) -> Result<Config> {
     config.allow_net = args.allow_net.clone();
     config.extra_ca = trust.cas.pem();
     config.proxy = trust.proxy.clone();
+    config.subnet = args.subnet;
     config.model = firepit_agent::ModelConfig::from_env();
     config.forge = firepit_forge::ForgeConfig::from_env()
         .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;

@@ -54,12 +54,12 @@ with open("/proc/1/cmdline", "rb") as f:
     init = f.read().split(b"\0")[0].decode()
 record("pid 1 is the guest", not init.endswith("guest"), init)
 
-# Host network: the host's listener, through the bridge address and loopback.
+# Host network: the host's listener, through the gateway address and loopback.
 for host in [bait["gateway"], "127.0.0.1"]:
     ok, detail = connect(host, bait["host_port"])
     record(f"host service {host}:{bait['host_port']}", ok, detail)
 ok, detail = connect(bait["gateway"], bait["daemon_port"])
-record("daemon API via the bridge", ok, detail)
+record("daemon API via the gateway", ok, detail)
 ok, detail = connect("127.0.0.1", bait["daemon_port"])
 record("daemon API via loopback", ok, detail)
 # Link-local / metadata.

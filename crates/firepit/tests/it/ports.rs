@@ -242,3 +242,142 @@ async fn ports_opened_every_way_inside_a_machine_are_announced() {
     .collect();
     assert_eq!(errs.trim(), want.join(" "));
 }
+
+/// Sibling sessions of the crowded test: `FIREPIT_TEST_SIBLINGS`, default 200.
+fn siblings() -> usize {
+    std::env::var("FIREPIT_TEST_SIBLINGS").map_or(200, |v| {
+        v.parse()
+            .expect("FIREPIT_TEST_SIBLINGS is a number of sessions")
+    })
+}
+
+#[tokio::test]
+async fn ports_are_announced_in_a_machine_with_hundreds_of_siblings() {
+    // A subnet of its own that holds more than an instance's /24.
+    let d = Daemon::start_with("pt2", &[("FIREPIT_SUBNET", "10.241.0.0/20")]);
+    let http = d.http();
+    let create = |http: reqwest::Client, url: String| async move {
+        let r = http
+            .post(format!("{url}/v1/sessions"))
+            .json(&serde_json::json!({ "network": "nat" }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{:?}", r.text().await);
+        r.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // A few at a time: the daemon makes them side by side.
+    let mut ids = Vec::new();
+    let count = siblings();
+    while ids.len() < count {
+        let batch = (count - ids.len()).min(8);
+        let made =
+            futures::future::join_all((0..batch).map(|_| create(http.clone(), d.url.clone())))
+                .await;
+        ids.extend(made);
+    }
+    let id = create(http.clone(), d.url.clone()).await;
+    let sock = d.data_dir().join("run").join(&id).join("guest.sock");
+    let g = GuestClient::connect_unix(&sock).await.unwrap();
+    guard(
+        "writing the listener",
+        g.write_file_all(
+            "/tmp/listener.py",
+            Bytes::from_static(LISTENER.as_bytes()),
+            Default::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    let mut w = guard("the watch", g.watch_ports()).await.unwrap();
+    // Loopback and every address, IPv4 and IPv6 (where the machine has it).
+    let v6 = sh(
+        &g,
+        "python3 -c \"import socket; socket.socket(socket.AF_INET6).bind(('::1', 0))\" && echo yes || true",
+    )
+    .await
+    .contains("yes");
+    let addrs = if v6 {
+        "127.0.0.1 0.0.0.0 ::1 ::"
+    } else {
+        "127.0.0.1 0.0.0.0"
+    };
+    let _exec = guard(
+        "exec",
+        g.exec(ExecRequest::shell(format!(
+            "python3 /tmp/listener.py /tmp/crowded {addrs}"
+        ))),
+    )
+    .await
+    .unwrap();
+    let (pid, ports) = listening(&g, "crowded").await;
+    assert_eq!(ports.len(), if v6 { 4 } else { 2 }, "{ports:?}");
+    announced(&mut w, &ports, true).await;
+    // The daemon's own watch, among hundreds, logs each as opened.
+    let logged = |opened: bool| {
+        let (http, url, id, ports) = (http.clone(), d.url.clone(), id.clone(), ports.clone());
+        async move {
+            let kind = if opened { "port_opened" } else { "port_closed" };
+            loop {
+                let events: Vec<serde_json::Value> = http
+                    .get(format!("{url}/v1/sessions/{id}/events"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let seen: BTreeSet<(String, u64)> = events
+                    .iter()
+                    .filter(|e| e["type"] == kind)
+                    .map(|e| {
+                        (
+                            e["addr"].as_str().unwrap_or_default().to_owned(),
+                            e["port"].as_u64().unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                if ports
+                    .iter()
+                    .all(|p| seen.contains(&(p.addr.to_string(), u64::from(p.port))))
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    guard("the daemon logged the ports opened", logged(true)).await;
+    sh(&g, &format!("kill {pid}")).await;
+    announced(&mut w, &ports, false).await;
+    guard("the daemon logged the ports closed", logged(false)).await;
+    // Every sibling at once: each destroy answers.
+    let destroys = ids.iter().map(|sid| {
+        let (http, url) = (http.clone(), d.url.clone());
+        async move {
+            let r = http
+                .delete(format!("{url}/v1/sessions/{sid}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT, "{sid}");
+        }
+    });
+    guard(
+        "destroying the siblings",
+        futures::future::join_all(destroys),
+    )
+    .await;
+    let left: Vec<serde_json::Value> = http
+        .get(format!("{}/v1/sessions", d.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
