@@ -158,6 +158,45 @@ fn schemathesis() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The `e2b` SDK releases the E2B API test runs (`crates/firepit/tests/it/e2b.rs`):
+/// the current one (v2 routes) and one of the 2.2x–2.4x line (v1 routes).
+const E2B_SDKS: &[&str] = &["2.63.0", "2.30.0"];
+
+/// Installs each pinned `e2b` release from PyPI into its own virtual
+/// environment in the cache (`venv-e2b-<version>`), if it is not there yet.
+fn e2b_sdks() -> Result<()> {
+    for version in E2B_SDKS {
+        let venv = cache_dir().join(format!("venv-e2b-{version}"));
+        let python = venv.join("bin/python");
+        let installed = Command::new(&python)
+            .args([
+                "-c",
+                "import importlib.metadata as m; print(m.version('e2b'))",
+            ])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == *version);
+        if installed {
+            continue;
+        }
+        firepit_image::host::install_python_venv(&mut |m| eprintln!("xtask: {m}"))?;
+        if venv.exists() {
+            std::fs::remove_dir_all(&venv)
+                .with_context(|| format!("removing {}", venv.display()))?;
+        }
+        let mut mk = Command::new("python3");
+        mk.args(["-m", "venv"]).arg(&venv);
+        run(mk)?;
+        let mut pip = Command::new(venv.join("bin/pip"));
+        pip.args(["install", "-q", "--disable-pip-version-check"])
+            .arg(format!("e2b=={version}"));
+        if let Err(e) = run(pip) {
+            let _ = std::fs::remove_dir_all(&venv);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
@@ -193,6 +232,7 @@ fn test(extra: &[String]) -> Result<()> {
     let (images, uid_base) = images()?;
     debs()?;
     schemathesis()?;
+    e2b_sdks()?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;

@@ -13,6 +13,7 @@ pub mod browsers;
 pub mod closed_loop;
 pub mod config;
 pub mod data_dir;
+pub mod e2b;
 pub mod error;
 pub mod events;
 pub mod forge;
@@ -53,6 +54,7 @@ struct Inner {
     triage: triage::Jobs,
     browsers: browsers::Browsers,
     closed_loop: closed_loop::ClosedLoop,
+    e2b: std::sync::OnceLock<firepit_e2b::E2b>,
 }
 
 impl App {
@@ -114,6 +116,7 @@ impl App {
             triage: triage::Jobs::default(),
             browsers: browsers::Browsers::default(),
             closed_loop: closed_loop::ClosedLoop::default(),
+            e2b: std::sync::OnceLock::new(),
         }))
     }
 

@@ -10,6 +10,7 @@ mod agent;
 mod browser;
 mod cli;
 mod disk;
+mod e2b;
 mod events;
 mod files;
 mod flood;
