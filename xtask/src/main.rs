@@ -162,6 +162,41 @@ fn schemathesis() -> Result<PathBuf> {
 /// the current one (v2 routes) and one of the 2.2x–2.4x line (v1 routes).
 const E2B_SDKS: &[&str] = &["2.63.0", "2.30.0"];
 
+/// The `e2b` npm release the E2B API test runs one script with.
+const E2B_JS_SDK: &str = "2.51.0";
+
+/// Installs the pinned `e2b` npm package into `$FIREPIT_CACHE/npm-e2b-<version>`
+/// (the same npm cache as the UI's tools), if it is not there yet.
+fn e2b_js_sdk() -> Result<()> {
+    let dir = cache_dir().join(format!("npm-e2b-{E2B_JS_SDK}"));
+    let manifest = dir.join("node_modules/e2b/package.json");
+    let installed = std::fs::read_to_string(&manifest)
+        .is_ok_and(|m| m.contains(&format!("\"version\": \"{E2B_JS_SDK}\"")));
+    if installed {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut npm = Command::new("npm");
+    npm.current_dir(&dir)
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--prefix",
+        ])
+        .arg(&dir)
+        .arg("--cache")
+        .arg(cache_dir().join("npm"))
+        .arg(format!("e2b@{E2B_JS_SDK}"));
+    if let Err(e) = run(npm) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Installs each pinned `e2b` release from PyPI into its own virtual
 /// environment in the cache (`venv-e2b-<version>`), if it is not there yet.
 fn e2b_sdks() -> Result<()> {
@@ -233,6 +268,7 @@ fn test(extra: &[String]) -> Result<()> {
     debs()?;
     schemathesis()?;
     e2b_sdks()?;
+    e2b_js_sdk()?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;

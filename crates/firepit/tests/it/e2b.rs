@@ -1,11 +1,12 @@
 //! E2B's API end to end: the unmodified `e2b` SDK from PyPI (the current
 //! release, which uses the v2 routes, and 2.30, which uses the v1 ones) runs
-//! `e2b_sdk.py` against a daemon with real machines, configured by
+//! `e2b_sdk.py`, and the npm package `e2b_sdk.mjs`, against a daemon with
+//! real machines, configured by
 //! `E2B_API_URL`, `E2B_SANDBOX_URL` and `E2B_API_KEY` alone; and a
 //! sandbox's timeout stops it across a daemon restart.
 //!
 //! The SDKs are installed by `cargo xtask test` into
-//! `$FIREPIT_CACHE/venv-e2b-<version>` (pinned in xtask).
+//! `$FIREPIT_CACHE/venv-e2b-<version>` and `npm-e2b-<version>` (pinned in xtask).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use crate::harness::Daemon;
 
-/// The releases `cargo xtask test` installs.
+/// The releases `cargo xtask test` installs: the current one, one with the
+/// v1 routes, and the npm package's.
 const CURRENT: &str = "2.63.0";
 const V1_ROUTES: &str = "2.30.0";
+const JS: &str = "2.51.0";
 
 /// A hang guard for waits, not a speed budget.
 const GUARD: Duration = Duration::from_secs(120);
@@ -74,6 +77,39 @@ fn python_sdk_current_release() {
 #[test]
 fn python_sdk_with_v1_routes() {
     run_sdk("e2bo", V1_ROUTES, true);
+}
+
+#[test]
+fn js_sdk() {
+    let cache = std::env::var_os("FIREPIT_CACHE")
+        .map_or_else(|| PathBuf::from("/var/cache/firepit"), PathBuf::from);
+    let entry = cache.join(format!("npm-e2b-{JS}/node_modules/e2b/dist/index.mjs"));
+    assert!(
+        entry.is_file(),
+        "the e2b npm package {JS} is not installed at {}: run the tests with `cargo xtask test`, \
+         which installs it (Node.js is needed by the tests)",
+        entry.display()
+    );
+    let d = Daemon::start("e2bj");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/e2b_sdk.mjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .env("E2B_JS", &entry)
+        .env("E2B_API_URL", &d.url)
+        .env("E2B_SANDBOX_URL", &d.url)
+        .env("E2B_API_KEY", firepit_e2b::api_key(&d.token))
+        .env_remove("E2B_DOMAIN")
+        .env_remove("E2B_DEBUG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("all steps passed"),
+        "the e2b npm script failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\ndaemon log:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
 }
 
 fn call(
