@@ -10,6 +10,7 @@
 //! - `bench`: runs the machine benchmark (see README).
 //! - `bench-preview`: runs the preview proxy benchmark (needs `wrk` and `nginx`).
 //! - `bench-browser`: runs the agent's browser benchmark (the `browser` image).
+//! - `bench-e2b`: the E2B SDK's create → first output next to firepit's own API.
 //! - `test-cgroup2`: runs the machine limit tests on a cgroup v2-only kernel
 //!   in a QEMU VM (see `cgroup2.rs`).
 //! - `ui`: regenerates `ui/src/wire.ts` and builds the web UI into the
@@ -36,12 +37,13 @@ fn main() -> Result<()> {
         "bench" => bench(&rest),
         "bench-preview" => bench_preview(&rest),
         "bench-browser" => bench_browser(&rest),
+        "bench-e2b" => bench_e2b(&rest),
         "test-cgroup2" => cgroup2::test_cgroup2(&rest, false),
         "images" => images().map(|_| ()),
         "ui" => ui::ui(&ui::Paths::new(&cache_dir()), &rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|images|ui> [args for cargo test]"
+                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|bench-e2b|images|ui> [args for cargo test]"
             );
             bail!("unknown task {task:?}")
         }
@@ -311,6 +313,11 @@ fn bench(extra: &[String]) -> Result<()> {
 
 fn bench_preview(extra: &[String]) -> Result<()> {
     run_bench(Some("firepit-bench-preview"), extra)
+}
+
+fn bench_e2b(extra: &[String]) -> Result<()> {
+    e2b_sdks()?;
+    run_bench(Some("firepit-bench-e2b"), extra)
 }
 
 fn bench_browser(extra: &[String]) -> Result<()> {
