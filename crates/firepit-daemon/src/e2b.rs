@@ -1,6 +1,6 @@
 //! The daemon's side of the E2B door (`firepit-e2b`): sessions and guests
 //! given to it through its [`firepit_e2b::Host`] trait, and the door opened
-//! once per daemon (its kept state under `<data dir>/e2b`, its timeout reaper).
+//! once per daemon (its kept state under `<data dir>/e2b`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ fn view(s: &Session) -> SessionView {
         cpus: s.limits.cpus,
         memory_bytes: s.limits.memory_bytes,
         disk_bytes: s.limits.disk_bytes,
+        stop_at: s.stop_at,
     }
 }
 
@@ -63,7 +64,11 @@ impl firepit_e2b::Host for Door {
         }
     }
 
-    fn create(&self, image: Option<String>) -> BoxFuture<'_, Result<SessionView, E2bError>> {
+    fn create(
+        &self,
+        image: Option<String>,
+        timeout_secs: u64,
+    ) -> BoxFuture<'_, Result<SessionView, E2bError>> {
         Box::pin(async move {
             if let Some(i) = &image {
                 crate::api::valid::image(i).map_err(host_error)?;
@@ -74,6 +79,7 @@ impl firepit_e2b::Host for Door {
                 network: Default::default(),
                 repo: None,
                 branch: None,
+                timeout_secs: Some(timeout_secs),
             };
             self.0
                 .create_session(req)
@@ -81,6 +87,10 @@ impl firepit_e2b::Host for Door {
                 .map(|s| view(&s))
                 .map_err(host_error)
         })
+    }
+
+    fn set_stop_at(&self, id: &str, stop_at: Option<i64>) -> Result<(), E2bError> {
+        self.0.set_stop_at(id, stop_at).map_err(host_error)
     }
 
     fn session(&self, id: &str) -> Result<SessionView, E2bError> {
@@ -123,8 +133,8 @@ impl firepit_e2b::Host for Door {
 }
 
 impl App {
-    /// The E2B door, opened on first use (from the runtime: it starts the
-    /// timeout reaper); `None`, logged, when its state dir cannot be opened.
+    /// The E2B door, opened on first use; `None`, logged, when its state
+    /// dir cannot be opened.
     pub fn e2b(&self) -> Option<firepit_e2b::E2b> {
         if let Some(e) = self.0.e2b.get() {
             return Some(e.clone());

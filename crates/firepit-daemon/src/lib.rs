@@ -13,6 +13,7 @@ pub mod browsers;
 pub mod closed_loop;
 pub mod config;
 pub mod data_dir;
+pub mod deadlines;
 pub mod e2b;
 pub mod error;
 pub mod events;
@@ -55,6 +56,7 @@ struct Inner {
     browsers: browsers::Browsers,
     closed_loop: closed_loop::ClosedLoop,
     e2b: std::sync::OnceLock<firepit_e2b::E2b>,
+    deadlines: deadlines::Deadlines,
 }
 
 impl App {
@@ -73,6 +75,7 @@ impl App {
         app.resume_agents().await;
         app.resume_brokers().await;
         app.interrupt_triage()?;
+        app.start_deadlines();
         Ok(app)
     }
 
@@ -117,6 +120,7 @@ impl App {
             browsers: browsers::Browsers::default(),
             closed_loop: closed_loop::ClosedLoop::default(),
             e2b: std::sync::OnceLock::new(),
+            deadlines: deadlines::Deadlines::default(),
         }))
     }
 

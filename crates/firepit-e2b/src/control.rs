@@ -5,7 +5,7 @@
 //! | `POST /sandboxes`, `POST /v2/sandboxes` | create a session from the template's image, start its timeout |
 //! | `GET /sandboxes` (running), `GET /v2/sandboxes` (`state`, `metadata`, `limit`, `nextToken`) | list sessions |
 //! | `GET`/`DELETE /sandboxes/{id}` | the session / destroy it |
-//! | `POST …/timeout`, `…/refreshes` | move the deadline |
+//! | `POST …/timeout`, `…/refreshes` | move the session's timeout |
 //! | `POST …/pause`, `…/resume` | stop / start |
 //! | `POST /sandboxes/{id}/connect`, `/v2/…/connect` | start if stopped, extend the deadline |
 //!
@@ -115,7 +115,7 @@ fn listed_json(view: &SessionView, kept: Option<&Kept>) -> Value {
         "sandboxID": view.id,
         "clientID": "firepit",
         "startedAt": rfc3339(kept.map_or(view.created_at, |k| k.started_at)),
-        "endAt": rfc3339(kept.and_then(|k| k.end_at).unwrap_or(NEVER)),
+        "endAt": rfc3339(view.stop_at.unwrap_or(NEVER)),
         "cpuCount": cpus,
         "memoryMB": view.memory_bytes.map_or(0, |b| b >> 20),
         "diskSizeMB": view.disk_bytes.map_or(0, |b| b >> 20),
@@ -136,7 +136,6 @@ fn kept_or_new(e2b: &E2b, view: &SessionView) -> Result<Kept, Error> {
         metadata: BTreeMap::new(),
         envs: BTreeMap::new(),
         started_at: view.created_at,
-        end_at: None,
     };
     e2b.states().put(&view.id, kept.clone())?;
     Ok(kept)
@@ -172,15 +171,13 @@ pub async fn create(
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| DEFAULT_TEMPLATE.to_owned());
     let image = (template != DEFAULT_TEMPLATE).then(|| template.clone());
-    let view = e2b.host().create(image).await?;
-    let t = now();
+    let view = e2b.host().create(image, secs as u64).await?;
     let kept = Kept {
         access_token: new_token(),
         template,
         metadata: req.metadata.unwrap_or_default(),
         envs: req.env_vars.unwrap_or_default(),
-        started_at: t,
-        end_at: Some(t + secs),
+        started_at: now(),
     };
     if let Err(e) = e2b.states().put(&view.id, kept.clone()) {
         let _ = e2b.host().destroy(&view.id).await;
@@ -340,8 +337,12 @@ pub async fn set_timeout(
     let secs = timeout(Some(t))?;
     let view = session(&e2b, &id)?;
     kept_or_new(&e2b, &view)?;
-    e2b.states()
-        .update(&id, |k| k.end_at = Some(now() + secs))?;
+    if !view.running {
+        return Err(Error::Conflict(format!(
+            "sandbox {id} is paused: connect to it to give it a timeout"
+        )));
+    }
+    e2b.host().set_stop_at(&id, Some(now() + secs))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -356,9 +357,12 @@ pub async fn refresh(
     let secs = timeout(req.duration)?;
     let view = session(&e2b, &id)?;
     kept_or_new(&e2b, &view)?;
+    if !view.running {
+        return Err(Error::Conflict(format!("sandbox {id} is paused")));
+    }
     let at = now() + secs;
-    e2b.states()
-        .update(&id, |k| k.end_at = Some(k.end_at.map_or(at, |e| e.max(at))))?;
+    e2b.host()
+        .set_stop_at(&id, Some(view.stop_at.map_or(at, |e| e.max(at))))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -375,7 +379,6 @@ pub async fn pause(
     kept_or_new(&e2b, &view)?;
     e2b.forget_running(&id);
     e2b.host().stop(&id).await?;
-    e2b.states().update(&id, |k| k.end_at = None)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -383,11 +386,9 @@ pub async fn pause(
 async fn start(e2b: &E2b, id: &str, secs: i64) -> Result<Kept, Error> {
     e2b.host().start(id).await?;
     let t = now();
+    e2b.host().set_stop_at(id, Some(t + secs))?;
     e2b.states()
-        .update(id, |k| {
-            k.started_at = t;
-            k.end_at = Some(t + secs);
-        })?
+        .update(id, |k| k.started_at = t)?
         .ok_or_else(|| Error::NotFound(id.to_owned()))
 }
 
@@ -435,15 +436,12 @@ pub async fn connect(
         )
             .into_response());
     }
-    let at = now() + secs;
-    let kept = e2b
-        .states()
-        .update(&id, |k| {
-            if req.timeout.is_some() {
-                k.end_at = Some(k.end_at.map_or(at, |e| e.max(at)));
-            }
-        })?
-        .ok_or_else(|| Error::NotFound(id.clone()))?;
+    if req.timeout.is_some() {
+        let at = now() + secs;
+        e2b.host()
+            .set_stop_at(&id, Some(view.stop_at.map_or(at, |e| e.max(at))))?;
+    }
+    let kept = kept_or_new(&e2b, &view)?;
     Ok((
         StatusCode::OK,
         Json(sandbox_json(&e2b, &headers, &id, &kept)),

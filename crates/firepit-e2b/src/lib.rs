@@ -7,8 +7,8 @@
 //! - the control plane ([`control`]): `/sandboxes…` and `/v2/sandboxes…`,
 //!   authenticated by `X-API-Key` (the firepit token). A sandbox is a session;
 //!   a template is an image (`base` is the daemon's default image); pause and
-//!   resume are stop and start; the timeout stops the session at its deadline
-//!   ([`state`]).
+//!   resume are stop and start; the timeout is the session's own (the daemon
+//!   stops it at its deadline).
 //! - envd, the in-sandbox API ([`process`], [`filesystem`], [`files`]):
 //!   `/health`, `/files` and Connect-RPC ([`connect`]) at
 //!   `/process.Process/*` and `/filesystem.Filesystem/*`. The SDK sends it
@@ -71,6 +71,8 @@ pub struct SessionView {
     pub memory_bytes: Option<u64>,
     /// Its disk limit, if any.
     pub disk_bytes: Option<u64>,
+    /// When the daemon stops it (its timeout), seconds since the epoch.
+    pub stop_at: Option<i64>,
 }
 
 /// What the daemon gives this crate: its sessions and their guests.
@@ -84,8 +86,15 @@ pub trait Host: Send + Sync + 'static {
     /// The sandbox domain for a request with these headers: previews are
     /// `<port>-<id>.<that>`, so the SDK's `get_host(port)` names them.
     fn sandbox_domain(&self, headers: &HeaderMap) -> String;
-    /// Makes a session from `image` (the default image when `None`) and starts it.
-    fn create(&self, image: Option<String>) -> BoxFuture<'_, Result<SessionView, Error>>;
+    /// Makes a session from `image` (the default image when `None`), starts
+    /// it, and has it stopped `timeout_secs` later.
+    fn create(
+        &self,
+        image: Option<String>,
+        timeout_secs: u64,
+    ) -> BoxFuture<'_, Result<SessionView, Error>>;
+    /// Sets (or clears) when the daemon stops a session.
+    fn set_stop_at(&self, id: &str, stop_at: Option<i64>) -> Result<(), Error>;
     /// One session.
     fn session(&self, id: &str) -> Result<SessionView, Error>;
     /// Every session.
@@ -112,11 +121,9 @@ struct Inner {
 }
 
 impl E2b {
-    /// Opens the kept state and starts the timeout reaper (on the current
-    /// runtime), which lives as long as the runtime.
+    /// Opens the kept state.
     pub fn open(host: Arc<dyn Host>) -> std::io::Result<E2b> {
         let states = Arc::new(state::States::open(&host.state_dir())?);
-        tokio::spawn(state::reaper(states.clone(), host.clone()));
         Ok(E2b(Arc::new(Inner {
             host,
             states,

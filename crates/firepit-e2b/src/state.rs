@@ -1,22 +1,19 @@
 //! What firepit keeps of each E2B sandbox beyond its session: the access
 //! token its envd traffic must carry, its template name, metadata and
-//! environment, when it started and when its timeout stops it.
+//! environment, and when it started. (Its timeout is the session's own,
+//! kept and kept to by the daemon.)
 //!
 //! One JSON file per sandbox in `<data dir>/e2b/` (root-only), written whole
-//! by rename, so a restart keeps tokens and deadlines and a crash never
-//! leaves half a file. [`reaper`] stops each sandbox at its deadline, also
-//! one that passed while the daemon was down; it sleeps until the earliest
-//! deadline and wakes when one changes, so nothing polls.
+//! by rename, so a restart keeps tokens and a crash never leaves half a file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 
-use crate::{Error, Host};
+use crate::Error;
 
 /// One sandbox's kept state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,16 +30,12 @@ pub struct Kept {
     pub envs: BTreeMap<String, String>,
     /// When it was made or last resumed, seconds since the epoch.
     pub started_at: i64,
-    /// When its timeout stops it, seconds since the epoch; `None`: never.
-    #[serde(default)]
-    pub end_at: Option<i64>,
 }
 
 /// Every sandbox's kept state, in memory and on disk.
 pub struct States {
     dir: PathBuf,
     map: Mutex<HashMap<String, Kept>>,
-    changed: Notify,
 }
 
 /// Seconds since the epoch.
@@ -95,7 +88,6 @@ impl States {
         Ok(States {
             dir: dir.to_owned(),
             map: Mutex::new(map),
-            changed: Notify::new(),
         })
     }
 
@@ -125,7 +117,6 @@ impl States {
             source,
         })?;
         self.map.lock().expect("states").insert(id.to_owned(), kept);
-        self.changed.notify_one();
         Ok(())
     }
 
@@ -143,66 +134,6 @@ impl States {
     pub fn remove(&self, id: &str) {
         self.map.lock().expect("states").remove(id);
         let _ = std::fs::remove_file(self.dir.join(format!("{id}.json")));
-        self.changed.notify_one();
-    }
-
-    /// The earliest deadline.
-    fn next_deadline(&self) -> Option<i64> {
-        self.map
-            .lock()
-            .expect("states")
-            .values()
-            .filter_map(|k| k.end_at)
-            .min()
-    }
-
-    /// The sandboxes whose deadline is at or before `t`.
-    fn due(&self, t: i64) -> Vec<String> {
-        self.map
-            .lock()
-            .expect("states")
-            .iter()
-            .filter(|(_, k)| k.end_at.is_some_and(|e| e <= t))
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-}
-
-/// Stops each sandbox at its deadline, for as long as `states` lives.
-pub async fn reaper(states: Arc<States>, host: Arc<dyn Host>) {
-    loop {
-        let notified = states.changed.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let t = now();
-        for id in states.due(t) {
-            // Cleared first, so a stop that fails is not retried forever.
-            if let Err(e) = states.update(&id, |k| k.end_at = None) {
-                tracing::warn!(sandbox = %id, error = %crate::error::chain(&e), "could not clear a deadline");
-                continue;
-            }
-            match host.stop(&id).await {
-                Ok(()) => tracing::info!(sandbox = %id, "stopped at its timeout"),
-                Err(Error::NotFound(_)) => states.remove(&id),
-                Err(Error::Host {
-                    kind: crate::HostErrorKind::NotFound,
-                    ..
-                }) => states.remove(&id),
-                Err(e) => {
-                    tracing::warn!(sandbox = %id, error = %crate::error::chain(&e), "stopping at the timeout failed")
-                }
-            }
-        }
-        match states.next_deadline() {
-            Some(at) => {
-                let wait = std::time::Duration::from_secs(at.saturating_sub(now()).max(0) as u64);
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = &mut notified => {}
-                }
-            }
-            None => notified.await,
-        }
     }
 }
 
@@ -210,14 +141,13 @@ pub async fn reaper(states: Arc<States>, host: Arc<dyn Host>) {
 mod tests {
     use super::*;
 
-    fn kept(end_at: Option<i64>) -> Kept {
+    fn kept() -> Kept {
         Kept {
             access_token: new_token(),
             template: "base".into(),
             metadata: BTreeMap::from([("k".into(), "v".into())]),
             envs: BTreeMap::new(),
             started_at: 1,
-            end_at,
         }
     }
 
@@ -225,14 +155,12 @@ mod tests {
     fn state_survives_a_reopen_and_bad_files_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let s = States::open(dir.path()).unwrap();
-        s.put("abc", kept(Some(5))).unwrap();
+        s.put("abc", kept()).unwrap();
         std::fs::write(dir.path().join("bad.json"), b"{").unwrap();
         std::fs::write(dir.path().join("../x.json"), b"{}").ok();
         let again = States::open(dir.path()).unwrap();
         assert_eq!(again.get("abc"), s.get("abc"));
         assert!(again.get("bad").is_none());
-        assert_eq!(again.due(5), vec!["abc".to_owned()]);
-        assert!(again.due(4).is_empty());
         again.remove("abc");
         assert!(States::open(dir.path()).unwrap().get("abc").is_none());
     }

@@ -159,6 +159,10 @@ pub struct NewArgs {
     /// The branch to check out (with --repo).
     #[arg(long, requires = "repo")]
     pub branch: Option<String>,
+    /// Stop the session after this long (`90s`, `30m`, `1h`, `2d`, or
+    /// seconds); its files are kept and `start` runs it again.
+    #[arg(long)]
+    pub timeout: Option<String>,
 }
 
 /// A session id.

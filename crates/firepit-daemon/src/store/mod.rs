@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Error;
 
+mod deadlines;
 mod events;
 mod forge;
 pub(crate) mod shares;
@@ -70,6 +71,8 @@ const SCHEMA: &[&str] = &[
     ) STRICT, WITHOUT ROWID;",
     // 5: disk limits (NULL: a session made before them, whose machine has none)
     "ALTER TABLE sessions ADD COLUMN disk_bytes INTEGER;",
+    // 6: timeouts: when the daemon stops a session (NULL: never; see `deadlines.rs`)
+    "ALTER TABLE sessions ADD COLUMN stop_at INTEGER;",
 ];
 
 /// The daemon's embedded database.
@@ -127,8 +130,8 @@ impl Store {
     pub fn insert_session(&self, s: &Session) -> Result<(), Error> {
         let conn = self.conn.lock().expect("store lock");
         conn.execute(
-            "INSERT INTO sessions (id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO sessions (id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes, stop_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 s.id,
                 s.image,
@@ -140,6 +143,7 @@ impl Store {
                 s.created_at,
                 s.error,
                 s.limits.disk_bytes.map(|v| v as i64),
+                s.stop_at,
             ],
         )
         .map_err(Error::Store)?;
@@ -215,13 +219,14 @@ pub(crate) fn test_store(ids: &[&str]) -> Store {
                 network: NetworkMode::None,
                 created_at: 0,
                 error: None,
+                stop_at: None,
             })
             .unwrap();
     }
     store
 }
 
-const SELECT: &str = "SELECT id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes FROM sessions";
+const SELECT: &str = "SELECT id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes, stop_at FROM sessions";
 
 fn network_name(n: NetworkMode) -> &'static str {
     match n {
@@ -250,6 +255,7 @@ fn row_to_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
         },
         created_at: row.get(7)?,
         error: row.get(8)?,
+        stop_at: row.get(10)?,
     })
 }
 
@@ -271,6 +277,7 @@ mod tests {
             network: NetworkMode::None,
             created_at,
             error: None,
+            stop_at: None,
         }
     }
 

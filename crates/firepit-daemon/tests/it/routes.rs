@@ -354,6 +354,7 @@ async fn a_sessions_artifacts_are_bounded_and_the_first_refusal_is_logged() {
         network: Default::default(),
         created_at: 0,
         error: None,
+        stop_at: None,
     };
     for id in ["big", "many"] {
         h.app.store().insert_session(&session(id)).unwrap();
@@ -651,6 +652,7 @@ fn stored_session(h: &Harness, id: &str) {
             network: Default::default(),
             created_at: 0,
             error: None,
+            stop_at: None,
         })
         .unwrap();
 }

@@ -22,5 +22,6 @@ mod ports;
 mod preview;
 mod schemathesis;
 mod terminal;
+mod timeout;
 mod ui;
 mod web;
