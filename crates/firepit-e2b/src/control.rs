@@ -8,6 +8,7 @@
 //! | `POST …/timeout`, `…/refreshes` | move the session's timeout |
 //! | `POST …/pause`, `…/resume` | stop / start |
 //! | `POST /sandboxes/{id}/connect`, `/v2/…/connect` | start if stopped, extend the deadline |
+//! | the rest of `/sandboxes/{id}/…` (metrics, logs, snapshots, fork, network) | 501 |
 //!
 //! Every route needs `X-API-Key` (the firepit token). Errors are
 //! `{"code": <status>, "message"}`. A session made by firepit itself (not
@@ -195,6 +196,7 @@ pub async fn create(
 #[serde(default, rename_all = "camelCase")]
 pub struct ListQuery {
     state: Option<String>,
+    template: Option<String>,
     metadata: Option<String>,
     limit: Option<usize>,
     next_token: Option<String>,
@@ -260,6 +262,12 @@ fn list(e2b: &E2b, q: ListQuery, default_states: &[&str]) -> Result<Response, Er
         .filter(|v| states.iter().any(|s| (s == "running") == v.running))
         .filter_map(|v| {
             let kept = e2b.states().get(&v.id);
+            let template = kept
+                .as_ref()
+                .map_or(v.image.as_str(), |k| k.template.as_str());
+            if q.template.as_deref().is_some_and(|t| t != template) {
+                return None;
+            }
             let ok = wanted.iter().all(|(k, val)| {
                 kept.as_ref()
                     .and_then(|kept| kept.metadata.get(k))
@@ -308,6 +316,12 @@ pub async fn get(
     v["envdAccessToken"] = json!(kept.access_token);
     v["domain"] = json!(e2b.host().sandbox_domain(&headers));
     Ok(Json(v))
+}
+
+/// What firepit does not serve of the control plane (metrics, logs,
+/// snapshots, fork, network rules): 501 in E2B's shape.
+pub async fn unsupported(_: ApiKey) -> Error {
+    Error::Unsupported("this part of E2B's API (metrics, logs, snapshots, fork, network rules)")
 }
 
 /// `DELETE /sandboxes/{id}`.

@@ -95,6 +95,9 @@ async fn walk(
     let mut out = Vec::new();
     let mut level = vec![root.to_owned()];
     for _ in 0..depth.max(1) {
+        if level.is_empty() {
+            break;
+        }
         let mut next = Vec::new();
         for dir in level {
             let entries = match guest.list_dir(&dir).await {

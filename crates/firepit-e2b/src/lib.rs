@@ -38,7 +38,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use firepit_guest_client::GuestClient;
 use futures::future::BoxFuture;
 
@@ -191,6 +191,8 @@ pub fn router(e2b: E2b) -> Router {
         .route("/sandboxes/{id}/resume", post(control::resume))
         .route("/sandboxes/{id}/connect", post(control::connect))
         .route("/v2/sandboxes/{id}/connect", post(control::connect))
+        .route("/sandboxes/{id}/{*rest}", any(control::unsupported))
+        .route("/v2/sandboxes/{id}/{*rest}", any(control::unsupported))
         .layer(DefaultBodyLimit::max(connect::MAX_MESSAGE));
     let envd = Router::new()
         .route("/health", get(files::health))
