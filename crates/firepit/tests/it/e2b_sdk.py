@@ -13,7 +13,9 @@ import urllib.request
 import uuid
 
 import e2b
-from e2b import Sandbox, CommandExitException, NotFoundException, AuthenticationException
+import asyncio
+
+from e2b import AsyncSandbox, Sandbox, CommandExitException, NotFoundException, AuthenticationException, TimeoutException
 from e2b.sandbox.commands.command_handle import PtySize
 
 # A hang guard for waits on the machine, not a speed budget.
@@ -121,6 +123,35 @@ sbx.files.write("/tmp/w/new.txt", "x")
 events = wait_for("the watch's event", lambda: w.get_new_events())
 assert any(ev.name == "new.txt" and ev.type.value == "create" for ev in events), events
 w.stop()
+
+step("files: a streamed watch (WatchDir)")
+
+
+async def streamed_watch():
+    asbx = await AsyncSandbox.connect(sbx.sandbox_id)
+    seen = asyncio.Event()
+    names = []
+
+    def on_event(ev):
+        names.append((ev.name, ev.type.value))
+        if ev.name == "streamed.txt":
+            seen.set()
+
+    handle = await asbx.files.watch_dir("/tmp/w", on_event, timeout=0)
+    await asbx.files.write("/tmp/w/streamed.txt", "y")
+    await asyncio.wait_for(seen.wait(), GUARD)
+    await handle.stop()
+    assert ("streamed.txt", "create") in names, names
+
+
+asyncio.run(streamed_watch())
+
+step("a command past its timeout raises TimeoutException")
+try:
+    sbx.commands.run("sleep 30", timeout=1)
+    raise AssertionError("no TimeoutException")
+except TimeoutException:
+    pass
 
 step("a pty: input, resize, output")
 chunks = []
