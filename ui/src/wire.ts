@@ -58,7 +58,12 @@ repo?: string | null,
 /**
  * The branch to check out (the repository's default if absent).
  */
-branch?: string | null, };
+branch?: string | null,
+/**
+ * Stop the session this many seconds after it starts (its files are
+ * kept; `start` runs it again, without a timeout).
+ */
+timeout_secs?: number | null, };
 
 /**
  * A session: a machine and what the daemon knows of it.
@@ -91,7 +96,12 @@ created_at: number,
 /**
  * What went wrong, when `state` is `failed`.
  */
-error?: string | null, };
+error?: string | null,
+/**
+ * Unix time, in seconds, at which the daemon stops the session (its
+ * timeout); absent when it has none.
+ */
+stop_at?: number | null, };
 
 /**
  * An image the daemon can make machines from.

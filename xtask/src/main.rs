@@ -13,6 +13,7 @@
 //! - `bench-density`: many idle sessions through the daemon's HTTP API
 //!   (default 1000; `-- --sessions N`): idle CPU, memory, create, exec,
 //!   preview and destroy next to the same with one session.
+//! - `bench-e2b`: the E2B SDK's create → first output next to firepit's own API.
 //! - `test-cgroup2`: runs the machine limit tests on a cgroup v2-only kernel
 //!   in a QEMU VM (see `cgroup2.rs`).
 //! - `ui`: regenerates `ui/src/wire.ts` and builds the web UI into the
@@ -40,12 +41,13 @@ fn main() -> Result<()> {
         "bench-preview" => bench_preview(&rest),
         "bench-browser" => bench_browser(&rest),
         "bench-density" => run_bench(Some("firepit-bench-density"), &rest),
+        "bench-e2b" => bench_e2b(&rest),
         "test-cgroup2" => cgroup2::test_cgroup2(&rest, false),
         "images" => named_images(&rest),
         "ui" => ui::ui(&ui::Paths::new(&cache_dir()), &rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|bench-density|images [NAME…]|ui> [args for cargo test]"
+                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|bench-density|bench-e2b|images [NAME…]|ui> [args for cargo test]"
             );
             bail!("unknown task {task:?}")
         }
@@ -276,6 +278,80 @@ fn schemathesis() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The `e2b` SDK releases the E2B API test runs (`crates/firepit/tests/it/e2b.rs`):
+/// the current one (v2 routes) and one of the 2.2x–2.4x line (v1 routes).
+const E2B_SDKS: &[&str] = &["2.63.0", "2.30.0"];
+
+/// The `e2b` npm release the E2B API test runs one script with.
+const E2B_JS_SDK: &str = "2.51.0";
+
+/// Installs the pinned `e2b` npm package into `$FIREPIT_CACHE/npm-e2b-<version>`
+/// (the same npm cache as the UI's tools), if it is not there yet.
+fn e2b_js_sdk() -> Result<()> {
+    let dir = cache_dir().join(format!("npm-e2b-{E2B_JS_SDK}"));
+    let manifest = dir.join("node_modules/e2b/package.json");
+    let installed = std::fs::read_to_string(&manifest)
+        .is_ok_and(|m| m.contains(&format!("\"version\": \"{E2B_JS_SDK}\"")));
+    if installed {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut npm = Command::new("npm");
+    npm.current_dir(&dir)
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--prefix",
+        ])
+        .arg(&dir)
+        .arg("--cache")
+        .arg(cache_dir().join("npm"))
+        .arg(format!("e2b@{E2B_JS_SDK}"));
+    if let Err(e) = run(npm) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Installs each pinned `e2b` release from PyPI into its own virtual
+/// environment in the cache (`venv-e2b-<version>`), if it is not there yet.
+fn e2b_sdks() -> Result<()> {
+    for version in E2B_SDKS {
+        let venv = cache_dir().join(format!("venv-e2b-{version}"));
+        let python = venv.join("bin/python");
+        let installed = Command::new(&python)
+            .args([
+                "-c",
+                "import importlib.metadata as m; print(m.version('e2b'))",
+            ])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == *version);
+        if installed {
+            continue;
+        }
+        firepit_image::host::install_python_venv(&mut |m| eprintln!("xtask: {m}"))?;
+        if venv.exists() {
+            std::fs::remove_dir_all(&venv)
+                .with_context(|| format!("removing {}", venv.display()))?;
+        }
+        let mut mk = Command::new("python3");
+        mk.args(["-m", "venv"]).arg(&venv);
+        run(mk)?;
+        let mut pip = Command::new(venv.join("bin/pip"));
+        pip.args(["install", "-q", "--disable-pip-version-check"])
+            .arg(format!("e2b=={version}"));
+        if let Err(e) = run(pip) {
+            let _ = std::fs::remove_dir_all(&venv);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
@@ -316,6 +392,8 @@ fn test(extra: &[String]) -> Result<()> {
     }
     debs()?;
     schemathesis()?;
+    e2b_sdks()?;
+    e2b_js_sdk()?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;
@@ -362,6 +440,11 @@ fn bench(extra: &[String]) -> Result<()> {
 
 fn bench_preview(extra: &[String]) -> Result<()> {
     run_bench(Some("firepit-bench-preview"), extra)
+}
+
+fn bench_e2b(extra: &[String]) -> Result<()> {
+    e2b_sdks()?;
+    run_bench(Some("firepit-bench-e2b"), extra)
 }
 
 fn bench_browser(extra: &[String]) -> Result<()> {

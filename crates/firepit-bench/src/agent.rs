@@ -105,6 +105,7 @@ async fn measure_async(steps: usize) -> Result<AgentFigures> {
             network: NetworkMode::None,
             created_at: 0,
             error: None,
+            stop_at: None,
         })
         .context("adding the session")?;
     let log = Sink::EventLog {

@@ -13,6 +13,8 @@ pub mod browsers;
 pub mod closed_loop;
 pub mod config;
 pub mod data_dir;
+pub mod deadlines;
+pub mod e2b;
 pub mod error;
 pub mod events;
 pub mod forge;
@@ -55,6 +57,8 @@ struct Inner {
     browsers: browsers::Browsers,
     closed_loop: closed_loop::ClosedLoop,
     relays: proxy_relay::Relays,
+    e2b: std::sync::OnceLock<firepit_e2b::E2b>,
+    deadlines: deadlines::Deadlines,
 }
 
 impl App {
@@ -73,6 +77,7 @@ impl App {
         app.resume_agents().await;
         app.resume_brokers().await;
         app.interrupt_triage()?;
+        app.start_deadlines();
         Ok(app)
     }
 
@@ -117,6 +122,8 @@ impl App {
             browsers: browsers::Browsers::default(),
             closed_loop: closed_loop::ClosedLoop::default(),
             relays: proxy_relay::Relays::default(),
+            e2b: std::sync::OnceLock::new(),
+            deadlines: deadlines::Deadlines::default(),
         }))
     }
 

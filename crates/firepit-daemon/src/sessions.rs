@@ -165,6 +165,7 @@ impl App {
 
     /// Makes a session and starts its machine.
     pub async fn create_session(&self, req: CreateSession) -> Result<Session, Error> {
+        let timeout = req.timeout_secs;
         // A repository is checked with the forge before any machine is made.
         let repo = match &req.repo {
             Some(r) => Some(self.check_repo(r).await?),
@@ -206,6 +207,7 @@ impl App {
             network: req.network,
             created_at: now(),
             error: None,
+            stop_at: None,
         };
         let lock = self.sessions().lock_for(&session.id);
         let _guard = lock.lock().await;
@@ -239,6 +241,9 @@ impl App {
             let _ = self.machine(&session.id, |b, m| b.destroy(m)).await;
             self.forget_session(&session.id)?;
             return Err(e);
+        }
+        if let Some(t) = timeout {
+            self.set_stop_at(&session.id, Some(now().saturating_add_unsigned(t)))?;
         }
         tracing::info!(session = %session.id, image = %session.image, "session created");
         self.store().session(&session.id)
@@ -283,6 +288,8 @@ impl App {
         self.machine(id, |b, m| b.stop(m)).await?;
         self.store()
             .set_state(&session.id, SessionState::Stopped, None)?;
+        // A stopped session has no timeout; `start` runs it without one.
+        self.store().set_stop_at(id, None)?;
         watchers::close_known_ports(self, id)?;
         if session.state != SessionState::Stopped {
             self.log_state(id, SessionState::Stopped, None)?;

@@ -91,6 +91,12 @@ impl Exec {
         self.s.request(&Request::Kill { signal }).await
     }
 
+    /// A handle that writes stdin and signals this command while this `Exec` is read
+    /// elsewhere (a reader task owns the `Exec`; others type and kill).
+    pub fn control(&self) -> ExecControl {
+        ExecControl { s: self.s.sender() }
+    }
+
     /// Reads the output until the exit, keeping of each stream at most `limit` bytes:
     /// its head and its tail, and a count of what was cut between ([`Captured`]).
     pub async fn output(mut self, limit: usize) -> Result<ExecOutput, Error> {
@@ -109,6 +115,30 @@ impl Exec {
                 None => return Err(Error::Protocol("exec ended without an exit".into())),
             }
         }
+    }
+}
+
+/// Writes stdin to and signals a running command, apart from the [`Exec`] that reads
+/// it. Once the command ended (or its `Exec` was dropped) its calls reach nothing.
+#[derive(Clone)]
+pub struct ExecControl {
+    s: StreamSender,
+}
+
+impl ExecControl {
+    /// Writes to the command's stdin (the request must have had `stdin: true`).
+    pub async fn stdin_write(&self, data: Bytes) -> Result<(), Error> {
+        self.s.data(data).await
+    }
+
+    /// Closes the command's stdin.
+    pub async fn stdin_close(&self) -> Result<(), Error> {
+        self.s.request(&Request::StdinClose).await
+    }
+
+    /// Sends `signal` to the command's process group.
+    pub async fn kill(&self, signal: i32) -> Result<(), Error> {
+        self.s.request(&Request::Kill { signal }).await
     }
 }
 

@@ -31,8 +31,8 @@ pub use firepit_wire::guest::{
     ServiceSpec, ServiceState, WireError, WriteOptions,
 };
 pub use handles::{
-    Exec, ExecEvent, ExecOutput, FileReader, FileWriter, LogStream, PortEvent, PortWatch, Pty,
-    PtyEvent, PtyInput, ServiceWatch,
+    Exec, ExecControl, ExecEvent, ExecOutput, FileReader, FileWriter, LogStream, PortEvent,
+    PortWatch, Pty, PtyEvent, PtyInput, ServiceWatch,
 };
 
 use conn::Conn;

@@ -121,6 +121,14 @@ pub struct CreateSession {
     /// The branch to check out (the repository's default if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
+    /// Stop the session this many seconds after it starts (its files are
+    /// kept; `start` runs it again, without a timeout).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::option"
+    )]
+    pub timeout_secs: Option<u64>,
 }
 
 /// A session: a machine and what the daemon knows of it.
@@ -142,6 +150,10 @@ pub struct Session {
     /// What went wrong, when `state` is `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Unix time, in seconds, at which the daemon stops the session (its
+    /// timeout); absent when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_at: Option<i64>,
 }
 
 /// `POST /v1/sessions/{id}/exec`

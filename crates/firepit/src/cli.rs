@@ -188,6 +188,10 @@ pub struct NewArgs {
     /// PostgreSQL, such as `default`); its data lives in the session's files.
     #[arg(long)]
     pub postgres: bool,
+    /// Stop the session after this long (`90s`, `30m`, `1h`, `2d`, or
+    /// seconds); its files are kept and `start` runs it again.
+    #[arg(long)]
+    pub timeout: Option<String>,
 }
 
 /// `firepit start`

@@ -88,6 +88,27 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok(bytes as u64)
 }
 
+/// Parses a duration such as `90s`, `30m`, `1h`, `2d` or `45` (seconds) into seconds.
+pub fn parse_duration(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: u64 = num
+        .parse()
+        .with_context(|| format!("{s:?} is not a duration like 90s, 30m, 1h or 2d"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => bail!("unknown duration unit {other:?} in {s:?}; use s, m, h or d"),
+    };
+    match value.checked_mul(mult) {
+        Some(secs) if secs > 0 => Ok(secs),
+        _ => bail!("{s:?} is not a usable duration"),
+    }
+}
+
 /// A repository as a person types it (`owner/name`, perhaps with `.git` or
 /// spaces) in the exact `owner/name` form the API takes.
 pub fn repo_name(typed: &str) -> Result<String> {
@@ -117,6 +138,19 @@ pub fn create_request(m: &MachineArgs) -> Result<CreateSession> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), 90);
+        assert_eq!(parse_duration("30m").unwrap(), 1800);
+        assert_eq!(parse_duration("1h").unwrap(), 3600);
+        assert_eq!(parse_duration("2d").unwrap(), 172_800);
+        assert_eq!(parse_duration("45").unwrap(), 45);
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("-5m").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
 
     #[test]
     fn sizes() {

@@ -140,6 +140,9 @@ pub fn router(app: App) -> Router {
         .route("/git-upload-pack", post(git::upload_pack))
         .route("/git-receive-pack", post(git::receive_pack))
         .layer(DefaultBodyLimit::disable());
+    // E2B's API (control plane and envd) on paths of its own; it checks its
+    // own keys and tokens (headers only, so no cookie reaches it).
+    let e2b = app.e2b().map(firepit_e2b::router).unwrap_or_default();
     Router::new()
         .route("/", get(home::home))
         .nest("/git/{id}", git)
@@ -151,6 +154,7 @@ pub fn router(app: App) -> Router {
         ))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(app)
+        .merge(e2b)
 }
 
 async fn health() -> Json<Health> {

@@ -32,6 +32,9 @@ pub(super) async fn create(
     if let Some(branch) = &req.branch {
         valid::branch(branch)?;
     }
+    if let Some(t) = req.timeout_secs {
+        valid::timeout_secs(t)?;
+    }
     Ok((StatusCode::CREATED, Json(app.create_session(req).await?)))
 }
 

@@ -156,6 +156,20 @@ pub(crate) fn image(name: &str) -> Result<(), Error> {
     firepit_image::recipe::validate_name(name).map_err(|e| bad(e.to_string()))
 }
 
+/// The most a session's timeout may be: a year, in seconds.
+pub(crate) const MAX_TIMEOUT_SECS: u64 = 365 * 86_400;
+
+/// A session's timeout: 1 second to a year.
+pub(crate) fn timeout_secs(t: u64) -> Result<(), Error> {
+    if (1..=MAX_TIMEOUT_SECS).contains(&t) {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "a timeout of {t} seconds is out of range: give 1 to {MAX_TIMEOUT_SECS} (a year)"
+        )))
+    }
+}
+
 /// The `mode` of a file write: 3 or 4 octal digits.
 pub(crate) fn mode(m: &str) -> Result<u32, Error> {
     if !(3..=4).contains(&m.len()) || !m.bytes().all(|b| (b'0'..=b'7').contains(&b)) {

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Error;
 
+mod deadlines;
 mod events;
 mod forge;
 pub(crate) mod shares;
@@ -74,6 +75,8 @@ const SCHEMA: &[&str] = &[
     // (the session list's pages start where the last one ended)
     "CREATE INDEX sessions_by_created ON sessions (created_at, id);
     CREATE INDEX triage_jobs_by_created ON triage_jobs (created_at, id);",
+    // 7: timeouts: when the daemon stops a session (NULL: never; see `deadlines.rs`)
+    "ALTER TABLE sessions ADD COLUMN stop_at INTEGER;",
 ];
 
 /// The daemon's embedded database.
@@ -131,8 +134,8 @@ impl Store {
     pub fn insert_session(&self, s: &Session) -> Result<(), Error> {
         let conn = self.conn.lock().expect("store lock");
         conn.execute(
-            "INSERT INTO sessions (id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO sessions (id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes, stop_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 s.id,
                 s.image,
@@ -144,6 +147,7 @@ impl Store {
                 s.created_at,
                 s.error,
                 s.limits.disk_bytes.map(|v| v as i64),
+                s.stop_at,
             ],
         )
         .map_err(Error::Store)?;
@@ -242,13 +246,14 @@ pub(crate) fn test_store(ids: &[&str]) -> Store {
                 network: NetworkMode::None,
                 created_at: 0,
                 error: None,
+                stop_at: None,
             })
             .unwrap();
     }
     store
 }
 
-const SELECT: &str = "SELECT id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes FROM sessions";
+const SELECT: &str = "SELECT id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes, stop_at FROM sessions";
 
 fn network_name(n: NetworkMode) -> &'static str {
     match n {
@@ -277,6 +282,7 @@ fn row_to_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
         },
         created_at: row.get(7)?,
         error: row.get(8)?,
+        stop_at: row.get(10)?,
     })
 }
 
@@ -298,6 +304,7 @@ mod tests {
             network: NetworkMode::None,
             created_at,
             error: None,
+            stop_at: None,
         }
     }
 

@@ -355,6 +355,7 @@ async fn a_sessions_artifacts_are_bounded_and_the_first_refusal_is_logged() {
         network: Default::default(),
         created_at: 0,
         error: None,
+        stop_at: None,
     };
     for id in ["big", "many"] {
         h.app.store().insert_session(&session(id)).unwrap();
@@ -652,6 +653,7 @@ fn stored_session(h: &Harness, id: &str) {
             network: Default::default(),
             created_at: 0,
             error: None,
+            stop_at: None,
         })
         .unwrap();
 }
@@ -835,6 +837,7 @@ async fn the_session_list_pages_through_every_session_once() {
             // Two per second: ties are ordered by id.
             created_at: 1_700_000_000 + i / 2,
             error: None,
+            stop_at: None,
         };
         h.app.store().insert_session(&s).unwrap();
         want.push(s.id);

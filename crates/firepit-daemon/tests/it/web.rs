@@ -303,6 +303,7 @@ async fn artifacts_are_served_inert() {
             network: NetworkMode::Nat,
             created_at: 0,
             error: None,
+            stop_at: None,
         })
         .unwrap();
     let page = h

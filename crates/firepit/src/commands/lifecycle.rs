@@ -8,13 +8,19 @@ use reqwest::Method;
 
 use crate::cli::{NewArgs, RunArgs};
 use crate::client::Client;
-use crate::settings::{create_request, repo_name};
+use crate::settings::{create_request, parse_duration, repo_name};
 
 /// `firepit new`: prints the new session's id.
 pub async fn new(client: &Client, args: &NewArgs) -> Result<()> {
     let mut req = create_request(&args.machine)?;
     req.repo = args.repo.as_deref().map(repo_name).transpose()?;
     req.branch = args.branch.clone();
+    req.timeout_secs = args
+        .timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .context("--timeout")?;
     let session = client.create(&req).await?;
     if args.postgres
         && let Err(e) = crate::commands::postgres::run_service(client, &session.id).await
@@ -40,8 +46,8 @@ pub async fn ls(client: &Client) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<12} {:<9} {:<10} {:>8} {:>5} {:>6} {:<7} AGE",
-        "ID", "STATE", "IMAGE", "MEMORY", "CPUS", "DISK", "NETWORK"
+        "{:<12} {:<9} {:<10} {:>8} {:>5} {:>6} {:<7} {:<6} STOPS",
+        "ID", "STATE", "IMAGE", "MEMORY", "CPUS", "DISK", "NETWORK", "AGE"
     )?;
     let mut cursor: Option<String> = None;
     loop {
@@ -72,7 +78,7 @@ fn print_sessions(out: &mut impl Write, sessions: Vec<Session>) -> Result<()> {
     for s in sessions {
         writeln!(
             out,
-            "{:<12} {:<9} {:<10} {:>8} {:>5} {:>6} {:<7} {}",
+            "{:<12} {:<9} {:<10} {:>8} {:>5} {:>6} {:<7} {:<6} {}",
             s.id,
             s.state.as_str(),
             s.image,
@@ -84,6 +90,9 @@ fn print_sessions(out: &mut impl Write, sessions: Vec<Session>) -> Result<()> {
             s.limits.disk_bytes.map_or("-".into(), size),
             format!("{:?}", s.network).to_lowercase(),
             age(now - s.created_at),
+            // When its timeout stops it; `-`: no timeout.
+            s.stop_at
+                .map_or("-".into(), |t| format!("in {}", age(t - now))),
         )?;
     }
     Ok(())

@@ -140,6 +140,11 @@ pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "firepit is up: {login}")?;
     writeln!(out, "API: {url}   data: {}", data_dir.display())?;
+    writeln!(
+        out,
+        "E2B SDK: E2B_API_URL={url} E2B_SANDBOX_URL={url} E2B_API_KEY={}",
+        firepit_e2b::api_key(app.token())
+    )?;
     match app.agents().model() {
         Some(m) => writeln!(
             out,
