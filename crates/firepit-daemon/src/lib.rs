@@ -17,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod forge;
 pub mod machines;
+pub mod mcp;
 pub mod preview;
 pub mod sessions;
 pub mod store;
