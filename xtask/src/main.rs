@@ -2,14 +2,16 @@
 //!
 //! - `test`: checks that the committed UI build matches `ui/` (first, from
 //!   hashes; then by a rebuild, see `ui.rs`), builds (or reuses) the test
-//!   images in the cache directory and schemathesis' virtual environment
-//!   (`venv-schemathesis`, pinned), then checks formatting, runs clippy and
+//!   images in the cache directory, schemathesis' virtual environment
+//!   (`venv-schemathesis`, pinned) and the MCP clients (`mcp_clients.rs`),
+//!   then checks formatting, runs clippy and
 //!   the whole test suite with the environment the privileged tests need, and
 //!   last (when no test args are given) `test-cgroup2`. `.ci/run` calls
 //!   exactly this.
 //! - `bench`: runs the machine benchmark (see README).
 //! - `bench-preview`: runs the preview proxy benchmark (needs `wrk` and `nginx`).
 //! - `bench-browser`: runs the agent's browser benchmark (the `browser` image).
+//! - `bench-mcp`: an exec round trip over MCP next to the HTTP API's.
 //! - `test-cgroup2`: runs the machine limit tests on a cgroup v2-only kernel
 //!   in a QEMU VM (see `cgroup2.rs`).
 //! - `ui`: regenerates `ui/src/wire.ts` and builds the web UI into the
@@ -25,6 +27,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod cgroup2;
+mod mcp_clients;
 mod ui;
 
 fn main() -> Result<()> {
@@ -36,12 +39,13 @@ fn main() -> Result<()> {
         "bench" => bench(&rest),
         "bench-preview" => bench_preview(&rest),
         "bench-browser" => bench_browser(&rest),
+        "bench-mcp" => bench_mcp(&rest),
         "test-cgroup2" => cgroup2::test_cgroup2(&rest, false),
         "images" => images().map(|_| ()),
         "ui" => ui::ui(&ui::Paths::new(&cache_dir()), &rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|images|ui> [args for cargo test]"
+                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|bench-mcp|images|ui> [args for cargo test]"
             );
             bail!("unknown task {task:?}")
         }
@@ -193,6 +197,7 @@ fn test(extra: &[String]) -> Result<()> {
     let (images, uid_base) = images()?;
     debs()?;
     schemathesis()?;
+    mcp_clients::install(&cache_dir())?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;
@@ -235,6 +240,10 @@ fn bench(extra: &[String]) -> Result<()> {
 
 fn bench_preview(extra: &[String]) -> Result<()> {
     run_bench(Some("firepit-bench-preview"), extra)
+}
+
+fn bench_mcp(extra: &[String]) -> Result<()> {
+    run_bench(Some("firepit-bench-mcp"), extra)
 }
 
 fn bench_browser(extra: &[String]) -> Result<()> {

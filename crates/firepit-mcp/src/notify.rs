@@ -16,6 +16,7 @@
 #![allow(deprecated)]
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use firepit_wire::events::{Event, EventKind};
@@ -60,6 +61,20 @@ pub fn message(event: &Event) -> Option<(LoggingLevel, Value)> {
     }
 }
 
+/// A level's place in the order of severity (debug lowest).
+pub fn severity(level: LoggingLevel) -> u8 {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
 /// The resource URIs an event changes.
 pub fn updated(event: &Event) -> Vec<String> {
     let s = &event.session;
@@ -81,6 +96,7 @@ pub(crate) fn spawn<H: Host>(
     session: &str,
     peer: Peer<RoleServer>,
     subscribed: Arc<Mutex<HashSet<String>>>,
+    level: Arc<AtomicU8>,
     stop: CancellationToken,
 ) {
     let mut events = match host.follow(session) {
@@ -99,9 +115,10 @@ pub(crate) fn spawn<H: Host>(
                     None => return,
                 },
             };
-            if let Some((level, data)) = message(&event) {
-                let param =
-                    LoggingMessageNotificationParam::new(level, data).with_logger("firepit");
+            if let Some((l, data)) = message(&event)
+                && severity(l) >= level.load(Ordering::Relaxed)
+            {
+                let param = LoggingMessageNotificationParam::new(l, data).with_logger("firepit");
                 if peer.notify_logging_message(param).await.is_err() {
                     return;
                 }

@@ -1,7 +1,13 @@
 //! [`Server`]: the MCP server of one client connection, an rmcp
 //! [`ServerHandler`] over a [`Host`].
+//!
+//! Log messages (deprecated by the newest protocol revision, see `notify`)
+//! carry the notifications, hence `allow(deprecated)`.
+
+#![allow(deprecated)]
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -11,6 +17,7 @@ use rmcp::model::{
     PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
     ServerConfig, SubscribeRequestParams, Tool,
 };
+use rmcp::model::{LoggingLevel, SetLevelRequestParams};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -49,6 +56,8 @@ struct State {
     followed: Mutex<HashSet<String>>,
     /// Resource URIs the client subscribed to.
     subscribed: Arc<Mutex<HashSet<String>>>,
+    /// The least severe log message the client wants (`logging/setLevel`).
+    level: Arc<AtomicU8>,
     /// Ends the followers.
     stop: CancellationToken,
     _guard: DropGuard,
@@ -63,6 +72,7 @@ impl<H: Host> Server<H> {
             state: Arc::new(State {
                 followed: Mutex::new(HashSet::new()),
                 subscribed: Arc::new(Mutex::new(HashSet::new())),
+                level: Arc::new(AtomicU8::new(notify::severity(LoggingLevel::Debug))),
                 _guard: stop.clone().drop_guard(),
                 stop,
             }),
@@ -83,6 +93,7 @@ impl<H: Host> Server<H> {
                 session,
                 context.peer.clone(),
                 self.state.subscribed.clone(),
+                self.state.level.clone(),
                 self.state.stop.clone(),
             );
         }
@@ -98,8 +109,6 @@ fn tool(d: tools::Def) -> Tool {
 }
 
 impl<H: Host> ServerHandler for Server<H> {
-    // Log messages carry the notifications (see `notify`).
-    #[allow(deprecated)]
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
@@ -195,6 +204,17 @@ impl<H: Host> ServerHandler for Server<H> {
         resources::read(&self.host, &request.uri)
             .await
             .map(Into::into)
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.state
+            .level
+            .store(notify::severity(request.level), Ordering::Relaxed);
+        Ok(())
     }
 
     async fn subscribe(
