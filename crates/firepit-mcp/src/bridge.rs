@@ -327,13 +327,13 @@ impl Bridge {
                     {
                         self.message(v, is_initialize);
                     }
-                } else if let Some(d) = l.strip_prefix("data:") {
-                    if data.len() < MAX_EVENT {
-                        if !data.is_empty() {
-                            data.push('\n');
-                        }
-                        data.push_str(d.strip_prefix(' ').unwrap_or(d));
+                } else if let Some(d) = l.strip_prefix("data:")
+                    && data.len() < MAX_EVENT
+                {
+                    if !data.is_empty() {
+                        data.push('\n');
                     }
+                    data.push_str(d.strip_prefix(' ').unwrap_or(d));
                 }
             }
         }

@@ -271,12 +271,12 @@ fn inspector_steps(via: &Via) {
             &[s.clone(), "url=http://localhost:8000/".into()],
         ));
         assert!(opened.contains("Inspected"), "{opened}");
-        let snap = ok_text(&call(via, "browser_snapshot", &[s.clone()]));
+        let snap = ok_text(&call(via, "browser_snapshot", std::slice::from_ref(&s)));
         assert!(
             snap.contains("Seen by the inspector") && snap.contains("ref="),
             "{snap}"
         );
-        let shot = call(via, "browser_screenshot", &[s.clone()]);
+        let shot = call(via, "browser_screenshot", std::slice::from_ref(&s));
         let img = shot["content"]
             .as_array()
             .unwrap()
@@ -296,7 +296,7 @@ fn inspector_steps(via: &Via) {
         &["session=nosuchsession".into(), "command=true".into()],
     );
     assert_eq!(bad["isError"], true, "{bad}");
-    ok_text(&call(via, "session_destroy", &[s.clone()]));
+    ok_text(&call(via, "session_destroy", std::slice::from_ref(&s)));
     let list = ok_text(&call(via, "session_list", &[]));
     assert!(!list.contains(id), "{list}");
 }

@@ -147,6 +147,14 @@ async def browser(session: ClientSession, image: str):
         check(base64.b64decode(images[0].data)[:8] == b"\x89PNG\r\n\x1a\n", "the image is a PNG")
         r = await session.call_tool("ports", {"session": sid})
         check("8000" in text(r), "ports lists the served port with its preview URL", r)
+        # The server told this client by itself (a hang guard, not a speed check).
+        for _ in range(600):
+            if any(isinstance(n, dict) and n.get("event") == "port_opened" and n.get("port") == 8000
+                   and n.get("session") == sid for n in notes):
+                break
+            await anyio.sleep(0.1)
+        check(any(isinstance(n, dict) and n.get("event") == "port_opened" for n in notes),
+              f"a port_opened notification arrived ({notes})")
     finally:
         await session.call_tool("session_destroy", {"session": sid})
 
