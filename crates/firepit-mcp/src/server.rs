@@ -223,10 +223,21 @@ impl<H: Host> ServerHandler for Server<H> {
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let uri = resources::Uri::parse(&request.uri)?;
-        self.host
-            .tools(uri.session())
-            .await
-            .map_err(|e| ErrorData::resource_not_found(e.message, None))?;
+        let known = self
+            .host
+            .sessions()
+            .map_err(|e| ErrorData::internal_error(e.message, None))?
+            .iter()
+            .any(|s| s.id == uri.session());
+        if !known {
+            return Err(ErrorData::resource_not_found(
+                format!(
+                    "no session {:?}; session_list lists the sessions",
+                    uri.session()
+                ),
+                None,
+            ));
+        }
         self.state
             .subscribed
             .lock()

@@ -434,6 +434,52 @@ async fn a_port_opening_in_a_session_in_use_is_notified() {
         "{seen}"
     );
     assert!(!seen.contains("1111"), "{seen}");
+
+    // A subscribed resource hears of its change.
+    let sub = c
+        .request(
+            "resources/subscribe",
+            json!({"uri": "firepit://sessions/s1/problems"}),
+        )
+        .await;
+    assert!(sub["result"].is_object(), "{sub}");
+    let bad = c
+        .request(
+            "resources/subscribe",
+            json!({"uri": "firepit://sessions/s9/problems"}),
+        )
+        .await;
+    assert_eq!(bad["error"]["code"], -32002, "{bad}");
+    let problem = Event {
+        seq: 10,
+        session: "s1".into(),
+        time_ms: 0,
+        kind: EventKind::Problem {
+            source: "browser".into(),
+            kind: "js_exception".into(),
+            summary: "TypeError: x is undefined".into(),
+            detail: String::new(),
+            count: 1,
+        },
+    };
+    seen.clear();
+    for _ in 0..200 {
+        host.live.send(problem.clone()).ok();
+        if let Ok(Some(Ok(chunk))) =
+            tokio::time::timeout(std::time::Duration::from_millis(100), stream.next()).await
+        {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("resources/updated") {
+                break;
+            }
+        }
+    }
+    assert!(
+        seen.contains("notifications/resources/updated")
+            && seen.contains("firepit://sessions/s1/problems"),
+        "{seen}"
+    );
+    assert!(seen.contains("TypeError"), "{seen}");
 }
 
 #[tokio::test]
