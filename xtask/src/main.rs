@@ -2,8 +2,9 @@
 //!
 //! - `test`: checks that the committed UI build matches `ui/` (first, from
 //!   hashes; then by a rebuild, see `ui.rs`), builds (or reuses) the test
-//!   images in the cache directory and schemathesis' virtual environment
-//!   (`venv-schemathesis`, pinned), then checks formatting, runs clippy and
+//!   images in the cache directory, schemathesis' virtual environment
+//!   (`venv-schemathesis`, pinned) and the MCP clients (`mcp_clients.rs`),
+//!   then checks formatting, runs clippy and
 //!   the whole test suite with the environment the privileged tests need, and
 //!   last (when no test args are given) `test-cgroup2`. `.ci/run` calls
 //!   exactly this.
@@ -14,6 +15,7 @@
 //!   (default 1000; `-- --sessions N`): idle CPU, memory, create, exec,
 //!   preview and destroy next to the same with one session.
 //! - `bench-e2b`: the E2B SDK's create → first output next to firepit's own API.
+//! - `bench-mcp`: an exec round trip over MCP next to the HTTP API's.
 //! - `test-cgroup2`: runs the machine limit tests on a cgroup v2-only kernel
 //!   in a QEMU VM (see `cgroup2.rs`).
 //! - `ui`: regenerates `ui/src/wire.ts` and builds the web UI into the
@@ -29,6 +31,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod cgroup2;
+mod mcp_clients;
 mod ui;
 
 fn main() -> Result<()> {
@@ -42,12 +45,13 @@ fn main() -> Result<()> {
         "bench-browser" => bench_browser(&rest),
         "bench-density" => run_bench(Some("firepit-bench-density"), &rest),
         "bench-e2b" => bench_e2b(&rest),
+        "bench-mcp" => bench_mcp(&rest),
         "test-cgroup2" => cgroup2::test_cgroup2(&rest, false),
         "images" => named_images(&rest),
         "ui" => ui::ui(&ui::Paths::new(&cache_dir()), &rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|bench-density|bench-e2b|images [NAME…]|ui> [args for cargo test]"
+                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|bench-density|bench-e2b|bench-mcp|images [NAME…]|ui> [args for cargo test]"
             );
             bail!("unknown task {task:?}")
         }
@@ -394,6 +398,7 @@ fn test(extra: &[String]) -> Result<()> {
     schemathesis()?;
     e2b_sdks()?;
     e2b_js_sdk()?;
+    mcp_clients::install(&cache_dir())?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;
@@ -445,6 +450,10 @@ fn bench_preview(extra: &[String]) -> Result<()> {
 fn bench_e2b(extra: &[String]) -> Result<()> {
     e2b_sdks()?;
     run_bench(Some("firepit-bench-e2b"), extra)
+}
+
+fn bench_mcp(extra: &[String]) -> Result<()> {
+    run_bench(Some("firepit-bench-mcp"), extra)
 }
 
 fn bench_browser(extra: &[String]) -> Result<()> {

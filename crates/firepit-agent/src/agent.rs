@@ -540,6 +540,7 @@ impl<T: Transcript> Inner<T> {
                 _ = cancel.cancelled() => ToolOutput {
                     output: "stopped by the user".into(),
                     is_error: true,
+                    png: None,
                 },
                 out = tools::call(&self.tools, c) => out,
             };

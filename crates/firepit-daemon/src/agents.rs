@@ -85,16 +85,10 @@ impl App {
         self.agent_from(session, &items).await
     }
 
-    /// Makes the session's agent from its stored transcript `items` (or
-    /// returns the one another request made meanwhile).
-    async fn agent_from(
-        &self,
-        session: &str,
-        items: &[TranscriptItem],
-    ) -> Result<SessionAgent, Error> {
-        let Some(config) = self.agents().model().cloned() else {
-            return Err(Error::NoModel);
-        };
+    /// What the agent's tools act on in a running session: its guest, the
+    /// working directory, preview URLs, browser, artifacts and test runs.
+    /// The agent and the MCP server (`crate::mcp`) both act through one.
+    pub async fn tool_context(&self, session: &str) -> Result<ToolContext, Error> {
         let guest = self.guest(session).await?;
         let workdir = firepit_agent::prompt::detect_workdir(&guest).await;
         let urls = self.clone();
@@ -106,7 +100,20 @@ impl App {
             session,
             guest.clone(),
         ));
-        let tools = ToolContext::new(guest, workdir, preview_url).with_hooks(hooks);
+        Ok(ToolContext::new(guest, workdir, preview_url).with_hooks(hooks))
+    }
+
+    /// Makes the session's agent from its stored transcript `items` (or
+    /// returns the one another request made meanwhile).
+    async fn agent_from(
+        &self,
+        session: &str,
+        items: &[TranscriptItem],
+    ) -> Result<SessionAgent, Error> {
+        let Some(config) = self.agents().model().cloned() else {
+            return Err(Error::NoModel);
+        };
+        let tools = self.tool_context(session).await?;
         let transcript = SessionTranscript {
             app: self.clone(),
             session: session.to_owned(),

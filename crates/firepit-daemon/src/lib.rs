@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod forge;
 pub mod machines;
+pub mod mcp;
 pub mod preview;
 pub mod proxy_relay;
 pub mod sessions;

@@ -61,6 +61,10 @@ pub enum Command {
     Share(ShareArgs),
     /// Revoke a share link.
     Unshare(UnshareArgs),
+    /// Serve MCP over stdio for a local MCP client (Claude Code, Claude
+    /// Desktop, Cursor …), bridged to the daemon's `/mcp`; the daemon is
+    /// found as for every command (`--data-dir`, or FIREPIT_URL and FIREPIT_TOKEN).
+    Mcp,
     /// Turn a repository's open issues into pull requests (a job in the
     /// daemon; this follows its progress): `firepit triage owner/name --label agent`.
     Triage(TriageArgs),

@@ -82,6 +82,9 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Unshare(a) => commands::share::unshare(&client()?, &a.id, &a.share)
             .await
             .map(|()| 0),
+        Command::Mcp => commands::mcp::mcp(settings::target(&data_dir)?)
+            .await
+            .map(|()| 0),
         Command::Triage(args) => commands::triage::triage(&client()?, &args).await,
     }
 }

@@ -205,13 +205,19 @@ pub(crate) fn errors_note(page: &Page) -> Option<String> {
     Some(out)
 }
 
-pub(super) async fn run(ctx: &ToolContext, name: &str, a: Args) -> Result<String, String> {
+/// Runs the browser tool `name`; a screenshot's PNG goes to `png` too.
+pub(super) async fn run(
+    ctx: &ToolContext,
+    name: &str,
+    a: Args,
+    png: &mut Option<Vec<u8>>,
+) -> Result<String, String> {
     let h = hooks(ctx)?;
     let browser = h.browser();
     let (page, mut note) = browser.page().await.map_err(|e| crate::agent::chain(&e))?;
     let retry = name == "browser_open";
     let url = a.url.clone();
-    let mut r = act(h, &page, name, a).await;
+    let mut r = act(h, &page, name, a, png).await;
     if r.is_err() && page.is_closed() {
         // It went away under this call: start it again now, and open the page again.
         let (page, _) = browser.page().await.map_err(|e| crate::agent::chain(&e))?;
@@ -225,6 +231,7 @@ pub(super) async fn run(ctx: &ToolContext, name: &str, a: Args) -> Result<String
                     url,
                     ..Args::default()
                 },
+                png,
             )
             .await;
         }
@@ -241,7 +248,13 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
-async fn act(h: &dyn SessionHooks, page: &Page, name: &str, a: Args) -> Result<String, String> {
+async fn act(
+    h: &dyn SessionHooks,
+    page: &Page,
+    name: &str,
+    a: Args,
+    png: &mut Option<Vec<u8>>,
+) -> Result<String, String> {
     let e = |e: firepit_browser::Error| {
         let closed = matches!(e, firepit_browser::Error::Closed(_));
         let mut s = crate::agent::chain(&e);
@@ -342,12 +355,13 @@ async fn act(h: &dyn SessionHooks, page: &Page, name: &str, a: Args) -> Result<S
             return Ok(out);
         }
         "browser_screenshot" => {
-            let png = page
+            let shot = page
                 .screenshot(a.full_page.unwrap_or(false))
                 .await
                 .map_err(e)?;
-            let bytes = png.len();
-            let name = h.save_artifact("screenshot.png", "image/png", png)?;
+            let bytes = shot.len();
+            let name = h.save_artifact("screenshot.png", "image/png", shot.clone())?;
+            *png = Some(shot);
             let (url, _) = page.location();
             format!(
                 "saved the screenshot of {url} as the artifact {name} ({bytes} bytes); the person can see it. Use browser_snapshot to read the page."

@@ -150,6 +150,9 @@ pub struct ToolOutput {
     pub output: String,
     /// Whether the call failed.
     pub is_error: bool,
+    /// A PNG the call made (`browser_screenshot`), for clients that show
+    /// images (the MCP server); the agent's model reads `output` alone.
+    pub png: Option<Vec<u8>>,
 }
 
 /// Every tool's definition, in a stable order.
@@ -221,6 +224,7 @@ fn printable(s: &str) -> String {
 /// Runs one call. Never panics; every failure is an `is_error` result.
 pub async fn call(ctx: &ToolContext, call: &ToolCall) -> ToolOutput {
     let a = call.arguments.as_str();
+    let mut png = None;
     let r = match call.name.as_str() {
         "shell" => match args(&call.name, a) {
             Ok(x) => shell::run(ctx, x).await,
@@ -290,7 +294,7 @@ pub async fn call(ctx: &ToolContext, call: &ToolCall) -> ToolOutput {
         },
         name if name.starts_with("browser_") && browser::defs().iter().any(|d| d.name == name) => {
             match args(&call.name, a) {
-                Ok(x) => browser::run(ctx, name, x).await,
+                Ok(x) => browser::run(ctx, name, x, &mut png).await,
                 Err(e) => Err(e),
             }
         }
@@ -312,10 +316,12 @@ pub async fn call(ctx: &ToolContext, call: &ToolCall) -> ToolOutput {
         Ok(output) => ToolOutput {
             output: bound_output(&printable(&output), ctx.output_limit),
             is_error: false,
+            png,
         },
         Err(e) => ToolOutput {
             output: bound_output(&format!("error: {e}"), ctx.output_limit),
             is_error: true,
+            png: None,
         },
     }
 }

@@ -20,7 +20,7 @@ mod ports;
 mod pty;
 mod services;
 mod sessions;
-mod shares;
+pub(crate) mod shares;
 mod triage;
 mod ui;
 pub(crate) mod valid;
@@ -147,6 +147,7 @@ pub fn router(app: App) -> Router {
         .route("/", get(home::home))
         .nest("/git/{id}", git)
         .nest("/v1", v1)
+        .nest_service("/mcp", crate::mcp::service(app.clone()))
         .fallback(ui::fallback)
         .layer(middleware::from_fn_with_state(
             app.clone(),

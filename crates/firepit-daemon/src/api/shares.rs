@@ -68,6 +68,12 @@ pub(super) async fn create(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<CreateShare>,
 ) -> Result<(StatusCode, Json<Share>), Error> {
+    Ok((StatusCode::CREATED, Json(create_share(&app, &id, req)?)))
+}
+
+/// Makes a share link (the API's and the MCP server's one way to).
+pub(crate) fn create_share(app: &App, id: &str, req: CreateShare) -> Result<Share, Error> {
+    let id = id.to_owned();
     app.store().session(&id)?;
     if req.port == 0 {
         return Err(Error::BadRequest("port must be 1 to 65535".into()));
@@ -93,7 +99,7 @@ pub(super) async fn create(
     };
     app.store().insert_share(&row)?;
     record(
-        &app,
+        app,
         &id,
         EventKind::ShareCreated {
             id: row.id.clone(),
@@ -102,10 +108,7 @@ pub(super) async fn create(
         },
     );
     tracing::info!(session = %id, share = %row.id, port = row.port, "share link made");
-    Ok((
-        StatusCode::CREATED,
-        Json(to_api(&app, &row, daemon_port(&app))),
-    ))
+    Ok(to_api(app, &row, daemon_port(app)))
 }
 
 pub(super) async fn list(

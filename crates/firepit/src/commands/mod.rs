@@ -7,6 +7,7 @@ pub mod exec;
 pub mod image;
 pub mod lifecycle;
 pub mod logs;
+pub mod mcp;
 pub mod ports;
 pub mod postgres;
 pub mod share;

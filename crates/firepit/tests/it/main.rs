@@ -19,6 +19,7 @@ mod forge;
 mod forge_standin;
 mod isolation;
 mod lifecycle;
+mod mcp;
 mod ports;
 mod preview;
 mod schemathesis;
