@@ -248,6 +248,59 @@ impl ImageStore {
     }
 }
 
+/// An image being made by a caller other than the Debian builder (an OCI pull, import or
+/// Dockerfile build): its work directory under the store, with `rootfs/` made, and the lock
+/// that serializes makers of its name. Dropped without [`Staged::commit`], it leaves nothing.
+pub struct Staged {
+    store: ImageStore,
+    name: String,
+    work: WorkDir,
+    _name_lock: Lock,
+}
+
+impl Staged {
+    /// The work directory: files written here (besides `rootfs/`) go into the image's
+    /// directory with it.
+    pub fn dir(&self) -> &Path {
+        &self.work.dir
+    }
+
+    /// The tree being made.
+    pub fn rootfs(&self) -> PathBuf {
+        self.work.dir.join("rootfs")
+    }
+
+    /// The image's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Writes `manifest` last and moves the image into place (atomically swapped with an
+    /// image of the same name).
+    pub fn commit(self, manifest: &Manifest) -> Result<Image> {
+        manifest.write(&self.work.dir.join(manifest::FILE))?;
+        self.work.commit(&self.store.dir.join(&self.name))?;
+        self.store.get(&self.name)
+    }
+}
+
+impl ImageStore {
+    /// Starts making the image `name` outside the Debian builder; see [`Staged`].
+    pub fn stage(&self, name: &str) -> Result<Staged> {
+        let name_lock = self.name_lock(name)?;
+        let _ = self.cleanup();
+        let work = WorkDir::create(&self.dir, name)?;
+        let rootfs = work.dir.join("rootfs");
+        std::fs::create_dir(&rootfs).ctx("creating", &rootfs)?;
+        Ok(Staged {
+            store: self.clone(),
+            name: name.to_owned(),
+            work,
+            _name_lock: name_lock,
+        })
+    }
+}
+
 /// A build's work directory and its lock; removed on drop unless committed.
 struct WorkDir {
     dir: PathBuf,
