@@ -11,6 +11,7 @@ pub mod conn;
 mod error;
 pub mod exec;
 pub mod files;
+pub mod image_config;
 pub mod listen_notify;
 pub mod ops;
 pub mod ports;

@@ -299,7 +299,7 @@ pub enum ImageCommand {
         #[arg(long, env = "FIREPIT_IMAGES_DIR")]
         images_dir: Option<PathBuf>,
     },
-    /// Remove an image.
+    /// Remove an image, and the layers no other image uses.
     Rm {
         /// Which image.
         name: String,
@@ -307,6 +307,10 @@ pub enum ImageCommand {
         #[arg(long, env = "FIREPIT_IMAGES_DIR")]
         images_dir: Option<PathBuf>,
     },
+    /// Pull an image from an OCI registry: `firepit image pull HOST/REPO:TAG`.
+    Pull(crate::cli_oci::PullArgs),
+    /// Import an image from a `docker save` or OCI archive tarball.
+    Import(crate::cli_oci::ImportArgs),
 }
 
 /// `firepit triage`

@@ -1,7 +1,6 @@
 //! `firepit image build|ls|rm`: images are built on this host, into the data
 //! dir, with progress on standard error. The daemon need not run.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -37,22 +36,33 @@ pub fn ensure(images_dir: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Refuses to replace or remove an image that sessions of this data dir use:
-/// their machines' root filesystems are layered on it.
-fn refuse_if_in_use(data_dir: &Path, name: &str) -> Result<()> {
+/// The sessions of this data dir, by the image they use.
+pub fn sessions_by_image(data_dir: &Path) -> Result<super::image_oci::Users> {
+    let mut out = super::image_oci::Users::new();
     let db = data_dir.join("firepit.db");
     if !db.exists() {
-        return Ok(());
+        return Ok(out);
     }
     let chain = |e: firepit_daemon::Error| anyhow::anyhow!(firepit_daemon::error::chain(&e));
     let sessions = firepit_daemon::store::Store::open(&db)
         .map_err(chain)?
         .sessions()
         .map_err(chain)?;
-    let users: Vec<_> = sessions
-        .iter()
-        .filter(|s| s.image == name)
-        .map(|s| s.id.as_str())
+    for s in sessions {
+        out.entry(s.image).or_default().push(s.id);
+    }
+    Ok(out)
+}
+
+/// Refuses to replace or remove an image that sessions of this data dir use:
+/// their machines' root filesystems are layered on it.
+pub fn refuse_if_in_use(data_dir: &Path, name: &str) -> Result<()> {
+    let by_image = sessions_by_image(data_dir)?;
+    let users: Vec<_> = by_image
+        .get(name)
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
         .collect();
     if !users.is_empty() {
         anyhow::bail!(
@@ -65,6 +75,9 @@ fn refuse_if_in_use(data_dir: &Path, name: &str) -> Result<()> {
 
 /// `firepit image …`
 pub async fn run(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
+    if let ImageCommand::Pull(args) = cmd {
+        return super::image_oci::pull(data_dir, args).await;
+    }
     let data_dir = data_dir.to_owned();
     tokio::task::spawn_blocking(move || run_blocking(&data_dir, cmd)).await?
 }
@@ -84,24 +97,20 @@ fn run_blocking(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
             );
         }
         ImageCommand::Ls { images_dir } => {
-            let store = store(data_dir, images_dir)?;
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{:<12} {:>9} CREATED", "NAME", "SIZE")?;
-            for image in store.list()? {
-                writeln!(
-                    out,
-                    "{:<12} {:>8}M {}",
-                    image.name,
-                    image.manifest.size_bytes >> 20,
-                    image.manifest.created
-                )?;
-            }
+            super::image_oci::ls(data_dir, &store(data_dir, images_dir)?)?;
         }
         ImageCommand::Rm { name, images_dir } => {
             refuse_if_in_use(data_dir, &name)?;
-            store(data_dir, images_dir)?.remove(&name)?;
-            println!("removed image {name}");
+            let store = store(data_dir, images_dir)?;
+            store.remove(&name)?;
+            let freed = super::image_oci::collect_garbage(&store)?;
+            println!(
+                "removed image {name}; {} MiB of layers no image uses were freed",
+                freed >> 20
+            );
         }
+        ImageCommand::Import(args) => super::image_oci::import(data_dir, args)?,
+        ImageCommand::Pull(_) => anyhow::bail!("a pull runs on the async runtime"),
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ mod forge;
 mod forge_standin;
 mod isolation;
 mod lifecycle;
+mod oci;
 mod ports;
 mod preview;
 mod schemathesis;

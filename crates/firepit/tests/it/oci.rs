@@ -1,0 +1,221 @@
+//! Machines on OCI images: images made by the test with umoci (an Alpine-style one whose
+//! only userland is a static busybox, a distroless one without a shell), pushed with
+//! skopeo to a real registry (Debian's `docker-registry`) on loopback or saved as an archive,
+//! pulled and imported with the CLI, and run: the image's env and working directory reach
+//! exec, an image without a shell keeps its session, and `image ls|rm` know who uses what.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::harness::{Daemon, images_dir};
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+}
+
+/// An OCI layout at `layout` (tag `t`) whose one layer is `rootfs`, with `config` flags
+/// for `umoci config`.
+fn umoci_image(layout: &Path, rootfs: &Path, config: &[&str]) {
+    let image = format!("{}:t", layout.display());
+    run(Command::new("umoci").args(["init", "--layout"]).arg(layout));
+    run(Command::new("umoci").args(["new", "--image", &image]));
+    let bundle = layout.with_extension("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--image", &image])
+        .arg(&bundle));
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", rootfs.display()))
+        .arg(bundle.join("rootfs")));
+    run(Command::new("umoci")
+        .args(["repack", "--image", &image])
+        .arg(&bundle));
+    if !config.is_empty() {
+        run(Command::new("umoci")
+            .args(["config", "--image", &image])
+            .args(config));
+    }
+}
+
+/// A `docker-registry` on a loopback port, stopped on drop.
+struct Registry(
+    std::process::Child,
+    String,
+    #[allow(dead_code)] tempfile::TempDir,
+);
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry is missing: apt-get install docker-registry");
+        while std::net::TcpStream::connect(&addr).is_err() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Registry(child, addr, dir)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Removes the test's images from the shared images dir, and the layers only they used.
+struct Cleanup(std::path::PathBuf, Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(store) = firepit_image::ImageStore::open(&self.0) else {
+            return;
+        };
+        for name in &self.1 {
+            let _ = store.remove(name);
+        }
+        if let Ok(blobs) = firepit_oci::blobs::BlobStore::open(&self.0) {
+            let _ = firepit_oci::install::collect_garbage(&store, &blobs);
+        }
+    }
+}
+
+#[test]
+fn machines_on_pulled_and_imported_images() {
+    let d = Daemon::start("oci1");
+    let tmp = tempfile::tempdir().unwrap();
+    let images = images_dir();
+    let images_arg = images.display().to_string();
+    let suffix = &d.data_dir().file_name().unwrap().to_string_lossy()[..6].to_ascii_lowercase();
+    let (musl, distroless) = (format!("oci-musl-{suffix}"), format!("oci-nosh-{suffix}"));
+    let _cleanup = Cleanup(images.clone(), vec![musl.clone(), distroless.clone()]);
+
+    // Alpine-style: a static busybox is the whole userland.
+    let root = tmp.path().join("musl-root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("srv/app")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is missing");
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    let layout = tmp.path().join("musl");
+    umoci_image(
+        &layout,
+        &root,
+        &[
+            "--config.env=GREETING=hello from the image",
+            "--config.env=PATH=/bin",
+            "--config.workingdir=/srv/app",
+            "--config.cmd=/bin/sh",
+        ],
+    );
+    let registry = Registry::start();
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:t", layout.display()))
+        .arg(format!("docker://{}/musl:t", registry.1)));
+    let out = d.ok(&[
+        "image",
+        "pull",
+        "--insecure",
+        &format!("{}/musl:t", registry.1),
+        "--name",
+        &musl,
+        "--images-dir",
+        &images_arg,
+    ]);
+    assert!(out.contains(&format!("as image {musl}")), "{out}");
+
+    let id = d.new_session(&["--image", &musl]);
+    assert_eq!(
+        d.sh(&id, "echo $GREETING; pwd; busybox id -u"),
+        "hello from the image\n/srv/app\n0\n"
+    );
+
+    // Distroless: no shell at all; exec of the image's own program works, and the shared
+    // terminal runs the note that says why there is no shell.
+    let root = tmp.path().join("nosh-root");
+    std::fs::create_dir_all(root.join("app")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("app/busybox")).unwrap();
+    let layout = tmp.path().join("nosh");
+    umoci_image(&layout, &root, &["--config.entrypoint=/app/busybox"]);
+    let archive = tmp.path().join("nosh.tar");
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:t", layout.display()))
+        .arg(format!("oci-archive:{}:t", archive.display())));
+    let out = d.ok(&[
+        "image",
+        "import",
+        &archive.display().to_string(),
+        "--name",
+        &distroless,
+        "--images-dir",
+        &images_arg,
+    ]);
+    assert!(out.contains(&format!("as image {distroless}")), "{out}");
+    let bare = d.new_session(&["--image", &distroless]);
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            &bare,
+            "--",
+            "/app/busybox",
+            "echo",
+            "no shell needed"
+        ]),
+        "no shell needed\n"
+    );
+    assert!(
+        !d.run(&["exec", &bare, "--", "sh", "-c", "true"])
+            .status
+            .success()
+    );
+    let ptys = d.get_json(&format!("/v1/sessions/{bare}/pty"));
+    assert!(
+        ptys.to_string().contains("--no-shell-notice"),
+        "the shared terminal should explain the missing shell: {ptys}"
+    );
+
+    // ls knows the source and the users; rm refuses an image in use.
+    let ls = d.ok(&["image", "ls", "--images-dir", &images_arg]);
+    let line = ls.lines().find(|l| l.starts_with(&musl)).unwrap();
+    assert!(
+        line.contains("registry") && line.contains("musl:t"),
+        "{line}"
+    );
+    assert!(line.split_whitespace().nth(3) == Some("1"), "{line}");
+    let out = d.run(&["image", "rm", &musl, "--images-dir", &images_arg]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{out:?}"
+    );
+    d.ok(&["rm", &id]);
+    d.ok(&["rm", &bare]);
+    d.ok(&["image", "rm", &musl, "--images-dir", &images_arg]);
+    d.ok(&["image", "rm", &distroless, "--images-dir", &images_arg]);
+    assert!(
+        !d.ok(&["image", "ls", "--images-dir", &images_arg])
+            .contains(&musl)
+    );
+}
