@@ -30,6 +30,14 @@ impl Digest {
         h.finish()
     }
 
+    /// The digest of the file at `path`.
+    pub fn of_file(path: &std::path::Path) -> Result<Digest> {
+        let f = std::fs::File::open(path).map_err(|e| Error::io("reading", path, e))?;
+        let mut r = HashingReader::new(f);
+        std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| Error::io("reading", path, e))?;
+        Ok(r.finish().0)
+    }
+
     /// The 64 hex digits (a file name: nothing else can be in it).
     pub fn hex(&self) -> &str {
         &self.0["sha256:".len()..]

@@ -106,6 +106,22 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A Dockerfile instruction that is malformed or not supported.
+    #[error("Dockerfile line {line}: {reason}")]
+    Dockerfile {
+        /// The instruction's first line, from 1.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A build step that failed.
+    #[error("Dockerfile line {line}: {reason}")]
+    BuildStep {
+        /// The instruction's first line, from 1.
+        line: usize,
+        /// What went wrong.
+        reason: String,
+    },
     /// An image of the store.
     #[error(transparent)]
     Image(#[from] firepit_image::Error),

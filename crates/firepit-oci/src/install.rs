@@ -205,7 +205,28 @@ pub fn install(
             uid_base,
         )?;
     }
-    let run = run_config(&config);
+    let image = finish(staged, kind, source, manifest_digest, &m, &config, uid_base)?;
+    progress(Event::Done {
+        name: name.to_owned(),
+        size: image.manifest.size_bytes,
+    });
+    Ok(image)
+}
+
+/// Completes a staged image whose tree holds every layer of `m`: the run configuration for
+/// the guest, the record, the store's manifest; then moves it into place.
+pub fn finish(
+    staged: firepit_image::Staged,
+    kind: SourceKind,
+    source: &str,
+    manifest_digest: &Digest,
+    m: &spec::Manifest,
+    config: &spec::ImageConfig,
+    uid_base: u32,
+) -> Result<Image> {
+    let name = staged.name().to_owned();
+    let rootfs = staged.rootfs();
+    let run = run_config(config);
     write_guest_config(&rootfs, &run, uid_base)?;
     let record = Record {
         kind: kind.clone(),
@@ -221,7 +242,7 @@ pub fn install(
     std::fs::write(&record_path, json).ctx("writing", &record_path)?;
     let size = disk_usage(&rootfs)?;
     let manifest = ImageManifest {
-        name: name.to_owned(),
+        name: name.clone(),
         recipe: match kind {
             SourceKind::Registry => "registry",
             SourceKind::Archive => "archive",
@@ -245,17 +266,12 @@ pub fn install(
         builder: format!("firepit-oci {manifest_digest}"),
         builder_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    let image = staged.commit(&manifest)?;
-    progress(Event::Done {
-        name: name.to_owned(),
-        size,
-    });
-    Ok(image)
+    Ok(staged.commit(&manifest)?)
 }
 
 /// Writes the guest's run configuration at `/.firepit/config.json`, replacing whatever the
 /// layers put at `/.firepit` (the launcher mounts the guest there).
-fn write_guest_config(rootfs: &Path, run: &ImageConfig, uid_base: u32) -> Result<()> {
+pub(crate) fn write_guest_config(rootfs: &Path, run: &ImageConfig, uid_base: u32) -> Result<()> {
     let root = fsat::open_dir(rootfs).ctx("opening", rootfs)?;
     fsat::remove_all(root.as_fd(), c".firepit").ctx("clearing /.firepit in", rootfs)?;
     fsat::mkdir(root.as_fd(), c".firepit", 0o755).ctx("making /.firepit in", rootfs)?;

@@ -15,7 +15,10 @@
 
 pub mod archive;
 pub mod blobs;
+pub mod build;
+pub mod diff;
 pub mod digest;
+pub mod dockerfile;
 mod error;
 mod fsat;
 pub mod install;

@@ -284,11 +284,21 @@ pub struct RunArgs {
 /// `firepit image …`
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Build an image from Debian packages: `default`, `minimal` or `browser`.
+    /// Build an image from Debian packages (`default`, `minimal` or `browser`), or from a
+    /// Dockerfile with `-f`.
     Build {
         /// Which image.
         #[arg(default_value = "default")]
         name: String,
+        /// Build from this Dockerfile (each RUN in a firepit machine).
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// The build context of a Dockerfile (default: its directory).
+        #[arg(requires = "file")]
+        context: Option<PathBuf>,
+        /// `NAME=value` for the Dockerfile's ARGs.
+        #[arg(long = "build-arg", requires = "file")]
+        build_arg: Vec<String>,
         /// Directory of images, if not `<data-dir>/images`.
         #[arg(long, env = "FIREPIT_IMAGES_DIR")]
         images_dir: Option<PathBuf>,

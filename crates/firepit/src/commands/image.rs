@@ -78,13 +78,36 @@ pub async fn run(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
     if let ImageCommand::Pull(args) = cmd {
         return super::image_oci::pull(data_dir, args).await;
     }
+    if let ImageCommand::Build {
+        name,
+        file: Some(file),
+        context,
+        build_arg,
+        images_dir,
+    } = cmd
+    {
+        let args = super::image_build::BuildArgs {
+            name,
+            file,
+            context,
+            build_args: build_arg,
+            images_dir,
+        };
+        let (data_dir, handle) = (data_dir.to_owned(), tokio::runtime::Handle::current());
+        return tokio::task::spawn_blocking(move || {
+            super::image_build::build(&data_dir, args, handle)
+        })
+        .await?;
+    }
     let data_dir = data_dir.to_owned();
     tokio::task::spawn_blocking(move || run_blocking(&data_dir, cmd)).await?
 }
 
 fn run_blocking(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
     match cmd {
-        ImageCommand::Build { name, images_dir } => {
+        ImageCommand::Build {
+            name, images_dir, ..
+        } => {
             refuse_if_in_use(data_dir, &name)?;
             let store = store(data_dir, images_dir)?;
             let recipe = Recipe::builtin(&name)?;

@@ -5,6 +5,7 @@ pub mod cp;
 pub mod events;
 pub mod exec;
 pub mod image;
+pub mod image_build;
 pub mod image_oci;
 pub mod lifecycle;
 pub mod logs;

@@ -94,6 +94,7 @@ impl Drop for Cleanup {
         };
         for name in &self.1 {
             let _ = store.remove(name);
+            let _ = std::fs::remove_file(self.0.join(format!(".name-{name}.lock")));
         }
         if let Ok(blobs) = firepit_oci::blobs::BlobStore::open(&self.0) {
             let _ = firepit_oci::install::collect_garbage(&store, &blobs);
@@ -218,4 +219,99 @@ fn machines_on_pulled_and_imported_images() {
         !d.ok(&["image", "ls", "--images-dir", &images_arg])
             .contains(&musl)
     );
+}
+
+/// A Dockerfile build: RUN in machines, COPY with .dockerignore, ENV, ARG, WORKDIR, USER;
+/// a rebuild after a change in the last step reuses every earlier layer; a session on the
+/// image sees what the build made; an unsupported instruction is refused with its line.
+#[test]
+fn dockerfile_build_caches_steps_and_runs_in_sessions() {
+    let d = Daemon::start("oci2");
+    let tmp = tempfile::tempdir().unwrap();
+    let images = images_dir();
+    let images_arg = images.display().to_string();
+    let suffix = &d.data_dir().file_name().unwrap().to_string_lossy()[..6].to_ascii_lowercase();
+    let name = format!("oci-built-{suffix}");
+    let _cleanup = Cleanup(images.clone(), vec![name.clone()]);
+
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("app/node_modules/dep")).unwrap();
+    std::fs::write(ctx.join("app/hello.txt"), "hello from the context\n").unwrap();
+    std::fs::write(ctx.join("app/secret.env"), "TOKEN=nope\n").unwrap();
+    std::fs::write(ctx.join("app/node_modules/dep/index.js"), "x").unwrap();
+    std::fs::write(ctx.join(".dockerignore"), "**/node_modules\napp/*.env\n").unwrap();
+    let dockerfile = |last: &str| {
+        format!(
+            "FROM minimal\nARG GREETING=hi\nENV APP_HOME=/srv/app\nWORKDIR $APP_HOME\nCOPY app/ ./\n\
+             RUN date +%s%N > /built-at && echo \"$GREETING from RUN\" > greeting\nUSER 1234\nEXPOSE 8080\n\
+             CMD [\"cat\", \"greeting\"]\nRUN {last}\n"
+        )
+    };
+    let file = ctx.join("Dockerfile");
+    let build = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        d.run(&[
+            "image",
+            "build",
+            &name,
+            "-f",
+            &file.display().to_string(),
+            &ctx.display().to_string(),
+            "--images-dir",
+            &images_arg,
+        ])
+    };
+    let out = build(&dockerfile("echo one > /last"));
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains(&format!("built image {name}")), "{stdout}");
+
+    let id = d.new_session(&["--image", &name]);
+    assert_eq!(
+        d.sh(&id, "pwd; cat greeting hello.txt /last; echo $APP_HOME; ls"),
+        "/srv/app\nhi from RUN\nhello from the context\none\n/srv/app\ngreeting\nhello.txt\n"
+    );
+    let built_at = d.sh(&id, "cat /built-at");
+    let config = d.sh(&id, "cat /.firepit/config.json");
+    assert!(
+        config.contains("\"user\": \"1234\"") && config.contains("8080/tcp"),
+        "{config}"
+    );
+    d.ok(&["rm", &id]);
+
+    // The last step changes: everything before it comes from the cache.
+    let out = build(&dockerfile("echo two > /last"));
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("1 layers made"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stderr.contains("line 6: cached"), "{stderr}");
+    let id = d.new_session(&["--image", &name]);
+    assert_eq!(d.sh(&id, "cat /last"), "two\n");
+    assert_eq!(
+        d.sh(&id, "cat /built-at"),
+        built_at,
+        "the earlier RUN ran again"
+    );
+    d.ok(&["rm", &id]);
+
+    // Refused with the line number.
+    let out = build("FROM minimal\nRUN true\nHEALTHCHECK CMD true\n");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.contains("line 3") && stderr.contains("HEALTHCHECK"),
+        "{stderr}"
+    );
+    // A failing RUN names its line and leaves the old image in place.
+    let out = build("FROM minimal\nRUN exit 3\n");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.contains("line 2") && stderr.contains("exit code 3"),
+        "{stderr}"
+    );
+    let id = d.new_session(&["--image", &name]);
+    assert_eq!(d.sh(&id, "cat /last"), "two\n");
+    d.ok(&["rm", &id]);
 }
