@@ -357,7 +357,7 @@ mod tests {
             Instruction::Run(vec![
                 "/bin/sh".into(),
                 "-c".into(),
-                "echo a    && echo b".into()
+                "echo a  && echo b".into()
             ])
         );
         assert_eq!(
