@@ -10,6 +10,8 @@
 //! - `bench`: runs the machine benchmark (see README).
 //! - `bench-preview`: runs the preview proxy benchmark (needs `wrk` and `nginx`).
 //! - `bench-browser`: runs the agent's browser benchmark (the `browser` image).
+//! - `bench-oci`: pulls a 3-layer OCI image cold and warm next to `skopeo copy` +
+//!   `umoci unpack`, and times a machine on it to first output.
 //! - `test-cgroup2`: runs the machine limit tests on a cgroup v2-only kernel
 //!   in a QEMU VM (see `cgroup2.rs`).
 //! - `ui`: regenerates `ui/src/wire.ts` and builds the web UI into the
@@ -36,12 +38,13 @@ fn main() -> Result<()> {
         "bench" => bench(&rest),
         "bench-preview" => bench_preview(&rest),
         "bench-browser" => bench_browser(&rest),
+        "bench-oci" => bench_oci(&rest),
         "test-cgroup2" => cgroup2::test_cgroup2(&rest, false),
         "images" => images().map(|_| ()),
         "ui" => ui::ui(&ui::Paths::new(&cache_dir()), &rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|images|ui> [args for cargo test]"
+                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|bench-oci|images|ui> [args for cargo test]"
             );
             bail!("unknown task {task:?}")
         }
@@ -239,6 +242,10 @@ fn bench_preview(extra: &[String]) -> Result<()> {
 
 fn bench_browser(extra: &[String]) -> Result<()> {
     run_bench(Some("firepit-bench-browser"), extra)
+}
+
+fn bench_oci(extra: &[String]) -> Result<()> {
+    run_bench(Some("firepit-bench-oci"), extra)
 }
 
 /// Runs a benchmark binary of `firepit-bench` (its default one without

@@ -26,6 +26,8 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod spec;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod unpack;
 
 pub use error::{Error, Result};

@@ -5,7 +5,9 @@
 //! exec, an image without a shell keeps its session, and `image ls|rm` know who uses what.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use firepit_oci::testkit::Registry;
 
 use crate::harness::{Daemon, images_dir};
 
@@ -35,52 +37,6 @@ fn umoci_image(layout: &Path, rootfs: &Path, config: &[&str]) {
         run(Command::new("umoci")
             .args(["config", "--image", &image])
             .args(config));
-    }
-}
-
-/// A `docker-registry` on a loopback port, stopped on drop.
-struct Registry(
-    std::process::Child,
-    String,
-    #[allow(dead_code)] tempfile::TempDir,
-);
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry is missing: apt-get install docker-registry");
-        while std::net::TcpStream::connect(&addr).is_err() {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        Registry(child, addr, dir)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -129,16 +85,13 @@ fn machines_on_pulled_and_imported_images() {
             "--config.cmd=/bin/sh",
         ],
     );
-    let registry = Registry::start();
-    run(Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:t", layout.display()))
-        .arg(format!("docker://{}/musl:t", registry.1)));
+    let registry = Registry::start(None);
+    registry.push(&layout, "t", "musl");
     let out = d.ok(&[
         "image",
         "pull",
         "--insecure",
-        &format!("{}/musl:t", registry.1),
+        &format!("{}/musl:t", registry.addr),
         "--name",
         &musl,
         "--images-dir",
