@@ -159,6 +159,10 @@ pub struct NewArgs {
     /// The branch to check out (with --repo).
     #[arg(long, requires = "repo")]
     pub branch: Option<String>,
+    /// Start the image's entrypoint (an OCI image's Entrypoint and Cmd) as the service
+    /// `entrypoint`.
+    #[arg(long)]
+    pub entrypoint: bool,
 }
 
 /// A session id.

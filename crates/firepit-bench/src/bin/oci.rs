@@ -58,7 +58,7 @@ fn data(seed: u64, len: usize) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        if x % 3 == 0 {
+        if x.is_multiple_of(3) {
             out.extend_from_slice(b"fn main() { println!(\"hello\"); } // some source text\n");
         } else {
             out.extend_from_slice(&x.to_le_bytes());

@@ -17,6 +17,9 @@ pub async fn new(client: &Client, args: &NewArgs) -> Result<()> {
     req.branch = args.branch.clone();
     let session = client.create(&req).await?;
     println!("{}", session.id);
+    if args.entrypoint {
+        super::entrypoint::start(client, &session.id, &session.image).await?;
+    }
     Ok(())
 }
 

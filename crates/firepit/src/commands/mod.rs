@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod cp;
+pub mod entrypoint;
 pub mod events;
 pub mod exec;
 pub mod image;

@@ -82,7 +82,9 @@ fn machines_on_pulled_and_imported_images() {
             "--config.env=GREETING=hello from the image",
             "--config.env=PATH=/bin",
             "--config.workingdir=/srv/app",
-            "--config.cmd=/bin/sh",
+            "--config.entrypoint=/bin/sh",
+            "--config.cmd=-c",
+            "--config.cmd=echo \"$GREETING\" > /tmp/entrypoint-ran; exec sleep 1000",
         ],
     );
     let registry = Registry::start(None);
@@ -104,6 +106,26 @@ fn machines_on_pulled_and_imported_images() {
         d.sh(&id, "echo $GREETING; pwd; busybox id -u"),
         "hello from the image\n/srv/app\n0\n"
     );
+    // The entrypoint, on request, as a service.
+    assert_eq!(
+        d.sh(
+            &id,
+            "cat /tmp/entrypoint-ran 2>/dev/null || echo not started"
+        ),
+        "not started\n"
+    );
+    let with_ep = d.new_session(&["--image", &musl, "--entrypoint"]);
+    let mut ran = String::new();
+    for _ in 0..500 {
+        ran = d.sh(&with_ep, "cat /tmp/entrypoint-ran 2>/dev/null || true");
+        if !ran.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(ran, "hello from the image\n");
+    assert!(d.ok(&["logs", &with_ep]).contains("entrypoint"));
+    d.ok(&["rm", &with_ep]);
 
     // Distroless: no shell at all; exec of the image's own program works, and the shared
     // terminal runs the note that says why there is no shell.
