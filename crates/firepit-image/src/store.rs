@@ -455,6 +455,33 @@ mod tests {
     }
 
     #[test]
+    fn staged_images_appear_only_when_committed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(tmp.path()).unwrap();
+        let staged = store.stage("pulled").unwrap();
+        std::fs::write(staged.rootfs().join("f"), "x").unwrap();
+        drop(staged);
+        assert!(store.get("pulled").unwrap_err().is_not_found());
+        assert!(work_dirs_left(&store).is_empty());
+        let staged = store.stage("pulled").unwrap();
+        std::fs::write(staged.rootfs().join("f"), "x").unwrap();
+        std::fs::write(staged.dir().join("extra.json"), "{}").unwrap();
+        let image = staged.commit(&crate::manifest::sample("pulled")).unwrap();
+        assert!(image.rootfs.join("f").exists());
+        assert!(store.dir().join("pulled/extra.json").exists());
+        assert!(work_dirs_left(&store).is_empty());
+        assert!(store.stage("../bad").is_err());
+    }
+
+    fn work_dirs_left(store: &ImageStore) -> Vec<String> {
+        std::fs::read_dir(store.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(BUILD_PREFIX))
+            .collect()
+    }
+
+    #[test]
     fn failed_build_leaves_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let opts = BuildOptions {
