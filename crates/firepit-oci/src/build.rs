@@ -213,7 +213,7 @@ pub fn build(
 
     let staged = store.stage(req.name)?;
     let rootfs = staged.rootfs();
-    link_tree(&base.rootfs, &rootfs)?;
+    install::link_tree(&base.rootfs, &rootfs)?;
     let ignore = Ignore::read(req.context)?;
     let tmp_layer = staged.dir().join("layer.tar");
 
@@ -504,27 +504,6 @@ fn layer_step(
         annotations: Default::default(),
     });
     state.diff_ids.push(digest);
-    Ok(())
-}
-
-/// Fills `dest` (an empty directory) with hard links to the files of `src`, directories made
-/// anew with the same owners and modes: a tree to apply layers to without copying the base.
-fn link_tree(src: &Path, dest: &Path) -> Result<()> {
-    let out = std::process::Command::new("cp")
-        .arg("-a")
-        .arg("-l")
-        .arg("--no-target-directory")
-        .arg(src)
-        .arg(dest)
-        .output()
-        .ctx("running cp", dest)?;
-    if !out.status.success() {
-        return Err(Error::io(
-            "linking the base image into",
-            dest,
-            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-        ));
-    }
     Ok(())
 }
 

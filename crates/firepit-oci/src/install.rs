@@ -93,6 +93,13 @@ pub enum Event {
         /// Its size.
         size: u64,
     },
+    /// The tree of an image with the same first layers was linked in: they need no unpack.
+    Reused {
+        /// That image.
+        image: String,
+        /// How many layers it gave.
+        layers: usize,
+    },
     /// A layer is being applied to the tree.
     Unpack {
         /// The layer.
@@ -191,7 +198,23 @@ pub fn install(
     std::os::unix::fs::lchown(&rootfs, Some(uid_base), Some(uid_base))
         .ctx("changing the owner of", &rootfs)?;
     let of = m.layers.len();
-    for (i, (layer, diff_id)) in m.layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
+    // The tree of an image whose layers begin ours, hard-linked: those layers need no unpack.
+    let mut done = 0;
+    if let Some((base, n)) = longest_prefix(store, &m, uid_base) {
+        link_tree(&base.rootfs, &rootfs)?;
+        progress(Event::Reused {
+            image: base.name.clone(),
+            layers: n,
+        });
+        done = n;
+    }
+    for (i, (layer, diff_id)) in m
+        .layers
+        .iter()
+        .zip(&config.rootfs.diff_ids)
+        .enumerate()
+        .skip(done)
+    {
         progress(Event::Unpack {
             layer: layer.digest.clone(),
             index: i + 1,
@@ -211,6 +234,52 @@ pub fn install(
         size: image.manifest.size_bytes,
     });
     Ok(image)
+}
+
+/// The image of `store` (same uid base) whose layers are the longest prefix of `m`'s, and
+/// how many layers that is.
+fn longest_prefix(store: &ImageStore, m: &spec::Manifest, uid_base: u32) -> Option<(Image, usize)> {
+    let mut best: Option<(Image, usize)> = None;
+    for image in store.list().ok()? {
+        if image.manifest.uid_base != uid_base {
+            continue;
+        }
+        let Some(r) = Record::read(&image) else {
+            continue;
+        };
+        let n = r.layers.len();
+        let prefix = n > 0
+            && n <= m.layers.len()
+            && r.layers.iter().zip(&m.layers).all(|(a, b)| *a == b.digest)
+            && r.kind != SourceKind::Dockerfile;
+        if prefix && best.as_ref().is_none_or(|(_, b)| n > *b) {
+            best = Some((image, n));
+        }
+    }
+    best
+}
+
+/// Fills `dest` (an empty directory) with hard links to the files of `src`, directories made
+/// anew with the same owners and modes: a tree to apply more layers to without copying.
+/// Safe because layers replace files and never change one in place, and machines see trees
+/// through a read-only lower layer.
+pub(crate) fn link_tree(src: &Path, dest: &Path) -> Result<()> {
+    let out = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("-l")
+        .arg("--no-target-directory")
+        .arg(src)
+        .arg(dest)
+        .output()
+        .ctx("running cp", dest)?;
+    if !out.status.success() {
+        return Err(Error::io(
+            "linking the tree of an image into",
+            dest,
+            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        ));
+    }
+    Ok(())
 }
 
 /// Completes a staged image whose tree holds every layer of `m`: the run configuration for

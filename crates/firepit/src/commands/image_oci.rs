@@ -64,6 +64,12 @@ impl Reporter {
                     size >> 10
                 ));
             }
+            Event::Reused { image, layers } => {
+                self.download = None;
+                self.phases.println(format!(
+                    "{layers} layers already unpacked in image {image}: linked, not unpacked"
+                ));
+            }
             Event::Unpack { layer, index, of } => {
                 self.download = None;
                 self.phases
