@@ -280,23 +280,7 @@ fn default_name(tag: Option<&str>, file: &Path) -> String {
             .map(|n| n.split('.').next().unwrap_or(n).to_owned())
             .unwrap_or_else(|| "imported".into()),
     };
-    let mut name: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    name = name.trim_start_matches(['.', '_', '-']).to_owned();
-    name.truncate(64);
-    if name.is_empty() {
-        "imported".into()
-    } else {
-        name
-    }
+    crate::reference::image_name(&base)
 }
 
 #[cfg(test)]

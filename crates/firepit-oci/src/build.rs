@@ -416,14 +416,7 @@ fn create(path: &Path) -> Result<std::fs::File> {
 }
 
 fn dir_header() -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Directory);
-    h.set_mode(0o755);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h.set_size(0);
-    h
+    crate::diff::root_header(tar::EntryType::Directory, 0o755)
 }
 
 fn absolute(cwd: &str, path: &str) -> String {

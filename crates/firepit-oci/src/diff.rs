@@ -59,6 +59,18 @@ fn opaque(path: &Path) -> bool {
     false
 }
 
+/// An empty entry's header, owned by root, time 0 (whiteouts, directories a build makes).
+pub(crate) fn root_header(kind: tar::EntryType, mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h
+}
+
 fn header(m: &std::fs::Metadata, base: u32, rel: &str) -> Result<tar::Header> {
     let id = |v: u32| {
         v.checked_sub(base)
@@ -106,13 +118,7 @@ fn walk(
                 Some((p, n)) => (format!("{p}/"), n.to_owned()),
                 None => (String::new(), rel.clone()),
             };
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_mode(0o644);
-            h.set_size(0);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(0);
+            let mut h = root_header(tar::EntryType::Regular, 0o644);
             b.append_data(&mut h, format!("{parent}.wh.{name}"), &[][..])
                 .ctx("writing a whiteout of", &path)?;
             continue;
@@ -123,13 +129,7 @@ fn walk(
             b.append_data(&mut h, format!("{rel}/"), &[][..])
                 .ctx("writing", &path)?;
             if opaque(&path) {
-                let mut o = tar::Header::new_gnu();
-                o.set_entry_type(tar::EntryType::Regular);
-                o.set_mode(0o644);
-                o.set_size(0);
-                o.set_uid(0);
-                o.set_gid(0);
-                o.set_mtime(0);
+                let mut o = root_header(tar::EntryType::Regular, 0o644);
                 b.append_data(&mut o, format!("{rel}/.wh..wh..opq"), &[][..])
                     .ctx("writing", &path)?;
             }

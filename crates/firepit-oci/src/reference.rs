@@ -120,21 +120,31 @@ impl Reference {
     /// store's alphabet (`python-3.12`).
     pub fn default_name(&self) -> String {
         let last = self.repository.rsplit('/').next().unwrap_or("image");
-        let mut name = match &self.tag {
+        image_name(&match &self.tag {
             Some(t) if t != "latest" => format!("{last}-{t}"),
             _ => last.to_owned(),
-        };
-        name = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        name.truncate(64);
+        })
+    }
+}
+
+/// `text` made into a name of the image store: lowercase, `[a-z0-9._-]`, starting with a
+/// letter or digit, at most 64 characters; `imported` when nothing is left.
+pub fn image_name(text: &str) -> String {
+    let mut name: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name = name.trim_start_matches(['.', '_', '-']).to_owned();
+    name.truncate(64);
+    if name.is_empty() {
+        "imported".into()
+    } else {
         name
     }
 }

@@ -187,6 +187,20 @@ pub fn write_layout(layout: &Path, tag: &str, images: &[Img]) {
     .unwrap();
 }
 
+/// An OCI layout at `layout` of one image for this host, `tag` naming it.
+pub fn host_image(layout: &Path, tag: &str, config: serde_json::Value, layers: Vec<Vec<u8>>) {
+    let arch = firepit_oci::spec::host_platform().0;
+    write_layout(
+        layout,
+        tag,
+        &[Img {
+            arch,
+            config,
+            layers,
+        }],
+    );
+}
+
 /// A tar of the directory `dir` (an OCI archive when `dir` is a layout).
 pub fn tar_dir(dir: &Path, out: &Path) {
     let status = Command::new("tar")

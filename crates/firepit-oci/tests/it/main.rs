@@ -115,14 +115,11 @@ fn pull_multi_layer_matches_umoci() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");
-    harness::write_layout(
+    harness::host_image(
         &layout,
         "v1",
-        &[Img {
-            arch: firepit_oci::spec::host_platform().0,
-            config: json!({"Env": ["PATH=/usr/bin", "GREETING=hi"], "WorkingDir": "/data", "User": "1000", "Cmd": ["/usr/bin/su"], "ExposedPorts": {"8080/tcp": {}}}),
-            layers: layered(),
-        }],
+        json!({"Env": ["PATH=/usr/bin", "GREETING=hi"], "WorkingDir": "/data", "User": "1000", "Cmd": ["/usr/bin/su"], "ExposedPorts": {"8080/tcp": {}}}),
+        layered(),
     );
     let registry = Registry::start(None);
     registry.push(&layout, "v1", "team/layered");
@@ -254,14 +251,11 @@ fn basic_auth_registry() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");
-    harness::write_layout(
+    harness::host_image(
         &layout,
         "v1",
-        &[Img {
-            arch: firepit_oci::spec::host_platform().0,
-            config: json!({}),
-            layers: vec![harness::layer(&[E::File("secret", 0o600, 0, b"s")])],
-        }],
+        json!({}),
+        vec![harness::layer(&[E::File("secret", 0o600, 0, b"s")])],
     );
     let registry = Registry::start(Some(("alice", "s3cret")));
     registry.push(&layout, "v1", "private/app");
@@ -355,15 +349,7 @@ fn hostile_layers_are_refused() {
     let store = ImageStore::open(&tmp.path().join("images")).unwrap();
     for (name, layers) in cases {
         let layout = tmp.path().join(format!("layout-{name}"));
-        harness::write_layout(
-            &layout,
-            "v1",
-            &[Img {
-                arch: firepit_oci::spec::host_platform().0,
-                config: json!({}),
-                layers,
-            }],
-        );
+        harness::host_image(&layout, "v1", json!({}), layers);
         let archive = tmp.path().join(format!("{name}.tar"));
         harness::tar_dir(&layout, &archive);
         let result = firepit_oci::archive::import(&store, &archive, Some(name), &mut |_| {});
@@ -403,15 +389,7 @@ fn import_oci_archive_and_docker_save() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");
-    harness::write_layout(
-        &layout,
-        "v2",
-        &[Img {
-            arch: firepit_oci::spec::host_platform().0,
-            config: json!({"Env": ["X=1"]}),
-            layers: layered(),
-        }],
-    );
+    harness::host_image(&layout, "v2", json!({"Env": ["X=1"]}), layered());
     let store = ImageStore::open(&tmp.path().join("images")).unwrap();
     let archive = tmp.path().join("app.tar");
     harness::tar_dir(&layout, &archive);
