@@ -32,9 +32,7 @@ pub async fn pull(
     let reference = Reference::parse(reference, options.default_registry.as_deref())?;
     let name = name.map_or_else(|| reference.default_name(), str::to_owned);
     // Refuse a bad name before any download.
-    if store.get(&name).is_err_and(|e| !e.is_not_found()) {
-        store.get(&name)?;
-    }
+    firepit_image::recipe::validate_name(&name)?;
     let blobs = BlobStore::open(store.dir())?;
     let _hold = blobs.hold()?;
     let mut client = Client::new(&reference, &options.client)?;

@@ -3,6 +3,7 @@
 //! compared with `umoci unpack` of the same images.
 
 mod harness;
+mod token;
 
 use std::path::Path;
 
@@ -11,7 +12,7 @@ use firepit_oci::{ClientOptions, Credentials, Error, Event, PullOptions, Record}
 use harness::{E, Img, Registry};
 use serde_json::json;
 
-fn options(insecure: bool, creds: Option<(&str, &str)>) -> PullOptions {
+pub(crate) fn options(insecure: bool, creds: Option<(&str, &str)>) -> PullOptions {
     PullOptions {
         client: ClientOptions {
             insecure,
@@ -261,9 +262,6 @@ fn basic_auth_registry() {
     registry.push(&layout, "v1", "private/app");
     let store = ImageStore::open(&tmp.path().join("images")).unwrap();
     let reference = format!("{}/private/app:v1", registry.addr);
-    // Point the Docker config somewhere empty so that the host's is not used.
-    // SAFETY: set before any thread of this test reads the environment.
-    unsafe { std::env::set_var("DOCKER_CONFIG", tmp.path().join("no-docker")) };
     let err = pull(&store, &reference, "app", &options(true, None)).unwrap_err();
     assert!(
         matches!(
