@@ -410,5 +410,16 @@ pub fn collect_garbage(store: &ImageStore, blobs: &BlobStore) -> Result<u64> {
             freed += size;
         }
     }
+    // Build cache entries whose layer is gone.
+    let cache = store.dir().join(".oci/cache");
+    if let Ok(entries) = std::fs::read_dir(&cache) {
+        for entry in entries.flatten() {
+            let layer = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let live = Digest::parse(layer.trim()).is_ok_and(|d| blobs.size(&d).is_some());
+            if !live {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     Ok(freed)
 }
