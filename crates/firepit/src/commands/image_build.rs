@@ -31,6 +31,10 @@ pub struct BuildArgs {
 
 /// Runs `RUN` steps in machines.
 struct MachineRunner {
+    /// Held for the whole build: builds of one data dir share the backend's names and
+    /// state dir, so they run one at a time (a second one would take the first's machines
+    /// for leftovers).
+    _lock: std::fs::File,
     backend: NamespacesBackend,
     state_dir: PathBuf,
     guest: PathBuf,
@@ -39,6 +43,30 @@ struct MachineRunner {
 
 impl MachineRunner {
     fn new(data_dir: &Path, handle: tokio::runtime::Handle) -> Result<MachineRunner> {
+        std::fs::create_dir_all(data_dir.join("build"))
+            .with_context(|| format!("creating {}", data_dir.join("build").display()))?;
+        let lock_path = data_dir.join("build/lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                eprintln!("firepit: another image build runs; waiting for it");
+                // SAFETY: as above.
+                if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                    anyhow::bail!(
+                        "locking {}: {}",
+                        lock_path.display(),
+                        std::io::Error::last_os_error()
+                    );
+                }
+            }
+        }
         let state_dir = data_dir.join("build/machines");
         let launcher = std::env::current_exe().context("finding the firepit executable")?;
         let mut c = Config::new(&state_dir, data_dir.join("build/run"), launcher);
@@ -67,6 +95,7 @@ impl MachineRunner {
             std::fs::rename(&tmp, &guest)?;
         }
         Ok(MachineRunner {
+            _lock: lock,
             backend,
             state_dir,
             guest,
