@@ -17,6 +17,7 @@ pub mod ops;
 pub mod ports;
 pub mod process;
 pub mod pty;
+pub mod run_as;
 pub mod services;
 
 use std::sync::Arc;

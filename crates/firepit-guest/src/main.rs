@@ -144,6 +144,10 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(firepit_guest::pty::NO_SHELL_ARG) {
         return firepit_guest::pty::no_shell_notice();
     }
+    if std::env::args().nth(1).as_deref() == Some(firepit_guest::run_as::ARG) {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return firepit_guest::run_as::main(&args);
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -334,9 +334,10 @@ pub fn build(
                 if cached(&cache_dir, &key, &blobs).is_none() {
                     let mut env: Vec<(String, String)> = state.args.clone().into_iter().collect();
                     env.extend(state.env.iter().cloned());
+                    let argv = as_user(state.config.user.as_deref(), argv);
                     let mut f = create(&tmp_layer)?;
                     runner
-                        .run(&rootfs, uid_base, argv, &env, &state.cwd, &mut f)
+                        .run(&rootfs, uid_base, &argv, &env, &state.cwd, &mut f)
                         .map_err(|e| step_error(step.line, e))?;
                     drop(f);
                     layer_step(
@@ -395,6 +396,24 @@ pub fn build(
         &config,
         uid_base,
     )
+}
+
+/// `argv` run as `user` (the image's `USER`): through the guest binary, which every machine
+/// has at `/.firepit/guest`, so images without `su` work too.
+pub fn as_user(user: Option<&str>, argv: &[String]) -> Vec<String> {
+    match user {
+        Some(u) if !u.is_empty() && u != "root" && u != "0" && u != "0:0" => {
+            let mut v = vec![
+                firepit_wire::image_config::GUEST.to_owned(),
+                "--run-as".to_owned(),
+                u.to_owned(),
+                "--".to_owned(),
+            ];
+            v.extend(argv.iter().cloned());
+            v
+        }
+        _ => argv.to_vec(),
+    }
 }
 
 fn unreachable_from(step: &Step) -> Result<()> {

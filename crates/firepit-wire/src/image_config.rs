@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 /// Where the file is inside an image's tree.
 pub const PATH: &str = "/.firepit/config.json";
 
+/// Where the guest binary is in every machine; `GUEST --run-as USER -- PROGRAM ARGS…` runs a
+/// program as an image's user.
+pub const GUEST: &str = "/.firepit/guest";
+
 /// The largest file the guest reads.
 pub const MAX_BYTES: u64 = 256 * 1024;
 

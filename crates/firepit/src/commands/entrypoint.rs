@@ -1,7 +1,8 @@
 //! `firepit new --entrypoint`: the image's entrypoint (an OCI image's `Entrypoint` and
 //! `Cmd`) started as the session's service `entrypoint`, through the public API: the run
 //! configuration is read from the machine (`/.firepit/config.json`), the service started
-//! with the image's working directory (its environment is already every process's).
+//! with the image's working directory (its environment is already every process's) as the
+//! image's `User`.
 
 use anyhow::{Context, Result, bail};
 use firepit_wire::guest::{Command, ServiceSpec};
@@ -32,7 +33,7 @@ pub async fn start(client: &Client, id: &str, image: &str) -> Result<()> {
     }
     let spec = ServiceSpec {
         name: "entrypoint".into(),
-        command: Command::Argv(argv.clone()),
+        command: Command::Argv(firepit_oci::build::as_user(config.user.as_deref(), &argv)),
         env: Vec::new(),
         cwd: config.cwd.clone(),
         restart: Default::default(),

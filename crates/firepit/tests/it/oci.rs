@@ -218,7 +218,7 @@ fn dockerfile_build_caches_steps_and_runs_in_sessions() {
     let dockerfile = |last: &str| {
         format!(
             "FROM minimal\nARG GREETING=hi\nENV APP_HOME=/srv/app\nWORKDIR $APP_HOME\nCOPY app/ ./\n\
-             RUN date +%s%N > /built-at && echo \"$GREETING from RUN\" > greeting\nUSER 1234\nEXPOSE 8080\n\
+             RUN date +%s%N > /built-at && echo \"$GREETING from RUN\" > greeting && mkdir /data && chown 1234 /data\nUSER 1234\nEXPOSE 8080\n\
              CMD [\"cat\", \"greeting\"]\nRUN {last}\n"
         )
     };
@@ -236,15 +236,18 @@ fn dockerfile_build_caches_steps_and_runs_in_sessions() {
             &images_arg,
         ])
     };
-    let out = build(&dockerfile("echo one > /last"));
+    let out = build(&dockerfile("echo one > /data/last && id -u >> /data/last"));
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(stdout.contains(&format!("built image {name}")), "{stdout}");
 
     let id = d.new_session(&["--image", &name]);
     assert_eq!(
-        d.sh(&id, "pwd; cat greeting hello.txt /last; echo $APP_HOME; ls"),
-        "/srv/app\nhi from RUN\nhello from the context\none\n/srv/app\ngreeting\nhello.txt\n"
+        d.sh(
+            &id,
+            "pwd; cat greeting hello.txt /data/last; echo $APP_HOME; ls"
+        ),
+        "/srv/app\nhi from RUN\nhello from the context\none\n1234\n/srv/app\ngreeting\nhello.txt\n"
     );
     let built_at = d.sh(&id, "cat /built-at");
     let config = d.sh(&id, "cat /.firepit/config.json");
@@ -255,14 +258,14 @@ fn dockerfile_build_caches_steps_and_runs_in_sessions() {
     d.ok(&["rm", &id]);
 
     // The last step changes: everything before it comes from the cache.
-    let out = build(&dockerfile("echo two > /last"));
+    let out = build(&dockerfile("echo two > /data/last && id -u >> /data/last"));
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(stdout.contains("1 layers made"), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(stderr.contains("line 6: cached"), "{stderr}");
     let id = d.new_session(&["--image", &name]);
-    assert_eq!(d.sh(&id, "cat /last"), "two\n");
+    assert_eq!(d.sh(&id, "cat /data/last"), "two\n1234\n");
     assert_eq!(
         d.sh(&id, "cat /built-at"),
         built_at,
@@ -287,6 +290,6 @@ fn dockerfile_build_caches_steps_and_runs_in_sessions() {
         "{stderr}"
     );
     let id = d.new_session(&["--image", &name]);
-    assert_eq!(d.sh(&id, "cat /last"), "two\n");
+    assert_eq!(d.sh(&id, "cat /data/last"), "two\n1234\n");
     d.ok(&["rm", &id]);
 }
