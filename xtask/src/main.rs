@@ -16,6 +16,8 @@
 //!   preview and destroy next to the same with one session.
 //! - `bench-e2b`: the E2B SDK's create → first output next to firepit's own API.
 //! - `bench-mcp`: an exec round trip over MCP next to the HTTP API's.
+//! - `bench-oci`: pulls a 3-layer OCI image cold and warm next to `skopeo copy` +
+//!   `umoci unpack`, and times a machine on it to first output.
 //! - `test-cgroup2`: runs the machine limit tests on a cgroup v2-only kernel
 //!   in a QEMU VM (see `cgroup2.rs`).
 //! - `ui`: regenerates `ui/src/wire.ts` and builds the web UI into the
@@ -46,12 +48,13 @@ fn main() -> Result<()> {
         "bench-density" => run_bench(Some("firepit-bench-density"), &rest),
         "bench-e2b" => bench_e2b(&rest),
         "bench-mcp" => bench_mcp(&rest),
+        "bench-oci" => bench_oci(&rest),
         "test-cgroup2" => cgroup2::test_cgroup2(&rest, false),
         "images" => named_images(&rest),
         "ui" => ui::ui(&ui::Paths::new(&cache_dir()), &rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|bench-density|bench-e2b|bench-mcp|images [NAME…]|ui> [args for cargo test]"
+                "usage: cargo xtask <test|test-cgroup2|bench|bench-preview|bench-browser|bench-density|bench-e2b|bench-mcp|bench-oci|images [NAME…]|ui> [args for cargo test]"
             );
             bail!("unknown task {task:?}")
         }
@@ -458,6 +461,10 @@ fn bench_mcp(extra: &[String]) -> Result<()> {
 
 fn bench_browser(extra: &[String]) -> Result<()> {
     run_bench(Some("firepit-bench-browser"), extra)
+}
+
+fn bench_oci(extra: &[String]) -> Result<()> {
+    run_bench(Some("firepit-bench-oci"), extra)
 }
 
 /// Runs a benchmark binary of `firepit-bench` (its default one without

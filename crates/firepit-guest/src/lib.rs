@@ -11,11 +11,13 @@ pub mod conn;
 mod error;
 pub mod exec;
 pub mod files;
+pub mod image_config;
 pub mod listen_notify;
 pub mod ops;
 pub mod ports;
 pub mod process;
 pub mod pty;
+pub mod run_as;
 pub mod services;
 
 use std::sync::Arc;

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use firepit_guest::ports::WatchSettings;
-use firepit_guest::{Error, Guest, listen_notify, ports, process};
+use firepit_guest::{Error, Guest, image_config, listen_notify, ports, process};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -141,6 +141,13 @@ fn inherited_listener(fd: RawFd) -> Result<std::os::unix::net::UnixListener, Err
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(firepit_guest::pty::NO_SHELL_ARG) {
+        return firepit_guest::pty::no_shell_notice();
+    }
+    if std::env::args().nth(1).as_deref() == Some(firepit_guest::run_as::ARG) {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return firepit_guest::run_as::main(&args);
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -174,6 +181,10 @@ fn run() -> Result<(), Error> {
     ] {
         // SAFETY: no other thread exists yet.
         unsafe { std::env::set_var(k, v) };
+    }
+    if pid1 && let Some(config) = image_config::read(firepit_wire::image_config::PATH) {
+        // SAFETY: no other thread exists yet.
+        unsafe { image_config::apply(&config) };
     }
     if pid1 {
         process::protect_guest().map_err(Error::Protect)?;

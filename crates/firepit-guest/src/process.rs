@@ -182,7 +182,7 @@ pub fn kill_group(pgid: i32, signal: i32) {
     }
 }
 
-/// The working directory for a child: the one asked for, or `/root`, or `/`.
+/// The working directory for a child: the one asked for, or the image's, or `/root`, or `/`.
 pub fn resolve_cwd(cwd: Option<&str>) -> Result<String, WireError> {
     match cwd {
         Some(dir) => {
@@ -196,8 +196,11 @@ pub fn resolve_cwd(cwd: Option<&str>) -> Result<String, WireError> {
                 ))
             }
         }
-        None if Path::new("/root").is_dir() => Ok("/root".into()),
-        None => Ok("/".into()),
+        None => match crate::image_config::cwd() {
+            Some(dir) if Path::new(dir).is_dir() => Ok(dir.to_owned()),
+            _ if Path::new("/root").is_dir() => Ok("/root".into()),
+            _ => Ok("/".into()),
+        },
     }
 }
 

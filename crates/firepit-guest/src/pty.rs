@@ -163,8 +163,15 @@ pub struct Ptys {
 fn login_shell() -> Vec<String> {
     if std::path::Path::new("/bin/bash").exists() {
         vec!["/bin/bash".into(), "-l".into()]
-    } else {
+    } else if std::path::Path::new("/bin/sh").exists() {
         vec!["/bin/sh".into()]
+    } else {
+        // An image without a shell (distroless): the terminal says so instead of dying.
+        let me = std::env::current_exe().map_or_else(
+            |_| "/.firepit/guest".to_owned(),
+            |p| p.display().to_string(),
+        );
+        vec![me, NO_SHELL_ARG.into()]
     }
 }
 
@@ -186,6 +193,24 @@ fn shell_marks(env: &[(String, String)]) -> Vec<(String, String)> {
             format!(r#"__fp_s=$?; printf '\033]{mark}done;%s\007' "$__fp_s"; (exit $__fp_s)"#),
         ),
     ]
+}
+
+/// The argument that makes the guest binary print [`no_shell_notice`]'s text and wait.
+pub const NO_SHELL_ARG: &str = "--no-shell-notice";
+
+/// What the shared terminal of an image without a shell runs: a note of why, then it waits
+/// for its terminal to hang up (so the note stays and `main` is not restarted in a loop).
+pub fn no_shell_notice() -> std::process::ExitCode {
+    use std::io::{Read as _, Write as _};
+    let _ = std::io::stdout().write_all(
+        b"firepit: this image has no shell (/bin/sh is missing), so the shared terminal has \
+nothing to run.\r\nRun the image's programs with `firepit exec SESSION -- PROGRAM ARGS` or the \
+API's exec.\r\n",
+    );
+    let _ = std::io::stdout().flush();
+    let mut buf = [0u8; 256];
+    while matches!(std::io::stdin().read(&mut buf), Ok(n) if n > 0) {}
+    std::process::ExitCode::SUCCESS
 }
 
 impl Ptys {

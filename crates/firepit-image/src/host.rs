@@ -27,8 +27,18 @@ pub fn missing_packages() -> Vec<&'static str> {
 /// Chromium for the web UI's end-to-end tests, and Node.js with npm for the
 /// UI rebuild check (`cargo xtask ui`'s build, which needs Node.js 20.19+:
 /// Debian 12's own is older) and the script that drives the browser.
-pub const TEST_TOOLS: &[(&str, &str)] =
-    &[("chromium", "chromium"), ("node", "nodejs"), ("npm", "npm")];
+/// The OCI tests run a real registry (`docker-registry`), push and unpack
+/// images with `skopeo` and `umoci`, and make an Alpine-style image from a
+/// static busybox (`busybox-static`).
+pub const TEST_TOOLS: &[(&str, &str)] = &[
+    ("chromium", "chromium"),
+    ("node", "nodejs"),
+    ("npm", "npm"),
+    ("docker-registry", "docker-registry"),
+    ("skopeo", "skopeo"),
+    ("umoci", "umoci"),
+    ("busybox", "busybox-static"),
+];
 
 /// The Debian package of Python's `venv` with its pip bootstrap (Debian
 /// ships them apart from `python3`): the test suite installs schemathesis

@@ -44,7 +44,7 @@ pub use error::{Error, Result};
 pub use manifest::Manifest;
 pub use progress::{Phase, Progress};
 pub use recipe::Recipe;
-pub use store::{Image, ImageStore};
+pub use store::{Image, ImageStore, Staged};
 
 /// The first uid (and gid) of the range that a machine's ids `0..65536` map to, by default.
 pub const DEFAULT_UID_BASE: u32 = 100_000;

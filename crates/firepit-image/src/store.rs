@@ -263,6 +263,59 @@ impl ImageStore {
     }
 }
 
+/// An image being made by a caller other than the Debian builder (an OCI pull, import or
+/// Dockerfile build): its work directory under the store, with `rootfs/` made, and the lock
+/// that serializes makers of its name. Dropped without [`Staged::commit`], it leaves nothing.
+pub struct Staged {
+    store: ImageStore,
+    name: String,
+    work: WorkDir,
+    _name_lock: Lock,
+}
+
+impl Staged {
+    /// The work directory: files written here (besides `rootfs/`) go into the image's
+    /// directory with it.
+    pub fn dir(&self) -> &Path {
+        &self.work.dir
+    }
+
+    /// The tree being made.
+    pub fn rootfs(&self) -> PathBuf {
+        self.work.dir.join("rootfs")
+    }
+
+    /// The image's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Writes `manifest` last and moves the image into place (atomically swapped with an
+    /// image of the same name).
+    pub fn commit(self, manifest: &Manifest) -> Result<Image> {
+        manifest.write(&self.work.dir.join(manifest::FILE))?;
+        self.work.commit(&self.store.dir.join(&self.name))?;
+        self.store.get(&self.name)
+    }
+}
+
+impl ImageStore {
+    /// Starts making the image `name` outside the Debian builder; see [`Staged`].
+    pub fn stage(&self, name: &str) -> Result<Staged> {
+        let name_lock = self.name_lock(name)?;
+        let _ = self.cleanup();
+        let work = WorkDir::create(&self.dir, name)?;
+        let rootfs = work.dir.join("rootfs");
+        std::fs::create_dir(&rootfs).ctx("creating", &rootfs)?;
+        Ok(Staged {
+            store: self.clone(),
+            name: name.to_owned(),
+            work,
+            _name_lock: name_lock,
+        })
+    }
+}
+
 /// A build's work directory and its lock; removed on drop unless committed.
 struct WorkDir {
     dir: PathBuf,
@@ -414,6 +467,33 @@ mod tests {
         assert!(store.get("minimal").unwrap_err().is_not_found());
         assert!(store.remove("minimal").unwrap_err().is_not_found());
         assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn staged_images_appear_only_when_committed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(tmp.path()).unwrap();
+        let staged = store.stage("pulled").unwrap();
+        std::fs::write(staged.rootfs().join("f"), "x").unwrap();
+        drop(staged);
+        assert!(store.get("pulled").unwrap_err().is_not_found());
+        assert!(work_dirs_left(&store).is_empty());
+        let staged = store.stage("pulled").unwrap();
+        std::fs::write(staged.rootfs().join("f"), "x").unwrap();
+        std::fs::write(staged.dir().join("extra.json"), "{}").unwrap();
+        let image = staged.commit(&crate::manifest::sample("pulled")).unwrap();
+        assert!(image.rootfs.join("f").exists());
+        assert!(store.dir().join("pulled/extra.json").exists());
+        assert!(work_dirs_left(&store).is_empty());
+        assert!(store.stage("../bad").is_err());
+    }
+
+    fn work_dirs_left(store: &ImageStore) -> Vec<String> {
+        std::fs::read_dir(store.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(BUILD_PREFIX))
+            .collect()
     }
 
     #[test]

@@ -10,5 +10,6 @@ pub mod api;
 pub mod events;
 pub mod forge;
 pub mod guest;
+pub mod image_config;
 #[cfg(test)]
 mod ts;

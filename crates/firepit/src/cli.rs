@@ -196,6 +196,10 @@ pub struct NewArgs {
     /// seconds); its files are kept and `start` runs it again.
     #[arg(long)]
     pub timeout: Option<String>,
+    /// Start the image's entrypoint (an OCI image's Entrypoint and Cmd) as the service
+    /// `entrypoint`.
+    #[arg(long)]
+    pub entrypoint: bool,
 }
 
 /// `firepit start`
@@ -332,7 +336,8 @@ pub struct RunArgs {
 /// `firepit image …`
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Build an image from Debian packages: `default`, `minimal`, `git` or `browser`.
+    /// Build an image from Debian packages (`default`, `minimal`, `git` or `browser`),
+    /// or from a Dockerfile with `-f`.
     Build {
         /// Which recipe.
         #[arg(default_value = "default")]
@@ -346,6 +351,15 @@ pub enum ImageCommand {
         /// sessions keep the image they use while the new one is built.
         #[arg(long = "as", value_name = "IMAGE")]
         as_name: Option<String>,
+        /// Build from this Dockerfile (each RUN in a firepit machine).
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// The build context of a Dockerfile (default: its directory).
+        #[arg(requires = "file")]
+        context: Option<PathBuf>,
+        /// `NAME=value` for the Dockerfile's ARGs.
+        #[arg(long = "build-arg", requires = "file")]
+        build_arg: Vec<String>,
         /// Directory of images, if not `<data-dir>/images`.
         #[arg(long, env = "FIREPIT_IMAGES_DIR")]
         images_dir: Option<PathBuf>,
@@ -356,7 +370,7 @@ pub enum ImageCommand {
         #[arg(long, env = "FIREPIT_IMAGES_DIR")]
         images_dir: Option<PathBuf>,
     },
-    /// Remove an image.
+    /// Remove an image, and the layers no other image uses.
     Rm {
         /// Which image.
         name: String,
@@ -364,6 +378,10 @@ pub enum ImageCommand {
         #[arg(long, env = "FIREPIT_IMAGES_DIR")]
         images_dir: Option<PathBuf>,
     },
+    /// Pull an image from an OCI registry: `firepit image pull HOST/REPO:TAG`.
+    Pull(crate::cli_oci::PullArgs),
+    /// Import an image from a `docker save` or OCI archive tarball.
+    Import(crate::cli_oci::ImportArgs),
 }
 
 /// `firepit triage`

@@ -5,6 +5,7 @@
 //! async runtime exists, so it is dispatched first.
 
 mod cli;
+mod cli_oci;
 mod client;
 mod commands;
 mod settings;

@@ -1,5 +1,7 @@
-//! `firepit image build|ls|rm`: images are built on this host, into the data
-//! dir, with progress on standard error. The daemon need not run.
+//! `firepit image build|pull|import|ls|rm`: images are built (from recipes
+//! here, from Dockerfiles in `image_build`) or pulled and imported (in
+//! `image_oci`) on this host, into the data dir, with progress on standard
+//! error. The daemon need not run.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -56,22 +58,33 @@ fn older_build(image: &Image) -> Option<String> {
     ))
 }
 
-/// Refuses to replace or remove an image that sessions of this data dir use:
-/// their machines' root filesystems are layered on it.
-fn refuse_if_in_use(data_dir: &Path, name: &str) -> Result<()> {
+/// The sessions of this data dir, by the image they use.
+pub fn sessions_by_image(data_dir: &Path) -> Result<super::image_oci::Users> {
+    let mut out = super::image_oci::Users::new();
     let db = data_dir.join("firepit.db");
     if !db.exists() {
-        return Ok(());
+        return Ok(out);
     }
     let chain = |e: firepit_daemon::Error| anyhow::anyhow!(firepit_daemon::error::chain(&e));
     let sessions = firepit_daemon::store::Store::open(&db)
         .map_err(chain)?
         .sessions()
         .map_err(chain)?;
-    let users: Vec<_> = sessions
-        .iter()
-        .filter(|s| s.image == name)
-        .map(|s| s.id.as_str())
+    for s in sessions {
+        out.entry(s.image).or_default().push(s.id);
+    }
+    Ok(out)
+}
+
+/// Refuses to replace or remove an image that sessions of this data dir use:
+/// their machines' root filesystems are layered on it.
+pub fn refuse_if_in_use(data_dir: &Path, name: &str) -> Result<()> {
+    let by_image = sessions_by_image(data_dir)?;
+    let users: Vec<_> = by_image
+        .get(name)
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
         .collect();
     if !users.is_empty() {
         anyhow::bail!(
@@ -85,6 +98,31 @@ fn refuse_if_in_use(data_dir: &Path, name: &str) -> Result<()> {
 
 /// `firepit image …`
 pub async fn run(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
+    if let ImageCommand::Pull(args) = cmd {
+        return super::image_oci::pull(data_dir, args).await;
+    }
+    if let ImageCommand::Build {
+        name,
+        file: Some(file),
+        context,
+        build_arg,
+        images_dir,
+        ..
+    } = cmd
+    {
+        let args = super::image_build::BuildArgs {
+            name,
+            file,
+            context,
+            build_args: build_arg,
+            images_dir,
+        };
+        let (data_dir, handle) = (data_dir.to_owned(), tokio::runtime::Handle::current());
+        return tokio::task::spawn_blocking(move || {
+            super::image_build::build(&data_dir, args, handle)
+        })
+        .await?;
+    }
     let data_dir = data_dir.to_owned();
     tokio::task::spawn_blocking(move || run_blocking(&data_dir, cmd)).await?
 }
@@ -96,6 +134,7 @@ fn run_blocking(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
             suite,
             as_name,
             images_dir,
+            ..
         } => {
             let mut recipe = Recipe::builtin(&name)?;
             if let Some(other) = &as_name {
@@ -125,12 +164,22 @@ fn run_blocking(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
             let store = store(data_dir, images_dir)?;
             let mut out = std::io::stdout().lock();
             write_list(&mut out, &store.list()?)?;
+            writeln!(out)?;
+            drop(out);
+            super::image_oci::ls(data_dir, &store)?;
         }
         ImageCommand::Rm { name, images_dir } => {
             refuse_if_in_use(data_dir, &name)?;
-            store(data_dir, images_dir)?.remove(&name)?;
-            println!("removed image {name}");
+            let store = store(data_dir, images_dir)?;
+            store.remove(&name)?;
+            let freed = super::image_oci::collect_garbage(&store)?;
+            println!(
+                "removed image {name}; {} MiB of layers no image uses were freed",
+                freed >> 20
+            );
         }
+        ImageCommand::Import(args) => super::image_oci::import(data_dir, args)?,
+        ImageCommand::Pull(_) => anyhow::bail!("a pull runs on the async runtime"),
     }
     Ok(())
 }

@@ -33,6 +33,9 @@ pub async fn new(client: &Client, args: &NewArgs) -> Result<()> {
         )));
     }
     println!("{}", session.id);
+    if args.entrypoint {
+        super::entrypoint::start(client, &session.id, &session.image).await?;
+    }
     Ok(())
 }
 

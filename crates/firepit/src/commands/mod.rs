@@ -2,9 +2,12 @@
 
 pub mod agent;
 pub mod cp;
+pub mod entrypoint;
 pub mod events;
 pub mod exec;
 pub mod image;
+pub mod image_build;
+pub mod image_oci;
 pub mod lifecycle;
 pub mod logs;
 pub mod mcp;

@@ -20,6 +20,7 @@ mod forge_standin;
 mod isolation;
 mod lifecycle;
 mod mcp;
+mod oci;
 mod ports;
 mod preview;
 mod schemathesis;
