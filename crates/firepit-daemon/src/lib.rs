@@ -16,6 +16,7 @@ pub mod data_dir;
 pub mod error;
 pub mod events;
 pub mod forge;
+pub mod live;
 pub mod machines;
 pub mod preview;
 pub mod sessions;
@@ -49,10 +50,10 @@ struct Inner {
     previews: preview::Previews,
     agents: agents::Agents,
     forge: firepit_forge::Forge,
-    brokers: forge::Brokers,
     triage: triage::Jobs,
-    browsers: browsers::Browsers,
-    closed_loop: closed_loop::ClosedLoop,
+    artifacts: browsers::Artifacts,
+    /// The runtimes of the sessions whose machines run.
+    live: live::LiveSessions,
 }
 
 impl App {
@@ -110,26 +111,15 @@ impl App {
             previews: preview::Previews::new(signer),
             agents: agents::Agents::new(model),
             forge,
-            brokers: forge::Brokers::default(),
             triage: triage::Jobs::default(),
-            browsers: browsers::Browsers::default(),
-            closed_loop: closed_loop::ClosedLoop::default(),
+            artifacts: browsers::Artifacts::default(),
+            live: live::LiveSessions::default(),
         }))
     }
 
     /// The agents of the sessions.
     pub fn agents(&self) -> &agents::Agents {
         &self.0.agents
-    }
-
-    /// The sessions' browsers.
-    pub fn browsers(&self) -> &browsers::Browsers {
-        &self.0.browsers
-    }
-
-    /// The closed loop's per-session state.
-    pub fn closed_loop(&self) -> &closed_loop::ClosedLoop {
-        &self.0.closed_loop
     }
 
     /// The settings the daemon runs with.

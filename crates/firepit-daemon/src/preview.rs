@@ -66,36 +66,20 @@ const PRIVATE_COOKIES: &[&str] = &[
 const TICKET_TTL: i64 = 60;
 /// How long the owner's cookie works.
 const OWNER_TTL: i64 = 7 * 24 * 3600;
-/// How long a session seen running is taken to run without asking the store
-/// again. A machine that stops meanwhile is noticed anyway: its connections
-/// close and its namespace is gone.
-const RUNNING_TTL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The preview state: the signing key, idle upstream connections.
+/// The preview state: the signing key, idle upstream connections. Whether
+/// a session runs is whether it is live ([`crate::live`]).
 pub struct Previews {
     signer: Signer,
     /// Upstream connections of both paths.
     pool: Arc<Pool>,
-    /// Sessions seen running, and when.
-    running: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Previews {
-    /// Whether `session` was seen running less than [`RUNNING_TTL`] ago.
-    fn seen_running(&self, session: &str) -> bool {
-        self.running
-            .lock()
-            .expect("running")
-            .get(session)
-            .is_some_and(|t| t.elapsed() < RUNNING_TTL)
-    }
-
     /// Previews whose tokens `signer` signs.
     pub fn new(signer: Signer) -> Previews {
         Previews {
             signer,
             pool: Arc::default(),
-            running: Default::default(),
         }
     }
 
@@ -104,11 +88,15 @@ impl Previews {
         &self.signer
     }
 
-    /// Forgets what is kept for `session` (it stopped): whether it runs,
-    /// and its idle upstream connections (of both paths).
+    /// Forgets what is kept for `session` (it stopped): its idle upstream
+    /// connections (of both paths), all the proxy keeps per session.
     pub fn forget(&self, session: &str) {
-        self.running.lock().expect("running").remove(session);
         self.pool.forget(session);
+    }
+
+    /// How many idle upstream connections `session` has (tests).
+    pub fn idle(&self, session: &str) -> usize {
+        self.pool.idle(session)
     }
 }
 
@@ -168,7 +156,7 @@ impl fast::Gate for FastGate {
         if !bearer && !owner() {
             return None;
         }
-        if !app.previews().seen_running(&p.session) && check_running(app, &p).is_some() {
+        if !app.live().contains(&p.session) && check_running(app, &p).is_some() {
             return None;
         }
         let daemon_port = head
@@ -357,14 +345,7 @@ fn check_running(app: &App, p: &PreviewHost) -> Option<Resp> {
             )))
         }
         Ok(s) if s.state != SessionState::Running => Some(stopped(p)),
-        Ok(_) => {
-            app.previews()
-                .running
-                .lock()
-                .expect("running")
-                .insert(p.session.clone(), std::time::Instant::now());
-            None
-        }
+        Ok(_) => None,
     }
 }
 
@@ -418,7 +399,7 @@ async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Inco
     if let Err(resp) = check_access(app, &p, &req, daemon_port, now) {
         return *resp;
     }
-    if !previews.seen_running(&p.session)
+    if !app.live().contains(&p.session)
         && let Some(resp) = check_running(app, &p)
     {
         return resp;
@@ -457,14 +438,14 @@ async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Inco
 /// app's: the forge broker's, or the agent's browser's DevTools port. Such
 /// ports are never listed, announced by events, or previewed.
 pub fn is_firepit_port(app: &App, session: &str, port: u16) -> bool {
-    port == firepit_browser::DEVTOOLS_PORT || app.brokers().is_broker_port(session, port)
+    port == firepit_browser::DEVTOOLS_PORT || app.is_broker_port(session, port)
 }
 
 /// Connects to the app: the machine's loopback first (IPv4, then IPv6),
 /// then any other address the guest sees the port listening on.
 async fn dial(app: &App, p: &PreviewHost) -> Result<tokio::net::TcpStream, firepit_preview::Error> {
     // The forge broker listens in the machine too; it is never a preview.
-    if app.brokers().is_broker_port(&p.session, p.port) {
+    if app.is_broker_port(&p.session, p.port) {
         return Err(firepit_preview::Error::Refused(p.port));
     }
     let loopback = vec![

@@ -255,7 +255,7 @@ async fn bad_requests_get_clear_errors() {
 }
 
 /// Makes an image named `tiny` that exists as far as the image store can tell.
-fn tiny_image(app: &App) {
+pub(crate) fn tiny_image(app: &App) {
     let images = &app.config().images_dir;
     let rootfs = images.join("tiny/rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
