@@ -1,8 +1,10 @@
 //! The firepit daemon: one process that owns sessions and their machines and
 //! serves the HTTP API (`/v1/...`, described by `docs/api/openapi.yaml`).
 //!
-//! [`App::open`] builds the state from a [`Config`]; [`serve`] takes an already
-//! bound listener and a shutdown future, so tests run a daemon on port 0.
+//! [`App::open`] builds the state from a [`Config`]; [`serve`] (the front
+//! door, [`front_door`]) takes an already bound listener and a shutdown
+//! future, so tests run a daemon on port 0. A running session's runtime is a
+//! [`live::LiveSession`].
 
 #![warn(missing_docs)]
 
@@ -16,6 +18,7 @@ pub mod data_dir;
 pub mod error;
 pub mod events;
 pub mod forge;
+pub mod front_door;
 pub mod live;
 pub mod machines;
 pub mod preview;
@@ -24,7 +27,6 @@ pub mod store;
 pub mod triage;
 mod watchers;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use firepit_image::ImageStore;
@@ -32,6 +34,7 @@ use firepit_image::ImageStore;
 pub use crate::config::Config;
 pub use crate::error::Error;
 use crate::events::EventLog;
+pub use crate::front_door::serve;
 use crate::sessions::Sessions;
 pub use crate::store::Store;
 
@@ -160,76 +163,4 @@ impl App {
     fn sessions(&self) -> &Sessions {
         &self.0.sessions
     }
-}
-
-/// Longest a request's headers may be (larger ones get 431).
-const MAX_HEADER_BYTES: usize = 64 << 10;
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How long shutdown waits for requests in flight.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Serves the API and previews (routed by Host, see [`preview`]) on
-/// `listener` until `shutdown` completes, then waits a little for requests
-/// in flight.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: App,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    let router = api::router(app.clone());
-    let mut builder =
-        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
-    builder
-        .http1()
-        .max_buf_size(MAX_HEADER_BYTES)
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .timer(TokioTimer::new());
-    let builder = std::sync::Arc::new(builder);
-    let gate = std::sync::Arc::new(preview::FastGate::new(app.clone()));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, client) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of fds and the like: wait rather than spin.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let (app, router, gate) = (app.clone(), router.clone(), gate.clone());
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
-        tokio::spawn(async move {
-            // Plain preview requests first (see `preview::FastGate`); the
-            // rest of the connection, from the first request the fast path
-            // does not take, on hyper.
-            let (stream, read) = match gate.serve(stream, client).await {
-                firepit_preview::fast::Outcome::Done => return,
-                firepit_preview::fast::Outcome::Fallback(stream, read) => (stream, read),
-            };
-            let service = hyper::service::service_fn(move |req| {
-                preview::dispatch(app.clone(), router.clone(), client, req)
-            });
-            let io = TokioIo::new(firepit_preview::fast::Prefixed::new(read, stream));
-            let conn = builder.serve_connection_with_upgrades(io, service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(error = %e, "connection ended");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::info!("shutting down with requests still in flight");
-    }
-    Ok(())
 }

@@ -1,9 +1,10 @@
 //! Previews on the daemon's side: who may see `<port>-<session>.<domain>`,
 //! and the seam between the proxy engine (`firepit-preview`) and sessions.
 //!
-//! The daemon's listener serves both the API and previews: [`dispatch`] sends
-//! a request to the proxy when its Host is a preview host, refuses hosts that
-//! pretend to be one (400), and gives everything else to the API router.
+//! The daemon's listener serves both the API and previews: its front door
+//! ([`crate::front_door`]) sends a request here (`handle`) when its Host is
+//! a preview host, refuses hosts that pretend to be one (400), and gives
+//! everything else to the API router.
 //!
 //! Previews are private. A request gets through with any of:
 //! - `Authorization: Bearer <API token>` (curl, the CLI);
@@ -34,7 +35,6 @@
 //! `dial_then`) and keep upstream connections in one pool, which
 //! [`Previews::forget`] empties when a session stops.
 
-use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -103,7 +103,7 @@ impl Previews {
 /// The daemon's side of the proxy's fast path ([`fast`]): it takes
 /// requests to running sessions that carry the API token or a valid owner
 /// cookie. Everything else (sign-in, share links, refusals, error pages)
-/// goes through [`dispatch`].
+/// goes through the front door's `dispatch` to `handle`.
 pub struct FastGate {
     app: App,
 }
@@ -266,7 +266,7 @@ fn set_cookie(name: &str, value: &str, max_age: i64) -> String {
     format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")
 }
 
-type Resp = Response<Body>;
+pub(crate) type Resp = Response<Body>;
 /// A request refused with a response (boxed: responses are large).
 type Refused = Box<Resp>;
 
@@ -274,55 +274,12 @@ fn html(r: Response<firepit_preview::Body>) -> Resp {
     r.map(Body::new)
 }
 
-fn bad_request(why: &str) -> Resp {
+pub(crate) fn bad_request(why: &str) -> Resp {
     html(pages::text_page(
         StatusCode::BAD_REQUEST,
         "Bad request",
         why,
     ))
-}
-
-/// The service behind the daemon's listener: previews by Host, then the API.
-pub async fn dispatch(
-    app: App,
-    router: axum::Router,
-    client: SocketAddr,
-    req: Request<Incoming>,
-) -> Result<Resp, Infallible> {
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let host = hosts.next().cloned();
-    if hosts.next().is_some() {
-        return Ok(bad_request("the request has more than one Host header"));
-    }
-    let host = match (&host, req.uri().authority()) {
-        (Some(h), Some(a)) => {
-            let h = h.to_str().unwrap_or_default();
-            if !h.eq_ignore_ascii_case(a.as_str()) {
-                return Ok(bad_request(
-                    "the request's target names another host than its Host header",
-                ));
-            }
-            Some(h.to_owned())
-        }
-        (Some(h), None) => match h.to_str() {
-            Ok(h) => Some(h.to_owned()),
-            Err(_) => return Ok(bad_request("the Host header is not text")),
-        },
-        (None, Some(a)) => Some(a.as_str().to_owned()),
-        (None, None) => None,
-    };
-    let kind = match &host {
-        Some(h) => firepit_preview::host::classify(h, &app.config().domain),
-        None => HostKind::Daemon,
-    };
-    match kind {
-        HostKind::Preview(p) => Ok(handle(&app, p, client, req).await),
-        HostKind::Bad(why) => Ok(bad_request(&why)),
-        HostKind::Daemon => {
-            use tower::ServiceExt;
-            router.oneshot(req.map(Body::new)).await
-        }
-    }
 }
 
 /// Answers for a session that does not exist or does not run; `None` when it runs.
@@ -350,7 +307,12 @@ fn check_running(app: &App, p: &PreviewHost) -> Option<Resp> {
 }
 
 /// Answers one request to a preview host.
-async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Incoming>) -> Resp {
+pub(crate) async fn handle(
+    app: &App,
+    p: PreviewHost,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Resp {
     let daemon_port = host_port(req.headers());
     let now = token::now();
     let previews = app.previews();
