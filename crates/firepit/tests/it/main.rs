@@ -14,7 +14,6 @@ mod events;
 mod files;
 mod flood;
 mod forge;
-mod forge_standin;
 mod isolation;
 mod lifecycle;
 mod ports;
