@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use firepit_guest_client::GuestClient;
+use firepit_util::now;
 use firepit_wire::api::{CreateSession, Limits, Session, SessionState};
 use firepit_wire::events::EventKind;
 use rand::Rng;
@@ -124,12 +125,6 @@ pub fn is_valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl App {

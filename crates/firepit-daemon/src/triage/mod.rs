@@ -69,11 +69,7 @@ impl Jobs {
     }
 }
 
-pub(super) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub(super) use firepit_util::now;
 
 impl App {
     fn jobs(&self) -> &Jobs {
