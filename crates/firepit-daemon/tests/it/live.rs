@@ -329,22 +329,32 @@ unsafe extern "C" {
     fn libc_geteuid() -> u32;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_or_destroyed_session_leaves_nothing_running() {
+/// A daemon with a running session and an app for its previews (on the
+/// host's loopback); `None` where the host guests cannot run (not root).
+async fn session() -> Option<(Daemon, firepit_wire::api::Session, u16)> {
     if !is_root() {
         eprintln!("skipped: the host guests need root (mount namespaces)");
-        return;
+        return None;
     }
     let d = daemon().await;
     let app_port = app_server();
-    let app = &d.app;
-    let s = app
+    let s = d
+        .app
         .create_session(CreateSession {
             image: Some("tiny".into()),
             ..Default::default()
         })
         .await
         .unwrap();
+    Some((d, s, app_port))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_or_destroyed_session_leaves_nothing_running() {
+    let Some((d, s, app_port)) = session().await else {
+        return;
+    };
+    let app = &d.app;
     let (browser, broker) = make_everything(&d, &s.id, app_port).await;
 
     let stopped = app.stop_session(&s.id).await.unwrap();
@@ -371,20 +381,10 @@ async fn a_stopped_or_destroyed_session_leaves_nothing_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_machine_that_ends_on_its_own_takes_its_runtime_with_it() {
-    if !is_root() {
-        eprintln!("skipped: the host guests need root (mount namespaces)");
+    let Some((d, s, app_port)) = session().await else {
         return;
-    }
-    let d = daemon().await;
-    let app_port = app_server();
+    };
     let app = &d.app;
-    let s = app
-        .create_session(CreateSession {
-            image: Some("tiny".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
     let (browser, broker) = make_everything(&d, &s.id, app_port).await;
     d.guests.kill(&s.id);
     // The next use notices (the watcher may be first).
