@@ -15,13 +15,13 @@ use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use firepit_daemon::{App, Config, Store};
+use firepit_daemon::App;
 use firepit_machine::{
     Backend, Error as MachineError, GuestAddress, MachineId, MachineInfo, MachineSpec, MachineState,
 };
 use firepit_wire::api::{CreateSession, SessionState};
 
-use crate::routes::{TOKEN, tiny_image};
+use crate::routes::{TOKEN, app_on, tiny_image};
 
 /// Hang guard for anything a test waits on.
 const GUARD: Duration = Duration::from_secs(30);
@@ -157,28 +157,19 @@ impl Drop for Daemon {
 
 async fn daemon() -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut config = Config::new(dir.path().join("data"), exe.clone(), exe);
-    // A model that is never asked: agents are made, not run.
-    config.model = Some(firepit_agent::ModelConfig::new(
-        firepit_agent::ProviderKind::OpenAiCompatible,
-        "http://127.0.0.1:9/v1",
-        None,
-        "stand-in",
-    ));
-    std::fs::create_dir_all(&config.images_dir).unwrap();
-    let images = firepit_image::ImageStore::open(&config.images_dir).unwrap();
     let guests = Arc::new(HostGuests {
         dir: dir.path().to_owned(),
         running: Mutex::default(),
     });
-    let app = App::from_parts(
-        config,
-        Store::in_memory().unwrap(),
-        images,
-        guests.clone(),
-        TOKEN.into(),
-    );
+    let app = app_on(&dir.path().join("data"), guests.clone(), |config| {
+        // A model that is never asked: agents are made, not run.
+        config.model = Some(firepit_agent::ModelConfig::new(
+            firepit_agent::ProviderKind::OpenAiCompatible,
+            "http://127.0.0.1:9/v1",
+            None,
+            "stand-in",
+        ));
+    });
     tiny_image(&app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
