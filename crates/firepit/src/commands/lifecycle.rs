@@ -32,9 +32,7 @@ pub async fn ls(client: &Client) -> Result<()> {
         "{:<12} {:<9} {:<10} {:>8} {:>5} {:>6} {:<7} AGE",
         "ID", "STATE", "IMAGE", "MEMORY", "CPUS", "DISK", "NETWORK"
     )?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = firepit_util::now();
     for s in sessions {
         writeln!(
             out,
