@@ -16,7 +16,12 @@ fn main() {
         .join("../..")
         .canonicalize()
         .expect("workspace root exists");
-    for watched in ["crates/firepit-guest", "crates/firepit-wire", "Cargo.lock"] {
+    for watched in [
+        "crates/firepit-guest",
+        "crates/firepit-wire",
+        "crates/firepit-util",
+        "Cargo.lock",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()

@@ -102,16 +102,7 @@ impl<T: Transcript> Clone for Agent<T> {
 }
 
 /// An error with its causes, `: `-separated.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
+pub(crate) use firepit_util::chain;
 
 impl<T: Transcript> Agent<T> {
     /// An agent whose history is rebuilt from the session's stored transcript (`items`,

@@ -25,6 +25,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use firepit_guest_client::{ExecEvent, ExecRequest, GuestClient, PortEvent, PortWatch};
 use firepit_machine::{Backend, GuestAddress, MachineId, Network};
+use firepit_progress::Progress;
 use serde::Serialize;
 
 use crate::machines::{Bench, Fleet, connect, wait_for_shell};
@@ -315,12 +316,11 @@ impl Bench {
         let mut fleet = Fleet::new(self.backend());
         let mut pids = Vec::with_capacity(count);
         let mut watches = Vec::with_capacity(count);
+        let mut progress = Progress::counter(
+            format!("firepit-bench: port watches ({}): machines", mode.label()),
+            count as u64,
+        );
         for i in 0..count {
-            eprint!(
-                "\rfirepit-bench: port watches ({}): machine {}/{count}",
-                mode.label(),
-                i + 1
-            );
             let id = MachineId::new(format!("bench-ports-{i}"))?;
             let info = self
                 .backend()
@@ -336,8 +336,9 @@ impl Bench {
                 anyhow::Ok((client, watch))
             })?;
             watches.push((client, watch));
+            progress.inc();
         }
-        eprintln!();
+        progress.finish();
         // Let the shells settle.
         self.rt()
             .block_on(async { tokio::time::sleep(Duration::from_secs(2)).await });

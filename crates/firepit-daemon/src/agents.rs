@@ -1,13 +1,13 @@
-//! The agents: one per session, made when first needed, running in the daemon
-//! so that model keys never enter a machine.
+//! The agents: one per live session, made when first needed and kept by its
+//! runtime ([`crate::live`]), running in the daemon so that model keys never
+//! enter a machine.
 //!
 //! Everything an agent does is appended to the session's event log as
 //! [`EventKind::Agent`] items; a new agent (after a daemon restart, or after
 //! the session's machine was restarted) rebuilds its history from those items
 //! and resumes a run that was cut off.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use firepit_agent::{
     Agent, AgentSettings, Model, ModelConfig, ToolContext, Transcript, TranscriptItem,
@@ -37,40 +37,21 @@ impl Transcript for SessionTranscript {
 /// A session's agent.
 pub type SessionAgent = Agent<SessionTranscript>;
 
-/// The agents of all sessions, and the model they use.
+/// The model the sessions' agents use (each agent is part of its session's
+/// runtime, [`crate::live`]).
 pub struct Agents {
     model: Option<ModelConfig>,
-    by_session: Mutex<HashMap<String, SessionAgent>>,
 }
 
 impl Agents {
     /// Agents using `model` (none: the agent endpoints say how to configure one).
     pub fn new(model: Option<ModelConfig>) -> Agents {
-        Agents {
-            model,
-            by_session: Mutex::new(HashMap::new()),
-        }
+        Agents { model }
     }
 
     /// The model, if one is configured.
     pub fn model(&self) -> Option<&ModelConfig> {
         self.model.as_ref()
-    }
-
-    /// Forgets a session's agent (its machine stopped or went away), stopping a run.
-    pub fn forget(&self, session: &str) {
-        if let Some(agent) = self.by_session.lock().expect("agents").remove(session) {
-            agent.stop();
-        }
-    }
-
-    /// A session's agent, if one was made.
-    pub fn get(&self, session: &str) -> Option<SessionAgent> {
-        self.by_session
-            .lock()
-            .expect("agents")
-            .get(session)
-            .cloned()
     }
 }
 
@@ -78,7 +59,7 @@ impl App {
     /// The session's agent, made (with its history rebuilt from the event log)
     /// if it does not exist yet.
     pub async fn agent(&self, session: &str) -> Result<SessionAgent, Error> {
-        if let Some(agent) = self.agents().get(session) {
+        if let Some(agent) = self.agent_if_made(session) {
             return Ok(agent);
         }
         let items = self.transcript(session)?;
@@ -129,9 +110,13 @@ impl App {
             ..AgentSettings::default()
         };
         let agent = Agent::new(Model::new(config), tools, transcript, settings, items);
-        let mut map = self.agents().by_session.lock().expect("agents");
-        // Another request may have made one meanwhile: keep the first.
-        Ok(map.entry(session.to_owned()).or_insert(agent).clone())
+        // Another request may have made one meanwhile: the first is kept.
+        self.live_session(session)?.keep_agent(agent)
+    }
+
+    /// The session's agent, if its session is live and one was made.
+    pub fn agent_if_made(&self, session: &str) -> Option<SessionAgent> {
+        self.live().get(session)?.agent()
     }
 
     /// The agent items of a session's event log, in order.

@@ -20,8 +20,6 @@
 //! not browsers and pass.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use axum::extract::{Request, State};
@@ -74,21 +72,10 @@ pub fn load_or_create_token(path: &Path) -> Result<String, Error> {
         .take(40)
         .map(char::from)
         .collect();
-    let tmp = path.with_extension("tmp");
-    let io = |source| Error::Io {
+    firepit_util::write_private(path, token.as_bytes()).map_err(|source| Error::Io {
         what: format!("writing {}", path.display()),
         source,
-    };
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(token.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)?;
+    })?;
     Ok(token)
 }
 

@@ -2,7 +2,8 @@
 //! `firepit-browser`), the agent's hooks that reach them, and artifacts.
 //!
 //! A browser is made (not started) the first time a tool or the live view
-//! asks for it; Chromium starts on first use and is reused. The DevTools
+//! asks for it and kept by the session's runtime ([`crate::live`]);
+//! Chromium starts on first use and is reused. The DevTools
 //! port is dialed inside the machine by the backend (`Backend::dial`, as
 //! previews are), so nothing is forwarded or published. Artifacts are files
 //! under `<data dir>/artifacts/<session>/`, announced by `artifact` events; a
@@ -11,7 +12,7 @@
 //! one more is refused with an error, and the first refusal is noted in the
 //! session's log.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -29,20 +30,13 @@ pub const MAX_ARTIFACTS: usize = 1000;
 /// The most bytes of artifacts a session keeps.
 pub const MAX_ARTIFACT_BYTES: u64 = 100 << 20;
 
-/// The browsers, by session.
+/// The artifacts' shared state (a session's browser is part of its
+/// runtime, [`crate::live`]).
 #[derive(Default)]
-pub struct Browsers {
-    by_session: Mutex<HashMap<String, Arc<Browser>>>,
+pub struct Artifacts {
     /// Held while an artifact is counted and written; the sessions whose
     /// log already notes a refused artifact.
-    artifacts: Mutex<HashSet<String>>,
-}
-
-impl Browsers {
-    /// Forgets a session's browser (its machine stopped or went away).
-    pub fn forget(&self, session: &str) {
-        self.by_session.lock().expect("browsers").remove(session);
-    }
+    refused: Mutex<HashSet<String>>,
 }
 
 /// How many artifacts are in `dir`, and their bytes.
@@ -57,34 +51,35 @@ fn artifact_usage(dir: &std::path::Path) -> (usize, u64) {
 }
 
 impl App {
-    /// The session's browser, made (not started) if it does not exist yet.
+    /// The session's browser, made (not started) if it does not exist yet
+    /// and kept by the session's runtime. A session that is not live gets
+    /// one that is not kept (its calls fail: the machine does not run).
     pub fn browser(&self, session: &str, guest: &GuestClient) -> Arc<Browser> {
-        let mut map = self.browsers().by_session.lock().expect("browsers");
-        if let Some(b) = map.get(session) {
-            return b.clone();
+        let make = || {
+            let (app, id) = (self.clone(), session.to_owned());
+            let dial: Dial = Arc::new(move |port| {
+                let (app, id) = (app.clone(), id.clone());
+                Box::pin(async move {
+                    crate::preview::dial_loopback(&app, &id, port)
+                        .await
+                        .map_err(std::io::Error::other)
+                })
+            });
+            Browser::new(Launcher::new(guest.clone(), dial))
+        };
+        match self.live().get(session) {
+            Some(live) => live.browser_or(make).unwrap_or_else(make),
+            None => make(),
         }
-        let (app, id) = (self.clone(), session.to_owned());
-        let dial: Dial = Arc::new(move |port| {
-            let (app, id) = (app.clone(), id.clone());
-            Box::pin(async move {
-                crate::preview::dial_loopback(&app, &id, port)
-                    .await
-                    .map_err(std::io::Error::other)
-            })
-        });
-        let b = Browser::new(Launcher::new(guest.clone(), dial));
-        map.insert(session.to_owned(), b.clone());
-        b
     }
 
-    /// The session's browser if one was made.
+    /// The session's browser if its session is live and one was made.
     pub fn browser_if_made(&self, session: &str) -> Option<Arc<Browser>> {
-        self.browsers()
-            .by_session
-            .lock()
-            .expect("browsers")
-            .get(session)
-            .cloned()
+        self.live().get(session)?.browser()
+    }
+
+    fn artifacts(&self) -> &Artifacts {
+        &self.0.artifacts
     }
 
     fn artifacts_dir(&self, session: &str) -> PathBuf {
@@ -107,7 +102,7 @@ impl App {
         }
         let io = |what: String| move |source| Error::Io { what, source };
         let dir = self.artifacts_dir(session);
-        let mut refused = self.browsers().artifacts.lock().expect("artifacts");
+        let mut refused = self.artifacts().refused.lock().expect("artifacts");
         let (count, used) = artifact_usage(&dir);
         if count >= MAX_ARTIFACTS || used + bytes.len() as u64 > MAX_ARTIFACT_BYTES {
             let err = Error::ArtifactsFull {
@@ -178,7 +173,7 @@ impl App {
 
     /// Deletes a session's artifacts (the session is destroyed).
     pub fn remove_artifacts(&self, session: &str) {
-        let mut refused = self.browsers().artifacts.lock().expect("artifacts");
+        let mut refused = self.artifacts().refused.lock().expect("artifacts");
         refused.remove(session);
         let _ = std::fs::remove_dir_all(self.artifacts_dir(session));
     }

@@ -10,8 +10,9 @@
 //! requests, a browser that went away). Test runs arrive from the agent's
 //! `test` tool ([`test_ran`]).
 //!
-//! Repeats are folded per session ([`Folder`]): a problem is logged the first
-//! time and again at counts 10, 100, 1000 …; only its first sighting is
+//! Repeats are folded per session (`Folder`, kept by the session's runtime,
+//! [`crate::live`], so a machine started again starts afresh): a problem is
+//! logged the first time and again at counts 10, 100, 1000 …; only its first sighting is
 //! handed to the agent. Delivery:
 //! - the agent runs: problems of services and of the person's preview (5xx
 //!   answers the proxy served) reach it at its next step (as an
@@ -25,13 +26,12 @@
 //!   The setting is kept in the event log (`closed_loop` events).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use firepit_agent::TestRun;
 use firepit_browser::{Observation, Report};
 use firepit_guest_client::{GuestClient, ServiceEvent};
-use firepit_problems::{Folder, LogScanner, Problem, ShellScanner};
+use firepit_problems::{LogScanner, Problem, ShellScanner};
 use firepit_wire::events::EventKind;
 use tokio::task::JoinSet;
 
@@ -45,26 +45,16 @@ const PARTIAL_LIMIT: usize = 64 << 10;
 /// the machine, which may invent any number of them.
 const MAX_FOLLOWED: usize = 64;
 
-/// Per-session closed-loop state: folders and settings.
-#[derive(Default)]
-pub struct ClosedLoop {
-    folders: Mutex<HashMap<String, Folder>>,
-    wake: Mutex<HashMap<String, bool>>,
-}
-
-impl ClosedLoop {
-    /// Forgets a session's state (destroyed).
-    pub fn forget(&self, session: &str) {
-        self.folders.lock().expect("folders").remove(session);
-        self.wake.lock().expect("wake").remove(session);
-    }
-}
-
 impl App {
-    /// Whether a problem wakes the session's idle agent.
+    /// Whether a problem wakes the session's idle agent (read from the log
+    /// once per runtime).
     pub fn wake_agent(&self, session: &str) -> Result<bool, crate::Error> {
-        if let Some(w) = self.closed_loop().wake.lock().expect("wake").get(session) {
-            return Ok(*w);
+        let live = self.live().get(session);
+        if let Some(w) = live
+            .as_ref()
+            .and_then(|l| *l.wake_agent.lock().expect("wake"))
+        {
+            return Ok(w);
         }
         let mut wake = true;
         let mut since = 0;
@@ -78,11 +68,9 @@ impl App {
                 }
             }
         }
-        self.closed_loop()
-            .wake
-            .lock()
-            .expect("wake")
-            .insert(session.to_owned(), wake);
+        if let Some(l) = live {
+            *l.wake_agent.lock().expect("wake") = Some(wake);
+        }
         Ok(wake)
     }
 
@@ -90,21 +78,20 @@ impl App {
     pub fn set_wake_agent(&self, session: &str, wake_agent: bool) -> Result<(), crate::Error> {
         self.events()
             .append(session, EventKind::ClosedLoop { wake_agent })?;
-        self.closed_loop()
-            .wake
-            .lock()
-            .expect("wake")
-            .insert(session.to_owned(), wake_agent);
+        if let Some(l) = self.live().get(session) {
+            *l.wake_agent.lock().expect("wake") = Some(wake_agent);
+        }
         Ok(())
     }
 }
 
 /// Records a problem (folded) and hands its first sighting to the agent.
 pub async fn report(app: &App, session: &str, p: Problem) {
-    let count = {
-        let mut folders = app.closed_loop().folders.lock().expect("folders");
-        folders.entry(session.to_owned()).or_default().observe(&p)
+    // A problem of a session that is no longer live is not news.
+    let Some(live) = app.live().get(session) else {
+        return;
     };
+    let count = live.folder.lock().expect("folder").observe(&p);
     let Some(count) = count else { return };
     let kind = EventKind::Problem {
         source: p.source.clone(),
@@ -141,7 +128,7 @@ async fn deliver(app: &App, session: &str, p: &Problem) {
         return;
     }
     let from_page = from_page(p);
-    if let Some(agent) = app.agents().get(session) {
+    if let Some(agent) = app.agent_if_made(session) {
         if from_page {
             // A running agent hears the page's errors at its next step, or
             // goes on for one more step when it was about to end.

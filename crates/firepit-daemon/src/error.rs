@@ -254,19 +254,7 @@ fn forge_status(e: &firepit_forge::Error) -> (StatusCode, &'static str) {
 }
 
 /// The error and its causes, one sentence after another.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut msg = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = cause.source();
-    }
-    msg
-}
+pub use firepit_util::chain;
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {

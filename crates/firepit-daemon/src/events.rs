@@ -98,11 +98,7 @@ struct Inner {
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use firepit_util::now_ms;
 
 impl EventLog {
     /// A log kept in `store`, with the default [`RateLimit`].

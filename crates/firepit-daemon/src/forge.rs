@@ -8,13 +8,13 @@
 //! that session's repositories. Inside the machine, `/etc/gitconfig` points
 //! the forge's URLs at the broker (`url.<broker>.insteadOf`) and
 //! `/etc/profile.d/firepit-forge.sh` names the REST endpoint; no token and no
-//! credential helper exist in the machine. The broker's task ends when the
-//! session is detached (stopped, destroyed) and starts again, on a new port,
-//! when the machine starts again or the daemon restarts.
+//! credential helper exist in the machine. The broker is part of the
+//! session's runtime ([`crate::live`]): it ends with it (the session stops,
+//! is destroyed or its machine ends) and starts again, on a new port, when
+//! the machine starts again or the daemon restarts.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use firepit_forge::broker::Broker;
@@ -26,50 +26,6 @@ use crate::{App, Error, machines};
 
 /// Longest a clone may take.
 const CLONE_TIMEOUT_MS: u64 = 15 * 60 * 1000;
-
-/// The brokers of running sessions.
-#[derive(Default)]
-pub struct Brokers {
-    by_session: Mutex<HashMap<String, BrokerHandle>>,
-    /// Ports being bound, known before the socket exists so that no watcher
-    /// sees the broker's port as the app's.
-    reserved: Mutex<HashMap<String, u16>>,
-}
-
-struct BrokerHandle {
-    port: u16,
-    task: tokio::task::AbortHandle,
-}
-
-impl Brokers {
-    /// Ends session `id`'s broker, if it has one.
-    pub fn stop(&self, id: &str) {
-        if let Some(h) = self.by_session.lock().expect("brokers").remove(id) {
-            h.task.abort();
-        }
-    }
-
-    /// The port session `id`'s broker listens on inside the machine.
-    pub fn port(&self, id: &str) -> Option<u16> {
-        self.by_session
-            .lock()
-            .expect("brokers")
-            .get(id)
-            .map(|h| h.port)
-    }
-
-    /// Whether `port` is (or is about to be) session `id`'s broker: such a
-    /// port is no preview, no share and no `port_opened` event.
-    pub fn is_broker_port(&self, id: &str, port: u16) -> bool {
-        self.port(id) == Some(port)
-            || self
-                .reserved
-                .lock()
-                .expect("brokers")
-                .get(id)
-                .is_some_and(|p| *p == port)
-    }
-}
 
 /// The system gitconfig of a machine whose broker listens on `port`.
 pub fn gitconfig(forge: &Forge, port: u16) -> String {
@@ -116,9 +72,12 @@ impl App {
         &self.0.forge
     }
 
-    /// The brokers of running sessions.
-    pub fn brokers(&self) -> &Brokers {
-        &self.0.brokers
+    /// Whether `port` is (or is about to be) session `id`'s broker: such a
+    /// port is no preview, no share and no `port_opened` event.
+    pub fn is_broker_port(&self, id: &str, port: u16) -> bool {
+        self.live()
+            .get(id)
+            .is_some_and(|l| l.broker_port() == Some(port))
     }
 
     /// Checks, before any machine is made, that `repo` names a repository
@@ -199,17 +158,13 @@ impl App {
         if repos.is_empty() {
             return Ok(());
         }
-        self.brokers().stop(id);
-        // The port is picked (and reserved) before it is bound; a taken one
-        // is tried again with another.
+        let live = self.live_session(id)?;
+        // The port is picked (and reserved, which ends a broker the session
+        // had) before it is bound; a taken one is tried again with another.
         let mut attempt = 0;
         let (listener, port) = loop {
             let port: u16 = rand::Rng::random_range(&mut rand::rng(), 20000..30000);
-            self.brokers()
-                .reserved
-                .lock()
-                .expect("brokers")
-                .insert(id.to_owned(), port);
+            live.reserve_broker(port)?;
             let backend = self.backend().clone();
             let mid = machines::id(id);
             let bound = tokio::task::spawn_blocking(move || {
@@ -221,30 +176,31 @@ impl App {
                 Err(firepit_machine::Error::Net { source, .. })
                     if source.kind() == std::io::ErrorKind::AddrInUse && attempt < 8 =>
                 {
+                    live.unreserve_broker(port);
                     attempt += 1;
                 }
                 Err(firepit_machine::Error::NotRunning(_)) => {
-                    self.brokers().reserved.lock().expect("brokers").remove(id);
+                    live.unreserve_broker(port);
                     return Err(Error::SessionNotRunning(id.to_owned()));
                 }
                 Err(e) => {
-                    self.brokers().reserved.lock().expect("brokers").remove(id);
+                    live.unreserve_broker(port);
                     return Err(Error::Machine(e));
                 }
             }
         };
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Io {
-            what: "registering the broker's socket".into(),
-            source,
-        })?;
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(source) => {
+                live.unreserve_broker(port);
+                return Err(Error::Io {
+                    what: "registering the broker's socket".into(),
+                    source,
+                });
+            }
+        };
         let broker = Arc::new(Broker::new(self.forge().config().clone(), repos));
-        let task = tokio::spawn(broker.serve(listener)).abort_handle();
-        self.brokers()
-            .by_session
-            .lock()
-            .expect("brokers")
-            .insert(id.to_owned(), BrokerHandle { port, task });
-        self.brokers().reserved.lock().expect("brokers").remove(id);
+        live.keep_broker(port, tokio::spawn(broker.serve(listener)))?;
         let guest = self.guest(id).await?;
         let write = |path: &'static str, text: String| {
             let guest = guest.clone();

@@ -1,8 +1,10 @@
 //! The firepit daemon: one process that owns sessions and their machines and
 //! serves the HTTP API (`/v1/...`, described by `docs/api/openapi.yaml`).
 //!
-//! [`App::open`] builds the state from a [`Config`]; [`serve`] takes an already
-//! bound listener and a shutdown future, so tests run a daemon on port 0.
+//! [`App::open`] builds the state from a [`Config`]; [`serve`] (the front
+//! door, [`front_door`]) takes an already bound listener and a shutdown
+//! future, so tests run a daemon on port 0. A running session's runtime is a
+//! [`live::LiveSession`].
 
 #![warn(missing_docs)]
 
@@ -18,6 +20,8 @@ pub mod e2b;
 pub mod error;
 pub mod events;
 pub mod forge;
+pub mod front_door;
+pub mod live;
 pub mod machines;
 pub mod mcp;
 pub mod preview;
@@ -27,7 +31,6 @@ pub mod store;
 pub mod triage;
 mod watchers;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use firepit_image::ImageStore;
@@ -35,6 +38,7 @@ use firepit_image::ImageStore;
 pub use crate::config::Config;
 pub use crate::error::Error;
 use crate::events::EventLog;
+pub use crate::front_door::serve;
 use crate::sessions::Sessions;
 pub use crate::store::Store;
 
@@ -53,13 +57,13 @@ struct Inner {
     previews: preview::Previews,
     agents: agents::Agents,
     forge: firepit_forge::Forge,
-    brokers: forge::Brokers,
     triage: triage::Jobs,
-    browsers: browsers::Browsers,
-    closed_loop: closed_loop::ClosedLoop,
     relays: proxy_relay::Relays,
     e2b: std::sync::OnceLock<firepit_e2b::E2b>,
     deadlines: deadlines::Deadlines,
+    artifacts: browsers::Artifacts,
+    /// The runtimes of the sessions whose machines run.
+    live: live::LiveSessions,
 }
 
 impl App {
@@ -118,13 +122,12 @@ impl App {
             previews: preview::Previews::new(signer),
             agents: agents::Agents::new(model),
             forge,
-            brokers: forge::Brokers::default(),
             triage: triage::Jobs::default(),
-            browsers: browsers::Browsers::default(),
-            closed_loop: closed_loop::ClosedLoop::default(),
             relays: proxy_relay::Relays::default(),
             e2b: std::sync::OnceLock::new(),
             deadlines: deadlines::Deadlines::default(),
+            artifacts: browsers::Artifacts::default(),
+            live: live::LiveSessions::default(),
         }))
     }
 
@@ -133,19 +136,9 @@ impl App {
         &self.0.agents
     }
 
-    /// The sessions' browsers.
-    pub fn browsers(&self) -> &browsers::Browsers {
-        &self.0.browsers
-    }
-
     /// The sessions' proxy relays.
     pub fn relays(&self) -> &proxy_relay::Relays {
         &self.0.relays
-    }
-
-    /// The closed loop's per-session state.
-    pub fn closed_loop(&self) -> &closed_loop::ClosedLoop {
-        &self.0.closed_loop
     }
 
     /// The settings the daemon runs with.
@@ -186,76 +179,4 @@ impl App {
     fn sessions(&self) -> &Sessions {
         &self.0.sessions
     }
-}
-
-/// Longest a request's headers may be (larger ones get 431).
-const MAX_HEADER_BYTES: usize = 64 << 10;
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How long shutdown waits for requests in flight.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Serves the API and previews (routed by Host, see [`preview`]) on
-/// `listener` until `shutdown` completes, then waits a little for requests
-/// in flight.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: App,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    let router = api::router(app.clone());
-    let mut builder =
-        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
-    builder
-        .http1()
-        .max_buf_size(MAX_HEADER_BYTES)
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .timer(TokioTimer::new());
-    let builder = std::sync::Arc::new(builder);
-    let gate = std::sync::Arc::new(preview::FastGate::new(app.clone()));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, client) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of fds and the like: wait rather than spin.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let (app, router, gate) = (app.clone(), router.clone(), gate.clone());
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
-        tokio::spawn(async move {
-            // Plain preview requests first (see `preview::FastGate`); the
-            // rest of the connection, from the first request the fast path
-            // does not take, on hyper.
-            let (stream, read) = match gate.serve(stream, client).await {
-                firepit_preview::fast::Outcome::Done => return,
-                firepit_preview::fast::Outcome::Fallback(stream, read) => (stream, read),
-            };
-            let service = hyper::service::service_fn(move |req| {
-                preview::dispatch(app.clone(), router.clone(), client, req)
-            });
-            let io = TokioIo::new(firepit_preview::fast::Prefixed::new(read, stream));
-            let conn = builder.serve_connection_with_upgrades(io, service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(error = %e, "connection ended");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::info!("shutting down with requests still in flight");
-    }
-    Ok(())
 }

@@ -1,9 +1,10 @@
 //! Previews on the daemon's side: who may see `<port>-<session>.<domain>`,
 //! and the seam between the proxy engine (`firepit-preview`) and sessions.
 //!
-//! The daemon's listener serves both the API and previews: [`dispatch`] sends
-//! a request to the proxy when its Host is a preview host, refuses hosts that
-//! pretend to be one (400), and gives everything else to the API router.
+//! The daemon's listener serves both the API and previews: its front door
+//! ([`crate::front_door`]) sends a request here (`handle`) when its Host is
+//! a preview host, refuses hosts that pretend to be one (400), and gives
+//! everything else to the API router.
 //!
 //! Previews are private. A request gets through with any of:
 //! - `Authorization: Bearer <API token>` (curl, the CLI);
@@ -34,7 +35,6 @@
 //! `dial_then`) and keep upstream connections in one pool, which
 //! [`Previews::forget`] empties when a session stops.
 
-use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -66,36 +66,20 @@ const PRIVATE_COOKIES: &[&str] = &[
 const TICKET_TTL: i64 = 60;
 /// How long the owner's cookie works.
 const OWNER_TTL: i64 = 7 * 24 * 3600;
-/// How long a session seen running is taken to run without asking the store
-/// again. A machine that stops meanwhile is noticed anyway: its connections
-/// close and its namespace is gone.
-const RUNNING_TTL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The preview state: the signing key, idle upstream connections.
+/// The preview state: the signing key, idle upstream connections. Whether
+/// a session runs is whether it is live ([`crate::live`]).
 pub struct Previews {
     signer: Signer,
     /// Upstream connections of both paths.
     pool: Arc<Pool>,
-    /// Sessions seen running, and when.
-    running: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Previews {
-    /// Whether `session` was seen running less than [`RUNNING_TTL`] ago.
-    fn seen_running(&self, session: &str) -> bool {
-        self.running
-            .lock()
-            .expect("running")
-            .get(session)
-            .is_some_and(|t| t.elapsed() < RUNNING_TTL)
-    }
-
     /// Previews whose tokens `signer` signs.
     pub fn new(signer: Signer) -> Previews {
         Previews {
             signer,
             pool: Arc::default(),
-            running: Default::default(),
         }
     }
 
@@ -104,18 +88,22 @@ impl Previews {
         &self.signer
     }
 
-    /// Forgets what is kept for `session` (it stopped): whether it runs,
-    /// and its idle upstream connections (of both paths).
+    /// Forgets what is kept for `session` (it stopped): its idle upstream
+    /// connections (of both paths), all the proxy keeps per session.
     pub fn forget(&self, session: &str) {
-        self.running.lock().expect("running").remove(session);
         self.pool.forget(session);
+    }
+
+    /// How many idle upstream connections `session` has (tests).
+    pub fn idle(&self, session: &str) -> usize {
+        self.pool.idle(session)
     }
 }
 
 /// The daemon's side of the proxy's fast path ([`fast`]): it takes
 /// requests to running sessions that carry the API token or a valid owner
 /// cookie. Everything else (sign-in, share links, refusals, error pages)
-/// goes through [`dispatch`].
+/// goes through the front door's `dispatch` to `handle`.
 pub struct FastGate {
     app: App,
 }
@@ -187,7 +175,7 @@ impl fast::Gate for FastGate {
         if !bearer && !owner() {
             return None;
         }
-        if !app.previews().seen_running(&p.session) && check_running(app, &p).is_some() {
+        if !app.live().contains(&p.session) && check_running(app, &p).is_some() {
             return None;
         }
         let daemon_port = head
@@ -297,7 +285,7 @@ fn set_cookie(name: &str, value: &str, max_age: i64) -> String {
     format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")
 }
 
-type Resp = Response<Body>;
+pub(crate) type Resp = Response<Body>;
 /// A request refused with a response (boxed: responses are large).
 type Refused = Box<Resp>;
 
@@ -305,55 +293,12 @@ fn html(r: Response<firepit_preview::Body>) -> Resp {
     r.map(Body::new)
 }
 
-fn bad_request(why: &str) -> Resp {
+pub(crate) fn bad_request(why: &str) -> Resp {
     html(pages::text_page(
         StatusCode::BAD_REQUEST,
         "Bad request",
         why,
     ))
-}
-
-/// The service behind the daemon's listener: previews by Host, then the API.
-pub async fn dispatch(
-    app: App,
-    router: axum::Router,
-    client: SocketAddr,
-    req: Request<Incoming>,
-) -> Result<Resp, Infallible> {
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let host = hosts.next().cloned();
-    if hosts.next().is_some() {
-        return Ok(bad_request("the request has more than one Host header"));
-    }
-    let host = match (&host, req.uri().authority()) {
-        (Some(h), Some(a)) => {
-            let h = h.to_str().unwrap_or_default();
-            if !h.eq_ignore_ascii_case(a.as_str()) {
-                return Ok(bad_request(
-                    "the request's target names another host than its Host header",
-                ));
-            }
-            Some(h.to_owned())
-        }
-        (Some(h), None) => match h.to_str() {
-            Ok(h) => Some(h.to_owned()),
-            Err(_) => return Ok(bad_request("the Host header is not text")),
-        },
-        (None, Some(a)) => Some(a.as_str().to_owned()),
-        (None, None) => None,
-    };
-    let kind = match &host {
-        Some(h) => firepit_preview::host::classify(h, &app.config().domain),
-        None => HostKind::Daemon,
-    };
-    match kind {
-        HostKind::Preview(p) => Ok(handle(&app, p, client, req).await),
-        HostKind::Bad(why) => Ok(bad_request(&why)),
-        HostKind::Daemon => {
-            use tower::ServiceExt;
-            router.oneshot(req.map(Body::new)).await
-        }
-    }
 }
 
 /// Answers for a session that does not exist or does not run; `None` when it runs.
@@ -376,19 +321,17 @@ fn check_running(app: &App, p: &PreviewHost) -> Option<Resp> {
             )))
         }
         Ok(s) if s.state != SessionState::Running => Some(stopped(p)),
-        Ok(_) => {
-            app.previews()
-                .running
-                .lock()
-                .expect("running")
-                .insert(p.session.clone(), std::time::Instant::now());
-            None
-        }
+        Ok(_) => None,
     }
 }
 
 /// Answers one request to a preview host.
-async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Incoming>) -> Resp {
+pub(crate) async fn handle(
+    app: &App,
+    p: PreviewHost,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Resp {
     let daemon_port = host_port(req.headers());
     let now = token::now();
     let previews = app.previews();
@@ -437,7 +380,7 @@ async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Inco
     if let Err(resp) = check_access(app, &p, &req, daemon_port, now) {
         return *resp;
     }
-    if !previews.seen_running(&p.session)
+    if !app.live().contains(&p.session)
         && let Some(resp) = check_running(app, &p)
     {
         return resp;
@@ -486,7 +429,7 @@ async fn handle(app: &App, p: PreviewHost, client: SocketAddr, req: Request<Inco
 /// ports are never listed, announced by events, or previewed.
 pub fn is_firepit_port(app: &App, session: &str, port: u16) -> bool {
     port == firepit_browser::DEVTOOLS_PORT
-        || app.brokers().is_broker_port(session, port)
+        || app.is_broker_port(session, port)
         || app.relays().is_relay_port(session, port)
 }
 
@@ -494,9 +437,7 @@ pub fn is_firepit_port(app: &App, session: &str, port: u16) -> bool {
 /// then any other address the guest sees the port listening on.
 async fn dial(app: &App, p: &PreviewHost) -> Result<tokio::net::TcpStream, firepit_preview::Error> {
     // The forge broker listens in the machine too; it is never a preview.
-    if app.brokers().is_broker_port(&p.session, p.port)
-        || app.relays().is_relay_port(&p.session, p.port)
-    {
+    if app.is_broker_port(&p.session, p.port) || app.relays().is_relay_port(&p.session, p.port) {
         return Err(firepit_preview::Error::Refused(p.port));
     }
     let loopback = vec![

@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use firepit_guest_client::GuestClient;
+use firepit_util::now;
 use firepit_wire::api::{CreateSession, Limits, Session, SessionState};
 use firepit_wire::events::EventKind;
 use rand::Rng;
 
-use crate::watchers::{self, Watchers};
+use crate::watchers;
 use crate::{App, Error, machines};
 
 /// Smallest memory limit a machine can work with.
@@ -36,12 +37,10 @@ const MAX_CPUS: f64 = 1024.0;
 /// How long a new machine's guest may take to answer.
 const GUEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Per-session locks and guest connections.
+/// Per-session locks.
 #[derive(Default)]
 pub struct Sessions {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    guests: Mutex<HashMap<String, GuestClient>>,
-    watchers: Watchers,
 }
 
 impl Sessions {
@@ -55,12 +54,7 @@ impl Sessions {
     }
 
     fn forget(&self, id: &str) {
-        self.guests.lock().expect("guests").remove(id);
         self.locks.lock().expect("locks").remove(id);
-    }
-
-    fn drop_guest(&self, id: &str) {
-        self.guests.lock().expect("guests").remove(id);
     }
 }
 
@@ -133,12 +127,6 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 impl App {
     /// Appends a state change to the session's log.
     fn log_state(&self, id: &str, state: SessionState, error: Option<&str>) -> Result<(), Error> {
@@ -152,13 +140,13 @@ impl App {
         Ok(())
     }
 
-    /// Forgets a session's store rows, event streams, guest and lock.
+    /// Forgets a session's store rows, event streams, lock and artifacts
+    /// (its runtime has ended).
     fn forget_session(&self, id: &str) -> Result<(), Error> {
         self.store().delete_session(id)?;
         self.store().delete_session_repos(id)?;
         self.events().forget(id);
         self.sessions().forget(id);
-        self.closed_loop().forget(id);
         self.remove_artifacts(id);
         Ok(())
     }
@@ -220,24 +208,28 @@ impl App {
             self.forget_session(&session.id)?;
             return Err(Error::Machine(e));
         }
-        if let Err(e) = self.connect_guest(&session.id).await {
-            let backend = self.backend().clone();
-            let id = session.id.clone();
-            let _ = tokio::task::spawn_blocking(move || backend.destroy(&machines::id(&id))).await;
-            self.forget_session(&session.id)?;
-            return Err(e);
-        }
+        let guest = match self.connect_guest(&session.id).await {
+            Ok(g) => g,
+            Err(e) => {
+                let backend = self.backend().clone();
+                let id = session.id.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || backend.destroy(&machines::id(&id))).await;
+                self.forget_session(&session.id)?;
+                return Err(e);
+            }
+        };
         self.store()
             .set_state(&session.id, SessionState::Running, None)?;
         self.log_state(&session.id, SessionState::Running, None)?;
         self.start_relay(&session.id).await;
-        self.sessions().watchers.start(self, &session.id);
+        self.go_live(&session.id, Some(guest)).await;
         if let Some(repo) = &repo
             && let Err(e) = self
                 .attach_repo(&session.id, repo, req.branch.as_deref())
                 .await
         {
-            self.detach(&session.id).await;
+            self.end_live(&session.id).await;
             let _ = self.machine(&session.id, |b, m| b.destroy(m)).await;
             self.forget_session(&session.id)?;
             return Err(e);
@@ -267,24 +259,12 @@ impl App {
             .map_err(Error::Machine)
     }
 
-    /// Ends what the daemon runs for a session: its watchers, its guest
-    /// connection and its agent.
-    async fn detach(&self, id: &str) {
-        self.sessions().watchers.stop(id).await;
-        self.sessions().drop_guest(id);
-        self.agents().forget(id);
-        self.previews().forget(id);
-        self.brokers().stop(id);
-        self.relays().stop(id);
-        self.browsers().forget(id);
-    }
-
     /// Ends a session's processes; its files are kept.
     pub async fn stop_session(&self, id: &str) -> Result<Session, Error> {
         let session = self.store().session(id)?;
         let lock = self.sessions().lock_for(id);
         let _guard = lock.lock().await;
-        self.detach(id).await;
+        self.end_live(id).await;
         self.machine(id, |b, m| b.stop(m)).await?;
         self.store()
             .set_state(&session.id, SessionState::Stopped, None)?;
@@ -306,11 +286,11 @@ impl App {
             return Ok(session);
         }
         self.machine(id, |b, m| b.start(m)).await?;
-        self.connect_guest(id).await?;
+        let guest = self.connect_guest(id).await?;
         self.store().set_state(id, SessionState::Running, None)?;
         self.log_state(id, SessionState::Running, None)?;
         self.start_relay(id).await;
-        self.sessions().watchers.start(self, id);
+        self.go_live(id, Some(guest)).await;
         if let Err(e) = self.start_broker(id).await {
             tracing::warn!(session = %id, error = %crate::error::chain(&e), "could not start the forge broker");
         }
@@ -322,7 +302,7 @@ impl App {
         self.store().session(id)?;
         let lock = self.sessions().lock_for(id);
         let _guard = lock.lock().await;
-        self.detach(id).await;
+        self.end_live(id).await;
         // On the backend's teardown threads: many destroys at once hold
         // none of the runtime's blocking threads.
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -351,10 +331,9 @@ impl App {
         if !is_valid_id(id) {
             return Err(Error::SessionNotFound(id.to_owned()));
         }
-        if let Some(g) = self.sessions().guests.lock().expect("guests").get(id)
-            && !g.is_closed()
-        {
-            return Ok(g.clone());
+        let live = self.live().get(id);
+        if let Some(g) = live.as_ref().and_then(|l| l.guest()) {
+            return Ok(g);
         }
         let session = self.store().session(id)?;
         if session.state != SessionState::Running {
@@ -364,18 +343,20 @@ impl App {
         // for its guest (its init may have died, taking the machine with it).
         let info = self.machine(id, |b, m| b.inspect(m)).await?;
         if info.state != firepit_machine::MachineState::Running {
-            self.sessions().watchers.abort(id);
-            self.sessions().drop_guest(id);
-            self.agents().forget(id);
-            self.previews().forget(id);
-            self.browsers().forget(id);
+            // This may run inside one of the session's tasks: they are
+            // stopped, not waited for.
+            self.end_live_now(id);
             self.store().set_state(id, SessionState::Stopped, None)?;
             watchers::close_known_ports(self, id)?;
             self.log_state(id, SessionState::Stopped, None)?;
             tracing::warn!(session = %id, "the machine ended on its own; the session is stopped");
             return Err(Error::SessionNotRunning(id.to_owned()));
         }
-        self.connect_guest(id).await
+        let guest = self.connect_guest(id).await?;
+        if let Some(live) = live {
+            live.set_guest(guest.clone());
+        }
+        Ok(guest)
     }
 
     /// Connects to a machine's guest, waiting for it to come up.
@@ -397,11 +378,6 @@ impl App {
                 Err(e) => return Err(Error::Guest(e)),
             }
         };
-        self.sessions()
-            .guests
-            .lock()
-            .expect("guests")
-            .insert(id.to_owned(), client.clone());
         Ok(client)
     }
 
@@ -454,7 +430,7 @@ impl App {
             }
             if state == SessionState::Running {
                 self.start_relay(&s.id).await;
-                self.sessions().watchers.start(self, &s.id);
+                self.go_live(&s.id, None).await;
             } else {
                 watchers::close_known_ports(self, &s.id)?;
             }

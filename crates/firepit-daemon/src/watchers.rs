@@ -4,8 +4,8 @@
 //! Ports are compared with what the log says is open ([`crate::Store::open_ports`]),
 //! so a watcher that starts again (after a daemon restart or a session start)
 //! records only real changes: ports that closed meanwhile as `port_closed`, new
-//! ones as `port_opened`, and nothing twice. The tasks are started and stopped
-//! by the session lifecycle (`sessions.rs`).
+//! ones as `port_opened`, and nothing twice. The task is part of the session's
+//! runtime ([`crate::live`]), started and stopped with it.
 //!
 //! Port and service events count against the session's rate limit
 //! ([`crate::events::EventLog::append_limited`]). When a port event is
@@ -13,9 +13,8 @@
 //! it with the guest's again a second later (and every second after that
 //! while drops go on), so the log ends up right.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use firepit_guest_client::{PortEvent, ServiceEvent};
@@ -27,43 +26,10 @@ use crate::{App, Error, preview};
 /// How long after a dropped port event the log is compared with the ports again.
 const RESYNC: Duration = Duration::from_secs(1);
 
-/// The watcher tasks, by session.
-#[derive(Default)]
-pub struct Watchers {
-    tasks: Mutex<HashMap<String, JoinHandle<()>>>,
-}
-
-impl Watchers {
-    /// Starts watching session `id` (replacing a watcher it had).
-    pub fn start(&self, app: &App, id: &str) {
-        let task = tokio::spawn(watch(app.clone(), id.to_owned()));
-        if let Some(old) = self
-            .tasks
-            .lock()
-            .expect("watchers")
-            .insert(id.to_owned(), task)
-        {
-            old.abort();
-        }
-    }
-
-    /// Aborts a session's watcher without waiting for it: for callers that
-    /// may run inside that watcher (its machine is gone, so it appends nothing
-    /// more).
-    pub fn abort(&self, id: &str) {
-        if let Some(task) = self.tasks.lock().expect("watchers").remove(id) {
-            task.abort();
-        }
-    }
-
-    /// Stops watching session `id`; once this returns its watcher appends nothing more.
-    pub async fn stop(&self, id: &str) {
-        let task = self.tasks.lock().expect("watchers").remove(id);
-        if let Some(task) = task {
-            task.abort();
-            let _ = task.await;
-        }
-    }
+/// Starts watching session `id`: the task the session's runtime keeps
+/// ([`crate::live`]).
+pub(crate) fn start(app: &App, id: &str) -> JoinHandle<()> {
+    tokio::spawn(watch(app.clone(), id.to_owned()))
 }
 
 fn opened(app: &App, id: &str, addr: IpAddr, port: u16) -> EventKind {

@@ -427,9 +427,7 @@ fn rate_limit_wait(status: StatusCode, headers: &HeaderMap) -> Option<Duration> 
         return Some(Duration::from_secs(s));
     }
     let reset = header("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = firepit_util::now().max(0) as u64;
     Some(Duration::from_secs(match reset {
         Some(r) => r.saturating_sub(now).max(1),
         // GitHub's advice for secondary limits without a header: a minute.

@@ -24,13 +24,4 @@ pub use crate::repo::RepoName;
 pub use crate::token::{Token, redact};
 
 /// An error and its causes in one line (reqwest hides the useful part in sources).
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut msg = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        msg.push_str(": ");
-        msg.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    msg
-}
+pub(crate) use firepit_util::chain as error_chain;

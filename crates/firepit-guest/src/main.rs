@@ -151,13 +151,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut msg = format!("firepit-guest: {e}");
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            eprintln!("{msg}");
+            eprintln!("firepit-guest: {}", firepit_util::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -1,7 +1,7 @@
 //! The image store: a directory of images, and the atomic build, replace and remove of them.
 
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use crate::build::{self, BuildOptions, Tool};
 use crate::contents;
@@ -244,9 +244,7 @@ impl ImageStore {
             mirror: archive.main.uri.clone(),
             arch,
             uid_base: opts.uid_base,
-            created: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            created: firepit_util::now().max(0) as u64,
             size_bytes: stats.bytes,
             builder,
             builder_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -9,8 +9,6 @@
 //! token names the share's id.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use base64::Engine;
@@ -118,17 +116,7 @@ impl Signer {
             Err(e) => return Err(err("reading", e)),
         }
         let signer = Signer::random();
-        let tmp = path.with_extension("tmp");
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| err("writing", e))?;
-        f.write_all(&signer.key).map_err(|e| err("writing", e))?;
-        f.sync_all().map_err(|e| err("writing", e))?;
-        fs::rename(&tmp, path).map_err(|e| err("writing", e))?;
+        firepit_util::write_private(path, &signer.key).map_err(|e| err("writing", e))?;
         Ok(signer)
     }
 
@@ -187,11 +175,7 @@ impl Signer {
 }
 
 /// Now, in Unix seconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use firepit_util::now;
 
 #[cfg(test)]
 mod tests {

@@ -2,13 +2,11 @@
 //! Anthropic's and OpenAI's streaming protocols, with tools acting through a real guest
 //! run as a plain process on a temporary socket.
 
-mod model;
 mod providers;
 mod runs;
 mod test_tool;
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +15,7 @@ use firepit_agent::{
     TranscriptItem,
 };
 use firepit_guest_client::GuestClient;
+use firepit_testkit::guest::HostGuest;
 
 /// Hang guard for anything a test waits on.
 pub const GUARD: Duration = Duration::from_secs(60);
@@ -26,37 +25,22 @@ pub async fn guard<F: Future>(fut: F) -> F::Output {
     tokio::time::timeout(GUARD, fut).await.expect("hang guard")
 }
 
-/// A running guest (commands run on this host, as this user); SIGTERM on drop.
+/// A running guest (commands run on this host, as this user), with a work dir.
 pub struct Guest {
-    child: Child,
-    pub dir: tempfile::TempDir,
+    host: HostGuest,
     pub client: GuestClient,
 }
 
 impl Guest {
     pub async fn start() -> Guest {
-        let dir = tempfile::tempdir().unwrap();
-        let socket: PathBuf = dir.path().join("g.sock");
-        let child = Command::new(firepit_guest_bin::GUEST_BUILD_PATH)
-            .arg("--socket")
-            .arg(&socket)
-            .spawn()
-            .unwrap();
-        let client = guard(async {
-            loop {
-                if let Ok(c) = GuestClient::connect_unix(&socket).await {
-                    return c;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await;
-        std::fs::create_dir(dir.path().join("work")).unwrap();
-        Guest { child, dir, client }
+        let host = HostGuest::start().await;
+        std::fs::create_dir(host.dir.path().join("work")).unwrap();
+        let client = host.client.clone();
+        Guest { host, client }
     }
 
     pub fn workdir(&self) -> PathBuf {
-        self.dir.path().join("work")
+        self.host.dir.path().join("work")
     }
 
     pub fn tools(&self) -> ToolContext {
@@ -65,15 +49,6 @@ impl Guest {
             self.workdir().to_str().unwrap(),
             Arc::new(|p| format!("http://p{p}.preview.test/")),
         )
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
     }
 }
 

@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use firepit_agent::{AgentSettings, ProviderKind, TranscriptItem, rebuild_history};
 
-use crate::model::{Reply, StandIn, anthropic, openai};
 use crate::{Guest, agent, config, guard};
+use firepit_testkit::model::{Reply, StandIn, anthropic, openai};
 
 #[tokio::test]
 async fn rate_limited_then_success_honours_retry_after() {

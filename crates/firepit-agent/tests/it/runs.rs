@@ -8,8 +8,8 @@ use firepit_agent::{
 };
 use serde_json::json;
 
-use crate::model::{Reply, StandIn, anthropic, openai};
 use crate::{Guest, Recorded, agent, config, guard};
+use firepit_testkit::model::{Reply, StandIn, anthropic, openai};
 
 fn args(v: serde_json::Value) -> String {
     v.to_string()

@@ -44,7 +44,7 @@ pub(super) async fn stop(
     Path(id): Path<String>,
 ) -> Result<Json<AgentStopped>, Error> {
     app.store().session(&id)?;
-    let stopped = app.agents().get(&id).is_some_and(|a| a.stop());
+    let stopped = app.agent_if_made(&id).is_some_and(|a| a.stop());
     Ok(Json(AgentStopped { stopped }))
 }
 
@@ -54,7 +54,7 @@ pub(super) async fn status(
 ) -> Result<Json<AgentStatus>, Error> {
     app.store().session(&id)?;
     let model = app.agents().model();
-    let agent = app.agents().get(&id);
+    let agent = app.agent_if_made(&id);
     let (input_tokens, output_tokens, cost_usd) = match &agent {
         Some(a) => a.history().totals,
         // Not loaded since the daemon started: the log has the totals.

@@ -7,11 +7,7 @@ use rusqlite::{OptionalExtension, params};
 use super::Store;
 use crate::Error;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use firepit_util::now_ms;
 
 fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
     serde_json::from_str(text)

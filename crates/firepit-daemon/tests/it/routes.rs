@@ -79,22 +79,32 @@ fn harness() -> Harness {
     harness_with(|_| {})
 }
 
-/// A daemon's state on a recording backend, with `configure` applied to its settings.
-pub(crate) fn harness_with(configure: impl FnOnce(&mut Config)) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
+/// A daemon's state (store in memory) with its data in `data`, on
+/// `backend`, with `configure` applied to its settings.
+pub(crate) fn app_on(
+    data: &std::path::Path,
+    backend: Arc<dyn Backend>,
+    configure: impl FnOnce(&mut Config),
+) -> App {
     let exe = std::env::current_exe().unwrap();
-    let mut config = Config::new(dir.path().to_owned(), exe.clone(), exe);
+    let mut config = Config::new(data.to_owned(), exe.clone(), exe);
     configure(&mut config);
     std::fs::create_dir_all(&config.images_dir).unwrap();
     let images = firepit_image::ImageStore::open(&config.images_dir).unwrap();
-    let backend = Arc::new(Recording::default());
-    let app = App::from_parts(
+    App::from_parts(
         config,
         Store::in_memory().unwrap(),
         images,
-        backend.clone(),
+        backend,
         TOKEN.into(),
-    );
+    )
+}
+
+/// A daemon's state on a recording backend, with `configure` applied to its settings.
+pub(crate) fn harness_with(configure: impl FnOnce(&mut Config)) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(Recording::default());
+    let app = app_on(dir.path(), backend.clone(), configure);
     Harness {
         app,
         backend,
@@ -255,7 +265,7 @@ async fn bad_requests_get_clear_errors() {
 }
 
 /// Makes an image named `tiny` that exists as far as the image store can tell.
-fn tiny_image(app: &App) {
+pub(crate) fn tiny_image(app: &App) {
     let images = &app.config().images_dir;
     let rootfs = images.join("tiny/rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();

@@ -75,9 +75,7 @@ pub async fn ls(client: &Client) -> Result<()> {
 }
 
 fn print_sessions(out: &mut impl Write, sessions: Vec<Session>) -> Result<()> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = firepit_util::now();
     for s in sessions {
         writeln!(
             out,

@@ -6,7 +6,7 @@
 //! adopts them.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -117,21 +117,8 @@ pub async fn up(data_dir: &Path, args: &UpArgs) -> Result<()> {
     let url = format!("http://{}", display_addr(addr));
     let daemon_file = data_dir.join(DAEMON_FILE);
     // Written whole, then renamed into place: a client never reads half of it.
-    let partial = data_dir.join(format!("{DAEMON_FILE}.partial"));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&partial)
-        .and_then(|mut f| {
-            f.write_all(
-                serde_json::json!({ "url": url, "pid": std::process::id() })
-                    .to_string()
-                    .as_bytes(),
-            )
-        })
-        .and_then(|()| std::fs::rename(&partial, &daemon_file))
+    let daemon_json = serde_json::json!({ "url": url, "pid": std::process::id() }).to_string();
+    firepit_util::write_private(&daemon_file, daemon_json.as_bytes())
         .with_context(|| format!("writing {}", daemon_file.display()))?;
     let login = match &app.config().public_origin {
         Some(p) => format!("{}/?token={}", p.origin(), app.token()),

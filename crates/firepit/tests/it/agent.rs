@@ -14,41 +14,16 @@ use crate::harness::Daemon;
 
 pub(crate) type Script = Arc<Mutex<(VecDeque<Vec<String>>, Vec<Value>)>>;
 
-/// One streamed assistant turn: optional text, then tool calls.
+/// One streamed assistant turn: optional text, then tool calls; 50 tokens
+/// in and 10 out.
 pub(crate) fn turn(text: &str, calls: &[(&str, &str, Value)]) -> Vec<String> {
-    let chunk = |delta: Value, finish: Value| {
-        format!(
-            "data: {}\n\n",
-            json!({"id": "c", "object": "chat.completion.chunk",
-                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-        )
-    };
-    let mut out = vec![chunk(
-        json!({"role": "assistant", "content": ""}),
-        Value::Null,
-    )];
-    if !text.is_empty() {
-        out.push(chunk(json!({"content": text}), Value::Null));
-    }
-    for (i, (id, name, args)) in calls.iter().enumerate() {
-        let function = json!({"name": name, "arguments": args.to_string()});
-        out.push(chunk(
-            json!({"tool_calls": [{"index": i, "id": id, "type": "function", "function": function}]}),
-            Value::Null,
-        ));
-    }
-    let finish = if calls.is_empty() {
-        "stop"
-    } else {
-        "tool_calls"
-    };
-    out.push(chunk(json!({}), json!(finish)));
-    out.push(format!(
-        "data: {}\n\n",
-        json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 10}})
-    ));
-    out.push("data: [DONE]\n\n".into());
-    out
+    let args: Vec<String> = calls.iter().map(|(_, _, a)| a.to_string()).collect();
+    let calls: Vec<(&str, &str, &str)> = calls
+        .iter()
+        .zip(&args)
+        .map(|((id, name, _), a)| (*id, *name, a.as_str()))
+        .collect();
+    firepit_testkit::model::openai_usage(text, &calls, 50, 10)
 }
 
 async fn reply(State(script): State<Script>, body: axum::body::Bytes) -> Response {

@@ -1,4 +1,4 @@
-//! The forge end to end: a stand-in GitHub (`forge_standin.rs`) with real
+//! The forge end to end: a stand-in GitHub (`firepit_testkit::forge`) with real
 //! git repositories, the daemon's broker inside machines, `firepit new
 //! --repo`, `firepit triage` with a stand-in model, the session's own git
 //! endpoint, and the token kept out of every machine.
@@ -12,8 +12,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::agent::{sse, turn};
-use crate::forge_standin::{SCOPELESS, StandIn, TOKEN};
 use crate::harness::Daemon;
+use firepit_testkit::forge::{SCOPELESS, StandIn, TOKEN};
 
 const GREET: &str = "def greet(name):\n    return \"Hello \" + name\n";
 const TEST_GREET: &str = "import unittest\n\nfrom greet import greet\n\n\nclass GreetTest(unittest.TestCase):\n    def test_greet(self):\n        self.assertEqual(greet(\"Ann\"), \"Hello Ann\")\n";

@@ -9,21 +9,7 @@ use std::time::{Duration, Instant};
 /// The `firepit` binary under test.
 pub const FIREPIT: &str = env!("CARGO_BIN_EXE_firepit");
 
-/// Serves `app` on `listener` from a thread of its own (a stand-in server
-/// the daemon reaches while the test blocks on the CLI).
-pub fn serve_on_thread(listener: std::net::TcpListener, app: axum::Router) {
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-}
+pub use firepit_testkit::serve_on_thread;
 
 /// The images dir the tests use.
 pub fn images_dir() -> PathBuf {

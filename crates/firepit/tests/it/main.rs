@@ -16,7 +16,6 @@ mod events;
 mod files;
 mod flood;
 mod forge;
-mod forge_standin;
 mod isolation;
 mod lifecycle;
 mod mcp;

@@ -1,79 +1,28 @@
-//! Triage jobs: a repository's open issues turned into pull requests, in the
-//! daemon, so the work goes on while the person's laptop is closed.
-//!
-//! A job lists the open issues (with a label, at most `max`) and the open
-//! pull requests; an issue whose branch `firepit/issue-<n>` already has an
-//! open pull request is skipped. The others are worked on, `parallel` at a
-//! time, each on its own: a session made from the repository, the branch,
-//! the agent given the issue's text and comments, the tests run, a commit,
-//! one atomic push, a pull request that closes the issue and says what
-//! changed and which tests ran, and a comment on the issue. A failure ends
-//! that issue alone, before anything is pushed; a pull request that cannot
-//! be opened takes its pushed branch back with it.
-//!
-//! The job and its progress lines live in the store (`store/forge.rs`); a
-//! daemon restart marks a running job interrupted (its sessions stay).
+//! Running a triage job: the issues listed, each worked on in a session of
+//! its own (the agent, the tests, a commit, one atomic push, a pull request,
+//! a comment), `parallel` at a time.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use firepit_forge::{Issue, NewPull, RepoName};
 use firepit_guest_client::GuestClient;
 use firepit_wire::agent::TranscriptItem;
 use firepit_wire::api::CreateSession;
 use firepit_wire::events::EventKind;
-use firepit_wire::forge::{
-    CreateTriage, IssueOutcome, TriageIssue, TriageJob, TriageProgress, TriageState,
-};
+use firepit_wire::forge::{IssueOutcome, TriageIssue, TriageState};
 use firepit_wire::guest::ExecRequest;
 
 use crate::forge::{run, tail};
 use crate::{App, Error};
 
-/// Issues per job when the request names no maximum.
-const DEFAULT_MAX: u32 = 10;
-/// Largest `max`.
-const MAX_MAX: u32 = 100;
-/// Issues at once when the request does not say.
-const DEFAULT_PARALLEL: u32 = 2;
-/// Largest `parallel`.
-const MAX_PARALLEL: u32 = 8;
-/// The issue's text and comments given to the agent are cut to this.
-const TASK_LIMIT: usize = 32 << 10;
+use super::text::{branch, pull_body, task};
+use super::{DEFAULT_MAX, DEFAULT_PARALLEL, now};
+
 /// Longest the tests may run.
 const TEST_TIMEOUT_MS: u64 = 20 * 60 * 1000;
 /// Test output kept for the report and the pull request.
 const TEST_TAIL: usize = 3000;
-
-/// The jobs that run in this daemon.
-pub struct Jobs {
-    /// Serialises read-modify-write of job records.
-    write: Mutex<()>,
-    /// Bumped on every change, so progress streams wake.
-    changed: tokio::sync::watch::Sender<u64>,
-    tasks: Mutex<HashMap<String, tokio::task::AbortHandle>>,
-}
-
-impl Default for Jobs {
-    fn default() -> Jobs {
-        Jobs {
-            write: Mutex::new(()),
-            changed: tokio::sync::watch::channel(0).0,
-            tasks: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl Jobs {
-    /// A receiver that sees every change to any job.
-    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.changed.subscribe()
-    }
-
-    fn bump(&self) {
-        self.changed.send_modify(|n| *n += 1);
-    }
-}
 
 /// What a finished issue reports.
 struct Done {
@@ -104,196 +53,8 @@ fn failed(message: impl Into<String>) -> Failed {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// The branch of issue `n`.
-pub fn branch(n: u64) -> String {
-    format!("firepit/issue-{n}")
-}
-
-/// The agent's task: the issue's text and comments, and what firepit does
-/// after it (so it does not commit or push itself).
-pub fn task(repo: &RepoName, issue: &Issue, comments: &[firepit_forge::Comment]) -> String {
-    let mut t = format!(
-        "Work on issue #{} of {repo}: {}\n\n{}\n",
-        issue.number,
-        issue.title,
-        issue.body.as_deref().unwrap_or("(no description)").trim()
-    );
-    if !comments.is_empty() {
-        t.push_str("\nComments on the issue, oldest first:\n");
-        for c in comments {
-            t.push_str(&format!("\n@{}:\n{}\n", c.user, c.body.trim()));
-        }
-    }
-    if t.len() > TASK_LIMIT {
-        let mut end = TASK_LIMIT;
-        while !t.is_char_boundary(end) {
-            end -= 1;
-        }
-        t.truncate(end);
-        t.push_str("\n[… the issue is longer; this is its start]\n");
-    }
-    t.push_str(&format!(
-        "\nThe repository is cloned at /workspace, on the branch {}. Make the change the issue asks for, \
-         run the project's tests, and finish with a short summary of what you changed. Do not commit or push: \
-         firepit commits, pushes and opens the pull request when you are done.",
-        branch(issue.number)
-    ));
-    t
-}
-
-/// The pull request's description.
-pub fn pull_body(
-    issue: u64,
-    summary: &str,
-    diffstat: &str,
-    tests: &str,
-    test_tail: &str,
-) -> String {
-    let mut b = format!("Closes #{issue}.\n\n## What changed\n\n");
-    b.push_str(if summary.trim().is_empty() {
-        "(the agent gave no summary)"
-    } else {
-        summary.trim()
-    });
-    if !diffstat.trim().is_empty() {
-        b.push_str(&format!("\n\n```\n{}\n```", diffstat.trim_end()));
-    }
-    b.push_str(&format!("\n\n## Tests\n\n{tests}\n"));
-    if !test_tail.trim().is_empty() {
-        b.push_str(&format!(
-            "\n<details><summary>test output (end)</summary>\n\n```\n{}\n```\n</details>\n",
-            test_tail.trim_end()
-        ));
-    }
-    b.push_str("\n---\nOpened by firepit's agent from a triage run.\n");
-    b
-}
-
 impl App {
-    fn jobs(&self) -> &Jobs {
-        &self.0.triage
-    }
-
-    /// Starts a triage job; it runs in the daemon until every issue has an outcome.
-    pub async fn start_triage(&self, req: CreateTriage) -> Result<TriageJob, Error> {
-        let max = req.max.unwrap_or(DEFAULT_MAX);
-        let parallel = req.parallel.unwrap_or(DEFAULT_PARALLEL);
-        if !(1..=MAX_MAX).contains(&max) {
-            return Err(Error::BadRequest(format!("max must be 1 to {MAX_MAX}")));
-        }
-        if !(1..=MAX_PARALLEL).contains(&parallel) {
-            return Err(Error::BadRequest(format!(
-                "parallel must be 1 to {MAX_PARALLEL}"
-            )));
-        }
-        if let Some(l) = &req.label
-            && (crate::api::valid::blank(l) || l.chars().count() > 100)
-        {
-            return Err(Error::BadRequest(
-                "the label must be 1 to 100 characters".into(),
-            ));
-        }
-        if self.agents().model().is_none() {
-            return Err(Error::NoModel);
-        }
-        let repo = self.check_repo(&req.repo).await?;
-        let job = TriageJob {
-            id: format!("tr{}", crate::sessions::new_id()),
-            request: CreateTriage {
-                repo: repo.to_string(),
-                max: Some(max),
-                parallel: Some(parallel),
-                ..req
-            },
-            state: TriageState::Running,
-            created_at: now(),
-            finished_at: None,
-            error: None,
-            issues: Vec::new(),
-        };
-        self.store().put_triage_job(&job)?;
-        let app = self.clone();
-        let id = job.id.clone();
-        let task = tokio::spawn(async move {
-            app.run_job(&id, repo).await;
-            app.jobs().tasks.lock().expect("tasks").remove(&id);
-        });
-        self.jobs()
-            .tasks
-            .lock()
-            .expect("tasks")
-            .insert(job.id.clone(), task.abort_handle());
-        Ok(job)
-    }
-
-    /// A triage job.
-    pub fn triage_job(&self, id: &str) -> Result<TriageJob, Error> {
-        self.store()
-            .triage_job(id)?
-            .ok_or_else(|| Error::TriageNotFound(id.to_owned()))
-    }
-
-    /// A triage job's progress after `since`, and whether the job has ended.
-    pub fn triage_progress(
-        &self,
-        id: &str,
-        since: u64,
-    ) -> Result<(Vec<TriageProgress>, bool), Error> {
-        // Read the state first: a line appended after it is caught next time.
-        let ended = self.triage_job(id)?.state != TriageState::Running;
-        Ok((self.store().triage_progress(id, since)?, ended))
-    }
-
-    /// Waits for any change to any job.
-    pub fn triage_watch(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.jobs().watch()
-    }
-
-    /// After a restart: jobs that were running are interrupted.
-    pub(crate) fn interrupt_triage(&self) -> Result<(), Error> {
-        for id in self.store().interrupt_triage_jobs()? {
-            self.progress(&id, None, "the daemon restarted: this job was interrupted");
-        }
-        Ok(())
-    }
-
-    fn progress(&self, job: &str, issue: Option<u64>, text: &str) {
-        if let Err(e) = self.store().append_triage_progress(job, issue, text) {
-            tracing::error!(job, error = %crate::error::chain(&e), "could not record triage progress");
-        }
-        self.jobs().bump();
-    }
-
-    fn update_job(&self, id: &str, f: impl FnOnce(&mut TriageJob)) {
-        let _g = self.jobs().write.lock().expect("triage write");
-        match self.store().triage_job(id) {
-            Ok(Some(mut job)) => {
-                f(&mut job);
-                if let Err(e) = self.store().put_triage_job(&job) {
-                    tracing::error!(job = id, error = %crate::error::chain(&e), "could not store a triage job");
-                }
-            }
-            _ => tracing::error!(job = id, "a triage job vanished from the store"),
-        }
-        drop(_g);
-        self.jobs().bump();
-    }
-
-    fn update_issue(&self, id: &str, n: u64, f: impl FnOnce(&mut TriageIssue)) {
-        self.update_job(id, |job| {
-            if let Some(i) = job.issues.iter_mut().find(|i| i.number == n) {
-                f(i);
-            }
-        });
-    }
-
-    async fn run_job(&self, id: &str, repo: RepoName) {
+    pub(super) async fn run_job(&self, id: &str, repo: RepoName) {
         let Some(job) = self.store().triage_job(id).ok().flatten() else {
             return;
         };
@@ -710,55 +471,5 @@ async fn git(guest: &GuestClient, args: &[&str]) -> Result<String, String> {
         Ok(out.stdout.text())
     } else {
         Err(tail(&out.stderr.to_bytes(), 1500))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_pull_request_links_the_issue_and_names_the_tests() {
-        let b = pull_body(
-            7,
-            "Fixed the greeting.",
-            " a.py | 2 +-",
-            "`make test` passed.",
-            "ok",
-        );
-        assert!(b.starts_with("Closes #7."), "{b}");
-        assert!(
-            b.contains("Fixed the greeting.") && b.contains("a.py | 2 +-"),
-            "{b}"
-        );
-        assert!(b.contains("## Tests\n\n`make test` passed."), "{b}");
-        let empty = pull_body(7, " ", "", "No tests found.", "");
-        assert!(empty.contains("(the agent gave no summary)"), "{empty}");
-        assert!(!empty.contains("<details>"), "{empty}");
-    }
-
-    #[test]
-    fn the_task_carries_the_issue_and_its_comments_bounded() {
-        let repo: RepoName = "o/r".parse().unwrap();
-        let issue: Issue = serde_json::from_value(serde_json::json!({
-            "number": 3, "title": "Greet", "body": "Say hello"
-        }))
-        .unwrap();
-        let c: firepit_forge::Comment = serde_json::from_value(serde_json::json!({
-            "user": {"login": "ann"}, "body": "in French please"
-        }))
-        .unwrap();
-        let t = task(&repo, &issue, &[c]);
-        assert!(
-            t.contains("issue #3 of o/r: Greet") && t.contains("Say hello"),
-            "{t}"
-        );
-        assert!(t.contains("@ann:\nin French please"), "{t}");
-        assert!(t.contains("firepit/issue-3"), "{t}");
-        let long: Issue = serde_json::from_value(serde_json::json!({
-            "number": 4, "title": "Long", "body": "é".repeat(40_000)
-        }))
-        .unwrap();
-        assert!(task(&repo, &long, &[]).len() < TASK_LIMIT + 1000);
     }
 }

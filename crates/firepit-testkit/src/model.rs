@@ -174,8 +174,19 @@ fn ascii_string(b: &[u8]) -> String {
     String::from_utf8(b.to_vec()).expect("ASCII stream")
 }
 
-/// An OpenAI turn: text, then tool calls, each in fragments, then usage and `[DONE]`.
+/// An OpenAI turn: text, then tool calls, each in fragments, then usage
+/// (80 tokens in, 20 out) and `[DONE]`.
 pub fn openai(text: &str, calls: &[(&str, &str, &str)]) -> Vec<String> {
+    openai_usage(text, calls, 80, 20)
+}
+
+/// [`openai`] with the usage it reports: `prompt` tokens in, `completion` out.
+pub fn openai_usage(
+    text: &str,
+    calls: &[(&str, &str, &str)],
+    prompt: u64,
+    completion: u64,
+) -> Vec<String> {
     let chunk = |delta: Value, finish: Value| {
         format!(
             "data: {}\n\n",
@@ -205,7 +216,7 @@ pub fn openai(text: &str, calls: &[(&str, &str, &str)]) -> Vec<String> {
         "tool_calls"
     };
     out.push(chunk(json!({}), json!(finish)));
-    out.push(format!("data: {}\n\n", json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 80, "completion_tokens": 20, "total_tokens": 100}})));
+    out.push(format!("data: {}\n\n", json!({"id": "c", "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}})));
     out.push("data: [DONE]\n\n".into());
     out
 }

@@ -114,7 +114,7 @@ impl StandIn {
             .fallback(git_http)
             .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
             .with_state(shared.clone());
-        crate::harness::serve_on_thread(listener, app);
+        crate::serve_on_thread(listener, app);
         StandIn { url, root, shared }
     }
 
