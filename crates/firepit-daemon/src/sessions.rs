@@ -41,11 +41,11 @@ const GUEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Sessions {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     guests: Mutex<HashMap<String, GuestClient>>,
-    watchers: Watchers,
+    pub(crate) watchers: Watchers,
 }
 
 impl Sessions {
-    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.locks
             .lock()
             .expect("locks")
@@ -133,7 +133,7 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -141,7 +141,12 @@ fn now() -> i64 {
 
 impl App {
     /// Appends a state change to the session's log.
-    fn log_state(&self, id: &str, state: SessionState, error: Option<&str>) -> Result<(), Error> {
+    pub(crate) fn log_state(
+        &self,
+        id: &str,
+        state: SessionState,
+        error: Option<&str>,
+    ) -> Result<(), Error> {
         self.events().append(
             id,
             EventKind::SessionState {
@@ -153,7 +158,7 @@ impl App {
     }
 
     /// Forgets a session's store rows, event streams, guest and lock.
-    fn forget_session(&self, id: &str) -> Result<(), Error> {
+    pub(crate) fn forget_session(&self, id: &str) -> Result<(), Error> {
         self.store().delete_session(id)?;
         self.store().delete_session_repos(id)?;
         self.events().forget(id);
@@ -244,7 +249,7 @@ impl App {
     }
 
     /// Runs `call` on the machine backend for session `id`, on a blocking thread.
-    async fn machine<T: Send + 'static>(
+    pub(crate) async fn machine<T: Send + 'static>(
         &self,
         id: &str,
         call: impl FnOnce(
@@ -263,7 +268,7 @@ impl App {
 
     /// Ends what the daemon runs for a session: its watchers, its guest
     /// connection and its agent.
-    async fn detach(&self, id: &str) {
+    pub(crate) async fn detach(&self, id: &str) {
         self.sessions().watchers.stop(id).await;
         self.sessions().drop_guest(id);
         self.agents().forget(id);
@@ -352,7 +357,7 @@ impl App {
     }
 
     /// Connects to a machine's guest, waiting for it to come up.
-    async fn connect_guest(&self, id: &str) -> Result<GuestClient, Error> {
+    pub(crate) async fn connect_guest(&self, id: &str) -> Result<GuestClient, Error> {
         let backend = self.backend().clone();
         let mid = machines::id(id);
         let addr = tokio::task::spawn_blocking(move || backend.guest_address(&mid))

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, MachineId};
 
-/// The longest checkpoint name and `made_by` label, in bytes.
+/// The longest checkpoint name and `made_by` label, in characters.
 pub const MAX_LABEL: usize = 200;
 
 /// A checkpoint's id, unique among its machine's checkpoints: 1-40
@@ -73,12 +73,12 @@ pub struct NewCheckpoint {
 }
 
 impl NewCheckpoint {
-    /// Checks the labels: at most [`MAX_LABEL`] bytes, no control characters.
+    /// Checks the labels: at most [`MAX_LABEL`] characters, no control characters.
     pub fn validate(&self) -> Result<(), Error> {
         let label = |what: &str, s: &str| {
-            if s.len() > MAX_LABEL || s.chars().any(char::is_control) {
+            if s.chars().count() > MAX_LABEL || s.chars().any(char::is_control) {
                 Err(Error::InvalidCheckpoint(format!(
-                    "{what} must be at most {MAX_LABEL} bytes without control characters"
+                    "{what} must be at most {MAX_LABEL} characters without control characters"
                 )))
             } else {
                 Ok(())

@@ -82,5 +82,15 @@ async fn run(cli: Cli) -> Result<i32> {
             .await
             .map(|()| 0),
         Command::Triage(args) => commands::triage::triage(&client()?, &args).await,
+        Command::Checkpoint(args) => commands::checkpoint::checkpoint(&client()?, args)
+            .await
+            .map(|()| 0),
+        Command::Checkpoints(a) => commands::checkpoint::list(&client()?, &a.id)
+            .await
+            .map(|()| 0),
+        Command::Restore(a) => commands::checkpoint::restore(&client()?, &a)
+            .await
+            .map(|()| 0),
+        Command::Fork(a) => commands::checkpoint::fork(&client()?, &a).await.map(|()| 0),
     }
 }

@@ -1,0 +1,151 @@
+//! Checkpoints, restore and fork end to end: the CLI, the daemon, real machines.
+
+use serde_json::Value;
+
+use crate::harness::Daemon;
+
+fn base(d: &Daemon, id: &str) -> String {
+    format!("{}/v1/sessions/{id}", d.url)
+}
+
+/// The CLI's error for `args` (it must fail).
+fn fails(d: &Daemon, args: &[&str]) -> String {
+    let out = d.run(args);
+    assert!(!out.status.success(), "{args:?} succeeded: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn checkpoint_restore_and_fork_from_the_cli() {
+    let d = Daemon::start("cp1");
+    let id = d.new_session(&[]);
+    d.sh(
+        &id,
+        "echo one > /root/f && mkdir /root/d && ln -s /root/f /root/d/l && chmod 600 /root/f",
+    );
+    // A service that must come back after the restore.
+    let spec = serde_json::json!({
+        "name": "loop",
+        "command": {"argv": ["sh", "-c", "while true; do sleep 1; done"]},
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        d.http()
+            .post(format!("{}/services", base(&d, &id)))
+            .json(&spec)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 201);
+
+    let cp = d
+        .ok(&["checkpoint", &id, "--name", "first one"])
+        .trim()
+        .to_owned();
+    assert!(cp.starts_with("cp-"), "{cp}");
+    d.sh(
+        &id,
+        "echo two > /root/f && rm -r /root/d && echo new > /root/new",
+    );
+    let cp2 = d.ok(&["checkpoint", &id]).trim().to_owned();
+    let list = d.ok(&["checkpoints", &id]);
+    assert!(
+        list.contains(&cp) && list.contains("first one") && list.contains("user"),
+        "{list}"
+    );
+    assert!(
+        list.lines().any(|l| l.starts_with(&cp2) && l.contains(&cp)),
+        "cp2's parent is cp: {list}"
+    );
+
+    d.ok(&["restore", &id, &cp]);
+    assert_eq!(
+        d.sh(&id, "cat /root/f; stat -c %a /root/f; readlink /root/d/l")
+            .trim(),
+        "one\n600\n/root/f"
+    );
+    assert_eq!(d.sh(&id, "test -e /root/new || echo gone").trim(), "gone");
+    let services = d.get_json(&format!("/v1/sessions/{id}/services"));
+    assert!(
+        services
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "loop" && s["state"] == "running"),
+        "{services}"
+    );
+    // And forward again, to the later checkpoint.
+    d.ok(&["restore", &id, &cp2]);
+    assert_eq!(d.sh(&id, "cat /root/f /root/new").trim(), "two\nnew");
+
+    // A fork from the first checkpoint runs beside its parent.
+    let child = d.ok(&["fork", &id, "--from", &cp]).trim().to_owned();
+    assert_ne!(child, id);
+    assert_eq!(d.sh(&child, "cat /root/f").trim(), "one");
+    d.sh(&child, "echo child > /root/f");
+    assert_eq!(d.sh(&id, "cat /root/f").trim(), "two");
+    let now = d.ok(&["fork", &id]).trim().to_owned();
+    assert_eq!(d.sh(&now, "cat /root/new").trim(), "new");
+
+    // The log says what happened.
+    let events = d.get_json(&format!("/v1/sessions/{id}/events?since=0"));
+    let types: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for t in ["checkpoint_made", "restored", "forked"] {
+        assert!(types.contains(&t), "{t} not in {types:?}");
+    }
+    let restored: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "restored")
+        .collect();
+    assert_eq!(restored[0]["checkpoint"], cp.as_str());
+    assert_eq!(restored[0]["services"][0], "loop");
+
+    // Bad input: clear errors, nothing changed.
+    let err = fails(&d, &["restore", &id, "cp-nope"]);
+    assert!(err.contains("no checkpoint cp-nope"), "{err}");
+    let err = fails(&d, &["restore", &child, &cp]);
+    assert!(
+        err.contains("no checkpoint"),
+        "another session's checkpoint: {err}"
+    );
+    let err = fails(&d, &["restore", &id, "../x"]);
+    assert!(err.contains("checkpoint id"), "{err}");
+    assert_eq!(d.sh(&id, "cat /root/f").trim(), "two");
+
+    d.ok(&["checkpoint", "rm", &id, &cp2]);
+    assert!(!d.ok(&["checkpoints", &id]).contains(&cp2));
+    let err = fails(&d, &["checkpoint", "rm", &id, &cp2]);
+    assert!(err.contains("no checkpoint"), "{err}");
+
+    d.ok(&["rm", &id]);
+    let err = fails(&d, &["restore", &id, &cp]);
+    assert!(err.contains("no session"), "{err}");
+    // Its forks live on.
+    assert_eq!(d.sh(&child, "cat /root/f").trim(), "child");
+}
+
+#[test]
+fn a_session_without_a_disk_limit_says_it_has_no_checkpoints() {
+    let d = Daemon::start_with("cp2", &[("FIREPIT_DISK_POOL_SIZE", "off")]);
+    let id = d.new_session(&[]);
+    let err = fails(&d, &["checkpoint", &id]);
+    assert!(err.contains("disk pool"), "{err}");
+    assert_eq!(
+        d.ok(&["checkpoints", &id]).lines().count(),
+        1,
+        "only the header"
+    );
+    assert_eq!(d.sh(&id, "echo alive").trim(), "alive");
+}
