@@ -615,7 +615,15 @@ message: string, } | { "type": "run_finished",
 /**
  * Why: `done` (the model stopped), `asked_user`, `error`, `max_steps`.
  */
-reason: string, } | { "type": "run_stopped" };
+reason: string, } | { "type": "run_stopped" } | { "type": "checkpoint",
+/**
+ * The checkpoint's id.
+ */
+checkpoint: string,
+/**
+ * The ids of the calls it was made before.
+ */
+tool_call_ids: Array<string>, };
 
 /**
  * One event of a session's log.
