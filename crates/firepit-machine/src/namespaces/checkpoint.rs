@@ -18,11 +18,11 @@
 //!   counted and its record written (temporary file, `fsync`, rename). The
 //!   record is the commit: a snapshot without one is a checkpoint cut off
 //!   halfway, which [`NamespacesBackend::recover_checkpoints`] removes.
-//! - **Restore**: the machine is stopped, the checkpoint snapshotted
-//!   writable as `.restore-<id>`, given the machine's disk limit and its
-//!   `base.json`, and swapped with the layer by one `renameat2(RENAME_EXCHANGE)`;
-//!   the old layer (now `.restore-<id>`) is destroyed, and the machine started
-//!   if it ran. Whenever it is cut off, the machine has one whole layer, the
+//! - **Restore**: the machine's processes are killed (what they would still
+//!   write is thrown away), the checkpoint snapshotted writable as
+//!   `.restore-<id>`, given the machine's disk limit and its `base.json`, and
+//!   swapped with the layer by one `renameat2(RENAME_EXCHANGE)`; the machine
+//!   is started if it ran, and the old layer (now `.restore-<id>`) destroyed. Whenever it is cut off, the machine has one whole layer, the
 //!   old or the new, and the other is a `.restore-*` that recovery destroys.
 //!   The overlay is never mounted while its upper is swapped: the machine's
 //!   mounts die with its processes.
@@ -324,7 +324,7 @@ impl NamespacesBackend {
                 let base = Base {
                     checkpoint: Some(cp.id.clone()),
                 };
-                if let Err(e) = write_durable(&layer_path.join("base.json"), &base) {
+                if let Err(e) = super::write_json(&layer_path.join("base.json"), &base) {
                     // The checkpoint is whole; only the tree's next parent is off.
                     tracing::warn!(machine = %id, error = %e, "recording the layer's checkpoint");
                 }
@@ -384,7 +384,11 @@ impl NamespacesBackend {
         let pool = self.layer_pool(&spec)?;
         Self::find_checkpoint(pool, id, cp)?;
         let was_running = self.live_init(id).is_some();
-        self.stop_locked(id)?;
+        // Killed, not asked: what its processes would write is thrown away.
+        if let Some(rec) = self.live_init(id) {
+            super::kill_init(rec, Duration::ZERO);
+        }
+        self.cleanup_runtime(id)?;
         let swapped = self.swap_layer(pool, &spec, cp);
         let started = if was_running {
             let ids = MachineIds::load(&self.dir(id), &spec)?;
@@ -394,6 +398,11 @@ impl NamespacesBackend {
         } else {
             Ok(None)
         };
+        // The layer swapped out (or the unused new one), after the start.
+        let tmp = format!("{RESTORING}{id}");
+        if let Err(e) = disk::destroy(pool.root(), &tmp) {
+            tracing::warn!(machine = %id, error = %e, "removing a layer a restore left");
+        }
         swapped?;
         match started? {
             Some(info) => Ok(info),
@@ -402,7 +411,8 @@ impl NamespacesBackend {
     }
 
     /// Makes the checkpoint's layer the machine's (stopped) layer, whole or
-    /// not at all.
+    /// not at all; what is left at `.restore-<id>` (the old layer, or the
+    /// unused new one) is the caller's to destroy.
     fn swap_layer(&self, pool: &Pool, spec: &MachineSpec, cp: &CheckpointId) -> Result<(), Error> {
         let id = &spec.id;
         let tmp = format!("{RESTORING}{id}");
@@ -412,7 +422,7 @@ impl NamespacesBackend {
         let snap_fd = disk::open_dir(&snap).map_err(Error::io("opening", &snap))?;
         disk::snapshot(&snap_fd, pool.root(), &tmp, false)
             .map_err(pool_err("copying the checkpoint", &tmp_path))?;
-        let result = (|| {
+        (|| {
             let tmp_fd = disk::open_dir(&tmp_path).map_err(Error::io("opening", &tmp_path))?;
             if let Some(limit) = spec.limits.disk_bytes {
                 disk::set_limit(&tmp_fd, limit)
@@ -437,12 +447,7 @@ impl NamespacesBackend {
                 ));
             }
             Ok(())
-        })();
-        // Now the old layer, or the unused new one.
-        if let Err(e) = disk::destroy(pool.root(), &tmp) {
-            tracing::warn!(machine = %id, error = %e, "removing a layer a restore left");
-        }
-        result
+        })()
     }
 
     pub(super) fn fork_locked(
