@@ -149,3 +149,44 @@ fn a_session_without_a_disk_limit_says_it_has_no_checkpoints() {
     );
     assert_eq!(d.sh(&id, "echo alive").trim(), "alive");
 }
+
+#[test]
+fn two_restores_at_once_queue_and_leave_the_session_whole() {
+    let d = Daemon::start("cp3");
+    let id = d.new_session(&[]);
+    d.sh(&id, "echo a > /root/f");
+    let a = d.ok(&["checkpoint", &id]).trim().to_owned();
+    d.sh(&id, "echo b > /root/f");
+    let b = d.ok(&["checkpoint", &id]).trim().to_owned();
+    d.sh(&id, "echo c > /root/f");
+    let outs: Vec<std::process::Output> = std::thread::scope(|s| {
+        let ta = s.spawn(|| d.run(&["restore", &id, &a]));
+        let tb = s.spawn(|| d.run(&["restore", &id, &b]));
+        vec![ta.join().unwrap(), tb.join().unwrap()]
+    });
+    for o in &outs {
+        assert!(o.status.success(), "{o:?}");
+    }
+    let f = d.sh(&id, "cat /root/f");
+    assert!(f.trim() == "a" || f.trim() == "b", "{f}");
+    let info = d.get_json(&format!("/v1/sessions/{id}"));
+    assert_eq!(info["state"], "running", "{info}");
+    let events = d.get_json(&format!("/v1/sessions/{id}/events?since=0"));
+    let restored = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "restored")
+        .count();
+    assert_eq!(restored, 2);
+    // The last one restored is what the files say.
+    let last = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "restored")
+        .unwrap();
+    let want = if f.trim() == "a" { &a } else { &b };
+    assert_eq!(last["checkpoint"], want.as_str());
+}
