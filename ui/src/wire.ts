@@ -504,6 +504,19 @@ export type ForkSession = {
 from?: string | null, };
 
 /**
+ * `POST /v1/sessions/{id}/image`: an image made of the session's files.
+ */
+export type SaveImage = {
+/**
+ * The new image's name (an image of that name must not exist).
+ */
+name: string,
+/**
+ * The checkpoint to make it of; absent: the session's files now.
+ */
+from?: string | null, };
+
+/**
  * A tool call as the model made it.
  */
 export type ToolCall = {

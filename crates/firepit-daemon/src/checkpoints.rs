@@ -279,6 +279,55 @@ impl App {
         self.store().session(id)
     }
 
+    /// Makes image `name` of session `id`'s files (at checkpoint `from`, or
+    /// now): its image with the session's files over it, which new
+    /// sessions can be made from.
+    pub async fn save_image(
+        &self,
+        id: &str,
+        name: &str,
+        from: Option<&str>,
+    ) -> Result<firepit_wire::api::Image, Error> {
+        self.checked_session(id)?;
+        let from = from.map(checkpoint_id).transpose()?;
+        let lock = self.sessions().lock_for(id);
+        let _guard = lock.lock().await;
+        let session = self.store().session(id)?;
+        let images = self.images().clone();
+        let base_name = session.image.clone();
+        let (backend, mid, name_owned) =
+            (self.backend().clone(), machines::id(id), name.to_owned());
+        let builder = format!("firepit image save {id}");
+        let image = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            if images.get(&name_owned).is_ok() {
+                return Err(Error::ImageExists(name_owned));
+            }
+            let base = images.get(&base_name)?;
+            let mut failed = None;
+            let made = images.save(&name_owned, &base, &builder, |rootfs| {
+                backend.export(&mid, from.as_ref(), rootfs).map_err(|e| {
+                    let text = crate::error::chain(&e);
+                    failed = Some(e);
+                    text
+                })
+            });
+            match (made, failed) {
+                (Ok(image), _) => Ok(image),
+                (Err(_), Some(e)) => Err(unsupported(Error::Machine(e))),
+                (Err(e), None) => Err(Error::Image(e)),
+            }
+        })
+        .await??;
+        self.events().append(
+            id,
+            EventKind::Note {
+                text: format!("image {} saved from this session", image.name),
+            },
+        )?;
+        tracing::info!(session = %id, image = %image.name, "image saved");
+        Ok(machines::api_image(&image))
+    }
+
     /// Makes a new session whose files start as one of session `id`'s
     /// checkpoints (`from`), or as its files now; it runs beside its parent.
     pub async fn fork_session(&self, id: &str, from: Option<&str>) -> Result<Session, Error> {

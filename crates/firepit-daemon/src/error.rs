@@ -153,6 +153,11 @@ pub enum Error {
         "session {0} has no git repository at /workspace; make the session with --repo, or run `git init /workspace` in it"
     )]
     NoRepository(String),
+    /// An image of this name exists already.
+    #[error(
+        "image {0:?} exists already; remove it first (`firepit image rm {0}`) or choose another name"
+    )]
+    ImageExists(String),
     /// The session's files cannot be checkpointed (no disk pool, no disk
     /// limit); the backend's words say why.
     #[error("{0}")]
@@ -217,6 +222,7 @@ impl Error {
             },
             Error::NotInMachine(_) => (StatusCode::CONFLICT, "not_in_machine"),
             Error::NoCheckpoints(_) => (StatusCode::CONFLICT, "unsupported"),
+            Error::ImageExists(_) => (StatusCode::CONFLICT, "image_exists"),
             Error::TriageNotFound(_) => (StatusCode::NOT_FOUND, "triage_not_found"),
             Error::Forge(e) => forge_status(e),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

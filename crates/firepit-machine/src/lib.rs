@@ -169,6 +169,20 @@ pub trait Backend: Send + Sync + 'static {
         let _ = checkpoint;
         Err(no_checkpoints(id))
     }
+    /// Writes the machine's whole root (its image with its files over it, as
+    /// of a checkpoint or now) as a new directory `dest`, owned as the image
+    /// is (`uid_base + id inside`): the tree of an image made from a session.
+    /// `dest` must not exist; its parent is the caller's and trusted. On
+    /// failure `dest` may be left half written for the caller to remove.
+    fn export(
+        &self,
+        id: &MachineId,
+        from: Option<&CheckpointId>,
+        dest: &std::path::Path,
+    ) -> Result<(), Error> {
+        let _ = (from, dest);
+        Err(no_checkpoints(id))
+    }
     /// Makes and starts a new machine `child` (the parent's spec, another
     /// id) whose files start as one of the parent's checkpoints, or as the
     /// parent's files now. A failure leaves nothing behind.

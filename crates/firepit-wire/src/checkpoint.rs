@@ -48,3 +48,15 @@ pub struct ForkSession {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
 }
+
+/// `POST /v1/sessions/{id}/image`: an image made of the session's files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct SaveImage {
+    /// The new image's name (an image of that name must not exist).
+    pub name: String,
+    /// The checkpoint to make it of; absent: the session's files now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}

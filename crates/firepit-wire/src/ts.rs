@@ -77,6 +77,7 @@ fn generate() -> String {
         checkpoint::CreateCheckpoint,
         checkpoint::Checkpoint,
         checkpoint::ForkSession,
+        checkpoint::SaveImage,
         agent::ToolCall,
         agent::TranscriptItem,
         // The session event log (an event carries its kind's fields, so

@@ -364,6 +364,17 @@ pub enum ImageCommand {
         #[arg(long, env = "FIREPIT_IMAGES_DIR")]
         images_dir: Option<PathBuf>,
     },
+    /// Make an image of a session's files (through the daemon), for
+    /// `firepit new --image NAME`.
+    Save {
+        /// Session id.
+        id: String,
+        /// The new image's name.
+        name: String,
+        /// Make it of this checkpoint instead of the session's files now.
+        #[arg(long)]
+        from: Option<String>,
+    },
 }
 
 /// `firepit triage`

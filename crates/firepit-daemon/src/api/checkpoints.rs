@@ -1,11 +1,12 @@
-//! `/v1/sessions/{id}/checkpoints` and `/v1/sessions/{id}/fork`: keep a
-//! session's files, list and remove what was kept, return to it, branch from it.
+//! `/v1/sessions/{id}/checkpoints`, `/v1/sessions/{id}/fork` and
+//! `/v1/sessions/{id}/image`: keep a session's files, list and remove what was
+//! kept, return to it, branch from it, make an image of it.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use firepit_wire::api::Session;
-use firepit_wire::checkpoint::{Checkpoint, CreateCheckpoint, ForkSession};
+use firepit_wire::checkpoint::{Checkpoint, CreateCheckpoint, ForkSession, SaveImage};
 
 use super::{JsonBody, valid};
 use crate::checkpoints::BY_USER;
@@ -57,4 +58,17 @@ pub(super) async fn fork(
     }
     let child = app.fork_session(&id, req.from.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(child)))
+}
+
+pub(super) async fn save_image(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<SaveImage>,
+) -> Result<(StatusCode, Json<firepit_wire::api::Image>), Error> {
+    valid::image(&req.name)?;
+    if let Some(from) = &req.from {
+        valid::checkpoint_id(from)?;
+    }
+    let image = app.save_image(&id, &req.name, req.from.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(image)))
 }

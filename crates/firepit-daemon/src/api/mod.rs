@@ -91,6 +91,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/sessions/{id}/checkpoints/{checkpoint}"),
     ("POST", "/v1/sessions/{id}/checkpoints/{checkpoint}/restore"),
     ("POST", "/v1/sessions/{id}/fork"),
+    ("POST", "/v1/sessions/{id}/image"),
 ];
 
 /// The daemon's router.
@@ -138,7 +139,8 @@ pub fn router(app: App) -> Router {
             "/checkpoints/{checkpoint}/restore",
             post(checkpoints::restore),
         )
-        .route("/fork", post(checkpoints::fork));
+        .route("/fork", post(checkpoints::fork))
+        .route("/image", post(checkpoints::save_image));
     let v1 = Router::new()
         .route("/images", get(images::list))
         .route("/sessions", get(sessions::list).post(sessions::create))

@@ -631,6 +631,7 @@ fn request_bodies_refuse_unknown_fields_as_the_document_says() {
         "ClosedLoopSettings",
         "CreateCheckpoint",
         "ForkSession",
+        "SaveImage",
     ] {
         let schema = &schemas[name];
         assert_eq!(

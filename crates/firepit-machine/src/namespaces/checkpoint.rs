@@ -51,6 +51,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -510,6 +511,102 @@ impl NamespacesBackend {
                 &layer,
             ))
         })
+    }
+
+    /// The machine's root as a plain tree at `dest` (see
+    /// [`crate::Backend::export`]): the layer (a checkpoint's, or a frozen
+    /// moment's) is stacked as a read-only overlay lower over the image in a
+    /// mount namespace of a child process's own, so the kernel applies its
+    /// whiteouts and opaque dirs; `cp -a` copies the merged tree into `dest`
+    /// (fresh, so nothing in it can send a write elsewhere), and the owners of
+    /// what the machine wrote move from its uid range to the image's.
+    pub(super) fn export_locked(
+        &self,
+        id: &MachineId,
+        from: Option<&CheckpointId>,
+        dest: &Path,
+    ) -> Result<(), Error> {
+        let spec = self.load_spec(id)?;
+        let pool = self.layer_pool(&spec)?;
+        let ids = MachineIds::load(&self.dir(id), &spec)?;
+        let dir = Self::checkpoints_dir(pool, id);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(pool_err("creating", &dir))?;
+        let dir_fd = disk::open_dir(&dir).map_err(Error::io("opening", &dir))?;
+        // A moment of its own, removed afterwards, when no checkpoint is named.
+        let temp = format!(".export-{}", now_ms());
+        let snap = match from {
+            Some(cp) => {
+                Self::find_checkpoint(pool, id, cp)?;
+                dir.join(cp.as_str())
+            }
+            None => {
+                let layer = pool.layer(id);
+                let layer_fd = disk::open_dir(&layer).map_err(Error::io("opening", &layer))?;
+                self.frozen(id, || {
+                    disk::snapshot(&layer_fd, &dir_fd, &temp, true)
+                        .map_err(pool_err("copying the machine's files", &dir))
+                })?;
+                dir.join(&temp)
+            }
+        };
+        let mnt = self.dir(id).join("export");
+        let result = (|| {
+            crate::spec::overlay_option_path("checkpoint path", &snap)?;
+            let _ = fs::remove_dir(&mnt);
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&mnt)
+                .map_err(Error::io("creating", &mnt))?;
+            fs::DirBuilder::new()
+                .mode(0o755)
+                .create(dest)
+                .map_err(Error::io("creating", dest))?;
+            let out = Command::new("unshare")
+                .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                .arg(
+                    "mount -t overlay overlay -o \"ro,lowerdir=$1:$2\" \"$3\" \
+                     && exec cp -a --reflink=auto \"$3/.\" \"$4/\"",
+                )
+                .arg("sh")
+                .arg(snap.join("upper"))
+                .arg(&spec.image)
+                .arg(&mnt)
+                .arg(dest)
+                .output()
+                .map_err(Error::sys("running unshare, mount and cp"))?;
+            if !out.status.success() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                return Err(if err.contains("No space left") || err.contains("quota") {
+                    Error::DiskFull {
+                        what: "writing the image",
+                    }
+                } else {
+                    Error::Launch {
+                        stage: "copying the machine's root".into(),
+                        message: format!("{} ({})", err.trim(), out.status),
+                    }
+                });
+            }
+            let dest_fd = resolve::open_dir(dest).map_err(Error::io("opening", dest))?;
+            let top = resolve::open_at(
+                dest_fd.as_fd(),
+                ".",
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                resolve::NO_LINKS,
+            )
+            .map_err(Error::io("opening", dest))?;
+            shift_owners(top.as_fd(), ids.base, spec.uid_base)
+                .map_err(Error::io("moving the files to the image's uid range", dest))
+        })();
+        let _ = fs::remove_dir(&mnt);
+        if from.is_none() {
+            let _ = disk::destroy(&dir_fd, &temp);
+        }
+        result
     }
 
     /// Removes all of a machine's checkpoints (when it is destroyed).

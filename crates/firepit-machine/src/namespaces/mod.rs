@@ -730,6 +730,17 @@ impl Backend for NamespacesBackend {
         self.restore_locked(id, checkpoint)
     }
 
+    fn export(
+        &self,
+        id: &MachineId,
+        from: Option<&CheckpointId>,
+        dest: &Path,
+    ) -> Result<(), Error> {
+        let lock = self.lock(id);
+        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.export_locked(id, from, dest)
+    }
+
     fn fork(
         &self,
         parent: &MachineId,

@@ -1,10 +1,11 @@
-//! `firepit checkpoint`, `checkpoints`, `checkpoint rm`, `restore` and `fork`.
+//! `firepit checkpoint`, `checkpoints`, `checkpoint rm`, `restore`, `fork` and
+//! `image save`.
 
 use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 use firepit_wire::api::Session;
-use firepit_wire::checkpoint::{Checkpoint, CreateCheckpoint, ForkSession};
+use firepit_wire::checkpoint::{Checkpoint, CreateCheckpoint, ForkSession, SaveImage};
 use reqwest::Method;
 
 use crate::cli::{CheckpointArgs, CheckpointCommand, ForkArgs, RestoreArgs};
@@ -108,6 +109,32 @@ pub async fn fork(client: &Client, args: &ForkArgs) -> Result<()> {
         .await?;
     let s: Session = resp.json().await.context("reading the new session")?;
     println!("{}", s.id);
+    Ok(())
+}
+
+/// `firepit image save ID NAME [--from CP]`
+pub async fn save_image(client: &Client, id: &str, name: &str, from: Option<String>) -> Result<()> {
+    if let Some(cp) = &from {
+        checked(cp)?;
+    }
+    eprintln!("firepit: copying session {id}'s files into image {name}…");
+    let resp = client
+        .send(
+            client
+                .request(Method::POST, &format!("/v1/sessions/{id}/image"))
+                .json(&SaveImage {
+                    name: name.to_owned(),
+                    from,
+                }),
+        )
+        .await?;
+    let image: firepit_wire::api::Image = resp.json().await.context("reading the image")?;
+    println!(
+        "saved image {} ({}); `firepit new --image {}` makes sessions from it",
+        image.name,
+        size(image.size_bytes),
+        image.name
+    );
     Ok(())
 }
 

@@ -102,6 +102,8 @@ fn run_blocking(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
             store(data_dir, images_dir)?.remove(&name)?;
             println!("removed image {name}");
         }
+        // Answered by the daemon (`main.rs` sends it there).
+        ImageCommand::Save { .. } => anyhow::bail!("`firepit image save` needs the daemon"),
     }
     Ok(())
 }

@@ -190,3 +190,55 @@ fn two_restores_at_once_queue_and_leave_the_session_whole() {
     let want = if f.trim() == "a" { &a } else { &b };
     assert_eq!(last["checkpoint"], want.as_str());
 }
+
+#[test]
+fn an_image_saved_from_a_session_makes_new_sessions_with_its_files() {
+    let d = Daemon::start("cp4");
+    // The tests' images dir is shared: a name of this run's, removed after.
+    let name = format!("saved-{}", std::process::id());
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = Remove(crate::harness::images_dir().join(&name));
+    let id = d.new_session(&[]);
+    d.sh(
+        &id,
+        "mkdir -p /opt/app && echo prepared > /opt/app/ready && chown 1000:1000 /opt/app/ready \
+         && ln -s /opt/app/ready /opt/app/link && rm /etc/debian_version",
+    );
+    let cp = d.ok(&["checkpoint", &id]).trim().to_owned();
+    d.sh(&id, "echo later > /opt/app/later");
+    let out = d.ok(&["image", "save", &id, &name, "--from", &cp]);
+    assert!(out.contains(&format!("saved image {name}")), "{out}");
+    // Its name is taken now.
+    let err = fails(&d, &["image", "save", &id, &name]);
+    assert!(err.contains("exists already"), "{err}");
+
+    let fresh = d.new_session(&["--image", &name]);
+    assert_eq!(
+        d.sh(
+            &fresh,
+            "cat /opt/app/ready; stat -c %u:%g /opt/app/ready; readlink /opt/app/link"
+        )
+        .trim(),
+        "prepared\n1000:1000\n/opt/app/ready"
+    );
+    assert_eq!(
+        d.sh(&fresh, "test -e /opt/app/later || echo no-later; test -e /etc/debian_version || echo no-version").trim(),
+        "no-later\nno-version",
+        "the checkpoint's moment, with what it deleted gone"
+    );
+    // The image's own tree is owned as images are, not by the session's range.
+    let root = crate::harness::images_dir().join(&name).join("rootfs");
+    let tree = root.join("opt/app/ready");
+    let base = std::fs::metadata(root.join("etc"))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap();
+    let owner = std::fs::metadata(&tree)
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap();
+    assert_eq!(owner, base + 1000);
+}
