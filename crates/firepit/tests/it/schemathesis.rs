@@ -27,6 +27,8 @@
 //!   upgrade) with 426 after checking the request, so a valid request there
 //!   may be answered 426 too; their upgrades are tested in `events.rs`,
 //!   `terminal.rs` and `browser.rs`.
+//! - `POST /v1/sessions/{id}/image` is left out: every image it made would
+//!   stay in the tests' shared images dir (it is tested in `checkpoints.rs`).
 //! - A small number of examples per operation, a time limit per request,
 //!   and one worker, so the run fits the suite's time; whatever it made is
 //!   destroyed by the harness (and the daemon's data dir goes with it).
@@ -83,6 +85,12 @@ parameters = {{ "path.id" = "{session}", "query.follow" = "false" }}
 include-path-regex = '^/(v1/sessions|git)/\{{id\}}/'
 exclude-path-regex = '^/v1/sessions/\{{id\}}/(stop|start|events|services/\{{name\}}/logs)$'
 parameters = {{ "path.id" = "{session}" }}
+
+# Each image saved would stay in the tests' shared images dir; the route is
+# tested in checkpoints.rs.
+[[operations]]
+include-path = "/v1/sessions/{{id}}/image"
+enabled = false
 
 [[operations]]
 include-path = "/v1/triage/{{id}}/progress"
