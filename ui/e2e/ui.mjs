@@ -430,6 +430,29 @@ await step("stop-and-start", async () => {
   await api("POST", `/v1/sessions/${session}/services`, { name: "web", command: { shell: "exec python3 -m http.server 8000" } });
 });
 
+await step("rewind", async () => {
+  // The agent's `exec` in the chat step had a checkpoint made before it;
+  // a file written since is gone after "Rewind to here", the service that
+  // ran comes back, and the confirmation named the step that is undone.
+  await exec(session, "echo later > /root/after-checkpoint");
+  const cp = page.locator(".msg.checkpoint").first();
+  await cp.locator("button.rewind").waitFor();
+  let asked = "";
+  page.once("dialog", (d) => {
+    asked = d.message();
+    d.accept();
+  });
+  await cp.locator("button.rewind").click();
+  await cp.locator(".rewind-status", { hasText: "rewound to" }).waitFor();
+  if (!asked.includes("exec") || !asked.includes("lost")) throw new Error(`the confirmation says: ${asked}`);
+  const r = await fetch(`${url}/v1/sessions/${session}/files?path=/root/after-checkpoint`, { headers: { authorization: `Bearer ${token}` } });
+  if (r.status !== 404) throw new Error(`a file written after the checkpoint is still there (${r.status})`);
+  await page.locator("#timeline tr[data-type='restored']").first().waitFor({ state: "attached" });
+  await waitFor("the web service to run again", async () =>
+    (await api("GET", `/v1/sessions/${session}/services`)).some((s) => s.name === "web" && s.state === "running"),
+  );
+});
+
 await step("sessions-list", async () => {
   await page.locator("a.crumb", { hasText: "Sessions" }).click();
   const row = page.locator(`tr.session-row[data-id='${session}']`);

@@ -6,6 +6,7 @@ import type {
   AgentSent,
   AgentStatus,
   AgentStopped,
+  Checkpoint,
   CreateSession,
   DirEntry,
   ErrorBody,
@@ -99,6 +100,8 @@ export const api = {
   agent: (id: string) => json<AgentStatus>("GET", `${s(id)}/agent`),
   send: (id: string, message: string) => json<AgentSent>("POST", `${s(id)}/agent`, { message }),
   stopAgent: (id: string) => json<AgentStopped>("POST", `${s(id)}/agent/stop`),
+  checkpoints: (id: string) => json<Checkpoint[]>("GET", `${s(id)}/checkpoints`),
+  restore: (id: string, checkpoint: string) => json<Session>("POST", `${s(id)}/checkpoints/${enc(checkpoint)}/restore`),
 };
 
 /** `ws://host/path` for a path of this daemon. */

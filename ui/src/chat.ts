@@ -5,6 +5,7 @@
 
 import { type AgentStatus, api, type SessionEvent, type ToolCall, type TranscriptItem } from "./api";
 import { h, replace } from "./dom";
+import { rewind } from "./rewind";
 
 /** Shows at most this much of a tool's arguments or output before "show all". */
 const PREVIEW_CHARS = 4000;
@@ -25,6 +26,8 @@ export class Chat {
   private formError = h("p.form-error", { role: "alert" });
   private streaming: HTMLElement | null = null;
   private tools = new Map<string, HTMLElement>();
+  /** Tool calls in the order they were shown, for what a rewind loses. */
+  private calls: { id: string; seq: number; text: string }[] = [];
   private running = false;
   private empty: HTMLElement;
 
@@ -190,7 +193,23 @@ export class Chat {
         replace(text, ...formatText(item.text));
         if (!item.text) msg.classList.add("no-text");
         if (!msg.isConnected) this.add(msg);
-        for (const call of item.tool_calls) this.add(this.toolCall(call));
+        for (const call of item.tool_calls) {
+          this.add(this.toolCall(call));
+          this.calls.push({ id: call.id, seq, text: `${call.name} ${brief(call.arguments)}`.trim() });
+        }
+        break;
+      }
+      case "checkpoint": {
+        const cp = item.checkpoint;
+        const button = h("button.small.rewind", { type: "button", "data-checkpoint": cp, title: `Restore checkpoint ${cp}` }, "Rewind to here");
+        const status = h("span.muted.rewind-status");
+        const el = h("div.msg.checkpoint", { "data-seq": seq, "data-checkpoint": cp }, h("span.tag", {}, "checkpoint"), ` ${cp} `, button, status);
+        const ids = item.tool_call_ids;
+        button.addEventListener("click", () => void this.rewindTo(cp, seq, ids, button, status));
+        // Before the calls it was made for.
+        const first = item.tool_call_ids.map((id) => this.tools.get(id)).find((t) => t?.isConnected);
+        if (first) this.log.insertBefore(el, first);
+        else this.add(el);
         break;
       }
       case "tool_started":
@@ -222,6 +241,19 @@ export class Chat {
         break;
       default:
         this.add(h("div.msg.note", {}, JSON.stringify(item)));
+    }
+  }
+
+  private async rewindTo(cp: string, seq: number, ids: string[], button: HTMLButtonElement, status: HTMLElement): Promise<void> {
+    const later = this.calls.filter((c) => ids.includes(c.id) || c.seq > seq).map((c) => c.text);
+    button.disabled = true;
+    replace(status, "");
+    try {
+      if (await rewind(this.session, cp, later)) replace(status, ` rewound to ${cp}`);
+    } catch (e) {
+      replace(status, ` ${(e as Error).message}`);
+    } finally {
+      button.disabled = false;
     }
   }
 

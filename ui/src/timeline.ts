@@ -2,7 +2,8 @@
 // summarised, any other type shown as its JSON (new kinds never break it).
 
 import type { SessionEvent, TranscriptItem } from "./api";
-import { clock, h } from "./dom";
+import { clock, h, replace } from "./dom";
+import { rewind } from "./rewind";
 
 const MAX_ROWS = 3000;
 
@@ -37,11 +38,30 @@ export class TimelinePane {
         e.type === "artifact"
           ? h("a", { href: `/v1/sessions/${encodeURIComponent(e.session)}/artifacts/${encodeURIComponent(e.name)}`, target: "_blank" }, summary(e))
           : summary(e),
+        e.type === "agent" && e.item.type === "checkpoint" ? this.rewindButton(e.session, e.item.checkpoint, e.seq) : null,
       ),
     );
     this.match(row);
     this.body.appendChild(row);
     while (this.body.rows.length > MAX_ROWS) this.body.deleteRow(0);
+  }
+
+  /** "rewind to here" on an agent checkpoint's row: what is lost are the
+   * agent's tool calls logged after it. */
+  private rewindButton(session: string, cp: string, seq: number): HTMLElement {
+    const status = h("span.muted.rewind-status");
+    const button = h("button.small.rewind", { type: "button", "data-checkpoint": cp }, "rewind to here");
+    button.addEventListener("click", () => {
+      const later = Array.from(this.body.rows)
+        .filter((r) => Number(r.dataset.seq) > seq && r.dataset.type === "agent.tool_started")
+        .map((r) => r.cells[3].textContent ?? "");
+      button.disabled = true;
+      rewind(session, cp, later)
+        .then((done) => replace(status, done ? ` rewound to ${cp}` : ""))
+        .catch((e: Error) => replace(status, ` ${e.message}`))
+        .finally(() => (button.disabled = false));
+    });
+    return h("span", {}, " ", button, status);
   }
 
   private applyFilter(): void {
@@ -78,6 +98,12 @@ export function summary(e: SessionEvent): string {
       return `${e.source}: ${e.summary}${e.count > 1 ? ` (×${e.count})` : ""}`;
     case "artifact":
       return `${e.name} (${e.content_type}, ${e.bytes} bytes)`;
+    case "checkpoint_made":
+      return `${e.checkpoint}${e.name ? ` "${e.name}"` : ""} by ${e.made_by}, ${e.size_bytes} bytes`;
+    case "restored":
+      return `files back at ${e.checkpoint}${e.services.length ? `; restarted ${e.services.join(", ")}` : ""}`;
+    case "forked":
+      return `${e.parent} → ${e.child}${e.checkpoint ? ` from ${e.checkpoint}` : ""}`;
     case "agent":
       return agentSummary(e.item);
     default: {
@@ -113,6 +139,8 @@ function agentSummary(item: TranscriptItem): string {
       return clip(item.reason);
     case "tool_started":
       return clip(item.name);
+    case "checkpoint":
+      return `${item.checkpoint} before ${item.tool_call_ids.length} call(s)`;
     default: {
       const { type: _k, ...rest } = item as Record<string, unknown>;
       return clip(JSON.stringify(rest));

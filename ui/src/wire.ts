@@ -457,6 +457,76 @@ export type ClosedLoopSettings = {
 wake_agent: boolean, };
 
 /**
+ * `POST /v1/sessions/{id}/checkpoints`
+ */
+export type CreateCheckpoint = {
+/**
+ * A name for people (at most 200 characters, no control characters).
+ */
+name?: string | null, };
+
+/**
+ * A checkpoint: the session's files as they were at one moment.
+ */
+export type Checkpoint = {
+/**
+ * Its id (`cp-…`), unique in the session.
+ */
+id: string,
+/**
+ * The session it is of.
+ */
+session: string,
+/**
+ * Its name, if it has one.
+ */
+name?: string | null,
+/**
+ * When it was made, unix milliseconds.
+ */
+created_at_ms: number,
+/**
+ * Bytes its files hold above the image.
+ */
+size_bytes: number,
+/**
+ * What made it: `user` (the API or CLI) or `agent` (before a step that
+ * can change files).
+ */
+made_by: string,
+/**
+ * The checkpoint the session's files came from when it was made (the
+ * last one made or restored before it): checkpoints form a tree.
+ */
+parent?: string | null,
+/**
+ * Whether the machine was running (its processes frozen for the moment).
+ */
+running: boolean, };
+
+/**
+ * `POST /v1/sessions/{id}/fork`
+ */
+export type ForkSession = {
+/**
+ * The checkpoint to start from; absent: the session's files now.
+ */
+from?: string | null, };
+
+/**
+ * `POST /v1/sessions/{id}/image`: an image made of the session's files.
+ */
+export type SaveImage = {
+/**
+ * The new image's name (an image of that name must not exist).
+ */
+name: string,
+/**
+ * The checkpoint to make it of; absent: the session's files now.
+ */
+from?: string | null, };
+
+/**
  * A tool call as the model made it.
  */
 export type ToolCall = {
@@ -568,7 +638,15 @@ message: string, } | { "type": "run_finished",
 /**
  * Why: `done` (the model stopped), `asked_user`, `error`, `max_steps`.
  */
-reason: string, } | { "type": "run_stopped" };
+reason: string, } | { "type": "run_stopped" } | { "type": "checkpoint",
+/**
+ * The checkpoint's id.
+ */
+checkpoint: string,
+/**
+ * The ids of the calls it was made before.
+ */
+tool_call_ids: Array<string>, };
 
 /**
  * One event of a session's log.
@@ -717,7 +795,47 @@ duration_ms: number,
 /**
  * One line: `3 passed, 1 failed`.
  */
-summary: string, } | { "type": "closed_loop",
+summary: string, } | { "type": "checkpoint_made",
+/**
+ * Its id.
+ */
+checkpoint: string,
+/**
+ * Its name, if any.
+ */
+name?: string | null,
+/**
+ * What made it (`user`, `agent`).
+ */
+made_by: string,
+/**
+ * Bytes its files hold above the image.
+ */
+size_bytes: number, } | { "type": "checkpoint_removed",
+/**
+ * Its id.
+ */
+checkpoint: string, } | { "type": "restored",
+/**
+ * The checkpoint.
+ */
+checkpoint: string,
+/**
+ * The services started again with their specs.
+ */
+services: Array<string>, } | { "type": "forked",
+/**
+ * The session forked from.
+ */
+parent: string,
+/**
+ * The new session.
+ */
+child: string,
+/**
+ * The checkpoint it started from; absent: the parent's files then.
+ */
+checkpoint?: string | null, } | { "type": "closed_loop",
 /**
  * Whether a recognised problem wakes the idle agent.
  */

@@ -517,8 +517,36 @@ impl<T: Transcript> Inner<T> {
         .await;
     }
 
+    /// A checkpoint before a turn whose calls can change files, recorded in
+    /// the transcript. Its failure is the daemon's to log: the turn goes on.
+    async fn checkpoint_before(&self, calls: &[ToolCall]) {
+        let Some(hooks) = &self.tools.hooks else {
+            return;
+        };
+        let changing: Vec<&ToolCall> = calls
+            .iter()
+            .filter(|c| tools::hooks::CHANGE_FILES.contains(&c.name.as_str()))
+            .collect();
+        let Some(first) = changing.first() else {
+            return;
+        };
+        let more = match changing.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        let name = format!("before {}{more}", first.name);
+        if let Ok(Some(checkpoint)) = hooks.checkpoint(name).await {
+            self.record(TranscriptItem::Checkpoint {
+                checkpoint,
+                tool_call_ids: changing.iter().map(|c| c.id.clone()).collect(),
+            })
+            .await;
+        }
+    }
+
     /// Runs one turn's calls concurrently; each gets a result, also when stopped.
     async fn run_tools(&self, calls: &[ToolCall], cancel: &CancellationToken) -> Vec<ToolOutput> {
+        self.checkpoint_before(calls).await;
         for c in calls {
             self.record(TranscriptItem::ToolStarted {
                 id: c.id.clone(),

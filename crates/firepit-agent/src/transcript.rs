@@ -92,6 +92,7 @@ impl History {
             }
             TranscriptItem::AssistantDelta { .. }
             | TranscriptItem::ToolStarted { .. }
+            | TranscriptItem::Checkpoint { .. }
             | TranscriptItem::Error { .. } => {}
         }
     }

@@ -25,7 +25,7 @@ const STATE_DIR: &str = "/var/tmp/firepit-bench/state";
 const RUN_DIR: &str = "/run/firepit-bench";
 /// The disk pool the machines' layers live in, as a daemon's do.
 const POOL_IMAGE: &str = "/var/tmp/firepit-bench/layers.img";
-const POOL_DIR: &str = "/var/tmp/firepit-bench/layers";
+pub(crate) const POOL_DIR: &str = "/var/tmp/firepit-bench/layers";
 /// How long a guest may take to answer, or a shell to appear.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 

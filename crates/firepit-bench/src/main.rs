@@ -8,13 +8,16 @@
 //! the same image, the floor; the idle CPU of machines with a port watch
 //! open, and how soon a port is announced, with the guest polling and with
 //! `listen()` reported (see `ports.rs`); and the agent loop's own time per
-//! step, model and tool time excluded (see `agent.rs`). It prints a table on stdout, progress on
+//! step, model and tool time excluded (see `agent.rs`); checkpoints,
+//! restore and fork next to a plain copy of the same files (see
+//! `checkpoints.rs`). It prints a table on stdout, progress on
 //! stderr, and optionally JSON. Being over budget is reported, not an error.
 //!
 //! The machine figures need root and `FIREPIT_TEST_ROOTFS` (an image tree owned by
 //! `FIREPIT_TEST_UID_BASE`, default 100000), which `cargo xtask bench` sets.
 
 mod agent;
+mod checkpoints;
 mod floor;
 mod machines;
 mod memory;
@@ -60,6 +63,12 @@ struct Args {
     /// Tool-call steps of the agent run (each sink).
     #[arg(long, default_value_t = 50)]
     agent_steps: usize,
+    /// Samples of each checkpoint figure (the 200 MiB one takes `--runs-big`).
+    #[arg(long, default_value_t = 20)]
+    checkpoint_runs: usize,
+    /// Samples of the 200 MiB checkpoint and its floor.
+    #[arg(long, default_value_t = 3)]
+    runs_big: usize,
     /// Measure only this part (default: all of them).
     #[arg(long, value_enum)]
     only: Option<Only>,
@@ -77,6 +86,8 @@ enum Only {
     Ports,
     /// The agent loop's overhead per step.
     Agent,
+    /// Checkpoints, restore and fork, next to `cp -a` of the same files.
+    Checkpoints,
 }
 
 fn main() -> ExitCode {
@@ -146,10 +157,24 @@ fn run(args: &Args) -> Result<()> {
         }
         _ => None,
     };
+    let checkpoints = match args.only {
+        None | Some(Only::Checkpoints) => {
+            if args.checkpoint_runs == 0 || args.runs_big == 0 {
+                bail!("--checkpoint-runs and --runs-big must be at least 1");
+            }
+            Some(
+                Bench::new(settings(args)?)?
+                    .checkpoints(args.checkpoint_runs, args.runs_big)
+                    .context("measuring checkpoints")?,
+            )
+        }
+        _ => None,
+    };
     let report = Report {
         machines,
         ports,
         agent,
+        checkpoints,
     };
     print!("{}", report.table());
     if let Some(path) = &args.json {

@@ -6,6 +6,9 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::agent::{AgentFigures, OVERHEAD_P95_MS, SinkFigures};
+use crate::checkpoints::{
+    BIG_FACTOR, CheckpointFigures, RESTORE_P50_MS, RUNNING_1M_P50_MS, STOPPED_P50_MS,
+};
 use crate::memory::MemoryFigures;
 use crate::ports::{ModeFigures, PortFigures};
 use crate::stats::Summary;
@@ -25,6 +28,8 @@ pub struct Report {
     pub ports: Option<PortFigures>,
     /// The agent loop's figures (absent with `--only machines`).
     pub agent: Option<AgentFigures>,
+    /// Checkpoints, restore and fork (absent with `--only` other parts).
+    pub checkpoints: Option<CheckpointFigures>,
 }
 
 /// What the machine measurements found.
@@ -115,6 +120,56 @@ fn memory_rows(who: &str, m: &MemoryFigures, budgeted: bool) -> Vec<Row> {
         m.mem_available_drop_avg_bytes as f64,
     ));
     rows
+}
+
+fn checkpoint_rows(c: &CheckpointFigures) -> Vec<Row> {
+    let row = |what: &str, s: &Summary, budget: &'static str, pass: Option<bool>| Row {
+        what: what.into(),
+        n: s.n,
+        value: format!("{:.2} ms", s.p50_ms),
+        p95: format!("{:.2} ms", s.p95_ms),
+        budget,
+        verdict: pass.map_or("", verdict),
+    };
+    let ratio = c.running_200m.p50_ms / c.floor_200m.p50_ms.max(1e-9);
+    vec![
+        row(
+            "checkpoint, stopped machine",
+            &c.stopped,
+            "p50 <= 20 ms",
+            Some(c.stopped.p50_ms <= STOPPED_P50_MS),
+        ),
+        row(
+            "fork from a checkpoint -> first output",
+            &c.fork_first_output,
+            "p50 <= 20 ms",
+            Some(c.fork_first_output.p50_ms <= STOPPED_P50_MS),
+        ),
+        row(
+            "checkpoint, running, 1 MiB changed",
+            &c.running_1m,
+            "p50 <= 50 ms",
+            Some(c.running_1m.p50_ms <= RUNNING_1M_P50_MS),
+        ),
+        row(
+            &format!("checkpoint, running, 200 MiB changed ({ratio:.2} x floor)"),
+            &c.running_200m,
+            "<= 1.5 x floor",
+            Some(ratio <= BIG_FACTOR),
+        ),
+        row(
+            "floor: cp -a --reflink=never + sync of that upper",
+            &c.floor_200m,
+            "",
+            None,
+        ),
+        row(
+            "restore -> first output",
+            &c.restore_first_output,
+            "p50 <= 100 ms",
+            Some(c.restore_first_output.p50_ms <= RESTORE_P50_MS),
+        ),
+    ]
 }
 
 fn port_rows(m: &ModeFigures) -> Vec<Row> {
@@ -290,6 +345,9 @@ impl Report {
         }
         if let Some(a) = &self.agent {
             rows.extend(agent_rows(a));
+        }
+        if let Some(c) = &self.checkpoints {
+            rows.extend(checkpoint_rows(c));
         }
 
         let head = ["metric", "n", "p50 / avg", "p95", "budget", ""];

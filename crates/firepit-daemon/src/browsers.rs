@@ -216,6 +216,23 @@ impl SessionHooks for Hooks {
     fn test_ran(&self, run: &TestRun) {
         crate::closed_loop::test_ran(&self.app, &self.session, run);
     }
+
+    fn checkpoint(
+        &self,
+        name: String,
+    ) -> futures::future::BoxFuture<'static, Result<Option<String>, String>> {
+        let (app, session) = (self.app.clone(), self.session.clone());
+        Box::pin(async move {
+            match app.agent_checkpoint(&session, name).await {
+                Ok(cp) => Ok(cp.map(|c| c.id)),
+                Err(e) => {
+                    let e = crate::error::chain(&e);
+                    tracing::warn!(%session, error = %e, "the agent's checkpoint failed");
+                    Err(e)
+                }
+            }
+        })
+    }
 }
 
 /// The type an artifact is served as, from its name's extension: a fixed

@@ -153,6 +153,15 @@ pub enum Error {
         "session {0} has no git repository at /workspace; make the session with --repo, or run `git init /workspace` in it"
     )]
     NoRepository(String),
+    /// An image of this name exists already.
+    #[error(
+        "image {0:?} exists already; remove it first (`firepit image rm {0}`) or choose another name"
+    )]
+    ImageExists(String),
+    /// The session's files cannot be checkpointed (no disk pool, no disk
+    /// limit); the backend's words say why.
+    #[error("{0}")]
+    NoCheckpoints(#[source] firepit_machine::Error),
     /// A blocking task panicked or was cancelled.
     #[error("an internal task failed")]
     Join(#[from] tokio::task::JoinError),
@@ -188,6 +197,9 @@ impl Error {
             Error::Machine(firepit_machine::Error::NotFound(_)) => {
                 (StatusCode::NOT_FOUND, "machine_not_found")
             }
+            Error::Machine(e) if checkpoint_status(e).is_some() => {
+                checkpoint_status(e).expect("just matched")
+            }
             // The API checks a request's form before it reaches the guest
             // (`api::valid`), so what the guest refuses is the machine's
             // state, not a malformed request: a 4xx other than 400. Only a
@@ -209,6 +221,8 @@ impl Error {
                 }
             },
             Error::NotInMachine(_) => (StatusCode::CONFLICT, "not_in_machine"),
+            Error::NoCheckpoints(_) => (StatusCode::CONFLICT, "unsupported"),
+            Error::ImageExists(_) => (StatusCode::CONFLICT, "image_exists"),
             Error::TriageNotFound(_) => (StatusCode::NOT_FOUND, "triage_not_found"),
             Error::Forge(e) => forge_status(e),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -235,6 +249,18 @@ impl Error {
             Error::Guest(e)
         }
     }
+}
+
+/// The status and code of a machine error about checkpoints.
+fn checkpoint_status(e: &firepit_machine::Error) -> Option<(StatusCode, &'static str)> {
+    use firepit_machine::Error as M;
+    Some(match e {
+        M::CheckpointNotFound { .. } => (StatusCode::NOT_FOUND, "checkpoint_not_found"),
+        M::CheckpointExists { .. } => (StatusCode::CONFLICT, "checkpoint_exists"),
+        M::InvalidCheckpoint(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        M::DiskFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
+        _ => return None,
+    })
 }
 
 /// The status and code of a forge error.

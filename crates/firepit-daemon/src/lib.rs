@@ -12,6 +12,7 @@ pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod browsers;
+pub mod checkpoints;
 pub mod closed_loop;
 pub mod config;
 pub mod data_dir;

@@ -44,7 +44,7 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.locks
             .lock()
             .expect("locks")
@@ -129,7 +129,12 @@ pub fn is_valid_id(id: &str) -> bool {
 
 impl App {
     /// Appends a state change to the session's log.
-    fn log_state(&self, id: &str, state: SessionState, error: Option<&str>) -> Result<(), Error> {
+    pub(crate) fn log_state(
+        &self,
+        id: &str,
+        state: SessionState,
+        error: Option<&str>,
+    ) -> Result<(), Error> {
         self.events().append(
             id,
             EventKind::SessionState {
@@ -142,7 +147,7 @@ impl App {
 
     /// Forgets a session's store rows, event streams, lock and artifacts
     /// (its runtime has ended).
-    fn forget_session(&self, id: &str) -> Result<(), Error> {
+    pub(crate) fn forget_session(&self, id: &str) -> Result<(), Error> {
         self.store().delete_session(id)?;
         self.store().delete_session_repos(id)?;
         self.events().forget(id);
@@ -242,7 +247,7 @@ impl App {
     }
 
     /// Runs `call` on the machine backend for session `id`, on a blocking thread.
-    async fn machine<T: Send + 'static>(
+    pub(crate) async fn machine<T: Send + 'static>(
         &self,
         id: &str,
         call: impl FnOnce(
@@ -360,7 +365,7 @@ impl App {
     }
 
     /// Connects to a machine's guest, waiting for it to come up.
-    async fn connect_guest(&self, id: &str) -> Result<GuestClient, Error> {
+    pub(crate) async fn connect_guest(&self, id: &str) -> Result<GuestClient, Error> {
         let backend = self.backend().clone();
         let mid = machines::id(id);
         let addr = tokio::task::spawn_blocking(move || backend.guest_address(&mid))

@@ -314,6 +314,66 @@ impl ImageStore {
     }
 }
 
+impl ImageStore {
+    /// Makes image `name` from a tree `fill` writes at the path it is given
+    /// (which does not exist yet), owned as `base`'s is: an image saved from
+    /// a session made from `base`. Like a build, it is made in a `.build-*`
+    /// dir with its manifest last and moved into place whole (replacing an
+    /// image of that name); a failure leaves nothing.
+    pub fn save(
+        &self,
+        name: &str,
+        base: &Image,
+        builder: &str,
+        fill: impl FnOnce(&Path) -> std::result::Result<(), String>,
+    ) -> Result<Image> {
+        let _name_lock = self.name_lock(name)?;
+        let _ = self.cleanup();
+        let work = WorkDir::create(&self.dir, name)?;
+        let rootfs = work.dir.join("rootfs");
+        fill(&rootfs).map_err(|e| {
+            Error::io(
+                "writing the image's tree",
+                &rootfs,
+                std::io::Error::other(e),
+            )
+        })?;
+        let manifest = Manifest {
+            name: name.to_owned(),
+            created: firepit_util::now().max(0) as u64,
+            size_bytes: tree_bytes(&rootfs),
+            builder: builder.to_owned(),
+            builder_version: env!("CARGO_PKG_VERSION").to_owned(),
+            ..base.manifest.clone()
+        };
+        manifest.write(&work.dir.join(manifest::FILE))?;
+        work.commit(&self.dir.join(name))?;
+        self.get(name)
+    }
+}
+
+/// Bytes of the files below `root` (links not followed, hard links once);
+/// what cannot be read counts nothing.
+fn tree_bytes(root: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut dirs = vec![root.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.is_dir() {
+                dirs.push(e.path());
+            } else if m.nlink() <= 1 || seen.insert((m.dev(), m.ino())) {
+                total = total.saturating_add(m.blocks() * 512);
+            }
+        }
+    }
+    total
+}
+
 /// A build's work directory and its lock; removed on drop unless committed.
 struct WorkDir {
     dir: PathBuf,

@@ -85,6 +85,31 @@ pub enum Error {
     /// The seccomp filter could not be built.
     #[error("building the seccomp filter")]
     Seccomp(#[source] seccompiler::BackendError),
+    /// A checkpoint id or label is not acceptable.
+    #[error("{0}")]
+    InvalidCheckpoint(String),
+    /// The machine has no checkpoint with this id.
+    #[error("machine {machine} has no checkpoint {checkpoint}")]
+    CheckpointNotFound {
+        /// The machine.
+        machine: String,
+        /// The checkpoint asked for.
+        checkpoint: String,
+    },
+    /// The machine has a checkpoint with this id already.
+    #[error("machine {machine} has a checkpoint {checkpoint} already")]
+    CheckpointExists {
+        /// The machine.
+        machine: String,
+        /// The checkpoint.
+        checkpoint: String,
+    },
+    /// The disk pool (or the machine's share of it) has no room left.
+    #[error("{what}: the disk pool is full")]
+    DiskFull {
+        /// What needed the room.
+        what: &'static str,
+    },
     /// The machine does not run, so its network is gone.
     #[error("machine {0} is not running")]
     NotRunning(String),

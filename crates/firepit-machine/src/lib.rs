@@ -28,10 +28,12 @@
 //! namespace.
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod error;
 pub mod namespaces;
 mod spec;
 
+pub use checkpoint::{Checkpoint, CheckpointId, MAX_LABEL, NewCheckpoint};
 pub use error::Error;
 pub use namespaces::launcher::{LAUNCH_ARG, launcher_main};
 pub use spec::{Limits, MIN_DISK, MachineId, MachineSpec, Network};
@@ -167,4 +169,62 @@ pub trait Backend: Send + Sync + 'static {
     /// and nothing listens on the host. Non-blocking. An address in use is
     /// [`Error::Net`] with `AddrInUse`.
     fn listen(&self, id: &MachineId, addr: SocketAddr) -> Result<TcpListener, Error>;
+
+    /// Keeps the machine's files as they are now, as a checkpoint: a
+    /// running machine's processes are frozen for the moment it takes.
+    /// A backend without checkpoints answers [`Error::Unsupported`].
+    fn checkpoint(&self, id: &MachineId, new: &NewCheckpoint) -> Result<Checkpoint, Error> {
+        let _ = new;
+        Err(no_checkpoints(id))
+    }
+    /// The machine's checkpoints, oldest first (none where the backend
+    /// keeps none).
+    fn checkpoints(&self, id: &MachineId) -> Result<Vec<Checkpoint>, Error> {
+        let _ = id;
+        Ok(Vec::new())
+    }
+    /// Removes one of the machine's checkpoints (machines restored from it
+    /// or forked from it keep their files).
+    fn remove_checkpoint(&self, id: &MachineId, checkpoint: &CheckpointId) -> Result<(), Error> {
+        let _ = checkpoint;
+        Err(no_checkpoints(id))
+    }
+    /// Returns the machine's files to a checkpoint of its own: stops it,
+    /// swaps its writable layer for a copy of the checkpoint's, and starts it
+    /// again if it ran. On failure the machine keeps the files it had, in the
+    /// state it was in.
+    fn restore(&self, id: &MachineId, checkpoint: &CheckpointId) -> Result<MachineInfo, Error> {
+        let _ = checkpoint;
+        Err(no_checkpoints(id))
+    }
+    /// Writes the machine's whole root (its image with its files over it, as
+    /// of a checkpoint or now) as a new directory `dest`, owned as the image
+    /// is (`uid_base + id inside`): the tree of an image made from a session.
+    /// `dest` must not exist; its parent is the caller's and trusted. On
+    /// failure `dest` may be left half written for the caller to remove.
+    fn export(
+        &self,
+        id: &MachineId,
+        from: Option<&CheckpointId>,
+        dest: &std::path::Path,
+    ) -> Result<(), Error> {
+        let _ = (from, dest);
+        Err(no_checkpoints(id))
+    }
+    /// Makes and starts a new machine `child` (the parent's spec, another
+    /// id) whose files start as one of the parent's checkpoints, or as the
+    /// parent's files now. A failure leaves nothing behind.
+    fn fork(
+        &self,
+        parent: &MachineId,
+        from: Option<&CheckpointId>,
+        child: &MachineId,
+    ) -> Result<MachineInfo, Error> {
+        let _ = (from, child);
+        Err(no_checkpoints(parent))
+    }
+}
+
+fn no_checkpoints(id: &MachineId) -> Error {
+    Error::Unsupported(format!("this backend keeps no checkpoints (machine {id})"))
 }

@@ -103,4 +103,13 @@ pub enum TranscriptItem {
     },
     /// The run was stopped by the person.
     RunStopped,
+    /// A checkpoint of the session's files made before tools that can change
+    /// them ran: restoring it ("rewind to here") undoes what those calls and
+    /// everything after them did to the files.
+    Checkpoint {
+        /// The checkpoint's id.
+        checkpoint: String,
+        /// The ids of the calls it was made before.
+        tool_call_ids: Vec<String>,
+    },
 }

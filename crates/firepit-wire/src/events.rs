@@ -142,6 +142,42 @@ pub enum EventKind {
         /// One line: `3 passed, 1 failed`.
         summary: String,
     },
+    /// A checkpoint of the session's files was made.
+    CheckpointMade {
+        /// Its id.
+        checkpoint: String,
+        /// Its name, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// What made it (`user`, `agent`).
+        made_by: String,
+        /// Bytes its files hold above the image.
+        size_bytes: u64,
+    },
+    /// A checkpoint was removed (by hand, or pruned).
+    CheckpointRemoved {
+        /// Its id.
+        checkpoint: String,
+    },
+    /// The session's files were returned to a checkpoint; its processes
+    /// started again.
+    Restored {
+        /// The checkpoint.
+        checkpoint: String,
+        /// The services started again with their specs.
+        #[serde(default)]
+        services: Vec<String>,
+    },
+    /// A session was forked: logged in the parent and in the new session.
+    Forked {
+        /// The session forked from.
+        parent: String,
+        /// The new session.
+        child: String,
+        /// The checkpoint it started from; absent: the parent's files then.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checkpoint: Option<String>,
+    },
     /// The session's closed-loop settings changed.
     ClosedLoop {
         /// Whether a recognised problem wakes the idle agent.

@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod checkpoint;
 pub mod events;
 pub mod forge;
 pub mod guest;

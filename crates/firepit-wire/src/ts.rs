@@ -13,7 +13,7 @@ use std::path::Path;
 
 use ts_rs::{Config, TS};
 
-use crate::{agent, api, events};
+use crate::{agent, api, checkpoint, events};
 
 const HEADER: &str = "\
 // Generated from the `firepit-wire` crate by its test `ts::tests::wire_ts_is_up_to_date`;
@@ -73,6 +73,11 @@ fn generate() -> String {
         api::AgentStopped,
         api::AgentStatus,
         api::ClosedLoopSettings,
+        // Checkpoints.
+        checkpoint::CreateCheckpoint,
+        checkpoint::Checkpoint,
+        checkpoint::ForkSession,
+        checkpoint::SaveImage,
         agent::ToolCall,
         agent::TranscriptItem,
         // The session event log (an event carries its kind's fields, so

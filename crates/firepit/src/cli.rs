@@ -68,6 +68,63 @@ pub enum Command {
     /// Turn a repository's open issues into pull requests (a job in the
     /// daemon; this follows its progress): `firepit triage owner/name --label agent`.
     Triage(TriageArgs),
+    /// Keep a session's files as they are now: `firepit checkpoint ID [--name NAME]`
+    /// prints the checkpoint's id; `firepit checkpoint rm ID CHECKPOINT` removes one.
+    Checkpoint(CheckpointArgs),
+    /// List a session's checkpoints: id, time, size, what made it, parent, name.
+    Checkpoints(IdArg),
+    /// Return a session's files to one of its checkpoints (its processes
+    /// start again; what was written since is gone).
+    Restore(RestoreArgs),
+    /// Make a new session whose files start as this one's (now, or at a
+    /// checkpoint); prints its id.
+    Fork(ForkArgs),
+}
+
+/// `firepit checkpoint`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct CheckpointArgs {
+    /// Session id (see `firepit ls`).
+    #[arg(required = true)]
+    pub id: Option<String>,
+    /// A name for people.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// `rm ID CHECKPOINT`
+    #[command(subcommand)]
+    pub command: Option<CheckpointCommand>,
+}
+
+/// `firepit checkpoint rm`
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCommand {
+    /// Remove a checkpoint.
+    Rm {
+        /// Session id.
+        id: String,
+        /// Checkpoint id (see `firepit checkpoints ID`).
+        checkpoint: String,
+    },
+}
+
+/// `firepit restore`
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Session id.
+    pub id: String,
+    /// Checkpoint id (see `firepit checkpoints ID`).
+    pub checkpoint: String,
+}
+
+/// `firepit fork`
+#[derive(Debug, Args)]
+pub struct ForkArgs {
+    /// Session id.
+    pub id: String,
+    /// Start from this checkpoint instead of the session's files now.
+    #[arg(long)]
+    pub from: Option<String>,
 }
 
 /// `firepit up`
@@ -382,6 +439,17 @@ pub enum ImageCommand {
     Pull(crate::cli_oci::PullArgs),
     /// Import an image from a `docker save` or OCI archive tarball.
     Import(crate::cli_oci::ImportArgs),
+    /// Make an image of a session's files (through the daemon), for
+    /// `firepit new --image NAME`.
+    Save {
+        /// Session id.
+        id: String,
+        /// The new image's name.
+        name: String,
+        /// Make it of this checkpoint instead of the session's files now.
+        #[arg(long)]
+        from: Option<String>,
+    },
 }
 
 /// `firepit triage`

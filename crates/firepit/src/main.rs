@@ -73,6 +73,11 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Rm(a) => commands::lifecycle::rm(&client()?, &a.id).await.map(|()| 0),
         Command::Run(args) => commands::lifecycle::run(&client()?, &args).await,
         Command::Agent(args) => commands::agent::agent(&client()?, &args).await,
+        Command::Image(cli::ImageCommand::Save { id, name, from }) => {
+            commands::checkpoint::save_image(&client()?, &id, &name, from)
+                .await
+                .map(|()| 0)
+        }
         Command::Image(cmd) => commands::image::run(&data_dir, cmd).await.map(|()| 0),
         Command::Ports(a) => commands::ports::ports(&client()?, &a.id).await.map(|()| 0),
         Command::Logs(args) => commands::logs::logs(&client()?, &args).await.map(|()| 0),
@@ -87,5 +92,15 @@ async fn run(cli: Cli) -> Result<i32> {
             .await
             .map(|()| 0),
         Command::Triage(args) => commands::triage::triage(&client()?, &args).await,
+        Command::Checkpoint(args) => commands::checkpoint::checkpoint(&client()?, args)
+            .await
+            .map(|()| 0),
+        Command::Checkpoints(a) => commands::checkpoint::list(&client()?, &a.id)
+            .await
+            .map(|()| 0),
+        Command::Restore(a) => commands::checkpoint::restore(&client()?, &a)
+            .await
+            .map(|()| 0),
+        Command::Fork(a) => commands::checkpoint::fork(&client()?, &a).await.map(|()| 0),
     }
 }

@@ -1,6 +1,8 @@
 //! What the browser and test tools need from the session beyond its guest:
-//! its browser, a place for artifacts, and the event log for test runs. The
-//! daemon implements it; without hooks those tools say they are unavailable.
+//! its browser, a place for artifacts, and the event log for test runs; and
+//! the checkpoints the loop makes before tools that can change files. The
+//! daemon implements it; without hooks those tools say they are unavailable
+//! and no checkpoints are made.
 
 use std::sync::Arc;
 
@@ -34,4 +36,27 @@ pub trait SessionHooks: Send + Sync {
     ) -> Result<String, String>;
     /// Records a test run (an event, and a problem when it failed).
     fn test_ran(&self, run: &TestRun);
+    /// Makes a checkpoint of the session's files named `name`; its id, or
+    /// `None` where the session has none (no disk pool).
+    fn checkpoint(
+        &self,
+        name: String,
+    ) -> futures::future::BoxFuture<'static, Result<Option<String>, String>> {
+        let _ = name;
+        Box::pin(async { Ok(None) })
+    }
 }
+
+/// The tools that can change the machine's files: a turn that calls one gets
+/// a checkpoint first.
+pub const CHANGE_FILES: &[&str] = &[
+    "shell",
+    "shell_input",
+    "exec",
+    "write_file",
+    "edit_file",
+    "service_start",
+    "service_stop",
+    "git_commit",
+    "test",
+];

@@ -2,6 +2,7 @@
 //! Anthropic's and OpenAI's streaming protocols, with tools acting through a real guest
 //! run as a plain process on a temporary socket.
 
+mod checkpoints;
 mod providers;
 mod runs;
 mod test_tool;

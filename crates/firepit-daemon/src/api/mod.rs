@@ -9,6 +9,7 @@
 mod agent;
 mod artifacts;
 mod browser;
+mod checkpoints;
 mod closed_loop;
 mod events;
 mod exec;
@@ -85,6 +86,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/sessions/{id}/artifacts/{name}"),
     ("GET", "/v1/sessions/{id}/closed-loop"),
     ("PUT", "/v1/sessions/{id}/closed-loop"),
+    ("GET", "/v1/sessions/{id}/checkpoints"),
+    ("POST", "/v1/sessions/{id}/checkpoints"),
+    ("DELETE", "/v1/sessions/{id}/checkpoints/{checkpoint}"),
+    ("POST", "/v1/sessions/{id}/checkpoints/{checkpoint}/restore"),
+    ("POST", "/v1/sessions/{id}/fork"),
+    ("POST", "/v1/sessions/{id}/image"),
 ];
 
 /// The daemon's router.
@@ -119,7 +126,21 @@ pub fn router(app: App) -> Router {
         .route("/shares/{share}", axum::routing::delete(shares::revoke))
         .route("/browser/live", get(browser::live))
         .route("/artifacts/{name}", get(artifacts::get))
-        .route("/closed-loop", get(closed_loop::get).put(closed_loop::put));
+        .route("/closed-loop", get(closed_loop::get).put(closed_loop::put))
+        .route(
+            "/checkpoints",
+            get(checkpoints::list).post(checkpoints::create),
+        )
+        .route(
+            "/checkpoints/{checkpoint}",
+            axum::routing::delete(checkpoints::remove),
+        )
+        .route(
+            "/checkpoints/{checkpoint}/restore",
+            post(checkpoints::restore),
+        )
+        .route("/fork", post(checkpoints::fork))
+        .route("/image", post(checkpoints::save_image));
     let v1 = Router::new()
         .route("/images", get(images::list))
         .route("/sessions", get(sessions::list).post(sessions::create))

@@ -178,6 +178,24 @@ pub(crate) fn mode(m: &str) -> Result<u32, Error> {
     u32::from_str_radix(m, 8).map_err(|_| bad("mode must be octal"))
 }
 
+/// `components/schemas/CheckpointId`: 1 to 40 of `a-z`, `0-9`, `-`, not
+/// starting or ending with `-`.
+pub(crate) fn checkpoint_id(id: &str) -> Result<(), Error> {
+    crate::checkpoints::checkpoint_id(id).map(drop)
+}
+
+/// `components/schemas/CreateCheckpoint.name`: at most 200 characters, no control
+/// character.
+pub(crate) fn checkpoint_name(name: &str) -> Result<(), Error> {
+    if name.chars().count() > firepit_machine::MAX_LABEL || name.chars().any(char::is_control) {
+        return Err(bad(format!(
+            "a checkpoint name is at most {} characters without control characters",
+            firepit_machine::MAX_LABEL
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +256,14 @@ mod tests {
         assert!(blank(" \t\r\n"));
         assert!(!blank("\u{a0}"));
         assert_eq!(mode("0755").unwrap(), 0o755);
+        checkpoint_id("cp-abc1").unwrap();
+        for bad in ["", "-a", "a-", "A", "a/b", "a.b"] {
+            assert!(checkpoint_id(bad).is_err(), "{bad:?}");
+        }
+        checkpoint_name("before the migration").unwrap();
+        assert!(checkpoint_name("a\nb").is_err());
+        assert!(checkpoint_name(&"x".repeat(201)).is_err());
+        checkpoint_name(&"é".repeat(200)).unwrap();
         for bad in ["7", "+77", "888", "77777"] {
             assert!(mode(bad).is_err(), "{bad:?}");
         }

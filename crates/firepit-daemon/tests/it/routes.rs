@@ -641,6 +641,9 @@ fn request_bodies_refuse_unknown_fields_as_the_document_says() {
         "AgentMessage",
         "CreateTriage",
         "ClosedLoopSettings",
+        "CreateCheckpoint",
+        "ForkSession",
+        "SaveImage",
     ] {
         let schema = &schemas[name];
         assert_eq!(
@@ -925,4 +928,105 @@ async fn the_session_list_pages_through_every_session_once() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert_eq!(error_code(&body), "bad_request");
     }
+}
+
+#[tokio::test]
+async fn checkpoint_routes_check_their_input_and_say_what_the_backend_cannot() {
+    let h = harness();
+    stored_session(&h, "abc");
+    let t = Some(TOKEN);
+    let code = |r: (StatusCode, String)| (r.0, error_code(&r.1));
+    let expect = |s: StatusCode, c: &str| (s, c.to_owned());
+    // Unknown sessions, and ids no session could have.
+    for uri in [
+        "/v1/sessions/nosuch/checkpoints",
+        "/v1/sessions/No.Such/checkpoints",
+    ] {
+        assert_eq!(
+            code(call(&h.app, "POST", uri, t, Some("{}")).await),
+            expect(StatusCode::NOT_FOUND, "session_not_found"),
+            "{uri}"
+        );
+        assert_eq!(
+            code(call(&h.app, "GET", uri, t, None).await),
+            expect(StatusCode::NOT_FOUND, "session_not_found"),
+        );
+    }
+    // Malformed checkpoint ids and names.
+    for uri in [
+        "/v1/sessions/abc/checkpoints/-x/restore",
+        "/v1/sessions/abc/checkpoints/A/restore",
+    ] {
+        assert_eq!(
+            code(call(&h.app, "POST", uri, t, None).await),
+            expect(StatusCode::BAD_REQUEST, "bad_request"),
+            "{uri}"
+        );
+    }
+    let long = format!(r#"{{"name":"{}"}}"#, "x".repeat(201));
+    for body in [&long, r#"{"name":"a\nb"}"#, r#"{"nam":"x"}"#] {
+        assert_eq!(
+            code(
+                call(
+                    &h.app,
+                    "POST",
+                    "/v1/sessions/abc/checkpoints",
+                    t,
+                    Some(body)
+                )
+                .await
+            ),
+            expect(StatusCode::BAD_REQUEST, "bad_request"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        code(
+            call(
+                &h.app,
+                "POST",
+                "/v1/sessions/abc/fork",
+                t,
+                Some(r#"{"from":"../x"}"#)
+            )
+            .await
+        ),
+        expect(StatusCode::BAD_REQUEST, "bad_request"),
+    );
+    // A backend without checkpoints: a conflict that says so, and nothing
+    // reached the machine.
+    let before = h.backend.0.lock().unwrap().len();
+    let (s, b) = call(
+        &h.app,
+        "POST",
+        "/v1/sessions/abc/checkpoints",
+        t,
+        Some(r#"{"name":"é"}"#),
+    )
+    .await;
+    assert_eq!(
+        (s, error_code(&b).as_str()),
+        (StatusCode::CONFLICT, "unsupported")
+    );
+    assert!(b.contains("checkpoints"), "{b}");
+    assert_eq!(h.backend.0.lock().unwrap().len(), before);
+    let (s, b) = call(&h.app, "GET", "/v1/sessions/abc/checkpoints", t, None).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "[]"));
+    let (s, b) = call(
+        &h.app,
+        "POST",
+        "/v1/sessions/abc/checkpoints/cp-1/restore",
+        t,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, error_code(&b).as_str()),
+        (StatusCode::NOT_FOUND, "checkpoint_not_found")
+    );
+    assert_eq!(
+        h.app.store().session("abc").unwrap().state,
+        firepit_wire::api::SessionState::Running,
+        "a refused restore leaves the session as it was"
+    );
 }

@@ -5,6 +5,10 @@
 //! Limits: memory (v1 `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`
 //! when swap accounting exists; v2 `memory.max`, `memory.swap.max = 0`), pids
 //! (`pids.max`), CPU (v1 CFS quota/period; v2 `cpu.max`).
+//!
+//! Freezing (for a checkpoint of a running machine): v2 `cgroup.freeze`, read
+//! back from `cgroup.events`; v1 the `freezer` hierarchy's `freezer.state`,
+//! where a host has it mounted (machines join it with the others).
 
 use std::fs;
 use std::io;
@@ -33,6 +37,8 @@ enum Hierarchies {
         cpu: PathBuf,
         memory: PathBuf,
         pids: PathBuf,
+        /// The freezer hierarchy, where the host mounts one.
+        freezer: Option<PathBuf>,
     },
 }
 
@@ -56,7 +62,7 @@ impl Hierarchies {
         text: &str,
         controllers: impl Fn(&Path) -> Option<String>,
     ) -> Result<Self, Error> {
-        let (mut cpu, mut memory, mut pids) = (None, None, None);
+        let (mut cpu, mut memory, mut pids, mut freezer) = (None, None, None, None);
         for line in text.lines() {
             let Some((left, right)) = line.split_once(" - ") else {
                 continue;
@@ -79,6 +85,7 @@ impl Hierarchies {
                             "cpu" => cpu = Some(mount.clone()),
                             "memory" => memory = Some(mount.clone()),
                             "pids" => pids = Some(mount.clone()),
+                            "freezer" => freezer = Some(mount.clone()),
                             _ => {}
                         }
                     }
@@ -87,7 +94,12 @@ impl Hierarchies {
             }
         }
         match (cpu, memory, pids) {
-            (Some(cpu), Some(memory), Some(pids)) => Ok(Self::V1 { cpu, memory, pids }),
+            (Some(cpu), Some(memory), Some(pids)) => Ok(Self::V1 {
+                cpu,
+                memory,
+                pids,
+                freezer,
+            }),
             _ => Err(Error::Unsupported(
                 "no cgroup v2 hierarchy with memory and pids, nor v1 cpu, memory and pids hierarchies".into(),
             )),
@@ -101,8 +113,14 @@ impl Cgroups {
         let parent = &self.parent;
         match &self.hierarchies {
             Hierarchies::V2 { root } => vec![root.join(parent).join(id)],
-            Hierarchies::V1 { cpu, memory, pids } => [cpu, memory, pids]
-                .iter()
+            Hierarchies::V1 {
+                cpu,
+                memory,
+                pids,
+                freezer,
+            } => [Some(cpu), Some(memory), Some(pids), freezer.as_ref()]
+                .into_iter()
+                .flatten()
                 .map(|h| h.join(parent).join(id))
                 .collect(),
         }
@@ -158,7 +176,12 @@ impl Cgroups {
                     write(&cpu, &format!("{quota} {PERIOD_US}"))?;
                 }
             }
-            Hierarchies::V1 { cpu, memory, pids } => {
+            Hierarchies::V1 {
+                cpu,
+                memory,
+                pids,
+                freezer,
+            } => {
                 let dir = |h: &PathBuf| -> Result<PathBuf, Error> {
                     mkdir(&h.join(&self.parent))?;
                     let d = h.join(&self.parent).join(id);
@@ -179,9 +202,82 @@ impl Cgroups {
                 let c = dir(cpu)?;
                 write(&c.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
                 write(&c.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                if let Some(f) = freezer {
+                    let f = dir(f)?;
+                    // A group left frozen by a crash must not hold the new run.
+                    write(&f.join("freezer.state"), "THAWED")?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// The file that freezes the machine, and what it reads once frozen.
+    fn freeze_file(&self, id: &str) -> Result<PathBuf, Error> {
+        match &self.hierarchies {
+            Hierarchies::V2 { root } => Ok(root.join(&self.parent).join(id).join("cgroup.freeze")),
+            Hierarchies::V1 {
+                freezer: Some(f), ..
+            } => Ok(f.join(&self.parent).join(id).join("freezer.state")),
+            Hierarchies::V1 { freezer: None, .. } => Err(Error::Unsupported(
+                "freezing a running machine needs the cgroup v1 freezer hierarchy, \
+                 which this host does not mount"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Stops every process of the machine where it is (cgroup freezer) and
+    /// returns once all are frozen, or fails (thawed again) after `timeout`.
+    /// A machine started before its freezer group existed is an error: it
+    /// has to be restarted once.
+    pub(crate) fn freeze(&self, id: &str, timeout: Duration) -> Result<(), Error> {
+        let file = self.freeze_file(id)?;
+        if !file.exists() {
+            return Err(Error::Unsupported(format!(
+                "machine {id} runs outside a freezer cgroup (it was started before \
+                 checkpoints existed); stop and start it once"
+            )));
+        }
+        let v2 = matches!(self.hierarchies, Hierarchies::V2 { .. });
+        let deadline = Instant::now() + timeout;
+        write(&file, if v2 { "1" } else { "FROZEN" })?;
+        loop {
+            let frozen = if v2 {
+                let events = file.with_file_name("cgroup.events");
+                fs::read_to_string(&events)
+                    .map_err(Error::io("reading", &events))?
+                    .lines()
+                    .any(|l| l == "frozen 1")
+            } else {
+                // v1: "FREEZING" until every task is stopped; writing
+                // FROZEN again retries the tasks that were not.
+                let state = fs::read_to_string(&file).map_err(Error::io("reading", &file))?;
+                state.trim() == "FROZEN" || {
+                    let _ = fs::write(&file, "FROZEN");
+                    false
+                }
+            };
+            if frozen {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = self.thaw(id);
+                return Err(Error::Io {
+                    what: "freezing the machine's processes (one does not stop: uninterruptible I/O?)",
+                    path: Some(file),
+                    source: io::ErrorKind::TimedOut.into(),
+                });
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Lets a frozen machine's processes run again.
+    pub(crate) fn thaw(&self, id: &str) -> Result<(), Error> {
+        let file = self.freeze_file(id)?;
+        let v2 = matches!(self.hierarchies, Hierarchies::V2 { .. });
+        write(&file, if v2 { "0" } else { "THAWED" })
     }
 
     /// The processes in the machine's cgroups.
@@ -200,6 +296,10 @@ impl Cgroups {
     /// SIGKILLs whatever is left in the cgroups and removes them, retrying
     /// for up to two seconds while processes exit.
     pub(crate) fn remove(&self, id: &str) -> Result<(), Error> {
+        // Frozen processes would not die (v1); a crash may have left them so.
+        if self.freeze_file(id).is_ok_and(|f| f.exists()) {
+            let _ = self.thaw(id);
+        }
         let deadline = Instant::now() + Duration::from_secs(2);
         for d in self.dirs(id) {
             loop {
@@ -244,6 +344,7 @@ mod tests {
 32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
 35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
 39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 ";
 
@@ -251,7 +352,16 @@ mod tests {
     fn v1_with_a_hugetlb_only_unified_mount() {
         let c = Hierarchies::from_mountinfo(V1, |_| Some("hugetlb".into())).unwrap();
         match c {
-            Hierarchies::V1 { cpu, memory, pids } => {
+            Hierarchies::V1 {
+                cpu,
+                memory,
+                pids,
+                freezer,
+            } => {
+                assert_eq!(
+                    freezer.as_deref(),
+                    Some(Path::new("/sys/fs/cgroup/freezer"))
+                );
                 assert_eq!(cpu, Path::new("/sys/fs/cgroup/cpu,cpuacct"));
                 assert_eq!(memory, Path::new("/sys/fs/cgroup/memory"));
                 assert_eq!(pids, Path::new("/sys/fs/cgroup/pids"));

@@ -60,11 +60,13 @@ pub(crate) struct Pool {
 // linux/btrfs.h
 const BTRFS_IOC_SUBVOL_CREATE: u64 = 0x5000_940e; // _IOW(0x94, 14, vol_args)
 const BTRFS_IOC_SNAP_DESTROY: u64 = 0x5000_940f; // _IOW(0x94, 15, vol_args)
+const BTRFS_IOC_SNAP_CREATE_V2: u64 = 0x5000_9417; // _IOW(0x94, 23, vol_args_v2)
 const BTRFS_IOC_QUOTA_CTL: u64 = 0xc010_9428; // _IOWR(0x94, 40, quota_ctl_args)
 const BTRFS_IOC_QGROUP_LIMIT: u64 = 0x8030_942b; // _IOR(0x94, 43, qgroup_limit_args)
 const BTRFS_QUOTA_CTL_ENABLE: u64 = 1;
 const BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA: u64 = 4;
 const BTRFS_QGROUP_LIMIT_MAX_RFER: u64 = 1;
+const BTRFS_SUBVOL_RDONLY: u64 = 1 << 1;
 /// The inode number of every subvolume's root directory.
 const BTRFS_FIRST_FREE_OBJECTID: u64 = 256;
 const BTRFS_SUPER_MAGIC: i64 = 0x9123_683e;
@@ -73,6 +75,15 @@ const BTRFS_SUPER_MAGIC: i64 = 0x9123_683e;
 struct VolArgs {
     fd: i64,
     name: [u8; 4088],
+}
+
+#[repr(C)]
+struct VolArgsV2 {
+    fd: i64,
+    transid: u64,
+    flags: u64,
+    unused: [u64; 4],
+    name: [u8; 4040],
 }
 
 #[repr(C)]
@@ -92,7 +103,7 @@ struct QgroupLimitArgs {
 }
 
 /// `ioctl(fd, request, arg)`.
-fn ioctl<T>(fd: &OwnedFd, request: u64, arg: &mut T) -> io::Result<()> {
+fn ioctl<T>(fd: &impl AsRawFd, request: u64, arg: &mut T) -> io::Result<()> {
     // SAFETY: `arg` is the `repr(C)` struct the request reads and writes,
     // valid for the whole call.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, std::ptr::from_mut(arg)) };
@@ -108,12 +119,62 @@ fn vol_args(name: &str) -> VolArgs {
         fd: 0,
         name: [0; 4088],
     };
-    // Machine ids are at most 40 bytes.
+    // Machine ids are at most 40 bytes, layer names a few more.
     args.name[..name.len()].copy_from_slice(name.as_bytes());
     args
 }
 
-fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+/// Snapshots the subvolume `src` (its root directory's fd) as `name` in the
+/// directory `dest`, read-only or writable. One ioctl: after a crash the
+/// snapshot is there whole or not at all.
+pub(crate) fn snapshot(
+    src: &impl AsRawFd,
+    dest: &impl AsRawFd,
+    name: &str,
+    readonly: bool,
+) -> io::Result<()> {
+    if name.len() >= 4000 || name.contains('/') || name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a subvolume name",
+        ));
+    }
+    let mut args = VolArgsV2 {
+        fd: i64::from(src.as_raw_fd()),
+        transid: 0,
+        flags: if readonly { BTRFS_SUBVOL_RDONLY } else { 0 },
+        unused: [0; 4],
+        name: [0; 4040],
+    };
+    args.name[..name.len()].copy_from_slice(name.as_bytes());
+    ioctl(dest, BTRFS_IOC_SNAP_CREATE_V2, &mut args)
+}
+
+/// Destroys the subvolume `name` in the directory `dir`; one that is not
+/// there is fine.
+pub(crate) fn destroy(dir: &impl AsRawFd, name: &str) -> io::Result<()> {
+    let mut args = vol_args(name);
+    match ioctl(dir, BTRFS_IOC_SNAP_DESTROY, &mut args) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+/// Sets the disk limit of the subvolume `layer`.
+pub(crate) fn set_limit(layer: &impl AsRawFd, limit: u64) -> io::Result<()> {
+    let mut args = QgroupLimitArgs {
+        // 0: the subvolume of the descriptor.
+        qgroupid: 0,
+        flags: BTRFS_QGROUP_LIMIT_MAX_RFER,
+        max_rfer: limit,
+        max_excl: 0,
+        rsv_rfer: 0,
+        rsv_excl: 0,
+    };
+    ioctl(layer, BTRFS_IOC_QGROUP_LIMIT, &mut args)
+}
+
+pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
     // SAFETY: a NUL-terminated path; the result is checked.
     let fd = unsafe {
@@ -235,6 +296,16 @@ impl Pool {
         })
     }
 
+    /// The pool's mount point.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The pool's root directory, open.
+    pub(crate) fn root(&self) -> &OwnedFd {
+        &self.root
+    }
+
     /// The layer dir of a machine.
     pub(crate) fn layer(&self, id: &MachineId) -> PathBuf {
         self.dir.join(id.as_str())
@@ -262,17 +333,7 @@ impl Pool {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
             .map_err(Error::io("setting mode of", &path))?;
         let layer = open_dir(&path).map_err(Error::io("opening", &path))?;
-        let mut args = QgroupLimitArgs {
-            // 0: the subvolume of the descriptor.
-            qgroupid: 0,
-            flags: BTRFS_QGROUP_LIMIT_MAX_RFER,
-            max_rfer: limit,
-            max_excl: 0,
-            rsv_rfer: 0,
-            rsv_excl: 0,
-        };
-        ioctl(&layer, BTRFS_IOC_QGROUP_LIMIT, &mut args)
-            .map_err(Error::io("setting the disk limit of", &path))?;
+        set_limit(&layer, limit).map_err(Error::io("setting the disk limit of", &path))?;
         Ok(path)
     }
 
@@ -514,6 +575,8 @@ mod tests {
             ioc(2, 43, size_of::<QgroupLimitArgs>())
         );
         assert_eq!(size_of::<VolArgs>(), 4096);
+        assert_eq!(size_of::<VolArgsV2>(), 4096);
+        assert_eq!(BTRFS_IOC_SNAP_CREATE_V2, ioc(1, 23, size_of::<VolArgsV2>()));
     }
 
     #[test]

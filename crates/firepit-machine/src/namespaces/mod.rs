@@ -47,6 +47,7 @@
 //! socket's peer.
 
 mod cgroup;
+mod checkpoint;
 mod confine;
 mod disk;
 mod firewall;
@@ -74,7 +75,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Backend, Error, GuestAddress, MachineId, MachineInfo, MachineSpec, MachineState, Network,
+    Backend, Checkpoint, CheckpointId, Error, GuestAddress, MachineId, MachineInfo, MachineSpec,
+    MachineState, Network, NewCheckpoint,
 };
 use cgroup::Cgroups;
 use firewall::Layout;
@@ -477,6 +479,54 @@ impl NamespacesBackend {
         Ok(self.info(id))
     }
 
+    /// Creates a machine and starts it; `seed(base)` puts its first files
+    /// in place (a fork's), after its uid range (`base`) is chosen and
+    /// before its dirs are made. A failure leaves nothing behind.
+    fn create_seeded(
+        &self,
+        spec: &MachineSpec,
+        seed: &mut dyn FnMut(u32) -> Result<(), Error>,
+    ) -> Result<MachineInfo, Error> {
+        spec.validate(self.host_cpus)?;
+        let lock = self.lock(&spec.id);
+        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if spec.limits.disk_bytes.is_some() && self.pool.is_none() {
+            return Err(no_pool(&spec.id));
+        }
+        let dir = self.dir(&spec.id);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::Exists(spec.id.to_string()));
+            }
+            r => r.map_err(Error::io("creating", &dir))?,
+        }
+        let mut base = None;
+        let result = (|| {
+            let ids = MachineIds {
+                base: *base.insert(uid_ranges::assign(&self.ranges, &dir, spec.uid_base)?),
+                idmapped: true,
+            };
+            seed(ids.base)?;
+            self.prepare_dirs(spec, ids.base)?;
+            if spec.network == Network::Nat {
+                self.allocate_slot(&spec.id)?;
+            }
+            // spec.json last: a dir without it is a half-made machine that recover() removes.
+            write_json(&dir.join("spec.json"), spec)?;
+            self.launch(spec, ids)
+        })();
+        if result.is_err() {
+            let _ = self.cleanup_runtime(&spec.id);
+            let _ = self.remove_layer(&spec.id);
+            if self.remove_dir(&spec.id).is_ok()
+                && let Some(base) = base
+            {
+                let _ = self.ranges.free(base, &dir);
+            }
+        }
+        result
+    }
+
     fn run_launcher(&self, req: &LaunchRequest) -> Result<LaunchReply, Error> {
         let launch_err = |message: String| Error::Launch {
             stage: "running the launcher".into(),
@@ -546,43 +596,7 @@ impl NamespacesBackend {
 
 impl Backend for NamespacesBackend {
     fn create(&self, spec: &MachineSpec) -> Result<MachineInfo, Error> {
-        spec.validate(self.host_cpus)?;
-        let lock = self.lock(&spec.id);
-        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
-        if spec.limits.disk_bytes.is_some() && self.pool.is_none() {
-            return Err(no_pool(&spec.id));
-        }
-        let dir = self.dir(&spec.id);
-        match fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(Error::Exists(spec.id.to_string()));
-            }
-            r => r.map_err(Error::io("creating", &dir))?,
-        }
-        let mut base = None;
-        let result = (|| {
-            let ids = MachineIds {
-                base: *base.insert(uid_ranges::assign(&self.ranges, &dir, spec.uid_base)?),
-                idmapped: true,
-            };
-            self.prepare_dirs(spec, ids.base)?;
-            if spec.network == Network::Nat {
-                self.allocate_slot(&spec.id)?;
-            }
-            // spec.json last: a dir without it is a half-made machine that recover() removes.
-            write_json(&dir.join("spec.json"), spec)?;
-            self.launch(spec, ids)
-        })();
-        if result.is_err() {
-            let _ = self.cleanup_runtime(&spec.id);
-            let _ = self.remove_layer(&spec.id);
-            if self.remove_dir(&spec.id).is_ok()
-                && let Some(base) = base
-            {
-                let _ = self.ranges.free(base, &dir);
-            }
-        }
-        result
+        self.create_seeded(spec, &mut |_| Ok(()))
     }
 
     fn start(&self, id: &MachineId) -> Result<MachineInfo, Error> {
@@ -618,6 +632,7 @@ impl Backend for NamespacesBackend {
         // leaves a stale entry that recover() reclaims.
         let base = uid_ranges::recorded(&dir).ok().flatten();
         self.remove_layer(id)?;
+        self.remove_checkpoints(id)?;
         self.remove_dir(id)?;
         if let Some(base) = base {
             self.ranges.free(base, &dir)?;
@@ -675,6 +690,7 @@ impl Backend for NamespacesBackend {
                 }
             }
         }
+        self.recover_checkpoints()?;
         // Ranges of machines that are gone, of this backend or another.
         match self.ranges.reclaim() {
             Ok(freed) if !freed.is_empty() => {
@@ -756,6 +772,55 @@ impl Backend for NamespacesBackend {
         addr: std::net::SocketAddr,
     ) -> Result<std::net::TcpListener, Error> {
         self.net.listen(id, || self.running_init(id), addr)
+    }
+
+    fn checkpoint(&self, id: &MachineId, new: &NewCheckpoint) -> Result<Checkpoint, Error> {
+        let lock = self.lock(id);
+        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.checkpoint_locked(id, new)
+    }
+
+    fn checkpoints(&self, id: &MachineId) -> Result<Vec<Checkpoint>, Error> {
+        let lock = self.lock(id);
+        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.checkpoints_of(id)
+    }
+
+    fn remove_checkpoint(&self, id: &MachineId, checkpoint: &CheckpointId) -> Result<(), Error> {
+        let lock = self.lock(id);
+        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.remove_checkpoint_locked(id, checkpoint)
+    }
+
+    fn restore(&self, id: &MachineId, checkpoint: &CheckpointId) -> Result<MachineInfo, Error> {
+        let lock = self.lock(id);
+        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.restore_locked(id, checkpoint)
+    }
+
+    fn export(
+        &self,
+        id: &MachineId,
+        from: Option<&CheckpointId>,
+        dest: &Path,
+    ) -> Result<(), Error> {
+        let lock = self.lock(id);
+        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.export_locked(id, from, dest)
+    }
+
+    fn fork(
+        &self,
+        parent: &MachineId,
+        from: Option<&CheckpointId>,
+        child: &MachineId,
+    ) -> Result<MachineInfo, Error> {
+        if parent == child {
+            return Err(Error::Exists(child.to_string()));
+        }
+        let lock = self.lock(parent);
+        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.fork_locked(parent, from, child)
     }
 }
 

@@ -339,6 +339,126 @@ fn remove_tree_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
     unlink_at(dir, name, libc::AT_REMOVEDIR)
 }
 
+/// Calls `visit(parent, name, stat)` for every entry below the directory
+/// `top` (not `top` itself), a directory before what is in it, without
+/// following a symlink and without crossing into another file system (a
+/// directory of another device is visited but not entered). Like
+/// [`remove_tree`] it holds one directory fd at a time, its way back up
+/// checked, so a tree of any depth is walked. For trees nothing changes
+/// while they are walked (a stopped machine's, a fresh snapshot).
+pub(crate) fn walk(
+    top: BorrowedFd<'_>,
+    mut visit: impl FnMut(BorrowedFd<'_>, &CStr, &libc::stat) -> io::Result<()>,
+) -> io::Result<()> {
+    let open_sub = |d: BorrowedFd<'_>, n: &CStr| {
+        // SAFETY: valid fd and C string.
+        owned(unsafe {
+            libc::openat(
+                d.as_raw_fd(),
+                n.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        })
+    };
+    let mut cur = open_sub(top, c".")?;
+    let st = fd_stat(cur.as_fd())?;
+    let dev = st.st_dev;
+    // Per level from the top down: its subdirectories still to enter, and
+    // its (device, inode).
+    let mut levels: Vec<(Vec<CString>, (u64, u64))> = vec![(
+        entries(cur.as_fd(), dev, &mut visit)?,
+        (st.st_dev, st.st_ino),
+    )];
+    while let Some((subs, _)) = levels.last_mut() {
+        match subs.pop() {
+            Some(sub) => {
+                cur = open_sub(cur.as_fd(), &sub)?;
+                let st = fd_stat(cur.as_fd())?;
+                let subs = entries(cur.as_fd(), dev, &mut visit)?;
+                levels.push((subs, (st.st_dev, st.st_ino)));
+            }
+            None => {
+                levels.pop();
+                let Some((_, up_id)) = levels.last() else {
+                    break;
+                };
+                let up = open_sub(cur.as_fd(), c"..")?;
+                let st = fd_stat(up.as_fd())?;
+                if (st.st_dev, st.st_ino) != *up_id {
+                    return Err(io::Error::other("the tree changed while it was walked"));
+                }
+                cur = up;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Visits every entry of `dir`; returns the names of its subdirectories on
+/// the device `dev`.
+fn entries(
+    dir: BorrowedFd<'_>,
+    dev: u64,
+    visit: &mut impl FnMut(BorrowedFd<'_>, &CStr, &libc::stat) -> io::Result<()>,
+) -> io::Result<Vec<CString>> {
+    let mut subs = Vec::new();
+    for name in read_names(dir)? {
+        let st = match stat_at(dir, &name) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            r => r?,
+        };
+        visit(dir, &name, &st)?;
+        if is_dir(&st) && st.st_dev == dev {
+            subs.push(name);
+        }
+    }
+    Ok(subs)
+}
+
+/// The names in the directory `dir`, but `.` and `..`.
+fn read_names(dir: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
+    // SAFETY: dup of a valid fd; fdopendir takes the copy over.
+    let copy = check(unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: `copy` is an open directory fd that nobody else owns.
+    let stream = unsafe { libc::fdopendir(copy) };
+    if stream.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so `copy` is still ours to close.
+        unsafe { libc::close(copy) };
+        return Err(e);
+    }
+    struct Stream(*mut libc::DIR);
+    impl Drop for Stream {
+        fn drop(&mut self) {
+            // SAFETY: a stream from fdopendir, closed once.
+            unsafe { libc::closedir(self.0) };
+        }
+    }
+    let stream = Stream(stream);
+    // The dup shares the offset with `dir`: start from the beginning.
+    // SAFETY: a valid stream.
+    unsafe { libc::rewinddir(stream.0) };
+    let mut names = Vec::new();
+    loop {
+        // SAFETY: errno is thread-local; readdir64 on a valid stream.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: a valid stream; the entry lives until the next call.
+        let entry = unsafe { libc::readdir64(stream.0) };
+        if entry.is_null() {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(0) | None => Ok(names),
+                _ => Err(e),
+            };
+        }
+        // SAFETY: d_name is NUL-terminated within the entry.
+        let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
+        if name != c"." && name != c".." {
+            names.push(name.to_owned());
+        }
+    }
+}
+
 /// Unlinks every entry of `dir` that is not a directory, up to the first
 /// directory, whose name it returns. A directory on another device than
 /// `dev` (a mount point) is an error: nothing below it is touched.
@@ -507,6 +627,26 @@ mod tests {
                 .unwrap()
                 .is_symlink()
         );
+    }
+
+    #[test]
+    fn walk_visits_everything_once_and_follows_no_link() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "x").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("a/b/c")).unwrap();
+        std::fs::write(root.path().join("a/b/c/f"), "x").unwrap();
+        std::fs::write(root.path().join("top"), "x").unwrap();
+        symlink(outside.path(), root.path().join("a/link")).unwrap();
+        let r = open_dir(root.path()).unwrap();
+        let mut seen = Vec::new();
+        walk(r.as_fd(), |_, name, _| {
+            seen.push(name.to_string_lossy().into_owned());
+            Ok(())
+        })
+        .unwrap();
+        seen.sort();
+        assert_eq!(seen, ["a", "b", "c", "f", "link", "top"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! one-command-per-connection shell server) so that these tests do not depend
 //! on the real guest's protocol.
 
+mod checkpoint;
 mod disk;
 mod guest;
 mod harness;

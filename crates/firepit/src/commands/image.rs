@@ -3,7 +3,6 @@
 //! `image_oci`) on this host, into the data dir, with progress on standard
 //! error. The daemon need not run.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -161,12 +160,7 @@ fn run_blocking(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
             );
         }
         ImageCommand::Ls { images_dir } => {
-            let store = store(data_dir, images_dir)?;
-            let mut out = std::io::stdout().lock();
-            write_list(&mut out, &store.list()?)?;
-            writeln!(out)?;
-            drop(out);
-            super::image_oci::ls(data_dir, &store)?;
+            super::image_oci::ls(data_dir, &store(data_dir, images_dir)?)?;
         }
         ImageCommand::Rm { name, images_dir } => {
             refuse_if_in_use(data_dir, &name)?;
@@ -180,37 +174,36 @@ fn run_blocking(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
         }
         ImageCommand::Import(args) => super::image_oci::import(data_dir, args)?,
         ImageCommand::Pull(_) => anyhow::bail!("a pull runs on the async runtime"),
+        // Answered by the daemon (`main.rs` sends it there).
+        ImageCommand::Save { .. } => anyhow::bail!("`firepit image save` needs the daemon"),
     }
     Ok(())
 }
 
-/// `image ls`: a row per image (name, suite, size, when it was built), and under it the
-/// versions of its tools where its manifest records them.
-fn write_list(out: &mut dyn Write, images: &[Image]) -> std::io::Result<()> {
-    writeln!(out, "{:<16} {:<10} {:>8} CREATED", "NAME", "SUITE", "SIZE")?;
-    for image in images {
-        let m = &image.manifest;
-        writeln!(
-            out,
-            "{:<16} {:<10} {:>7}M {}",
-            image.name,
-            m.suite,
-            m.size_bytes >> 20,
-            created(m.created)
-        )?;
-        let tools: Vec<String> = m
-            .tools()
-            .into_iter()
-            .map(|(what, version)| {
-                let short = what.split(" (").next().unwrap_or(what);
-                format!("{short} {version}")
-            })
-            .collect();
-        if !tools.is_empty() {
-            writeln!(out, "  {}", tools.join(", "))?;
-        }
+/// What `image ls` shows under an image's row: its suite (built-in recipes),
+/// when it was made, and the versions of its tools where its manifest records
+/// them; empty when there is nothing to say.
+pub fn details(image: &Image) -> String {
+    let m = &image.manifest;
+    let mut parts = Vec::new();
+    if !m.suite.is_empty() {
+        parts.push(format!("Debian {}", m.suite));
     }
-    Ok(())
+    if m.created > 0 {
+        parts.push(format!("made {}", created(m.created)));
+    }
+    let tools: Vec<String> = m
+        .tools()
+        .into_iter()
+        .map(|(what, version)| {
+            let short = what.split(" (").next().unwrap_or(what);
+            format!("{short} {version}")
+        })
+        .collect();
+    if !tools.is_empty() {
+        parts.push(tools.join(", "));
+    }
+    parts.join("; ")
 }
 
 /// A build time as a UTC date and minute (`2026-11-29 20:41`).
@@ -274,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn list_shows_suite_and_versions() {
+    fn details_show_suite_date_and_versions() {
         let mut m = firepit_image::Manifest {
             name: "default".into(),
             suite: "trixie".into(),
@@ -284,25 +277,19 @@ mod tests {
         };
         m.versions.insert("nodejs".into(), "20.19.2+dfsg-1".into());
         m.versions.insert("elixir".into(), "1.18.3.dfsg-1".into());
-        let old = firepit_image::Manifest {
-            name: "minimal".into(),
-            suite: "bookworm".into(),
+        let pulled = firepit_image::Manifest {
+            name: "app".into(),
             ..Default::default()
         };
-        let images = [m, old].map(|manifest| Image {
+        let [default, app] = [m, pulled].map(|manifest| Image {
             name: manifest.name.clone(),
             rootfs: "/x".into(),
             manifest,
         });
-        let mut out = Vec::new();
-        write_list(&mut out, &images).unwrap();
-        let text = String::from_utf8(out).unwrap();
         assert_eq!(
-            text,
-            "NAME             SUITE          SIZE CREATED\n\
-             default          trixie        3072M 2026-11-29 17:30\n  \
-             Node.js 20.19.2, Elixir 1.18.3\n\
-             minimal          bookworm         0M 1970-01-01 00:00\n"
+            details(&default),
+            "Debian trixie; made 2026-11-29 17:30; Node.js 20.19.2, Elixir 1.18.3"
         );
+        assert_eq!(details(&app), "");
     }
 }

@@ -189,6 +189,10 @@ pub fn ls(data_dir: &Path, store: &ImageStore) -> Result<()> {
             layers >> 20,
             sessions
         )?;
+        let details = crate::commands::image::details(&image);
+        if !details.is_empty() {
+            writeln!(out, "  {details}")?;
+        }
     }
     writeln!(
         out,

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 pub mod agent;
+pub mod checkpoint;
 pub mod cp;
 pub mod entrypoint;
 pub mod events;

@@ -489,10 +489,13 @@ class T(unittest.TestCase):
                 .send()
                 .await
         };
-        // The route raises: the connection closes without an answer, three times.
-        for _ in 0..3 {
+        // The route raises: the connection closes without an answer. Three
+        // requests; the first is sure to fail (the woken agent may have fixed
+        // the app before the others).
+        for i in 0..3 {
             let r = page().await;
-            assert!(r.is_err() || !r.unwrap().status().is_success());
+            let failed = r.is_err() || !r.unwrap().status().is_success();
+            assert!(failed || i > 0, "the broken route answered");
         }
         // The agent wakes, fixes it and finishes (bounded: the script is short).
         let deadline = Instant::now() + Duration::from_secs(180);

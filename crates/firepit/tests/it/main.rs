@@ -8,6 +8,7 @@ mod harness;
 
 mod agent;
 mod browser;
+mod checkpoints;
 mod cli;
 mod default_image;
 mod disk;

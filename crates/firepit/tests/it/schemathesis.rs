@@ -27,6 +27,8 @@
 //!   upgrade) with 426 after checking the request, so a valid request there
 //!   may be answered 426 too; their upgrades are tested in `events.rs`,
 //!   `terminal.rs` and `browser.rs`.
+//! - `POST /v1/sessions/{id}/image` is left out: every image it made would
+//!   stay in the tests' shared images dir (it is tested in `checkpoints.rs`).
 //! - A small number of examples per operation, a time limit per request,
 //!   and one worker, so the run fits the suite's time; whatever it made is
 //!   destroyed by the harness (and the daemon's data dir goes with it).
@@ -79,10 +81,23 @@ generation.mode = "positive"
 include-path-regex = '^/v1/sessions/\{{id\}}/(events|services/\{{name\}}/logs)$'
 parameters = {{ "path.id" = "{session}", "query.follow" = "false" }}
 
+# `DELETE …/services/{{name}}` stops a service, and its log stays readable
+# (what it printed before it stopped is what one reads next): the document
+# says so, so reading it after the DELETE is no use after free.
+[[operations]]
+include-path = "/v1/sessions/{{id}}/services/{{name}}/logs"
+checks.use_after_free.enabled = false
+
 [[operations]]
 include-path-regex = '^/(v1/sessions|git)/\{{id\}}/'
 exclude-path-regex = '^/v1/sessions/\{{id\}}/(stop|start|events|services/\{{name\}}/logs)$'
 parameters = {{ "path.id" = "{session}" }}
+
+# Each image saved would stay in the tests' shared images dir; the route is
+# tested in checkpoints.rs.
+[[operations]]
+include-path = "/v1/sessions/{{id}}/image"
+enabled = false
 
 [[operations]]
 include-path = "/v1/triage/{{id}}/progress"
@@ -174,7 +189,8 @@ fn the_api_keeps_to_its_document() {
         tail(&d.log(), 20_000),
         d.guest_logs()
     );
-    let routes = firepit_daemon::api::ROUTES.len();
+    // All but `POST /v1/sessions/{id}/image`, left out (see the module docs).
+    let routes = firepit_daemon::api::ROUTES.len() - 1;
     assert!(
         output.contains(&format!("Tested: {routes}")),
         "not every one of the {routes} operations was tested:\n{output}"

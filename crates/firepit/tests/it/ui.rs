@@ -225,6 +225,7 @@ fn the_web_ui_works_end_to_end_in_chromium() {
         "daemon-restart",
         "files",
         "stop-and-start",
+        "rewind",
         "sessions-list",
         "no-model-guidance",
     ] {

@@ -1,0 +1,325 @@
+//! Checkpoints, restore and fork on real machines in the disk pool.
+
+use std::path::Path;
+use std::process::Command;
+
+use firepit_machine::namespaces::NamespacesBackend;
+use firepit_machine::{Backend, CheckpointId, Error, MachineId, Network, NewCheckpoint};
+
+use crate::harness::{Machine, POOL_DIR, backend, config, exclusive, shared, spec};
+
+fn pooled(id: &str) -> firepit_machine::MachineSpec {
+    let mut s = spec(id, Network::None);
+    s.limits.disk_bytes = Some(512 << 20);
+    s
+}
+
+fn cp(id: &str) -> CheckpointId {
+    CheckpointId::new(id).unwrap()
+}
+
+fn new(id: &str) -> NewCheckpoint {
+    NewCheckpoint {
+        id: cp(id),
+        name: Some(format!("name of {id}")),
+        made_by: "test".into(),
+    }
+}
+
+/// Every path below the dirs a test changes, with its type, mode, owner,
+/// group, size, link target and content hash, one line each, sorted.
+fn manifest(m: &Machine) -> String {
+    m.ok(
+        "cd / && find root etc usr/local var/tmp -xdev -printf '%p %y %m %U %G %s %l\\n' | sort; \
+         find root etc usr/local var/tmp -xdev -type f -print0 | sort -z | xargs -0 md5sum",
+    )
+}
+
+/// The files of state `n`: a file, a dir with modes and owners, links, a
+/// deleted image file, a fifo.
+fn write_state(m: &Machine, n: u32) {
+    m.ok(&format!(
+        "set -e; rm -rf /root/t; mkdir -p /root/t/d{n}/deep; echo state {n} > /root/t/f; \
+         chmod 6{n}0 /root/t/f; chown {n}00:{n}01 /root/t/f; \
+         ln -s ../f /root/t/d{n}/rel; ln -s /etc/passwd /root/t/abs{n}; ln /root/t/f /root/t/hard; \
+         mkfifo /root/t/fifo; chmod 70{n} /root/t/d{n}; \
+         head -c {n}000 /dev/urandom > /root/t/d{n}/deep/bin; \
+         if [ {n} = 2 ]; then rm -f /etc/debian_version; else echo {n} > /etc/debian_version; fi; \
+         touch /var/tmp/v{n}; sync"
+    ));
+}
+
+#[test]
+fn restore_brings_back_every_path_mode_owner_and_link_in_any_order() {
+    let _g = shared();
+    let m = Machine::create(pooled("it-cp-restore"));
+    let b = backend();
+    write_state(&m, 1);
+    let s1 = manifest(&m);
+    let c1 = b.checkpoint(&m.id, &new("c1")).unwrap();
+    assert!(c1.running);
+    assert_eq!(c1.parent, None);
+    assert!(c1.size_bytes >= 1000, "{c1:?}");
+    write_state(&m, 2);
+    let s2 = manifest(&m);
+    assert_ne!(s1, s2);
+    let c2 = b.checkpoint(&m.id, &new("c2")).unwrap();
+    assert_eq!(c2.parent, Some(cp("c1")));
+
+    let info = b.restore(&m.id, &cp("c1")).unwrap();
+    assert!(info.pid.is_some(), "a running machine runs again");
+    m.wait_ready();
+    assert_eq!(manifest(&m), s1, "restore of c1");
+
+    // A branch from c1: the tree grows a second child.
+    write_state(&m, 3);
+    let s3 = manifest(&m);
+    // A stopped machine's checkpoint.
+    b.stop(&m.id).unwrap();
+    let c3 = b.checkpoint(&m.id, &new("c3")).unwrap();
+    assert!(!c3.running);
+    assert_eq!(c3.parent, Some(cp("c1")));
+    // Restoring a stopped machine leaves it stopped.
+    let info = b.restore(&m.id, &cp("c2")).unwrap();
+    assert!(info.pid.is_none());
+    b.start(&m.id).unwrap();
+    m.wait_ready();
+    assert_eq!(manifest(&m), s2, "restore of c2 after c1 and c3");
+    for (c, s) in [("c3", &s3), ("c1", &s1), ("c2", &s2), ("c3", &s3)] {
+        b.restore(&m.id, &cp(c)).unwrap();
+        m.wait_ready();
+        assert_eq!(&manifest(&m), s, "restore of {c}");
+    }
+    let list: Vec<_> = b.checkpoints(&m.id).unwrap();
+    let ids: Vec<_> = list.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["c1", "c2", "c3"]);
+    assert_eq!(list[0].name.as_deref(), Some("name of c1"));
+
+    b.remove_checkpoint(&m.id, &cp("c2")).unwrap();
+    assert!(matches!(
+        b.restore(&m.id, &cp("c2")),
+        Err(Error::CheckpointNotFound { .. })
+    ));
+    // What was restored from a removed checkpoint keeps its files.
+    assert_eq!(manifest(&m), s3);
+    b.destroy(&m.id).unwrap();
+    assert!(
+        !Path::new(POOL_DIR)
+            .join(".checkpoints/it-cp-restore")
+            .exists(),
+        "destroy leaves checkpoints behind"
+    );
+}
+
+#[test]
+fn twenty_cycles_lose_and_resurrect_nothing() {
+    let _g = shared();
+    let m = Machine::create(pooled("it-cp-cycles"));
+    let b = backend();
+    m.ok("mkdir /root/c");
+    for i in 0..20u32 {
+        // Each cycle adds a file and deletes the one before last.
+        m.ok(&format!(
+            "echo {i} > /root/c/f{i}; rm -f /root/c/f{}; sync",
+            i.wrapping_sub(2)
+        ));
+        let want = m.ok("ls /root/c; cat /root/c/*");
+        if i % 2 == 1 {
+            b.stop(&m.id).unwrap();
+        }
+        b.checkpoint(&m.id, &new(&format!("k{i}"))).unwrap();
+        if i % 2 == 1 {
+            b.start(&m.id).unwrap();
+            m.wait_ready();
+        }
+        m.ok(&format!("echo junk > /root/c/junk; rm -f /root/c/f{i}"));
+        b.restore(&m.id, &cp(&format!("k{i}"))).unwrap();
+        m.wait_ready();
+        assert_eq!(m.ok("ls /root/c; cat /root/c/*"), want, "cycle {i}");
+    }
+    assert_eq!(b.checkpoints(&m.id).unwrap().len(), 20);
+    // An early one still holds its moment.
+    b.restore(&m.id, &cp("k3")).unwrap();
+    m.wait_ready();
+    assert_eq!(m.ok("ls /root/c | tr '\\n' ' '"), "f2 f3");
+}
+
+#[test]
+fn a_fork_runs_beside_its_parent_and_their_changes_never_meet() {
+    let _g = shared();
+    let parent = Machine::create(pooled("it-cp-parent"));
+    let b = backend();
+    parent.ok("echo one > /root/shared; chown 1234:1235 /root/shared; chmod 4755 /root/shared");
+    b.checkpoint(&parent.id, &new("p1")).unwrap();
+    parent.ok("echo two > /root/shared; echo later > /root/later");
+
+    let child_id = MachineId::new("it-cp-child").unwrap();
+    let _ = b.destroy(&child_id);
+    b.fork(&parent.id, Some(&cp("p1")), &child_id).unwrap();
+    let child = Machine {
+        id: child_id.clone(),
+        pid: 0,
+    };
+    child.wait_ready();
+    assert_eq!(child.ok("cat /root/shared"), "one");
+    assert_eq!(
+        child.ok("stat -c '%u %g %a' /root/shared"),
+        "1234 1235 4755",
+        "owners and modes as the parent saw them"
+    );
+    assert_eq!(child.sh("test -e /root/later").0, 1);
+    child.ok("echo child > /root/shared; echo mine > /root/child");
+    parent.ok("echo three > /root/shared");
+    assert_eq!(parent.ok("cat /root/shared"), "three");
+    assert_eq!(parent.sh("test -e /root/child").0, 1);
+    assert_eq!(child.ok("cat /root/shared"), "child");
+
+    // A fork of the running parent as it is now.
+    let now_id = MachineId::new("it-cp-child-now").unwrap();
+    let _ = b.destroy(&now_id);
+    b.fork(&parent.id, None, &now_id).unwrap();
+    let now = Machine { id: now_id, pid: 0 };
+    now.wait_ready();
+    assert_eq!(now.ok("cat /root/shared /root/later"), "three\nlater");
+    // The host ids of their files are each machine's own.
+    let host_uid = |id: &str| {
+        std::fs::metadata(Path::new(POOL_DIR).join(id).join("upper/root/shared"))
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap()
+    };
+    assert_ne!(host_uid("it-cp-parent"), host_uid("it-cp-child"));
+    assert_ne!(host_uid("it-cp-child"), host_uid("it-cp-child-now"));
+
+    // Destroying the parent leaves its forks whole.
+    drop(parent);
+    assert_eq!(child.ok("cat /root/shared /root/child"), "child\nmine");
+    assert_eq!(now.ok("cat /root/later"), "later");
+}
+
+#[test]
+fn bad_requests_are_clear_errors_and_change_nothing() {
+    let _g = shared();
+    let b = backend();
+    let m = Machine::create(pooled("it-cp-bad"));
+    let other = Machine::create(pooled("it-cp-bad-other"));
+    m.ok("echo kept > /root/k");
+    b.checkpoint(&m.id, &new("only")).unwrap();
+    assert!(matches!(
+        b.checkpoint(&m.id, &new("only")),
+        Err(Error::CheckpointExists { .. })
+    ));
+    // Another machine's checkpoint is not this one's.
+    assert!(matches!(
+        b.restore(&other.id, &cp("only")),
+        Err(Error::CheckpointNotFound { .. })
+    ));
+    assert!(matches!(
+        b.fork(
+            &other.id,
+            Some(&cp("only")),
+            &MachineId::new("it-cp-bad-f").unwrap()
+        ),
+        Err(Error::CheckpointNotFound { .. })
+    ));
+    assert!(matches!(
+        b.remove_checkpoint(&m.id, &cp("nope")),
+        Err(Error::CheckpointNotFound { .. })
+    ));
+    // A fork onto an existing machine.
+    assert!(matches!(
+        b.fork(&m.id, None, &other.id),
+        Err(Error::Exists(_))
+    ));
+    assert!(matches!(b.fork(&m.id, None, &m.id), Err(Error::Exists(_))));
+    // Bad labels.
+    let mut bad = new("x");
+    bad.name = Some("a\u{7}b".into());
+    assert!(matches!(
+        b.checkpoint(&m.id, &bad),
+        Err(Error::InvalidCheckpoint(_))
+    ));
+    // A machine without a disk limit has no layer in the pool.
+    let plain = Machine::create(spec("it-cp-bad-plain", Network::None));
+    let err = b.checkpoint(&plain.id, &new("p")).unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err}");
+    // Gone machines.
+    let gone = MachineId::new("it-cp-bad-gone").unwrap();
+    assert!(matches!(
+        b.restore(&gone, &cp("only")),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        b.checkpoint(&gone, &new("a")),
+        Err(Error::NotFound(_))
+    ));
+    // Nothing of this touched the machine.
+    assert_eq!(m.ok("cat /root/k"), "kept");
+    assert_eq!(b.checkpoints(&m.id).unwrap().len(), 1);
+    assert_eq!(b.checkpoints(&other.id).unwrap().len(), 0);
+}
+
+fn btrfs(args: &[&str]) {
+    let out = Command::new("btrfs").args(args).output().unwrap();
+    assert!(out.status.success(), "btrfs {args:?}: {out:?}");
+}
+
+#[test]
+fn a_restart_removes_what_a_cut_off_checkpoint_or_restore_left() {
+    let _g = exclusive();
+    let m = Machine::create(pooled("it-cp-crash"));
+    let b = backend();
+    m.ok("echo before > /root/f");
+    b.checkpoint(&m.id, &new("whole")).unwrap();
+    m.ok("echo after > /root/f; sync");
+    let pool = Path::new(POOL_DIR);
+    let layer = pool.join("it-cp-crash");
+    let cps = pool.join(".checkpoints/it-cp-crash");
+    // A checkpoint cut off before its record, a record whose files are
+    // gone, a record being written, and a restore's new layer.
+    btrfs(&[
+        "subvolume",
+        "snapshot",
+        "-r",
+        layer.to_str().unwrap(),
+        cps.join("half").to_str().unwrap(),
+    ]);
+    std::fs::write(cps.join("orphan.json"), "{}").unwrap();
+    std::fs::write(cps.join("w.json.tmp"), "{").unwrap();
+    let restoring = pool.join(".restore-it-cp-crash");
+    btrfs(&[
+        "subvolume",
+        "snapshot",
+        cps.join("whole").to_str().unwrap(),
+        restoring.to_str().unwrap(),
+    ]);
+    // Checkpoints of a machine that is gone.
+    let gone = pool.join(".checkpoints/it-cp-crash-gone");
+    std::fs::create_dir_all(&gone).unwrap();
+    btrfs(&[
+        "subvolume",
+        "snapshot",
+        "-r",
+        layer.to_str().unwrap(),
+        gone.join("g").to_str().unwrap(),
+    ]);
+
+    let fresh = NamespacesBackend::new(config()).unwrap();
+    fresh.recover().unwrap();
+    assert!(!cps.join("half").exists());
+    assert!(!cps.join("orphan.json").exists());
+    assert!(!cps.join("w.json.tmp").exists());
+    assert!(!restoring.exists());
+    assert!(!gone.exists());
+    let ids: Vec<_> = fresh
+        .checkpoints(&m.id)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id.to_string())
+        .collect();
+    assert_eq!(ids, ["whole"]);
+    // The machine still runs on its own files.
+    assert_eq!(m.ok("cat /root/f"), "after");
+    fresh.restore(&m.id, &cp("whole")).unwrap();
+    m.wait_ready();
+    assert_eq!(m.ok("cat /root/f"), "before");
+}
