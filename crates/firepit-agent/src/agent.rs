@@ -250,14 +250,7 @@ impl<T: Transcript> Inner<T> {
     /// The errors the session's page raised that the agent has not been
     /// told of, as one note (they count as told from now on).
     fn browser_news(&self) -> Option<String> {
-        let page = self
-            .tools
-            .hooks
-            .as_ref()?
-            .browser()
-            .current()
-            .borrow()
-            .clone()?;
+        let page = self.tools.hooks.as_ref()?.current_page()?;
         crate::tools::browser::errors_note(&page)
     }
 
@@ -266,7 +259,7 @@ impl<T: Transcript> Inner<T> {
         self.tools
             .hooks
             .as_ref()
-            .and_then(|h| h.browser().current().borrow().clone())
+            .and_then(|h| h.current_page())
             .is_some_and(|page| page.has_undelivered_errors())
     }
 

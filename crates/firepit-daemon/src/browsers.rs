@@ -202,6 +202,11 @@ impl SessionHooks for Hooks {
         self.app.browser(&self.session, &self.guest)
     }
 
+    fn current_page(&self) -> Option<firepit_browser::Page> {
+        let browser = self.app.browser_if_made(&self.session)?;
+        browser.current().borrow().clone()
+    }
+
     fn save_artifact(
         &self,
         name: &str,

@@ -27,6 +27,11 @@ pub struct TestRun {
 pub trait SessionHooks: Send + Sync {
     /// The session's browser (started on first use by the tools).
     fn browser(&self) -> Arc<firepit_browser::Browser>;
+    /// The page of the session's browser if one runs now, starting nothing
+    /// (the agent asks at every step whether the page raised errors).
+    fn current_page(&self) -> Option<firepit_browser::Page> {
+        None
+    }
     /// Stores an artifact of the session; returns its name as stored.
     fn save_artifact(
         &self,
