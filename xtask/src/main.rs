@@ -156,9 +156,13 @@ fn needs_default_image(extra: &[String]) -> bool {
         .map(String::as_str)
         .collect();
     filters.is_empty()
-        || filters
-            .iter()
-            .any(|f| f.starts_with("default_image") || "default_image::".contains(f))
+        || filters.iter().any(|f| {
+            // The default image's own tests, and the trust tests, whose clients
+            // (pip, Node.js) only it has.
+            ["default_image", "trust"]
+                .iter()
+                .any(|m| f.starts_with(m) || format!("{m}::").contains(f))
+        })
 }
 
 /// The `default` image (Debian's newest stable with the toolchains and servers), built into
