@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use firepit_guest_client::{
-    Command, ExecRequest, GuestClient, PortEvent, PortInfo, PortWatch, RestartPolicy, ServiceSpec,
+    Command, Exec, ExecRequest, GuestClient, PortEvent, PortInfo, PortWatch, RestartPolicy,
+    ServiceSpec,
 };
 
 use crate::harness::Daemon;
@@ -89,6 +90,44 @@ async fn announced(w: &mut PortWatch, want: &BTreeSet<PortInfo>, opened: bool) {
     .await
 }
 
+/// Puts the listener program in the machine, starts a port watch, and runs
+/// the listener (by exec, tagged `tag`) on 127.0.0.1 and 0.0.0.0, and on ::1
+/// and :: where the machine has IPv6: the watch, whether it has, and the
+/// running exec.
+async fn watch_and_listen(g: &GuestClient, tag: &str) -> (PortWatch, bool, Exec) {
+    guard(
+        "writing the listener",
+        g.write_file_all(
+            "/tmp/listener.py",
+            Bytes::from_static(LISTENER.as_bytes()),
+            Default::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    let w = guard("the watch", g.watch_ports()).await.unwrap();
+    let v6 = sh(
+        g,
+        "python3 -c \"import socket; socket.socket(socket.AF_INET6).bind(('::1', 0))\" && echo yes || true",
+    )
+    .await
+    .contains("yes");
+    let addrs = if v6 {
+        "127.0.0.1 0.0.0.0 ::1 ::"
+    } else {
+        "127.0.0.1 0.0.0.0"
+    };
+    let exec = guard(
+        "exec",
+        g.exec(ExecRequest::shell(format!(
+            "python3 /tmp/listener.py /tmp/{tag} {addrs}"
+        ))),
+    )
+    .await
+    .unwrap();
+    (w, v6, exec)
+}
+
 fn run(tag: &str) -> String {
     format!("python3 /tmp/listener.py /tmp/{tag} 127.0.0.1")
 }
@@ -122,38 +161,8 @@ async fn ports_opened_every_way_inside_a_machine_are_announced() {
         "{guest_fds}"
     );
 
-    guard(
-        "writing the listener",
-        g.write_file_all(
-            "/tmp/listener.py",
-            Bytes::from_static(LISTENER.as_bytes()),
-            Default::default(),
-        ),
-    )
-    .await
-    .unwrap();
-    let mut w = guard("the watch", g.watch_ports()).await.unwrap();
-
     // Every address; IPv6 where the machine has it.
-    let v6 = sh(
-        &g,
-        "python3 -c \"import socket; socket.socket(socket.AF_INET6).bind(('::1', 0))\" && echo yes || true",
-    )
-    .await
-    .contains("yes");
-    let addrs = if v6 {
-        "127.0.0.1 0.0.0.0 ::1 ::"
-    } else {
-        "127.0.0.1 0.0.0.0"
-    };
-    let _exec = guard(
-        "exec",
-        g.exec(ExecRequest::shell(format!(
-            "python3 /tmp/listener.py /tmp/exec {addrs}"
-        ))),
-    )
-    .await
-    .unwrap();
+    let (mut w, v6, _exec) = watch_and_listen(&g, "exec").await;
     // A shell inside a shell.
     let nested = format!("bash -c \"sh -c '{}'\"", run("nested"));
     let _nested = guard("nested", g.exec(ExecRequest::shell(nested)))
@@ -282,37 +291,8 @@ async fn ports_are_announced_in_a_machine_with_hundreds_of_siblings() {
     let id = create(http.clone(), d.url.clone()).await;
     let sock = d.data_dir().join("run").join(&id).join("guest.sock");
     let g = GuestClient::connect_unix(&sock).await.unwrap();
-    guard(
-        "writing the listener",
-        g.write_file_all(
-            "/tmp/listener.py",
-            Bytes::from_static(LISTENER.as_bytes()),
-            Default::default(),
-        ),
-    )
-    .await
-    .unwrap();
-    let mut w = guard("the watch", g.watch_ports()).await.unwrap();
     // Loopback and every address, IPv4 and IPv6 (where the machine has it).
-    let v6 = sh(
-        &g,
-        "python3 -c \"import socket; socket.socket(socket.AF_INET6).bind(('::1', 0))\" && echo yes || true",
-    )
-    .await
-    .contains("yes");
-    let addrs = if v6 {
-        "127.0.0.1 0.0.0.0 ::1 ::"
-    } else {
-        "127.0.0.1 0.0.0.0"
-    };
-    let _exec = guard(
-        "exec",
-        g.exec(ExecRequest::shell(format!(
-            "python3 /tmp/listener.py /tmp/crowded {addrs}"
-        ))),
-    )
-    .await
-    .unwrap();
+    let (mut w, v6, _exec) = watch_and_listen(&g, "crowded").await;
     let (pid, ports) = listening(&g, "crowded").await;
     assert_eq!(ports.len(), if v6 { 4 } else { 2 }, "{ports:?}");
     announced(&mut w, &ports, true).await;
