@@ -18,7 +18,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use firepit_daemon::{App, Config};
 
 /// Timed runs of each.
 const RUNS: usize = 30;
@@ -64,22 +63,7 @@ async fn run() -> Result<()> {
             python.display()
         );
     }
-    let dir = tempfile::Builder::new().prefix("fpbe").tempdir_in("/tmp")?;
-    let guest_bin = dir.path().join("firepit-guest");
-    std::fs::write(&guest_bin, firepit_guest_bin::GUEST)?;
-    std::fs::set_permissions(
-        &guest_bin,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
-    let mut config = Config::new(dir.path().join("data"), std::env::current_exe()?, guest_bin);
-    config.images_dir = images;
-    config.default_image = "minimal".into();
-    config.instance = Some("be".into());
-    config.disk_pool = firepit_daemon::config::DiskPool::Off;
-    config.default_limits.disk_bytes = None;
-    let app = App::open(config)
-        .await
-        .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
+    let (_dir, app) = firepit_bench::throwaway_daemon(images, "minimal", "be").await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let token = app.token().to_owned();

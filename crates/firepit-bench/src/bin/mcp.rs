@@ -17,7 +17,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use firepit_daemon::{App, Config};
 use firepit_wire::api::{CreateSession, NetworkMode};
 use serde_json::{Value, json};
 
@@ -41,23 +40,7 @@ async fn run() -> Result<()> {
     let images = std::env::var_os("FIREPIT_TEST_IMAGES")
         .map(PathBuf::from)
         .context("FIREPIT_TEST_IMAGES is not set; run `cargo xtask bench-mcp`")?;
-    let dir = tempfile::Builder::new().prefix("fpbm").tempdir_in("/tmp")?;
-    let guest_bin = dir.path().join("firepit-guest");
-    std::fs::write(&guest_bin, firepit_guest_bin::GUEST)?;
-    std::fs::set_permissions(
-        &guest_bin,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
-    let mut config = Config::new(dir.path().join("data"), std::env::current_exe()?, guest_bin);
-    config.images_dir = images;
-    config.default_image = "minimal".into();
-    config.instance = Some("bm".into());
-    // A throwaway data dir: no disk pool to mount (and leave mounted) in it.
-    config.disk_pool = firepit_daemon::config::DiskPool::Off;
-    config.default_limits.disk_bytes = None;
-    let app = App::open(config)
-        .await
-        .map_err(|e| anyhow::anyhow!(firepit_daemon::error::chain(&e)))?;
+    let (_dir, app) = firepit_bench::throwaway_daemon(images, "minimal", "bm").await?;
     let session = app
         .create_session(CreateSession {
             network: NetworkMode::None,
