@@ -111,6 +111,7 @@ impl Bench {
         MachineSpec {
             id: id.clone(),
             image: self.settings.rootfs.clone(),
+            layers: Vec::new(),
             uid_base: self.settings.uid_base,
             limits: Limits {
                 memory_bytes: self.settings.memory_bytes,

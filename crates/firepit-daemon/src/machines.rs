@@ -116,6 +116,7 @@ pub fn spec(config: &Config, session: &Session, image: &Image) -> MachineSpec {
     MachineSpec {
         id: id(&session.id),
         image: image.rootfs.clone(),
+        layers: image.lowers().split_off(1),
         // The image's owners on disk; the backend gives the machine a uid
         // range of its own and maps the image onto it.
         uid_base: image.manifest.uid_base,

@@ -43,6 +43,11 @@ pub struct Manifest {
     /// empty in manifests written before they were recorded.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub versions: BTreeMap<String, String>,
+    /// Read-only layers stacked below the image's own tree, topmost first: directories
+    /// relative to the store (`.oci/layers/...`), shared by the images made of them. Empty:
+    /// the tree is the whole image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
 }
 
 impl Manifest {
@@ -55,6 +60,15 @@ impl Manifest {
     pub fn describe(&self) -> String {
         crate::contents::describe(&self.suite, &self.versions)
     }
+}
+
+/// Whether `layer` may name a layer of [`Manifest::layers`]: relative, below the store,
+/// without `..`, and fit for overlayfs options (no `,`, `:` or `\\`).
+pub fn layer_path_ok(layer: &str) -> bool {
+    !layer.is_empty()
+        && !layer.starts_with('/')
+        && !layer.contains([',', ':', '\\'])
+        && layer.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 impl Manifest {
@@ -99,6 +113,7 @@ pub(crate) fn sample(name: &str) -> Manifest {
         builder: "mmdebstrap 1.3.5".into(),
         builder_version: env!("CARGO_PKG_VERSION").into(),
         versions: Default::default(),
+        layers: Vec::new(),
     }
 }
 

@@ -27,6 +27,26 @@ pub struct Image {
     pub manifest: Manifest,
 }
 
+impl Image {
+    /// The directories a machine stacks as its read-only lower layers, topmost first: the
+    /// image's own tree, then its shared layers ([`Manifest::layers`]). A layer named with an
+    /// absolute path or `..` is left out (a manifest is checked when read; see
+    /// [`Manifest::read`]).
+    pub fn lowers(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.rootfs.clone()];
+        if let Some(store) = self.rootfs.parent().and_then(Path::parent) {
+            v.extend(
+                self.manifest
+                    .layers
+                    .iter()
+                    .filter(|l| manifest::layer_path_ok(l))
+                    .map(|l| store.join(l)),
+            );
+        }
+        v
+    }
+}
+
 /// The images under one directory (normally `<data-dir>/images`).
 #[derive(Debug, Clone)]
 pub struct ImageStore {
@@ -249,6 +269,7 @@ impl ImageStore {
             builder,
             builder_version: env!("CARGO_PKG_VERSION").to_owned(),
             versions,
+            layers: Vec::new(),
         };
         manifest.write(&work.dir.join(manifest::FILE))?;
         work.commit(&self.dir.join(&recipe.name))?;
@@ -344,6 +365,8 @@ impl ImageStore {
             size_bytes: tree_bytes(&rootfs),
             builder: builder.to_owned(),
             builder_version: env!("CARGO_PKG_VERSION").to_owned(),
+            // The saved tree is the whole root: nothing stacked below it.
+            layers: Vec::new(),
             ..base.manifest.clone()
         };
         manifest.write(&work.dir.join(manifest::FILE))?;

@@ -36,7 +36,7 @@ mod spec;
 pub use checkpoint::{Checkpoint, CheckpointId, MAX_LABEL, NewCheckpoint};
 pub use error::Error;
 pub use namespaces::launcher::{LAUNCH_ARG, launcher_main};
-pub use spec::{Limits, MIN_DISK, MachineId, MachineSpec, Network};
+pub use spec::{Limits, MAX_LOWERS, MIN_DISK, MachineId, MachineSpec, Network};
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -143,6 +143,11 @@ pub struct MachineSpec {
     /// The image: a directory tree used as the read-only lower layer, whose
     /// files are owned by uids shifted by `uid_base`.
     pub image: PathBuf,
+    /// Read-only layers stacked below `image`, topmost first (an OCI image's unpacked
+    /// layers, shared by the images made of them), owned as `image` is. Empty: `image` is
+    /// the whole tree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<PathBuf>,
     /// The image's owner base: its files are owned by `uid_base + id inside`
     /// (65536 ids). The namespaces backend gives each machine a range of its
     /// own and maps the image onto it; a machine it made before ranges were
@@ -173,6 +178,22 @@ impl MachineSpec {
             )));
         }
         overlay_option_path("image path", &self.image)?;
+        if self.layers.len() + 1 > MAX_LOWERS {
+            return Err(Error::InvalidSpec(format!(
+                "{} layers stacked below the image; at most {} may be",
+                self.layers.len(),
+                MAX_LOWERS - 1
+            )));
+        }
+        for layer in &self.layers {
+            if !layer.is_absolute() || !layer.is_dir() {
+                return Err(Error::InvalidSpec(format!(
+                    "image layer {} is not an absolute path to a directory",
+                    layer.display()
+                )));
+            }
+            overlay_option_path("image layer path", layer)?;
+        }
         if !self.guest.is_absolute() || !self.guest.is_file() {
             return Err(Error::InvalidSpec(format!(
                 "guest {} is not an absolute path to a file",
@@ -182,6 +203,12 @@ impl MachineSpec {
         Ok(())
     }
 }
+
+/// The most read-only layers (the image's own tree and the layers below it) a machine
+/// stacks: well under overlayfs's limit (500), and short enough that the mount options of
+/// the machine's overlay fit in a page. Image makers flatten the oldest layers of a longer
+/// stack into one.
+pub const MAX_LOWERS: usize = 64;
 
 /// Refuses a path that cannot go into overlayfs options (which are separated
 /// by ',' and ':'): the image, and the dirs upper and work dirs are made in.
@@ -282,6 +309,7 @@ mod tests {
         let spec = MachineSpec {
             id: MachineId::new("m").unwrap(),
             image: "/".into(),
+            layers: Vec::new(),
             uid_base: 100000,
             limits: limits(),
             network: Network::None,
@@ -320,6 +348,28 @@ mod tests {
             .validate(2)
             .is_err()
         );
+        assert!(
+            MachineSpec {
+                layers: vec!["rel".into()],
+                ..spec.clone()
+            }
+            .validate(2)
+            .is_err()
+        );
+        assert!(
+            MachineSpec {
+                layers: vec!["/".into(); MAX_LOWERS],
+                ..spec.clone()
+            }
+            .validate(2)
+            .is_err()
+        );
+        MachineSpec {
+            layers: vec!["/".into(); MAX_LOWERS - 1],
+            ..spec.clone()
+        }
+        .validate(2)
+        .unwrap();
         assert!(
             MachineSpec {
                 guest: "/".into(),

@@ -1,12 +1,13 @@
 //! `image build`: a Dockerfile made into an image of the store.
 //!
-//! The tree is staged from the `FROM` image (hard links: every layer applied later replaces
-//! files, never changes them in place), then each step in order: `RUN` through a [`Runner`]
-//! (a firepit machine on the tree so far; its changes come back as a layer), `COPY`/`ADD`
-//! as a layer made from the context (`.dockerignore` applied; owners root, times 0, so the
-//! same files make the same layer), `WORKDIR` as a layer of the directories it makes, the
-//! rest as changes of the config. Each layer is stored by digest in the content store and
-//! applied to the tree like a pulled one.
+//! The build starts from the `FROM` image's stack of layers (an image without layers of its
+//! own, a Debian one say, is linked into the layer store as a whole tree once, see
+//! `layers::Tree`), then each step in order: `RUN` through a [`Runner`] (a firepit machine
+//! on the stack so far; its changes come back as a layer), `COPY`/`ADD` as a layer made from
+//! the context (`.dockerignore` applied; owners root, times 0, so the same files make the
+//! same layer), `WORKDIR` as a layer of the directories it makes, the rest as changes of the
+//! config. Each layer is stored by digest in the content store and unpacked into the layer
+//! store on top of the stack, like a pulled one.
 //!
 //! **Cache:** every step has a key, the sha256 of the previous step's key and the step's
 //! inputs (its text after variable expansion, the `ARG` values a `RUN` sees, the digest of
@@ -26,17 +27,19 @@ use crate::digest::Digest;
 use crate::dockerfile::{self, Instruction, Step};
 use crate::error::{Error, IoContext, Result};
 use crate::install::{self, Record, SourceKind};
+use crate::layers::{Layer, LayerStore, Tree};
 use crate::spec::{self, Descriptor};
 
 /// Runs a build's `RUN` steps.
 pub trait Runner {
-    /// Runs `argv` in a machine whose root is `rootfs` (owners `uid_base + id`), with `env`
+    /// Runs `argv` in a machine whose root is the overlay of `lowers` (topmost first, owners
+    /// `uid_base + id`), with `env`
     /// added and `cwd` as its working directory, its output shown to the person building;
     /// writes what it changed as an uncompressed layer tar to `layer`. A command that fails
     /// is an error that says how it exited.
     fn run(
         &mut self,
-        rootfs: &Path,
+        lowers: &[PathBuf],
         uid_base: u32,
         argv: &[String],
         env: &[(String, String)],
@@ -90,6 +93,24 @@ struct State {
     config: spec::RunConfig,
     layers: Vec<Descriptor>,
     diff_ids: Vec<Digest>,
+    /// The layers stacked on the tree the build started from (the `FROM` image's, then the
+    /// steps'), and the stack's directories, topmost first.
+    stack: Vec<Layer>,
+    lowers: Vec<PathBuf>,
+}
+
+/// Where the build's layers are unpacked, and the tree its stack starts from.
+struct Stacker<'a> {
+    layers: LayerStore,
+    tree: Option<Tree>,
+    blobs: &'a BlobStore,
+}
+
+impl Stacker<'_> {
+    fn stack(&self, layers: &[Layer]) -> Result<Vec<PathBuf>> {
+        self.layers
+            .stack(self.blobs, self.tree.as_ref(), layers, &mut |_, _| {})
+    }
 }
 
 impl State {
@@ -191,6 +212,41 @@ pub fn build(
             ),
         ));
     }
+    // The stack to start from: the base's layers, or its whole tree.
+    let layered = record.is_some() && !base.manifest.layers.is_empty();
+    let (tree, stack) = match &record {
+        Some(r) if layered => {
+            let layers = r
+                .layers
+                .iter()
+                .zip(&base_diff_ids)
+                .map(|(blob, diff_id)| Layer {
+                    blob: blob.clone(),
+                    diff_id: diff_id.clone(),
+                })
+                .collect();
+            (
+                r.tree.clone().map(|key| Tree { key, source: None }),
+                layers,
+            )
+        }
+        _ => (
+            Some(Tree {
+                key: format!(
+                    "image {} made {} by {}",
+                    base.name, base.manifest.created, base.manifest.builder
+                ),
+                source: Some(base.rootfs.clone()),
+            }),
+            Vec::new(),
+        ),
+    };
+    let stacker = Stacker {
+        layers: LayerStore::open(store)?,
+        tree,
+        blobs: &blobs,
+    };
+    let lowers = stacker.stack(&stack)?;
     let mut state = State {
         key: Vec::new(),
         env: base_config
@@ -208,12 +264,12 @@ pub fn build(
         config: base_config,
         layers: base_layers,
         diff_ids: base_diff_ids,
+        stack,
+        lowers,
     };
     state.next_key(&[b"FROM", base_identity.as_bytes()]);
 
     let staged = store.stage(req.name)?;
-    let rootfs = staged.rootfs();
-    install::link_tree(&base.rootfs, &rootfs)?;
     let ignore = Ignore::read(req.context)?;
     let tmp_layer = staged.dir().join("layer.tar");
 
@@ -287,7 +343,7 @@ pub fn build(
                     for c in abs.split('/').filter(|c| !c.is_empty()) {
                         path.push_str(c);
                         path.push('/');
-                        if !rootfs.join(&path).is_dir() {
+                        if !crate::unpack::is_dir_in(&state.lowers, &path)? {
                             let mut h = dir_header();
                             b.append_data(&mut h, &path, &[][..])
                                 .ctx("writing", &tmp_layer)?;
@@ -297,21 +353,23 @@ pub fn build(
                 }
                 drop(f);
                 layer_step(
-                    &blobs, &cache_dir, &key, &tmp_layer, &rootfs, uid_base, &mut state, step,
+                    &blobs, &cache_dir, &key, &tmp_layer, &stacker, &mut state, step,
                     progress, true,
                 )?;
             }
             Instruction::Copy { sources, dest } => {
                 let dest = absolute(&state.cwd, &x(dest));
                 let mut f = create(&tmp_layer)?;
-                copy_layer(req.context, &ignore, sources, &dest, &mut f)
+                let lowers = state.lowers.clone();
+                let exists = |p: &str| crate::unpack::is_dir_in(&lowers, p).unwrap_or(false);
+                copy_layer(req.context, &ignore, sources, &dest, &exists, &mut f)
                     .map_err(|e| step_error(step.line, e))?;
                 drop(f);
                 let content = Digest::of_file(&tmp_layer)?;
                 let key =
                     state.next_key(&[b"COPY", step.text.as_bytes(), content.as_str().as_bytes()]);
                 layer_step(
-                    &blobs, &cache_dir, &key, &tmp_layer, &rootfs, uid_base, &mut state, step,
+                    &blobs, &cache_dir, &key, &tmp_layer, &stacker, &mut state, step,
                     progress, true,
                 )?;
             }
@@ -337,16 +395,16 @@ pub fn build(
                     let argv = as_user(state.config.user.as_deref(), argv);
                     let mut f = create(&tmp_layer)?;
                     runner
-                        .run(&rootfs, uid_base, &argv, &env, &state.cwd, &mut f)
+                        .run(&state.lowers, uid_base, &argv, &env, &state.cwd, &mut f)
                         .map_err(|e| step_error(step.line, e))?;
                     drop(f);
                     layer_step(
-                        &blobs, &cache_dir, &key, &tmp_layer, &rootfs, uid_base, &mut state, step,
+                        &blobs, &cache_dir, &key, &tmp_layer, &stacker, &mut state, step,
                         progress, false,
                     )?;
                 } else {
                     layer_step(
-                        &blobs, &cache_dir, &key, &tmp_layer, &rootfs, uid_base, &mut state, step,
+                        &blobs, &cache_dir, &key, &tmp_layer, &stacker, &mut state, step,
                         progress, true,
                     )?;
                 }
@@ -389,12 +447,16 @@ pub fn build(
     blobs.put(&manifest_digest, &manifest_bytes)?;
     install::finish(
         staged,
-        SourceKind::Dockerfile,
-        &req.dockerfile.display().to_string(),
-        &manifest_digest,
-        &manifest,
-        &config,
-        uid_base,
+        install::Made {
+            kind: SourceKind::Dockerfile,
+            source: &req.dockerfile.display().to_string(),
+            manifest_digest: &manifest_digest,
+            manifest: &manifest,
+            config: &config,
+            uid_base,
+            tree: stacker.tree.as_ref().map(|t| t.key.clone()),
+            stack: &state.lowers,
+        },
     )
 }
 
@@ -469,15 +531,14 @@ fn cached(cache_dir: &Path, key: &str, blobs: &BlobStore) -> Option<Digest> {
 }
 
 /// Takes the layer of a step: from the cache when `use_cache` and it is there, else the tar
-/// at `tmp` (stored by its digest and cached under `key`); then applies it to the tree.
+/// at `tmp` (stored by its digest and cached under `key`); then unpacks it on the stack.
 #[allow(clippy::too_many_arguments)]
 fn layer_step(
     blobs: &BlobStore,
     cache_dir: &Path,
     key: &str,
     tmp: &Path,
-    rootfs: &Path,
-    uid_base: u32,
+    stacker: &Stacker<'_>,
     state: &mut State,
     step: &Step,
     progress: &mut dyn FnMut(StepEvent),
@@ -501,13 +562,11 @@ fn layer_step(
             d
         }
     };
-    crate::unpack::apply_layer(
-        rootfs,
-        &blobs.path(&digest),
-        &digest,
-        Some(&digest),
-        uid_base,
-    )?;
+    state.stack.push(Layer {
+        blob: digest.clone(),
+        diff_id: digest.clone(),
+    });
+    state.lowers = stacker.stack(&state.stack)?;
     state.layers.push(Descriptor {
         media_type: "application/vnd.oci.image.layer.v1.tar".into(),
         size: blobs.size(&digest).unwrap_or(0),
@@ -598,12 +657,14 @@ fn segment(p: &[u8], s: &[u8]) -> bool {
 }
 
 /// Writes the layer of a `COPY sources dest`: files of the context (not ignored, no path
-/// leaving it, links stored as links), owned by root, times 0.
+/// leaving it, links stored as links), owned by root, times 0; the destination's parents
+/// that the image lacks (`exists` says) made root's, 0755.
 fn copy_layer(
     context: &Path,
     ignore: &Ignore,
     sources: &[String],
     dest: &str,
+    exists: &dyn Fn(&str) -> bool,
     out: &mut std::fs::File,
 ) -> std::result::Result<(), String> {
     let mut b = tar::Builder::new(out);
@@ -621,6 +682,11 @@ fn copy_layer(
     for c in &parents[..upto] {
         path.push_str(c);
         path.push('/');
+        // A directory the image has keeps its owner and mode (and a link to one is
+        // followed when the layer is unpacked).
+        if exists(&path) {
+            continue;
+        }
         let mut h = dir_header();
         b.append_data(&mut h, &path, &[][..])
             .map_err(|e| e.to_string())?;

@@ -224,3 +224,51 @@ pub fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
     }
     Ok(out)
 }
+
+/// The extended attribute that marks a directory of an overlayfs lower layer opaque.
+const OPAQUE: &CStr = c"trusted.overlay.opaque";
+
+/// Makes `name` in `dir` an overlayfs whiteout: a character device 0/0, which hides the
+/// name in the layers below when the layer is an overlay's lower dir.
+pub fn whiteout(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    // SAFETY: valid fd and C string.
+    check(unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), libc::S_IFCHR, 0) })
+}
+
+/// Whether `st` is an overlayfs whiteout (a character device 0/0).
+pub fn is_whiteout(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
+}
+
+/// Marks the directory `fd` opaque for overlayfs: the layers below add nothing to it.
+pub fn set_opaque(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: valid fd, C string and a buffer of the length passed.
+    check(unsafe { libc::fsetxattr(fd.as_raw_fd(), OPAQUE.as_ptr(), c"y".as_ptr().cast(), 1, 0) })
+}
+
+/// Whether the directory `fd` is marked opaque for overlayfs.
+pub fn is_opaque(fd: BorrowedFd<'_>) -> bool {
+    let mut v = [0u8; 1];
+    // SAFETY: valid fd, C string and a buffer of the length passed.
+    let n = unsafe { libc::fgetxattr(fd.as_raw_fd(), OPAQUE.as_ptr(), v.as_mut_ptr().cast(), 1) };
+    n == 1 && v[0] == b'y'
+}
+
+/// `readlinkat(dir, name)`: a symlink's target.
+pub fn read_link(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: valid fd, C string and a buffer of the length passed.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}

@@ -16,8 +16,8 @@ use crate::blobs::BlobStore;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fsat;
+use crate::layers::{Layer, LayerStore};
 use crate::spec::{self, DOCUMENT_LIMIT};
-use crate::unpack;
 
 /// The file next to `image.json` that records an OCI image's origin and blobs.
 pub const RECORD_FILE: &str = "oci.json";
@@ -49,6 +49,14 @@ pub struct Record {
     pub layers: Vec<Digest>,
     /// How the image's processes run.
     pub run: ImageConfig,
+    /// The key of the whole tree its stack starts from (an image built `FROM` one without
+    /// layers of its own, see `layers::Tree`); `None`: its layers are the whole stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<String>,
+    /// The directories of its stack (relative to the store, topmost first, the image's own
+    /// tree left out) with their disk usage, for `image ls` to count each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stack: Vec<(String, u64)>,
 }
 
 impl Record {
@@ -93,14 +101,16 @@ pub enum Event {
         /// Its size.
         size: u64,
     },
-    /// The tree of an image with the same first layers was linked in: they need no unpack.
-    Reused {
-        /// That image.
-        image: String,
-        /// How many layers it gave.
-        layers: usize,
+    /// A layer was unpacked already (for another image): shared, not unpacked again.
+    Shared {
+        /// The layer.
+        layer: Digest,
+        /// Its position, from 1.
+        index: usize,
+        /// How many layers.
+        of: usize,
     },
-    /// A layer is being applied to the tree.
+    /// A layer is being unpacked.
     Unpack {
         /// The layer.
         layer: Digest,
@@ -192,71 +202,43 @@ pub fn install(
 ) -> Result<Image> {
     let (m, config) = load(blobs, manifest_digest)?;
     let staged = store.stage(name)?;
-    let rootfs = staged.rootfs();
     let uid_base = store.options().uid_base;
-    // The root of the tree: root's, 0755, as a layer may change it.
-    std::os::unix::fs::lchown(&rootfs, Some(uid_base), Some(uid_base))
-        .ctx("changing the owner of", &rootfs)?;
     let of = m.layers.len();
-    // The tree of an image whose layers begin ours, hard-linked: those layers need no unpack.
-    let mut done = 0;
-    if let Some((base, n)) = longest_prefix(store, &m, uid_base) {
-        link_tree(&base.rootfs, &rootfs)?;
-        progress(Event::Reused {
-            image: base.name.clone(),
-            layers: n,
-        });
-        done = n;
-    }
-    for (i, (layer, diff_id)) in m
+    let layers: Vec<Layer> = m
         .layers
         .iter()
         .zip(&config.rootfs.diff_ids)
-        .enumerate()
-        .skip(done)
-    {
-        progress(Event::Unpack {
-            layer: layer.digest.clone(),
-            index: i + 1,
-            of,
-        });
-        unpack::apply_layer(
-            &rootfs,
-            &blobs.path(&layer.digest),
-            &layer.digest,
-            Some(diff_id),
+        .map(|(l, d)| Layer {
+            blob: l.digest.clone(),
+            diff_id: d.clone(),
+        })
+        .collect();
+    let stack = LayerStore::open(store)?.stack(blobs, None, &layers, &mut |i, unpacked| {
+        let (layer, index) = (layers[i].blob.clone(), i + 1);
+        progress(if unpacked {
+            Event::Unpack { layer, index, of }
+        } else {
+            Event::Shared { layer, index, of }
+        })
+    })?;
+    let image = finish(
+        staged,
+        Made {
+            kind,
+            source,
+            manifest_digest,
+            manifest: &m,
+            config: &config,
             uid_base,
-        )?;
-    }
-    let image = finish(staged, kind, source, manifest_digest, &m, &config, uid_base)?;
+            tree: None,
+            stack: &stack,
+        },
+    )?;
     progress(Event::Done {
         name: name.to_owned(),
         size: image.manifest.size_bytes,
     });
     Ok(image)
-}
-
-/// The image of `store` (same uid base) whose layers are the longest prefix of `m`'s, and
-/// how many layers that is.
-fn longest_prefix(store: &ImageStore, m: &spec::Manifest, uid_base: u32) -> Option<(Image, usize)> {
-    let mut best: Option<(Image, usize)> = None;
-    for image in store.list().ok()? {
-        if image.manifest.uid_base != uid_base {
-            continue;
-        }
-        let Some(r) = Record::read(&image) else {
-            continue;
-        };
-        let n = r.layers.len();
-        let prefix = n > 0
-            && n <= m.layers.len()
-            && r.layers.iter().zip(&m.layers).all(|(a, b)| *a == b.digest)
-            && r.kind != SourceKind::Dockerfile;
-        if prefix && best.as_ref().is_none_or(|(_, b)| n > *b) {
-            best = Some((image, n));
-        }
-    }
-    best
 }
 
 /// Fills `dest` (an empty directory) with hard links to the files of `src`, directories made
@@ -282,21 +264,60 @@ pub(crate) fn link_tree(src: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Completes a staged image whose tree holds every layer of `m`: the run configuration for
-/// the guest, the record, the store's manifest; then moves it into place.
-pub fn finish(
-    staged: firepit_image::Staged,
-    kind: SourceKind,
-    source: &str,
-    manifest_digest: &Digest,
-    m: &spec::Manifest,
-    config: &spec::ImageConfig,
-    uid_base: u32,
-) -> Result<Image> {
+/// What an image is made of, for [`finish`].
+pub struct Made<'a> {
+    /// Where it came from.
+    pub kind: SourceKind,
+    /// The reference, archive or Dockerfile.
+    pub source: &'a str,
+    /// Its manifest's digest.
+    pub manifest_digest: &'a Digest,
+    /// Its manifest.
+    pub manifest: &'a spec::Manifest,
+    /// Its config.
+    pub config: &'a spec::ImageConfig,
+    /// The store's uid base.
+    pub uid_base: u32,
+    /// The key of the tree its stack starts from, if any.
+    pub tree: Option<String>,
+    /// Its stack's directories in the layer store, topmost first.
+    pub stack: &'a [std::path::PathBuf],
+}
+
+/// Completes a staged image whose layers are all in the layer store (`made.stack`): its
+/// own tree (the stack's root owner and mode, and the run configuration for the guest), the
+/// record, the store's manifest naming the stack; then moves it into place.
+pub fn finish(staged: firepit_image::Staged, made: Made<'_>) -> Result<Image> {
+    let Made {
+        kind,
+        source,
+        manifest_digest,
+        manifest: m,
+        config,
+        uid_base,
+        tree,
+        stack,
+    } = made;
     let name = staged.name().to_owned();
     let rootfs = staged.rootfs();
+    match stack.first() {
+        Some(top) => crate::layers::copy_owner_mode(top, &rootfs)?,
+        None => std::os::unix::fs::lchown(&rootfs, Some(uid_base), Some(uid_base))
+            .ctx("changing the owner of", &rootfs)?,
+    }
     let run = run_config(config);
     write_guest_config(&rootfs, &run, uid_base)?;
+    // The store's dir: staged images are made in a dir of it.
+    let store_dir = staged.dir().parent().unwrap_or(Path::new("/")).to_owned();
+    let mut sizes = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut size = disk_usage_into(&rootfs, &mut seen)?;
+    for dir in stack {
+        let mut own = std::collections::HashSet::new();
+        let bytes = disk_usage_into(dir, &mut own)?;
+        size += disk_usage_into(dir, &mut seen)?;
+        sizes.push((crate::layers::relative(&store_dir, dir), bytes));
+    }
     let record = Record {
         kind: kind.clone(),
         source: source.to_owned(),
@@ -304,12 +325,13 @@ pub fn finish(
         config: m.config.digest.clone(),
         layers: m.layers.iter().map(|l| l.digest.clone()).collect(),
         run,
+        tree,
+        stack: sizes.clone(),
     };
     let record_path = staged.dir().join(RECORD_FILE);
     let json = serde_json::to_vec_pretty(&record)
         .map_err(|e| Error::bad("image record", e.to_string()))?;
     std::fs::write(&record_path, json).ctx("writing", &record_path)?;
-    let size = disk_usage(&rootfs)?;
     let manifest = ImageManifest {
         name: name.clone(),
         recipe: match kind {
@@ -335,6 +357,7 @@ pub fn finish(
         builder: format!("firepit-oci {manifest_digest}"),
         builder_version: env!("CARGO_PKG_VERSION").to_owned(),
         versions: Default::default(),
+        layers: sizes.into_iter().map(|(dir, _)| dir).collect(),
     };
     Ok(staged.commit(&manifest)?)
 }
@@ -353,6 +376,8 @@ pub(crate) fn write_guest_config(rootfs: &Path, run: &ImageConfig, uid_base: u32
     )
     .ctx("opening /.firepit in", rootfs)?;
     fsat::chown_chmod(dir.as_fd(), uid_base, uid_base, 0o755).ctx("making /.firepit in", rootfs)?;
+    // Whatever layers below put at /.firepit stays hidden.
+    fsat::set_opaque(dir.as_fd()).ctx("making /.firepit in", rootfs)?;
     let name = image_config::PATH
         .rsplit('/')
         .next()
@@ -376,8 +401,12 @@ pub(crate) fn write_guest_config(rootfs: &Path, run: &ImageConfig, uid_base: u32
 
 /// Disk usage of a tree in bytes, hard links counted once; links are not followed.
 pub fn disk_usage(root: &Path) -> Result<u64> {
+    disk_usage_into(root, &mut std::collections::HashSet::new())
+}
+
+/// [`disk_usage`], leaving out the files whose inode is in `seen` and adding the others.
+fn disk_usage_into(root: &Path, seen: &mut std::collections::HashSet<u64>) -> Result<u64> {
     use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
     let mut total = 0;
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
@@ -411,6 +440,7 @@ pub fn collect_garbage(store: &ImageStore, blobs: &BlobStore) -> Result<u64> {
             freed += size;
         }
     }
+    freed += crate::layers::LayerStore::open(store)?.collect_garbage(store)?;
     // Build cache entries whose layer is gone.
     let cache = store.dir().join(".oci/cache");
     if let Ok(entries) = std::fs::read_dir(&cache) {

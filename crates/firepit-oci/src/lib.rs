@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! <images>/.oci/blobs/sha256/<hex>   the content store: manifests, configs, layers, once each
-//! <images>/<name>/rootfs/            the image's tree, layers applied, owners shifted
+//! <images>/.oci/layers/<uid base>/    layers unpacked once each, shared (see `layers`)
+//! <images>/<name>/rootfs/            the image's own tree (its run configuration), stacked
+//!                                    over its layers as overlay lower dirs
 //! <images>/<name>/oci.json           where it came from, its blobs, its run configuration
 //! <images>/<name>/image.json         the store's manifest, written last
 //! ```
@@ -22,6 +24,7 @@ pub mod dockerfile;
 mod error;
 mod fsat;
 pub mod install;
+pub mod layers;
 pub mod pull;
 pub mod reference;
 pub mod registry;

@@ -76,8 +76,14 @@ impl Registry {
 
     /// Pushes `layout:tag` to `repo:tag` with skopeo (every image of an index).
     pub fn push(&self, layout: &Path, tag: &str, repo: &str) {
+        self.push_with(layout, tag, repo, &[]);
+    }
+
+    /// [`Registry::push`] with more skopeo flags (`--dest-compress-format=zstd`, say).
+    pub fn push_with(&self, layout: &Path, tag: &str, repo: &str, flags: &[&str]) {
         let mut cmd = Command::new("skopeo");
         cmd.args(["copy", "--quiet", "--all", "--dest-tls-verify=false"]);
+        cmd.args(flags);
         if let Some((u, p)) = &self.creds {
             cmd.arg(format!("--dest-creds={u}:{p}"));
         }

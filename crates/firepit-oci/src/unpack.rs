@@ -14,11 +14,20 @@
 //! the launcher); extended attributes are not applied (file capabilities would be dropped by
 //! the shift anyway). The uncompressed stream is hashed as it is read and must match the
 //! image config's diff id.
+//!
+//! Two ways to apply: [`apply_layer`] merges a layer into a whole tree (whiteouts remove);
+//! [`unpack_layer`] unpacks it into a directory of its own that an overlay stacks over the
+//! layers below it: a whiteout becomes an overlayfs whiteout (a character device 0/0), an
+//! opaque marker the `trusted.overlay.opaque` attribute, and parents are resolved in the
+//! merged view of the stack (a lower layer's `/lib -> usr/lib` is followed as a machine would
+//! follow it; a directory this layer must make takes its owner and mode from the one below).
+//! Only the `.wh.` names make whiteouts: the layer's own device nodes and attributes are never
+//! written, so no layer hides or reveals anything any other way.
 
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use crate::digest::{Digest, HashingReader};
@@ -38,25 +47,83 @@ pub struct Stats {
     pub bytes: u64,
 }
 
-/// How a layer's stream is compressed, told by its first bytes.
-fn decompress<'a>(
-    layer: &str,
-    mut file: std::io::BufReader<std::fs::File>,
-) -> Result<Box<dyn Read + 'a>> {
+/// How a layer's stream is compressed, told by its first bytes: gzip (read in process),
+/// zstd (through the host's `zstd` program, which reads the blob and writes the tar to a
+/// pipe), or none.
+fn decompress<'a>(layer: &str, blob: &Path) -> Result<Box<dyn Read + 'a>> {
     use std::io::BufRead as _;
+    let file = std::fs::File::open(blob).map_err(|e| Error::io("opening layer", blob, e))?;
+    let mut file = std::io::BufReader::with_capacity(1 << 20, file);
     let head = file
         .fill_buf()
         .map_err(|e| Error::io("reading layer", layer, e))?;
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(file)))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Err(Error::BadLayer {
-            layer: layer.to_owned(),
-            reason: "zstd-compressed layers are not supported yet; push the image with gzip layers"
-                .into(),
-        })
+        Ok(Box::new(Zstd::start(layer, blob)?))
     } else {
         Ok(Box::new(file))
+    }
+}
+
+/// The tar of a zstd-compressed blob, read from `zstd -d`: a stream that ends without the
+/// program saying it succeeded is an error (a truncated or corrupt frame), and the program
+/// is killed and reaped when the stream is dropped early.
+struct Zstd {
+    layer: String,
+    child: std::process::Child,
+    out: std::process::ChildStdout,
+    done: bool,
+}
+
+impl Zstd {
+    fn start(layer: &str, blob: &Path) -> Result<Zstd> {
+        let input = std::fs::File::open(blob).map_err(|e| Error::io("opening layer", blob, e))?;
+        let mut child = std::process::Command::new("zstd")
+            .args(["-d", "-c", "-q", "--no-progress"])
+            .stdin(input)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| Error::BadLayer {
+                layer: layer.to_owned(),
+                reason: format!(
+                    "it is zstd-compressed and the zstd program could not run ({e}); install zstd"
+                ),
+            })?;
+        let out = child.stdout.take().expect("piped");
+        Ok(Zstd {
+            layer: layer.to_owned(),
+            child,
+            out,
+            done: false,
+        })
+    }
+}
+
+impl Read for Zstd {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.out.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.done {
+            self.done = true;
+            let status = self.child.wait()?;
+            if !status.success() {
+                return Err(io::Error::other(format!(
+                    "zstd could not decompress layer {} ({status})",
+                    self.layer
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for Zstd {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -69,14 +136,66 @@ pub fn apply_layer(
     diff_id: Option<&Digest>,
     uid_base: u32,
 ) -> Result<Stats> {
+    apply(root, None, blob, layer, diff_id, uid_base)
+}
+
+/// Unpacks the layer blob at `blob` into `dir` (an empty directory) as an overlayfs lower
+/// layer over `below` (the unpacked layers under it, topmost first); see the module docs.
+pub fn unpack_layer(
+    dir: &Path,
+    below: &[std::path::PathBuf],
+    blob: &Path,
+    layer: &Digest,
+    diff_id: Option<&Digest>,
+    uid_base: u32,
+) -> Result<Stats> {
+    let fds = below
+        .iter()
+        .map(|p| fsat::open_dir(p).map_err(|e| Error::io("opening", p, e)))
+        .collect::<Result<Vec<_>>>()?;
+    apply(dir, Some(fds), blob, layer, diff_id, uid_base)
+}
+
+/// Whether the merged view of the stack `lowers` (topmost first) has a directory at `path`
+/// (symlinks on the way followed inside the stack, as a machine would follow them).
+pub fn is_dir_in(lowers: &[std::path::PathBuf], path: &str) -> Result<bool> {
+    let Some((top, below)) = lowers.split_first() else {
+        return Ok(false);
+    };
+    let open = |p: &std::path::PathBuf| fsat::open_dir(p).map_err(|e| Error::io("opening", p, e));
+    let view = Applier {
+        layer: "the image".into(),
+        root: open(top)?,
+        below: Some(below.iter().map(open).collect::<Result<Vec<_>>>()?),
+        uid_base: 0,
+        added: HashSet::new(),
+        parent_cache: None,
+        stats: Stats::default(),
+    };
+    let comps = clean(path.as_bytes()).map_err(|r| view.refuse(r))?;
+    let canon = view.canonical(&comps)?;
+    if canon.is_empty() {
+        return Ok(true);
+    }
+    Ok(matches!(view.lookup(&canon)?, Some((_, st)) if fsat::is_dir(&st)))
+}
+
+fn apply(
+    root: &Path,
+    below: Option<Vec<OwnedFd>>,
+    blob: &Path,
+    layer: &Digest,
+    diff_id: Option<&Digest>,
+    uid_base: u32,
+) -> Result<Stats> {
     let name = layer.to_string();
-    let file = std::fs::File::open(blob).map_err(|e| Error::io("opening layer", blob, e))?;
-    let reader = decompress(&name, std::io::BufReader::with_capacity(1 << 20, file))?;
+    let reader = decompress(&name, blob)?;
     let mut hashing = HashingReader::new(reader);
     let root_fd = fsat::open_dir(root).map_err(|e| Error::io("opening", root, e))?;
     let mut applier = Applier {
         layer: name.clone(),
         root: root_fd,
+        below,
         uid_base,
         added: HashSet::new(),
         parent_cache: None,
@@ -102,6 +221,8 @@ pub fn apply_layer(
 struct Applier {
     layer: String,
     root: OwnedFd,
+    /// Unpacking into a layer of its own: the layers below it, topmost first.
+    below: Option<Vec<OwnedFd>>,
     uid_base: u32,
     /// Paths this layer added: an opaque marker keeps them.
     added: HashSet<String>,
@@ -166,6 +287,16 @@ impl Applier {
         }
         let flags = libc::O_DIRECTORY | libc::O_RDONLY;
         let full = if path.is_empty() { "." } else { path.as_str() };
+        if self.below.is_some() {
+            let fd = self.layer_dir(comps, create)?;
+            if let Some(fd) = &fd {
+                self.parent_cache = Some((
+                    path.clone(),
+                    fd.try_clone().map_err(|e| self.io("opening", &path, e))?,
+                ));
+            }
+            return Ok(fd);
+        }
         let fd = match fsat::open_at2(self.root.as_fd(), full, flags, IN_ROOT) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
@@ -239,6 +370,12 @@ impl Applier {
             return Ok(());
         };
 
+        if self.below.is_some()
+            && let Some(target) = name.strip_prefix(".wh.")
+        {
+            return self.layer_whiteout(parent, target, &path);
+        }
+
         // Whiteouts.
         if let Some(target) = name.strip_prefix(".wh.") {
             self.stats.whiteouts += 1;
@@ -265,6 +402,7 @@ impl Applier {
         self.added.insert(path.clone());
         match kind {
             tar::EntryType::Directory => {
+                let hides_below = existing.is_some_and(|st| fsat::is_whiteout(&st));
                 match existing {
                     Some(st) if fsat::is_dir(&st) => {}
                     Some(_) => {
@@ -281,6 +419,10 @@ impl Applier {
                         .map_err(|e| self.io("opening", &path, e))?;
                 fsat::chown_chmod(fd.as_fd(), u, g, mode)
                     .map_err(|e| self.io("setting the owner of", &path, e))?;
+                if hides_below && self.below.is_some() {
+                    fsat::set_opaque(fd.as_fd())
+                        .map_err(|e| self.io("marking opaque", &path, e))?;
+                }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 if existing.is_some() {
@@ -324,7 +466,12 @@ impl Applier {
                 let Some((tname, tparent)) = tcomps.split_last() else {
                     return Err(self.refuse(format!("hard link /{path} points at the root")));
                 };
-                let tdir = self.dir(tparent, false)?.ok_or_else(|| {
+                let tdir = if self.below.is_some() {
+                    self.link_source(tparent, tname)?
+                } else {
+                    self.dir(tparent, false)?
+                };
+                let tdir = tdir.ok_or_else(|| {
                     self.refuse(format!(
                         "hard link /{path}: its target's directory is missing"
                     ))
@@ -383,6 +530,242 @@ impl Applier {
         }
         self.stats.entries += 1;
         Ok(())
+    }
+
+    /// The layers of the stack, this one first, then those below.
+    fn stack(&self) -> Vec<BorrowedFd<'_>> {
+        let mut v = vec![self.root.as_fd()];
+        v.extend(self.below.iter().flatten().map(|fd| fd.as_fd()));
+        v
+    }
+
+    /// What the merged view of the stack has at `comps` (no link followed): the topmost
+    /// layer that has it and its stat; `None` when it is missing, whited out, under an opaque
+    /// directory above the layer that has it, or below a non-directory.
+    fn lookup(&self, comps: &[String]) -> Result<Option<(usize, libc::stat)>> {
+        self.lookup_from(comps, 0)
+    }
+
+    /// [`Self::lookup`] in the layers of the stack from the `from`-th on.
+    fn lookup_from(&self, comps: &[String], from: usize) -> Result<Option<(usize, libc::stat)>> {
+        let path = comps.join("/");
+        if comps.is_empty() {
+            return Ok(None);
+        }
+        'layers: for (i, root) in self.stack().into_iter().enumerate().skip(from) {
+            let mut cur: Option<OwnedFd> = None;
+            let mut opaque = false;
+            for (j, c) in comps.iter().enumerate() {
+                let dir = cur.as_ref().map_or(root, |fd| fd.as_fd());
+                let cn = fsat::cstr(c).map_err(|e| self.io("looking up", &path, e))?;
+                match fsat::stat_name(dir, &cn).map_err(|e| self.io("looking up", &path, e))? {
+                    None if opaque => return Ok(None),
+                    None => continue 'layers,
+                    Some(st) if fsat::is_whiteout(&st) => return Ok(None),
+                    Some(st) if j + 1 == comps.len() => return Ok(Some((i, st))),
+                    Some(st) if fsat::is_dir(&st) => {
+                        let fd = fsat::open_name(dir, &cn, libc::O_DIRECTORY | libc::O_RDONLY, 0)
+                            .map_err(|e| self.io("looking up", &path, e))?;
+                        opaque |= fsat::is_opaque(fd.as_fd());
+                        cur = Some(fd);
+                    }
+                    Some(_) => return Ok(None),
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// `comps` with the symlinks of the merged view resolved as a machine would resolve them
+    /// (inside the root: `..` at the root stays there); at most 40 links.
+    fn canonical(&self, comps: &[String]) -> Result<Vec<String>> {
+        Ok(self.resolve(comps)?.into_iter().map(|(c, _)| c).collect())
+    }
+
+    /// [`Self::canonical`], each component marked when it came from a link's target.
+    fn resolve(&self, comps: &[String]) -> Result<Vec<(String, bool)>> {
+        let mut out: Vec<(String, bool)> = Vec::new();
+        let mut todo: std::collections::VecDeque<(String, bool)> =
+            comps.iter().map(|c| (c.clone(), false)).collect();
+        let mut hops = 0;
+        while let Some((c, linked)) = todo.pop_front() {
+            if c == ".." {
+                out.pop();
+                continue;
+            }
+            out.push((c, linked));
+            let names: Vec<String> = out.iter().map(|(c, _)| c.clone()).collect();
+            let Some((i, st)) = self.lookup(&names)? else {
+                continue;
+            };
+            if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+                continue;
+            }
+            hops += 1;
+            let path = names.join("/");
+            if hops > 40 {
+                return Err(self.refuse(format!("/{path}: too many symlinks")));
+            }
+            out.pop();
+            let parent = self.open_in(i, &names[..names.len() - 1])?;
+            let cn = fsat::cstr(&names[names.len() - 1])
+                .map_err(|e| self.io("reading link", &path, e))?;
+            let target = fsat::read_link(parent.as_fd(), &cn)
+                .map_err(|e| self.io("reading link", &path, e))?;
+            let target = String::from_utf8(target)
+                .map_err(|_| self.refuse(format!("/{path} links to a path that is not UTF-8")))?;
+            if target.starts_with('/') {
+                out.clear();
+            }
+            for part in target.split('/').rev() {
+                if !part.is_empty() && part != "." {
+                    todo.push_front((part.to_owned(), true));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The directory `comps` of layer `i` of the stack (no link followed).
+    fn open_in(&self, i: usize, comps: &[String]) -> Result<OwnedFd> {
+        let path = comps.join("/");
+        let full = if path.is_empty() { "." } else { path.as_str() };
+        let stack = self.stack();
+        fsat::open_at2(
+            stack[i],
+            full,
+            libc::O_DIRECTORY | libc::O_RDONLY,
+            IN_ROOT | libc::RESOLVE_NO_SYMLINKS,
+        )
+        .map_err(|e| self.io("opening directory", &path, e))
+    }
+
+    /// Layer mode: the directory `comps` of this layer (its path resolved in the merged view),
+    /// made when missing with the owner and mode the merged view has there; `None` when the
+    /// merged view has no directory there and `create` is false.
+    fn layer_dir(&mut self, comps: &[String], create: bool) -> Result<Option<OwnedFd>> {
+        let flags = libc::O_DIRECTORY | libc::O_RDONLY;
+        let path = comps.join("/");
+        let full = if path.is_empty() { "." } else { path.as_str() };
+        // A directory of this layer: the merged view's, whatever is below.
+        match fsat::open_at2(
+            self.root.as_fd(),
+            full,
+            flags,
+            IN_ROOT | libc::RESOLVE_NO_SYMLINKS,
+        ) {
+            Ok(fd) => return Ok(Some(fd)),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => {}
+            Err(e) => return Err(self.io("opening directory", &path, e)),
+        }
+        let marked = self.resolve(comps)?;
+        let canon: Vec<String> = marked.iter().map(|(c, _)| c.clone()).collect();
+        if !create && !canon.is_empty() {
+            match self.lookup(&canon)? {
+                Some((_, st)) if fsat::is_dir(&st) => {}
+                _ => return Ok(None),
+            }
+        }
+        let mut cur = self
+            .root
+            .try_clone()
+            .map_err(|e| self.io("opening", "", e))?;
+        for i in 0..canon.len() {
+            let prefix = canon[..=i].join("/");
+            let name = fsat::cstr(&canon[i]).map_err(|e| self.io("making", &prefix, e))?;
+            let existing = fsat::stat_name(cur.as_fd(), &name)
+                .map_err(|e| self.io("inspecting", &prefix, e))?;
+            // The owner and mode the layers below give the directory.
+            let below = match self.lookup_from(&canon[..=i], 1)? {
+                Some((_, st)) if fsat::is_dir(&st) => Some(st),
+                _ => None,
+            };
+            let mut hides_below = false;
+            match existing {
+                Some(st) if fsat::is_dir(&st) => {}
+                Some(st) if fsat::is_whiteout(&st) => {
+                    fsat::remove_all(cur.as_fd(), &name)
+                        .map_err(|e| self.io("replacing", &prefix, e))?;
+                    fsat::mkdir(cur.as_fd(), &name, 0o700)
+                        .map_err(|e| self.io("making directory", &prefix, e))?;
+                    hides_below = true;
+                }
+                Some(_) => {
+                    return Err(self.refuse(format!(
+                        "/{prefix} is not a directory, and the layer puts files under it"
+                    )));
+                }
+                // A link's target is followed, never made: as a machine's write through a
+                // link to a missing directory would fail.
+                None if marked[i].1 && below.is_none() => {
+                    return Err(self.refuse(format!(
+                        "/{path} goes through a symlink to /{prefix}, which is missing"
+                    )));
+                }
+                None => fsat::mkdir(cur.as_fd(), &name, 0o700)
+                    .map_err(|e| self.io("making directory", &prefix, e))?,
+            }
+            let fd = fsat::open_name(cur.as_fd(), &name, flags, 0)
+                .map_err(|e| self.io("opening", &prefix, e))?;
+            if existing.is_none() || hides_below {
+                let (u, g, mode) = match below {
+                    Some(st) if !hides_below => (st.st_uid, st.st_gid, st.st_mode & 0o7777),
+                    _ => (self.uid_base, self.uid_base, 0o755),
+                };
+                fsat::chown_chmod(fd.as_fd(), u, g, mode)
+                    .map_err(|e| self.io("changing the owner of", &prefix, e))?;
+                if hides_below {
+                    fsat::set_opaque(fd.as_fd())
+                        .map_err(|e| self.io("marking opaque", &prefix, e))?;
+                }
+            }
+            cur = fd;
+        }
+        Ok(Some(cur))
+    }
+
+    /// Layer mode: a whiteout `.wh.<target>` in the directory `parent`.
+    fn layer_whiteout(&mut self, parent: &[String], target: &str, path: &str) -> Result<()> {
+        self.stats.whiteouts += 1;
+        // Nothing below to hide when the merged view has no such directory.
+        let Some(dir) = self.dir(parent, false)? else {
+            return Ok(());
+        };
+        if target == ".wh..opq" {
+            return fsat::set_opaque(dir.as_fd()).map_err(|e| self.io("marking opaque", path, e));
+        }
+        if target.starts_with(".wh.") {
+            // Other `.wh..wh.` names are a writer's bookkeeping, not whiteouts.
+            return Ok(());
+        }
+        if target.is_empty() || target == "." || target == ".." {
+            return Err(self.refuse(format!("whiteout {path:?} names nothing")));
+        }
+        let c = fsat::cstr(target).map_err(|e| self.io("removing", path, e))?;
+        match fsat::stat_name(dir.as_fd(), &c).map_err(|e| self.io("inspecting", path, e))? {
+            // This layer's own directory of that name: what is below must not show through.
+            Some(st) if fsat::is_dir(&st) => {
+                let fd = fsat::open_name(dir.as_fd(), &c, libc::O_DIRECTORY | libc::O_RDONLY, 0)
+                    .map_err(|e| self.io("opening", path, e))?;
+                fsat::set_opaque(fd.as_fd()).map_err(|e| self.io("marking opaque", path, e))
+            }
+            // This layer's own file hides what is below already.
+            Some(_) => Ok(()),
+            None => fsat::whiteout(dir.as_fd(), &c).map_err(|e| self.io("whiting out", path, e)),
+        }
+    }
+
+    /// Layer mode: the directory holding a hard link's target `parent/name`: this layer's,
+    /// or the topmost layer below that has it (layers are never changed once made, so a link
+    /// across them is safe).
+    fn link_source(&mut self, parent: &[String], name: &str) -> Result<Option<OwnedFd>> {
+        let canon = self.canonical(parent)?;
+        let mut full = canon.clone();
+        full.push(name.to_owned());
+        match self.lookup(&full)? {
+            Some((i, st)) if !fsat::is_dir(&st) => Ok(Some(self.open_in(i, &canon)?)),
+            _ => Ok(None),
+        }
     }
 
     /// Removes what is at `name` so that an entry can take its place.

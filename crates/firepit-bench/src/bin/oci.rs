@@ -251,6 +251,7 @@ async fn run(args: Args) -> Result<()> {
         let spec = MachineSpec {
             id: id.clone(),
             image: image.rootfs.clone(),
+            layers: image.lowers().split_off(1),
             uid_base: image.manifest.uid_base,
             limits: Limits {
                 memory_bytes: 256 << 20,

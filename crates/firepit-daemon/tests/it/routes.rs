@@ -283,6 +283,7 @@ pub(crate) fn tiny_image(app: &App) {
         builder: "hand".into(),
         builder_version: "0".into(),
         versions: Default::default(),
+        ..Default::default()
     };
     manifest.write(&images.join("tiny/image.json")).unwrap();
 }

@@ -565,6 +565,10 @@ impl NamespacesBackend {
                 .mode(0o755)
                 .create(dest)
                 .map_err(Error::io("creating", dest))?;
+            // The image's layers by short names (links in a root-only dir), so that the
+            // overlay's options fit in a page however deep the stack.
+            let links = self.dir(id).join("export-lowers");
+            let lowers = link_lowers(&spec, &links)?;
             let out = Command::new("unshare")
                 .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
                 .arg(
@@ -573,9 +577,10 @@ impl NamespacesBackend {
                 )
                 .arg("sh")
                 .arg(snap.join("upper"))
-                .arg(&spec.image)
+                .arg(&lowers)
                 .arg(&mnt)
                 .arg(dest)
+                .current_dir(&links)
                 .output()
                 .map_err(Error::sys("running unshare, mount and cp"))?;
             if !out.status.success() {
@@ -698,6 +703,25 @@ impl NamespacesBackend {
         }
         Ok(())
     }
+}
+
+/// Makes `dir` afresh with a link `<n>` to each of the spec's read-only layers
+/// (its image, then the layers below it); returns `0:1:...`, the overlay's
+/// lowerdir names relative to `dir`.
+fn link_lowers(spec: &MachineSpec, dir: &Path) -> Result<String, Error> {
+    let _ = fs::remove_dir_all(dir);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(Error::io("creating", dir))?;
+    let stack = std::iter::once(&spec.image).chain(&spec.layers);
+    let mut names = Vec::new();
+    for (n, target) in stack.enumerate() {
+        let link = dir.join(n.to_string());
+        std::os::unix::fs::symlink(target, &link).map_err(Error::io("linking", &link))?;
+        names.push(n.to_string());
+    }
+    Ok(names.join(":"))
 }
 
 #[cfg(test)]

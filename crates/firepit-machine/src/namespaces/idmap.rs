@@ -9,8 +9,10 @@
 //! the namespace). Then `open_tree(OPEN_TREE_CLONE)` makes a detached copy of
 //! the image's mount, `mount_setattr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY)`
 //! gives it the mapping, and `move_mount` attaches it at the machine's
-//! `lower/`, the overlay's lower layer. Overlayfs copies files up with the
-//! mapped owners, so the upper layer stays in the machine's range.
+//! `lower/<n>`, the overlay's n-th lower layer (an image with layers stacked
+//! below its tree has one such mount per layer, all through the one
+//! namespace). Overlayfs copies files up with the mapped owners, so the upper
+//! layer stays in the machine's range.
 //!
 //! Runs in the launcher only, in its private mount namespace, while it is
 //! single-threaded (Linux 5.19 or later: idmapped lower layers of overlayfs).
@@ -28,27 +30,39 @@ use serde::{Deserialize, Serialize};
 /// What the launcher maps: the image's range onto the machine's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct IdmapPlan {
-    /// Where the mapped image is mounted (the overlay's lower layer).
+    /// The dir under which each mapped layer is mounted (`<lower>/<n>`, topmost first).
     pub lower: PathBuf,
     /// Owner base of the image's files on disk.
     pub image_uid_base: u32,
 }
 
-/// Mounts `image` at `plan.lower`, its owners `image_uid_base + n` shown as
-/// `machine_base + n` (n < `count`), read-only.
-pub(crate) fn mount_image(
-    image: &Path,
+/// Mounts each of `layers` (topmost first) at `plan.lower/<n>`, its owners
+/// `image_uid_base + i` shown as `machine_base + i` (i < `count`), read-only.
+pub(crate) fn mount_layers(
+    layers: &[&Path],
     plan: &IdmapPlan,
     machine_base: u32,
     count: u32,
 ) -> io::Result<()> {
     let userns = mapping_namespace(plan.image_uid_base, machine_base, count)?;
-    match fs::DirBuilder::new().mode(0o700).create(&plan.lower) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            return Err(context(e, "mkdir", &plan.lower));
-        }
-        _ => {}
+    make_dir(&plan.lower)?;
+    for (n, layer) in layers.iter().enumerate() {
+        let at = plan.lower.join(n.to_string());
+        make_dir(&at)?;
+        mount_mapped(layer, &at, &userns)?;
     }
+    Ok(())
+}
+
+fn make_dir(path: &Path) -> io::Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(context(e, "mkdir", path)),
+        _ => Ok(()),
+    }
+}
+
+/// Mounts `image` at `dst` read-only, mapped through `userns`.
+fn mount_mapped(image: &Path, dst: &Path, userns: &OwnedFd) -> io::Result<()> {
     let src = cstr(image);
     // SAFETY: open_tree with a valid path; the result is a new descriptor or -1.
     let tree = unsafe {
@@ -85,7 +99,8 @@ pub(crate) fn mount_image(
     if r < 0 {
         return Err(context(io::Error::last_os_error(), "mount_setattr", image));
     }
-    let dst = cstr(&plan.lower);
+    let dst_path = dst;
+    let dst = cstr(dst);
     // SAFETY: valid descriptor and paths.
     let r = unsafe {
         libc::syscall(
@@ -98,11 +113,7 @@ pub(crate) fn mount_image(
         )
     };
     if r < 0 {
-        return Err(context(
-            io::Error::last_os_error(),
-            "move_mount",
-            &plan.lower,
-        ));
+        return Err(context(io::Error::last_os_error(), "move_mount", dst_path));
     }
     Ok(())
 }

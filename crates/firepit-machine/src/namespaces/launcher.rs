@@ -91,6 +91,9 @@ pub(crate) struct NetPlan {
 pub(crate) struct LaunchRequest {
     pub hostname: String,
     pub image: PathBuf,
+    /// Layers stacked below `image`, topmost first (see `MachineSpec::layers`).
+    #[serde(default)]
+    pub layers: Vec<PathBuf>,
     pub upper: PathBuf,
     pub work: PathBuf,
     pub rootfs: PathBuf,
@@ -244,17 +247,24 @@ fn launch(req: &LaunchRequest) -> Result<(i32, u64), Failure> {
         None,
     )
     .at("making mounts private")?;
-    let lower = match &req.idmap {
+    let mut stack: Vec<&Path> = vec![&req.image];
+    stack.extend(req.layers.iter().map(PathBuf::as_path));
+    let lowers = match &req.idmap {
         Some(plan) => {
-            idmap::mount_image(&req.image, plan, req.uid_base, crate::spec::UID_COUNT)
+            idmap::mount_layers(&stack, plan, req.uid_base, crate::spec::UID_COUNT)
                 .at("mapping the image into the machine's uid range")?;
-            &plan.lower
+            // Short names relative to the lower dir, as the overlay's options must fit in
+            // a page: the mount resolves them from the working directory.
+            std::env::set_current_dir(&plan.lower).at("entering the machine's lower dir")?;
+            (0..stack.len())
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
         }
-        None => &req.image,
+        None => stack.iter().map(|p| p.display().to_string()).collect(),
     };
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
+        lowers.join(":"),
         req.upper.display(),
         req.work.display()
     );

@@ -445,6 +445,7 @@ impl NamespacesBackend {
         let req = LaunchRequest {
             hostname: id.to_string(),
             image: spec.image.clone(),
+            layers: spec.layers.clone(),
             upper: layer.join("upper"),
             work: layer.join("work"),
             rootfs: dir.join("rootfs"),

@@ -575,6 +575,7 @@ mod tests {
         let spec = MachineSpec {
             id: crate::MachineId::new("m").unwrap(),
             image: "/".into(),
+            layers: Vec::new(),
             uid_base: 100000,
             limits: crate::Limits {
                 memory_bytes: 64 << 20,

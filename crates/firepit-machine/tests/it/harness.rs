@@ -96,6 +96,7 @@ pub fn spec(id: &str, network: Network) -> MachineSpec {
     MachineSpec {
         id: MachineId::new(id).unwrap(),
         image: rootfs(),
+        layers: Vec::new(),
         uid_base: uid_base(),
         limits: Limits {
             memory_bytes: 256 << 20,

@@ -266,3 +266,59 @@ fn walk(root: &Path, dir: &Path, uid_base: u32, out: &mut BTreeMap<String, Strin
         out.insert(rel, format!("{what} {mode:o} {owner}"));
     }
 }
+
+/// The merged view of an image's stack (its own tree over its layers), as a machine's
+/// overlay shows it: mounted read-only at a fresh dir, unmounted when dropped.
+pub struct Merged {
+    dir: PathBuf,
+    mounted: bool,
+    _tmp: tempfile::TempDir,
+}
+
+impl Merged {
+    /// The merged root.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A file of the merged root.
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+}
+
+impl Drop for Merged {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
+
+/// Mounts the merged view of `image`; see [`Merged`].
+pub fn merged(image: &firepit_image::Image) -> Merged {
+    let lowers = image.lowers();
+    let tmp = tempfile::tempdir().unwrap();
+    if lowers.len() == 1 {
+        return Merged {
+            dir: lowers[0].clone(),
+            mounted: false,
+            _tmp: tmp,
+        };
+    }
+    let dir = tmp.path().join("merged");
+    std::fs::create_dir(&dir).unwrap();
+    let list: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+    let out = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o"])
+        .arg(format!("ro,lowerdir={}", list.join(":")))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mounting the merged view: {out:?}");
+    Merged {
+        dir,
+        mounted: true,
+        _tmp: tmp,
+    }
+}

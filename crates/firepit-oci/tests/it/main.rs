@@ -3,6 +3,7 @@
 //! compared with `umoci unpack` of the same images.
 
 mod harness;
+mod layers;
 mod token;
 
 use std::path::Path;
@@ -25,7 +26,7 @@ pub(crate) fn options(insecure: bool, creds: Option<(&str, &str)>) -> PullOption
     }
 }
 
-fn pull(
+pub(crate) fn pull(
     store: &ImageStore,
     reference: &str,
     name: &str,
@@ -56,7 +57,7 @@ fn pull(
         assert!(
             events
                 .iter()
-                .any(|e| matches!(e, Event::Unpack { index: 1, .. } | Event::Reused { .. }))
+                .any(|e| matches!(e, Event::Unpack { index: 1, .. } | Event::Shared { index: 1, .. }))
         );
     }
     r
@@ -75,7 +76,7 @@ pub(crate) fn refused(err: &Error) -> Option<bool> {
 /// Three layers: a base with modes, owners, links and a merged-/usr style `lib` link; a
 /// layer with a whiteout, an opaque dir and writes through the `lib` link; a layer that
 /// turns a file into a directory and a directory into a file.
-fn layered() -> Vec<Vec<u8>> {
+pub(crate) fn layered() -> Vec<Vec<u8>> {
     vec![
         harness::layer(&[
             E::Dir("etc", 0o755, 0),
@@ -143,7 +144,8 @@ fn pull_multi_layer_matches_umoci() {
     )
     .unwrap();
 
-    let ours = harness::snapshot(&image.rootfs, 100_000);
+    let view = harness::merged(&image);
+    let ours = harness::snapshot(view.path(), 100_000);
     let theirs_root = harness::umoci_unpack(&layout, "v1", &tmp.path().join("bundle"));
     let theirs = harness::snapshot(&theirs_root, 0);
     assert_eq!(ours, theirs);
@@ -154,7 +156,7 @@ fn pull_multi_layer_matches_umoci() {
     assert!(ours.contains_key("usr/lib/liby.so"));
     assert!(ours["usr/bin/su"].contains("4755 0:0") && ours["usr/bin/su"].contains("nlink=2"));
     assert_eq!(
-        std::fs::read(image.rootfs.join("etc/hostname")).unwrap(),
+        std::fs::read(view.join("etc/hostname")).unwrap(),
         b"second\n"
     );
 
@@ -181,24 +183,12 @@ fn pull_multi_layer_matches_umoci() {
         &options(true, None),
     )
     .unwrap();
-    // Its tree is the first one's files, linked: nothing was unpacked again.
-    let mut snap = harness::snapshot(&again.rootfs, 100_000);
-    let mut ours_linked = ours.clone();
-    for map in [&mut snap, &mut ours_linked] {
-        for v in map.values_mut() {
-            *v = v.split(" nlink=").next().unwrap().to_owned();
-        }
-    }
-    assert_eq!(snap, ours_linked);
-    use std::os::unix::fs::MetadataExt;
-    assert_eq!(
-        std::fs::metadata(again.rootfs.join("etc/hostname"))
-            .unwrap()
-            .ino(),
-        std::fs::metadata(image.rootfs.join("etc/hostname"))
-            .unwrap()
-            .ino()
-    );
+    // Its layers are the first one's directories: nothing was unpacked again.
+    let again_view = harness::merged(&again);
+    assert_eq!(harness::snapshot(again_view.path(), 100_000), ours);
+    assert_eq!(again.lowers()[1..], image.lowers()[1..]);
+    assert_eq!(again.lowers().len(), 4);
+    drop((view, again_view));
     let blobs_after = firepit_oci::blobs::BlobStore::open(store.dir())
         .unwrap()
         .list()
@@ -252,7 +242,10 @@ fn manifest_list_resolves_to_the_hosts_platform() {
         &options(true, None),
     )
     .unwrap();
-    assert_eq!(std::fs::read(image.rootfs.join("which")).unwrap(), b"host");
+    assert_eq!(
+        std::fs::read(harness::merged(&image).join("which")).unwrap(),
+        b"host"
+    );
 }
 
 #[test]
@@ -290,7 +283,10 @@ fn basic_auth_registry() {
         &options(true, Some(("alice", "s3cret"))),
     )
     .unwrap();
-    assert_eq!(std::fs::read(image.rootfs.join("secret")).unwrap(), b"s");
+    assert_eq!(
+        std::fs::read(harness::merged(&image).join("secret")).unwrap(),
+        b"s"
+    );
 }
 
 /// Layers that try to leave the root or write through links are refused, nothing outside
@@ -347,7 +343,7 @@ fn hostile_layers_are_refused() {
             // A link met on the way is followed as the machine would, inside the root: the
             // write lands in the image.
             ("dangling-link-parent", Ok(image)) => {
-                assert!(image.rootfs.join("tmp/pwned").exists());
+                assert!(harness::merged(&image).join("tmp/pwned").exists());
                 assert!(!Path::new("/tmp/pwned").exists());
             }
             (_, Ok(_)) => panic!("{name}: a hostile layer was accepted"),
@@ -387,7 +383,7 @@ fn import_oci_archive_and_docker_save() {
     assert_eq!(image.name, "v2");
     let theirs = harness::umoci_unpack(&layout, "v2", &tmp.path().join("bundle"));
     assert_eq!(
-        harness::snapshot(&image.rootfs, 100_000),
+        harness::snapshot(harness::merged(&image).path(), 100_000),
         harness::snapshot(&theirs, 0)
     );
 
@@ -403,7 +399,7 @@ fn import_oci_archive_and_docker_save() {
     let image = firepit_oci::archive::import(&store, &saved, None, &mut |_| {}).unwrap();
     assert_eq!(image.name, "app-v2");
     assert_eq!(
-        harness::snapshot(&image.rootfs, 100_000),
+        harness::snapshot(harness::merged(&image).path(), 100_000),
         harness::snapshot(&theirs, 0)
     );
     assert_eq!(Record::read(&image).unwrap().run.env, ["X=1"]);

@@ -132,7 +132,10 @@ fn bearer_token_challenge() {
     let err = pull(&opts(Some(("alice", "wrong")))).unwrap_err();
     assert_eq!(crate::refused(&err), Some(true), "{err}");
     let image = pull(&opts(Some(("alice", "s3cret")))).unwrap();
-    assert_eq!(std::fs::read(image.rootfs.join("tok")).unwrap(), b"t");
+    assert_eq!(
+        std::fs::read(crate::harness::merged(&image).join("tok")).unwrap(),
+        b"t"
+    );
     assert!(
         front
             .asked

@@ -106,14 +106,15 @@ impl MachineRunner {
     fn run_in(
         &self,
         id: &MachineId,
-        rootfs: &Path,
+        lowers: &[PathBuf],
         uid_base: u32,
         req: ExecRequest,
         layer: &mut std::fs::File,
     ) -> Result<()> {
         let spec = MachineSpec {
             id: id.clone(),
-            image: rootfs.to_owned(),
+            image: lowers[0].clone(),
+            layers: lowers[1..].to_vec(),
             uid_base,
             limits: Limits {
                 memory_bytes: 4 << 30,
@@ -176,7 +177,7 @@ impl MachineRunner {
 impl Runner for MachineRunner {
     fn run(
         &mut self,
-        rootfs: &Path,
+        lowers: &[PathBuf],
         uid_base: u32,
         argv: &[String],
         env: &[(String, String)],
@@ -188,7 +189,7 @@ impl Runner for MachineRunner {
         let mut req = ExecRequest::argv(argv.iter().cloned());
         req.env = env.to_vec();
         req.cwd = Some(cwd.to_owned());
-        let result = self.run_in(&id, rootfs, uid_base, req, layer);
+        let result = self.run_in(&id, lowers, uid_base, req, layer);
         let _ = self.backend.destroy(&id);
         result.map_err(|e| format!("{e:#}"))
     }

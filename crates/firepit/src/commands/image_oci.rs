@@ -64,10 +64,11 @@ impl Reporter {
                     size >> 10
                 ));
             }
-            Event::Reused { image, layers } => {
+            Event::Shared { layer, index, of } => {
                 self.download = None;
                 self.phases.println(format!(
-                    "{layers} layers already unpacked in image {image}: linked, not unpacked"
+                    "layer {index}/{of} {} already unpacked: shared, not unpacked again",
+                    layer.short()
                 ));
             }
             Event::Unpack { layer, index, of } => {
