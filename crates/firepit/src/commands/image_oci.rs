@@ -149,9 +149,10 @@ pub fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
     Ok(())
 }
 
-/// `firepit image ls`: every image with its source, its tree's size, its layers' size
-/// (compressed, in the shared content store) and the sessions using it; the total counts a
-/// layer that images share once.
+/// `firepit image ls`: every image with its source, its tree's size (its whole stack of
+/// unpacked layers), its layers' size (compressed, in the shared content store) and the
+/// sessions using it; the totals count a layer that images share once, unpacked and
+/// compressed.
 pub fn ls(data_dir: &Path, store: &ImageStore) -> Result<()> {
     let users = crate::commands::image::sessions_by_image(data_dir)?;
     let blobs = BlobStore::open(store.dir())?;
@@ -162,9 +163,23 @@ pub fn ls(data_dir: &Path, store: &ImageStore) -> Result<()> {
         "NAME", "TREE", "LAYERS", "SESSIONS"
     )?;
     let mut counted = HashSet::new();
+    let mut unpacked = HashSet::new();
     let (mut trees, mut layers_total) = (0u64, 0u64);
     for image in store.list()? {
         let record = Record::read(&image);
+        // A stacked image's tree is its own small one and its shared layers, each once.
+        match &record {
+            Some(r) if !r.stack.is_empty() => {
+                let shared: u64 = r.stack.iter().map(|(_, bytes)| bytes).sum();
+                trees += image.manifest.size_bytes.saturating_sub(shared);
+                for (dir, bytes) in &r.stack {
+                    if unpacked.insert(dir.clone()) {
+                        trees += bytes;
+                    }
+                }
+            }
+            _ => trees += image.manifest.size_bytes,
+        }
         let (source, layers) = match &record {
             Some(r) => {
                 let size: u64 = r.blobs().iter().filter_map(|d| blobs.size(d)).sum();
@@ -180,7 +195,6 @@ pub fn ls(data_dir: &Path, store: &ImageStore) -> Result<()> {
             }
             None => (format!("recipe {}", image.manifest.recipe), 0),
         };
-        trees += image.manifest.size_bytes;
         let sessions = users.get(&image.name).map_or(0, Vec::len);
         writeln!(
             out,
@@ -197,7 +211,7 @@ pub fn ls(data_dir: &Path, store: &ImageStore) -> Result<()> {
     }
     writeln!(
         out,
-        "on disk: {} MiB of trees, {} MiB of layers (each layer once, however many images share it)",
+        "on disk: {} MiB of trees and unpacked layers, {} MiB of compressed layers (each layer once, however many images share it)",
         trees >> 20,
         layers_total >> 20
     )?;

@@ -293,3 +293,87 @@ fn dockerfile_build_caches_steps_and_runs_in_sessions() {
     assert_eq!(d.sh(&id, "cat /data/last"), "two\n1234\n");
     d.ok(&["rm", &id]);
 }
+
+/// Two images that share their first layer: the second one's layer removes files (umoci
+/// writes whiteouts) and adds some. Machines on them see each image as its layers say,
+/// through the stacked lower dirs, and the shared layer is one directory on disk.
+#[test]
+fn stacked_layers_shared_and_whited_out_in_machines() {
+    let d = Daemon::start("oci3");
+    let tmp = tempfile::tempdir().unwrap();
+    let images = images_dir();
+    let images_arg = images.display().to_string();
+    let suffix = &d.data_dir().file_name().unwrap().to_string_lossy()[..6].to_ascii_lowercase();
+    let (base, derived) = (format!("oci-base-{suffix}"), format!("oci-derived-{suffix}"));
+    let _cleanup = Cleanup(images.clone(), vec![base.clone(), derived.clone()]);
+
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("data/sub")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is missing");
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    std::fs::write(root.join("etc/keep"), "kept\n").unwrap();
+    std::fs::write(root.join("etc/gone"), "gone\n").unwrap();
+    std::fs::write(root.join("data/sub/old"), "old\n").unwrap();
+    let layout = tmp.path().join("layers");
+    umoci_image(&layout, &root, &["--config.env=PATH=/bin"]);
+    // The second layer: made from the first by umoci (whiteouts for what it removes).
+    let image = format!("{}:t", layout.display());
+    run(Command::new("umoci")
+        .args(["tag", "--image", &image, "base"]));
+    let bundle = tmp.path().join("second");
+    run(Command::new("umoci")
+        .args(["unpack", "--image", &image])
+        .arg(&bundle));
+    std::fs::remove_file(bundle.join("rootfs/etc/gone")).unwrap();
+    std::fs::remove_dir_all(bundle.join("rootfs/data/sub")).unwrap();
+    std::fs::write(bundle.join("rootfs/data/new"), "new\n").unwrap();
+    run(Command::new("umoci")
+        .args(["repack", "--image", &image])
+        .arg(&bundle));
+    let registry = Registry::start(None);
+    registry.push(&layout, "base", "stack");
+    registry.push(&layout, "t", "stack");
+    for (tag, name) in [("base", &base), ("t", &derived)] {
+        d.ok(&[
+            "image",
+            "pull",
+            "--insecure",
+            &format!("{}/stack:{tag}", registry.addr),
+            "--name",
+            name,
+            "--images-dir",
+            &images_arg,
+        ]);
+    }
+    let store = firepit_image::ImageStore::open(&images).unwrap();
+    let (lb, ld) = (
+        store.get(&base).unwrap().lowers(),
+        store.get(&derived).unwrap().lowers(),
+    );
+    assert_eq!((lb.len(), ld.len()), (2, 3), "{lb:?} {ld:?}");
+    assert_eq!(lb[1], ld[2], "the first layer is one directory for both images");
+
+    let on_derived = d.new_session(&["--image", &derived]);
+    assert_eq!(
+        d.sh(
+            &on_derived,
+            "cat /etc/keep /data/new; ls /etc/gone /data/sub 2>&1 >/dev/null | busybox wc -l; ls /data"
+        ),
+        "kept\nnew\n2\nnew\n"
+    );
+    // The machine writes over its layers; the image's dirs do not change.
+    d.sh(&on_derived, "echo mine > /etc/keep; rm /data/new");
+    assert_eq!(
+        std::fs::read_to_string(ld[2].join("etc/keep")).unwrap(),
+        "kept\n"
+    );
+    let on_base = d.new_session(&["--image", &base]);
+    assert_eq!(
+        d.sh(&on_base, "cat /etc/keep /etc/gone /data/sub/old"),
+        "kept\ngone\nold\n"
+    );
+    d.ok(&["rm", &on_derived]);
+    d.ok(&["rm", &on_base]);
+}
