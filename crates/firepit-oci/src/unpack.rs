@@ -48,8 +48,8 @@ pub struct Stats {
 }
 
 /// How a layer's stream is compressed, told by its first bytes: gzip (read in process),
-/// zstd (through the host's `zstd` program, which reads the blob and writes the tar to a
-/// pipe), or none.
+/// zstd (through the host's `zstd` program, run as nobody, which reads the blob on its stdin
+/// and writes the tar to a pipe), or none.
 fn decompress<'a>(layer: &str, blob: &Path) -> Result<Box<dyn Read + 'a>> {
     use std::io::BufRead as _;
     let file = std::fs::File::open(blob).map_err(|e| Error::io("opening layer", blob, e))?;
@@ -76,11 +76,18 @@ struct Zstd {
     done: bool,
 }
 
+/// The id the `zstd` program runs as.
+const NOBODY: u32 = 65534;
+
 impl Zstd {
     fn start(layer: &str, blob: &Path) -> Result<Zstd> {
         let input = std::fs::File::open(blob).map_err(|e| Error::io("opening layer", blob, e))?;
+        use std::os::unix::process::CommandExt as _;
+        // It reads hostile input: as nobody, with no groups, reading only its stdin.
         let mut child = std::process::Command::new("zstd")
             .args(["-d", "-c", "-q", "--no-progress"])
+            .uid(NOBODY)
+            .gid(NOBODY)
             .stdin(input)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
