@@ -58,6 +58,8 @@ pub struct BuildRequest<'a> {
     pub context: &'a Path,
     /// `--build-arg NAME=value`.
     pub build_args: BTreeMap<String, String>,
+    /// `--target`: the stage to make the image of (name or index); `None`: the last.
+    pub target: Option<&'a str>,
 }
 
 /// What a step did, for progress.
@@ -84,7 +86,8 @@ pub enum StepEvent {
     },
 }
 
-/// The state the steps change.
+/// The state the steps of a stage change.
+#[derive(Clone)]
 struct State {
     key: Vec<u8>,
     env: Vec<(String, String)>,
@@ -97,20 +100,39 @@ struct State {
     /// steps'), and the stack's directories, topmost first.
     stack: Vec<Layer>,
     lowers: Vec<PathBuf>,
+    /// The whole tree the stack starts from, if any.
+    tree: Option<Tree>,
 }
 
-/// Where the build's layers are unpacked, and the tree its stack starts from.
+/// Where the build's layers are unpacked.
 struct Stacker<'a> {
     layers: LayerStore,
-    tree: Option<Tree>,
     blobs: &'a BlobStore,
 }
 
 impl Stacker<'_> {
-    fn stack(&self, layers: &[Layer]) -> Result<Vec<PathBuf>> {
-        self.layers
-            .stack(self.blobs, self.tree.as_ref(), layers, &mut |_, _| {})
+    fn stack(&self, tree: Option<&Tree>, layers: &[Layer]) -> Result<Vec<PathBuf>> {
+        self.layers.stack(self.blobs, tree, layers, &mut |_, _| {})
     }
+}
+
+/// A stage: its `FROM` and its steps.
+struct Stage<'s> {
+    from: &'s Step,
+    image: String,
+    alias: Option<String>,
+    steps: Vec<&'s Step>,
+}
+
+/// The stage of `stages` that `name` names: by its `AS` name, or (`by_index`) its index.
+fn stage_ref(stages: &[Stage<'_>], name: &str, by_index: bool) -> Option<usize> {
+    let name = name.to_ascii_lowercase();
+    if by_index && let Ok(i) = name.parse::<usize>() {
+        return (i < stages.len()).then_some(i);
+    }
+    stages
+        .iter()
+        .position(|s| s.alias.as_deref() == Some(name.as_str()))
 }
 
 impl State {
@@ -153,42 +175,153 @@ pub fn build(
     std::fs::create_dir_all(&cache_dir).ctx("creating", &cache_dir)?;
     let uid_base = store.options().uid_base;
 
-    // ARGs before FROM, then FROM.
-    let mut pre_args = BTreeMap::new();
-    let mut iter = steps.iter();
-    let from = loop {
-        let Some(step) = iter.next() else {
-            return Err(step_error(1, "no FROM"));
-        };
-        match &step.instruction {
-            Instruction::Arg(k, d) => {
-                let v = req
-                    .build_args
-                    .get(k)
-                    .cloned()
-                    .or(d.clone())
-                    .unwrap_or_default();
-                pre_args.insert(k.clone(), v);
-            }
-            Instruction::From(image) => break (step, dockerfile::expand(image, &pre_args)),
-            _ => return Err(step_error(step.line, "the first instruction must be FROM")),
-        }
+    let stacker = Stacker {
+        layers: LayerStore::open(store)?,
+        blobs: &blobs,
     };
-    let (from_step, base_name) = from;
-    let base = store.get(&base_name).map_err(|e| {
+
+    // ARGs before the first FROM, then the stages.
+    let mut pre_args = BTreeMap::new();
+    let mut first = 0;
+    while let Some(Step {
+        instruction: Instruction::Arg(k, d),
+        ..
+    }) = steps.get(first)
+    {
+        let v = req
+            .build_args
+            .get(k)
+            .cloned()
+            .or(d.clone())
+            .unwrap_or_default();
+        pre_args.insert(k.clone(), v);
+        first += 1;
+    }
+    let mut stages: Vec<Stage<'_>> = Vec::new();
+    for step in &steps[first..] {
+        match &step.instruction {
+            Instruction::From { image, alias } => stages.push(Stage {
+                from: step,
+                image: dockerfile::expand(image, &pre_args),
+                alias: alias.clone(),
+                steps: Vec::new(),
+            }),
+            _ => match stages.last_mut() {
+                Some(stage) => stage.steps.push(step),
+                None => return Err(step_error(step.line, "the first instruction must be FROM")),
+            },
+        }
+    }
+    let target = match req.target {
+        None => stages.len().saturating_sub(1),
+        Some(t) => stage_ref(&stages, t, true).ok_or_else(|| {
+            step_error(
+                stages.first().map_or(1, |s| s.from.line),
+                format!("--target {t}: no stage of that name"),
+            )
+        })?,
+    };
+    // The stages the target needs (a stage can only name those before it).
+    let mut needed = vec![false; stages.len()];
+    needed[target] = true;
+    for k in (0..=target).rev() {
+        if !needed[k] {
+            continue;
+        }
+        let earlier = &stages[..k];
+        if let Some(j) = stage_ref(earlier, &stages[k].image, false) {
+            needed[j] = true;
+        }
+        for step in &stages[k].steps {
+            if let Instruction::Copy { from: Some(f), .. } = &step.instruction
+                && let Some(j) = stage_ref(earlier, f, true)
+            {
+                needed[j] = true;
+            }
+        }
+    }
+
+    let staged = store.stage(req.name)?;
+    let ignore = Ignore::read(req.context)?;
+    let tmp_layer = staged.dir().join("layer.tar");
+    let mut built: Vec<Option<State>> = vec![None; stages.len()];
+    for k in 0..=target {
+        if !needed[k] {
+            continue;
+        }
+        let stage = &stages[k];
+        progress(StepEvent::Start {
+            line: stage.from.line,
+            text: stage.from.text.clone(),
+        });
+        let mut state = match stage_ref(&stages[..k], &stage.image, false) {
+            Some(j) => {
+                let mut state = built[j].clone().expect("built before");
+                state.args = BTreeMap::new();
+                state.next_key(&[b"FROM stage"]);
+                state
+            }
+            None => base_state(store, &stacker, &stage.image, stage.from.line)?,
+        };
+        run_stage(
+            Ctx {
+                store,
+                req,
+                stacker: &stacker,
+                cache_dir: &cache_dir,
+                tmp_layer: &tmp_layer,
+                ignore: &ignore,
+                pre_args: &pre_args,
+                uid_base,
+                stages: &stages[..k],
+                built: &built[..k],
+            },
+            &mut state,
+            &stage.steps,
+            runner,
+            progress,
+        )?;
+        built[k] = Some(state);
+    }
+    let mut state = built[target].take().expect("the target was built");
+    let _ = std::fs::remove_file(&tmp_layer);
+    finish_build(store, req, &stacker, staged, &mut state)
+}
+
+/// What every step of a build sees.
+struct Ctx<'a> {
+    store: &'a ImageStore,
+    req: &'a BuildRequest<'a>,
+    stacker: &'a Stacker<'a>,
+    cache_dir: &'a Path,
+    tmp_layer: &'a Path,
+    ignore: &'a Ignore,
+    pre_args: &'a BTreeMap<String, String>,
+    uid_base: u32,
+    /// The stages before this one, and those of them built.
+    stages: &'a [Stage<'a>],
+    built: &'a [Option<State>],
+}
+
+/// The state a stage starts with on the image `base_name` of the store.
+fn base_state(
+    store: &ImageStore,
+    stacker: &Stacker<'_>,
+    base_name: &str,
+    line: usize,
+) -> Result<State> {
+    let blobs = stacker.blobs;
+    let uid_base = store.options().uid_base;
+    let base = store.get(base_name).map_err(|e| {
         step_error(
-            from_step.line,
+            line,
             format!("FROM {base_name}: {e}; pull it first with `firepit image pull REFERENCE --name {base_name}`"),
         )
     })?;
-    progress(StepEvent::Start {
-        line: from_step.line,
-        text: from_step.text.clone(),
-    });
     let record = Record::read(&base);
     let (base_layers, base_diff_ids, base_config, base_identity) = match &record {
         Some(r) => {
-            let (m, c) = install::load(&blobs, &r.manifest)?;
+            let (m, c) = install::load(blobs, &r.manifest)?;
             (
                 m.layers,
                 c.rootfs.diff_ids.clone(),
@@ -205,7 +338,7 @@ pub fn build(
     };
     if base.manifest.uid_base != uid_base {
         return Err(step_error(
-            from_step.line,
+            line,
             format!(
                 "image {base_name} has uid base {}, the store makes {uid_base}",
                 base.manifest.uid_base
@@ -241,12 +374,7 @@ pub fn build(
             Vec::new(),
         ),
     };
-    let stacker = Stacker {
-        layers: LayerStore::open(store)?,
-        tree,
-        blobs: &blobs,
-    };
-    let lowers = stacker.stack(&stack)?;
+    let lowers = stacker.stack(tree.as_ref(), &stack)?;
     let mut state = State {
         key: Vec::new(),
         env: base_config
@@ -266,14 +394,34 @@ pub fn build(
         diff_ids: base_diff_ids,
         stack,
         lowers,
+        tree,
     };
     state.next_key(&[b"FROM", base_identity.as_bytes()]);
+    Ok(state)
+}
 
-    let staged = store.stage(req.name)?;
-    let ignore = Ignore::read(req.context)?;
-    let tmp_layer = staged.dir().join("layer.tar");
-
-    for step in iter {
+/// Runs the steps of one stage on `state`.
+fn run_stage(
+    ctx: Ctx<'_>,
+    state: &mut State,
+    steps: &[&Step],
+    runner: &mut dyn Runner,
+    progress: &mut dyn FnMut(StepEvent),
+) -> Result<()> {
+    let Ctx {
+        store,
+        req,
+        stacker,
+        cache_dir,
+        tmp_layer,
+        ignore,
+        pre_args,
+        uid_base,
+        stages,
+        built,
+    } = ctx;
+    let blobs = stacker.blobs;
+    for step in steps {
         progress(StepEvent::Start {
             line: step.line,
             text: step.text.clone(),
@@ -281,7 +429,7 @@ pub fn build(
         let vars = state.vars();
         let x = |s: &str| dockerfile::expand(s, &vars);
         match &step.instruction {
-            Instruction::From(_) => unreachable_from(step)?,
+            Instruction::From { .. } => unreachable_from(step)?,
             Instruction::Arg(k, d) => {
                 let v = req
                     .build_args
@@ -336,7 +484,7 @@ pub fn build(
                 let abs = absolute(&state.cwd, &dir);
                 state.cwd = abs.clone();
                 let key = state.next_key(&[b"WORKDIR", abs.as_bytes()]);
-                let mut f = create(&tmp_layer)?;
+                let mut f = create(tmp_layer)?;
                 {
                     let mut b = tar::Builder::new(&mut f);
                     let mut path = String::new();
@@ -346,30 +494,65 @@ pub fn build(
                         if !crate::unpack::is_dir_in(&state.lowers, &path)? {
                             let mut h = dir_header();
                             b.append_data(&mut h, &path, &[][..])
-                                .ctx("writing", &tmp_layer)?;
+                                .ctx("writing", tmp_layer)?;
                         }
                     }
-                    b.finish().ctx("writing", &tmp_layer)?;
+                    b.finish().ctx("writing", tmp_layer)?;
                 }
                 drop(f);
                 layer_step(
-                    &blobs, &cache_dir, &key, &tmp_layer, &stacker, &mut state, step,
+                    blobs, cache_dir, &key, tmp_layer, stacker, state, step,
                     progress, true,
                 )?;
             }
-            Instruction::Copy { sources, dest } => {
+            Instruction::Copy {
+                sources,
+                dest,
+                from,
+            } => {
                 let dest = absolute(&state.cwd, &x(dest));
-                let mut f = create(&tmp_layer)?;
+                let mut f = create(tmp_layer)?;
                 let lowers = state.lowers.clone();
                 let exists = |p: &str| crate::unpack::is_dir_in(&lowers, p).unwrap_or(false);
-                copy_layer(req.context, &ignore, sources, &dest, &exists, &mut f)
-                    .map_err(|e| step_error(step.line, e))?;
+                match from {
+                    None => copy_layer(req.context, ignore, sources, &dest, &exists, &mut f)
+                        .map_err(|e| step_error(step.line, e))?,
+                    Some(from) => {
+                        let source = match stage_ref(stages, from, true) {
+                            Some(j) => built[j].as_ref().expect("needed stages are built").lowers.clone(),
+                            None => {
+                                let image = store.get(from).map_err(|e| {
+                                    step_error(step.line, format!("COPY --from={from}: no stage of that name before this one, nor an image of the store ({e})"))
+                                })?;
+                                if image.manifest.uid_base != uid_base {
+                                    return Err(step_error(step.line, format!("COPY --from={from}: the image has uid base {}, the store makes {uid_base}", image.manifest.uid_base)));
+                                }
+                                image.lowers()
+                            }
+                        };
+                        let sources: Vec<String> = sources.iter().map(|s| x(s)).collect();
+                        let into_dir = dest.ends_with('/') || sources.len() > 1;
+                        let mut b = tar::Builder::new(&mut f);
+                        dest_parents(&mut b, &dest, into_dir, &exists)
+                            .map_err(|e| step_error(step.line, e))?;
+                        crate::unpack::copy_from_stack(
+                            &source,
+                            uid_base,
+                            &sources,
+                            dest.trim_start_matches('/'),
+                            into_dir,
+                            &mut b,
+                        )
+                        .map_err(|e| step_error(step.line, e.to_string()))?;
+                        b.finish().ctx("writing", tmp_layer)?;
+                    }
+                }
                 drop(f);
-                let content = Digest::of_file(&tmp_layer)?;
+                let content = Digest::of_file(tmp_layer)?;
                 let key =
                     state.next_key(&[b"COPY", step.text.as_bytes(), content.as_str().as_bytes()]);
                 layer_step(
-                    &blobs, &cache_dir, &key, &tmp_layer, &stacker, &mut state, step,
+                    blobs, cache_dir, &key, tmp_layer, stacker, state, step,
                     progress, true,
                 )?;
             }
@@ -389,30 +572,42 @@ pub fn build(
                     env_parts.join("\0").as_bytes(),
                     cwd.as_bytes(),
                 ]);
-                if cached(&cache_dir, &key, &blobs).is_none() {
+                if cached(cache_dir, &key, blobs).is_none() {
                     let mut env: Vec<(String, String)> = state.args.clone().into_iter().collect();
                     env.extend(state.env.iter().cloned());
                     let argv = as_user(state.config.user.as_deref(), argv);
-                    let mut f = create(&tmp_layer)?;
+                    let mut f = create(tmp_layer)?;
                     runner
                         .run(&state.lowers, uid_base, &argv, &env, &state.cwd, &mut f)
                         .map_err(|e| step_error(step.line, e))?;
                     drop(f);
                     layer_step(
-                        &blobs, &cache_dir, &key, &tmp_layer, &stacker, &mut state, step,
+                        blobs, cache_dir, &key, tmp_layer, stacker, state, step,
                         progress, false,
                     )?;
                 } else {
                     layer_step(
-                        &blobs, &cache_dir, &key, &tmp_layer, &stacker, &mut state, step,
+                        blobs, cache_dir, &key, tmp_layer, stacker, state, step,
                         progress, true,
                     )?;
                 }
             }
         }
     }
-    let _ = std::fs::remove_file(&tmp_layer);
+    Ok(())
+}
 
+/// The image of the target stage's `state`: its config and manifest stored, and the image
+/// made from them over the stage's stack.
+fn finish_build(
+    store: &ImageStore,
+    req: &BuildRequest<'_>,
+    stacker: &Stacker<'_>,
+    staged: firepit_image::Staged,
+    state: &mut State,
+) -> Result<Image> {
+    let blobs = stacker.blobs;
+    let uid_base = store.options().uid_base;
     // The config and manifest of what was built.
     state.config.env = Some(state.env.iter().map(|(k, v)| format!("{k}={v}")).collect());
     state.config.working_dir = Some(state.cwd.clone());
@@ -454,7 +649,7 @@ pub fn build(
             manifest: &manifest,
             config: &config,
             uid_base,
-            tree: stacker.tree.as_ref().map(|t| t.key.clone()),
+            tree: state.tree.as_ref().map(|t| t.key.clone()),
             stack: &state.lowers,
         },
     )
@@ -481,7 +676,7 @@ pub fn as_user(user: Option<&str>, argv: &[String]) -> Vec<String> {
 fn unreachable_from(step: &Step) -> Result<()> {
     Err(step_error(
         step.line,
-        "a second FROM: multi-stage builds are not supported",
+        "a FROM inside a stage (a FROM starts the next stage)",
     ))
 }
 
@@ -566,7 +761,7 @@ fn layer_step(
         blob: digest.clone(),
         diff_id: digest.clone(),
     });
-    state.lowers = stacker.stack(&state.stack)?;
+    state.lowers = stacker.stack(state.tree.as_ref(), &state.stack)?;
     state.layers.push(Descriptor {
         media_type: "application/vnd.oci.image.layer.v1.tar".into(),
         size: blobs.size(&digest).unwrap_or(0),
@@ -670,27 +865,8 @@ fn copy_layer(
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     let into_dir = dest.ends_with('/') || sources.len() > 1;
+    dest_parents(&mut b, dest, into_dir, exists)?;
     let dest = dest.trim_end_matches('/');
-    // The destination's parents.
-    let mut path = String::new();
-    let parents: Vec<&str> = dest.split('/').filter(|c| !c.is_empty()).collect();
-    let upto = if into_dir {
-        parents.len()
-    } else {
-        parents.len().saturating_sub(1)
-    };
-    for c in &parents[..upto] {
-        path.push_str(c);
-        path.push('/');
-        // A directory the image has keeps its owner and mode (and a link to one is
-        // followed when the layer is unpacked).
-        if exists(&path) {
-            continue;
-        }
-        let mut h = dir_header();
-        b.append_data(&mut h, &path, &[][..])
-            .map_err(|e| e.to_string())?;
-    }
     for source in sources {
         // Cleaned against the context's root: no source leaves it.
         let rel = absolute("/", source).trim_start_matches('/').to_owned();
@@ -718,6 +894,35 @@ fn copy_layer(
         }
     }
     b.finish().map_err(|e| e.to_string())
+}
+
+/// The directory entries of `dest`'s parents (and `dest` itself when `into_dir`) that the
+/// image lacks (`exists` says): root's, 0755. One the image has keeps its owner and mode
+/// (and a link to one is followed when the layer is unpacked).
+fn dest_parents(
+    b: &mut tar::Builder<&mut std::fs::File>,
+    dest: &str,
+    into_dir: bool,
+    exists: &dyn Fn(&str) -> bool,
+) -> std::result::Result<(), String> {
+    let parents: Vec<&str> = dest.split('/').filter(|c| !c.is_empty()).collect();
+    let upto = if into_dir {
+        parents.len()
+    } else {
+        parents.len().saturating_sub(1)
+    };
+    let mut path = String::new();
+    for c in &parents[..upto] {
+        path.push_str(c);
+        path.push('/');
+        if exists(&path) {
+            continue;
+        }
+        let mut h = dir_header();
+        b.append_data(&mut h, &path, &[][..])
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 fn add_tree(

@@ -1,7 +1,8 @@
-//! Dockerfiles: parsed into instructions with their line numbers. Supported: `FROM` (one
-//! stage), `RUN`, `COPY` and `ADD` (from the build context; no URLs, no archive
-//! extraction, no flags), `ENV`, `ARG`, `WORKDIR`, `USER`, `EXPOSE`, `CMD`, `ENTRYPOINT`,
-//! `LABEL`. Anything else is refused with its line number, never ignored.
+//! Dockerfiles: parsed into instructions with their line numbers. Supported: `FROM image
+//! [AS name]` (stages), `RUN`, `COPY` (from the build context, or `--from=` a stage by name
+//! or index, or an image of the store) and `ADD` (from the context; no URLs, no archive
+//! extraction), `ENV`, `ARG`, `WORKDIR`, `USER`, `EXPOSE`, `CMD`, `ENTRYPOINT`, `LABEL`.
+//! Anything else is refused with its line number, never ignored.
 
 use std::collections::BTreeMap;
 
@@ -10,8 +11,13 @@ use crate::error::{Error, Result};
 /// One instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Instruction {
-    /// `FROM image`.
-    From(String),
+    /// `FROM image [AS name]`: a stage starts.
+    From {
+        /// The image (or an earlier stage's name).
+        image: String,
+        /// The stage's name.
+        alias: Option<String>,
+    },
     /// `RUN` in shell form (`sh -c`) or exec form.
     Run(Vec<String>),
     /// `COPY`/`ADD` sources (relative to the context) to a destination.
@@ -20,6 +26,8 @@ pub enum Instruction {
         sources: Vec<String>,
         /// Where, in the image (relative: to the working directory).
         dest: String,
+        /// `--from=`: a stage (name or index) or an image of the store; `None`: the context.
+        from: Option<String>,
     },
     /// `ENV` pairs.
     Env(Vec<(String, String)>),
@@ -87,21 +95,38 @@ pub fn parse(text: &str) -> Result<Vec<Step>> {
     }
     match steps.first() {
         None => return Err(refuse(1, "the Dockerfile has no instructions")),
-        Some(s) if !matches!(s.instruction, Instruction::From(_) | Instruction::Arg(..)) => {
+        Some(s) if !matches!(s.instruction, Instruction::From { .. } | Instruction::Arg(..)) => {
             return Err(refuse(s.line, "the first instruction must be FROM"));
         }
         _ => {}
     }
-    let froms: Vec<_> = steps
-        .iter()
-        .filter(|s| matches!(s.instruction, Instruction::From(_)))
-        .collect();
-    if froms.len() != 1 {
-        let line = froms.get(1).map_or(1, |s| s.line);
-        return Err(refuse(
-            line,
-            "exactly one FROM: multi-stage builds are not supported",
-        ));
+    // Stage names are unique, and a COPY --from names a stage before it (or an image).
+    let mut names: Vec<Option<&str>> = Vec::new();
+    for s in &steps {
+        match &s.instruction {
+            Instruction::From { alias, .. } => {
+                if let Some(a) = alias
+                    && names.iter().any(|n| *n == Some(a.as_str()))
+                {
+                    return Err(refuse(s.line, format!("a second stage named {a}")));
+                }
+                names.push(alias.as_deref());
+            }
+            Instruction::Copy { from: Some(f), .. } => {
+                if let Ok(i) = f.parse::<usize>()
+                    && i + 1 >= names.len()
+                {
+                    return Err(refuse(
+                        s.line,
+                        format!("COPY --from={i}: no stage {i} before this one"),
+                    ));
+                }
+            }
+            _ if names.is_empty() && !matches!(s.instruction, Instruction::Arg(..)) => {
+                return Err(refuse(s.line, "the first instruction must be FROM"));
+            }
+            _ => {}
+        }
     }
     Ok(steps)
 }
@@ -118,6 +143,17 @@ fn step(line: usize, text: String) -> Result<Step> {
             Ok(())
         }
     };
+    // `COPY --from=X`: the one flag taken.
+    let (from, rest) = match rest.strip_prefix("--from=") {
+        Some(r) if upper == "COPY" => {
+            let (f, r) = r.split_once(char::is_whitespace).unwrap_or((r, ""));
+            if f.is_empty() {
+                return Err(refuse(line, "COPY --from= names nothing"));
+            }
+            (Some(f.to_owned()), r.trim())
+        }
+        _ => (None, rest),
+    };
     if rest.starts_with("--") && upper != "RUN" {
         return Err(refuse(
             line,
@@ -131,10 +167,29 @@ fn step(line: usize, text: String) -> Result<Step> {
         "FROM" => {
             need("an image")?;
             let parts: Vec<_> = rest.split_whitespace().collect();
-            if parts.len() != 1 {
-                return Err(refuse(line, "FROM takes one image (no AS: one stage only)"));
+            match parts.as_slice() {
+                [image] => Instruction::From {
+                    image: (*image).to_owned(),
+                    alias: None,
+                },
+                [image, kw, name] if kw.eq_ignore_ascii_case("as") => {
+                    let ok = name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                        && name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic());
+                    if !ok {
+                        return Err(refuse(
+                            line,
+                            format!("FROM ... AS {name}: a stage name is a letter, then letters, digits, '-', '_' or '.'"),
+                        ));
+                    }
+                    Instruction::From {
+                        image: (*image).to_owned(),
+                        alias: Some(name.to_ascii_lowercase()),
+                    }
+                }
+                _ => return Err(refuse(line, "FROM takes an image and an optional AS name")),
             }
-            Instruction::From(parts[0].to_owned())
         }
         "RUN" => {
             need("a command")?;
@@ -165,12 +220,13 @@ fn step(line: usize, text: String) -> Result<Step> {
             if upper == "ADD" && parts.iter().any(|p| p.contains("://")) {
                 return Err(refuse(
                     line,
-                    "ADD of a URL is not supported; download it in a RUN",
+                    "ADD of a URL is not supported (a build fetches nothing itself); download it in a RUN",
                 ));
             }
             Instruction::Copy {
                 sources: parts,
                 dest,
+                from: from.map(|f| f.to_ascii_lowercase()),
             }
         }
         "ENV" => {
@@ -339,7 +395,13 @@ mod tests {
             "# comment\nARG BASE=x\nFROM minimal\nENV A=1 B=\"two words\"\nENV C three\nRUN echo a \\\n  && echo b\nCOPY app /srv/app\nWORKDIR /srv\nUSER 1000\nEXPOSE 8080 53/udp\nCMD [\"./run\", \"--port\", \"8080\"]\nENTRYPOINT /bin/sh\nLABEL a=b\n",
         )
         .unwrap();
-        assert_eq!(steps[1].instruction, Instruction::From("minimal".into()));
+        assert_eq!(
+            steps[1].instruction,
+            Instruction::From {
+                image: "minimal".into(),
+                alias: None
+            }
+        );
         assert_eq!(
             steps[2].instruction,
             Instruction::Env(vec![
@@ -379,14 +441,21 @@ mod tests {
             err.contains("line 3") && err.contains("HEALTHCHECK"),
             "{err}"
         );
-        let err = parse("FROM x AS build\n").unwrap_err().to_string();
+        let err = parse("FROM x AS 1build\n").unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
-        let err = parse("FROM x\nFROM y\n").unwrap_err().to_string();
-        assert!(
-            err.contains("line 2") && err.contains("multi-stage"),
-            "{err}"
-        );
-        let err = parse("FROM x\nCOPY --from=a b c\n")
+        let err = parse("FROM x AS a\nFROM y AS A\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("second"), "{err}");
+        let err = parse("FROM x\nCOPY --from=1 b c\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("no stage 1"), "{err}");
+        let err = parse("FROM x\nADD --from=a b c\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("flags"), "{err}");
+        let err = parse("FROM x\nCOPY --chown=1 b c\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2"), "{err}");
@@ -395,6 +464,37 @@ mod tests {
             .to_string();
         assert!(err.contains("URL"), "{err}");
         assert!(parse("RUN true\n").is_err());
+    }
+
+    #[test]
+    fn parses_stages() {
+        let steps = parse(
+            "FROM minimal AS Build\nRUN make\nFROM minimal\nCOPY --from=build /out /app\nCOPY --from=0 /a /b\nCOPY --from=other:1 /c /d\n",
+        )
+        .unwrap();
+        assert_eq!(
+            steps[0].instruction,
+            Instruction::From {
+                image: "minimal".into(),
+                alias: Some("build".into())
+            }
+        );
+        let froms: Vec<_> = steps
+            .iter()
+            .filter_map(|s| match &s.instruction {
+                Instruction::Copy { from, .. } => from.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(froms, ["build", "0", "other:1"]);
+        assert_eq!(
+            steps[3].instruction,
+            Instruction::Copy {
+                sources: vec!["/out".into()],
+                dest: "/app".into(),
+                from: Some("build".into())
+            }
+        );
     }
 
     #[test]

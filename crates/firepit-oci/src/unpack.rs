@@ -187,6 +187,65 @@ pub fn is_dir_in(lowers: &[std::path::PathBuf], path: &str) -> Result<bool> {
     Ok(matches!(view.lookup(&canon)?, Some((_, st)) if fsat::is_dir(&st)))
 }
 
+/// Writes into `b` the entries of `COPY --from` of `sources` (paths in the merged view of the
+/// stack `lowers`, topmost first, owners `uid_base + id`) to `dest` (relative to the root):
+/// a directory's contents go into `dest`, a file to `dest` (or into it when `into_dir`).
+/// Links on a source's path are followed inside the stack, links below it are copied as
+/// links; owners, modes and times are kept; nothing is read through a host path.
+pub fn copy_from_stack(
+    lowers: &[std::path::PathBuf],
+    uid_base: u32,
+    sources: &[String],
+    dest: &str,
+    into_dir: bool,
+    b: &mut tar::Builder<&mut std::fs::File>,
+) -> Result<()> {
+    let Some((top, below)) = lowers.split_first() else {
+        return Err(Error::bad("COPY --from", "the stage has no files"));
+    };
+    let open = |p: &std::path::PathBuf| fsat::open_dir(p).map_err(|e| Error::io("opening", p, e));
+    let view = Applier {
+        layer: "the stage".into(),
+        root: open(top)?,
+        below: Some(below.iter().map(open).collect::<Result<Vec<_>>>()?),
+        uid_base,
+        added: HashSet::new(),
+        parent_cache: None,
+        stats: Stats::default(),
+    };
+    let dest = dest.trim_matches('/');
+    for source in sources {
+        let comps = clean(source.as_bytes()).map_err(|r| view.refuse(r))?;
+        let canon = view.canonical(&comps)?;
+        let is_dir = canon.is_empty()
+            || matches!(view.lookup(&canon)?, Some((_, st)) if fsat::is_dir(&st));
+        if is_dir {
+            view.copy_dir(&canon, dest, b)?;
+            continue;
+        }
+        let Some((i, st)) = view.lookup(&canon)? else {
+            return Err(view.refuse(format!("COPY --from: {source} is not in it")));
+        };
+        let name = canon.last().cloned().unwrap_or_default();
+        let target = if into_dir {
+            join(dest, &name)
+        } else {
+            dest.to_owned()
+        };
+        let parent = view.open_in(i, &canon[..canon.len() - 1])?;
+        view.copy_entry(parent.as_fd(), &name, &st, &target, b)?;
+    }
+    Ok(())
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
 fn apply(
     root: &Path,
     below: Option<Vec<OwnedFd>>,
@@ -772,6 +831,137 @@ impl Applier {
         match self.lookup(&full)? {
             Some((i, st)) if !fsat::is_dir(&st) => Ok(Some(self.open_in(i, &canon)?)),
             _ => Ok(None),
+        }
+    }
+
+    /// The directories at `comps` that the merged view shows, topmost first: each layer's
+    /// own, down to an opaque one or to a layer where something hides the path.
+    fn visible_dirs(&self, comps: &[String]) -> Result<Vec<OwnedFd>> {
+        let path = comps.join("/");
+        let mut out = Vec::new();
+        for root in self.stack() {
+            let mut cur: Option<OwnedFd> = None;
+            let mut opaque = false;
+            let mut missing = false;
+            for c in comps {
+                let dir = cur.as_ref().map_or(root, |fd| fd.as_fd());
+                let cn = fsat::cstr(c).map_err(|e| self.io("looking up", &path, e))?;
+                match fsat::stat_name(dir, &cn).map_err(|e| self.io("looking up", &path, e))? {
+                    None => {
+                        missing = true;
+                        break;
+                    }
+                    Some(st) if fsat::is_dir(&st) => {
+                        let fd = fsat::open_name(dir, &cn, libc::O_DIRECTORY | libc::O_RDONLY, 0)
+                            .map_err(|e| self.io("looking up", &path, e))?;
+                        opaque |= fsat::is_opaque(fd.as_fd());
+                        cur = Some(fd);
+                    }
+                    // A whiteout or a non-directory hides the path below.
+                    Some(_) => return Ok(out),
+                }
+            }
+            if !missing {
+                let fd = match cur {
+                    Some(fd) => fd,
+                    None => root.try_clone_to_owned().map_err(|e| self.io("opening", "", e))?,
+                };
+                out.push(fd);
+            }
+            if opaque {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// `COPY --from` of the merged directory `comps`: its entries, recursively, under `target`.
+    fn copy_dir(
+        &self,
+        comps: &[String],
+        target: &str,
+        b: &mut tar::Builder<&mut std::fs::File>,
+    ) -> Result<()> {
+        let mut seen = HashSet::new();
+        let mut entries = Vec::new();
+        for dir in self.visible_dirs(comps)? {
+            let path = comps.join("/");
+            for name in fsat::list(dir.as_fd()).map_err(|e| self.io("listing", &path, e))? {
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                let Some(st) = fsat::stat_name(dir.as_fd(), &name)
+                    .map_err(|e| self.io("inspecting", &path, e))?
+                else {
+                    continue;
+                };
+                if fsat::is_whiteout(&st) {
+                    continue;
+                }
+                let text = name
+                    .to_str()
+                    .map_err(|_| self.refuse(format!("/{path} has a name that is not UTF-8")))?
+                    .to_owned();
+                entries.push((text, st, dir.try_clone().map_err(|e| self.io("opening", &path, e))?));
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, st, dir) in entries {
+            let child_target = join(target, &name);
+            self.copy_entry(dir.as_fd(), &name, &st, &child_target, b)?;
+            if fsat::is_dir(&st) {
+                let mut sub = comps.to_vec();
+                sub.push(name);
+                self.copy_dir(&sub, &child_target, b)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One entry of `COPY --from`, read by name in `dir` (never followed), as `target`.
+    fn copy_entry(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        st: &libc::stat,
+        target: &str,
+        b: &mut tar::Builder<&mut std::fs::File>,
+    ) -> Result<()> {
+        let unshift = |id: u32| u64::from(id.saturating_sub(self.uid_base));
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_uid(unshift(st.st_uid));
+        h.set_gid(unshift(st.st_gid));
+        h.set_mtime(st.st_mtime.max(0) as u64);
+        h.set_size(0);
+        let cn = fsat::cstr(name).map_err(|e| self.io("reading", target, e))?;
+        let err = |e: io::Error| self.io("copying", target, e);
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                h.set_entry_type(tar::EntryType::Directory);
+                b.append_data(&mut h, format!("{target}/"), &[][..]).map_err(err)
+            }
+            libc::S_IFLNK => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                let link = fsat::read_link(dir, &cn).map_err(err)?;
+                let link = String::from_utf8(link)
+                    .map_err(|_| self.refuse(format!("/{target}: a link that is not UTF-8")))?;
+                b.append_link(&mut h, target, link).map_err(err)
+            }
+            libc::S_IFREG => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(st.st_size as u64);
+                let fd = fsat::open_name(dir, &cn, libc::O_RDONLY, 0).map_err(err)?;
+                let f = std::fs::File::from(fd);
+                // At most the size it had: a file is read as it was listed.
+                b.append_data(&mut h, target, f.take(st.st_size as u64)).map_err(err)
+            }
+            libc::S_IFIFO => {
+                h.set_entry_type(tar::EntryType::Fifo);
+                b.append_data(&mut h, target, &[][..]).map_err(err)
+            }
+            // Devices and sockets are not copied.
+            _ => Ok(()),
         }
     }
 

@@ -417,6 +417,10 @@ pub enum ImageCommand {
         /// `NAME=value` for the Dockerfile's ARGs.
         #[arg(long = "build-arg", requires = "file")]
         build_arg: Vec<String>,
+        /// The Dockerfile's stage to make the image of (its `AS` name or index; default
+        /// the last); only the stages it needs are built.
+        #[arg(long, requires = "file")]
+        target: Option<String>,
         /// Directory of images, if not `<data-dir>/images`.
         #[arg(long, env = "FIREPIT_IMAGES_DIR")]
         images_dir: Option<PathBuf>,

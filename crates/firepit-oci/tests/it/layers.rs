@@ -271,6 +271,7 @@ fn builds_stack_on_the_base_images_layers() {
             dockerfile: &dockerfile,
             context: &ctx,
             build_args: Default::default(),
+            target: None,
         },
         &mut NoRun,
         &mut |_| {},
@@ -286,4 +287,106 @@ fn builds_stack_on_the_base_images_layers() {
     let home = std::fs::metadata(view.join("home/user")).unwrap();
     assert_eq!((home.uid(), home.mode() & 0o7777), (100_000 + 1000, 0o700));
     assert!(view.join("home/user/.profile").exists());
+}
+
+/// A multi-stage Dockerfile: `COPY --from` a stage by name and by index and from an image
+/// of the store; only the stages the target needs are built (a stage on a missing image
+/// that nothing needs is never looked at); `--target` makes an image of an earlier stage.
+#[test]
+fn multi_stage_builds_copy_from_stages_and_images() {
+    if !harness::ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("base");
+    harness::host_image(&layout, "v1", json!({}), layered());
+    let registry = Registry::start(None);
+    registry.push(&layout, "v1", "base");
+    let store = ImageStore::open(&tmp.path().join("images")).unwrap();
+    pull(
+        &store,
+        &format!("{}/base:v1", registry.addr),
+        "base",
+        &options(true, None),
+    )
+    .unwrap();
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("src/deep")).unwrap();
+    std::fs::write(ctx.join("src/a.txt"), "a\n").unwrap();
+    std::fs::write(ctx.join("src/deep/b.txt"), "b\n").unwrap();
+    std::os::unix::fs::symlink("a.txt", ctx.join("src/link")).unwrap();
+    let text = "\
+FROM base AS Build
+WORKDIR /out
+COPY src/ ./
+ENV STAGE=build
+
+FROM missing-image AS unused
+COPY src/a.txt /a
+
+FROM base
+COPY --from=build /out /app
+COPY --from=0 /out/deep/b.txt /single
+COPY --from=base /etc/hostname /from-image
+COPY --from=build /lib/liby.so /via-link/
+";
+    let dockerfile = ctx.join("Dockerfile");
+    let build = |name: &str, target: Option<&str>, text: &str| {
+        let mut events = Vec::new();
+        let r = firepit_oci::build::build(
+            &store,
+            text,
+            &firepit_oci::build::BuildRequest {
+                name,
+                dockerfile: &dockerfile,
+                context: &ctx,
+                build_args: Default::default(),
+                target,
+            },
+            &mut NoRun,
+            &mut |e| events.push(e),
+        );
+        (r, events)
+    };
+    let (image, events) = build("multi", None, text);
+    let image = image.unwrap();
+    // The unused stage's lines never started.
+    assert!(
+        !events.iter().any(|e| matches!(e, firepit_oci::build::StepEvent::Start { line: 6 | 7, .. })),
+        "{events:?}"
+    );
+    let view = harness::merged(&image);
+    assert_eq!(std::fs::read(view.join("app/a.txt")).unwrap(), b"a\n");
+    assert_eq!(std::fs::read(view.join("app/deep/b.txt")).unwrap(), b"b\n");
+    assert_eq!(
+        std::fs::read_link(view.join("app/link")).unwrap(),
+        PathBuf::from("a.txt")
+    );
+    assert_eq!(std::fs::read(view.join("single")).unwrap(), b"b\n");
+    assert_eq!(std::fs::read(view.join("from-image")).unwrap(), b"second\n");
+    assert_eq!(
+        std::fs::read(view.join("via-link/liby.so")).unwrap(),
+        b"\x7fELF y"
+    );
+    // The final stage has the base's config, not the build stage's ENV.
+    let record = Record::read(&image).unwrap();
+    assert!(!record.run.env.iter().any(|e| e.starts_with("STAGE=")));
+    drop(view);
+
+    // --target: the image of the build stage.
+    let (image, _) = build("stage", Some("build"), text);
+    let image = image.unwrap();
+    let record = Record::read(&image).unwrap();
+    assert!(record.run.env.iter().any(|e| e == "STAGE=build"));
+    assert!(harness::merged(&image).join("out/a.txt").exists());
+    // A target that is not there, a COPY --from of nothing known: clear errors with lines.
+    let (r, _) = build("x", Some("nope"), text);
+    assert!(r.unwrap_err().to_string().contains("nope"));
+    let (r, _) = build("x", None, "FROM base\nCOPY --from=ghost /a /b\n");
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("line 2") && err.contains("ghost"), "{err}");
+    let (r, _) = build("x", None, "FROM base AS b\nFROM base\nCOPY --from=b /nothing /b\n");
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("line 3") && err.contains("/nothing"), "{err}");
+    assert!(store.get("x").is_err());
 }

@@ -105,6 +105,7 @@ pub async fn run(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
         file: Some(file),
         context,
         build_arg,
+        target,
         images_dir,
         ..
     } = cmd
@@ -114,6 +115,7 @@ pub async fn run(data_dir: &Path, cmd: ImageCommand) -> Result<()> {
             file,
             context,
             build_args: build_arg,
+            target,
             images_dir,
         };
         let (data_dir, handle) = (data_dir.to_owned(), tokio::runtime::Handle::current());

@@ -25,6 +25,8 @@ pub struct BuildArgs {
     pub context: Option<PathBuf>,
     /// `--build-arg NAME=value`.
     pub build_args: Vec<String>,
+    /// `--target STAGE`.
+    pub target: Option<String>,
     /// Directory of images, if not `<data-dir>/images`.
     pub images_dir: Option<PathBuf>,
 }
@@ -225,6 +227,7 @@ pub fn build(data_dir: &Path, args: BuildArgs, handle: tokio::runtime::Handle) -
         dockerfile: &args.file,
         context: &context,
         build_args,
+        target: args.target.as_deref(),
     };
     let (mut cached, mut made) = (0, 0);
     let image = firepit_oci::build::build(&store, &text, &req, &mut runner, &mut |e| match e {
