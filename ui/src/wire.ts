@@ -118,7 +118,30 @@ size_bytes: number,
 /**
  * Unix time it was built.
  */
-created_at: number, };
+created_at: number,
+/**
+ * Where it came from.
+ */
+source: ImageSource, };
+
+/**
+ * Where an image came from.
+ */
+export type ImageSource = {
+/**
+ * `recipe` (built from Debian packages), `registry` (pulled), `archive` (imported),
+ * `dockerfile` (built) or `saved` (from a session).
+ */
+kind: string,
+/**
+ * The recipe, the registry reference, the archive's or Dockerfile's path, or the
+ * session it was saved from.
+ */
+from: string,
+/**
+ * The OCI manifest's digest (pulled, imported and built images).
+ */
+digest: string | null, };
 
 /**
  * `GET /v1/sessions/{id}/ports`: a TCP port listening inside the machine.

@@ -162,12 +162,68 @@ pub fn api_image(image: &Image) -> firepit_wire::api::Image {
         name: image.name.clone(),
         size_bytes: image.manifest.size_bytes,
         created_at: image.manifest.created as i64,
+        source: image_source(&image.manifest),
+    }
+}
+
+/// Where an image came from, as its manifest says: a session's (`image save` names it as
+/// the builder), an OCI image's (the recipe says which way in, the mirror the reference or
+/// path, the builder the manifest's digest), else the recipe's.
+fn image_source(m: &firepit_image::Manifest) -> firepit_wire::api::ImageSource {
+    use firepit_wire::api::ImageSource;
+    if let Some(session) = m.builder.strip_prefix("firepit image save ") {
+        return ImageSource {
+            kind: "saved".into(),
+            from: session.to_owned(),
+            digest: None,
+        };
+    }
+    match m.recipe.as_str() {
+        "registry" | "archive" | "dockerfile" => ImageSource {
+            kind: m.recipe.clone(),
+            from: m.mirror.clone(),
+            digest: m
+                .builder
+                .strip_prefix("firepit-oci ")
+                .map(str::to_owned),
+        },
+        recipe => ImageSource {
+            kind: "recipe".into(),
+            from: recipe.to_owned(),
+            digest: None,
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_sources_from_manifests() {
+        let m = firepit_image::Manifest {
+            recipe: "registry".into(),
+            mirror: "127.0.0.1:5000/app:1".into(),
+            builder: "firepit-oci sha256:ab".into(),
+            ..Default::default()
+        };
+        let s = image_source(&m);
+        assert_eq!(
+            (s.kind.as_str(), s.from.as_str(), s.digest.as_deref()),
+            ("registry", "127.0.0.1:5000/app:1", Some("sha256:ab"))
+        );
+        let saved = image_source(&firepit_image::Manifest {
+            builder: "firepit image save s1".into(),
+            ..m
+        });
+        assert_eq!((saved.kind.as_str(), saved.from.as_str()), ("saved", "s1"));
+        let built_in = image_source(&firepit_image::Manifest {
+            recipe: "default".into(),
+            ..Default::default()
+        });
+        assert_eq!((built_in.kind.as_str(), built_in.from.as_str()), ("recipe", "default"));
+        assert_eq!(built_in.digest, None);
+    }
 
     #[test]
     fn instance_subnets_are_apart_from_the_default() {

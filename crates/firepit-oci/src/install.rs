@@ -396,7 +396,23 @@ pub(crate) fn write_guest_config(rootfs: &Path, run: &ImageConfig, uid_base: u32
     file.write_all(&json)
         .ctx("writing the run configuration in", rootfs)?;
     fsat::chown_chmod(file.as_fd(), uid_base, uid_base, 0o644)
-        .ctx("writing the run configuration in", rootfs)
+        .ctx("writing the run configuration in", rootfs)?;
+    // The guest's mount point, made once here: a machine's launcher finds it and binds the
+    // guest on it, where making it would copy `/.firepit` up into every new machine's layer.
+    let guest = firepit_wire::image_config::GUEST
+        .rsplit('/')
+        .next()
+        .unwrap_or("guest");
+    let cname = fsat::cstr(guest).ctx("writing", rootfs)?;
+    let fd = fsat::open_name(
+        dir.as_fd(),
+        &cname,
+        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+        0o755,
+    )
+    .ctx("making the guest's mount point in", rootfs)?;
+    fsat::chown_chmod(fd.as_fd(), uid_base, uid_base, 0o755)
+        .ctx("making the guest's mount point in", rootfs)
 }
 
 /// Disk usage of a tree in bytes, hard links counted once; links are not followed.

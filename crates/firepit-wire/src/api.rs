@@ -298,6 +298,23 @@ pub struct Image {
     pub size_bytes: u64,
     /// Unix time it was built.
     pub created_at: i64,
+    /// Where it came from.
+    #[serde(default)]
+    pub source: ImageSource,
+}
+
+/// Where an image came from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct ImageSource {
+    /// `recipe` (built from Debian packages), `registry` (pulled), `archive` (imported),
+    /// `dockerfile` (built) or `saved` (from a session).
+    pub kind: String,
+    /// The recipe, the registry reference, the archive's or Dockerfile's path, or the
+    /// session it was saved from.
+    pub from: String,
+    /// The OCI manifest's digest (pulled, imported and built images).
+    pub digest: Option<String>,
 }
 
 /// `GET /v1/health`

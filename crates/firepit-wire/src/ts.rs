@@ -49,6 +49,7 @@ fn generate() -> String {
         api::CreateSession,
         api::Session,
         api::Image,
+        api::ImageSource,
         api::Port,
         api::CreateShare,
         api::Share,

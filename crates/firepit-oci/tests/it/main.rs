@@ -167,6 +167,9 @@ fn pull_multi_layer_matches_umoci() {
     assert_eq!(config.cwd.as_deref(), Some("/data"));
     assert_eq!(config.env, ["PATH=/usr/bin", "GREETING=hi"]);
     assert_eq!(config.exposed_ports, ["8080/tcp"]);
+    // The guest's mount point is in the image: machines bind on it without a copy-up.
+    let guest = std::fs::metadata(image.rootfs.join(".firepit/guest")).unwrap();
+    assert!(guest.is_file() && guest.len() == 0, "{guest:?}");
     let record = Record::read(&image).unwrap();
     assert_eq!(record.layers.len(), 3);
     assert_eq!(image.manifest.recipe, "registry");

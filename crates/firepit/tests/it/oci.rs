@@ -377,3 +377,58 @@ fn stacked_layers_shared_and_whited_out_in_machines() {
     d.ok(&["rm", &on_derived]);
     d.ok(&["rm", &on_base]);
 }
+
+/// A multi-stage Dockerfile whose first stage RUNs in a machine: the final image takes only
+/// what `COPY --from` names, a stage nothing needs is not built, `--target` picks a stage.
+#[test]
+fn multi_stage_dockerfile_copies_what_a_stage_built() {
+    let d = Daemon::start("oci4");
+    let tmp = tempfile::tempdir().unwrap();
+    let images = images_dir();
+    let images_arg = images.display().to_string();
+    let suffix = &d.data_dir().file_name().unwrap().to_string_lossy()[..6].to_ascii_lowercase();
+    let (name, stage) = (format!("oci-multi-{suffix}"), format!("oci-stage-{suffix}"));
+    let _cleanup = Cleanup(images.clone(), vec![name.clone(), stage.clone()]);
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let file = ctx.join("Dockerfile");
+    std::fs::write(
+        &file,
+        "FROM minimal AS builder\nRUN mkdir -p /out && echo built > /out/artifact && echo scratch > /tmp-file\n\
+         FROM minimal AS never\nRUN exit 7\n\
+         FROM minimal\nCOPY --from=builder /out/artifact /app/artifact\n",
+    )
+    .unwrap();
+    let build = |image: &str, target: Option<&str>| {
+        let mut args = vec![
+            "image".to_owned(),
+            "build".into(),
+            image.into(),
+            "-f".into(),
+            file.display().to_string(),
+            ctx.display().to_string(),
+            "--images-dir".into(),
+            images_arg.clone(),
+        ];
+        if let Some(t) = target {
+            args.extend(["--target".into(), t.into()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        d.run(&args)
+    };
+    let out = build(&name, None);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("line 4"), "the unneeded stage ran: {stderr}");
+    let id = d.new_session(&["--image", &name]);
+    assert_eq!(
+        d.sh(&id, "cat /app/artifact; ls /out /tmp-file 2>&1 | wc -l"),
+        "built\n2\n"
+    );
+    d.ok(&["rm", &id]);
+    let out = build(&stage, Some("builder"));
+    assert!(out.status.success(), "{out:?}");
+    let id = d.new_session(&["--image", &stage]);
+    assert_eq!(d.sh(&id, "cat /out/artifact /tmp-file"), "built\nscratch\n");
+    d.ok(&["rm", &id]);
+}
