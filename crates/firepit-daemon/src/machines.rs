@@ -182,10 +182,7 @@ fn image_source(m: &firepit_image::Manifest) -> firepit_wire::api::ImageSource {
         "registry" | "archive" | "dockerfile" => ImageSource {
             kind: m.recipe.clone(),
             from: m.mirror.clone(),
-            digest: m
-                .builder
-                .strip_prefix("firepit-oci ")
-                .map(str::to_owned),
+            digest: m.builder.strip_prefix("firepit-oci ").map(str::to_owned),
         },
         recipe => ImageSource {
             kind: "recipe".into(),
@@ -221,7 +218,10 @@ mod tests {
             recipe: "default".into(),
             ..Default::default()
         });
-        assert_eq!((built_in.kind.as_str(), built_in.from.as_str()), ("recipe", "default"));
+        assert_eq!(
+            (built_in.kind.as_str(), built_in.from.as_str()),
+            ("recipe", "default")
+        );
         assert_eq!(built_in.digest, None);
     }
 

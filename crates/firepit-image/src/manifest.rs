@@ -68,7 +68,9 @@ pub fn layer_path_ok(layer: &str) -> bool {
     !layer.is_empty()
         && !layer.starts_with('/')
         && !layer.contains([',', ':', '\\'])
-        && layer.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && layer
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 impl Manifest {

@@ -358,10 +358,7 @@ fn base_state(
                     diff_id: diff_id.clone(),
                 })
                 .collect();
-            (
-                r.tree.clone().map(|key| Tree { key, source: None }),
-                layers,
-            )
+            (r.tree.clone().map(|key| Tree { key, source: None }), layers)
         }
         _ => (
             Some(Tree {
@@ -501,8 +498,7 @@ fn run_stage(
                 }
                 drop(f);
                 layer_step(
-                    blobs, cache_dir, &key, tmp_layer, stacker, state, step,
-                    progress, true,
+                    blobs, cache_dir, &key, tmp_layer, stacker, state, step, progress, true,
                 )?;
             }
             Instruction::Copy {
@@ -519,13 +515,23 @@ fn run_stage(
                         .map_err(|e| step_error(step.line, e))?,
                     Some(from) => {
                         let source = match stage_ref(stages, from, true) {
-                            Some(j) => built[j].as_ref().expect("needed stages are built").lowers.clone(),
+                            Some(j) => built[j]
+                                .as_ref()
+                                .expect("needed stages are built")
+                                .lowers
+                                .clone(),
                             None => {
                                 let image = store.get(from).map_err(|e| {
                                     step_error(step.line, format!("COPY --from={from}: no stage of that name before this one, nor an image of the store ({e})"))
                                 })?;
                                 if image.manifest.uid_base != uid_base {
-                                    return Err(step_error(step.line, format!("COPY --from={from}: the image has uid base {}, the store makes {uid_base}", image.manifest.uid_base)));
+                                    return Err(step_error(
+                                        step.line,
+                                        format!(
+                                            "COPY --from={from}: the image has uid base {}, the store makes {uid_base}",
+                                            image.manifest.uid_base
+                                        ),
+                                    ));
                                 }
                                 image.lowers()
                             }
@@ -552,8 +558,7 @@ fn run_stage(
                 let key =
                     state.next_key(&[b"COPY", step.text.as_bytes(), content.as_str().as_bytes()]);
                 layer_step(
-                    blobs, cache_dir, &key, tmp_layer, stacker, state, step,
-                    progress, true,
+                    blobs, cache_dir, &key, tmp_layer, stacker, state, step, progress, true,
                 )?;
             }
             Instruction::Run(argv) => {
@@ -582,13 +587,11 @@ fn run_stage(
                         .map_err(|e| step_error(step.line, e))?;
                     drop(f);
                     layer_step(
-                        blobs, cache_dir, &key, tmp_layer, stacker, state, step,
-                        progress, false,
+                        blobs, cache_dir, &key, tmp_layer, stacker, state, step, progress, false,
                     )?;
                 } else {
                     layer_step(
-                        blobs, cache_dir, &key, tmp_layer, stacker, state, step,
-                        progress, true,
+                        blobs, cache_dir, &key, tmp_layer, stacker, state, step, progress, true,
                     )?;
                 }
             }

@@ -95,7 +95,12 @@ pub fn parse(text: &str) -> Result<Vec<Step>> {
     }
     match steps.first() {
         None => return Err(refuse(1, "the Dockerfile has no instructions")),
-        Some(s) if !matches!(s.instruction, Instruction::From { .. } | Instruction::Arg(..)) => {
+        Some(s)
+            if !matches!(
+                s.instruction,
+                Instruction::From { .. } | Instruction::Arg(..)
+            ) =>
+        {
             return Err(refuse(s.line, "the first instruction must be FROM"));
         }
         _ => {}
@@ -180,7 +185,9 @@ fn step(line: usize, text: String) -> Result<Step> {
                     if !ok {
                         return Err(refuse(
                             line,
-                            format!("FROM ... AS {name}: a stage name is a letter, then letters, digits, '-', '_' or '.'"),
+                            format!(
+                                "FROM ... AS {name}: a stage name is a letter, then letters, digits, '-', '_' or '.'"
+                            ),
                         ));
                     }
                     Instruction::From {
@@ -443,17 +450,16 @@ mod tests {
         );
         let err = parse("FROM x AS 1build\n").unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
-        let err = parse("FROM x AS a\nFROM y AS A\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("FROM x AS a\nFROM y AS A\n").unwrap_err().to_string();
         assert!(err.contains("line 2") && err.contains("second"), "{err}");
         let err = parse("FROM x\nCOPY --from=1 b c\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("line 2") && err.contains("no stage 1"), "{err}");
-        let err = parse("FROM x\nADD --from=a b c\n")
-            .unwrap_err()
-            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("no stage 1"),
+            "{err}"
+        );
+        let err = parse("FROM x\nADD --from=a b c\n").unwrap_err().to_string();
         assert!(err.contains("line 2") && err.contains("flags"), "{err}");
         let err = parse("FROM x\nCOPY --chown=1 b c\n")
             .unwrap_err()

@@ -67,15 +67,9 @@ impl LayerStore {
     /// The layers of `store` (made when missing), owners shifted by the store's uid base.
     pub fn open(store: &ImageStore) -> Result<LayerStore> {
         let uid_base = store.options().uid_base;
-        let dir = store
-            .dir()
-            .join(".oci/layers")
-            .join(uid_base.to_string());
+        let dir = store.dir().join(".oci/layers").join(uid_base.to_string());
         std::fs::create_dir_all(&dir).ctx("creating", &dir)?;
-        Ok(LayerStore {
-            dir,
-            uid_base,
-        })
+        Ok(LayerStore { dir, uid_base })
     }
 
     /// The directories of the stack `tree` + `layers` (base first), made as needed, topmost
@@ -90,7 +84,9 @@ impl LayerStore {
         progress: &mut dyn FnMut(usize, bool),
     ) -> Result<Vec<PathBuf>> {
         let mut chains = Vec::with_capacity(layers.len());
-        let mut chain = tree.map(|t| format!("t-{}", hex(t.key.as_bytes()))).unwrap_or_default();
+        let mut chain = tree
+            .map(|t| format!("t-{}", hex(t.key.as_bytes())))
+            .unwrap_or_default();
         for l in layers {
             chain = hex(format!("{chain}\n{}", l.diff_id).as_bytes());
             chains.push(chain.clone());

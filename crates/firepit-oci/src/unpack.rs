@@ -217,8 +217,8 @@ pub fn copy_from_stack(
     for source in sources {
         let comps = clean(source.as_bytes()).map_err(|r| view.refuse(r))?;
         let canon = view.canonical(&comps)?;
-        let is_dir = canon.is_empty()
-            || matches!(view.lookup(&canon)?, Some((_, st)) if fsat::is_dir(&st));
+        let is_dir =
+            canon.is_empty() || matches!(view.lookup(&canon)?, Some((_, st)) if fsat::is_dir(&st));
         if is_dir {
             view.copy_dir(&canon, dest, b)?;
             continue;
@@ -721,7 +721,11 @@ impl Applier {
             IN_ROOT | libc::RESOLVE_NO_SYMLINKS,
         ) {
             Ok(fd) => return Ok(Some(fd)),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                ) => {}
             Err(e) => return Err(self.io("opening directory", &path, e)),
         }
         let marked = self.resolve(comps)?;
@@ -864,7 +868,9 @@ impl Applier {
             if !missing {
                 let fd = match cur {
                     Some(fd) => fd,
-                    None => root.try_clone_to_owned().map_err(|e| self.io("opening", "", e))?,
+                    None => root
+                        .try_clone_to_owned()
+                        .map_err(|e| self.io("opening", "", e))?,
                 };
                 out.push(fd);
             }
@@ -902,7 +908,11 @@ impl Applier {
                     .to_str()
                     .map_err(|_| self.refuse(format!("/{path} has a name that is not UTF-8")))?
                     .to_owned();
-                entries.push((text, st, dir.try_clone().map_err(|e| self.io("opening", &path, e))?));
+                entries.push((
+                    text,
+                    st,
+                    dir.try_clone().map_err(|e| self.io("opening", &path, e))?,
+                ));
             }
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -939,7 +949,8 @@ impl Applier {
         match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR => {
                 h.set_entry_type(tar::EntryType::Directory);
-                b.append_data(&mut h, format!("{target}/"), &[][..]).map_err(err)
+                b.append_data(&mut h, format!("{target}/"), &[][..])
+                    .map_err(err)
             }
             libc::S_IFLNK => {
                 h.set_entry_type(tar::EntryType::Symlink);
@@ -954,7 +965,8 @@ impl Applier {
                 let fd = fsat::open_name(dir, &cn, libc::O_RDONLY, 0).map_err(err)?;
                 let f = std::fs::File::from(fd);
                 // At most the size it had: a file is read as it was listed.
-                b.append_data(&mut h, target, f.take(st.st_size as u64)).map_err(err)
+                b.append_data(&mut h, target, f.take(st.st_size as u64))
+                    .map_err(err)
             }
             libc::S_IFIFO => {
                 h.set_entry_type(tar::EntryType::Fifo);

@@ -256,9 +256,7 @@ fn launch(req: &LaunchRequest) -> Result<(i32, u64), Failure> {
             // Short names relative to the lower dir, as the overlay's options must fit in
             // a page: the mount resolves them from the working directory.
             std::env::set_current_dir(&plan.lower).at("entering the machine's lower dir")?;
-            (0..stack.len())
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
+            (0..stack.len()).map(|n| n.to_string()).collect::<Vec<_>>()
         }
         None => stack.iter().map(|p| p.display().to_string()).collect(),
     };

@@ -19,7 +19,12 @@ fn leak(s: String) -> &'static str {
 
 fn opaque(dir: &std::path::Path) -> bool {
     let out = std::process::Command::new("getfattr")
-        .args(["--absolute-names", "--only-values", "-n", "trusted.overlay.opaque"])
+        .args([
+            "--absolute-names",
+            "--only-values",
+            "-n",
+            "trusted.overlay.opaque",
+        ])
         .arg(dir)
         .output();
     match out {
@@ -68,7 +73,13 @@ fn images_share_layer_dirs_and_whiteouts_hide_lower_files() {
     harness::host_image(&b, "v1", json!({}), other);
     registry.push(&b, "v1", "b");
     let store = ImageStore::open(&tmp.path().join("images")).unwrap();
-    let ia = pull(&store, &format!("{}/a:v1", registry.addr), "a", &options(true, None)).unwrap();
+    let ia = pull(
+        &store,
+        &format!("{}/a:v1", registry.addr),
+        "a",
+        &options(true, None),
+    )
+    .unwrap();
     let mut events = Vec::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -97,10 +108,7 @@ fn images_share_layer_dirs_and_whiteouts_hide_lower_files() {
         "{events:?}"
     );
     let ino = |p: PathBuf| std::fs::metadata(p).unwrap().ino();
-    assert_eq!(
-        ino(la[3].join("usr/bin/su")),
-        ino(lb[3].join("usr/bin/su"))
-    );
+    assert_eq!(ino(la[3].join("usr/bin/su")), ino(lb[3].join("usr/bin/su")));
     // Each shared layer is counted once: the second image's record names the same dirs.
     let (ra, rb) = (Record::read(&ia).unwrap(), Record::read(&ib).unwrap());
     assert_eq!(ra.stack[1..], rb.stack[1..]);
@@ -171,7 +179,12 @@ fn deep_stacks_flatten_the_oldest_layers() {
     assert_eq!(lowers.len(), FLATTEN_AT + 1, "{lowers:?}");
     let bottom = lowers.last().unwrap();
     assert!(
-        bottom.file_name().unwrap().to_str().unwrap().starts_with("f-"),
+        bottom
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("f-"),
         "{bottom:?}"
     );
     let view = harness::merged(&image);
@@ -281,8 +294,15 @@ fn builds_stack_on_the_base_images_layers() {
     assert_eq!(lt.len(), lb.len() + 3, "{lt:?}");
     assert_eq!(lt[lt.len() - 3..], lb[1..]);
     let view = harness::merged(&built);
-    assert_eq!(std::fs::read(view.join("usr/lib/sub/hello")).unwrap(), b"hi\n");
-    assert!(std::fs::symlink_metadata(view.join("lib")).unwrap().is_symlink());
+    assert_eq!(
+        std::fs::read(view.join("usr/lib/sub/hello")).unwrap(),
+        b"hi\n"
+    );
+    assert!(
+        std::fs::symlink_metadata(view.join("lib"))
+            .unwrap()
+            .is_symlink()
+    );
     // The existing /home/user kept its owner and mode.
     let home = std::fs::metadata(view.join("home/user")).unwrap();
     assert_eq!((home.uid(), home.mode() & 0o7777), (100_000 + 1000, 0o700));
@@ -352,7 +372,9 @@ COPY --from=build /lib/liby.so /via-link/
     let image = image.unwrap();
     // The unused stage's lines never started.
     assert!(
-        !events.iter().any(|e| matches!(e, firepit_oci::build::StepEvent::Start { line: 6 | 7, .. })),
+        !events
+            .iter()
+            .any(|e| matches!(e, firepit_oci::build::StepEvent::Start { line: 6 | 7, .. })),
         "{events:?}"
     );
     let view = harness::merged(&image);
@@ -385,7 +407,11 @@ COPY --from=build /lib/liby.so /via-link/
     let (r, _) = build("x", None, "FROM base\nCOPY --from=ghost /a /b\n");
     let err = r.unwrap_err().to_string();
     assert!(err.contains("line 2") && err.contains("ghost"), "{err}");
-    let (r, _) = build("x", None, "FROM base AS b\nFROM base\nCOPY --from=b /nothing /b\n");
+    let (r, _) = build(
+        "x",
+        None,
+        "FROM base AS b\nFROM base\nCOPY --from=b /nothing /b\n",
+    );
     let err = r.unwrap_err().to_string();
     assert!(err.contains("line 3") && err.contains("/nothing"), "{err}");
     assert!(store.get("x").is_err());

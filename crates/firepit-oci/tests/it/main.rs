@@ -54,11 +54,10 @@ pub(crate) fn pull(
             matches!(events.last(), Some(Event::Done { .. })),
             "{events:?}"
         );
-        assert!(
-            events
-                .iter()
-                .any(|e| matches!(e, Event::Unpack { index: 1, .. } | Event::Shared { index: 1, .. }))
-        );
+        assert!(events.iter().any(|e| matches!(
+            e,
+            Event::Unpack { index: 1, .. } | Event::Shared { index: 1, .. }
+        )));
     }
     r
 }

@@ -304,7 +304,10 @@ fn stacked_layers_shared_and_whited_out_in_machines() {
     let images = images_dir();
     let images_arg = images.display().to_string();
     let suffix = &d.data_dir().file_name().unwrap().to_string_lossy()[..6].to_ascii_lowercase();
-    let (base, derived) = (format!("oci-base-{suffix}"), format!("oci-derived-{suffix}"));
+    let (base, derived) = (
+        format!("oci-base-{suffix}"),
+        format!("oci-derived-{suffix}"),
+    );
     let _cleanup = Cleanup(images.clone(), vec![base.clone(), derived.clone()]);
 
     let root = tmp.path().join("root");
@@ -320,8 +323,7 @@ fn stacked_layers_shared_and_whited_out_in_machines() {
     umoci_image(&layout, &root, &["--config.env=PATH=/bin"]);
     // The second layer: made from the first by umoci (whiteouts for what it removes).
     let image = format!("{}:t", layout.display());
-    run(Command::new("umoci")
-        .args(["tag", "--image", &image, "base"]));
+    run(Command::new("umoci").args(["tag", "--image", &image, "base"]));
     let bundle = tmp.path().join("second");
     run(Command::new("umoci")
         .args(["unpack", "--image", &image])
@@ -353,7 +355,10 @@ fn stacked_layers_shared_and_whited_out_in_machines() {
         store.get(&derived).unwrap().lowers(),
     );
     assert_eq!((lb.len(), ld.len()), (2, 3), "{lb:?} {ld:?}");
-    assert_eq!(lb[1], ld[2], "the first layer is one directory for both images");
+    assert_eq!(
+        lb[1], ld[2],
+        "the first layer is one directory for both images"
+    );
 
     let on_derived = d.new_session(&["--image", &derived]);
     assert_eq!(
@@ -419,7 +424,10 @@ fn multi_stage_dockerfile_copies_what_a_stage_built() {
     let out = build(&name, None);
     assert!(out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("line 4"), "the unneeded stage ran: {stderr}");
+    assert!(
+        !stderr.contains("line 4"),
+        "the unneeded stage ran: {stderr}"
+    );
     let id = d.new_session(&["--image", &name]);
     assert_eq!(
         d.sh(&id, "cat /app/artifact; ls /out /tmp-file 2>&1 | wc -l"),
