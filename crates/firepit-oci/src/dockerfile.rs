@@ -111,7 +111,7 @@ pub fn parse(text: &str) -> Result<Vec<Step>> {
         match &s.instruction {
             Instruction::From { alias, .. } => {
                 if let Some(a) = alias
-                    && names.iter().any(|n| *n == Some(a.as_str()))
+                    && names.contains(&Some(a.as_str()))
                 {
                     return Err(refuse(s.line, format!("a second stage named {a}")));
                 }
