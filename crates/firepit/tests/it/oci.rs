@@ -308,7 +308,11 @@ fn stacked_layers_shared_and_whited_out_in_machines() {
         format!("oci-base-{suffix}"),
         format!("oci-derived-{suffix}"),
     );
-    let _cleanup = Cleanup(images.clone(), vec![base.clone(), derived.clone()]);
+    let saved = format!("oci-saved-{suffix}");
+    let _cleanup = Cleanup(
+        images.clone(),
+        vec![base.clone(), derived.clone(), saved.clone()],
+    );
 
     let root = tmp.path().join("root");
     std::fs::create_dir_all(root.join("bin")).unwrap();
@@ -374,6 +378,18 @@ fn stacked_layers_shared_and_whited_out_in_machines() {
         std::fs::read_to_string(ld[2].join("etc/keep")).unwrap(),
         "kept\n"
     );
+    // Saved from the session: its layers and the machine's changes, merged by the kernel.
+    let out = d.ok(&["image", "save", &on_derived, &saved]);
+    assert!(out.contains(&format!("saved image {saved}")), "{out}");
+    let on_saved = d.new_session(&["--image", &saved]);
+    assert_eq!(
+        d.sh(
+            &on_saved,
+            "cat /etc/keep; ls /etc/gone /data/sub /data/new 2>&1 >/dev/null | busybox wc -l"
+        ),
+        "mine\n3\n"
+    );
+    d.ok(&["rm", &on_saved]);
     let on_base = d.new_session(&["--image", &base]);
     assert_eq!(
         d.sh(&on_base, "cat /etc/keep /etc/gone /data/sub/old"),
