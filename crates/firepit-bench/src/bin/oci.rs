@@ -8,7 +8,7 @@
 //!
 //! - cold pull: `firepit_oci::pull` into an empty image store (download, verify, unpack);
 //! - warm pull: the same image again into that store under another name (every layer
-//!   present: unpack only);
+//!   present and unpacked already: shared, nothing downloaded or unpacked);
 //! - reference: `skopeo copy` from the registry into an empty OCI layout, then
 //!   `umoci unpack` of it;
 //! - new machine on the pulled image → first output of `echo hi` (the namespaces backend,
@@ -299,7 +299,7 @@ async fn run(args: Args) -> Result<()> {
         ms(cold)
     );
     println!(
-        "  firepit pull, warm (layers present: unpack)      {:>9.1} ms",
+        "  firepit pull, warm (layers present and shared)   {:>9.1} ms",
         ms(warm)
     );
     println!(
