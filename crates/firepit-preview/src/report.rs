@@ -349,14 +349,21 @@ impl hyper::body::Body for Splicing {
             self.inner.size_hint()
         };
         if !self.spliced {
-            let more = (self.held.len() + TAG.len()) as u64;
-            hint.set_lower(hint.lower() + more);
-            if let Some(upper) = hint.upper() {
-                hint.set_upper(upper + more);
-            }
+            hint = grown(&hint, (self.held.len() + TAG.len()) as u64);
         }
         hint
     }
+}
+
+/// `hint` grown by `more` bytes.
+fn grown(hint: &SizeHint, more: u64) -> SizeHint {
+    let mut h = SizeHint::new();
+    // The upper first: a lower above the upper is refused.
+    if let Some(upper) = hint.upper() {
+        h.set_upper(upper.saturating_add(more));
+    }
+    h.set_lower(hint.lower().saturating_add(more));
+    h
 }
 
 /// The place of the tag in a whole page.
@@ -422,14 +429,7 @@ impl hyper::body::Body for Replay {
     fn size_hint(&self) -> SizeHint {
         let got: u64 = self.got.iter().map(|b| b.len() as u64).sum();
         match &self.then {
-            Then::Rest(body) => {
-                let mut h = body.size_hint();
-                h.set_lower(h.lower() + got);
-                if let Some(u) = h.upper() {
-                    h.set_upper(u + got);
-                }
-                h
-            }
+            Then::Rest(body) => grown(&body.size_hint(), got),
             _ => SizeHint::with_exact(got),
         }
     }
@@ -541,8 +541,11 @@ mod tests {
             ],
             page.clone(),
         );
-        let (h, got) = body(into_page(r).await).await;
+        let r = into_page(r).await;
+        let hint = hyper::body::Body::size_hint(r.body());
+        let (h, got) = body(r).await;
         let want = format!("<html><head>{T}<title>t</title></head><body>x</body></html>");
+        assert_eq!(hint.exact(), Some(want.len() as u64));
         assert_eq!(String::from_utf8(got).unwrap(), want);
         assert_eq!(h["content-length"], want.len().to_string());
     }
