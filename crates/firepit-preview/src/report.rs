@@ -608,7 +608,8 @@ mod tests {
         let n = damaged.len();
         damaged[n - 5] ^= 0xff;
         let bomb = gzip(&vec![b' '; MAX_HTML + 10]);
-        let cases: Vec<(u16, Vec<(&str, &str)>, Vec<u8>)> = vec![
+        type Case = (u16, Vec<(&'static str, &'static str)>, Vec<u8>);
+        let cases: Vec<Case> = vec![
             (
                 200,
                 vec![("content-type", "application/json")],
