@@ -185,6 +185,8 @@ struct State {
     openers: Vec<String>,
     /// Attached popups, by session.
     popups: HashMap<String, Popup>,
+    /// Popups asked to attach, by target.
+    attaching: Vec<String>,
 }
 
 impl State {
@@ -922,21 +924,32 @@ const MAX_OPENERS: usize = 100;
 
 /// Attaches a page target that one we know opened (a popup).
 fn found(page: &Page, info: &Value) {
-    let st = page.state.lock().expect("page state");
+    let mut st = page.state.lock().expect("page state");
     let opened_by_us = info["openerId"]
         .as_str()
         .is_some_and(|o| st.openers.iter().any(|k| k == o));
     if info["type"] == "page"
         && opened_by_us
         && info["attached"] != true
-        && st.popups.len() < MAX_POPUPS
+        && st.popups.len() + st.attaching.len() < MAX_POPUPS
         && let Some(id) = info["targetId"].as_str()
     {
+        st.attaching.push(id.to_owned());
         page.cdp.send(
             "Target.attachToTarget",
             json!({"targetId": id, "flatten": true}),
         );
     }
+}
+
+/// Whether an attached target is a popup the collector asked for (not
+/// another page Chromium attached by itself, a prerendered one say).
+fn is_popup(page: &Page, info: &Value) -> bool {
+    let mut st = page.state.lock().expect("page state");
+    let id = info["targetId"].as_str().unwrap_or("");
+    let before = st.attaching.len();
+    st.attaching.retain(|t| t != id);
+    st.attaching.len() < before
 }
 
 /// Enables reports of a popup we attached; its report that it opened,
@@ -1019,7 +1032,7 @@ async fn collect(page: Page, mut events: broadcast::Receiver<CdpEvent>, loads: w
         };
         let p = &ev.params;
         match ev.method.as_str() {
-            "Target.attachedToTarget" if p["targetInfo"]["type"] == "page" => {
+            "Target.attachedToTarget" if is_popup(&page, &p["targetInfo"]) => {
                 if let Some(r) = adopt_popup(&page, p) {
                     publish(&page, r);
                 }
@@ -1049,6 +1062,17 @@ async fn collect(page: Page, mut events: broadcast::Receiver<CdpEvent>, loads: w
                     if let Some(r) = told {
                         publish(&page, r);
                     }
+                }
+                continue;
+            }
+            "Target.targetDestroyed" => {
+                // A popup that went before it was attached frees its place.
+                if let Some(id) = p["targetId"].as_str() {
+                    page.state
+                        .lock()
+                        .expect("page state")
+                        .attaching
+                        .retain(|t| t != id);
                 }
                 continue;
             }
