@@ -454,7 +454,28 @@ export type ClosedLoopSettings = {
  * the agent has been talked to in the session). A running agent gets new
  * problems of the session's services at its next step either way.
  */
-wake_agent: boolean, };
+wake_agent: boolean,
+/**
+ * Whether the preview puts its error-reporting script into the app's
+ * HTML pages (default true): their uncaught exceptions and failed
+ * requests become problems with `source=preview`. Off, pages reach the
+ * browser byte for byte as the app sent them.
+ */
+preview_reports: boolean, };
+
+/**
+ * `PUT /v1/sessions/{id}/closed-loop`: the settings to change (those left
+ * out stay as they are).
+ */
+export type ClosedLoopChange = {
+/**
+ * See [`ClosedLoopSettings::wake_agent`].
+ */
+wake_agent?: boolean | null,
+/**
+ * See [`ClosedLoopSettings::preview_reports`].
+ */
+preview_reports?: boolean | null, };
 
 /**
  * `POST /v1/sessions/{id}/checkpoints`
@@ -839,4 +860,9 @@ checkpoint?: string | null, } | { "type": "closed_loop",
 /**
  * Whether a recognised problem wakes the idle agent.
  */
-wake_agent: boolean, });
+wake_agent: boolean,
+/**
+ * Whether the preview's pages report their errors (absent in
+ * events older than the setting: on).
+ */
+preview_reports: boolean, });

@@ -26,6 +26,7 @@ pub mod live;
 pub mod machines;
 pub mod mcp;
 pub mod preview;
+pub mod preview_reports;
 pub mod proxy_relay;
 pub mod sessions;
 pub mod store;

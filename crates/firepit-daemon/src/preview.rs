@@ -31,6 +31,10 @@
 //! other host can set or shadow at all, and previews may be framed by the
 //! public origin.
 //!
+//! `/__firepit/report.js` and `/__firepit/report` on every preview host are
+//! the page reports' ([`crate::preview_reports`]): the script the app's
+//! pages get, and where it posts; neither reaches the app.
+//!
 //! Both paths reach the app through `dial_in` (the machine backend's
 //! `dial_then`) and keep upstream connections in one pool, which
 //! [`Previews::forget`] empties when a session stops.
@@ -72,6 +76,8 @@ pub struct Previews {
     signer: Signer,
     /// Upstream connections of both paths.
     pool: Arc<Pool>,
+    /// How many page reports each session may still send.
+    reports: crate::preview_reports::Limits,
 }
 
 impl Previews {
@@ -80,6 +86,7 @@ impl Previews {
         Previews {
             signer,
             pool: Arc::default(),
+            reports: Default::default(),
         }
     }
 
@@ -92,6 +99,12 @@ impl Previews {
     /// connections (of both paths), all the proxy keeps per session.
     pub fn forget(&self, session: &str) {
         self.pool.forget(session);
+        self.reports.forget(session);
+    }
+
+    /// How many page reports each session may still send.
+    pub fn reports(&self) -> &crate::preview_reports::Limits {
+        &self.reports
     }
 
     /// How many idle upstream connections `session` has (tests).
@@ -176,6 +189,12 @@ impl fast::Gate for FastGate {
             return None;
         }
         if !app.live().contains(&p.session) && check_running(app, &p).is_some() {
+            return None;
+        }
+        // A page that gets the error-reporting script: the full path's.
+        if firepit_preview::report::is_document(head.method, |n| head.header(n))
+            && app.preview_reports(&p.session)
+        {
             return None;
         }
         let daemon_port = head
@@ -330,7 +349,7 @@ pub(crate) async fn handle(
     app: &App,
     p: PreviewHost,
     client: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Resp {
     let daemon_port = host_port(req.headers());
     let now = token::now();
@@ -375,6 +394,7 @@ pub(crate) async fn handle(
                 Err(resp) => *resp,
             };
         }
+        firepit_preview::report::SCRIPT_PATH => return crate::preview_reports::script(),
         _ => {}
     }
     if let Err(resp) = check_access(app, &p, &req, daemon_port, now) {
@@ -384,6 +404,9 @@ pub(crate) async fn handle(
         && let Some(resp) = check_running(app, &p)
     {
         return resp;
+    }
+    if req.uri().path() == firepit_preview::report::REPORT_PATH {
+        return crate::preview_reports::take(app, &p, req).await;
     }
     if p.port == firepit_browser::DEVTOOLS_PORT {
         // The agent's browser is driven by the daemon alone; the person watches it live.
@@ -407,11 +430,18 @@ pub(crate) async fn handle(
         let target = req.uri().path_and_query().map_or("/", |t| t.as_str());
         format!("{} {}", req.method(), firepit_problems::cut(target, 300))
     };
+    let inject = crate::preview_reports::wanted(app, &p.session, &req);
+    if inject {
+        firepit_preview::report::ask_identity(&mut req);
+    }
     let result = proxy::forward(&previews.pool, &route, &policy, req, || dial(app, &p)).await;
     match result {
         Ok(resp) => {
             if resp.status().is_server_error() {
                 app_error(app, &p.session, p.port, &request, resp.status().as_u16());
+            }
+            if inject {
+                return html(firepit_preview::report::into_page(resp).await);
             }
             html(resp)
         }

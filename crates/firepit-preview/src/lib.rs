@@ -15,6 +15,8 @@
 //! - [`proxy`]: the full path, on hyper: any HTTP/1.1 request (streamed
 //!   bodies both ways, `Upgrade`/WebSocket spliced after a 101).
 //! - [`pages`]: the HTML pages a browser gets when something is wrong.
+//! - [`report`]: the script that reports a page's errors back to the
+//!   daemon, and how it goes into the app's HTML pages.
 //!
 //! The crate knows nothing of the daemon nor of machines: who may see which
 //! preview and which sessions exist are the daemon's to decide, and both
@@ -28,6 +30,7 @@ pub mod host;
 pub mod pages;
 pub mod pool;
 pub mod proxy;
+pub mod report;
 pub mod rules;
 pub mod token;
 

@@ -556,4 +556,48 @@ pub struct ClosedLoopSettings {
     /// the agent has been talked to in the session). A running agent gets new
     /// problems of the session's services at its next step either way.
     pub wake_agent: bool,
+    /// Whether the preview puts its error-reporting script into the app's
+    /// HTML pages (default true): their uncaught exceptions and failed
+    /// requests become problems with `source=preview`. Off, pages reach the
+    /// browser byte for byte as the app sent them.
+    #[serde(default = "crate::api::on")]
+    pub preview_reports: bool,
+}
+
+impl Default for ClosedLoopSettings {
+    fn default() -> Self {
+        ClosedLoopSettings {
+            wake_agent: true,
+            preview_reports: true,
+        }
+    }
+}
+
+/// `PUT /v1/sessions/{id}/closed-loop`: the settings to change (those left
+/// out stay as they are).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct ClosedLoopChange {
+    /// See [`ClosedLoopSettings::wake_agent`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_agent: Option<bool>,
+    /// See [`ClosedLoopSettings::preview_reports`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_reports: Option<bool>,
+}
+
+impl ClosedLoopChange {
+    /// `settings` with this change made.
+    pub fn apply(&self, settings: ClosedLoopSettings) -> ClosedLoopSettings {
+        ClosedLoopSettings {
+            wake_agent: self.wake_agent.unwrap_or(settings.wake_agent),
+            preview_reports: self.preview_reports.unwrap_or(settings.preview_reports),
+        }
+    }
+}
+
+/// `true`: a serde default.
+pub(crate) fn on() -> bool {
+    true
 }

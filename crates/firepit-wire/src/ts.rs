@@ -73,6 +73,7 @@ fn generate() -> String {
         api::AgentStopped,
         api::AgentStatus,
         api::ClosedLoopSettings,
+        api::ClosedLoopChange,
         // Checkpoints.
         checkpoint::CreateCheckpoint,
         checkpoint::Checkpoint,

@@ -79,6 +79,32 @@ pub enum Command {
     /// Make a new session whose files start as this one's (now, or at a
     /// checkpoint); prints its id.
     Fork(ForkArgs),
+    /// Show or change what a session does with the problems it finds:
+    /// `firepit closed-loop ID --preview-reports off`.
+    ClosedLoop(ClosedLoopArgs),
+}
+
+/// On or off, on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+/// `firepit closed-loop`
+#[derive(Debug, Args)]
+pub struct ClosedLoopArgs {
+    /// The session.
+    pub id: String,
+    /// Whether a new problem wakes the idle agent.
+    #[arg(long, value_enum)]
+    pub wake_agent: Option<Switch>,
+    /// Whether the preview puts its error-reporting script into the app's
+    /// HTML pages (off: pages are byte for byte what the app sent).
+    #[arg(long, value_enum)]
+    pub preview_reports: Option<Switch>,
 }
 
 /// `firepit checkpoint`

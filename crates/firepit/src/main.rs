@@ -102,5 +102,8 @@ async fn run(cli: Cli) -> Result<i32> {
             .await
             .map(|()| 0),
         Command::Fork(a) => commands::checkpoint::fork(&client()?, &a).await.map(|()| 0),
+        Command::ClosedLoop(a) => commands::closed_loop::closed_loop(&client()?, &a)
+            .await
+            .map(|()| 0),
     }
 }

@@ -640,7 +640,7 @@ fn request_bodies_refuse_unknown_fields_as_the_document_says() {
         "CreateShare",
         "AgentMessage",
         "CreateTriage",
-        "ClosedLoopSettings",
+        "ClosedLoopChange",
         "CreateCheckpoint",
         "ForkSession",
         "SaveImage",

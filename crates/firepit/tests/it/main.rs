@@ -23,6 +23,7 @@ mod mcp;
 mod oci;
 mod ports;
 mod preview;
+mod preview_reports;
 mod schemathesis;
 mod terminal;
 mod timeout;
