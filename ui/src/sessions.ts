@@ -3,6 +3,7 @@
 
 import { ApiError, api, type Image, type Port, type Session } from "./api";
 import { age, bytes, h, notice, replace } from "./dom";
+import { topbarTools } from "./layout";
 import { navigate, type Page } from "./main";
 
 const REFRESH_MS = 3000;
@@ -35,6 +36,7 @@ export class SessionsPage implements Page {
           h("span.crumb", {}, "Sessions"),
           h("span.grow"),
           h("button.primary#new-session", { onclick: () => void this.openNew(), title: "New session (n)" }, "New session"),
+          topbarTools(),
         ),
         this.error,
         h("main.sessions", {}, this.list),
