@@ -518,6 +518,7 @@ if (bare) {
     await page.goto(`${bare}/s/${id}`);
     await page.locator(".workspace[data-chat='collapsed']").waitFor();
     await reachable("#chat-rail.no-model");
+    await shotBoth("no-model-rail");
     await page.locator("#chat-rail").click();
     await page.locator(".guidance strong", { hasText: "No model is configured." }).waitFor();
     await reachable("#chat-input");

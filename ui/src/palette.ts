@@ -23,19 +23,25 @@ export interface Command {
   run: () => void | Promise<void>;
 }
 
-const commands = new Map<string, Command>();
+/** Each command with the number of the call that registered it. */
+const commands = new Map<string, { c: Command; batch: number }>();
+let batches = 0;
 
 /** Adds commands (one with an id already there replaces it); returns their removal. */
 export function registerCommands(...cmds: Command[]): () => void {
-  for (const c of cmds) commands.set(c.id, c);
+  const batch = ++batches;
+  for (const c of cmds) commands.set(c.id, { c, batch });
   return () => {
-    for (const c of cmds) if (commands.get(c.id) === c) commands.delete(c.id);
+    for (const c of cmds) if (commands.get(c.id)?.c === c) commands.delete(c.id);
   };
 }
 
-/** The commands that apply now, in the order they were registered. */
+/** The commands that apply now: the latest registered group first (the
+ * page's before the app's), each group in its own order. */
 export function availableCommands(): Command[] {
-  return [...commands.values()].filter((c) => {
+  const all = [...commands.values()];
+  all.sort((a, b) => b.batch - a.batch);
+  return all.map((x) => x.c).filter((c) => {
     try {
       return c.when?.() ?? true;
     } catch {
@@ -56,7 +62,6 @@ export function matchCommands(list: Command[], query: string): Command[] {
 /** Shortcuts that are keys, not commands: shown by the help alone. */
 const FIXED: [string, string][] = [
   ["Ctrl+K / ⌘K", "Command palette"],
-  ["?", "This help"],
   ["Esc", "Close a dialog; in the chat, stop the agent's run"],
   ["Enter", "In the chat: send (Shift+Enter: a new line)"],
   ["n", "On the sessions list: new session"],
