@@ -68,7 +68,10 @@ export function notificationFor(session: string, e: SessionEvent): { title: stri
     return null;
   }
   if (e.type === "problem") {
-    return { title: `Problem in ${session}`, body: e.summary, tag: `firepit-${session}-problem` };
+    // The machine wrote the summary: it is the body alone, plain and short;
+    // the title is ours.
+    const body = e.summary.length > 200 ? `${e.summary.slice(0, 200)}…` : e.summary;
+    return { title: `Problem in ${session}`, body, tag: `firepit-${session}-problem` };
   }
   return null;
 }
