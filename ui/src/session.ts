@@ -50,7 +50,14 @@ export class SessionPage implements Page {
     "div.pane-overlay#terminal-stopped",
     { hidden: true },
     h("p", {}, "The session is not running, so it has no shell."),
-    h("button.primary#terminal-start", { type: "button", onclick: () => void this.act(() => api.start(this.id)) }, "Start the session"),
+    h("button.primary#terminal-start", {
+      type: "button",
+      onclick: (e: Event) => {
+        const b = e.currentTarget as HTMLButtonElement;
+        b.disabled = true; // one start at a time
+        void this.act(() => api.start(this.id)).finally(() => (b.disabled = false));
+      },
+    }, "Start the session"),
   );
 
   constructor(
