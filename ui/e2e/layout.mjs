@@ -504,6 +504,21 @@ await step("not-found", async () => {
   await nf.getByRole("link", { name: "Back to the sessions" }).click();
   await page.waitForURL(`${url}/`);
   await page.locator(`tr.session-row[data-id='${session}']`).waitFor();
+  // The list puts its sessions in the palette.
+  await page.keyboard.press("Control+k");
+  await page.locator("#palette-input").fill(session);
+  await page.locator(".palette-item", { hasText: `Open session ${session}` }).waitFor();
+  await page.keyboard.press("Enter");
+  await page.waitForURL(`${url}/s/${session}`);
+  await page.locator(".topbar .state.running").waitFor();
+  // And a session's page reaches New session on the list.
+  await page.keyboard.press("Control+k");
+  await page.locator("#palette-input").fill("new session");
+  await page.keyboard.press("Enter");
+  await page.waitForURL(`${url}/`);
+  await page.locator("dialog.modal[open] form").waitFor();
+  await page.keyboard.press("Escape");
+  await page.locator("dialog.modal").waitFor({ state: "detached" });
   await page.goto(`${url}/no/such/page`);
   await page.locator("#not-found h1", { hasText: "Not found" }).waitFor();
   await reachable("#not-found a");
