@@ -485,6 +485,8 @@ if (bare) {
     const { id } = await r.json();
     await page.goto(`${bare}/?token=${encodeURIComponent(bareToken)}`);
     await page.goto(`${bare}/s/${id}`);
+    // With no model the chat starts collapsed: its rail opens it.
+    await page.locator("#chat-rail").click();
     const guidance = page.locator(".guidance");
     await guidance.locator("strong", { hasText: "No model is configured." }).waitFor();
     if (!(await page.locator("#chat-input").isDisabled())) throw new Error("the chat input takes messages with no model");

@@ -3,7 +3,9 @@
 
 import { ApiError, api, type Image, type Port, type Session } from "./api";
 import { age, bytes, h, notice, replace } from "./dom";
+import { topbarTools } from "./layout";
 import { navigate, type Page } from "./main";
+import { registerCommands } from "./palette";
 
 const REFRESH_MS = 3000;
 
@@ -14,6 +16,8 @@ export class SessionsPage implements Page {
   private disposed = false;
   private busy = new Set<string>();
   private dialog: HTMLDialogElement | null = null;
+  /** Removes the palette's "Open session …" commands of the last listing. */
+  private unregister: () => void = () => {};
   private keys = (e: KeyboardEvent) => {
     if (e.key === "n" && !isTyping(e)) {
       e.preventDefault();
@@ -35,6 +39,7 @@ export class SessionsPage implements Page {
           h("span.crumb", {}, "Sessions"),
           h("span.grow"),
           h("button.primary#new-session", { onclick: () => void this.openNew(), title: "New session (n)" }, "New session"),
+          topbarTools(),
         ),
         this.error,
         h("main.sessions", {}, this.list),
@@ -46,6 +51,7 @@ export class SessionsPage implements Page {
 
   dispose(): void {
     this.disposed = true;
+    this.unregister();
     window.clearTimeout(this.timer);
     document.removeEventListener("keydown", this.keys);
     this.dialog?.close();
@@ -87,6 +93,10 @@ export class SessionsPage implements Page {
   }
 
   private renderList(sessions: Session[], ports: Map<string, Port[]>): void {
+    this.unregister();
+    this.unregister = registerCommands(
+      ...sessions.map((s) => ({ id: `open.${s.id}`, title: `Open session ${s.id}`, group: s.state, run: () => navigate(`/s/${s.id}`) })),
+    );
     if (sessions.length === 0) {
       replace(
         this.list,
