@@ -44,10 +44,14 @@
 //!   processes.
 //! - **Fork**: as creating a machine, but its layer starts as a writable
 //!   snapshot or a copy (of a checkpoint, or of the parent's layer frozen for
-//!   the moment), its files' owners moved from the parent's uid range to the
-//!   child's (the setuid and setgid bits a chown clears are put back; file
-//!   capabilities, which a chown drops, are lost), and its overlay work dir
-//!   and guest log left behind.
+//!   the moment), its overlay work dir and guest log left behind. A
+//!   snapshot's files keep the owners they are stored with (the parent's
+//!   range, recorded in the child's state dir as `layer.json`), and the
+//!   launcher mounts the layer idmapped from that range onto the child's
+//!   (`super::idmap::mount_layer`): nothing is walked, however many files. A
+//!   copy's owners are moved from the parent's range to the child's instead
+//!   (the setuid and setgid bits a chown clears are put back; file
+//!   capabilities, which a chown drops, are lost).
 //!
 //! **Decision (the record inside the snapshot):** a checkpoint's record is a
 //! file of the layer when the snapshot is taken, so the snapshot ioctl makes
@@ -109,6 +113,22 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Base {
     checkpoint: Option<CheckpointId>,
+}
+
+/// The record, in a machine's state dir, of the range its layer's files are
+/// owned by on disk, where that is not its own (a fork's in the pool).
+const LAYER_FILE: &str = "layer.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LayerRecord {
+    owners: u32,
+}
+
+/// The range (its base) the files of the layer of the machine whose state
+/// dir is `dir` are owned by on disk, if it is recorded (a fork's, which
+/// the launcher maps onto the machine's own range).
+pub(super) fn layer_owners(dir: &Path) -> Option<u32> {
+    read_json::<LayerRecord>(&dir.join(LAYER_FILE)).map(|r| r.owners)
 }
 
 /// Where a machine's layer and checkpoints are kept.
@@ -657,7 +677,6 @@ impl NamespacesBackend {
                     .create(&tmp)
                     .map_err(pool_err("creating", &tmp))?;
                 copy_tree(id, &snap.join("upper"), &tmp.join("upper"))?;
-                write_json(&dir.join("base.json"), &base)?;
                 (dir, format!("{RESTORING_COPY}/upper"), "upper".to_owned())
             }
         };
@@ -682,6 +701,12 @@ impl NamespacesBackend {
                 self.layer_of(keep, id),
             )(io::Error::last_os_error()));
         }
+        if let Keep::Copy = keep {
+            // The swap is done; only the tree's next parent would be off.
+            if let Err(e) = write_json(&dir_path.join("base.json"), &base) {
+                tracing::warn!(machine = %id, error = %e, "recording the layer's checkpoint");
+            }
+        }
         Ok(())
     }
 
@@ -699,6 +724,9 @@ impl NamespacesBackend {
             None => read_json::<Base>(&parent_layer.join("base.json")).and_then(|b| b.checkpoint),
         };
         let parent_ids = MachineIds::load(&self.dir(parent), &parent_spec)?;
+        // The range the parent's files are stored in (its own, or its
+        // parent's if it is a fork itself).
+        let owners = layer_owners(&self.dir(parent)).unwrap_or(parent_ids.base);
         let spec = MachineSpec {
             id: child.clone(),
             ..parent_spec
@@ -735,12 +763,22 @@ impl NamespacesBackend {
                     checkpoint: base.clone(),
                 },
             )?;
-            let upper = layer.join("upper");
-            let upper_fd = disk::open_dir(&upper).map_err(Error::io("opening", &upper))?;
-            shift_owners(upper_fd.as_fd(), parent_ids.base, child_base).map_err(Error::io(
-                "moving the files to the machine's uid range",
-                &layer,
-            ))
+            match keep {
+                // Stored as they are, shown in the child's range through an
+                // idmapped mount: no walk, whatever the number of files.
+                Keep::Pool(_) => {
+                    write_json(&self.dir(child).join(LAYER_FILE), &LayerRecord { owners })
+                }
+                // Copies move their owners (the copy's walk costs more).
+                Keep::Copy => {
+                    let upper = layer.join("upper");
+                    let upper_fd = disk::open_dir(&upper).map_err(Error::io("opening", &upper))?;
+                    shift_owners(upper_fd.as_fd(), owners, child_base).map_err(Error::io(
+                        "moving the files to the machine's uid range",
+                        &layer,
+                    ))
+                }
+            }
         })
     }
 
@@ -820,7 +858,8 @@ impl NamespacesBackend {
                 resolve::NO_LINKS,
             )
             .map_err(Error::io("opening", dest))?;
-            shift_owners(top.as_fd(), ids.base, spec.uid_base)
+            let owners = layer_owners(&self.dir(id)).unwrap_or(ids.base);
+            shift_owners(top.as_fd(), owners, spec.uid_base)
                 .map_err(Error::io("moving the files to the image's uid range", dest))
         })();
         let _ = fs::remove_dir(&mnt);

@@ -182,6 +182,8 @@ fn copies_fork_the_same_without_the_pool() {
 
 fn fork_round(parent: firepit_machine::MachineSpec, child: &str) {
     let _g = shared();
+    let copies = parent.limits.disk_bytes.is_none();
+    let child_name = child;
     let now_name = format!("{child}-now");
     let with = |id: &str| firepit_machine::MachineSpec {
         id: MachineId::new(id).unwrap(),
@@ -222,14 +224,46 @@ fn fork_round(parent: firepit_machine::MachineSpec, child: &str) {
     let now = Machine { id: now_id, pid: 0 };
     now.wait_ready();
     assert_eq!(now.ok("cat /root/shared /root/later"), "three\nlater");
-    // The host ids of their files are each machine's own.
+    // Each runs in a uid range of its own, and what it writes is its root's.
+    let range = |m: &Machine| m.ok("awk '{print $2}' /proc/self/uid_map");
+    assert_ne!(range(&parent), range(&child));
+    assert_ne!(range(&child), range(&now));
+    assert_ne!(range(&parent), range(&now));
+    assert_eq!(child.ok("stat -c '%u %g' /root/child"), "0 0");
     let host_uid = |upper: &Path| {
-        std::fs::metadata(upper.join("root/shared"))
+        std::fs::symlink_metadata(upper.join("root/shared"))
             .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
             .unwrap()
     };
-    assert_ne!(host_uid(&uppers[0]), host_uid(&uppers[1]));
-    assert_ne!(host_uid(&uppers[1]), host_uid(&uppers[2]));
+    if copies {
+        // A copy's owners are moved into the fork's range on disk.
+        assert_ne!(host_uid(&uppers[0]), host_uid(&uppers[1]));
+        assert_ne!(host_uid(&uppers[1]), host_uid(&uppers[2]));
+    } else {
+        // A snapshot's stay in the range its files were stored in, mapped
+        // onto the fork's by an idmapped mount: nothing walked them.
+        assert_eq!(host_uid(&uppers[0]), host_uid(&uppers[1]));
+        assert_eq!(host_uid(&uppers[0]), host_uid(&uppers[2]));
+    }
+
+    // A fork of a fork sees the same owners and writes as its own root.
+    let grand_id = MachineId::new(format!("{child_name}-g")).unwrap();
+    let _ = b.destroy(&grand_id);
+    b.fork(&child.id, None, &grand_id).unwrap();
+    let grand = Machine {
+        id: grand_id,
+        pid: 0,
+    };
+    grand.wait_ready();
+    assert_eq!(grand.ok("cat /root/shared /root/child"), "child\nmine");
+    // (The child's write cleared the setuid bit, as a write does.)
+    let stat = "stat -c '%u %g %a' /root/shared";
+    assert_eq!(grand.ok(stat), child.ok(stat));
+    assert_eq!(grand.ok(stat), "1234 1235 755");
+    grand.ok("echo g > /root/g; mkdir /root/gd; rm /root/child");
+    assert_eq!(grand.ok("stat -c '%u %g' /root/g /root/gd"), "0 0\n0 0");
+    assert_ne!(range(&grand), range(&child));
+    assert_eq!(child.ok("cat /root/child"), "mine");
 
     // Destroying the parent leaves its forks whole.
     drop(parent);
