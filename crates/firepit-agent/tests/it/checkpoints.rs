@@ -96,3 +96,77 @@ async fn a_turn_that_can_change_files_gets_a_checkpoint_first_and_a_reading_one_
         "a"
     );
 }
+
+/// Hooks whose checkpoint waits (as the daemon's waits for the session's
+/// lock while a restore holds it) until it is let go, then is made.
+#[derive(Default)]
+struct Waiting {
+    asked: tokio::sync::Notify,
+    go: Arc<tokio::sync::Notify>,
+    made: Arc<Mutex<Vec<String>>>,
+}
+
+impl SessionHooks for Waiting {
+    fn browser(&self) -> Arc<firepit_browser::Browser> {
+        unreachable!("no browser tool is called")
+    }
+    fn save_artifact(&self, _: &str, _: &str, _: Vec<u8>) -> Result<String, String> {
+        Err("no artifacts here".into())
+    }
+    fn test_ran(&self, _: &TestRun) {}
+    fn checkpoint(
+        &self,
+        name: String,
+    ) -> futures::future::BoxFuture<'static, Result<Option<String>, String>> {
+        self.asked.notify_one();
+        let (go, made) = (self.go.clone(), self.made.clone());
+        Box::pin(async move {
+            go.notified().await;
+            made.lock().unwrap().push(name);
+            Ok(Some("cp-late".into()))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_run_stopped_while_its_checkpoint_waits_makes_none_and_runs_no_tool() {
+    let g = Guest::start().await;
+    let m = StandIn::start(vec![Reply::Sse(anthropic(
+        "",
+        &[(
+            "w1",
+            "write_file",
+            &json!({"path": "late.txt", "content": "a"}).to_string(),
+        )],
+    ))])
+    .await;
+    let hooks = Arc::new(Waiting::default());
+    let rec = Recorded::default();
+    let a = Agent::new(
+        Model::new(config(ProviderKind::Anthropic, &m.url)),
+        g.tools().with_hooks(hooks.clone()),
+        rec.clone(),
+        AgentSettings::default(),
+        &[],
+    );
+    a.send("go".into()).await;
+    guard(hooks.asked.notified()).await;
+    assert!(a.stop());
+    guard(a.wait_idle()).await;
+    // Let go only now, as a restore ends after it stopped the agent.
+    hooks.go.notify_waiters();
+    tokio::task::yield_now().await;
+    assert!(
+        hooks.made.lock().unwrap().is_empty(),
+        "a checkpoint was made"
+    );
+    let items = rec.items();
+    assert!(
+        !items
+            .iter()
+            .any(|i| matches!(i, TranscriptItem::Checkpoint { .. })),
+        "{items:?}"
+    );
+    assert!(items.contains(&TranscriptItem::RunStopped), "{items:?}");
+    assert!(!g.workdir().join("late.txt").exists(), "the tool ran");
+}
