@@ -7,7 +7,9 @@
 //!   `base.json`, the checkpoint its files came from (the last one made or
 //!   restored), which becomes the next checkpoint's parent;
 //! - `<pool>/.checkpoints/<id>/<checkpoint>/`: a read-only snapshot of the
-//!   layer, its record ([`Checkpoint`]) inside as `checkpoint.json`;
+//!   layer, its record ([`Checkpoint`]) inside as `checkpoint.json`, and
+//!   `<checkpoint>.json` beside it, the record with its size (the first
+//!   layout's record, which was the commit then);
 //! - `<pool>/.restore-<id>/`: a restore's new layer while it is made.
 //!
 //! Names starting with `.` are never machine ids, so the pool's machine
@@ -31,7 +33,9 @@
 //!   [`NamespacesBackend::recover_checkpoints`] removes. A copy is the same
 //!   with the copy, a `syncfs` and a rename in place of the ioctl (its cost
 //!   is the size of the upper, and the machine stays frozen for all of it).
-//!   Its size is counted on the layer just before the moment.
+//!   Then its size is counted on the snapshot (a walk, by number of files)
+//!   and kept beside it as `<checkpoint>.json`, not synced: a cache that is
+//!   counted again when it is missing.
 //! - **Restore**: the machine's processes are killed (what they would still
 //!   write is thrown away), the checkpoint snapshotted writable as
 //!   `.restore-<id>` (copied as `.restore/`), given the machine's disk limit
@@ -447,17 +451,38 @@ impl NamespacesBackend {
             Keep::Pool(_) => is_subvolume(&path),
             Keep::Copy => fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()),
         };
-        let record = || {
-            read_json::<Checkpoint>(&path.join(RECORD))
-                .or_else(|| read_json::<Checkpoint>(&dir.join(format!("{cp}.json"))))
+        let not_found = || Error::CheckpointNotFound {
+            machine: id.to_string(),
+            checkpoint: cp.to_string(),
         };
-        match there.then(record).flatten() {
-            Some(c) if &c.id == cp && &c.machine == id => Ok(c),
-            _ => Err(Error::CheckpointNotFound {
-                machine: id.to_string(),
-                checkpoint: cp.to_string(),
-            }),
+        if !there {
+            return Err(not_found());
         }
+        let ours = |c: &Checkpoint| &c.id == cp && &c.machine == id;
+        let beside = read_json::<Checkpoint>(&dir.join(format!("{cp}.json"))).filter(ours);
+        let Some(mut inside) = read_json::<Checkpoint>(&path.join(RECORD)).filter(ours) else {
+            // The first layout: the record beside the snapshot.
+            return beside.ok_or_else(not_found);
+        };
+        match beside {
+            Some(b) => inside.size_bytes = b.size_bytes,
+            // Its size was not written down (cut off after the snapshot).
+            None => {
+                inside.size_bytes = Self::count(&path)?;
+                if let Err(e) = write_json(&dir.join(format!("{cp}.json")), &inside) {
+                    tracing::warn!(machine = %id, checkpoint = %cp, error = %e, "recording a checkpoint's size");
+                }
+            }
+        }
+        Ok(inside)
+    }
+
+    /// Bytes the files of the upper of the snapshot or copy `path` hold.
+    fn count(path: &Path) -> Result<u64, Error> {
+        let upper = path.join("upper");
+        disk::open_dir(&upper)
+            .and_then(|fd| tree_bytes(fd.as_fd()))
+            .map_err(Error::io("measuring", &upper))
     }
 
     /// Runs `f` with the machine's processes frozen if it runs; thaws
@@ -500,17 +525,13 @@ impl NamespacesBackend {
         let base_path = layer.join("base.json");
         let record = layer.join(RECORD);
         let made = self.frozen(id, || {
-            // Counted while nothing changes it.
-            let upper = layer.join("upper");
-            let size_bytes = disk::open_dir(&upper)
-                .and_then(|fd| tree_bytes(fd.as_fd()))
-                .map_err(Error::io("measuring", &upper))?;
             let cp = Checkpoint {
                 id: new.id.clone(),
                 machine: id.clone(),
                 name: new.name.clone(),
                 created_at_ms: now_ms(),
-                size_bytes,
+                // Counted below, on the snapshot, after the thaw.
+                size_bytes: 0,
                 made_by: new.made_by.clone(),
                 parent: read_json::<Base>(&base_path).and_then(|b| b.checkpoint),
                 running,
@@ -531,13 +552,20 @@ impl NamespacesBackend {
         });
         let _ = fs::remove_file(&record);
         let _ = fs::remove_file(record.with_extension("tmp"));
-        let cp = match made {
+        let mut cp = match made {
             Ok(cp) => cp,
             Err(e) => {
                 let _ = Self::drop_copy(keep, &dir, new.id.as_str());
                 return Err(e);
             }
         };
+        // The size, counted where nothing changes it (a walk: its cost is
+        // the number of files), kept beside the snapshot. Not synced: a
+        // size lost is counted again when the checkpoint is next read.
+        cp.size_bytes = Self::count(&dir.join(new.id.as_str()))?;
+        if let Err(e) = write_json(&dir.join(format!("{}.json", new.id)), &cp) {
+            tracing::warn!(machine = %id, checkpoint = %cp.id, error = %e, "recording a checkpoint's size");
+        }
         let base = Base {
             checkpoint: Some(cp.id.clone()),
         };
@@ -905,7 +933,7 @@ impl NamespacesBackend {
             let Some(name) = f.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            if name.ends_with(".json.tmp") {
+            if name.ends_with(".tmp") {
                 let _ = fs::remove_file(&path);
             } else if let Some(cp) = name.strip_suffix(".json") {
                 let whole = CheckpointId::new(cp)

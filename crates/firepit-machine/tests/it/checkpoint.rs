@@ -356,6 +356,10 @@ fn a_restart_removes_what_a_cut_off_checkpoint_or_restore_left() {
     ]);
     std::fs::write(cps.join("orphan.json"), "{}").unwrap();
     std::fs::write(cps.join("w.json.tmp"), "{").unwrap();
+    std::fs::write(cps.join("w.tmp"), "{").unwrap();
+    // A size that was never written down (cut off after the snapshot).
+    let size = b.checkpoints(&m.id).unwrap()[0].size_bytes;
+    std::fs::remove_file(cps.join("whole.json")).unwrap();
     let restoring = pool.join(".restore-it-cp-crash");
     btrfs(&[
         "subvolume",
@@ -394,6 +398,12 @@ fn a_restart_removes_what_a_cut_off_checkpoint_or_restore_left() {
     assert!(!cps.join("half").exists());
     assert!(!cps.join("orphan.json").exists());
     assert!(!cps.join("w.json.tmp").exists());
+    assert!(!cps.join("w.tmp").exists());
+    assert_eq!(fresh.checkpoints(&m.id).unwrap()[0].size_bytes, size);
+    assert!(
+        cps.join("whole.json").exists(),
+        "the size is written down again"
+    );
     assert!(!restoring.exists());
     assert!(!gone.exists());
     let ids: Vec<_> = fresh
