@@ -33,9 +33,10 @@
 //!   [`NamespacesBackend::recover_checkpoints`] removes. A copy is the same
 //!   with the copy, a `syncfs` and a rename in place of the ioctl (its cost
 //!   is the size of the upper, and the machine stays frozen for all of it).
-//!   Then its size is counted on the snapshot (a walk, by number of files)
-//!   and kept beside it as `<checkpoint>.json`, not synced: a cache that is
-//!   counted again when it is missing.
+//!   Then its size is counted (a walk, by number of files: on the
+//!   snapshot after the thaw, or on a stopped machine's layer, whose inodes
+//!   are in memory) and kept beside it as `<checkpoint>.json`, not synced: a
+//!   cache that is counted again when it is missing.
 //! - **Restore**: the machine's processes are killed (what they would still
 //!   write is thrown away), the checkpoint snapshotted writable as
 //!   `.restore-<id>` (copied as `.restore/`), given the machine's disk limit
@@ -561,8 +562,17 @@ impl NamespacesBackend {
         };
         // The size, counted where nothing changes it (a walk: its cost is
         // the number of files), kept beside the snapshot. Not synced: a
-        // size lost is counted again when the checkpoint is next read.
-        cp.size_bytes = Self::count(&dir.join(new.id.as_str()))?;
+        // size lost is counted again when the checkpoint is next read. A
+        // stopped machine's layer is the same files with their inodes in
+        // memory (a fresh snapshot's are not: walking it costs a few times
+        // more); a running machine's snapshot, so that it is not frozen
+        // for the walk.
+        let counted = if running {
+            dir.join(new.id.as_str())
+        } else {
+            layer.clone()
+        };
+        cp.size_bytes = Self::count(&counted)?;
         if let Err(e) = write_json(&dir.join(format!("{}.json", new.id)), &cp) {
             tracing::warn!(machine = %id, checkpoint = %cp.id, error = %e, "recording a checkpoint's size");
         }
