@@ -9,10 +9,14 @@ use serde_json::json;
 use crate::{Guest, Recorded, config, guard};
 use firepit_testkit::model::{Reply, StandIn, anthropic};
 
-/// Hooks that hand out checkpoint ids and keep their names.
+/// Hooks that hand out checkpoint ids and keep their names; with a gate, a
+/// checkpoint waits for it before it is made (as the daemon's waits for the
+/// session's lock while a restore holds it).
 #[derive(Default)]
 struct Checkpoints {
-    names: Mutex<Vec<String>>,
+    names: Arc<Mutex<Vec<String>>>,
+    gate: Option<Arc<tokio::sync::Notify>>,
+    asked: tokio::sync::Notify,
 }
 
 impl SessionHooks for Checkpoints {
@@ -27,10 +31,16 @@ impl SessionHooks for Checkpoints {
         &self,
         name: String,
     ) -> futures::future::BoxFuture<'static, Result<Option<String>, String>> {
-        let mut names = self.names.lock().unwrap();
-        names.push(name);
-        let id = format!("cp-{}", names.len());
-        Box::pin(async move { Ok(Some(id)) })
+        self.asked.notify_one();
+        let (gate, names) = (self.gate.clone(), self.names.clone());
+        Box::pin(async move {
+            if let Some(gate) = gate {
+                gate.notified().await;
+            }
+            let mut names = names.lock().unwrap();
+            names.push(name);
+            Ok(Some(format!("cp-{}", names.len())))
+        })
     }
 }
 
@@ -97,37 +107,6 @@ async fn a_turn_that_can_change_files_gets_a_checkpoint_first_and_a_reading_one_
     );
 }
 
-/// Hooks whose checkpoint waits (as the daemon's waits for the session's
-/// lock while a restore holds it) until it is let go, then is made.
-#[derive(Default)]
-struct Waiting {
-    asked: tokio::sync::Notify,
-    go: Arc<tokio::sync::Notify>,
-    made: Arc<Mutex<Vec<String>>>,
-}
-
-impl SessionHooks for Waiting {
-    fn browser(&self) -> Arc<firepit_browser::Browser> {
-        unreachable!("no browser tool is called")
-    }
-    fn save_artifact(&self, _: &str, _: &str, _: Vec<u8>) -> Result<String, String> {
-        Err("no artifacts here".into())
-    }
-    fn test_ran(&self, _: &TestRun) {}
-    fn checkpoint(
-        &self,
-        name: String,
-    ) -> futures::future::BoxFuture<'static, Result<Option<String>, String>> {
-        self.asked.notify_one();
-        let (go, made) = (self.go.clone(), self.made.clone());
-        Box::pin(async move {
-            go.notified().await;
-            made.lock().unwrap().push(name);
-            Ok(Some("cp-late".into()))
-        })
-    }
-}
-
 #[tokio::test]
 async fn a_run_stopped_while_its_checkpoint_waits_makes_none_and_runs_no_tool() {
     let g = Guest::start().await;
@@ -140,7 +119,11 @@ async fn a_run_stopped_while_its_checkpoint_waits_makes_none_and_runs_no_tool() 
         )],
     ))])
     .await;
-    let hooks = Arc::new(Waiting::default());
+    let go = Arc::new(tokio::sync::Notify::new());
+    let hooks = Arc::new(Checkpoints {
+        gate: Some(go.clone()),
+        ..Default::default()
+    });
     let rec = Recorded::default();
     let a = Agent::new(
         Model::new(config(ProviderKind::Anthropic, &m.url)),
@@ -154,10 +137,10 @@ async fn a_run_stopped_while_its_checkpoint_waits_makes_none_and_runs_no_tool() 
     assert!(a.stop());
     guard(a.wait_idle()).await;
     // Let go only now, as a restore ends after it stopped the agent.
-    hooks.go.notify_waiters();
+    go.notify_waiters();
     tokio::task::yield_now().await;
     assert!(
-        hooks.made.lock().unwrap().is_empty(),
+        hooks.names.lock().unwrap().is_empty(),
         "a checkpoint was made"
     );
     let items = rec.items();
