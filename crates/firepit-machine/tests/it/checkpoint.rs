@@ -265,6 +265,35 @@ fn fork_round(parent: firepit_machine::MachineSpec, child: &str) {
     assert_ne!(range(&grand), range(&child));
     assert_eq!(child.ok("cat /root/child"), "mine");
 
+    // A fork's own checkpoint and restore, its layer mapped again after.
+    b.checkpoint(&child.id, &new("c1")).unwrap();
+    child.ok("echo after > /root/child; rm /root/shared");
+    b.restore(&child.id, &cp("c1")).unwrap();
+    child.wait_ready();
+    assert_eq!(child.ok("cat /root/child /root/shared"), "mine\nchild");
+    assert_eq!(child.ok("stat -c '%u %g' /root/child"), "0 0");
+    child.ok("echo again > /root/again");
+    assert!(
+        !Path::new(POOL_DIR)
+            .join(format!(".restore-{child_name}"))
+            .exists(),
+        "the swapped-out layer is gone"
+    );
+    // Its files exported as an image's: owners moved from the range they
+    // are stored in to the image's.
+    let dest = Path::new("/var/tmp/firepit-machine-it").join(format!("export-{child_name}"));
+    let _ = std::fs::remove_dir_all(&dest);
+    b.export(&child.id, None, &dest).unwrap();
+    let owner = |p: &str| {
+        let m = std::fs::symlink_metadata(dest.join(p)).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        (m.uid(), m.gid())
+    };
+    let image = crate::harness::uid_base();
+    assert_eq!(owner("root/again"), (image, image));
+    assert_eq!(owner("root/shared"), (image + 1234, image + 1235));
+    std::fs::remove_dir_all(&dest).unwrap();
+
     // Destroying the parent leaves its forks whole.
     drop(parent);
     assert_eq!(child.ok("cat /root/shared /root/child"), "child\nmine");
