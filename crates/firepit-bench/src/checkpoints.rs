@@ -95,19 +95,7 @@ impl Bench {
             progress.inc();
         }
         // Fork → first output, from the first stopped checkpoint.
-        let mut fork = Vec::new();
-        for i in 0..runs {
-            let child = MachineId::new(format!("bench-cp-fork-{i}"))?;
-            let _ = b.destroy(&child);
-            let t = Instant::now();
-            b.fork(&id, Some(&CheckpointId::new("s0")?), &child)
-                .with_context(|| format!("forking into {child}"))?;
-            fleet.ids.push(child.clone());
-            fork.push(self.first_output(&child, t)?);
-            b.destroy(&child)?;
-            fleet.ids.pop();
-            progress.inc();
-        }
+        let fork = self.forks(&mut fleet, &id, "s0", "bench-cp-fork", runs, &mut progress)?;
         b.start(&id)?;
 
         // Running, 1 MiB changed.
@@ -178,19 +166,7 @@ impl Bench {
             many.push(t.elapsed());
             progress.inc();
         }
-        let mut fork_many = Vec::new();
-        for i in 0..runs {
-            let child = MachineId::new(format!("bench-cp-many-{i}"))?;
-            let _ = b.destroy(&child);
-            let t = Instant::now();
-            b.fork(&id, Some(&CheckpointId::new("m0")?), &child)
-                .with_context(|| format!("forking into {child}"))?;
-            fleet.ids.push(child.clone());
-            fork_many.push(self.first_output(&child, t)?);
-            b.destroy(&child)?;
-            fleet.ids.pop();
-            progress.inc();
-        }
+        let fork_many = self.forks(&mut fleet, &id, "m0", "bench-cp-many", runs, &mut progress)?;
         progress.finish();
         fleet.destroy_all()?;
         let s = |v: &[Duration]| Summary::of(v).context("no samples");
@@ -204,6 +180,34 @@ impl Bench {
             running_many: s(&many)?,
             fork_many_first_output: s(&fork_many)?,
         })
+    }
+
+    /// `runs` forks of `id` from checkpoint `cp`, each timed from `fork`
+    /// start → its first output, then destroyed.
+    fn forks(
+        &self,
+        fleet: &mut Fleet<'_>,
+        id: &MachineId,
+        cp: &str,
+        prefix: &str,
+        runs: usize,
+        progress: &mut Progress,
+    ) -> Result<Vec<Duration>> {
+        let b = self.backend();
+        let mut times = Vec::new();
+        for i in 0..runs {
+            let child = MachineId::new(format!("{prefix}-{i}"))?;
+            let _ = b.destroy(&child);
+            let t = Instant::now();
+            b.fork(id, Some(&CheckpointId::new(cp)?), &child)
+                .with_context(|| format!("forking into {child}"))?;
+            fleet.ids.push(child.clone());
+            times.push(self.first_output(&child, t)?);
+            b.destroy(&child)?;
+            fleet.ids.pop();
+            progress.inc();
+        }
+        Ok(times)
     }
 
     /// Runs a shell line in a machine; fails unless it exits 0.

@@ -44,6 +44,19 @@ impl SessionHooks for Checkpoints {
     }
 }
 
+/// An agent on the stand-in model `m` and guest `g`, with `hooks`.
+fn agent(g: &Guest, m: &StandIn, hooks: &Arc<Checkpoints>) -> (Agent<Recorded>, Recorded) {
+    let rec = Recorded::default();
+    let a = Agent::new(
+        Model::new(config(ProviderKind::Anthropic, &m.url)),
+        g.tools().with_hooks(hooks.clone()),
+        rec.clone(),
+        AgentSettings::default(),
+        &[],
+    );
+    (a, rec)
+}
+
 #[tokio::test]
 async fn a_turn_that_can_change_files_gets_a_checkpoint_first_and_a_reading_one_does_not() {
     let g = Guest::start().await;
@@ -72,14 +85,7 @@ async fn a_turn_that_can_change_files_gets_a_checkpoint_first_and_a_reading_one_
     ])
     .await;
     let hooks = Arc::new(Checkpoints::default());
-    let rec = Recorded::default();
-    let a = Agent::new(
-        Model::new(config(ProviderKind::Anthropic, &m.url)),
-        g.tools().with_hooks(hooks.clone()),
-        rec.clone(),
-        AgentSettings::default(),
-        &[],
-    );
+    let (a, rec) = agent(&g, &m, &hooks);
     a.send("go".into()).await;
     guard(a.wait_idle()).await;
     assert_eq!(
@@ -124,14 +130,7 @@ async fn a_run_stopped_while_its_checkpoint_waits_makes_none_and_runs_no_tool() 
         gate: Some(go.clone()),
         ..Default::default()
     });
-    let rec = Recorded::default();
-    let a = Agent::new(
-        Model::new(config(ProviderKind::Anthropic, &m.url)),
-        g.tools().with_hooks(hooks.clone()),
-        rec.clone(),
-        AgentSettings::default(),
-        &[],
-    );
+    let (a, rec) = agent(&g, &m, &hooks);
     a.send("go".into()).await;
     guard(hooks.asked.notified()).await;
     assert!(a.stop());
