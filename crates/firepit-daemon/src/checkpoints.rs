@@ -136,7 +136,9 @@ impl App {
 
     /// The agent's checkpoint before a step that can change files, then the
     /// prune (see the module docs). `None` where the session's files cannot
-    /// be checkpointed (no disk pool): the agent goes on without.
+    /// be checkpointed (a backend without checkpoints): the agent goes on
+    /// without. A session without a disk pool gets copies, which cost what
+    /// it changed each time.
     pub async fn agent_checkpoint(
         &self,
         id: &str,

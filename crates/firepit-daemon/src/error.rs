@@ -158,8 +158,8 @@ pub enum Error {
         "image {0:?} exists already; remove it first (`firepit image rm {0}`) or choose another name"
     )]
     ImageExists(String),
-    /// The session's files cannot be checkpointed (no disk pool, no disk
-    /// limit); the backend's words say why.
+    /// The session's files cannot be checkpointed (a machine backend
+    /// without checkpoints); the backend's words say why.
     #[error("{0}")]
     NoCheckpoints(#[source] firepit_machine::Error),
     /// A blocking task panicked or was cancelled.

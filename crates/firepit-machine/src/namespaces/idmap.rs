@@ -12,8 +12,15 @@
 //! `lower/`, the overlay's lower layer. Overlayfs copies files up with the
 //! mapped owners, so the upper layer stays in the machine's range.
 //!
+//! A fork's layer (see `super::checkpoint`) is mapped the same way, writable:
+//! its files keep the owners of the layer it was snapshotted from (its
+//! parent's range), and the overlay's upper and work dirs are taken from the
+//! mapped mount, so what the fork writes is stored in that range too and
+//! shown in its own; the mapping also keeps host root as root, whom overlayfs
+//! makes its work files and whiteouts as.
+//!
 //! Runs in the launcher only, in its private mount namespace, while it is
-//! single-threaded (Linux 5.19 or later: idmapped lower layers of overlayfs).
+//! single-threaded (Linux 5.19 or later: idmapped layers of overlayfs).
 
 use std::ffi::CString;
 use std::fs;
@@ -34,6 +41,19 @@ pub(crate) struct IdmapPlan {
     pub image_uid_base: u32,
 }
 
+/// What the launcher maps for a fork: its layer, whose files keep the owners
+/// of the layer it was snapshotted from, onto the machine's range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LayerMap {
+    /// The layer dir (upper and work below it), as the host has it.
+    pub layer: PathBuf,
+    /// Where the mapped layer is mounted; the overlay's upper and work dirs
+    /// are below it.
+    pub at: PathBuf,
+    /// Owner base of the layer's files on disk.
+    pub owners: u32,
+}
+
 /// Mounts `image` at `plan.lower`, its owners `image_uid_base + n` shown as
 /// `machine_base + n` (n < `count`), read-only.
 pub(crate) fn mount_image(
@@ -42,13 +62,28 @@ pub(crate) fn mount_image(
     machine_base: u32,
     count: u32,
 ) -> io::Result<()> {
-    let userns = mapping_namespace(plan.image_uid_base, machine_base, count)?;
-    match fs::DirBuilder::new().mode(0o700).create(&plan.lower) {
+    let userns = mapping_namespace(plan.image_uid_base, machine_base, count, false)?;
+    mount_mapped(image, &plan.lower, &userns, libc::MOUNT_ATTR_RDONLY)
+}
+
+/// Mounts a fork's layer at `map.at`, writable, its owners `map.owners + n`
+/// shown (and written) as `machine_base + n` (n < `count`). Host root stays
+/// root: overlayfs makes its work files and whiteouts as the mounter.
+pub(crate) fn mount_layer(map: &LayerMap, machine_base: u32, count: u32) -> io::Result<()> {
+    let userns = mapping_namespace(map.owners, machine_base, count, true)?;
+    mount_mapped(&map.layer, &map.at, &userns, 0)
+}
+
+/// Clones the mount of `src`, gives it the idmapping of `userns` (and
+/// `extra` mount attributes) and attaches it at `at` (made, root's, 0700).
+fn mount_mapped(src: &Path, at: &Path, userns: &OwnedFd, extra: u64) -> io::Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(at) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            return Err(context(e, "mkdir", &plan.lower));
+            return Err(context(e, "mkdir", at));
         }
         _ => {}
     }
+    let image = src;
     let src = cstr(image);
     // SAFETY: open_tree with a valid path; the result is a new descriptor or -1.
     let tree = unsafe {
@@ -65,7 +100,7 @@ pub(crate) fn mount_image(
     // SAFETY: a fresh descriptor that nobody else owns.
     let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
     let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_IDMAP | libc::MOUNT_ATTR_RDONLY,
+        attr_set: libc::MOUNT_ATTR_IDMAP | extra,
         attr_clr: 0,
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
@@ -85,7 +120,7 @@ pub(crate) fn mount_image(
     if r < 0 {
         return Err(context(io::Error::last_os_error(), "mount_setattr", image));
     }
-    let dst = cstr(&plan.lower);
+    let dst = cstr(at);
     // SAFETY: valid descriptor and paths.
     let r = unsafe {
         libc::syscall(
@@ -98,22 +133,19 @@ pub(crate) fn mount_image(
         )
     };
     if r < 0 {
-        return Err(context(
-            io::Error::last_os_error(),
-            "move_mount",
-            &plan.lower,
-        ));
+        return Err(context(io::Error::last_os_error(), "move_mount", at));
     }
     Ok(())
 }
 
 /// A user namespace that maps `from..from+count` (inside) to
-/// `to..to+count` (outside), held by a descriptor.
+/// `to..to+count` (outside), and root to root if `keep_root`, held by a
+/// descriptor.
 ///
 /// Its only process is a helper that shares the launcher's memory
 /// (`CLONE_VM`: nothing to copy, nothing to tear down) and sleeps on a small
 /// stack of its own until it is killed.
-fn mapping_namespace(from: u32, to: u32, count: u32) -> io::Result<OwnedFd> {
+fn mapping_namespace(from: u32, to: u32, count: u32, keep_root: bool) -> io::Result<OwnedFd> {
     let mut stack = vec![0u8; HELPER_STACK];
     // SAFETY: the top of the buffer, aligned down to 16 bytes as the ABI wants.
     let top = unsafe { stack.as_mut_ptr().add(HELPER_STACK) };
@@ -138,7 +170,8 @@ fn mapping_namespace(from: u32, to: u32, count: u32) -> io::Result<OwnedFd> {
         ));
     }
     let child = Child { pid, _stack: stack };
-    let map = format!("{from} {to} {count}\n");
+    let root = if keep_root { "0 0 1\n" } else { "" };
+    let map = format!("{root}{from} {to} {count}\n");
     for file in ["uid_map", "gid_map"] {
         let path = PathBuf::from(format!("/proc/{}/{file}", child.pid));
         fs::write(&path, &map).map_err(|e| context(e, "write", &path))?;

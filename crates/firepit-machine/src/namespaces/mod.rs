@@ -442,11 +442,20 @@ impl NamespacesBackend {
             }
         };
         let layer = self.layer_dir(spec)?;
+        // A fork's layer keeps its parent's owners on disk (`checkpoint`).
+        let layer_map = checkpoint::layer_owners(dir)
+            .filter(|&owners| owners != ids.base)
+            .map(|owners| idmap::LayerMap {
+                layer: layer.clone(),
+                at: dir.join("layer"),
+                owners,
+            });
+        let seen = layer_map.as_ref().map_or(&layer, |m| &m.at);
         let req = LaunchRequest {
             hostname: id.to_string(),
             image: spec.image.clone(),
-            upper: layer.join("upper"),
-            work: layer.join("work"),
+            upper: seen.join("upper"),
+            work: seen.join("work"),
             rootfs: dir.join("rootfs"),
             guest: spec.guest.clone(),
             socket: run.join("guest.sock"),
@@ -460,6 +469,7 @@ impl NamespacesBackend {
                 lower: dir.join("lower"),
                 image_uid_base: spec.uid_base,
             }),
+            layer_map,
             cgroup_join: self.cgroups.join_files(id.as_str()),
             net,
             guest_args: self.config.guest_args.clone(),
