@@ -76,9 +76,22 @@ fn session_prop() -> Value {
     json!({"type": "string", "description": "The session's id, from session_create or session_list."})
 }
 
+/// An object schema of `session` and the properties `more`, of which
+/// `required` are needed besides `session`.
+fn session_schema(more: Value, required: &[&str]) -> Value {
+    let mut props = Map::new();
+    props.insert("session".into(), session_prop());
+    if let Value::Object(m) = more {
+        props.extend(m);
+    }
+    let mut req = vec!["session"];
+    req.extend_from_slice(required);
+    json!({"type": "object", "properties": props, "required": req, "additionalProperties": false})
+}
+
 /// The session tools' definitions.
 fn session_defs() -> Vec<Def> {
-    let only_session = json!({"type": "object", "properties": {"session": session_prop()}, "required": ["session"], "additionalProperties": false});
+    let only_session = session_schema(json!({}), &[]);
     vec![
         Def {
             name: "session_create",
@@ -117,48 +130,43 @@ fn session_defs() -> Vec<Def> {
         Def {
             name: "share_link",
             description: "Make a share link to a port's preview: a URL anyone can open without the firepit token, until it expires. Use `ports` for the owner's own preview URLs.".into(),
-            schema: json!({"type": "object", "properties": {
-                "session": session_prop(),
+            schema: session_schema(json!({
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "The port in the machine."},
                 "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": 2592000, "description": "How long the link works; default 3600."}
-            }, "required": ["session", "port"], "additionalProperties": false}),
+            }), &["port"]),
         },
         Def {
             name: "checkpoint_create",
             description: "Save a session's files as a checkpoint, to come back to with checkpoint_restore or to branch from with session_fork. Make one before a risky change (a migration, a large refactor, a dependency upgrade). It keeps files only, not running processes; the machine pauses for a moment and goes on. Returns the checkpoint's id (cp-…).".into(),
-            schema: json!({"type": "object", "properties": {
-                "session": session_prop(),
+            schema: session_schema(json!({
                 "name": {"type": "string", "maxLength": 200, "description": "A short name saying what state the files are in (e.g. 'before the migration'); optional."}
-            }, "required": ["session"], "additionalProperties": false}),
+            }), &[]),
         },
         Def {
             name: "checkpoint_list",
             description: "List a session's checkpoints, oldest first: id, name, when it was made (unix ms), size, who made it (`user`, or `agent` for firepit's own agent's automatic ones) and the checkpoint it came after.".into(),
-            schema: only_session.clone(),
+            schema: only_session,
         },
         Def {
             name: "checkpoint_restore",
             description: "Return a session's files to a checkpoint: every change since it is lost (make a checkpoint first to keep them). The machine restarts: running commands and shells end, services that ran start again. The session keeps its id.".into(),
-            schema: json!({"type": "object", "properties": {
-                "session": session_prop(),
+            schema: session_schema(json!({
                 "checkpoint": {"type": "string", "description": "The checkpoint's id (cp-…), from checkpoint_create or checkpoint_list."}
-            }, "required": ["session", "checkpoint"], "additionalProperties": false}),
+            }), &["checkpoint"]),
         },
         Def {
             name: "session_fork",
             description: "Make a new session whose files are a copy of a session's checkpoint, or of its files now when `from` is absent; it runs beside the original, which is left as it is. Use it to try two approaches side by side. Returns the new session, whose id the other tools take.".into(),
-            schema: json!({"type": "object", "properties": {
-                "session": session_prop(),
+            schema: session_schema(json!({
                 "from": {"type": "string", "description": "The checkpoint (cp-…) to start from; absent: the session's files now."}
-            }, "required": ["session"], "additionalProperties": false}),
+            }), &[]),
         },
         Def {
             name: "problems",
             description: "The problems firepit found in a session by itself: errors and stack traces in service logs, uncaught exceptions and failed requests in the browser, failing test runs. Each with its source, a summary, how often it was seen and its detail.".into(),
-            schema: json!({"type": "object", "properties": {
-                "session": session_prop(),
+            schema: session_schema(json!({
                 "since": {"type": "integer", "minimum": 0, "description": "Only problems after this event number (the `seq` a previous answer ended with)."}
-            }, "required": ["session"], "additionalProperties": false}),
+            }), &[]),
         },
     ]
 }
@@ -635,6 +643,28 @@ mod tests {
         for d in &defs {
             assert_eq!(d.schema["type"], "object", "{}", d.name);
         }
+    }
+
+    #[test]
+    fn session_tools_need_their_session_first() {
+        let defs = definitions();
+        let schema = |n: &str| defs.iter().find(|d| d.name == n).unwrap().schema.clone();
+        assert_eq!(schema("share_link")["required"], json!(["session", "port"]));
+        assert_eq!(
+            schema("checkpoint_restore")["required"],
+            json!(["session", "checkpoint"])
+        );
+        let fork = schema("session_fork");
+        assert_eq!(fork["required"], json!(["session"]));
+        assert_eq!(fork["properties"]["from"]["type"], "string");
+        assert_eq!(fork["additionalProperties"], false);
+        assert_eq!(
+            schema("checkpoint_list")["properties"]
+                .as_object()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
