@@ -6,7 +6,14 @@
 //! created, written (size or time changed), removed, chmod. `GetWatcherEvents`
 //! compares when the client asks; a `WatchDir` stream compares every
 //! [`WATCH_POLL`] while it is open. A rename shows as a removal and a
-//! creation, and changes undone between two looks are not seen.
+//! creation, and changes undone between two looks are not seen. (A guest
+//! file watch, `WatchFiles`, is being added for the IDE; once it is in, a
+//! `WatchDir` stream should compare only the directories its batches name,
+//! when they come, instead of every [`WATCH_POLL`].)
+//!
+//! Relative paths start at the home of the user a call acts as
+//! (`Authorization: Basic`, see [`crate::users`]); a directory made as
+//! `user` is given to it with the parents made for it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -8,14 +8,19 @@
 //!   authenticated by `X-API-Key` (the firepit token). A sandbox is a session;
 //!   a template is an image (`base` is the daemon's default image); pause and
 //!   resume are stop and start; the timeout is the session's own (the daemon
-//!   stops it at its deadline).
+//!   stops it at its deadline, or destroys it when it was made with
+//!   `autoPause: false`, see [`E2b::kills_at_timeout`]).
 //! - envd, the in-sandbox API ([`process`], [`filesystem`], [`files`]):
 //!   `/health`, `/files` and Connect-RPC ([`connect`]) at
 //!   `/process.Process/*` and `/filesystem.Filesystem/*`. The SDK sends it
 //!   to `E2B_SANDBOX_URL` with `E2b-Sandbox-Id` naming the sandbox and
 //!   `X-Access-Token` the sandbox's own token from create or connect. It is
 //!   carried out through the session's guest: nothing runs in the machine
-//!   for it.
+//!   for it but what acting as `user` takes ([`users`]).
+//!
+//! With `E2B_DOMAIN`, the SDK names the two planes `api.<domain>` and
+//! `49983-<sandbox>.<domain>`; [`is_domain_host`] tells the daemon those
+//! hosts, which it sends to [`router`] alone.
 //!
 //! The daemon implements [`Host`] and mounts [`router`].
 
@@ -159,6 +164,7 @@ impl E2b {
     pub(crate) fn forget_running(&self, id: &str) {
         self.0.procs.forget(id);
         self.0.watchers.forget(id);
+        self.0.accounts.forget(id);
     }
 
     /// Whether the daemon is to kill (destroy), not pause (stop), sandbox
@@ -177,7 +183,6 @@ impl E2b {
     pub async fn kill(&self, id: &str) -> Result<(), Error> {
         self.forget_running(id);
         self.0.host.destroy(id).await?;
-        self.0.accounts.forget(id);
         self.0.states.remove(id);
         Ok(())
     }

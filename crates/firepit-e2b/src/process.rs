@@ -9,6 +9,10 @@
 //! output piles up in the daemon. With nothing attached, output is dropped,
 //! as envd does. A pty's output does not wait (the guest's ptys never do):
 //! an attachment that falls far behind ends with `aborted`.
+//!
+//! A process started as `user` (`Authorization: Basic`, see
+//! [`crate::users`]) runs through the guest's `--run-as user`, in the
+//! account's home unless the call names a directory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -11,7 +11,7 @@
 //! the image has none, makes it (`useradd --create-home`, or busybox's
 //! `adduser -D`), home directory included. An image with neither tool, or
 //! without `/bin/sh`, gets a clear refusal rather than root in disguise.
-//! What is found is kept per sandbox while the daemon runs.
+//! What is found is kept per sandbox while its guest connection lives.
 //!
 //! As `user`, a command or PTY runs through the guest binary's `--run-as`
 //! (`/.firepit/guest --run-as user -- …`: setgroups, setgid, setuid, `HOME`
@@ -171,15 +171,25 @@ impl Account {
     }
 }
 
-/// The `user` accounts found so far, by sandbox.
+/// The `user` accounts found so far, by sandbox, with the guest connection
+/// each was found through: a machine that stopped, started again or had a
+/// checkpoint restored has another connection, so its account is looked
+/// up again (a restored `/etc/passwd` may lack it).
 #[derive(Default)]
-pub struct Accounts(Mutex<HashMap<String, Account>>);
+pub struct Accounts(Mutex<HashMap<String, (Account, GuestClient)>>);
 
 impl Accounts {
     /// Sandbox `id`'s `user`, found or made on first use.
     pub async fn get(&self, id: &str, guest: &GuestClient) -> Result<Account, Error> {
-        if let Some(a) = self.0.lock().expect("accounts").get(id) {
-            return Ok(a.clone());
+        {
+            let mut map = self.0.lock().expect("accounts");
+            match map.get(id) {
+                Some((a, g)) if !g.is_closed() => return Ok(a.clone()),
+                Some(_) => {
+                    map.remove(id);
+                }
+                None => {}
+            }
         }
         let out = guest
             .exec(ExecRequest {
@@ -205,11 +215,11 @@ impl Accounts {
         self.0
             .lock()
             .expect("accounts")
-            .insert(id.to_owned(), account.clone());
+            .insert(id.to_owned(), (account.clone(), guest.clone()));
         Ok(account)
     }
 
-    /// Forgets sandbox `id` (it was killed).
+    /// Forgets sandbox `id` (it stopped or was killed).
     pub fn forget(&self, id: &str) {
         self.0.lock().expect("accounts").remove(id);
     }
