@@ -155,10 +155,13 @@ impl fast::Gate for FastGate {
 
     fn claims(&self, host: &[u8]) -> bool {
         std::str::from_utf8(host).is_ok_and(|h| {
-            matches!(
-                firepit_preview::host::classify(h, &self.app.config().domain),
-                HostKind::Preview(_)
-            )
+            let domain = &self.app.config().domain;
+            // envd's host under `E2B_DOMAIN` is the E2B door's, not a preview.
+            !firepit_e2b::is_domain_host(h, domain)
+                && matches!(
+                    firepit_preview::host::classify(h, domain),
+                    HostKind::Preview(_)
+                )
         })
     }
 
@@ -168,7 +171,10 @@ impl fast::Gate for FastGate {
         else {
             return None;
         };
-        if head.target.starts_with("/__firepit/") || is_firepit_port(app, &p.session, p.port) {
+        if head.target.starts_with("/__firepit/")
+            || is_firepit_port(app, &p.session, p.port)
+            || firepit_e2b::is_domain_host(head.host, &app.config().domain)
+        {
             return None;
         }
         let bearer = head
