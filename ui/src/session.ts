@@ -12,6 +12,7 @@ import { EventStream } from "./events";
 import { FilesPane } from "./files";
 import { navigate, type Page } from "./main";
 import { PreviewPane } from "./preview";
+import { SessionHeader } from "./sessionheader";
 import { ServicesPane } from "./services";
 import { TerminalPane } from "./terminal";
 import { TimelinePane } from "./timeline";
@@ -35,6 +36,7 @@ export class SessionPage implements Page {
   private conn = h("span.conn-status#events-status");
   private actions = h("span.actions");
   private banner = h("div.banner", { hidden: true, role: "alert" });
+  private info: SessionHeader;
   private session: Session | null = null;
   private keys = (e: KeyboardEvent) => this.onKey(e);
   private disposed = false;
@@ -54,6 +56,7 @@ export class SessionPage implements Page {
     this.browser = new BrowserPane(id);
     this.services = new ServicesPane(id);
     this.files = new FilesPane(id);
+    this.info = new SessionHeader(id, (s) => this.setSession(s));
     replace(root, h("div.page", {}, this.header(), notice("loading", "Loading the session…")));
     // Capture: the terminal would otherwise take Alt+digit for itself.
     document.addEventListener("keydown", this.keys, true);
@@ -67,6 +70,8 @@ export class SessionPage implements Page {
     this.terminal.dispose();
     this.browser.dispose();
     this.services.dispose();
+    this.info.dispose();
+    this.preview.dispose();
   }
 
   private header(): HTMLElement {
@@ -76,6 +81,7 @@ export class SessionPage implements Page {
       h("a.brand", { href: "/", "data-link": true }, "firepit"),
       h("a.crumb", { href: "/", "data-link": true }, "Sessions"),
       h("span.crumb.mono#session-id", {}, this.id),
+      this.info.el,
       this.state,
       h("span.grow"),
       this.conn,
@@ -163,6 +169,7 @@ export class SessionPage implements Page {
 
   private setSession(s: Session): void {
     this.session = s;
+    this.info.set(s);
     const running = s.state === "running";
     this.terminal.setRunning(running);
     this.preview.setRunning(running);

@@ -369,7 +369,7 @@ pub(crate) async fn handle(
             let tok = query_param(query, "token").unwrap_or_default();
             return match check_share(app, &p, &tok, now) {
                 Ok(c) => html(pages::redirect(
-                    "/",
+                    &safe_path(query_param(query, "next")),
                     Some(&set_cookie(SHARE_COOKIE, &tok, c.expires_at - now)),
                 )),
                 Err(resp) => *resp,
@@ -379,6 +379,9 @@ pub(crate) async fn handle(
     }
     if let Err(resp) = check_access(app, &p, &req, daemon_port, now) {
         return *resp;
+    }
+    if req.uri().path() == "/__firepit/frame" {
+        return frame(app, daemon_port, query);
     }
     if !app.live().contains(&p.session)
         && let Some(resp) = check_running(app, &p)
@@ -422,6 +425,16 @@ pub(crate) async fn handle(
             html(pages::app_failed(p.port, &p.session))
         }
     }
+}
+
+/// The frame page the UI's Preview tab shows the app through (see
+/// [`firepit_preview::frame`]), for a browser that may see the preview.
+fn frame(app: &App, daemon_port: Option<u16>, query: Option<&str>) -> Resp {
+    let path = safe_path(query_param(query, "path"));
+    html(firepit_preview::frame::page(
+        &daemon_origin(app, daemon_port),
+        &path,
+    ))
 }
 
 /// Whether `port` in `session`'s machine is firepit's own rather than the

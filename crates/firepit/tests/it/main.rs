@@ -28,4 +28,5 @@ mod terminal;
 mod timeout;
 mod trust;
 mod ui;
+mod ui_sessions;
 mod web;
