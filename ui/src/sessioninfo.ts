@@ -94,6 +94,7 @@ export class UsageLine {
   private session: Session | null = null;
   private disposed = false;
   private reading = false;
+  private again = false;
   private onVisible = () => {
     if (!document.hidden) void this.tick();
   };
@@ -122,14 +123,25 @@ export class UsageLine {
   private async tick(): Promise<void> {
     window.clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.reading) {
+      // Asked again while a reading is on its way: once more after it.
+      this.again = true;
+      return;
+    }
     const s = this.session;
-    if (!s || this.disposed || document.hidden || this.reading) return;
+    if (!s || this.disposed || document.hidden) return;
     this.reading = true;
     const u = await this.reader.read(s.id);
     this.reading = false;
-    if (this.disposed || this.session?.id !== s.id) return;
-    replace(this.el, u ? this.reader.text(s, u) : "");
-    if (s.state === "running") this.timer = window.setTimeout(() => void this.tick(), this.periodMs);
+    if (this.disposed) return;
+    const now = this.session;
+    if (u && now?.id === s.id) replace(this.el, this.reader.text(now, u));
+    if (this.again) {
+      this.again = false;
+      void this.tick();
+    } else if (now?.state === "running") {
+      this.timer = window.setTimeout(() => void this.tick(), this.periodMs);
+    }
   }
 }
 

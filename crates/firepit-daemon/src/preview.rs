@@ -183,7 +183,7 @@ impl fast::Gate for FastGate {
             .rsplit_once(':')
             .and_then(|(_, port)| port.parse().ok());
         Some(Route {
-            frame_ancestor: daemon_origin(app, daemon_port),
+            frame_ancestor: framed_by(app, daemon_port),
             cookie_host: cookie_host(app, &p),
             session: p.session,
             port: p.port,
@@ -400,7 +400,7 @@ pub(crate) async fn handle(
         ));
     }
     let route = Route {
-        frame_ancestor: daemon_origin(app, daemon_port),
+        frame_ancestor: framed_by(app, daemon_port),
         cookie_host: cookie_host(app, &p),
         session: p.session.clone(),
         port: p.port,
@@ -425,6 +425,12 @@ pub(crate) async fn handle(
             html(pages::app_failed(p.port, &p.session))
         }
     }
+}
+
+/// Who may frame a preview's answers: the UI's origin, and the preview's
+/// own (the frame page the UI shows the app through, one level up).
+fn framed_by(app: &App, daemon_port: Option<u16>) -> String {
+    format!("{} 'self'", daemon_origin(app, daemon_port))
 }
 
 /// The frame page the UI's Preview tab shows the app through (see
