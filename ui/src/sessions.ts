@@ -190,7 +190,7 @@ export class SessionsPage implements Page {
       h(
         "table.table",
         {},
-        h("thead", {}, h("tr", {}, ...["Session", "State", "Image", "Usage · limits", "Age", "Ports", ""].map((t) => h("th", {}, t)))),
+        h("thead", {}, h("tr", {}, ...["Session", "State", "Image", "Usage · limits", "Age", "Ports", ""].map((t) => h("th", { class: t.startsWith("Usage") ? "usage-cell" : null }, t)))),
         h("tbody", {}, rows),
       ),
     );

@@ -20,9 +20,9 @@ export function expiresIn(expiresAt: number, nowSeconds = Date.now() / 1000): st
   const s = Math.floor(expiresAt - nowSeconds);
   if (s <= 0) return "expired";
   if (s < 60) return `in ${s}s`;
-  if (s < 3600) return `in ${Math.floor(s / 60)}m`;
-  if (s < 86400) return `in ${Math.floor(s / 3600)}h`;
-  return `in ${Math.floor(s / 86400)}d`;
+  if (s < 3600) return `in ${Math.round(s / 60)}m`;
+  if (s < 86400) return `in ${Math.round(s / 3600)}h`;
+  return `in ${Math.round(s / 86400)}d`;
 }
 
 export class SharesPanel {
