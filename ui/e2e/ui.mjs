@@ -161,7 +161,8 @@ await step("preview", async () => {
   await page.keyboard.press("Alt+2"); // the Preview tab, from the keyboard
   await page.locator("#tab-preview[aria-selected=true]").waitFor();
   await page.locator("#preview-port option[value='8000']").waitFor({ state: "attached" });
-  const frame = page.frameLocator("#preview-frame");
+  // The app is framed through the preview host's frame page (`#app` in it).
+  const frame = page.frameLocator("#preview-frame").frameLocator("#app");
   await frame.getByText("Directory listing for /").waitFor();
   const src = await page.locator("#preview-frame").getAttribute("src");
   if (!src.startsWith(`http://8000-${session}.localhost:`)) throw new Error(`the preview frames ${src}`);
@@ -230,6 +231,7 @@ await step("browser-live-view", async () => {
 await step("share", async () => {
   await page.keyboard.press("Alt+2");
   await page.locator("#preview-share").click();
+  await page.locator("#share-make").click();
   const link = await page.locator("#share-url").inputValue();
   if (!link.includes("/__firepit/share?token=")) throw new Error(`share link ${link}`);
   const fresh = await browser.newContext({ viewport: { width: 1000, height: 600 } });

@@ -17,6 +17,7 @@ import { navigate, type Page } from "./main";
 import { notifyEvent } from "./notify";
 import { type Command, registerCommands } from "./palette";
 import { PreviewPane } from "./preview";
+import { SessionHeader } from "./sessionheader";
 import { ServicesPane } from "./services";
 import { TerminalPane } from "./terminal";
 import { TimelinePane } from "./timeline";
@@ -40,6 +41,7 @@ export class SessionPage implements Page {
   private conn = h("span.conn-status#events-status");
   private actions = h("span.actions");
   private banner = h("div.banner", { hidden: true, role: "alert" });
+  private info: SessionHeader;
   private session: Session | null = null;
   private keys = (e: KeyboardEvent) => this.onKey(e);
   private disposed = false;
@@ -75,6 +77,7 @@ export class SessionPage implements Page {
     this.browser = new BrowserPane(id);
     this.services = new ServicesPane(id);
     this.files = new FilesPane(id);
+    this.info = new SessionHeader(id, (s) => this.setSession(s));
     replace(root, h("div.page", {}, this.header(), notice("loading", "Loading the session…")));
     // Capture: the terminal would otherwise take Alt+digit for itself.
     document.addEventListener("keydown", this.keys, true);
@@ -90,6 +93,8 @@ export class SessionPage implements Page {
     this.terminal.dispose();
     this.browser.dispose();
     this.services.dispose();
+    this.info.dispose();
+    this.preview.dispose();
   }
 
   private header(): HTMLElement {
@@ -99,6 +104,7 @@ export class SessionPage implements Page {
       h("a.brand", { href: "/", "data-link": true }, "firepit"),
       h("a.crumb", { href: "/", "data-link": true }, "Sessions"),
       h("span.crumb.mono#session-id", {}, this.id),
+      this.info.el,
       this.state,
       h("span.grow"),
       this.conn,
@@ -196,6 +202,7 @@ export class SessionPage implements Page {
 
   private setSession(s: Session): void {
     this.session = s;
+    this.info.set(s);
     const running = s.state === "running";
     this.terminal.setRunning(running);
     this.preview.setRunning(running);

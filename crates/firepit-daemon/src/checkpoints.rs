@@ -355,6 +355,9 @@ impl App {
             error: None,
             // A fork runs until it is stopped: the parent's timeout is the parent's.
             stop_at: None,
+            // It keeps the parent's name and labels, so it is found with it.
+            name: parent.name.clone(),
+            labels: parent.labels.clone(),
         };
         let child_lock = self.sessions().lock_for(&child.id);
         let _child_guard = child_lock.lock().await;

@@ -22,6 +22,7 @@ pub mod error;
 pub mod events;
 pub mod forge;
 pub mod front_door;
+pub mod host;
 pub mod live;
 pub mod machines;
 pub mod mcp;

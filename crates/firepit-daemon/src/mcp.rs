@@ -117,8 +117,16 @@ impl Host for DaemonHost {
     }
 
     fn share(&self, id: &str, port: u16, ttl_seconds: Option<u64>) -> Result<Share, HostError> {
-        crate::api::shares::create_share(&self.app, id, CreateShare { port, ttl_seconds })
-            .map_err(host_error)
+        crate::api::shares::create_share(
+            &self.app,
+            id,
+            CreateShare {
+                port,
+                ttl_seconds,
+                path: None,
+            },
+        )
+        .map_err(host_error)
     }
 
     fn events(&self, id: &str, since: u64, limit: usize) -> Result<Vec<Event>, HostError> {

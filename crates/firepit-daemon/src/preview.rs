@@ -208,7 +208,7 @@ impl fast::Gate for FastGate {
             .rsplit_once(':')
             .and_then(|(_, port)| port.parse().ok());
         Some(Route {
-            frame_ancestor: daemon_origin(app, daemon_port),
+            frame_ancestor: framed_by(app, daemon_port),
             cookie_host: cookie_host(app, &p),
             session: p.session,
             port: p.port,
@@ -394,7 +394,7 @@ pub(crate) async fn handle(
             let tok = query_param(query, "token").unwrap_or_default();
             return match check_share(app, &p, &tok, now) {
                 Ok(c) => html(pages::redirect(
-                    "/",
+                    &safe_path(query_param(query, "next")),
                     Some(&set_cookie(SHARE_COOKIE, &tok, c.expires_at - now)),
                 )),
                 Err(resp) => *resp,
@@ -405,6 +405,9 @@ pub(crate) async fn handle(
     }
     if let Err(resp) = check_access(app, &p, &req, daemon_port, now) {
         return *resp;
+    }
+    if req.uri().path() == "/__firepit/frame" {
+        return frame(app, daemon_port, query);
     }
     if !app.live().contains(&p.session)
         && let Some(resp) = check_running(app, &p)
@@ -426,7 +429,7 @@ pub(crate) async fn handle(
         ));
     }
     let route = Route {
-        frame_ancestor: daemon_origin(app, daemon_port),
+        frame_ancestor: framed_by(app, daemon_port),
         cookie_host: cookie_host(app, &p),
         session: p.session.clone(),
         port: p.port,
@@ -458,6 +461,22 @@ pub(crate) async fn handle(
             html(pages::app_failed(p.port, &p.session))
         }
     }
+}
+
+/// Who may frame a preview's answers: the UI's origin, and the preview's
+/// own (the frame page the UI shows the app through, one level up).
+fn framed_by(app: &App, daemon_port: Option<u16>) -> String {
+    format!("{} 'self'", daemon_origin(app, daemon_port))
+}
+
+/// The frame page the UI's Preview tab shows the app through (see
+/// [`firepit_preview::frame`]), for a browser that may see the preview.
+fn frame(app: &App, daemon_port: Option<u16>, query: Option<&str>) -> Resp {
+    let path = safe_path(query_param(query, "path"));
+    html(firepit_preview::frame::page(
+        &daemon_origin(app, daemon_port),
+        &path,
+    ))
 }
 
 /// Whether `port` in `session`'s machine is firepit's own rather than the

@@ -521,6 +521,7 @@ async fn create<H: Host>(host: &Arc<H>, args: &Map<String, Value>) -> Result<Ses
         repo: a.repo,
         branch: a.branch,
         timeout_secs: None,
+        ..Default::default()
     };
     host.create_session(req).await.map_err(host_error)
 }

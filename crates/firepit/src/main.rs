@@ -64,6 +64,9 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Cp(args) => commands::cp::cp(&client()?, &args.from, &args.to)
             .await
             .map(|()| 0),
+        Command::Rename(a) => commands::lifecycle::rename(&client()?, &a)
+            .await
+            .map(|()| 0),
         Command::Stop(a) => commands::lifecycle::transition(&client()?, &a.id, "stop")
             .await
             .map(|()| 0),

@@ -661,6 +661,28 @@ impl Backend for NamespacesBackend {
         Ok(self.info(id))
     }
 
+    fn usage(&self, id: &MachineId) -> Result<crate::Usage, Error> {
+        if !self.dir(id).join("spec.json").exists() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        // A stopped machine has no cgroup: only its layer is counted.
+        let counted = if self.live_init(id).is_some() {
+            self.cgroups.usage(id.as_str())
+        } else {
+            cgroup::CgroupUsage::default()
+        };
+        let disk_bytes = self.pool.as_ref().and_then(|pool| {
+            let layer = disk::open_dir(&pool.layer(id)).ok()?;
+            disk::used_bytes(&layer)
+        });
+        Ok(crate::Usage {
+            cpu_usec: counted.cpu_usec,
+            memory_bytes: counted.memory_bytes,
+            pids: counted.pids,
+            disk_bytes,
+        })
+    }
+
     fn recover(&self) -> Result<Vec<MachineInfo>, Error> {
         let mut found = Vec::new();
         let dir = &self.config.state_dir;

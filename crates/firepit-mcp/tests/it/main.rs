@@ -71,6 +71,8 @@ impl Host for Stand {
             created_at: 0,
             error: None,
             stop_at: None,
+            name: None,
+            labels: Default::default(),
         };
         list.push(s.clone());
         Ok(s)
@@ -112,6 +114,7 @@ impl Host for Stand {
             created_at: 0,
             expires_at: ttl_seconds.unwrap_or(3600) as i64,
             revoked: false,
+            path: "/".into(),
         })
     }
 

@@ -30,4 +30,5 @@ mod timeout;
 mod trust;
 mod ui;
 mod ui_layout;
+mod ui_sessions;
 mod web;

@@ -26,7 +26,7 @@ use crate::harness::Daemon;
 /// Longest the whole browser script may take before it counts as hung.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
 
-fn e2e_dir() -> PathBuf {
+pub(crate) fn e2e_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/e2e")
 }
 
