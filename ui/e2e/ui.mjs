@@ -161,7 +161,8 @@ await step("preview", async () => {
   await page.keyboard.press("Alt+2"); // the Preview tab, from the keyboard
   await page.locator("#tab-preview[aria-selected=true]").waitFor();
   await page.locator("#preview-port option[value='8000']").waitFor({ state: "attached" });
-  const frame = page.frameLocator("#preview-frame");
+  // The app is framed through the preview host's frame page (`#app` in it).
+  const frame = page.frameLocator("#preview-frame").frameLocator("#app");
   await frame.getByText("Directory listing for /").waitFor();
   const src = await page.locator("#preview-frame").getAttribute("src");
   if (!src.startsWith(`http://8000-${session}.localhost:`)) throw new Error(`the preview frames ${src}`);
@@ -230,6 +231,7 @@ await step("browser-live-view", async () => {
 await step("share", async () => {
   await page.keyboard.press("Alt+2");
   await page.locator("#preview-share").click();
+  await page.locator("#share-make").click();
   const link = await page.locator("#share-url").inputValue();
   if (!link.includes("/__firepit/share?token=")) throw new Error(`share link ${link}`);
   const fresh = await browser.newContext({ viewport: { width: 1000, height: 600 } });
@@ -237,8 +239,10 @@ await step("share", async () => {
   await other.goto(link);
   await other.getByText("Directory listing for /").waitFor({ timeout: T });
   await other.screenshot({ path: join(shots, `${String(n).padStart(2, "0")}-share-fresh-context.png`) });
-  // The fresh context has no firepit cookie: the API stays closed to it.
-  const status = await other.evaluate(async (u) => (await fetch(u)).status, `${url}/v1/sessions`).catch(() => 0);
+  // The fresh context has no firepit cookie: the API stays closed to it
+  // (asked with the context's cookies, not from the page, whose failed
+  // cross-origin fetch the preview's script would report as a problem).
+  const status = await fresh.request.get(`${url}/v1/sessions`).then((r) => r.status(), () => 0);
   if (status === 200) throw new Error("a share link opened the API");
   await fresh.close();
 });
@@ -483,6 +487,8 @@ if (bare) {
     const { id } = await r.json();
     await page.goto(`${bare}/?token=${encodeURIComponent(bareToken)}`);
     await page.goto(`${bare}/s/${id}`);
+    // With no model the chat starts collapsed: its rail opens it.
+    await page.locator("#chat-rail").click();
     const guidance = page.locator(".guidance");
     await guidance.locator("strong", { hasText: "No model is configured." }).waitFor();
     if (!(await page.locator("#chat-input").isDisabled())) throw new Error("the chat input takes messages with no model");

@@ -11,11 +11,14 @@ import type {
   DirEntry,
   ErrorBody,
   Event,
+  HostInfo,
   Image,
   Port,
   ServiceInfo,
   Session,
   Share,
+  UpdateSession,
+  Usage,
 } from "./wire";
 
 export type * from "./wire";
@@ -87,8 +90,13 @@ export const api = {
   start: (id: string) => json<Session>("POST", `${s(id)}/start`),
   destroy: (id: string) => request("DELETE", s(id)).then(() => undefined),
   ports: (id: string) => json<Port[]>("GET", `${s(id)}/ports`),
-  share: (id: string, port: number, ttl_seconds?: number) =>
-    json<Share>("POST", `${s(id)}/shares`, { port, ttl_seconds: ttl_seconds ?? null }),
+  share: (id: string, port: number, ttl_seconds?: number, path?: string) =>
+    json<Share>("POST", `${s(id)}/shares`, { port, ttl_seconds: ttl_seconds ?? null, ...(path ? { path } : {}) }),
+  shares: (id: string) => json<Share[]>("GET", `${s(id)}/shares`),
+  revokeShare: (id: string, share: string) => request("DELETE", `${s(id)}/shares/${enc(share)}`).then(() => undefined),
+  update: (id: string, body: UpdateSession) => json<Session>("PATCH", s(id), body),
+  usage: (id: string) => json<Usage>("GET", `${s(id)}/usage`),
+  host: () => json<HostInfo>("GET", "/v1/host"),
   services: (id: string) => json<ServiceInfo[]>("GET", `${s(id)}/services`),
   /** A service's log as a stream of NDJSON lines (`follow` keeps it open). */
   serviceLogs: (id: string, name: string, signal: AbortSignal) =>

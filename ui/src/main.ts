@@ -5,8 +5,11 @@
 
 import "@xterm/xterm/css/xterm.css";
 import "./style.css";
+import "./layout.css";
+import "./theme";
 import { setUnauthorizedHandler } from "./api";
 import { h, replace } from "./dom";
+import { notFoundPage, topbarTools } from "./layout";
 import { SessionsPage } from "./sessions";
 import { SessionPage } from "./session";
 
@@ -38,14 +41,14 @@ function render(): void {
   } else if (location.pathname === "/" || location.pathname === "") {
     current = new SessionsPage(root);
   } else {
+    document.title = "Not found · firepit";
     replace(
       root,
       h(
-        "main.center",
+        "div.page",
         {},
-        h("h1", {}, "Not found"),
-        h("p", {}, `Nothing lives at ${location.pathname}.`),
-        h("a", { href: "/", "data-link": true }, "Back to the sessions"),
+        h("header.topbar", {}, h("a.brand", { href: "/", "data-link": true }, "firepit"), h("span.grow"), topbarTools()),
+        notFoundPage("Not found", `Nothing lives at ${location.pathname}.`),
       ),
     );
   }

@@ -1,9 +1,28 @@
-// The preview pane: the app a session serves, framed from its preview URL
-// (`http://<port>-<session>.<domain>/`), with a port picker, a URL bar,
-// reload, open in a new tab, and Share (a signed, expiring link, copied).
+// The preview pane: the app a session serves, framed from its preview host
+// (`http://<port>-<session>.<domain>/`), with a port picker, back and
+// forward, a URL bar that follows the app, reload, open in a new tab, and
+// Share (signed links with a lifetime, listed and revocable: `shares.ts`).
+//
+// The app is on its own origin, so this page cannot read where it is. It is
+// framed through the preview host's frame page (`/__firepit/frame?path=…`,
+// served by the daemon on the app's origin, see `firepit_preview::frame`),
+// which sees the app's location and posts it here (`preview-location`), and
+// takes `go`, `back`, `forward` and `reload` from here. Messages are taken
+// only from that frame's window and the preview's origin, and a reported
+// path is only shown, never followed outside the preview host.
 
 import { api, type Port, type SessionEvent } from "./api";
 import { h, notice, replace } from "./dom";
+import { SharesPanel } from "./shares";
+
+/** What the frame page reports. */
+interface Location {
+  firepit: "preview-location";
+  path: string;
+  title: string;
+  canGoBack: boolean | null;
+  canGoForward: boolean | null;
+}
 
 export class PreviewPane {
   readonly el: HTMLElement;
@@ -11,32 +30,48 @@ export class PreviewPane {
   private selected: number | null = null;
   private picker = h("select#preview-port", { "aria-label": "Port" });
   private url = h("input#preview-url", { "aria-label": "Preview URL", spellcheck: false });
+  private back = h("button.small#preview-back", { type: "button", title: "Back", disabled: true }, "←");
+  private forward = h("button.small#preview-forward", { type: "button", title: "Forward", disabled: true }, "→");
   private open = h("a.button.small#preview-open", { target: "_blank", rel: "noopener", title: "Open in a new tab" }, "Open ↗");
-  private shareBtn = h("button.small#preview-share", { type: "button", title: "Make a signed link that anyone can open for an hour" }, "Share");
-  private shareOut = h("div.share-out", { hidden: true });
+  private shareBtn = h("button.small#preview-share", { type: "button", title: "Share this page: a signed link with a lifetime; lists the links made" }, "Share");
+  private shares: SharesPanel;
   private body = h("div.preview-body");
   private frame: HTMLIFrameElement | null = null;
+  private frameOrigin = "";
+  /** The app's path now, as the frame page last said. */
+  private path = "/";
   private running = true;
+  private onMessage = (e: MessageEvent) => this.message(e);
 
   constructor(private readonly session: string) {
     const reload = h("button.small#preview-reload", { type: "button", title: "Reload" }, "↻");
-    reload.addEventListener("click", () => this.load());
+    reload.addEventListener("click", () => this.post({ firepit: "reload" }) || this.load());
+    this.back.addEventListener("click", () => this.post({ firepit: "back" }));
+    this.forward.addEventListener("click", () => this.post({ firepit: "forward" }));
     this.picker.addEventListener("change", () => this.select(Number(this.picker.value)));
     this.url.addEventListener("keydown", (e) => {
       if (e.key === "Enter") {
         e.preventDefault();
-        this.load();
+        this.go();
       }
     });
-    this.shareBtn.addEventListener("click", () => void this.share());
+    this.shares = new SharesPanel(session);
+    this.shareBtn.addEventListener("click", () => {
+      if (this.selected !== null) this.shares.toggle(this.selected, this.path);
+    });
+    window.addEventListener("message", this.onMessage);
     this.el = h(
       "section.pane.preview-pane",
       {},
-      h("div.pane-head.toolbar", {}, this.picker, this.url, reload, this.open, this.shareBtn),
-      this.shareOut,
+      h("div.pane-head.toolbar", {}, this.picker, this.back, this.forward, this.url, reload, this.open, this.shareBtn),
+      this.shares.el,
       this.body,
     );
     this.render();
+  }
+
+  dispose(): void {
+    window.removeEventListener("message", this.onMessage);
   }
 
   /** Loads the listening ports (the log's port events keep them current after). */
@@ -81,6 +116,10 @@ export class PreviewPane {
     if (disabled) {
       this.selected = null;
       this.frame = null;
+      this.frameOrigin = "";
+      this.back.disabled = true;
+      this.forward.disabled = true;
+      this.shares.hide();
       this.url.value = "";
       this.open.removeAttribute("href");
       replace(
@@ -105,26 +144,21 @@ export class PreviewPane {
     if (!p) return;
     this.selected = port;
     this.picker.value = String(port);
-    this.url.value = p.url;
-    replace(this.shareOut);
-    this.shareOut.hidden = true;
+    this.shares.hide();
+    this.path = "/";
     this.load();
   }
 
-  /** Frames the URL in the bar (kept on the selected port's preview host). */
+  /** The selected port's preview origin (`http://8000-abc.localhost:7777`). */
+  private origin(): string {
+    return this.selected === null ? "" : new URL(this.ports.get(this.selected)!.url).origin;
+  }
+
+  /** Frames the frame page at the app's path `this.path`. */
   private load(): void {
     if (this.selected === null) return;
-    const base = this.ports.get(this.selected)!.url;
-    let target = base;
-    try {
-      const typed = new URL(this.url.value, base);
-      const origin = new URL(base).origin;
-      target = typed.origin === origin ? typed.href : base;
-    } catch {
-      // not a URL: the port's root
-    }
-    this.url.value = target;
-    this.open.href = target;
+    const origin = this.origin();
+    this.showUrl(origin + this.path);
     if (!this.frame) {
       // The app is someone's code (the agent's, a dependency's): framed in a
       // sandbox. `allow-same-origin` lets it keep its own origin, the
@@ -139,31 +173,51 @@ export class PreviewPane {
       });
       replace(this.body, this.frame);
     }
+    this.frameOrigin = origin;
+    this.back.disabled = true;
+    this.forward.disabled = true;
     // Setting src navigates, and reloads when it is unchanged.
-    this.frame.src = target;
+    this.frame.src = `${origin}/__firepit/frame?path=${encodeURIComponent(this.path)}`;
   }
 
-  private async share(): Promise<void> {
+  /** Goes where the URL bar says, kept on the selected port's preview host. */
+  private go(): void {
     if (this.selected === null) return;
-    this.shareBtn.disabled = true;
+    const origin = this.origin();
+    let path = "/";
     try {
-      const s = await api.share(this.session, this.selected);
-      const field = h("input#share-url", { readonly: true, value: s.url, "aria-label": "Share link" });
-      let copied = "Copied to the clipboard.";
-      try {
-        await navigator.clipboard.writeText(s.url);
-      } catch {
-        copied = "Select it and copy.";
-      }
-      const expires = new Date(s.expires_at * 1000).toLocaleString();
-      replace(this.shareOut, h("span", {}, `Share link (expires ${expires}; revoke with firepit unshare ${this.session} ${s.id}). ${copied}`), field);
-      this.shareOut.hidden = false;
-      field.select();
-    } catch (e) {
-      replace(this.shareOut, h("span.form-error", {}, (e as Error).message));
-      this.shareOut.hidden = false;
-    } finally {
-      this.shareBtn.disabled = false;
+      const typed = new URL(this.url.value, origin + "/");
+      if (typed.origin === origin) path = typed.pathname + typed.search + typed.hash;
+    } catch {
+      // not a URL: the port's root
     }
+    this.path = path;
+    this.showUrl(origin + path);
+    if (!this.post({ firepit: "go", path })) this.load();
+  }
+
+  /** Sends the frame page a message; false when there is no frame to send to. */
+  private post(m: Record<string, unknown>): boolean {
+    const w = this.frame?.contentWindow;
+    if (!w || !this.frameOrigin) return false;
+    w.postMessage(m, this.frameOrigin);
+    return true;
+  }
+
+  private showUrl(href: string): void {
+    if (document.activeElement !== this.url) this.url.value = href;
+    this.open.href = href;
+  }
+
+  /** A location report from the frame page (and nothing else). */
+  private message(e: MessageEvent): void {
+    if (!this.frame || e.source !== this.frame.contentWindow || e.origin !== this.frameOrigin) return;
+    const m = e.data as Partial<Location> | null;
+    if (!m || m.firepit !== "preview-location" || typeof m.path !== "string" || !m.path.startsWith("/")) return;
+    this.path = m.path;
+    this.showUrl(this.frameOrigin + m.path);
+    this.back.disabled = m.canGoBack !== true;
+    this.forward.disabled = m.canGoForward !== true;
+    if (typeof m.title === "string") this.frame.title = m.title ? `Preview: ${m.title}` : `Preview of port ${this.selected}`;
   }
 }

@@ -2,16 +2,22 @@
 // services, files and timeline as tabs on the right. One event stream feeds
 // them all, resuming from its cursor after a drop.
 //
-// Keys: Alt+1…6 switch tabs, Alt+0 (or Alt+C) focuses the chat.
+// Keys: Alt+1…6 switch tabs, Alt+0 (or Alt+C) focuses the chat. The layout
+// (splitter, collapsible chat, phone views) is `layout.ts`'s; the page adds
+// its commands to the palette (`palette.ts`) while it is open.
 
-import { api, type Session } from "./api";
+import { ApiError, api, type Session } from "./api";
 import { BrowserPane } from "./browser";
 import { Chat } from "./chat";
 import { age, h, notice, replace } from "./dom";
 import { EventStream } from "./events";
 import { FilesPane } from "./files";
+import { notFoundPage, topbarTools, Workspace } from "./layout";
 import { navigate, type Page } from "./main";
+import { notifyEvent } from "./notify";
+import { type Command, registerCommands } from "./palette";
 import { PreviewPane } from "./preview";
+import { SessionHeader } from "./sessionheader";
 import { ServicesPane } from "./services";
 import { TerminalPane } from "./terminal";
 import { TimelinePane } from "./timeline";
@@ -35,9 +41,26 @@ export class SessionPage implements Page {
   private conn = h("span.conn-status#events-status");
   private actions = h("span.actions");
   private banner = h("div.banner", { hidden: true, role: "alert" });
+  private info: SessionHeader;
   private session: Session | null = null;
   private keys = (e: KeyboardEvent) => this.onKey(e);
   private disposed = false;
+  private layout: Workspace | null = null;
+  private unregister: () => void = () => {};
+  /** Over the terminal while the session is not running: says so, with Start. */
+  private stoppedOverlay = h(
+    "div.pane-overlay#terminal-stopped",
+    { hidden: true },
+    h("p", {}, "The session is not running, so it has no shell."),
+    h("button.primary#terminal-start", {
+      type: "button",
+      onclick: (e: Event) => {
+        const b = e.currentTarget as HTMLButtonElement;
+        b.disabled = true; // one start at a time
+        void this.act(() => api.start(this.id)).finally(() => (b.disabled = false));
+      },
+    }, "Start the session"),
+  );
 
   constructor(
     private readonly root: HTMLElement,
@@ -54,6 +77,7 @@ export class SessionPage implements Page {
     this.browser = new BrowserPane(id);
     this.services = new ServicesPane(id);
     this.files = new FilesPane(id);
+    this.info = new SessionHeader(id, (s) => this.setSession(s));
     replace(root, h("div.page", {}, this.header(), notice("loading", "Loading the session…")));
     // Capture: the terminal would otherwise take Alt+digit for itself.
     document.addEventListener("keydown", this.keys, true);
@@ -62,11 +86,15 @@ export class SessionPage implements Page {
 
   dispose(): void {
     this.disposed = true;
+    this.unregister();
+    this.layout?.dispose();
     document.removeEventListener("keydown", this.keys, true);
     this.stream?.close();
     this.terminal.dispose();
     this.browser.dispose();
     this.services.dispose();
+    this.info.dispose();
+    this.preview.dispose();
   }
 
   private header(): HTMLElement {
@@ -76,10 +104,12 @@ export class SessionPage implements Page {
       h("a.brand", { href: "/", "data-link": true }, "firepit"),
       h("a.crumb", { href: "/", "data-link": true }, "Sessions"),
       h("span.crumb.mono#session-id", {}, this.id),
+      this.info.el,
       this.state,
       h("span.grow"),
       this.conn,
       this.actions,
+      topbarTools(),
     );
   }
 
@@ -88,13 +118,18 @@ export class SessionPage implements Page {
     try {
       s = await api.session(this.id);
     } catch (e) {
+      if (this.disposed) return;
+      const missing = e instanceof ApiError && e.status === 404;
+      if (missing) document.title = "No such session · firepit";
       replace(
         this.root,
         h(
           "div.page",
           {},
           this.header(),
-          notice("error", (e as Error).message, h("a", { href: "/", "data-link": true }, "Back to the sessions")),
+          missing
+            ? notFoundPage("No such session", `There is no session ${this.id}. It may have been destroyed, or the link is mistyped.`)
+            : notice("error", (e as Error).message, h("a", { href: "/", "data-link": true }, "Back to the sessions")),
         ),
       );
       return;
@@ -124,17 +159,20 @@ export class SessionPage implements Page {
     ];
     const right = h("div.work", {}, tabs);
     for (const [t, el] of panes) {
-      const wrap = h("div.tabpanel", { role: "tabpanel", id: `panel-${t}`, hidden: true }, el);
+      const wrap = h("div.tabpanel", { role: "tabpanel", id: `panel-${t}`, hidden: true }, el, t === "terminal" ? this.stoppedOverlay : null);
       this.panes.set(t, wrap);
       right.appendChild(wrap);
     }
-    replace(this.root, h("div.page", {}, this.header(), this.banner, h("main.workspace", {}, this.chat.el, right)));
+    this.layout = new Workspace(this.chat.el, right);
+    replace(this.root, h("div.page", {}, this.header(), this.banner, this.layout.el));
     this.setSession(s);
+    this.unregister = registerCommands(...this.commands());
 
     let replayUntil = 0;
     try {
       const status = await api.agent(this.id);
       this.chat.applyStatus(status);
+      this.layout.setModelConfigured(status.configured);
       replayUntil = status.last_seq;
     } catch {
       // the chat still fills from the log
@@ -146,7 +184,8 @@ export class SessionPage implements Page {
       replace(this.conn, st === "live" ? "live" : st === "connecting" ? "connecting…" : st === "reconnecting" ? "reconnecting…" : "closed");
       this.conn.className = `conn-status ${st === "live" ? "ok" : st === "reconnecting" ? "bad" : "pending"}`;
     });
-    stream.on((e) => {
+    stream.on((e, live) => {
+      notifyEvent(this.id, e, live);
       this.chat.onEvent(e);
       this.preview.onEvent(e);
       this.services.onEvent(e);
@@ -163,6 +202,7 @@ export class SessionPage implements Page {
 
   private setSession(s: Session): void {
     this.session = s;
+    this.info.set(s);
     const running = s.state === "running";
     this.terminal.setRunning(running);
     this.preview.setRunning(running);
@@ -171,46 +211,69 @@ export class SessionPage implements Page {
     replace(this.state, s.state);
     this.state.className = `state ${s.state}`;
     this.state.title = `${s.image} image, made ${age(s.created_at)} ago`;
+    this.stoppedOverlay.hidden = running || s.state === "creating";
     const act = (text: string, f: () => Promise<unknown>, cls = "") =>
-      h(`button.small${cls}`, {
-        type: "button",
-        onclick: async () => {
-          try {
-            await f();
-          } catch (e) {
-            this.showBanner((e as Error).message);
-          }
-          if (this.disposed) return;
-          try {
-            this.setSession(await api.session(this.id));
-          } catch {
-            // the session is gone (destroyed) or the daemon is away
-          }
-        },
-      }, text);
+      h(`button.small${cls}`, { type: "button", onclick: () => void this.act(f) }, text);
     replace(
       this.actions,
-      s.state === "running"
-        ? act("Stop", async () => {
-            // Let go of the shell first: it goes away with the machine.
-            this.terminal.setRunning(false);
-            await api.stop(this.id);
-          })
-        : null,
+      s.state === "running" ? act("Stop", () => this.stopSession()) : null,
       s.state === "stopped" || s.state === "failed" ? act("Start", () => api.start(this.id)) : null,
-      act(
-        "Destroy",
-        async () => {
-          if (!confirm(`Destroy session ${this.id}? Its files are deleted.`)) return;
-          await api.destroy(this.id);
-          navigate("/");
-        },
-        ".danger",
-      ),
+      act("Destroy", () => this.destroySession(), ".danger"),
     );
     if (s.state === "failed") this.showBanner(s.error ?? "The session failed.");
     else if (s.state === "stopped") this.showBanner("The session is stopped: its files are kept. Start it to use the terminal and the agent.");
     else this.banner.hidden = true;
+  }
+
+  /** Runs an action on the session, then shows its state (or the error). */
+  private async act(f: () => Promise<unknown>): Promise<void> {
+    try {
+      await f();
+    } catch (e) {
+      this.showBanner((e as Error).message);
+    }
+    if (this.disposed) return;
+    try {
+      this.setSession(await api.session(this.id));
+    } catch {
+      // the session is gone (destroyed) or the daemon is away
+    }
+  }
+
+  private async stopSession(): Promise<void> {
+    // Let go of the shell first: it goes away with the machine.
+    this.terminal.setRunning(false);
+    await api.stop(this.id);
+  }
+
+  private async destroySession(): Promise<void> {
+    if (!confirm(`Destroy session ${this.id}? Its files are deleted.`)) return;
+    await api.destroy(this.id);
+    navigate("/");
+  }
+
+  /** What this page adds to the command palette. */
+  private commands(): Command[] {
+    const state = () => this.session?.state;
+    return [
+      ...TABS.map((t, i) => ({
+        id: `session.tab.${t}`,
+        title: `Go to ${label(t)}`,
+        group: "Tabs",
+        keys: `Alt+${i + 1}`,
+        run: () => this.show(t),
+      })),
+      { id: "session.chat.focus", title: "Focus the agent chat", group: "Chat", keys: "Alt+0", run: () => this.focusChat() },
+      { id: "session.chat.toggle", title: "Toggle the agent chat", group: "Chat", keys: "Alt+\\", run: () => this.layout?.toggleChat() },
+      { id: "session.start", title: "Start the session", group: "Session", when: () => state() === "stopped" || state() === "failed", run: () => this.act(() => api.start(this.id)) },
+      { id: "session.stop", title: "Stop the session", group: "Session", when: () => state() === "running", run: () => this.act(() => this.stopSession()) },
+      { id: "session.destroy", title: "Destroy the session", group: "Session", run: () => this.act(() => this.destroySession()) },
+    ];
+  }
+
+  private focusChat(): void {
+    this.layout?.openChat();
+    this.chat.focus();
   }
 
   private showBanner(text: string): void {
@@ -226,6 +289,7 @@ export class SessionPage implements Page {
       b.classList.toggle("active", name === t);
     }
     for (const [name, p] of this.panes) p.hidden = name !== t;
+    this.layout?.showView("work");
     if (prev === "browser" && t !== "browser") this.browser.hide();
     history.replaceState(null, "", `#${t}`);
     switch (t) {
@@ -258,14 +322,18 @@ export class SessionPage implements Page {
       if (d === 0) {
         e.preventDefault();
         e.stopPropagation();
-        this.chat.focus();
+        this.focusChat();
         return;
       }
     }
     if (e.code === "KeyC") {
       e.preventDefault();
       e.stopPropagation();
-      this.chat.focus();
+      this.focusChat();
+    } else if (e.code === "Backslash") {
+      e.preventDefault();
+      e.stopPropagation();
+      this.layout?.toggleChat();
     }
   }
 }

@@ -63,7 +63,19 @@ branch?: string | null,
  * Stop the session this many seconds after it starts (its files are
  * kept; `start` runs it again, without a timeout).
  */
-timeout_secs?: number | null, };
+timeout_secs?: number | null,
+/**
+ * A name a person gives the session (1 to 64 characters, no control
+ * characters); several sessions may share one.
+ */
+name?: string | null,
+/**
+ * Labels: `key: value` pairs to find sessions by (`GET
+ * /v1/sessions?label=key=value`). Keys are 1 to 63 of `[a-z0-9._-]`
+ * starting with a letter or digit; values at most 128 characters, no
+ * control characters; at most 32 labels.
+ */
+labels?: { [key in string]: string }, };
 
 /**
  * A session: a machine and what the daemon knows of it.
@@ -101,7 +113,93 @@ error?: string | null,
  * Unix time, in seconds, at which the daemon stops the session (its
  * timeout); absent when it has none.
  */
-stop_at?: number | null, };
+stop_at?: number | null,
+/**
+ * The name a person gave it, if any.
+ */
+name?: string | null,
+/**
+ * Its labels.
+ */
+labels?: { [key in string]: string }, };
+
+/**
+ * `PATCH /v1/sessions/{id}`: what changes; absent fields stay as they are.
+ */
+export type UpdateSession = {
+/**
+ * The new name; an empty string takes the name away.
+ */
+name?: string | null,
+/**
+ * The new labels, all of them (they replace the old ones).
+ */
+labels?: { [key in string]: string } | null, };
+
+/**
+ * `GET /v1/sessions/{id}/usage`: what a session's machine uses now, read
+ * when asked (nothing samples an idle session nobody looks at).
+ */
+export type Usage = {
+/**
+ * Whether the machine runs (a stopped one has no CPU nor memory figures).
+ */
+running: boolean,
+/**
+ * When the figures were read, Unix milliseconds.
+ */
+time_ms: number,
+/**
+ * CPU time the machine's processes used since it started, microseconds:
+ * two readings give the CPU share between them.
+ */
+cpu_usec?: number | null,
+/**
+ * Memory in use now, bytes (the cgroup's count: page cache included).
+ */
+memory_bytes?: number | null,
+/**
+ * Processes and threads now.
+ */
+pids?: number | null,
+/**
+ * What the machine's own files take, bytes (its writable layer), where
+ * the daemon can tell (a machine in the disk pool).
+ */
+disk_bytes?: number | null, };
+
+/**
+ * `GET /v1/host`: what the host has, for clients that choose limits.
+ */
+export type HostInfo = {
+/**
+ * The host's memory, bytes: no session may have a larger memory limit.
+ */
+memory_bytes: number,
+/**
+ * Memory available now, bytes.
+ */
+memory_available_bytes: number,
+/**
+ * CPUs the daemon may use: a larger CPU limit means all of them.
+ */
+cpus: number,
+/**
+ * Whether sessions get disk limits (the daemon has a disk pool).
+ */
+disk_limits: boolean,
+/**
+ * The image a session gets when it names none.
+ */
+default_image: string,
+/**
+ * The limits a session gets where it gives none.
+ */
+default_limits: Limits,
+/**
+ * Whether a forge is configured (sessions may then clone a `repo`).
+ */
+forge: boolean, };
 
 /**
  * An image the daemon can make machines from.
@@ -171,7 +269,12 @@ port: number,
 /**
  * How long the link works, in seconds (default one hour, at most 30 days).
  */
-ttl_seconds: number | null, };
+ttl_seconds: number | null,
+/**
+ * Where the link lands in the app: a local path (`/`, the default,
+ * `/docs?x=1`); the link opens the whole port whatever it says.
+ */
+path?: string | null, };
 
 /**
  * A share link of a preview port.
@@ -204,7 +307,11 @@ expires_at: number,
 /**
  * Whether it was revoked.
  */
-revoked: boolean, };
+revoked: boolean,
+/**
+ * Where the link lands in the app.
+ */
+path: string, };
 
 /**
  * An error body: `{"error": {"code": "...", "message": "..."}}`.
@@ -477,7 +584,28 @@ export type ClosedLoopSettings = {
  * the agent has been talked to in the session). A running agent gets new
  * problems of the session's services at its next step either way.
  */
-wake_agent: boolean, };
+wake_agent: boolean,
+/**
+ * Whether the preview puts its error-reporting script into the app's
+ * HTML pages (default true): their uncaught exceptions and failed
+ * requests become problems with `source=preview`. Off, pages reach the
+ * browser byte for byte as the app sent them.
+ */
+preview_reports: boolean, };
+
+/**
+ * `PUT /v1/sessions/{id}/closed-loop`: the settings to change (those left
+ * out stay as they are).
+ */
+export type ClosedLoopChange = {
+/**
+ * See [`ClosedLoopSettings::wake_agent`].
+ */
+wake_agent?: boolean | null,
+/**
+ * See [`ClosedLoopSettings::preview_reports`].
+ */
+preview_reports?: boolean | null, };
 
 /**
  * `POST /v1/sessions/{id}/checkpoints`
@@ -862,4 +990,9 @@ checkpoint?: string | null, } | { "type": "closed_loop",
 /**
  * Whether a recognised problem wakes the idle agent.
  */
-wake_agent: boolean, });
+wake_agent: boolean,
+/**
+ * Whether the preview's pages report their errors (absent in
+ * events older than the setting: on).
+ */
+preview_reports: boolean, });

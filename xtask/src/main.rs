@@ -480,6 +480,9 @@ fn run_bench(bin: Option<&str>, extra: &[String]) -> Result<()> {
     if let Some(bin) = bin {
         bench.args(["--bin", bin]);
     }
+    // `cargo xtask bench-x -- --flag` and `cargo xtask bench-x --flag` both
+    // hand `--flag` to the bench.
+    let extra = extra.strip_prefix(&["--".to_owned()][..]).unwrap_or(extra);
     bench.arg("--").args(extra);
     test_env(&mut bench, &images, uid_base);
     run(bench)

@@ -512,7 +512,11 @@ impl<T: Transcript> Inner<T> {
 
     /// A checkpoint before a turn whose calls can change files, recorded in
     /// the transcript. Its failure is the daemon's to log: the turn goes on.
-    async fn checkpoint_before(&self, calls: &[ToolCall]) {
+    /// A run stopped first (or while the checkpoint waits, say for a restore
+    /// of the session that stops the agent) asks for none: its tools will
+    /// not run, and a checkpoint made after the restore would be of files
+    /// the run never saw.
+    async fn checkpoint_before(&self, calls: &[ToolCall], cancel: &CancellationToken) {
         let Some(hooks) = &self.tools.hooks else {
             return;
         };
@@ -528,7 +532,15 @@ impl<T: Transcript> Inner<T> {
             n => format!(" and {} more", n - 1),
         };
         let name = format!("before {}{more}", first.name);
-        if let Ok(Some(checkpoint)) = hooks.checkpoint(name).await {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let made = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            made = hooks.checkpoint(name) => made,
+        };
+        if let Ok(Some(checkpoint)) = made {
             self.record(TranscriptItem::Checkpoint {
                 checkpoint,
                 tool_call_ids: changing.iter().map(|c| c.id.clone()).collect(),
@@ -539,7 +551,7 @@ impl<T: Transcript> Inner<T> {
 
     /// Runs one turn's calls concurrently; each gets a result, also when stopped.
     async fn run_tools(&self, calls: &[ToolCall], cancel: &CancellationToken) -> Vec<ToolOutput> {
-        self.checkpoint_before(calls).await;
+        self.checkpoint_before(calls, cancel).await;
         for c in calls {
             self.record(TranscriptItem::ToolStarted {
                 id: c.id.clone(),

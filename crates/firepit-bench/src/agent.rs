@@ -106,6 +106,8 @@ async fn measure_async(steps: usize) -> Result<AgentFigures> {
             created_at: 0,
             error: None,
             stop_at: None,
+            name: None,
+            labels: Default::default(),
         })
         .context("adding the session")?;
     let log = Sink::EventLog {

@@ -11,7 +11,11 @@
 //!   (with its 200 MiB) copied by `cp -a` without reflinks (btrfs' `cp -a`
 //!   would otherwise share extents, which is a snapshot in all but name) and
 //!   synced, so both write what changed to disk;
-//! - restore → first output: `restore` start → first stdout bytes of `echo hi`.
+//! - restore → first output: `restore` start → first stdout bytes of `echo hi`;
+//! - with [`MANY_FILES`] small files in the machine (a `node_modules`'
+//!   worth), no budget: a running checkpoint (its size is a walk of the
+//!   files) and fork from it → first output (the fork's files keep their
+//!   owners, mapped onto its range: no walk).
 
 use std::path::Path;
 use std::process::Command;
@@ -34,6 +38,8 @@ pub const RUNNING_1M_P50_MS: f64 = 50.0;
 pub const RESTORE_P50_MS: f64 = 100.0;
 /// Budget: a running checkpoint with 200 MiB changed, times the floor.
 pub const BIG_FACTOR: f64 = 1.5;
+/// Files in the machine for the per-file figures.
+pub const MANY_FILES: usize = 20_000;
 
 /// What the checkpoint part measured.
 #[derive(Debug, Serialize)]
@@ -50,6 +56,10 @@ pub struct CheckpointFigures {
     pub floor_200m: Summary,
     /// Restore of a running machine → first output.
     pub restore_first_output: Summary,
+    /// Checkpoint of a running machine with [`MANY_FILES`] files.
+    pub running_many: Summary,
+    /// Fork from that checkpoint → first output in the fork.
+    pub fork_many_first_output: Summary,
 }
 
 fn new(id: &str) -> Result<NewCheckpoint> {
@@ -71,7 +81,7 @@ impl Bench {
         b.create(&self.spec(&id, Network::None))
             .context("creating the machine")?;
         fleet.ids.push(id.clone());
-        let total = (4 * runs + 2 * big_runs) as u64;
+        let total = (6 * runs + 2 * big_runs) as u64;
         let mut progress = Progress::counter("firepit-bench: checkpoints", total);
         self.sh(&id, "head -c 1048576 /dev/urandom > /root/base && sync")?;
 
@@ -85,19 +95,7 @@ impl Bench {
             progress.inc();
         }
         // Fork → first output, from the first stopped checkpoint.
-        let mut fork = Vec::new();
-        for i in 0..runs {
-            let child = MachineId::new(format!("bench-cp-fork-{i}"))?;
-            let _ = b.destroy(&child);
-            let t = Instant::now();
-            b.fork(&id, Some(&CheckpointId::new("s0")?), &child)
-                .with_context(|| format!("forking into {child}"))?;
-            fleet.ids.push(child.clone());
-            fork.push(self.first_output(&child, t)?);
-            b.destroy(&child)?;
-            fleet.ids.pop();
-            progress.inc();
-        }
+        let fork = self.forks(&mut fleet, &id, "s0", "bench-cp-fork", runs, &mut progress)?;
         b.start(&id)?;
 
         // Running, 1 MiB changed.
@@ -151,6 +149,24 @@ impl Bench {
             restore.push(self.first_output(&id, t)?);
             progress.inc();
         }
+
+        // Many small files: a checkpoint's size walk, a fork's owners.
+        self.sh(
+            &id,
+            &format!(
+                "mkdir -p /root/many && cd /root/many && for d in $(seq 1 {}); do mkdir $d; \
+                 for f in $(seq 1 100); do : > $d/$f; done; done; sync",
+                MANY_FILES / 100
+            ),
+        )?;
+        let mut many = Vec::new();
+        for i in 0..runs {
+            let t = Instant::now();
+            b.checkpoint(&id, &new(&format!("m{i}"))?)?;
+            many.push(t.elapsed());
+            progress.inc();
+        }
+        let fork_many = self.forks(&mut fleet, &id, "m0", "bench-cp-many", runs, &mut progress)?;
         progress.finish();
         fleet.destroy_all()?;
         let s = |v: &[Duration]| Summary::of(v).context("no samples");
@@ -161,7 +177,37 @@ impl Bench {
             running_200m: s(&big)?,
             floor_200m: s(&floor)?,
             restore_first_output: s(&restore)?,
+            running_many: s(&many)?,
+            fork_many_first_output: s(&fork_many)?,
         })
+    }
+
+    /// `runs` forks of `id` from checkpoint `cp`, each timed from `fork`
+    /// start → its first output, then destroyed.
+    fn forks(
+        &self,
+        fleet: &mut Fleet<'_>,
+        id: &MachineId,
+        cp: &str,
+        prefix: &str,
+        runs: usize,
+        progress: &mut Progress,
+    ) -> Result<Vec<Duration>> {
+        let b = self.backend();
+        let mut times = Vec::new();
+        for i in 0..runs {
+            let child = MachineId::new(format!("{prefix}-{i}"))?;
+            let _ = b.destroy(&child);
+            let t = Instant::now();
+            b.fork(id, Some(&CheckpointId::new(cp)?), &child)
+                .with_context(|| format!("forking into {child}"))?;
+            fleet.ids.push(child.clone());
+            times.push(self.first_output(&child, t)?);
+            b.destroy(&child)?;
+            fleet.ids.pop();
+            progress.inc();
+        }
+        Ok(times)
     }
 
     /// Runs a shell line in a machine; fails unless it exits 0.

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::agent::{AgentFigures, OVERHEAD_P95_MS, SinkFigures};
 use crate::checkpoints::{
-    BIG_FACTOR, CheckpointFigures, RESTORE_P50_MS, RUNNING_1M_P50_MS, STOPPED_P50_MS,
+    BIG_FACTOR, CheckpointFigures, MANY_FILES, RESTORE_P50_MS, RUNNING_1M_P50_MS, STOPPED_P50_MS,
 };
 use crate::memory::MemoryFigures;
 use crate::ports::{ModeFigures, PortFigures};
@@ -168,6 +168,18 @@ fn checkpoint_rows(c: &CheckpointFigures) -> Vec<Row> {
             &c.restore_first_output,
             "p50 <= 100 ms",
             Some(c.restore_first_output.p50_ms <= RESTORE_P50_MS),
+        ),
+        row(
+            &format!("checkpoint, running, {MANY_FILES} files"),
+            &c.running_many,
+            "",
+            None,
+        ),
+        row(
+            &format!("fork with {MANY_FILES} files -> first output"),
+            &c.fork_many_first_output,
+            "",
+            None,
         ),
     ]
 }

@@ -9,6 +9,12 @@
 //! starts (dedicated and shared workers, out-of-process frames), which
 //! Chromium holds at their start (`waitForDebuggerOnStart`) until the
 //! collector has enabled their reports, so nothing they raise early is lost.
+//! Popups the page opens (`window.open`, `target=_blank`) are not its
+//! children: the page's connection discovers targets and attaches each page
+//! whose opener is the page or one of its popups as Chromium announces it
+//! (not held at its start: what one raises before that can be missed); its
+//! reports join the page's, marked `[popup <url>]`, after a
+//! [`Report::Popup`] that says it opened.
 //!
 //! The agent reads errors through one cursor ([`Page::undelivered_errors`]):
 //! whatever the page raised since the agent last heard, whether during a
@@ -73,6 +79,13 @@ pub enum Report {
         /// Its message.
         message: String,
     },
+    /// The page opened a popup (`window.open`, a `target=_blank` link):
+    /// its reports are collected with the page's, its exceptions and
+    /// console messages marked `[popup <url>]`.
+    Popup {
+        /// Its URL when it opened (`about:blank` until it loads one).
+        url: String,
+    },
 }
 
 impl Report {
@@ -98,7 +111,16 @@ impl Report {
                 ..
             } => format!("request answered {status}: {method} {url}"),
             Report::Dialog { kind, message } => format!("{kind} dialog dismissed: {message}"),
+            Report::Popup { url } => format!(
+                "the page opened a popup: {url} (its errors are reported with the page's; the browser tools drive the first page)"
+            ),
         }
+    }
+
+    /// Whether the agent is told of it with the page's errors
+    /// ([`Page::undelivered_errors`]): an error, or a popup that opened.
+    pub fn is_news(&self) -> bool {
+        self.is_error() || matches!(self, Report::Popup { .. })
     }
 
     /// Whether it is an error worth the agent's attention.
@@ -107,7 +129,7 @@ impl Report {
             Report::Console { level, .. } => level == "error" || level == "assert",
             Report::Exception { .. } => true,
             Report::Request { status, .. } => *status == 0 || *status >= 500,
-            Report::Dialog { .. } => false,
+            Report::Dialog { .. } | Report::Popup { .. } => false,
         }
     }
 }
@@ -159,6 +181,12 @@ struct State {
     status: Option<u16>,
     loads: u64,
     dialogs: u64,
+    /// The page's target and the popups' (whose popups are collected too).
+    openers: Vec<String>,
+    /// Attached popups, by session.
+    popups: HashMap<String, Popup>,
+    /// Popups asked to attach, by target.
+    attaching: Vec<String>,
 }
 
 impl State {
@@ -242,6 +270,23 @@ impl Page {
         // their start until the collector has enabled their reports.
         cdp.call("Target.setAutoAttach", auto_attach(), COMMAND)
             .await?;
+        // Popups are pages of their own, not the page's children: found as
+        // they are made (`Target.targetCreated` naming an opener we know)
+        // and attached.
+        let me = cdp.call("Target.getTargetInfo", json!({}), COMMAND).await?;
+        if let Some(id) = me["targetInfo"]["targetId"].as_str() {
+            state
+                .lock()
+                .expect("page state")
+                .openers
+                .push(id.to_owned());
+        }
+        cdp.call(
+            "Target.setDiscoverTargets",
+            json!({"discover": true}),
+            COMMAND,
+        )
+        .await?;
         cdp.call(
             "Page.addScriptToEvaluateOnNewDocument",
             json!({"source": js::DIALOGS}),
@@ -297,7 +342,7 @@ impl Page {
         st.delivered = st.seq;
         st.reports
             .iter()
-            .filter(|(s, r)| *s > delivered && r.is_error())
+            .filter(|(s, r)| *s > delivered && r.is_news())
             .map(|(_, r)| r.clone())
             .collect()
     }
@@ -307,7 +352,7 @@ impl Page {
         let st = self.state.lock().expect("page state");
         st.reports
             .iter()
-            .any(|(s, r)| *s > st.delivered && r.is_error())
+            .any(|(s, r)| *s > st.delivered && r.is_news())
     }
 
     /// Everything reported since the last call, and how many were dropped
@@ -844,6 +889,133 @@ fn adopt(cdp: &Cdp, p: &Value) {
     cdp.send_in(s, "Runtime.runIfWaitingForDebugger", json!({}));
 }
 
+/// A popup the collector attached.
+struct Popup {
+    target: String,
+    url: String,
+    /// Whether its [`Report::Popup`] went out (once it has a URL, or
+    /// before its first report).
+    told: bool,
+}
+
+impl Popup {
+    /// Its `Report::Popup`, the first time it is asked and it has a URL
+    /// (or `now`).
+    fn tell(&mut self, now: bool) -> Option<Report> {
+        let blank = self.url.is_empty() || self.url == "about:blank";
+        if self.told || (blank && !now) {
+            return None;
+        }
+        self.told = true;
+        Some(Report::Popup {
+            url: if self.url.is_empty() {
+                "about:blank".into()
+            } else {
+                self.url.clone()
+            },
+        })
+    }
+}
+
+/// Most popups attached at once (more are not collected).
+const MAX_POPUPS: usize = 20;
+/// Most targets whose popups are collected (the page's and popups').
+const MAX_OPENERS: usize = 100;
+
+/// Attaches a page target that one we know opened (a popup).
+fn found(page: &Page, info: &Value) {
+    let mut st = page.state.lock().expect("page state");
+    let opened_by_us = info["openerId"]
+        .as_str()
+        .is_some_and(|o| st.openers.iter().any(|k| k == o));
+    if info["type"] == "page"
+        && opened_by_us
+        && info["attached"] != true
+        && st.popups.len() + st.attaching.len() < MAX_POPUPS
+        && let Some(id) = info["targetId"].as_str()
+    {
+        st.attaching.push(id.to_owned());
+        page.cdp.send(
+            "Target.attachToTarget",
+            json!({"targetId": id, "flatten": true}),
+        );
+    }
+}
+
+/// Whether an attached target is a popup the collector asked for (not
+/// another page Chromium attached by itself, a prerendered one say).
+fn is_popup(page: &Page, info: &Value) -> bool {
+    let mut st = page.state.lock().expect("page state");
+    let id = info["targetId"].as_str().unwrap_or("");
+    let before = st.attaching.len();
+    st.attaching.retain(|t| t != id);
+    st.attaching.len() < before
+}
+
+/// Enables reports of a popup we attached; its report that it opened,
+/// when it has a URL already.
+fn adopt_popup(page: &Page, p: &Value) -> Option<Report> {
+    let session = p["sessionId"].as_str()?;
+    let info = &p["targetInfo"];
+    let mut popup = Popup {
+        target: info["targetId"].as_str().unwrap_or("").to_owned(),
+        url: cut(info["url"].as_str().unwrap_or(""), 500),
+        told: false,
+    };
+    let told = popup.tell(false);
+    {
+        let mut st = page.state.lock().expect("page state");
+        if st.openers.len() < MAX_OPENERS {
+            st.openers.push(popup.target.clone());
+        }
+        st.popups.insert(session.to_owned(), popup);
+    }
+    let s = Some(session);
+    for m in ["Runtime.enable", "Network.enable", "Page.enable"] {
+        page.cdp.send_in(s, m, json!({}));
+    }
+    page.cdp.send_in(
+        s,
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({"source": js::DIALOGS}),
+    );
+    page.cdp
+        .send_in(s, "Runtime.evaluate", json!({"expression": js::DIALOGS}));
+    page.cdp.send_in(s, "Target.setAutoAttach", auto_attach());
+    page.cdp
+        .send_in(s, "Runtime.runIfWaitingForDebugger", json!({}));
+    told
+}
+
+/// `r` marked as a popup's when it came from one, after the popup's own
+/// report when it was not told yet.
+fn from_popup(page: &Page, session: Option<&str>, r: Report) -> Vec<Report> {
+    let mut st = page.state.lock().expect("page state");
+    let Some(popup) = session.and_then(|s| st.popups.get_mut(s)) else {
+        return vec![r];
+    };
+    let mut out: Vec<Report> = popup.tell(true).into_iter().collect();
+    let url = &popup.url;
+    out.push(match r {
+        Report::Exception { text, stack } => Report::Exception {
+            text: cut(&format!("[popup {url}] {text}"), ENTRY_TEXT),
+            stack,
+        },
+        Report::Console { level, text } => Report::Console {
+            level,
+            text: cut(&format!("[popup {url}] {text}"), ENTRY_TEXT),
+        },
+        r => r,
+    });
+    out
+}
+
+/// Keeps a report and publishes it.
+fn publish(page: &Page, r: Report) {
+    page.state.lock().expect("page state").push(r.clone());
+    let _ = page.observations.send(Observation::Report(r));
+}
+
 /// The collector: keeps the page's state and republishes what others watch.
 async fn collect(page: Page, mut events: broadcast::Receiver<CdpEvent>, loads: watch::Sender<u64>) {
     loop {
@@ -859,9 +1031,58 @@ async fn collect(page: Page, mut events: broadcast::Receiver<CdpEvent>, loads: w
             Err(broadcast::error::RecvError::Closed) => return,
         };
         let p = &ev.params;
-        if ev.method == "Target.attachedToTarget" {
-            adopt(&page.cdp, p);
-            continue;
+        match ev.method.as_str() {
+            "Target.attachedToTarget" if is_popup(&page, &p["targetInfo"]) => {
+                if let Some(r) = adopt_popup(&page, p) {
+                    publish(&page, r);
+                }
+                continue;
+            }
+            "Target.attachedToTarget" => {
+                adopt(&page.cdp, p);
+                continue;
+            }
+            "Target.targetCreated" => {
+                found(&page, &p["targetInfo"]);
+                continue;
+            }
+            "Target.targetInfoChanged" => {
+                // A popup's URL, once it loads one.
+                let info = &p["targetInfo"];
+                if let (Some(id), Some(url)) = (info["targetId"].as_str(), info["url"].as_str()) {
+                    let told = {
+                        let mut st = page.state.lock().expect("page state");
+                        let mut told = None;
+                        for popup in st.popups.values_mut().filter(|p| p.target == id) {
+                            popup.url = cut(url, 500);
+                            told = told.or(popup.tell(false));
+                        }
+                        told
+                    };
+                    if let Some(r) = told {
+                        publish(&page, r);
+                    }
+                }
+                continue;
+            }
+            "Target.targetDestroyed" => {
+                // A popup that went before it was attached frees its place.
+                if let Some(id) = p["targetId"].as_str() {
+                    page.state
+                        .lock()
+                        .expect("page state")
+                        .attaching
+                        .retain(|t| t != id);
+                }
+                continue;
+            }
+            "Target.detachedFromTarget" => {
+                if let Some(s) = p["sessionId"].as_str() {
+                    page.state.lock().expect("page state").popups.remove(s);
+                }
+                continue;
+            }
+            _ => {}
         }
         // An attached target speaks only for its reports; the page's own
         // state (URL, loads, dialogs, frames) is the page session's.
@@ -1071,8 +1292,9 @@ async fn collect(page: Page, mut events: broadcast::Receiver<CdpEvent>, loads: w
             _ => None,
         };
         if let Some(r) = report {
-            page.state.lock().expect("page state").push(r.clone());
-            let _ = page.observations.send(Observation::Report(r));
+            for r in from_popup(&page, ev.session.as_deref(), r) {
+                publish(&page, r);
+            }
         }
     }
 }

@@ -109,9 +109,72 @@ pub async fn require_token(
 ) -> Result<Response, Error> {
     if has_token(&app, req.headers()) {
         Ok(next.run(req).await)
+    } else if wants_page(req.method(), req.headers()) {
+        Ok(sign_in_page(&app, &req))
     } else {
         Err(Error::Unauthorized)
     }
+}
+
+/// Whether a request is a browser opening a page (a `GET` that accepts
+/// HTML), which gets a page rather than the API's JSON error.
+fn wants_page(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::GET
+        && headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().starts_with("text/html")))
+}
+
+/// The page a browser that is not signed in gets on an API path, 401: how
+/// to sign in, with a form that takes the token to the login URL. On
+/// `/v1/preview-auth` (where a private preview sends a signed-out browser)
+/// the form carries the preview's URL along, and signing in goes on to it.
+fn sign_in_page(app: &App, req: &Request) -> Response {
+    // Inside `/v1` the router sees the path without its prefix.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().path(), |u| u.0.path());
+    let next = (path == "/v1/preview-auth")
+        .then(|| {
+            req.uri().query().and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "next")
+                    .map(|(_, v)| v.into_owned())
+            })
+        })
+        .flatten()
+        .filter(|n| crate::preview::handshake_url(app, n).is_some());
+    let esc = firepit_preview::pages::escape;
+    let (lead, hidden) = match &next {
+        Some(n) => (
+            format!(
+                "<p>The preview <code>{}</code> is private: sign in to firepit to open it.</p>",
+                esc(n)
+            ),
+            format!("<input type=\"hidden\" name=\"next\" value=\"{}\">", esc(n)),
+        ),
+        None => (
+            "<p>This page needs you to be signed in to firepit.</p>".to_owned(),
+            String::new(),
+        ),
+    };
+    let body = format!(
+        "{lead}<p>Open the login link that <code>firepit up</code> printed \
+         (<code>http://…/?token=…</code>), or paste the token (the data dir's \
+         <code>token</code> file) here:</p>\
+         <form method=\"get\" action=\"/\" id=\"sign-in\"><input type=\"password\" name=\"token\" \
+         autocomplete=\"current-password\" aria-label=\"API token\" required> {hidden}\
+         <button type=\"submit\">Sign in</button></form>"
+    );
+    let resp = firepit_preview::pages::page(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "Sign in to firepit",
+        &body,
+    );
+    resp.map(axum::body::Body::new)
 }
 
 /// Middleware on every route of the daemon's host: refuses cross-site

@@ -136,7 +136,9 @@ impl App {
 
     /// The agent's checkpoint before a step that can change files, then the
     /// prune (see the module docs). `None` where the session's files cannot
-    /// be checkpointed (no disk pool): the agent goes on without.
+    /// be checkpointed (a backend without checkpoints): the agent goes on
+    /// without. A session without a disk pool gets copies, which cost what
+    /// it changed each time.
     pub async fn agent_checkpoint(
         &self,
         id: &str,
@@ -353,6 +355,9 @@ impl App {
             error: None,
             // A fork runs until it is stopped: the parent's timeout is the parent's.
             stop_at: None,
+            // It keeps the parent's name and labels, so it is found with it.
+            name: parent.name.clone(),
+            labels: parent.labels.clone(),
         };
         let child_lock = self.sessions().lock_for(&child.id);
         let _child_guard = child_lock.lock().await;

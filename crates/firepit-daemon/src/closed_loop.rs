@@ -8,7 +8,9 @@
 //! that printed them, and commands that crashed), and the pages of
 //! the session's browser (uncaught exceptions, console errors, failed and 5xx
 //! requests, a browser that went away). Test runs arrive from the agent's
-//! `test` tool ([`test_ran`]).
+//! `test` tool ([`test_ran`]); the preview's problems (5xx answers it served,
+//! the errors its pages' script reports, [`crate::preview_reports`]) from the
+//! proxy.
 //!
 //! Repeats are folded per session (`Folder`, kept by the session's runtime,
 //! [`crate::live`], so a machine started again starts afresh): a problem is
@@ -23,7 +25,9 @@
 //!   `wake_agent` setting is on (the default; `PUT /v1/sessions/{id}/closed-loop`)
 //!   and the agent has been talked to in this session before, so a session
 //!   nobody asked the agent into never starts spending on a model by itself.
-//!   The setting is kept in the event log (`closed_loop` events).
+//!   The setting is kept in the event log (`closed_loop` events), with
+//!   `preview_reports` (whether the preview's pages carry the reporting
+//!   script, default on).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,6 +36,7 @@ use firepit_agent::TestRun;
 use firepit_browser::{Observation, Report};
 use firepit_guest_client::{GuestClient, ServiceEvent};
 use firepit_problems::{LogScanner, Problem, ShellScanner};
+use firepit_wire::api::{ClosedLoopChange, ClosedLoopSettings};
 use firepit_wire::events::EventKind;
 use tokio::task::JoinSet;
 
@@ -46,42 +51,72 @@ const PARTIAL_LIMIT: usize = 64 << 10;
 const MAX_FOLLOWED: usize = 64;
 
 impl App {
-    /// Whether a problem wakes the session's idle agent (read from the log
-    /// once per runtime).
-    pub fn wake_agent(&self, session: &str) -> Result<bool, crate::Error> {
+    /// The session's closed-loop settings (read from the log once per
+    /// runtime).
+    pub fn closed_loop(&self, session: &str) -> Result<ClosedLoopSettings, crate::Error> {
         let live = self.live().get(session);
-        if let Some(w) = live
+        if let Some(s) = live
             .as_ref()
-            .and_then(|l| *l.wake_agent.lock().expect("wake"))
+            .and_then(|l| l.closed_loop.lock().expect("closed loop").clone())
         {
-            return Ok(w);
+            return Ok(s);
         }
-        let mut wake = true;
+        let mut settings = ClosedLoopSettings::default();
         let mut since = 0;
         loop {
             let page = self.events().list(session, since, 10_000)?;
             let Some(last) = page.last() else { break };
             since = last.seq;
             for e in &page {
-                if let EventKind::ClosedLoop { wake_agent } = e.kind {
-                    wake = wake_agent;
+                if let EventKind::ClosedLoop {
+                    wake_agent,
+                    preview_reports,
+                } = e.kind
+                {
+                    settings = ClosedLoopSettings {
+                        wake_agent,
+                        preview_reports,
+                    };
                 }
             }
         }
         if let Some(l) = live {
-            *l.wake_agent.lock().expect("wake") = Some(wake);
+            *l.closed_loop.lock().expect("closed loop") = Some(settings.clone());
         }
-        Ok(wake)
+        Ok(settings)
     }
 
-    /// Sets whether a problem wakes the session's idle agent (logged).
-    pub fn set_wake_agent(&self, session: &str, wake_agent: bool) -> Result<(), crate::Error> {
-        self.events()
-            .append(session, EventKind::ClosedLoop { wake_agent })?;
+    /// Whether a problem wakes the session's idle agent.
+    pub fn wake_agent(&self, session: &str) -> Result<bool, crate::Error> {
+        Ok(self.closed_loop(session)?.wake_agent)
+    }
+
+    /// Whether the session's preview puts its error-reporting script into
+    /// the app's pages (on when the setting cannot be read).
+    pub fn preview_reports(&self, session: &str) -> bool {
+        self.closed_loop(session)
+            .map_or(true, |s| s.preview_reports)
+    }
+
+    /// Changes the session's closed-loop settings (logged whole); the
+    /// settings now.
+    pub fn change_closed_loop(
+        &self,
+        session: &str,
+        change: &ClosedLoopChange,
+    ) -> Result<ClosedLoopSettings, crate::Error> {
+        let settings = change.apply(self.closed_loop(session)?);
+        self.events().append(
+            session,
+            EventKind::ClosedLoop {
+                wake_agent: settings.wake_agent,
+                preview_reports: settings.preview_reports,
+            },
+        )?;
         if let Some(l) = self.live().get(session) {
-            *l.wake_agent.lock().expect("wake") = Some(wake_agent);
+            *l.closed_loop.lock().expect("closed loop") = Some(settings.clone());
         }
-        Ok(())
+        Ok(settings)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Session timeouts: a running session with a `stop_at` (set by `timeout_secs`
 //! at create, or by the E2B door) is stopped by the daemon at that time; its
-//! files are kept. The time is in the store, so a deadline outlives a
+//! files are kept. An E2B sandbox made to be killed at its timeout
+//! (`autoPause: false`, [`firepit_e2b::E2b::kills_at_timeout`]) is destroyed
+//! instead, as E2B does. The time is in the store, so a deadline outlives a
 //! restart, and one that passed while the daemon was down is kept at once.
 //!
 //! One task sleeps until the earliest deadline of a running session and wakes
@@ -49,6 +51,17 @@ async fn stop_at_deadlines(app: Weak<Inner>, changed: Arc<Notify>) {
         match app.store().due_to_stop(now()) {
             Ok(due) => {
                 for id in due {
+                    if let Some(e2b) = app.e2b().filter(|e| e.kills_at_timeout(&id)) {
+                        match e2b.kill(&id).await {
+                            Ok(()) => {
+                                tracing::info!(session = %id, "destroyed at its timeout (an E2B sandbox with on_timeout kill)");
+                                continue;
+                            }
+                            Err(e) => {
+                                tracing::warn!(session = %id, error = %e, "destroying at the timeout failed; stopping it instead");
+                            }
+                        }
+                    }
                     match app.stop_session(&id).await {
                         Ok(_) => tracing::info!(session = %id, "stopped at its timeout"),
                         Err(e) => {

@@ -80,6 +80,7 @@ impl firepit_e2b::Host for Door {
                 repo: None,
                 branch: None,
                 timeout_secs: Some(timeout_secs),
+                ..Default::default()
             };
             self.0
                 .create_session(req)

@@ -120,6 +120,18 @@ pub enum Error {
     /// The forge (GitHub) refused or failed.
     #[error(transparent)]
     Forge(#[from] firepit_forge::Error),
+    /// A memory limit larger than the host's memory.
+    #[error(
+        "a memory limit of {asked} bytes ({} MiB) is more than this host has ({host} bytes, {} MiB); give at most that (`GET /v1/host` says what the host has)",
+        asked >> 20,
+        host >> 20
+    )]
+    MoreThanHost {
+        /// The limit asked for, bytes.
+        asked: u64,
+        /// The host's memory, bytes.
+        host: u64,
+    },
     /// No such triage job.
     #[error("no triage job {0:?}; `GET /v1/triage` lists them")]
     TriageNotFound(String),
@@ -158,8 +170,8 @@ pub enum Error {
         "image {0:?} exists already; remove it first (`firepit image rm {0}`) or choose another name"
     )]
     ImageExists(String),
-    /// The session's files cannot be checkpointed (no disk pool, no disk
-    /// limit); the backend's words say why.
+    /// The session's files cannot be checkpointed (a machine backend
+    /// without checkpoints); the backend's words say why.
     #[error("{0}")]
     NoCheckpoints(#[source] firepit_machine::Error),
     /// A blocking task panicked or was cancelled.
@@ -176,6 +188,9 @@ impl Error {
             Error::ArtifactNotFound { .. } => (StatusCode::NOT_FOUND, "artifact_not_found"),
             Error::SessionNotRunning(_) => (StatusCode::CONFLICT, "session_not_running"),
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            // Well formed (the document cannot know the host): a conflict
+            // with what the host has.
+            Error::MoreThanHost { .. } => (StatusCode::CONFLICT, "more_than_host"),
             Error::TooLarge { .. } | Error::BodyTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
             }

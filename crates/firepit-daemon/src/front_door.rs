@@ -5,10 +5,12 @@
 //! ([`preview::FastGate`]: preview hosts only, requests it admits); the rest
 //! of it, from the first request the fast path does not take, is served by
 //! hyper-util (64 KiB header limit → 431, 10 s header read timeout), whose
-//! [`dispatch`] sends preview hosts to the proxy (`preview::handle`), the
-//! daemon's own host to the API router (which serves the UI outside `/v1/`),
-//! and refuses duplicate Host headers, absolute-form targets naming another
-//! host and hosts that pretend to be previews (400).
+//! [`dispatch`] sends the names the E2B SDK makes from `E2B_DOMAIN`
+//! (`api.<domain>`, `49983-<sandbox>.<domain>`) to the E2B door's routes
+//! alone, preview hosts to the proxy (`preview::handle`), the daemon's own
+//! host to the API router (which serves the UI outside `/v1/`), and refuses
+//! duplicate Host headers, absolute-form targets naming another host and
+//! hosts that pretend to be previews (400).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -39,6 +41,7 @@ pub async fn serve(
 ) -> Result<(), Error> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let router = api::router(app.clone());
+    let e2b = e2b_router(&app);
     let mut builder =
         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
@@ -64,7 +67,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (app, router, gate) = (app.clone(), router.clone(), gate.clone());
+        let (app, router, e2b, gate) = (app.clone(), router.clone(), e2b.clone(), gate.clone());
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
             // Plain preview requests first (see `preview::FastGate`); the
@@ -75,7 +78,7 @@ pub async fn serve(
                 firepit_preview::fast::Outcome::Fallback(stream, read) => (stream, read),
             };
             let service = hyper::service::service_fn(move |req| {
-                dispatch(app.clone(), router.clone(), client, req)
+                dispatch(app.clone(), router.clone(), e2b.clone(), client, req)
             });
             let io = TokioIo::new(firepit_preview::fast::Prefixed::new(read, stream));
             let conn = builder.serve_connection_with_upgrades(io, service);
@@ -94,10 +97,26 @@ pub async fn serve(
     Ok(())
 }
 
-/// The service behind the daemon's listener: previews by Host, then the API.
+/// The E2B door's routes alone, for the hosts of `E2B_DOMAIN`: nothing of
+/// the daemon's API or UI is served on them.
+fn e2b_router(app: &App) -> axum::Router {
+    async fn not_e2b() -> firepit_e2b::Error {
+        firepit_e2b::Error::Missing(
+            "this host serves E2B's API only (the sandbox API and envd)".into(),
+        )
+    }
+    app.e2b()
+        .map(firepit_e2b::router)
+        .unwrap_or_default()
+        .fallback(not_e2b)
+}
+
+/// The service behind the daemon's listener: E2B's domain hosts, previews
+/// by Host, then the API.
 pub async fn dispatch(
     app: App,
     router: axum::Router,
+    e2b: axum::Router,
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
@@ -123,6 +142,13 @@ pub async fn dispatch(
         (None, Some(a)) => Some(a.as_str().to_owned()),
         (None, None) => None,
     };
+    if host
+        .as_deref()
+        .is_some_and(|h| firepit_e2b::is_domain_host(h, &app.config().domain))
+    {
+        use tower::ServiceExt;
+        return e2b.oneshot(req.map(Body::new)).await;
+    }
     let kind = match &host {
         Some(h) => firepit_preview::host::classify(h, &app.config().domain),
         None => HostKind::Daemon,

@@ -6,7 +6,7 @@
 //! machine ends on its own. While live it has:
 //! - its guest connection (made again when it closes);
 //! - its watcher task ([`crate::watchers`], with the closed loop inside it);
-//! - the closed loop's state: repeats folded, the `wake_agent` setting read once;
+//! - the closed loop's state: repeats folded, the closed-loop settings read once;
 //! - its agent, made on first use ([`crate::agents`]);
 //! - its browser, made on first use ([`crate::browsers`]);
 //! - its forge broker, when it has repositories ([`crate::forge`]).
@@ -68,8 +68,8 @@ pub struct LiveSession {
     parts: Mutex<Parts>,
     /// Problems seen, folded (see [`crate::closed_loop`]).
     pub(crate) folder: Mutex<Folder>,
-    /// The session's `wake_agent` setting, once read from its log.
-    pub(crate) wake_agent: Mutex<Option<bool>>,
+    /// The session's closed-loop settings, once read from its log.
+    pub(crate) closed_loop: Mutex<Option<firepit_wire::api::ClosedLoopSettings>>,
 }
 
 /// What a live session runs; taken whole by [`LiveSession::shutdown`].
@@ -128,7 +128,7 @@ impl LiveSession {
             id: id.to_owned(),
             parts: Mutex::default(),
             folder: Mutex::default(),
-            wake_agent: Mutex::default(),
+            closed_loop: Mutex::default(),
         }
     }
 

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use firepit_agent::ToolContext;
 use firepit_mcp::{Host, HostError, HostErrorKind};
 use firepit_wire::api::{CreateSession, CreateShare, Session, Share};
+use firepit_wire::checkpoint::Checkpoint;
 use firepit_wire::events::Event;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -45,10 +46,12 @@ impl DaemonHost {
 }
 
 fn host_error(e: Error) -> HostError {
-    let kind = match &e {
-        Error::SessionNotFound(_) | Error::ShareNotFound { .. } => HostErrorKind::NotFound,
-        Error::SessionNotRunning(_) => HostErrorKind::NotRunning,
-        Error::BadRequest(_) => HostErrorKind::BadRequest,
+    use axum::http::StatusCode;
+    let kind = match (&e, e.status_and_code().0) {
+        (Error::SessionNotRunning(_), _) => HostErrorKind::NotRunning,
+        (_, StatusCode::NOT_FOUND) => HostErrorKind::NotFound,
+        (_, StatusCode::BAD_REQUEST) => HostErrorKind::BadRequest,
+        (_, StatusCode::CONFLICT) => HostErrorKind::Conflict,
         _ => HostErrorKind::Failed,
     };
     if kind == HostErrorKind::Failed {
@@ -114,8 +117,16 @@ impl Host for DaemonHost {
     }
 
     fn share(&self, id: &str, port: u16, ttl_seconds: Option<u64>) -> Result<Share, HostError> {
-        crate::api::shares::create_share(&self.app, id, CreateShare { port, ttl_seconds })
-            .map_err(host_error)
+        crate::api::shares::create_share(
+            &self.app,
+            id,
+            CreateShare {
+                port,
+                ttl_seconds,
+                path: None,
+            },
+        )
+        .map_err(host_error)
     }
 
     fn events(&self, id: &str, since: u64, limit: usize) -> Result<Vec<Event>, HostError> {
@@ -133,6 +144,39 @@ impl Host for DaemonHost {
             .take_while(|e| std::future::ready(e.is_ok()))
             .filter_map(|e| std::future::ready(e.ok()))
             .boxed())
+    }
+
+    // The checkpoint tools take the API's own checks and code path
+    // (`api/checkpoints.rs`).
+    async fn checkpoint(&self, id: &str, name: Option<String>) -> Result<Checkpoint, HostError> {
+        if let Some(name) = &name {
+            crate::api::valid::checkpoint_name(name).map_err(host_error)?;
+        }
+        self.app
+            .checkpoint_session(id, name, crate::checkpoints::BY_USER)
+            .await
+            .map_err(host_error)
+    }
+
+    async fn checkpoints(&self, id: &str) -> Result<Vec<Checkpoint>, HostError> {
+        self.app.session_checkpoints(id).await.map_err(host_error)
+    }
+
+    async fn restore(&self, id: &str, checkpoint: &str) -> Result<Session, HostError> {
+        crate::api::valid::checkpoint_id(checkpoint).map_err(host_error)?;
+        // The restore ends the session's guest connection: the next tool
+        // call makes a new context.
+        self.forget(id);
+        let r = self.app.restore_session(id, checkpoint).await;
+        self.forget(id);
+        r.map_err(host_error)
+    }
+
+    async fn fork(&self, id: &str, from: Option<&str>) -> Result<Session, HostError> {
+        if let Some(from) = from {
+            crate::api::valid::checkpoint_id(from).map_err(host_error)?;
+        }
+        self.app.fork_session(id, from).await.map_err(host_error)
     }
 }
 

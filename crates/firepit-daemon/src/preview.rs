@@ -31,6 +31,10 @@
 //! other host can set or shadow at all, and previews may be framed by the
 //! public origin.
 //!
+//! `/__firepit/report.js` and `/__firepit/report` on every preview host are
+//! the page reports' ([`crate::preview_reports`]): the script the app's
+//! pages get, and where it posts; neither reaches the app.
+//!
 //! Both paths reach the app through `dial_in` (the machine backend's
 //! `dial_then`) and keep upstream connections in one pool, which
 //! [`Previews::forget`] empties when a session stops.
@@ -72,6 +76,8 @@ pub struct Previews {
     signer: Signer,
     /// Upstream connections of both paths.
     pool: Arc<Pool>,
+    /// How many page reports each session may still send.
+    reports: crate::preview_reports::Limits,
 }
 
 impl Previews {
@@ -80,6 +86,7 @@ impl Previews {
         Previews {
             signer,
             pool: Arc::default(),
+            reports: Default::default(),
         }
     }
 
@@ -92,6 +99,12 @@ impl Previews {
     /// connections (of both paths), all the proxy keeps per session.
     pub fn forget(&self, session: &str) {
         self.pool.forget(session);
+        self.reports.forget(session);
+    }
+
+    /// How many page reports each session may still send.
+    pub fn reports(&self) -> &crate::preview_reports::Limits {
+        &self.reports
     }
 
     /// How many idle upstream connections `session` has (tests).
@@ -142,10 +155,13 @@ impl fast::Gate for FastGate {
 
     fn claims(&self, host: &[u8]) -> bool {
         std::str::from_utf8(host).is_ok_and(|h| {
-            matches!(
-                firepit_preview::host::classify(h, &self.app.config().domain),
-                HostKind::Preview(_)
-            )
+            let domain = &self.app.config().domain;
+            // envd's host under `E2B_DOMAIN` is the E2B door's, not a preview.
+            !firepit_e2b::is_domain_host(h, domain)
+                && matches!(
+                    firepit_preview::host::classify(h, domain),
+                    HostKind::Preview(_)
+                )
         })
     }
 
@@ -155,7 +171,10 @@ impl fast::Gate for FastGate {
         else {
             return None;
         };
-        if head.target.starts_with("/__firepit/") || is_firepit_port(app, &p.session, p.port) {
+        if head.target.starts_with("/__firepit/")
+            || is_firepit_port(app, &p.session, p.port)
+            || firepit_e2b::is_domain_host(head.host, &app.config().domain)
+        {
             return None;
         }
         let bearer = head
@@ -178,12 +197,18 @@ impl fast::Gate for FastGate {
         if !app.live().contains(&p.session) && check_running(app, &p).is_some() {
             return None;
         }
+        // A page that gets the error-reporting script: the full path's.
+        if firepit_preview::report::is_document(head.method, |n| head.header(n))
+            && app.preview_reports(&p.session)
+        {
+            return None;
+        }
         let daemon_port = head
             .host
             .rsplit_once(':')
             .and_then(|(_, port)| port.parse().ok());
         Some(Route {
-            frame_ancestor: daemon_origin(app, daemon_port),
+            frame_ancestor: framed_by(app, daemon_port),
             cookie_host: cookie_host(app, &p),
             session: p.session,
             port: p.port,
@@ -330,7 +355,7 @@ pub(crate) async fn handle(
     app: &App,
     p: PreviewHost,
     client: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Resp {
     let daemon_port = host_port(req.headers());
     let now = token::now();
@@ -369,21 +394,28 @@ pub(crate) async fn handle(
             let tok = query_param(query, "token").unwrap_or_default();
             return match check_share(app, &p, &tok, now) {
                 Ok(c) => html(pages::redirect(
-                    "/",
+                    &safe_path(query_param(query, "next")),
                     Some(&set_cookie(SHARE_COOKIE, &tok, c.expires_at - now)),
                 )),
                 Err(resp) => *resp,
             };
         }
+        firepit_preview::report::SCRIPT_PATH => return crate::preview_reports::script(),
         _ => {}
     }
     if let Err(resp) = check_access(app, &p, &req, daemon_port, now) {
         return *resp;
     }
+    if req.uri().path() == "/__firepit/frame" {
+        return frame(app, daemon_port, query);
+    }
     if !app.live().contains(&p.session)
         && let Some(resp) = check_running(app, &p)
     {
         return resp;
+    }
+    if req.uri().path() == firepit_preview::report::REPORT_PATH {
+        return crate::preview_reports::take(app, &p, req).await;
     }
     if p.port == firepit_browser::DEVTOOLS_PORT {
         // The agent's browser is driven by the daemon alone; the person watches it live.
@@ -397,7 +429,7 @@ pub(crate) async fn handle(
         ));
     }
     let route = Route {
-        frame_ancestor: daemon_origin(app, daemon_port),
+        frame_ancestor: framed_by(app, daemon_port),
         cookie_host: cookie_host(app, &p),
         session: p.session.clone(),
         port: p.port,
@@ -407,11 +439,18 @@ pub(crate) async fn handle(
         let target = req.uri().path_and_query().map_or("/", |t| t.as_str());
         format!("{} {}", req.method(), firepit_problems::cut(target, 300))
     };
+    let inject = crate::preview_reports::wanted(app, &p.session, &req);
+    if inject {
+        firepit_preview::report::ask_identity(&mut req);
+    }
     let result = proxy::forward(&previews.pool, &route, &policy, req, || dial(app, &p)).await;
     match result {
         Ok(resp) => {
             if resp.status().is_server_error() {
                 app_error(app, &p.session, p.port, &request, resp.status().as_u16());
+            }
+            if inject {
+                return html(firepit_preview::report::into_page(resp).await);
             }
             html(resp)
         }
@@ -422,6 +461,22 @@ pub(crate) async fn handle(
             html(pages::app_failed(p.port, &p.session))
         }
     }
+}
+
+/// Who may frame a preview's answers: the UI's origin, and the preview's
+/// own (the frame page the UI shows the app through, one level up).
+fn framed_by(app: &App, daemon_port: Option<u16>) -> String {
+    format!("{} 'self'", daemon_origin(app, daemon_port))
+}
+
+/// The frame page the UI's Preview tab shows the app through (see
+/// [`firepit_preview::frame`]), for a browser that may see the preview.
+fn frame(app: &App, daemon_port: Option<u16>, query: Option<&str>) -> Resp {
+    let path = safe_path(query_param(query, "path"));
+    html(firepit_preview::frame::page(
+        &daemon_origin(app, daemon_port),
+        &path,
+    ))
 }
 
 /// Whether `port` in `session`'s machine is firepit's own rather than the

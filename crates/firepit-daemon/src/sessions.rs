@@ -184,6 +184,7 @@ impl App {
                     .into(),
             ));
         }
+        crate::host::check_memory(limits.memory_bytes)?;
         let limits = Limits {
             cpus: cpus_on_host(limits.cpus),
             ..limits
@@ -201,6 +202,8 @@ impl App {
             created_at: now(),
             error: None,
             stop_at: None,
+            name: req.name.map(|n| n.trim().to_owned()),
+            labels: req.labels,
         };
         let lock = self.sessions().lock_for(&session.id);
         let _guard = lock.lock().await;
@@ -244,6 +247,27 @@ impl App {
         }
         tracing::info!(session = %session.id, image = %session.image, "session created");
         self.store().session(&session.id)
+    }
+
+    /// Renames and relabels a session (what `req` gives); an empty name
+    /// takes the name away. Checked as at creation.
+    pub fn update_session(
+        &self,
+        id: &str,
+        req: firepit_wire::api::UpdateSession,
+    ) -> Result<Session, Error> {
+        // "" takes the name away; any other name is checked as at creation.
+        let name = req.name.as_deref();
+        if let Some(n) = name.filter(|n| !n.is_empty()) {
+            crate::api::valid::session_name(n)?;
+        }
+        if let Some(labels) = &req.labels {
+            crate::api::valid::labels(labels)?;
+        }
+        let name = name.map(|n| (!n.is_empty()).then_some(n.trim()));
+        let s = self.store().update_session(id, name, req.labels.as_ref())?;
+        tracing::info!(session = %id, name = ?s.name, "session renamed or relabelled");
+        Ok(s)
     }
 
     /// Runs `call` on the machine backend for session `id`, on a blocking thread.

@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::proto::rfc3339;
-use crate::state::{Kept, new_token, now};
+use crate::state::{Kept, OnTimeout, new_token, now};
 use crate::{ApiKey, DEFAULT_TEMPLATE, E2b, ENVD_VERSION, Error, SessionView, is_valid_id};
 
 /// The timeout E2B gives a sandbox when the request names none, seconds.
@@ -75,6 +75,23 @@ struct NewSandbox {
     timeout: Option<i64>,
     metadata: Option<BTreeMap<String, String>>,
     env_vars: Option<BTreeMap<String, String>>,
+    /// `true`: the timeout pauses (stops); `false`: it kills (destroys);
+    /// absent: firepit's default, pause.
+    auto_pause: Option<bool>,
+    auto_resume: Option<AutoResume>,
+}
+
+/// `autoResume` of `NewSandbox`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AutoResume {
+    enabled: bool,
+}
+
+/// What a request's `autoPause` asks the timeout to do; `None` when it
+/// makes no choice.
+fn on_timeout(auto_pause: Option<bool>) -> Option<OnTimeout> {
+    auto_pause.map(|p| if p { OnTimeout::Pause } else { OnTimeout::Kill })
 }
 
 /// `SandboxTimeoutRequest`, `ResumedSandbox`, `ConnectSandbox`.
@@ -82,6 +99,9 @@ struct NewSandbox {
 #[serde(default)]
 struct TimeoutBody {
     timeout: Option<i64>,
+    /// `ResumedSandbox`'s (deprecated) choice of what the timeout does.
+    #[serde(rename = "autoPause")]
+    auto_pause: Option<bool>,
 }
 
 /// `SandboxRefreshRequest`.
@@ -137,6 +157,7 @@ fn kept_or_new(e2b: &E2b, view: &SessionView) -> Result<Kept, Error> {
         metadata: BTreeMap::new(),
         envs: BTreeMap::new(),
         started_at: view.created_at,
+        on_timeout: OnTimeout::default(),
     };
     e2b.states().put(&view.id, kept.clone())?;
     Ok(kept)
@@ -167,6 +188,11 @@ pub async fn create(
 ) -> Result<Response, Error> {
     let req: NewSandbox = body(&bytes)?;
     let secs = timeout(req.timeout)?;
+    if req.auto_resume.is_some_and(|a| a.enabled) {
+        return Err(Error::Unsupported(
+            "resuming a paused sandbox on traffic (autoResume; resume it with connect instead)",
+        ));
+    }
     let template = req
         .template_id
         .filter(|t| !t.is_empty())
@@ -179,6 +205,7 @@ pub async fn create(
         metadata: req.metadata.unwrap_or_default(),
         envs: req.env_vars.unwrap_or_default(),
         started_at: now(),
+        on_timeout: on_timeout(req.auto_pause).unwrap_or_default(),
     };
     if let Err(e) = e2b.states().put(&view.id, kept.clone()) {
         let _ = e2b.host().destroy(&view.id).await;
@@ -315,6 +342,13 @@ pub async fn get(
     let mut v = listed_json(&view, Some(&kept));
     v["envdAccessToken"] = json!(kept.access_token);
     v["domain"] = json!(e2b.host().sandbox_domain(&headers));
+    v["lifecycle"] = json!({
+        "onTimeout": match kept.on_timeout {
+            OnTimeout::Pause => "pause",
+            OnTimeout::Kill => "kill",
+        },
+        "autoResume": false,
+    });
     Ok(Json(v))
 }
 
@@ -331,9 +365,7 @@ pub async fn kill(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {
     session(&e2b, &id)?;
-    e2b.forget_running(&id);
-    e2b.host().destroy(&id).await?;
-    e2b.states().remove(&id);
+    e2b.kill(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -421,6 +453,9 @@ pub async fn resume(
         return Err(Error::Conflict(format!("sandbox {id} is already running")));
     }
     kept_or_new(&e2b, &view)?;
+    if let Some(choice) = on_timeout(req.auto_pause) {
+        e2b.states().update(&id, |k| k.on_timeout = choice)?;
+    }
     let kept = start(&e2b, &id, secs).await?;
     Ok((
         StatusCode::CREATED,
@@ -478,6 +513,17 @@ mod tests {
             vec![("a b".into(), "c&d".into()), ("x".into(), "1".into())]
         );
         assert_eq!(unquote("100%"), "100%");
+    }
+
+    #[test]
+    fn auto_pause_chooses_what_the_timeout_does() {
+        assert_eq!(on_timeout(Some(false)), Some(OnTimeout::Kill));
+        assert_eq!(on_timeout(Some(true)), Some(OnTimeout::Pause));
+        assert_eq!(on_timeout(None), None);
+        let req: NewSandbox =
+            body(br#"{"autoPause": false, "autoResume": {"enabled": false}}"#).unwrap();
+        assert_eq!(req.auto_pause, Some(false));
+        assert!(req.auto_resume.is_some_and(|a| !a.enabled));
     }
 
     #[test]

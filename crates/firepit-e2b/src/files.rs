@@ -19,7 +19,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::multipart::{self, Multipart};
-use crate::{E2b, Error, Sandbox, abs_path, sandbox_of};
+use crate::users::{self, Account, Who};
+use crate::{E2b, Error, Sandbox, abs_path, acting_as, home_of, sandbox_of};
 
 /// `GET /health`: 204 while the sandbox runs, 502 "was not found" otherwise
 /// (the SDK's `is_running` reads a 502 as stopped).
@@ -40,8 +41,9 @@ pub async fn health(State(e2b): State<E2b>, headers: HeaderMap) -> Response {
 #[serde(default)]
 pub struct FileQuery {
     path: Option<String>,
-    /// Accepted and ignored: everything runs as root.
-    #[allow(dead_code)]
+    /// The user the transfer is for (`root`, the default, or `user`): a
+    /// file written for `user` is theirs, and relative paths start at the
+    /// user's home.
     username: Option<String>,
 }
 
@@ -52,8 +54,10 @@ pub async fn download(
     Query(q): Query<FileQuery>,
 ) -> Result<Response, Error> {
     let sandbox = sandbox_of(&headers, &e2b)?;
-    let path = abs_path(q.path.as_deref().unwrap_or(""))?;
+    let who = Who::named(q.username.as_deref())?;
     let guest = sandbox.guest(&e2b).await?;
+    let account = acting_as(&e2b, &sandbox, &guest, who).await?;
+    let path = abs_path(q.path.as_deref().unwrap_or(""), home_of(account.as_ref()))?;
     let reader = guest
         .read_file(&path)
         .await
@@ -86,11 +90,22 @@ fn written(path: &str) -> Value {
     json!({ "name": name, "type": "file", "path": path })
 }
 
-/// Writes one file from a stream of chunks, within `limit` bytes.
-async fn write_one<S>(guest: &GuestClient, path: &str, mut data: S, limit: u64) -> Result<(), Error>
+/// Writes one file from a stream of chunks, within `limit` bytes; for
+/// `account`, the file and the directories made for it are given to it.
+async fn write_one<S>(
+    guest: &GuestClient,
+    path: &str,
+    mut data: S,
+    limit: u64,
+    account: Option<&Account>,
+) -> Result<(), Error>
 where
     S: Stream<Item = Result<Option<Bytes>, Error>> + Unpin,
 {
+    let made = match account {
+        Some(_) => users::missing_parents(guest, path).await,
+        None => Vec::new(),
+    };
     let mut w = guest
         .write_file(
             path,
@@ -111,6 +126,11 @@ where
         w.write(chunk).await?;
     }
     w.finish().await?;
+    if let Some(a) = account {
+        let mut paths = made;
+        paths.push(path.to_owned());
+        users::chown(guest, a, &paths).await?;
+    }
     Ok(())
 }
 
@@ -138,7 +158,10 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    let who = Who::named(q.username.as_deref())?;
     let guest = sandbox.guest(&e2b).await?;
+    let account = acting_as(&e2b, &sandbox, &guest, who).await?;
+    let home = home_of(account.as_ref()).to_owned();
     if let Some(boundary) = multipart::boundary(&content_type) {
         let mut form = Multipart::new(body.into_data_stream(), &boundary);
         let mut done = Vec::new();
@@ -155,7 +178,7 @@ pub async fn upload(
                     ));
                 }
             };
-            let path = abs_path(&target)?;
+            let path = abs_path(&target, &home)?;
             let chunks = futures::stream::unfold(&mut form, |f| async move {
                 match f.next_chunk().await {
                     Ok(Some(b)) => Some((Ok(Some(b)), f)),
@@ -163,7 +186,7 @@ pub async fn upload(
                     Err(e) => Some((Err(e), f)),
                 }
             });
-            write_one(&guest, &path, Box::pin(chunks), limit).await?;
+            write_one(&guest, &path, Box::pin(chunks), limit, account.as_ref()).await?;
             done.push(written(&path));
         }
         return Ok(Json(done));
@@ -172,11 +195,12 @@ pub async fn upload(
         q.path
             .as_deref()
             .ok_or_else(|| Error::BadRequest("give the file's path as ?path=".into()))?,
+        &home,
     )?;
     let chunks = body.into_data_stream().map(|c| {
         c.map(Some)
             .map_err(|e| Error::BadRequest(format!("reading the upload failed: {e}")))
     });
-    write_one(&guest, &path, chunks, limit).await?;
+    write_one(&guest, &path, chunks, limit, account.as_ref()).await?;
     Ok(Json(vec![written(&path)]))
 }

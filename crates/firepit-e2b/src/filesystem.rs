@@ -6,7 +6,14 @@
 //! created, written (size or time changed), removed, chmod. `GetWatcherEvents`
 //! compares when the client asks; a `WatchDir` stream compares every
 //! [`WATCH_POLL`] while it is open. A rename shows as a removal and a
-//! creation, and changes undone between two looks are not seen.
+//! creation, and changes undone between two looks are not seen. (A guest
+//! file watch, `WatchFiles`, is being added for the IDE; once it is in, a
+//! `WatchDir` stream should compare only the directories its batches name,
+//! when they come, instead of every [`WATCH_POLL`].)
+//!
+//! Relative paths start at the home of the user a call acts as
+//! (`Authorization: Basic`, see [`crate::users`]); a directory made as
+//! `user` is given to it with the parents made for it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -25,7 +32,8 @@ use crate::proto::{
     ListDirResponse, MoveRequest, PathRequest, WatchDirResponse, WatchRequest, WatcherRequest,
     permissions, rfc3339,
 };
-use crate::{E2b, Error, Sandbox, abs_path, sandbox_of};
+use crate::users::{self, Who};
+use crate::{E2b, Error, Sandbox, abs_path, acting_as, home_of, sandbox_of};
 
 /// Most entries one `ListDir` answers with.
 const MAX_LIST_ENTRIES: usize = 100_000;
@@ -249,8 +257,18 @@ pub async fn call(State(e2b): State<E2b>, Path(method): Path<String>, req: Reque
         Ok(g) => g,
         Err(e) => return fail(e),
     };
+    // Relative paths start at the home of the user the call acts as.
+    let account = match Who::of_headers(&headers) {
+        Ok(who) => match acting_as(&e2b, &sandbox, &guest, who).await {
+            Ok(a) => a,
+            Err(e) => return fail(e),
+        },
+        Err(e) => return fail(e),
+    };
+    let home = home_of(account.as_ref()).to_owned();
+    let abs_path = |p: &str| abs_path(p, &home);
     match method.as_str() {
-        "WatchDir" => match watch_dir(&headers, &bytes, guest).await {
+        "WatchDir" => match watch_dir(&headers, &bytes, guest, &home).await {
             Ok(r) => r,
             Err(e) => connect::stream_error(&e),
         },
@@ -277,7 +295,14 @@ pub async fn call(State(e2b): State<E2b>, Path(method): Path<String>, req: Reque
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     Err(e) => return Err(e.into()),
                 }
+                let made = users::missing_parents(&guest, &path).await;
                 guest.mkdir(&path, true).await?;
+                if let Some(a) = &account {
+                    // The directory and the parents made for it are user's.
+                    let mut paths = made;
+                    paths.push(path.clone());
+                    users::chown(&guest, a, &paths).await?;
+                }
                 Ok(EntryResponse {
                     entry: stat(&guest, &path).await?,
                 })
@@ -321,7 +346,7 @@ pub async fn call(State(e2b): State<E2b>, Path(method): Path<String>, req: Reque
             .await,
         ),
         "CreateWatcher" => {
-            connect::unary(create_watcher(&e2b, &sandbox, &headers, &bytes, &guest).await)
+            connect::unary(create_watcher(&e2b, &sandbox, &headers, &bytes, &guest, &home).await)
         }
         "GetWatcherEvents" => connect::unary(
             async {
@@ -361,9 +386,10 @@ async fn create_watcher(
     headers: &HeaderMap,
     bytes: &[u8],
     guest: &GuestClient,
+    home: &str,
 ) -> Result<serde_json::Value, Error> {
     let r: WatchRequest = connect::unary_request(headers, bytes)?;
-    let path = abs_path(&r.path)?;
+    let path = abs_path(&r.path, home)?;
     let st = guest.stat(&path).await.map_err(|e| missing(e, &path))?;
     if st.kind != FileKind::Dir {
         return Err(Error::BadRequest(format!("path {path} is not a directory")));
@@ -393,9 +419,10 @@ async fn watch_dir(
     headers: &HeaderMap,
     bytes: &[u8],
     guest: GuestClient,
+    home: &str,
 ) -> Result<Response, Error> {
     let r: WatchRequest = connect::stream_request(headers, bytes)?;
-    let path = abs_path(&r.path)?;
+    let path = abs_path(&r.path, home)?;
     let st = guest.stat(&path).await.map_err(|e| missing(e, &path))?;
     if st.kind != FileKind::Dir {
         return Err(Error::BadRequest(format!("path {path} is not a directory")));

@@ -8,14 +8,19 @@
 //!   authenticated by `X-API-Key` (the firepit token). A sandbox is a session;
 //!   a template is an image (`base` is the daemon's default image); pause and
 //!   resume are stop and start; the timeout is the session's own (the daemon
-//!   stops it at its deadline).
+//!   stops it at its deadline, or destroys it when it was made with
+//!   `autoPause: false`, see [`E2b::kills_at_timeout`]).
 //! - envd, the in-sandbox API ([`process`], [`filesystem`], [`files`]):
 //!   `/health`, `/files` and Connect-RPC ([`connect`]) at
 //!   `/process.Process/*` and `/filesystem.Filesystem/*`. The SDK sends it
 //!   to `E2B_SANDBOX_URL` with `E2b-Sandbox-Id` naming the sandbox and
 //!   `X-Access-Token` the sandbox's own token from create or connect. It is
 //!   carried out through the session's guest: nothing runs in the machine
-//!   for it.
+//!   for it but what acting as `user` takes ([`users`]).
+//!
+//! With `E2B_DOMAIN`, the SDK names the two planes `api.<domain>` and
+//! `49983-<sandbox>.<domain>`; [`is_domain_host`] tells the daemon those
+//! hosts, which it sends to [`router`] alone.
 //!
 //! The daemon implements [`Host`] and mounts [`router`].
 
@@ -30,6 +35,7 @@ pub mod multipart;
 pub mod process;
 pub mod proto;
 pub mod state;
+pub mod users;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -118,6 +124,7 @@ struct Inner {
     states: Arc<state::States>,
     procs: process::Processes,
     watchers: filesystem::Watchers,
+    accounts: users::Accounts,
 }
 
 impl E2b {
@@ -129,6 +136,7 @@ impl E2b {
             states,
             procs: process::Processes::default(),
             watchers: filesystem::Watchers::default(),
+            accounts: users::Accounts::default(),
         })))
     }
 
@@ -148,11 +156,64 @@ impl E2b {
         &self.0.watchers
     }
 
+    pub(crate) fn accounts(&self) -> &users::Accounts {
+        &self.0.accounts
+    }
+
     /// Forgets what this door holds for a sandbox that stopped or went away.
     pub(crate) fn forget_running(&self, id: &str) {
         self.0.procs.forget(id);
         self.0.watchers.forget(id);
+        self.0.accounts.forget(id);
     }
+
+    /// Whether the daemon is to kill (destroy), not pause (stop), sandbox
+    /// `id` when its timeout passes: it was made with `autoPause: false`
+    /// (the SDK's `lifecycle={"on_timeout": "kill"}`). Sessions that are no
+    /// sandboxes, and sandboxes made without a choice, are stopped.
+    pub fn kills_at_timeout(&self, id: &str) -> bool {
+        self.0
+            .states
+            .get(id)
+            .is_some_and(|k| k.on_timeout == state::OnTimeout::Kill)
+    }
+
+    /// Kills sandbox `id` as `DELETE /sandboxes/{id}` does: what the door
+    /// holds for it, its session and its kept state go.
+    pub async fn kill(&self, id: &str) -> Result<(), Error> {
+        self.forget_running(id);
+        self.0.host.destroy(id).await?;
+        self.0.states.remove(id);
+        Ok(())
+    }
+}
+
+/// envd's port: the SDK names a sandbox's envd `<this>-<sandbox>.<domain>`.
+pub const ENVD_PORT: u16 = 49983;
+
+/// Whether `host` (a Host header's value) is a name the SDK makes from
+/// `E2B_DOMAIN=<domain>`: `api.<domain>` (the control plane) or
+/// `49983-<sandbox>.<domain>` (envd). The daemon sends those to [`router`]
+/// alone, before its preview routing would take them for previews.
+pub fn is_domain_host(host: &str, domain: &str) -> bool {
+    let host = host.trim();
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    let domain = domain.to_ascii_lowercase();
+    let Some(sub) = name
+        .strip_suffix(domain.as_str())
+        .and_then(|s| s.strip_suffix('.'))
+    else {
+        return false;
+    };
+    sub == "api"
+        || sub
+            .strip_prefix(&format!("{ENVD_PORT}-"))
+            .is_some_and(is_valid_id)
 }
 
 /// Whether `id` could be a sandbox (session) id: checked before it reaches a path.
@@ -299,23 +360,45 @@ impl Sandbox {
     }
 }
 
-/// Where relative paths start: the home of root, who runs everything.
+/// Where relative paths start for root (the default user).
 pub const HOME: &str = "/root";
 
-/// An absolute path for a path the SDK sent: relative ones start at [`HOME`].
-/// The guest refuses `..` and other tricks itself.
-pub(crate) fn abs_path(path: &str) -> Result<String, Error> {
+/// An absolute path for a path the SDK sent: relative ones start at `home`
+/// (the home of the user the call acts as, [`HOME`] for root). The guest
+/// refuses `..` and other tricks itself.
+pub(crate) fn abs_path(path: &str, home: &str) -> Result<String, Error> {
     if path.contains('\0') {
         return Err(Error::BadRequest("a path cannot hold a NUL byte".into()));
     }
+    let home = home.trim_end_matches('/');
     Ok(match path {
-        "" | "~" => HOME.to_owned(),
+        "" | "~" if home.is_empty() => "/".to_owned(),
+        "" | "~" => home.to_owned(),
         p if p.starts_with('/') => p.to_owned(),
         p => match p.strip_prefix("~/") {
-            Some(rest) => format!("{HOME}/{rest}"),
-            None => format!("{HOME}/{p}"),
+            Some(rest) => format!("{home}/{rest}"),
+            None => format!("{home}/{p}"),
         },
     })
+}
+
+/// The user a call acts as, with `user`'s account when it is `user` (found
+/// or made on first use, see [`users`]).
+pub(crate) async fn acting_as(
+    e2b: &E2b,
+    sandbox: &Sandbox,
+    guest: &GuestClient,
+    who: users::Who,
+) -> Result<Option<users::Account>, Error> {
+    match who {
+        users::Who::Root => Ok(None),
+        users::Who::User => e2b.accounts().get(&sandbox.id, guest).await.map(Some),
+    }
+}
+
+/// The home of the account a call acts as.
+pub(crate) fn home_of(account: Option<&users::Account>) -> &str {
+    account.map_or(HOME, |a| a.home.as_str())
 }
 
 #[cfg(test)]
@@ -324,11 +407,43 @@ mod tests {
 
     #[test]
     fn relative_paths_start_at_home() {
-        assert_eq!(abs_path("a/b").unwrap(), "/root/a/b");
-        assert_eq!(abs_path("~/x").unwrap(), "/root/x");
-        assert_eq!(abs_path("").unwrap(), "/root");
-        assert_eq!(abs_path("/etc").unwrap(), "/etc");
-        assert!(abs_path("a\0b").is_err());
+        assert_eq!(abs_path("a/b", HOME).unwrap(), "/root/a/b");
+        assert_eq!(abs_path("~/x", HOME).unwrap(), "/root/x");
+        assert_eq!(abs_path("", HOME).unwrap(), "/root");
+        assert_eq!(abs_path("/etc", HOME).unwrap(), "/etc");
+        assert!(abs_path("a\0b", HOME).is_err());
+        assert_eq!(abs_path("x", "/home/user").unwrap(), "/home/user/x");
+        assert_eq!(abs_path("~", "/home/user/").unwrap(), "/home/user");
+        assert_eq!(abs_path("x", "/").unwrap(), "/x");
+    }
+
+    #[test]
+    fn domain_hosts_are_the_ones_the_sdk_builds() {
+        for h in [
+            "api.localhost",
+            "api.localhost:7777",
+            "API.Localhost.",
+            "49983-abc123.localhost",
+            "49983-abc123.localhost:443",
+        ] {
+            assert!(is_domain_host(h, "localhost"), "{h}");
+        }
+        for h in [
+            "localhost",
+            "8000-abc123.localhost",
+            "api.other",
+            "api.localhost.evil",
+            "49983-ABC!.localhost",
+            "49983-.localhost",
+            "x.api.localhost",
+            "api.localhost:x",
+        ] {
+            assert!(!is_domain_host(h, "localhost"), "{h}");
+        }
+        assert!(is_domain_host(
+            "api.firepit.example.com",
+            "firepit.example.com"
+        ));
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //! output piles up in the daemon. With nothing attached, output is dropped,
 //! as envd does. A pty's output does not wait (the guest's ptys never do):
 //! an attachment that falls far behind ends with `aborted`.
+//!
+//! A process started as `user` (`Authorization: Basic`, see
+//! [`crate::users`]) runs through the guest's `--run-as user`, in the
+//! account's home unless the call names a directory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,7 +33,8 @@ use crate::proto::{
     ProcessInfo, ProcessSelector, SelectRequest, SendInputRequest, SendSignalRequest, Signal,
     StartRequest, StreamInputRequest, UpdateRequest,
 };
-use crate::{E2b, Error, Sandbox, abs_path, sandbox_of};
+use crate::users::Who;
+use crate::{E2b, Error, Sandbox, abs_path, acting_as, home_of, sandbox_of};
 
 /// Most processes one sandbox keeps through envd at once.
 const MAX_PROCESSES: usize = 4096;
@@ -304,13 +309,25 @@ async fn start(
     if config.cmd.is_empty() {
         return Err(Error::BadRequest("the process has no cmd".into()));
     }
+    let who = Who::of_headers(headers)?;
+    let guest = sandbox.guest(e2b).await?;
+    let account = acting_as(e2b, sandbox, &guest, who).await?;
     let mut envs = sandbox.kept.envs.clone();
     envs.extend(config.envs.clone());
-    let env: Vec<(String, String)> = envs.into_iter().collect();
-    let cwd = config.cwd.as_deref().map(abs_path).transpose()?;
+    // The account's USER, LOGNAME and HOME first: the sandbox's and the
+    // call's own variables come after them, so they win.
+    let mut env: Vec<(String, String)> = account.as_ref().map(|a| a.env()).unwrap_or_default();
+    env.extend(envs);
+    let home = home_of(account.as_ref());
+    let cwd = match config.cwd.as_deref() {
+        Some(c) => Some(abs_path(c, home)?),
+        None => account.as_ref().map(|a| a.home.clone()),
+    };
     let mut argv = vec![config.cmd.clone()];
     argv.extend(config.args.iter().cloned());
-    let guest = sandbox.guest(e2b).await?;
+    if let Some(a) = &account {
+        argv = a.wrap(argv);
+    }
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     let opts = stream_opts(headers);
     if let Some(pty) = req.pty {

@@ -1,7 +1,8 @@
 //! What firepit keeps of each E2B sandbox beyond its session: the access
 //! token its envd traffic must carry, its template name, metadata and
-//! environment, and when it started. (Its timeout is the session's own,
-//! kept and kept to by the daemon.)
+//! environment, when it started, and what its timeout does (pause or
+//! kill). (Its timeout is the session's own, kept and kept to by the daemon,
+//! which asks [`crate::E2b::kills_at_timeout`] when it passes.)
 //!
 //! One JSON file per sandbox in `<data dir>/e2b/` (root-only), written whole
 //! by rename, so a restart keeps tokens and a crash never leaves half a file.
@@ -30,6 +31,21 @@ pub struct Kept {
     pub envs: BTreeMap<String, String>,
     /// When it was made or last resumed, seconds since the epoch.
     pub started_at: i64,
+    /// What its timeout does.
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+}
+
+/// What a sandbox's timeout does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// Stop the session, keeping its files (`autoPause: true`, and
+    /// firepit's default when the request makes no choice).
+    #[default]
+    Pause,
+    /// Destroy the session (`autoPause: false`).
+    Kill,
 }
 
 /// Every sandbox's kept state, in memory and on disk.
@@ -148,6 +164,7 @@ mod tests {
             metadata: BTreeMap::from([("k".into(), "v".into())]),
             envs: BTreeMap::new(),
             started_at: 1,
+            on_timeout: OnTimeout::Kill,
         }
     }
 

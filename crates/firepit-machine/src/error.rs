@@ -104,8 +104,9 @@ pub enum Error {
         /// The checkpoint.
         checkpoint: String,
     },
-    /// The disk pool (or the machine's share of it) has no room left.
-    #[error("{what}: the disk pool is full")]
+    /// The disk pool (or the machine's share of it), or the disk that holds
+    /// a machine's copied checkpoints, has no room left.
+    #[error("{what}: no space left (the disk pool, or the disk of the state dir, is full)")]
     DiskFull {
         /// What needed the room.
         what: &'static str,

@@ -223,6 +223,27 @@ pub trait Backend: Send + Sync + 'static {
         let _ = (from, child);
         Err(no_checkpoints(parent))
     }
+    /// What the machine uses now, read when asked (no backend samples in
+    /// the background): its cgroup's CPU time, memory and processes while it
+    /// runs, and its writable layer's size where the backend can tell. A
+    /// backend that cannot tell answers all `None`.
+    fn usage(&self, id: &MachineId) -> Result<Usage, Error> {
+        let _ = id;
+        Ok(Usage::default())
+    }
+}
+
+/// A machine's use of the host, as [`Backend::usage`] read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time of its processes since it started, microseconds.
+    pub cpu_usec: Option<u64>,
+    /// Memory in use, bytes (page cache included, as the cgroup counts it).
+    pub memory_bytes: Option<u64>,
+    /// Processes and threads.
+    pub pids: Option<u64>,
+    /// Bytes its writable layer takes (its qgroup's referenced bytes).
+    pub disk_bytes: Option<u64>,
 }
 
 fn no_checkpoints(id: &MachineId) -> Error {

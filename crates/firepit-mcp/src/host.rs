@@ -6,6 +6,7 @@ use std::future::Future;
 
 use firepit_agent::ToolContext;
 use firepit_wire::api::{CreateSession, Session, Share};
+use firepit_wire::checkpoint::Checkpoint;
 use firepit_wire::events::Event;
 use futures::stream::BoxStream;
 
@@ -18,6 +19,9 @@ pub enum HostErrorKind {
     BadRequest,
     /// The session exists but its machine is not running.
     NotRunning,
+    /// The request conflicts with what is there: a session whose machine
+    /// cannot keep checkpoints, a name already taken.
+    Conflict,
     /// Anything else: the machine, the store, the guest.
     Failed,
 }
@@ -62,4 +66,30 @@ pub trait Host: Send + Sync + 'static {
     fn events(&self, id: &str, since: u64, limit: usize) -> Result<Vec<Event>, HostError>;
     /// A session's events from now on, until the session goes away.
     fn follow(&self, id: &str) -> Result<BoxStream<'static, Event>, HostError>;
+    /// Makes a checkpoint of a session's files (as
+    /// `POST /v1/sessions/{id}/checkpoints`).
+    fn checkpoint(
+        &self,
+        id: &str,
+        name: Option<String>,
+    ) -> impl Future<Output = Result<Checkpoint, HostError>> + Send;
+    /// A session's checkpoints, oldest first.
+    fn checkpoints(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Vec<Checkpoint>, HostError>> + Send;
+    /// Returns a session's files to one of its checkpoints (as
+    /// `POST /v1/sessions/{id}/checkpoints/{cp}/restore`).
+    fn restore(
+        &self,
+        id: &str,
+        checkpoint: &str,
+    ) -> impl Future<Output = Result<Session, HostError>> + Send;
+    /// Makes a new session from a checkpoint of a session, or from its files
+    /// now (as `POST /v1/sessions/{id}/fork`).
+    fn fork(
+        &self,
+        id: &str,
+        from: Option<&str>,
+    ) -> impl Future<Output = Result<Session, HostError>> + Send;
 }

@@ -76,9 +76,22 @@ fn session_prop() -> Value {
     json!({"type": "string", "description": "The session's id, from session_create or session_list."})
 }
 
+/// An object schema of `session` and the properties `more`, of which
+/// `required` are needed besides `session`.
+fn session_schema(more: Value, required: &[&str]) -> Value {
+    let mut props = Map::new();
+    props.insert("session".into(), session_prop());
+    if let Value::Object(m) = more {
+        props.extend(m);
+    }
+    let mut req = vec!["session"];
+    req.extend_from_slice(required);
+    json!({"type": "object", "properties": props, "required": req, "additionalProperties": false})
+}
+
 /// The session tools' definitions.
 fn session_defs() -> Vec<Def> {
-    let only_session = json!({"type": "object", "properties": {"session": session_prop()}, "required": ["session"], "additionalProperties": false});
+    let only_session = session_schema(json!({}), &[]);
     vec![
         Def {
             name: "session_create",
@@ -117,19 +130,43 @@ fn session_defs() -> Vec<Def> {
         Def {
             name: "share_link",
             description: "Make a share link to a port's preview: a URL anyone can open without the firepit token, until it expires. Use `ports` for the owner's own preview URLs.".into(),
-            schema: json!({"type": "object", "properties": {
-                "session": session_prop(),
+            schema: session_schema(json!({
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "The port in the machine."},
                 "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": 2592000, "description": "How long the link works; default 3600."}
-            }, "required": ["session", "port"], "additionalProperties": false}),
+            }), &["port"]),
+        },
+        Def {
+            name: "checkpoint_create",
+            description: "Save a session's files as a checkpoint, to come back to with checkpoint_restore or to branch from with session_fork. Make one before a risky change (a migration, a large refactor, a dependency upgrade). It keeps files only, not running processes; the machine pauses for a moment and goes on. Returns the checkpoint's id (cp-…).".into(),
+            schema: session_schema(json!({
+                "name": {"type": "string", "maxLength": 200, "description": "A short name saying what state the files are in (e.g. 'before the migration'); optional."}
+            }), &[]),
+        },
+        Def {
+            name: "checkpoint_list",
+            description: "List a session's checkpoints, oldest first: id, name, when it was made (unix ms), size, who made it (`user`, or `agent` for firepit's own agent's automatic ones) and the checkpoint it came after.".into(),
+            schema: only_session,
+        },
+        Def {
+            name: "checkpoint_restore",
+            description: "Return a session's files to a checkpoint: every change since it is lost (make a checkpoint first to keep them). The machine restarts: running commands and shells end, services that ran start again. The session keeps its id.".into(),
+            schema: session_schema(json!({
+                "checkpoint": {"type": "string", "description": "The checkpoint's id (cp-…), from checkpoint_create or checkpoint_list."}
+            }), &["checkpoint"]),
+        },
+        Def {
+            name: "session_fork",
+            description: "Make a new session whose files are a copy of a session's checkpoint, or of its files now when `from` is absent; it runs beside the original, which is left as it is. Use it to try two approaches side by side. Returns the new session, whose id the other tools take.".into(),
+            schema: session_schema(json!({
+                "from": {"type": "string", "description": "The checkpoint (cp-…) to start from; absent: the session's files now."}
+            }), &[]),
         },
         Def {
             name: "problems",
             description: "The problems firepit found in a session by itself: errors and stack traces in service logs, uncaught exceptions and failed requests in the browser, failing test runs. Each with its source, a summary, how often it was seen and its detail.".into(),
-            schema: json!({"type": "object", "properties": {
-                "session": session_prop(),
+            schema: session_schema(json!({
                 "since": {"type": "integer", "minimum": 0, "description": "Only problems after this event number (the `seq` a previous answer ended with)."}
-            }, "required": ["session"], "additionalProperties": false}),
+            }), &[]),
         },
     ]
 }
@@ -237,6 +274,22 @@ fn host_error(e: HostError) -> String {
     }
 }
 
+/// A failure of a checkpoint tool: what the model can do about it.
+fn checkpoint_error(e: HostError) -> String {
+    match e.kind {
+        // An unknown checkpoint of a known session.
+        crate::HostErrorKind::NotFound if e.message.contains("checkpoint") => format!(
+            "{}. checkpoint_list lists the session's checkpoints",
+            e.message
+        ),
+        crate::HostErrorKind::Conflict => format!(
+            "{}. The session's files cannot be checkpointed here; keep the work with git or by copying files instead",
+            e.message
+        ),
+        _ => host_error(e),
+    }
+}
+
 /// Whole MiB → bytes, refusing what does not fit.
 fn mib(name: &str, v: Option<u64>) -> Result<Option<u64>, String> {
     v.map(|m| {
@@ -286,6 +339,30 @@ struct ProblemsArgs {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NoArgs {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointArgs {
+    #[allow(dead_code)]
+    session: String,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreArgs {
+    #[allow(dead_code)]
+    session: String,
+    checkpoint: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForkArgs {
+    #[allow(dead_code)]
+    session: String,
+    from: Option<String>,
+}
 
 fn show(s: &Session) -> String {
     serde_json::to_string_pretty(s).unwrap_or_default()
@@ -357,6 +434,67 @@ pub async fn call<H: Host>(
                 })
                 .map_err(host_error),
         },
+        "checkpoint_create" => match parse::<CheckpointArgs>(name, &args) {
+            Err(e) => Err(e),
+            Ok(a) => host
+                .checkpoint(&session, a.name)
+                .await
+                .map(|cp| {
+                    format!(
+                        "checkpoint {} made ({} bytes above the image)\n{}\ncheckpoint_restore with checkpoint={:?} returns the files to it; session_fork with from={:?} branches from it.",
+                        cp.id,
+                        cp.size_bytes,
+                        serde_json::to_string_pretty(&cp).unwrap_or_default(),
+                        cp.id,
+                        cp.id
+                    )
+                })
+                .map_err(checkpoint_error),
+        },
+        "checkpoint_list" => match parse::<SessionArgs>(name, &args) {
+            Err(e) => Err(e),
+            Ok(_) => host
+                .checkpoints(&session)
+                .await
+                .map(|list| {
+                    if list.is_empty() {
+                        format!("session {session} has no checkpoints; checkpoint_create makes one")
+                    } else {
+                        serde_json::to_string_pretty(&list).unwrap_or_default()
+                    }
+                })
+                .map_err(checkpoint_error),
+        },
+        "checkpoint_restore" => match parse::<RestoreArgs>(name, &args) {
+            Err(e) => Err(e),
+            Ok(a) => host
+                .restore(&session, &a.checkpoint)
+                .await
+                .map(|s| {
+                    used(&session);
+                    format!(
+                        "session {session} has the files of {} again; what ran in it started again.\n{}",
+                        a.checkpoint,
+                        show(&s)
+                    )
+                })
+                .map_err(checkpoint_error),
+        },
+        "session_fork" => match parse::<ForkArgs>(name, &args) {
+            Err(e) => Err(e),
+            Ok(a) => host
+                .fork(&session, a.from.as_deref())
+                .await
+                .map(|s| {
+                    used(&s.id);
+                    format!(
+                        "{}\nThe fork runs beside {session}; pass session={:?} to the other tools to work in it.",
+                        show(&s),
+                        s.id
+                    )
+                })
+                .map_err(checkpoint_error),
+        },
         "problems" => match parse::<ProblemsArgs>(name, &args) {
             Err(e) => Err(e),
             Ok(a) => problems(host.as_ref(), &session, a.since.unwrap_or(0)).map_err(host_error),
@@ -383,6 +521,7 @@ async fn create<H: Host>(host: &Arc<H>, args: &Map<String, Value>) -> Result<Ses
         repo: a.repo,
         branch: a.branch,
         timeout_secs: None,
+        ..Default::default()
     };
     host.create_session(req).await.map_err(host_error)
 }
@@ -482,6 +621,10 @@ mod tests {
             "session_create",
             "session_list",
             "session_destroy",
+            "checkpoint_create",
+            "checkpoint_list",
+            "checkpoint_restore",
+            "session_fork",
             "exec",
             "browser_screenshot",
         ] {
@@ -501,6 +644,28 @@ mod tests {
         for d in &defs {
             assert_eq!(d.schema["type"], "object", "{}", d.name);
         }
+    }
+
+    #[test]
+    fn session_tools_need_their_session_first() {
+        let defs = definitions();
+        let schema = |n: &str| defs.iter().find(|d| d.name == n).unwrap().schema.clone();
+        assert_eq!(schema("share_link")["required"], json!(["session", "port"]));
+        assert_eq!(
+            schema("checkpoint_restore")["required"],
+            json!(["session", "checkpoint"])
+        );
+        let fork = schema("session_fork");
+        assert_eq!(fork["required"], json!(["session"]));
+        assert_eq!(fork["properties"]["from"]["type"], "string");
+        assert_eq!(fork["additionalProperties"], false);
+        assert_eq!(
+            schema("checkpoint_list")["properties"]
+                .as_object()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //! - [`proxy`]: the full path, on hyper: any HTTP/1.1 request (streamed
 //!   bodies both ways, `Upgrade`/WebSocket spliced after a 101).
 //! - [`pages`]: the HTML pages a browser gets when something is wrong.
+//! - [`report`]: the script that reports a page's errors back to the
+//!   daemon, and how it goes into the app's HTML pages.
+//! - [`frame`]: the page the UI frames a preview through, which tells the UI
+//!   where the app is and takes back and forward.
 //!
 //! The crate knows nothing of the daemon nor of machines: who may see which
 //! preview and which sessions exist are the daemon's to decide, and both
@@ -24,10 +28,12 @@
 #![warn(missing_docs)]
 
 pub mod fast;
+pub mod frame;
 pub mod host;
 pub mod pages;
 pub mod pool;
 pub mod proxy;
+pub mod report;
 pub mod rules;
 pub mod token;
 

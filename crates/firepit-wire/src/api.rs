@@ -10,6 +10,8 @@
 //! document), and their integer fields take a JSON number with no fraction in
 //! either spelling (`2` or `2.0`), as JSON Schema's `integer` does ([`whole`]).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub use crate::guest::{
@@ -129,6 +131,29 @@ pub struct CreateSession {
         deserialize_with = "whole::option"
     )]
     pub timeout_secs: Option<u64>,
+    /// A name a person gives the session (1 to 64 characters, no control
+    /// characters); several sessions may share one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Labels: `key: value` pairs to find sessions by (`GET
+    /// /v1/sessions?label=key=value`). Keys are 1 to 63 of `[a-z0-9._-]`
+    /// starting with a letter or digit; values at most 128 characters, no
+    /// control characters; at most 32 labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `PATCH /v1/sessions/{id}`: what changes; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct UpdateSession {
+    /// The new name; an empty string takes the name away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The new labels, all of them (they replace the old ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// A session: a machine and what the daemon knows of it.
@@ -154,6 +179,57 @@ pub struct Session {
     /// timeout); absent when it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_at: Option<i64>,
+    /// The name a person gave it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `GET /v1/sessions/{id}/usage`: what a session's machine uses now, read
+/// when asked (nothing samples an idle session nobody looks at).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct Usage {
+    /// Whether the machine runs (a stopped one has no CPU nor memory figures).
+    pub running: bool,
+    /// When the figures were read, Unix milliseconds.
+    pub time_ms: i64,
+    /// CPU time the machine's processes used since it started, microseconds:
+    /// two readings give the CPU share between them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_usec: Option<u64>,
+    /// Memory in use now, bytes (the cgroup's count: page cache included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Processes and threads now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    /// What the machine's own files take, bytes (its writable layer), where
+    /// the daemon can tell (a machine in the disk pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
+}
+
+/// `GET /v1/host`: what the host has, for clients that choose limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct HostInfo {
+    /// The host's memory, bytes: no session may have a larger memory limit.
+    pub memory_bytes: u64,
+    /// Memory available now, bytes.
+    pub memory_available_bytes: u64,
+    /// CPUs the daemon may use: a larger CPU limit means all of them.
+    pub cpus: u32,
+    /// Whether sessions get disk limits (the daemon has a disk pool).
+    pub disk_limits: bool,
+    /// The image a session gets when it names none.
+    pub default_image: String,
+    /// The limits a session gets where it gives none.
+    pub default_limits: Limits,
+    /// Whether a forge is configured (sessions may then clone a `repo`).
+    pub forge: bool,
 }
 
 /// `POST /v1/sessions/{id}/exec`
@@ -337,6 +413,10 @@ pub struct CreateShare {
     /// How long the link works, in seconds (default one hour, at most 30 days).
     #[serde(default, deserialize_with = "whole::option")]
     pub ttl_seconds: Option<u64>,
+    /// Where the link lands in the app: a local path (`/`, the default,
+    /// `/docs?x=1`); the link opens the whole port whatever it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// A share link of a preview port.
@@ -357,6 +437,13 @@ pub struct Share {
     pub expires_at: i64,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// Where the link lands in the app.
+    #[serde(default = "root_path")]
+    pub path: String,
+}
+
+fn root_path() -> String {
+    "/".into()
 }
 
 /// `POST /v1/sessions/{id}/agent`
@@ -573,4 +660,48 @@ pub struct ClosedLoopSettings {
     /// the agent has been talked to in the session). A running agent gets new
     /// problems of the session's services at its next step either way.
     pub wake_agent: bool,
+    /// Whether the preview puts its error-reporting script into the app's
+    /// HTML pages (default true): their uncaught exceptions and failed
+    /// requests become problems with `source=preview`. Off, pages reach the
+    /// browser byte for byte as the app sent them.
+    #[serde(default = "crate::api::on")]
+    pub preview_reports: bool,
+}
+
+impl Default for ClosedLoopSettings {
+    fn default() -> Self {
+        ClosedLoopSettings {
+            wake_agent: true,
+            preview_reports: true,
+        }
+    }
+}
+
+/// `PUT /v1/sessions/{id}/closed-loop`: the settings to change (those left
+/// out stay as they are).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct ClosedLoopChange {
+    /// See [`ClosedLoopSettings::wake_agent`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_agent: Option<bool>,
+    /// See [`ClosedLoopSettings::preview_reports`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_reports: Option<bool>,
+}
+
+impl ClosedLoopChange {
+    /// `settings` with this change made.
+    pub fn apply(&self, settings: ClosedLoopSettings) -> ClosedLoopSettings {
+        ClosedLoopSettings {
+            wake_agent: self.wake_agent.unwrap_or(settings.wake_agent),
+            preview_reports: self.preview_reports.unwrap_or(settings.preview_reports),
+        }
+    }
+}
+
+/// `true`: a serde default.
+pub(crate) fn on() -> bool {
+    true
 }

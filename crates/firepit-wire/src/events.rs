@@ -182,6 +182,10 @@ pub enum EventKind {
     ClosedLoop {
         /// Whether a recognised problem wakes the idle agent.
         wake_agent: bool,
+        /// Whether the preview's pages report their errors (absent in
+        /// events older than the setting: on).
+        #[serde(default = "crate::api::on")]
+        preview_reports: bool,
     },
 }
 

@@ -48,6 +48,9 @@ fn generate() -> String {
         api::Limits,
         api::CreateSession,
         api::Session,
+        api::UpdateSession,
+        api::Usage,
+        api::HostInfo,
         api::Image,
         api::ImageSource,
         api::Port,
@@ -74,6 +77,7 @@ fn generate() -> String {
         api::AgentStopped,
         api::AgentStatus,
         api::ClosedLoopSettings,
+        api::ClosedLoopChange,
         // Checkpoints.
         checkpoint::CreateCheckpoint,
         checkpoint::Checkpoint,

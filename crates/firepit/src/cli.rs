@@ -38,6 +38,8 @@ pub enum Command {
     Shell(ShellArgs),
     /// Copy a file into or out of a session: `firepit cp ./a ID:/root/a` or `firepit cp ID:/etc/os-release .`.
     Cp(CpArgs),
+    /// Rename a session, or give it new labels: `firepit rename ID "web app" --label team=web`.
+    Rename(RenameArgs),
     /// Stop a session: its processes end, its files are kept.
     Stop(IdArg),
     /// Start a stopped session again.
@@ -79,6 +81,32 @@ pub enum Command {
     /// Make a new session whose files start as this one's (now, or at a
     /// checkpoint); prints its id.
     Fork(ForkArgs),
+    /// Show or change what a session does with the problems it finds:
+    /// `firepit closed-loop ID --preview-reports off`.
+    ClosedLoop(ClosedLoopArgs),
+}
+
+/// On or off, on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+/// `firepit closed-loop`
+#[derive(Debug, Args)]
+pub struct ClosedLoopArgs {
+    /// The session.
+    pub id: String,
+    /// Whether a new problem wakes the idle agent.
+    #[arg(long, value_enum)]
+    pub wake_agent: Option<Switch>,
+    /// Whether the preview puts its error-reporting script into the app's
+    /// HTML pages (off: pages are byte for byte what the app sent).
+    #[arg(long, value_enum)]
+    pub preview_reports: Option<Switch>,
 }
 
 /// `firepit checkpoint`
@@ -257,6 +285,27 @@ pub struct NewArgs {
     /// `entrypoint`.
     #[arg(long)]
     pub entrypoint: bool,
+    /// A name for the session (shown by `ls` and the web UI).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A label `key=value` to find the session by (repeatable).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+}
+
+/// `firepit rename`
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// Session id (see `firepit ls`).
+    pub id: String,
+    /// The new name; `""` takes the name away. Left out: the name stays.
+    pub name: Option<String>,
+    /// Labels `key=value` that replace all the session's labels (repeatable).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Take every label away.
+    #[arg(long, conflicts_with = "labels")]
+    pub no_labels: bool,
 }
 
 /// `firepit start`
@@ -343,6 +392,9 @@ pub struct ShareArgs {
     /// How long the link works: `90s`, `30m`, `1h`, `7d` (at most 30 days).
     #[arg(long, default_value = "1h")]
     pub ttl: String,
+    /// Where the link lands in the app (`/docs?x=1`); it opens the whole port.
+    #[arg(long)]
+    pub path: Option<String>,
 }
 
 /// `firepit unshare`

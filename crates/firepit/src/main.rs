@@ -64,6 +64,9 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Cp(args) => commands::cp::cp(&client()?, &args.from, &args.to)
             .await
             .map(|()| 0),
+        Command::Rename(a) => commands::lifecycle::rename(&client()?, &a)
+            .await
+            .map(|()| 0),
         Command::Stop(a) => commands::lifecycle::transition(&client()?, &a.id, "stop")
             .await
             .map(|()| 0),
@@ -102,5 +105,8 @@ async fn run(cli: Cli) -> Result<i32> {
             .await
             .map(|()| 0),
         Command::Fork(a) => commands::checkpoint::fork(&client()?, &a).await.map(|()| 0),
+        Command::ClosedLoop(a) => commands::closed_loop::closed_loop(&client()?, &a)
+            .await
+            .map(|()| 0),
     }
 }

@@ -117,6 +117,21 @@ pub fn repo_name(typed: &str) -> Result<String> {
     Ok(name.to_string())
 }
 
+/// Labels as typed (`key=value`, repeatable) as the API takes them; the
+/// daemon checks the keys and values.
+pub fn labels(typed: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for l in typed {
+        let Some((k, v)) = l.split_once('=') else {
+            bail!("--label {l:?} is not key=value");
+        };
+        if out.insert(k.to_owned(), v.to_owned()).is_some() {
+            bail!("--label {k:?} is given twice");
+        }
+    }
+    Ok(out)
+}
+
 /// The create request for these machine options.
 pub fn create_request(m: &MachineArgs) -> Result<CreateSession> {
     Ok(CreateSession {
@@ -138,6 +153,16 @@ pub fn create_request(m: &MachineArgs) -> Result<CreateSession> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_key_value_pairs() {
+        let l = labels(&["team=web".into(), "note=a=b".into(), "empty=".into()]).unwrap();
+        assert_eq!(l["team"], "web");
+        assert_eq!(l["note"], "a=b");
+        assert_eq!(l["empty"], "");
+        assert!(labels(&["team".into()]).is_err());
+        assert!(labels(&["a=1".into(), "a=2".into()]).is_err());
+    }
 
     #[test]
     fn durations() {

@@ -7,7 +7,8 @@
 //!
 //! 1. creates N sessions one after another through `POST /v1/sessions`
 //!    (NAT, the `minimal` image), timing each: create p50/p95 of the first
-//!    and the last 50;
+//!    and the last 50 (at N = 1, 50 creates each destroyed before the next,
+//!    so that the figure every ratio divides by is not one sample);
 //! 2. waits for the host to settle, then measures **idle CPU** over a window
 //!    (`--window-s`, default 30): the CPU time of every process of every
 //!    machine (the run time of every thread in the machines' cgroups,
@@ -21,7 +22,8 @@
 //!    else the host did meanwhile);
 //! 4. with all N present: **exec round trip** (`POST .../exec` of `true`,
 //!    request to the end of its NDJSON stream) on sessions spread over all
-//!    N, p50/p95; **bind → preview**: a server in a session takes
+//!    N, p50/p95, and the same session's next exec right after (what an
+//!    idle machine's first exec pays over a busy one's); **bind → preview**: a server in a session takes
 //!    `CLOCK_MONOTONIC` (the host's: machines have no time namespace), binds
 //!    and listens; the bench asks its preview URL every millisecond until
 //!    it answers with that time, p50/p95 of the difference;
@@ -104,6 +106,7 @@ struct Figures {
     host_memory_mib_per_session: f64,
     mem_available_mib_per_session: f64,
     exec: Summary,
+    exec_again: Summary,
     bind_to_preview: Summary,
     destroy_all_s: f64,
     api_during_destroy: Summary,
@@ -244,6 +247,17 @@ impl Daemon {
     }
 
     /// Runs `line` by `sh -c` in session `id`; its stdout.
+    async fn destroy(&self, id: &str) -> Result<()> {
+        let r = self
+            .req(reqwest::Method::DELETE, &format!("/v1/sessions/{id}"))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("destroy {id}: {}", r.status());
+        }
+        Ok(())
+    }
+
     async fn exec(&self, id: &str, line: &str) -> Result<String> {
         let body = serde_json::json!({ "command": { "shell": line } });
         let r = self
@@ -456,6 +470,19 @@ async fn measure(args: &Args, n: usize) -> Result<Figures> {
     let rss_before = d.daemon_rss_bytes()?;
     let mut ids = Vec::with_capacity(n);
     let mut create = Vec::with_capacity(n);
+    if n == 1 {
+        // One sample would be the N = 1 figure that every ratio divides by:
+        // take ENDS, each made and destroyed with no other session present.
+        for i in 1..ENDS {
+            let t = Instant::now();
+            let s = d
+                .create()
+                .await
+                .with_context(|| format!("creating sample session {i}"))?;
+            create.push(ms(t.elapsed()));
+            d.destroy(&s.id).await?;
+        }
+    }
     for i in 0..n {
         let t = Instant::now();
         let s = d
@@ -500,11 +527,13 @@ async fn measure(args: &Args, n: usize) -> Result<Figures> {
     let pct = |ns: u64| ns as f64 / t1.as_nanos() as f64 * 100.0;
 
     eprintln!("density: exec round trips");
-    let mut exec = Vec::new();
+    let (mut exec, mut exec_again) = (Vec::new(), Vec::new());
     for i in spread(n, args.execs) {
-        let t = Instant::now();
-        d.exec(&ids[i], "true").await?;
-        exec.push(ms(t.elapsed()));
+        for times in [&mut exec, &mut exec_again] {
+            let t = Instant::now();
+            d.exec(&ids[i], "true").await?;
+            times.push(ms(t.elapsed()));
+        }
     }
 
     eprintln!("density: bind → preview");
@@ -561,14 +590,7 @@ async fn measure(args: &Args, n: usize) -> Result<Figures> {
         let d = d.clone();
         let id = id.clone();
         async move {
-            let r = d
-                .req(reqwest::Method::DELETE, &format!("/v1/sessions/{id}"))
-                .send()
-                .await?;
-            if !r.status().is_success() {
-                bail!("destroy {id}: {}", r.status());
-            }
-            Ok(())
+            d.destroy(&id).await
         }
     });
     let results = futures::future::join_all(deletes).await;
@@ -586,6 +608,7 @@ async fn measure(args: &Args, n: usize) -> Result<Figures> {
         host_memory_mib_per_session: charged as f64 / f64::from(1 << 20) / n as f64,
         mem_available_mib_per_session: (before_kib as f64 - after_kib as f64) / 1024.0 / n as f64,
         exec: summary(&exec)?,
+        exec_again: summary(&exec_again)?,
         bind_to_preview: summary(&preview)?,
         destroy_all_s: destroy_all.as_secs_f64(),
         api_during_destroy: summary(&api)?,
@@ -644,6 +667,12 @@ fn table(one: &Figures, many: &Figures) -> String {
             p(&one.exec),
             p(&many.exec),
             format!("p50 ≤ {:.1} ms (1.5 × N = 1)", 1.5 * one.exec.p50_ms),
+        ),
+        (
+            "exec round trip, the same session's next".into(),
+            p(&one.exec_again),
+            p(&many.exec_again),
+            "".into(),
         ),
         (
             "bind → preview answering".into(),

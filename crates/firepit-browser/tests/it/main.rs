@@ -267,3 +267,92 @@ async fn errors_raised_at_any_moment_reach_the_reader_once() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(page.undelivered_errors().is_empty());
 }
+
+/// A page whose button opens a popup, and the popup, which throws every
+/// 50 ms (up to 200 times), so some of its errors come after it is attached
+/// however slow the machine.
+const OPENER: &str = r#"<!doctype html><title>opener</title>
+<button id="open" onclick="window.open('/pop', '_blank')">Open</button>
+<a id="blank" href="/pop?link" target="_blank">Link</a>"#;
+const POPUP: &str = r#"<!doctype html><title>popup</title><script>
+let n = 0;
+const t = setInterval(() => { if (++n > 200) clearInterval(t); else throw new Error('boom in the popup ' + location.search); }, 50);
+</script>"#;
+
+/// A server answering [`OPENER`] at `/` and [`POPUP`] at `/pop`.
+async fn opener() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let (status, body) = if head.starts_with("GET / ") {
+                    ("200 OK", OPENER)
+                } else if head.starts_with("GET /pop") {
+                    ("200 OK", POPUP)
+                } else {
+                    ("404 Not Found", "not here")
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// Popups the page opens (`window.open`, a `target=_blank` link) are
+/// collected like the page: the reader hears that one opened, and its
+/// errors, marked as the popup's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_popups_errors_reach_the_reader() {
+    let devtools = free_port();
+    let _chromium = chromium(devtools);
+    let app = opener().await;
+    let dial: Dial = Arc::new(|port| TcpStream::connect(("127.0.0.1", port)).boxed());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        match attach(&dial, devtools).await {
+            Ok(p) => break p,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("Chromium's DevTools never answered: {e}"),
+        }
+    };
+    page.open(&format!("http://127.0.0.1:{app}/"), Duration::from_secs(15))
+        .await
+        .unwrap();
+    for (button, search) in [
+        ("#open", "boom in the popup \n"),
+        ("#blank", "boom in the popup ?link"),
+    ] {
+        page.click(None, Some(button)).await.unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        let mut read = Vec::new();
+        let (mut opened, mut thrown) = (false, false);
+        while !(opened && thrown) && Instant::now() < until {
+            for r in page.undelivered_errors() {
+                opened |= matches!(&r, Report::Popup { .. });
+                thrown |= matches!(&r, Report::Exception { text, .. }
+                    if text.starts_with("[popup ") && format!("{text}\n").contains(search));
+                read.push(r.line());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(opened, "{button}: no popup reported: {read:#?}");
+        assert!(
+            thrown,
+            "{button}: the popup's error was not read: {read:#?}"
+        );
+    }
+    // The first page is still the one the tools drive.
+    assert!(page.location().0.ends_with(&format!("{app}/")));
+}

@@ -1,9 +1,10 @@
 //! `GET`/`PUT /v1/sessions/{id}/closed-loop`: whether problems the session
-//! recognises wake its idle agent (see [`crate::closed_loop`]).
+//! recognises wake its idle agent, and whether its preview's pages report
+//! their errors (see [`crate::closed_loop`] and [`crate::preview`]).
 
 use axum::Json;
 use axum::extract::{Path, State};
-use firepit_wire::api::ClosedLoopSettings;
+use firepit_wire::api::{ClosedLoopChange, ClosedLoopSettings};
 
 use super::JsonBody;
 use crate::{App, Error};
@@ -13,17 +14,14 @@ pub(super) async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<ClosedLoopSettings>, Error> {
     app.store().session(&id)?;
-    Ok(Json(ClosedLoopSettings {
-        wake_agent: app.wake_agent(&id)?,
-    }))
+    Ok(Json(app.closed_loop(&id)?))
 }
 
 pub(super) async fn put(
     State(app): State<App>,
     Path(id): Path<String>,
-    JsonBody(req): JsonBody<ClosedLoopSettings>,
+    JsonBody(req): JsonBody<ClosedLoopChange>,
 ) -> Result<Json<ClosedLoopSettings>, Error> {
     app.store().session(&id)?;
-    app.set_wake_agent(&id, req.wake_agent)?;
-    Ok(Json(req))
+    Ok(Json(app.change_closed_loop(&id, &req)?))
 }

@@ -1,7 +1,9 @@
 //! `/`: the login URL `firepit up` prints (`/?token=…`) and the web UI behind it.
 //!
 //! A valid token in the query becomes an HttpOnly cookie and a redirect that
-//! drops the token from the address bar; a wrong one gets a page that says
+//! drops the token from the address bar (to the preview handshake when
+//! `next` names a preview of this firepit: the sign-in page a signed-out
+//! preview leads to sends it); a wrong one gets a page that says
 //! where the right one is. Without a token, `/` is the web UI's page (see
 //! [`super::ui`]), which asks the browser to sign in when the API says 401.
 
@@ -16,6 +18,7 @@ use crate::auth::{constant_time_eq, login_cookie};
 #[derive(Deserialize)]
 pub(super) struct Login {
     token: Option<String>,
+    next: Option<String>,
 }
 
 pub(super) async fn home(
@@ -41,11 +44,18 @@ pub(super) async fn home(
             .into_response();
     }
     let cookie = login_cookie(app.config(), token);
+    // Only a preview of this firepit is a place to go on to.
+    let to = match login.next.as_deref() {
+        Some(n) if crate::preview::handshake_url(&app, n).is_some() => {
+            format!("/v1/preview-auth?next={}", crate::preview::encode(n))
+        }
+        _ => "/".into(),
+    };
     (
         StatusCode::SEE_OTHER,
         [
             (header::SET_COOKIE, cookie),
-            (header::LOCATION, "/".into()),
+            (header::LOCATION, to),
             (header::CACHE_CONTROL, "no-store".into()),
         ],
     )

@@ -45,10 +45,13 @@ const JSON_BODY_LIMIT: usize = 4 << 20;
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/health"),
     ("GET", "/v1/images"),
+    ("GET", "/v1/host"),
     ("GET", "/v1/sessions"),
     ("POST", "/v1/sessions"),
     ("GET", "/v1/sessions/{id}"),
     ("DELETE", "/v1/sessions/{id}"),
+    ("PATCH", "/v1/sessions/{id}"),
+    ("GET", "/v1/sessions/{id}/usage"),
     ("POST", "/v1/sessions/{id}/stop"),
     ("POST", "/v1/sessions/{id}/start"),
     ("POST", "/v1/sessions/{id}/exec"),
@@ -97,7 +100,13 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The daemon's router.
 pub fn router(app: App) -> Router {
     let session = Router::new()
-        .route("/", get(sessions::get).delete(sessions::destroy))
+        .route(
+            "/",
+            get(sessions::get)
+                .delete(sessions::destroy)
+                .patch(sessions::update),
+        )
+        .route("/usage", get(sessions::usage))
         .route("/stop", post(sessions::stop))
         .route("/start", post(sessions::start))
         .route("/exec", post(exec::exec))
@@ -143,6 +152,7 @@ pub fn router(app: App) -> Router {
         .route("/image", post(checkpoints::save_image));
     let v1 = Router::new()
         .route("/images", get(images::list))
+        .route("/host", get(sessions::host))
         .route("/sessions", get(sessions::list).post(sessions::create))
         .nest("/sessions/{id}", session)
         .route("/preview-auth", get(shares::preview_auth))

@@ -1,10 +1,11 @@
-//! `/v1/sessions`: create, list, get, stop, start, destroy.
+//! `/v1/sessions`: create, list (by label too), get, rename and relabel,
+//! usage, stop, start, destroy.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use firepit_wire::api::{CreateSession, Session};
+use firepit_wire::api::{CreateSession, Session, UpdateSession, Usage};
 use serde::Deserialize;
 
 use super::{JsonBody, QueryArgs, valid};
@@ -35,6 +36,10 @@ pub(super) async fn create(
     if let Some(t) = req.timeout_secs {
         valid::timeout_secs(t)?;
     }
+    if let Some(n) = &req.name {
+        valid::session_name(n)?;
+    }
+    valid::labels(&req.labels)?;
     Ok((StatusCode::CREATED, Json(app.create_session(req).await?)))
 }
 
@@ -50,6 +55,9 @@ pub(super) struct ListQuery {
     limit: Option<usize>,
     #[serde(default)]
     cursor: Option<String>,
+    /// `key=value`: only the sessions with that label.
+    #[serde(default)]
+    label: Option<String>,
 }
 
 /// `GET /v1/sessions`: the sessions, oldest first: all of them, or those
@@ -61,6 +69,7 @@ pub(super) async fn list(
     QueryArgs(q): QueryArgs<ListQuery>,
 ) -> Result<Response, Error> {
     let after = q.cursor.as_deref().map(valid::session_cursor).transpose()?;
+    let label = q.label.as_deref().map(valid::label_filter).transpose()?;
     if let Some(limit) = q.limit
         && !(1..=MAX_PAGE).contains(&limit)
     {
@@ -68,12 +77,15 @@ pub(super) async fn list(
             "limit must be from 1 to {MAX_PAGE}"
         )));
     }
-    if after.is_none() && q.limit.is_none() {
+    if after.is_none() && q.limit.is_none() && label.is_none() {
         return Ok(Json(app.store().sessions()?).into_response());
     }
     // One more than asked: whether a next page has anything.
     let ask = q.limit.map_or(usize::MAX, |l| l + 1);
-    let mut page = app.store().sessions_page(after, ask)?;
+    let mut page = match label {
+        Some((k, v)) => app.store().sessions_labelled(k, v, after, ask)?,
+        None => app.store().sessions_page(after, ask)?,
+    };
     let more = q.limit.is_some_and(|l| page.len() > l);
     if let Some(limit) = q.limit {
         page.truncate(limit);
@@ -94,6 +106,30 @@ pub(super) async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Session>, Error> {
     Ok(Json(app.store().session(&checked(id)?)?))
+}
+
+/// `PATCH /v1/sessions/{id}`: a new name, new labels.
+pub(super) async fn update(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UpdateSession>,
+) -> Result<Json<Session>, Error> {
+    Ok(Json(app.update_session(&checked(id)?, req)?))
+}
+
+/// `GET /v1/sessions/{id}/usage`: CPU time, memory, processes and disk now.
+pub(super) async fn usage(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Usage>, Error> {
+    Ok(Json(app.session_usage(&checked(id)?).await?))
+}
+
+/// `GET /v1/host`: the host's memory and CPUs, the defaults, the forge.
+pub(super) async fn host(
+    State(app): State<App>,
+) -> Result<Json<firepit_wire::api::HostInfo>, Error> {
+    Ok(Json(app.host_info()?))
 }
 
 pub(super) async fn stop(

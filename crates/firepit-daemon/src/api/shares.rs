@@ -44,14 +44,24 @@ fn to_api(app: &App, row: &ShareRow, port: Option<u16>) -> Share {
         id: row.id.clone(),
         session: row.session.clone(),
         port: row.port,
-        url: format!(
-            "{}/__firepit/share?token={}",
-            preview::preview_origin(app, &host, port),
-            preview::encode(&token)
-        ),
+        url: if row.path == "/" {
+            format!(
+                "{}/__firepit/share?token={}",
+                preview::preview_origin(app, &host, port),
+                preview::encode(&token)
+            )
+        } else {
+            format!(
+                "{}/__firepit/share?token={}&next={}",
+                preview::preview_origin(app, &host, port),
+                preview::encode(&token),
+                preview::encode(&row.path)
+            )
+        },
         created_at: row.created_at,
         expires_at: row.expires_at,
         revoked: row.revoked,
+        path: row.path.clone(),
     }
 }
 
@@ -84,6 +94,8 @@ pub(crate) fn create_share(app: &App, id: &str, req: CreateShare) -> Result<Shar
             "ttl_seconds must be 1 to {MAX_TTL} (30 days), not {ttl}"
         )));
     }
+    let path = req.path.unwrap_or_else(|| "/".into());
+    super::valid::share_path(&path)?;
     let now = firepit_preview::token::now();
     let row = ShareRow {
         id: rand::rng()
@@ -96,6 +108,7 @@ pub(crate) fn create_share(app: &App, id: &str, req: CreateShare) -> Result<Shar
         created_at: now,
         expires_at: now + ttl as i64,
         revoked: false,
+        path,
     };
     app.store().insert_share(&row)?;
     record(

@@ -196,6 +196,107 @@ pub(crate) fn checkpoint_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The longest session name, in characters.
+pub(crate) const MAX_NAME: usize = 64;
+/// The most labels a session may have.
+pub(crate) const MAX_LABELS: usize = 32;
+/// The longest label key, in bytes.
+pub(crate) const MAX_LABEL_KEY: usize = 63;
+/// The longest label value, in characters.
+pub(crate) const MAX_LABEL_VALUE: usize = 128;
+
+/// `components/schemas/SessionName`: 1 to 64 characters, not only spaces,
+/// no control character.
+pub(crate) fn session_name(name: &str) -> Result<(), Error> {
+    let n = name.chars().count();
+    if n == 0 || name.trim().is_empty() {
+        return Err(bad(
+            "a session name must have a character other than a space",
+        ));
+    }
+    if n > MAX_NAME {
+        return Err(bad(format!(
+            "a session name is at most {MAX_NAME} characters; this one has {n}"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad(
+            "a session name may not contain control characters (tabs, newlines…)",
+        ));
+    }
+    Ok(())
+}
+
+/// `components/schemas/Labels`: at most 32; keys 1 to 63 of `[a-z0-9._-]`
+/// starting with a letter or digit; values at most 128 characters, no
+/// control character.
+pub(crate) fn labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), Error> {
+    if labels.len() > MAX_LABELS {
+        return Err(bad(format!(
+            "a session has at most {MAX_LABELS} labels; {} given",
+            labels.len()
+        )));
+    }
+    for (k, v) in labels {
+        label_key(k)?;
+        label_value(k, v)?;
+    }
+    Ok(())
+}
+
+/// A label's key (see [`labels`]).
+pub(crate) fn label_key(k: &str) -> Result<(), Error> {
+    let ok = (1..=MAX_LABEL_KEY).contains(&k.len())
+        && k.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && k.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
+    if !ok {
+        return Err(bad(format!(
+            "label key {k:?} is not valid: 1 to {MAX_LABEL_KEY} of a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
+        )));
+    }
+    Ok(())
+}
+
+/// A label's value (see [`labels`]).
+pub(crate) fn label_value(k: &str, v: &str) -> Result<(), Error> {
+    if v.chars().count() > MAX_LABEL_VALUE || v.chars().any(char::is_control) {
+        return Err(bad(format!(
+            "label {k:?}: a value is at most {MAX_LABEL_VALUE} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// `components/schemas/CreateShare.path`: a local path (`/…`, not `//`,
+/// no backslash nor control character), at most 2048 characters.
+pub(crate) fn share_path(p: &str) -> Result<(), Error> {
+    if !p.starts_with('/')
+        || p.starts_with("//")
+        || p.contains('\\')
+        || p.chars().count() > 2048
+        || p.chars().any(char::is_control)
+    {
+        return Err(bad(format!(
+            "share path {p:?} is not a local path: give one like /docs?x=1 (at most 2048 characters)"
+        )));
+    }
+    Ok(())
+}
+
+/// `label` of `GET /v1/sessions`: `key=value`.
+pub(crate) fn label_filter(f: &str) -> Result<(&str, &str), Error> {
+    let (k, v) = f
+        .split_once('=')
+        .ok_or_else(|| bad(format!("label filter {f:?} is not key=value")))?;
+    label_key(k)?;
+    label_value(k, v)?;
+    Ok((k, v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +391,54 @@ mod tests {
             &format!("1.{}", "a".repeat(33)),
         ] {
             assert!(session_cursor(bad).is_err(), "{bad:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn names_and_labels() {
+        for ok in ["a", "web app", "Ünïcode ✓", &"x".repeat(MAX_NAME)] {
+            session_name(ok).unwrap();
+        }
+        for no in ["", "   ", "a\nb", "tab\there", &"x".repeat(MAX_NAME + 1)] {
+            assert!(session_name(no).is_err(), "{no:?}");
+        }
+        for ok in ["team", "a.b-c_d", "9x", &"k".repeat(MAX_LABEL_KEY)] {
+            label_key(ok).unwrap();
+        }
+        for no in [
+            "",
+            "Team",
+            "-a",
+            ".a",
+            "a b",
+            "a=b",
+            "é",
+            &"k".repeat(MAX_LABEL_KEY + 1),
+        ] {
+            assert!(label_key(no).is_err(), "{no:?}");
+        }
+        label_value("k", "").unwrap();
+        label_value("k", "any text, even = and spaces").unwrap();
+        assert!(label_value("k", "a\u{7}").is_err());
+        assert!(label_value("k", &"v".repeat(MAX_LABEL_VALUE + 1)).is_err());
+        let many: std::collections::BTreeMap<String, String> = (0..=MAX_LABELS)
+            .map(|i| (format!("k{i}"), String::new()))
+            .collect();
+        assert!(labels(&many).is_err());
+        assert_eq!(label_filter("team=web").unwrap(), ("team", "web"));
+        assert_eq!(label_filter("team=").unwrap(), ("team", ""));
+        assert_eq!(label_filter("a=b=c").unwrap(), ("a", "b=c"));
+        assert!(label_filter("team").is_err());
+        assert!(label_filter("Team=x").is_err());
+        share_path("/").unwrap();
+        share_path("/docs?x=1#y").unwrap();
+        for no in ["", "docs", "//evil.example", "/\\evil", "/a\nb"] {
+            assert!(share_path(no).is_err(), "{no:?}");
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::Error;
 mod deadlines;
 mod events;
 mod forge;
+mod labels;
 pub(crate) mod shares;
 
 const SCHEMA: &[&str] = &[
@@ -77,6 +78,11 @@ const SCHEMA: &[&str] = &[
     CREATE INDEX triage_jobs_by_created ON triage_jobs (created_at, id);",
     // 7: timeouts: when the daemon stops a session (NULL: never; see `deadlines.rs`)
     "ALTER TABLE sessions ADD COLUMN stop_at INTEGER;",
+    // 8: names and labels (a JSON object of strings; NULL: none), see
+    // `labels.rs`; where a share link lands (NULL: `/`)
+    "ALTER TABLE sessions ADD COLUMN name TEXT;
+    ALTER TABLE sessions ADD COLUMN labels TEXT;
+    ALTER TABLE shares ADD COLUMN path TEXT;",
 ];
 
 /// The daemon's embedded database.
@@ -134,8 +140,8 @@ impl Store {
     pub fn insert_session(&self, s: &Session) -> Result<(), Error> {
         let conn = self.conn.lock().expect("store lock");
         conn.execute(
-            "INSERT INTO sessions (id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes, stop_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO sessions (id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes, stop_at, name, labels)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 s.id,
                 s.image,
@@ -148,6 +154,8 @@ impl Store {
                 s.error,
                 s.limits.disk_bytes.map(|v| v as i64),
                 s.stop_at,
+                s.name,
+                labels::to_column(&s.labels),
             ],
         )
         .map_err(Error::Store)?;
@@ -247,13 +255,15 @@ pub(crate) fn test_store(ids: &[&str]) -> Store {
                 created_at: 0,
                 error: None,
                 stop_at: None,
+                name: None,
+                labels: Default::default(),
             })
             .unwrap();
     }
     store
 }
 
-const SELECT: &str = "SELECT id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes, stop_at FROM sessions";
+const SELECT: &str = "SELECT id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes, stop_at, name, labels FROM sessions";
 
 fn network_name(n: NetworkMode) -> &'static str {
     match n {
@@ -283,6 +293,8 @@ fn row_to_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
         created_at: row.get(7)?,
         error: row.get(8)?,
         stop_at: row.get(10)?,
+        name: row.get(11)?,
+        labels: labels::from_column(row.get(12)?),
     })
 }
 
@@ -305,6 +317,8 @@ mod tests {
             created_at,
             error: None,
             stop_at: None,
+            name: None,
+            labels: Default::default(),
         }
     }
 

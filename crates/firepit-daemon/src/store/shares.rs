@@ -22,6 +22,8 @@ pub(crate) struct ShareRow {
     pub expires_at: i64,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// Where the link lands (a local path).
+    pub path: String,
 }
 
 fn row_to_share(row: &rusqlite::Row<'_>) -> rusqlite::Result<ShareRow> {
@@ -32,25 +34,29 @@ fn row_to_share(row: &rusqlite::Row<'_>) -> rusqlite::Result<ShareRow> {
         created_at: row.get(3)?,
         expires_at: row.get(4)?,
         revoked: row.get::<_, i64>(5)? != 0,
+        path: row
+            .get::<_, Option<String>>(6)?
+            .unwrap_or_else(|| "/".into()),
     })
 }
 
-const SELECT: &str = "SELECT id, session, port, created_at, expires_at, revoked FROM shares";
+const SELECT: &str = "SELECT id, session, port, created_at, expires_at, revoked, path FROM shares";
 
 impl Store {
     /// Records a new share.
     pub(crate) fn insert_share(&self, s: &ShareRow) -> Result<(), Error> {
         let conn = self.conn.lock().expect("store lock");
         conn.execute(
-            "INSERT INTO shares (id, session, port, created_at, expires_at, revoked)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO shares (id, session, port, created_at, expires_at, revoked, path)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 s.id,
                 s.session,
                 i64::from(s.port),
                 s.created_at,
                 s.expires_at,
-                i64::from(s.revoked)
+                i64::from(s.revoked),
+                s.path,
             ],
         )
         .map_err(Error::Store)?;
@@ -116,6 +122,7 @@ mod tests {
             created_at: 1,
             expires_at: 100,
             revoked: false,
+            path: "/docs?x=1".into(),
         }
     }
 
@@ -133,6 +140,7 @@ mod tests {
         );
         assert!(store.share("s1", "a").unwrap().unwrap().revoked);
         assert!(!store.share("s1", "b").unwrap().unwrap().revoked);
+        assert_eq!(store.share("s1", "b").unwrap().unwrap().path, "/docs?x=1");
         assert_eq!(store.share("s1", "c").unwrap(), None);
         store.delete_shares("s1").unwrap();
         assert!(store.shares("s1").unwrap().is_empty());

@@ -367,6 +367,8 @@ async fn a_sessions_artifacts_are_bounded_and_the_first_refusal_is_logged() {
         created_at: 0,
         error: None,
         stop_at: None,
+        name: None,
+        labels: Default::default(),
     };
     for id in ["big", "many"] {
         h.app.store().insert_session(&session(id)).unwrap();
@@ -633,6 +635,7 @@ fn request_bodies_refuse_unknown_fields_as_the_document_says() {
     let schemas = doc["components"]["schemas"].as_mapping().unwrap();
     for name in [
         "CreateSession",
+        "UpdateSession",
         "Limits",
         "ExecRequest",
         "MkdirRequest",
@@ -641,7 +644,7 @@ fn request_bodies_refuse_unknown_fields_as_the_document_says() {
         "CreateShare",
         "AgentMessage",
         "CreateTriage",
-        "ClosedLoopSettings",
+        "ClosedLoopChange",
         "CreateCheckpoint",
         "ForkSession",
         "SaveImage",
@@ -668,6 +671,8 @@ fn stored_session(h: &Harness, id: &str) {
             created_at: 0,
             error: None,
             stop_at: None,
+            name: None,
+            labels: Default::default(),
         })
         .unwrap();
 }
@@ -852,6 +857,8 @@ async fn the_session_list_pages_through_every_session_once() {
             created_at: 1_700_000_000 + i / 2,
             error: None,
             stop_at: None,
+            name: None,
+            labels: Default::default(),
         };
         h.app.store().insert_session(&s).unwrap();
         want.push(s.id);
@@ -1030,4 +1037,295 @@ async fn checkpoint_routes_check_their_input_and_say_what_the_backend_cannot() {
         firepit_wire::api::SessionState::Running,
         "a refused restore leaves the session as it was"
     );
+}
+
+#[tokio::test]
+async fn names_and_labels_are_checked_changed_and_filtered() {
+    let h = harness();
+    // Bad names and labels are refused before any machine is asked for.
+    for body in [
+        r#"{"name":""}"#,
+        r#"{"name":"   "}"#,
+        r#"{"name":"a\nb"}"#,
+        r#"{"labels":{"Team":"x"}}"#,
+        r#"{"labels":{"team":"a\u0007"}}"#,
+        r#"{"labels":{"team":1}}"#,
+    ] {
+        let (status, resp) = call(&h.app, "POST", "/v1/sessions", Some(TOKEN), Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {resp}");
+    }
+    let long = format!(r#"{{"name":"{}"}}"#, "x".repeat(65));
+    let (status, resp) = call(&h.app, "POST", "/v1/sessions", Some(TOKEN), Some(&long)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(resp.contains("at most 64 characters"), "{resp}");
+    assert!(
+        h.backend.0.lock().unwrap().is_empty(),
+        "no machine was asked for"
+    );
+
+    stored_session(&h, "aaa");
+    stored_session(&h, "bbb");
+    let (status, resp) = call(
+        &h.app,
+        "PATCH",
+        "/v1/sessions/aaa",
+        Some(TOKEN),
+        Some(r#"{"name":" web app ","labels":{"team":"web","ticket.no":"42"}}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let s: firepit_wire::api::Session = serde_json::from_str(&resp).unwrap();
+    assert_eq!(s.name.as_deref(), Some("web app"), "kept trimmed");
+    assert_eq!(s.labels["ticket.no"], "42");
+    // Renaming keeps the labels.
+    let (_, resp) = call(
+        &h.app,
+        "PATCH",
+        "/v1/sessions/aaa",
+        Some(TOKEN),
+        Some(r#"{"name":"shop"}"#),
+    )
+    .await;
+    let s: firepit_wire::api::Session = serde_json::from_str(&resp).unwrap();
+    assert_eq!((s.name.as_deref(), s.labels.len()), (Some("shop"), 2));
+    let (status, resp) = call(
+        &h.app,
+        "GET",
+        "/v1/sessions?label=team%3Dweb",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let found: Vec<firepit_wire::api::Session> = serde_json::from_str(&resp).unwrap();
+    assert_eq!(
+        found.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["aaa"]
+    );
+    let (_, resp) = call(
+        &h.app,
+        "GET",
+        "/v1/sessions?label=team%3Dweb&limit=1",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert!(resp.contains("\"aaa\""), "{resp}");
+    let (_, resp) = call(
+        &h.app,
+        "GET",
+        "/v1/sessions?label=team%3Ddb",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(resp, "[]");
+    for bad in ["/v1/sessions?label=team", "/v1/sessions?label=Team%3Dx"] {
+        let (status, _) = call(&h.app, "GET", bad, Some(TOKEN), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    for body in [
+        r#"{"name":"  "}"#,
+        r#"{"labels":{"":"x"}}"#,
+        r#"{"nme":"x"}"#,
+    ] {
+        let (status, resp) =
+            call(&h.app, "PATCH", "/v1/sessions/aaa", Some(TOKEN), Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {resp}");
+    }
+    // "" takes the name away; empty labels take them all.
+    let (_, resp) = call(
+        &h.app,
+        "PATCH",
+        "/v1/sessions/aaa",
+        Some(TOKEN),
+        Some(r#"{"name":"","labels":{}}"#),
+    )
+    .await;
+    let s: firepit_wire::api::Session = serde_json::from_str(&resp).unwrap();
+    assert_eq!((s.name, s.labels.len()), (None, 0));
+    let (status, _) = call(
+        &h.app,
+        "PATCH",
+        "/v1/sessions/nope",
+        Some(TOKEN),
+        Some(r#"{"name":"x"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_host_says_what_it_has_and_more_memory_is_refused() {
+    let h = harness();
+    let (status, resp) = call(&h.app, "GET", "/v1/host", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let host: firepit_wire::api::HostInfo = serde_json::from_str(&resp).unwrap();
+    assert!(host.memory_bytes > 0 && host.cpus > 0);
+    assert_eq!(host.default_image, h.app.config().default_image);
+    assert!(!host.forge, "no forge token in the tests");
+    let body = format!(
+        r#"{{"limits":{{"memory_bytes":{}}}}}"#,
+        host.memory_bytes + (1 << 30)
+    );
+    let (status, resp) = call(&h.app, "POST", "/v1/sessions", Some(TOKEN), Some(&body)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{resp}");
+    assert_eq!(error_code(&resp), "more_than_host");
+    assert!(resp.contains("more than this host has"), "{resp}");
+    assert!(
+        h.backend.0.lock().unwrap().is_empty(),
+        "no machine was asked for"
+    );
+}
+
+#[tokio::test]
+async fn usage_of_a_session_without_a_machine_reads_as_not_running() {
+    let h = harness();
+    stored_session(&h, "aaa");
+    let (status, resp) = call(&h.app, "GET", "/v1/sessions/aaa/usage", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let u: firepit_wire::api::Usage = serde_json::from_str(&resp).unwrap();
+    assert!(!u.running && u.memory_bytes.is_none() && u.time_ms > 0);
+    let (status, _) = call(&h.app, "GET", "/v1/sessions/nope/usage", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_share_lands_on_its_path() {
+    let h = harness();
+    stored_session(&h, "aaa");
+    let (status, resp) = call(
+        &h.app,
+        "POST",
+        "/v1/sessions/aaa/shares",
+        Some(TOKEN),
+        Some(r#"{"port":8000,"ttl_seconds":600,"path":"/docs?x=1"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{resp}");
+    let share: firepit_wire::api::Share = serde_json::from_str(&resp).unwrap();
+    assert_eq!(share.path, "/docs?x=1");
+    assert_eq!(share.expires_at - share.created_at, 600);
+    assert!(
+        share.url.ends_with("&next=%2Fdocs%3Fx%3D1"),
+        "{}",
+        share.url
+    );
+    let (_, resp) = call(&h.app, "GET", "/v1/sessions/aaa/shares", Some(TOKEN), None).await;
+    let listed: Vec<firepit_wire::api::Share> = serde_json::from_str(&resp).unwrap();
+    assert_eq!(listed[0].path, "/docs?x=1");
+    for path in ["docs", "//evil.example/", "/\\\\evil"] {
+        let body = format!(r#"{{"port":8000,"path":"{path}"}}"#);
+        let (status, resp) = call(
+            &h.app,
+            "POST",
+            "/v1/sessions/aaa/shares",
+            Some(TOKEN),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {resp}");
+    }
+}
+
+#[tokio::test]
+async fn a_signed_out_browser_gets_the_sign_in_page_and_goes_on_to_the_preview() {
+    let h = harness();
+    let next = "http://8000-aaa.localhost:7777/two.html";
+    let uri = format!("/v1/preview-auth?next={}", urlencode(next));
+    let send = |uri: String, accept: &'static str| {
+        let req = Request::builder()
+            .uri(uri)
+            .header("accept", accept)
+            .body(Body::empty())
+            .unwrap();
+        router(h.app.clone()).oneshot(req)
+    };
+    let resp = send(uri.clone(), "text/html,application/xhtml+xml,*/*;q=0.8")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let body = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(body.contains("Sign in to firepit"), "{body}");
+    assert!(
+        body.contains(r#"name="next" value="http://8000-aaa.localhost:7777/two.html""#),
+        "{body}"
+    );
+    // API clients keep the JSON error.
+    let resp = send(uri, "*/*").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert_eq!(error_code(&body), "unauthorized");
+    // A `next` that is no preview of this firepit is not carried.
+    let resp = send(
+        format!(
+            "/v1/preview-auth?next={}",
+            urlencode("http://evil.example/")
+        ),
+        "text/html",
+    )
+    .await
+    .unwrap();
+    let body = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(!body.contains("evil.example"), "{body}");
+    // The form's login goes on to the preview handshake; elsewhere, home.
+    let resp = send(
+        format!("/?token={TOKEN}&next={}", urlencode(next)),
+        "text/html",
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("/v1/preview-auth?next={}", urlencode(next)).as_str()
+    );
+    let resp = send(
+        format!("/?token={TOKEN}&next={}", urlencode("http://evil.example/")),
+        "text/html",
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.headers()["location"], "/");
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -304,6 +304,8 @@ async fn artifacts_are_served_inert() {
             created_at: 0,
             error: None,
             stop_at: None,
+            name: None,
+            labels: Default::default(),
         })
         .unwrap();
     let page = h

@@ -339,3 +339,67 @@ async fn keys_and_tokens_are_checked_first() {
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(String::from_utf8_lossy(&body).contains("was not found"));
 }
+
+#[tokio::test]
+async fn the_timeout_kills_what_asked_to_be_killed() {
+    let host = Arc::new(Fake {
+        dir: tempfile::tempdir().unwrap(),
+        sessions: Mutex::default(),
+        next: Mutex::new(0),
+    });
+    let e2b = E2b::open(host.clone()).unwrap();
+    let r = firepit_e2b::router(e2b.clone());
+    let mut ids = Vec::new();
+    for body in [
+        json!({"templateID": "base", "autoPause": false}),
+        json!({"templateID": "base", "autoPause": true}),
+        json!({"templateID": "base"}),
+    ] {
+        let (status, made) = api(&r, "POST", "/v2/sandboxes", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        ids.push(made["sandboxID"].as_str().unwrap().to_owned());
+    }
+    let lifecycle = |v: Value| v["lifecycle"]["onTimeout"].as_str().unwrap().to_owned();
+    let mut kinds = Vec::new();
+    for id in &ids {
+        let (_, v) = api(&r, "GET", &format!("/sandboxes/{id}"), None).await;
+        kinds.push(lifecycle(v));
+    }
+    assert_eq!(kinds, ["kill", "pause", "pause"]);
+    assert!(e2b.kills_at_timeout(&ids[0]));
+    assert!(!e2b.kills_at_timeout(&ids[1]) && !e2b.kills_at_timeout(&ids[2]));
+    assert!(!e2b.kills_at_timeout("not-a-sandbox"));
+    // What the daemon does at the deadline: the session and its state go.
+    e2b.kill(&ids[0]).await.unwrap();
+    assert!(host.session(&ids[0]).is_err());
+    assert!(!e2b.kills_at_timeout(&ids[0]));
+    let (status, _) = api(&r, "GET", &format!("/sandboxes/{}", ids[0]), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Resuming can set it too (`ResumedSandbox.autoPause`).
+    api(&r, "POST", &format!("/sandboxes/{}/pause", ids[1]), None).await;
+    let (status, _) = api(
+        &r,
+        "POST",
+        &format!("/sandboxes/{}/resume", ids[1]),
+        Some(json!({"autoPause": false})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(e2b.kills_at_timeout(&ids[1]));
+    // Resume on traffic is refused, saying so.
+    let (status, body) = api(
+        &r,
+        "POST",
+        "/v2/sandboxes",
+        Some(json!({"autoPause": true, "autoResume": {"enabled": true}})),
+    )
+    .await;
+    assert!(
+        status.is_client_error() || status.is_server_error(),
+        "{status}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("autoResume"),
+        "{body}"
+    );
+}

@@ -2,6 +2,10 @@
 //! cpu, memory and pids v1 hierarchies, or one `<parent>/<id>` directory on a
 //! v2 host.
 //!
+//! Usage (read when asked): v2 `cpu.stat`, `memory.current`, `pids.current`;
+//! v1 `cpuacct.usage` (machines join a cpuacct hierarchy mounted apart from
+//! cpu too), `memory.usage_in_bytes`, `pids.current`.
+//!
 //! Limits: memory (v1 `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`
 //! when swap accounting exists; v2 `memory.max`, `memory.swap.max = 0`), pids
 //! (`pids.max`), CPU (v1 CFS quota/period; v2 `cpu.max`).
@@ -39,6 +43,9 @@ enum Hierarchies {
         pids: PathBuf,
         /// The freezer hierarchy, where the host mounts one.
         freezer: Option<PathBuf>,
+        /// The cpuacct hierarchy (CPU time, for usage), where the host
+        /// mounts one; often the same mount as `cpu`.
+        cpuacct: Option<PathBuf>,
     },
 }
 
@@ -62,7 +69,8 @@ impl Hierarchies {
         text: &str,
         controllers: impl Fn(&Path) -> Option<String>,
     ) -> Result<Self, Error> {
-        let (mut cpu, mut memory, mut pids, mut freezer) = (None, None, None, None);
+        let (mut cpu, mut memory, mut pids, mut freezer, mut cpuacct) =
+            (None, None, None, None, None);
         for line in text.lines() {
             let Some((left, right)) = line.split_once(" - ") else {
                 continue;
@@ -86,6 +94,7 @@ impl Hierarchies {
                             "memory" => memory = Some(mount.clone()),
                             "pids" => pids = Some(mount.clone()),
                             "freezer" => freezer = Some(mount.clone()),
+                            "cpuacct" => cpuacct = Some(mount.clone()),
                             _ => {}
                         }
                     }
@@ -99,6 +108,7 @@ impl Hierarchies {
                 memory,
                 pids,
                 freezer,
+                cpuacct,
             }),
             _ => Err(Error::Unsupported(
                 "no cgroup v2 hierarchy with memory and pids, nor v1 cpu, memory and pids hierarchies".into(),
@@ -118,11 +128,19 @@ impl Cgroups {
                 memory,
                 pids,
                 freezer,
-            } => [Some(cpu), Some(memory), Some(pids), freezer.as_ref()]
-                .into_iter()
-                .flatten()
-                .map(|h| h.join(parent).join(id))
-                .collect(),
+                cpuacct,
+            } => [
+                Some(cpu),
+                Some(memory),
+                Some(pids),
+                freezer.as_ref(),
+                // Its own group only where it is not the cpu mount.
+                cpuacct.as_ref().filter(|a| *a != cpu),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|h| h.join(parent).join(id))
+            .collect(),
         }
     }
 
@@ -181,6 +199,7 @@ impl Cgroups {
                 memory,
                 pids,
                 freezer,
+                cpuacct,
             } => {
                 let dir = |h: &PathBuf| -> Result<PathBuf, Error> {
                     mkdir(&h.join(&self.parent))?;
@@ -206,6 +225,9 @@ impl Cgroups {
                     let f = dir(f)?;
                     // A group left frozen by a crash must not hold the new run.
                     write(&f.join("freezer.state"), "THAWED")?;
+                }
+                if let Some(a) = cpuacct.as_ref().filter(|a| *a != cpu) {
+                    dir(a)?;
                 }
             }
         }
@@ -322,6 +344,70 @@ impl Cgroups {
     }
 }
 
+/// What a machine's cgroups count now; a figure the host does not keep is `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CgroupUsage {
+    pub(crate) cpu_usec: Option<u64>,
+    pub(crate) memory_bytes: Option<u64>,
+    pub(crate) pids: Option<u64>,
+}
+
+impl Cgroups {
+    /// Reads the machine's counters (a few small files; nothing is kept):
+    /// v2 `cpu.stat` `usage_usec`, `memory.current`, `pids.current`; v1
+    /// `cpuacct.usage` (nanoseconds, where cpuacct is mounted with cpu),
+    /// `memory.usage_in_bytes`, `pids.current`.
+    pub(crate) fn usage(&self, id: &str) -> CgroupUsage {
+        let parent = &self.parent;
+        match &self.hierarchies {
+            Hierarchies::V2 { root } => {
+                let dir = root.join(parent).join(id);
+                CgroupUsage {
+                    cpu_usec: fs::read_to_string(dir.join("cpu.stat"))
+                        .ok()
+                        .and_then(|t| stat_field(&t, "usage_usec")),
+                    memory_bytes: read_number(&dir.join("memory.current")),
+                    pids: read_number(&dir.join("pids.current")),
+                }
+            }
+            Hierarchies::V1 {
+                cpu,
+                memory,
+                pids,
+                cpuacct,
+                ..
+            } => CgroupUsage {
+                cpu_usec: read_number(
+                    &cpuacct
+                        .as_ref()
+                        .unwrap_or(cpu)
+                        .join(parent)
+                        .join(id)
+                        .join("cpuacct.usage"),
+                )
+                .map(|ns| ns / 1000),
+                memory_bytes: read_number(
+                    &memory.join(parent).join(id).join("memory.usage_in_bytes"),
+                ),
+                pids: read_number(&pids.join(parent).join(id).join("pids.current")),
+            },
+        }
+    }
+}
+
+/// A cgroup file that holds one number.
+fn read_number(p: &Path) -> Option<u64> {
+    fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// The value of `name` in a flat keyed file (`name value` lines).
+fn stat_field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
 fn mkdir(p: &Path) -> Result<(), Error> {
     match fs::create_dir(p) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
@@ -338,6 +424,78 @@ fn write(p: &Path, v: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_files_are_read_and_missing_ones_are_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let m = root.join("fp").join("m1");
+        fs::create_dir_all(&m).unwrap();
+        fs::write(
+            m.join("cpu.stat"),
+            "usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n",
+        )
+        .unwrap();
+        fs::write(m.join("memory.current"), "4096\n").unwrap();
+        let v2 = Cgroups {
+            hierarchies: Hierarchies::V2 { root: root.clone() },
+            parent: "fp".into(),
+        };
+        assert_eq!(
+            v2.usage("m1"),
+            CgroupUsage {
+                cpu_usec: Some(1234),
+                memory_bytes: Some(4096),
+                pids: None,
+            }
+        );
+        // v1: one hierarchy per controller; cpuacct counts nanoseconds.
+        for h in ["cpu", "memory", "pids"] {
+            fs::create_dir_all(root.join(h).join("fp").join("m1")).unwrap();
+        }
+        fs::write(root.join("cpu/fp/m1/cpuacct.usage"), "5000000\n").unwrap();
+        fs::write(root.join("memory/fp/m1/memory.usage_in_bytes"), "8192\n").unwrap();
+        fs::write(root.join("pids/fp/m1/pids.current"), "3\n").unwrap();
+        let v1 = Cgroups {
+            hierarchies: Hierarchies::V1 {
+                cpu: root.join("cpu"),
+                memory: root.join("memory"),
+                pids: root.join("pids"),
+                freezer: None,
+                cpuacct: None,
+            },
+            parent: "fp".into(),
+        };
+        assert_eq!(
+            v1.usage("m1"),
+            CgroupUsage {
+                cpu_usec: Some(5000),
+                memory_bytes: Some(8192),
+                pids: Some(3),
+            }
+        );
+        assert_eq!(v1.usage("gone"), CgroupUsage::default());
+        // cpuacct mounted apart from cpu: read there, and a group of its own.
+        fs::create_dir_all(root.join("cpuacct/fp/m1")).unwrap();
+        fs::write(root.join("cpuacct/fp/m1/cpuacct.usage"), "7000000\n").unwrap();
+        let apart = Cgroups {
+            hierarchies: Hierarchies::V1 {
+                cpu: root.join("cpu"),
+                memory: root.join("memory"),
+                pids: root.join("pids"),
+                freezer: None,
+                cpuacct: Some(root.join("cpuacct")),
+            },
+            parent: "fp".into(),
+        };
+        assert_eq!(apart.usage("m1").cpu_usec, Some(7000));
+        assert!(apart.dirs("m1").contains(&root.join("cpuacct/fp/m1")));
+        assert_eq!(
+            v1.dirs("m1").len(),
+            3,
+            "no cpuacct group of its own when it is the cpu mount"
+        );
+    }
 
     const V1: &str = "\
 31 27 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -357,7 +515,12 @@ mod tests {
                 memory,
                 pids,
                 freezer,
+                cpuacct,
             } => {
+                assert_eq!(
+                    cpuacct.as_deref(),
+                    Some(Path::new("/sys/fs/cgroup/cpu,cpuacct"))
+                );
                 assert_eq!(
                     freezer.as_deref(),
                     Some(Path::new("/sys/fs/cgroup/freezer"))

@@ -63,6 +63,8 @@ const BTRFS_IOC_SNAP_DESTROY: u64 = 0x5000_940f; // _IOW(0x94, 15, vol_args)
 const BTRFS_IOC_SNAP_CREATE_V2: u64 = 0x5000_9417; // _IOW(0x94, 23, vol_args_v2)
 const BTRFS_IOC_QUOTA_CTL: u64 = 0xc010_9428; // _IOWR(0x94, 40, quota_ctl_args)
 const BTRFS_IOC_QGROUP_LIMIT: u64 = 0x8030_942b; // _IOR(0x94, 43, qgroup_limit_args)
+const BTRFS_IOC_INO_LOOKUP: u64 = 0xd000_9412; // _IOWR(0x94, 18, ino_lookup_args)
+const BTRFS_IOC_FS_INFO: u64 = 0x8400_941f; // _IOR(0x94, 31, fs_info_args)
 const BTRFS_QUOTA_CTL_ENABLE: u64 = 1;
 const BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA: u64 = 4;
 const BTRFS_QGROUP_LIMIT_MAX_RFER: u64 = 1;
@@ -172,6 +174,60 @@ pub(crate) fn set_limit(layer: &impl AsRawFd, limit: u64) -> io::Result<()> {
         rsv_excl: 0,
     };
     ioctl(layer, BTRFS_IOC_QGROUP_LIMIT, &mut args)
+}
+
+#[repr(C)]
+struct InoLookupArgs {
+    treeid: u64,
+    objectid: u64,
+    name: [u8; 4080],
+}
+
+#[repr(C)]
+struct FsInfoArgs {
+    max_id: u64,
+    num_devices: u64,
+    fsid: [u8; 16],
+    rest: [u8; 1024 - 32],
+}
+
+/// The bytes the subvolume `layer` takes (its qgroup's `referenced`), read
+/// from `/sys/fs/btrfs/<fsid>/qgroups/0_<subvolume id>/` (kernel 5.9+): two
+/// ioctls and a small file, whatever the layer holds. `None` where the
+/// kernel does not show qgroups there.
+pub(crate) fn used_bytes(layer: &impl AsRawFd) -> Option<u64> {
+    let mut lookup = InoLookupArgs {
+        treeid: 0,
+        objectid: BTRFS_FIRST_FREE_OBJECTID,
+        name: [0; 4080],
+    };
+    ioctl(layer, BTRFS_IOC_INO_LOOKUP, &mut lookup).ok()?;
+    let mut info = FsInfoArgs {
+        max_id: 0,
+        num_devices: 0,
+        fsid: [0; 16],
+        rest: [0; 1024 - 32],
+    };
+    ioctl(layer, BTRFS_IOC_FS_INFO, &mut info).ok()?;
+    let file = Path::new("/sys/fs/btrfs")
+        .join(uuid(&info.fsid))
+        .join("qgroups")
+        .join(format!("0_{}", lookup.treeid))
+        .join("referenced");
+    fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+/// A file system id as sysfs names it (`8-4-4-4-12` lowercase hex).
+fn uuid(b: &[u8; 16]) -> String {
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {
@@ -562,6 +618,15 @@ fn attached_loop(image: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fsids_are_written_as_sysfs_names_them() {
+        let b: [u8; 16] = std::array::from_fn(|i| (i as u8) * 17);
+        assert_eq!(uuid(&b), "00112233-4455-6677-8899-aabbccddeeff");
+        let ioc = |dir: u64, nr: u64, size: usize| dir << 30 | (size as u64) << 16 | 0x94 << 8 | nr;
+        assert_eq!(BTRFS_IOC_INO_LOOKUP, ioc(3, 18, size_of::<InoLookupArgs>()));
+        assert_eq!(BTRFS_IOC_FS_INFO, ioc(2, 31, size_of::<FsInfoArgs>()));
+    }
 
     #[test]
     fn ioctl_numbers_match_their_encoding() {

@@ -14,8 +14,15 @@
 //! namespace). Overlayfs copies files up with the mapped owners, so the upper
 //! layer stays in the machine's range.
 //!
+//! A fork's layer (see `super::checkpoint`) is mapped the same way, writable:
+//! its files keep the owners of the layer it was snapshotted from (its
+//! parent's range), and the overlay's upper and work dirs are taken from the
+//! mapped mount, so what the fork writes is stored in that range too and
+//! shown in its own; the mapping also keeps host root as root, whom overlayfs
+//! makes its work files and whiteouts as.
+//!
 //! Runs in the launcher only, in its private mount namespace, while it is
-//! single-threaded (Linux 5.19 or later: idmapped lower layers of overlayfs).
+//! single-threaded (Linux 5.19 or later: idmapped layers of overlayfs).
 
 use std::ffi::CString;
 use std::fs;
@@ -36,6 +43,19 @@ pub(crate) struct IdmapPlan {
     pub image_uid_base: u32,
 }
 
+/// What the launcher maps for a fork: its layer, whose files keep the owners
+/// of the layer it was snapshotted from, onto the machine's range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LayerMap {
+    /// The layer dir (upper and work below it), as the host has it.
+    pub layer: PathBuf,
+    /// Where the mapped layer is mounted; the overlay's upper and work dirs
+    /// are below it.
+    pub at: PathBuf,
+    /// Owner base of the layer's files on disk.
+    pub owners: u32,
+}
+
 /// Mounts each of `layers` (topmost first) at `plan.lower/<n>`, its owners
 /// `image_uid_base + i` shown as `machine_base + i` (i < `count`), read-only.
 pub(crate) fn mount_layers(
@@ -44,12 +64,11 @@ pub(crate) fn mount_layers(
     machine_base: u32,
     count: u32,
 ) -> io::Result<()> {
-    let userns = mapping_namespace(plan.image_uid_base, machine_base, count)?;
+    let userns = mapping_namespace(plan.image_uid_base, machine_base, count, false)?;
     make_dir(&plan.lower)?;
     for (n, layer) in layers.iter().enumerate() {
         let at = plan.lower.join(n.to_string());
-        make_dir(&at)?;
-        mount_mapped(layer, &at, &userns)?;
+        mount_mapped(layer, &at, &userns, libc::MOUNT_ATTR_RDONLY)?;
     }
     Ok(())
 }
@@ -61,8 +80,19 @@ fn make_dir(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Mounts `image` at `dst` read-only, mapped through `userns`.
-fn mount_mapped(image: &Path, dst: &Path, userns: &OwnedFd) -> io::Result<()> {
+/// Mounts a fork's layer at `map.at`, writable, its owners `map.owners + n`
+/// shown (and written) as `machine_base + n` (n < `count`). Host root stays
+/// root: overlayfs makes its work files and whiteouts as the mounter.
+pub(crate) fn mount_layer(map: &LayerMap, machine_base: u32, count: u32) -> io::Result<()> {
+    let userns = mapping_namespace(map.owners, machine_base, count, true)?;
+    mount_mapped(&map.layer, &map.at, &userns, 0)
+}
+
+/// Clones the mount of `src`, gives it the idmapping of `userns` (and
+/// `extra` mount attributes) and attaches it at `at` (made, root's, 0700).
+fn mount_mapped(src: &Path, at: &Path, userns: &OwnedFd, extra: u64) -> io::Result<()> {
+    make_dir(at)?;
+    let image = src;
     let src = cstr(image);
     // SAFETY: open_tree with a valid path; the result is a new descriptor or -1.
     let tree = unsafe {
@@ -79,7 +109,7 @@ fn mount_mapped(image: &Path, dst: &Path, userns: &OwnedFd) -> io::Result<()> {
     // SAFETY: a fresh descriptor that nobody else owns.
     let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
     let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_IDMAP | libc::MOUNT_ATTR_RDONLY,
+        attr_set: libc::MOUNT_ATTR_IDMAP | extra,
         attr_clr: 0,
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
@@ -99,8 +129,7 @@ fn mount_mapped(image: &Path, dst: &Path, userns: &OwnedFd) -> io::Result<()> {
     if r < 0 {
         return Err(context(io::Error::last_os_error(), "mount_setattr", image));
     }
-    let dst_path = dst;
-    let dst = cstr(dst);
+    let dst = cstr(at);
     // SAFETY: valid descriptor and paths.
     let r = unsafe {
         libc::syscall(
@@ -113,18 +142,19 @@ fn mount_mapped(image: &Path, dst: &Path, userns: &OwnedFd) -> io::Result<()> {
         )
     };
     if r < 0 {
-        return Err(context(io::Error::last_os_error(), "move_mount", dst_path));
+        return Err(context(io::Error::last_os_error(), "move_mount", at));
     }
     Ok(())
 }
 
 /// A user namespace that maps `from..from+count` (inside) to
-/// `to..to+count` (outside), held by a descriptor.
+/// `to..to+count` (outside), and root to root if `keep_root`, held by a
+/// descriptor.
 ///
 /// Its only process is a helper that shares the launcher's memory
 /// (`CLONE_VM`: nothing to copy, nothing to tear down) and sleeps on a small
 /// stack of its own until it is killed.
-fn mapping_namespace(from: u32, to: u32, count: u32) -> io::Result<OwnedFd> {
+fn mapping_namespace(from: u32, to: u32, count: u32, keep_root: bool) -> io::Result<OwnedFd> {
     let mut stack = vec![0u8; HELPER_STACK];
     // SAFETY: the top of the buffer, aligned down to 16 bytes as the ABI wants.
     let top = unsafe { stack.as_mut_ptr().add(HELPER_STACK) };
@@ -149,7 +179,8 @@ fn mapping_namespace(from: u32, to: u32, count: u32) -> io::Result<OwnedFd> {
         ));
     }
     let child = Child { pid, _stack: stack };
-    let map = format!("{from} {to} {count}\n");
+    let root = if keep_root { "0 0 1\n" } else { "" };
+    let map = format!("{root}{from} {to} {count}\n");
     for file in ["uid_map", "gid_map"] {
         let path = PathBuf::from(format!("/proc/{}/{file}", child.pid));
         fs::write(&path, &map).map_err(|e| context(e, "write", &path))?;

@@ -9,7 +9,8 @@
 //! 1. join the machine's cgroups (so the child's cgroup namespace is rooted
 //!    there), unshare a private mount namespace of its own, mount the image
 //!    idmapped onto the machine's uid range (`super::idmap`; not for
-//!    machines made before ranges were per machine), the overlay root over
+//!    machines made before ranges were per machine), a fork's layer likewise
+//!    (from the range its files are stored in), the overlay root over
 //!    it and the read-only guest — host mounts never see them, and they
 //!    vanish with the machine; bind the guest's socket in the machine's
 //!    run dir, a root-only host dir the machine never sees;
@@ -57,7 +58,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::confine;
-use super::idmap::{self, IdmapPlan};
+use super::idmap::{self, IdmapPlan, LayerMap};
 use super::netlink::{Netlink, if_index};
 use super::procfs;
 use super::resolve::{self, Kind};
@@ -109,6 +110,11 @@ pub(crate) struct LaunchRequest {
     /// Maps the image onto the machine's range; `None`: the image is the
     /// lower layer as it is (a machine in the image's own range).
     pub idmap: Option<IdmapPlan>,
+    /// Maps a fork's layer onto the machine's range; `upper` and `work` are
+    /// below its mount point then. `None`: the layer is in the machine's
+    /// own range already.
+    #[serde(default)]
+    pub layer_map: Option<LayerMap>,
     /// Files to write "0" into to join the machine's cgroups.
     pub cgroup_join: Vec<PathBuf>,
     pub net: Option<NetPlan>,
@@ -260,6 +266,10 @@ fn launch(req: &LaunchRequest) -> Result<(i32, u64), Failure> {
         }
         None => stack.iter().map(|p| p.display().to_string()).collect(),
     };
+    if let Some(map) = &req.layer_map {
+        idmap::mount_layer(map, req.uid_base, crate::spec::UID_COUNT)
+            .at("mapping the layer into the machine's uid range")?;
+    }
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
         lowers.join(":"),

@@ -442,12 +442,21 @@ impl NamespacesBackend {
             }
         };
         let layer = self.layer_dir(spec)?;
+        // A fork's layer keeps its parent's owners on disk (`checkpoint`).
+        let layer_map = checkpoint::layer_owners(dir)
+            .filter(|&owners| owners != ids.base)
+            .map(|owners| idmap::LayerMap {
+                layer: layer.clone(),
+                at: dir.join("layer"),
+                owners,
+            });
+        let seen = layer_map.as_ref().map_or(&layer, |m| &m.at);
         let req = LaunchRequest {
             hostname: id.to_string(),
             image: spec.image.clone(),
             layers: spec.layers.clone(),
-            upper: layer.join("upper"),
-            work: layer.join("work"),
+            upper: seen.join("upper"),
+            work: seen.join("work"),
             rootfs: dir.join("rootfs"),
             guest: spec.guest.clone(),
             socket: run.join("guest.sock"),
@@ -461,6 +470,7 @@ impl NamespacesBackend {
                 lower: dir.join("lower"),
                 image_uid_base: spec.uid_base,
             }),
+            layer_map,
             cgroup_join: self.cgroups.join_files(id.as_str()),
             net,
             guest_args: self.config.guest_args.clone(),
@@ -650,6 +660,28 @@ impl Backend for NamespacesBackend {
             return Err(Error::NotFound(id.to_string()));
         }
         Ok(self.info(id))
+    }
+
+    fn usage(&self, id: &MachineId) -> Result<crate::Usage, Error> {
+        if !self.dir(id).join("spec.json").exists() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        // A stopped machine has no cgroup: only its layer is counted.
+        let counted = if self.live_init(id).is_some() {
+            self.cgroups.usage(id.as_str())
+        } else {
+            cgroup::CgroupUsage::default()
+        };
+        let disk_bytes = self.pool.as_ref().and_then(|pool| {
+            let layer = disk::open_dir(&pool.layer(id)).ok()?;
+            disk::used_bytes(&layer)
+        });
+        Ok(crate::Usage {
+            cpu_usec: counted.cpu_usec,
+            memory_bytes: counted.memory_bytes,
+            pids: counted.pids,
+            disk_bytes,
+        })
     }
 
     fn recover(&self) -> Result<Vec<MachineInfo>, Error> {

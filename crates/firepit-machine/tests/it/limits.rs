@@ -171,3 +171,28 @@ fn cpu_quota_holds() {
         "{cpu:.2} s of CPU in {wall:.2} s at a quota of 0.25 CPU"
     );
 }
+
+/// A running machine's usage is its cgroup's counters, read when asked: CPU
+/// time that grows with work, memory, processes; a stopped one has none.
+#[test]
+fn usage_counts_the_machines_cpu_memory_and_processes() {
+    let _g = shared();
+    let m = Machine::create(spec("it-usage", Network::None));
+    let before = backend().usage(&m.id).unwrap();
+    assert!(before.memory_bytes.is_some_and(|b| b > 0), "{before:?}");
+    assert!(before.pids.is_some_and(|p| p >= 1), "{before:?}");
+    let cpu_before = before.cpu_usec.expect("CPU time is counted");
+    m.ok("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done");
+    let after = backend().usage(&m.id).unwrap();
+    assert!(
+        after.cpu_usec.unwrap() > cpu_before,
+        "{before:?} then {after:?}"
+    );
+    backend().stop(&m.id).unwrap();
+    let stopped = backend().usage(&m.id).unwrap();
+    assert_eq!(
+        (stopped.cpu_usec, stopped.memory_bytes, stopped.pids),
+        (None, None, None),
+        "{stopped:?}"
+    );
+}

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use firepit_agent::ToolContext;
 use firepit_mcp::{Host, HostError, HostErrorKind};
 use firepit_wire::api::{CreateSession, Session, SessionState, Share};
+use firepit_wire::checkpoint::Checkpoint;
 use firepit_wire::events::{Event, EventKind};
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -19,6 +20,7 @@ use tokio::sync::broadcast;
 /// Sessions in memory; no machine behind any of them.
 struct Stand {
     sessions: Mutex<Vec<Session>>,
+    checkpoints: Mutex<Vec<Checkpoint>>,
     live: broadcast::Sender<Event>,
 }
 
@@ -69,6 +71,8 @@ impl Host for Stand {
             created_at: 0,
             error: None,
             stop_at: None,
+            name: None,
+            labels: Default::default(),
         };
         list.push(s.clone());
         Ok(s)
@@ -110,6 +114,7 @@ impl Host for Stand {
             created_at: 0,
             expires_at: ttl_seconds.unwrap_or(3600) as i64,
             revoked: false,
+            path: "/".into(),
         })
     }
 
@@ -128,6 +133,68 @@ impl Host for Stand {
             },
         };
         Ok(if since < 3 { vec![problem] } else { Vec::new() })
+    }
+
+    async fn checkpoint(&self, id: &str, name: Option<String>) -> Result<Checkpoint, HostError> {
+        let s = self.get(id)?;
+        if s.image == "nopool" {
+            return Err(HostError {
+                kind: HostErrorKind::Conflict,
+                message: format!("session {id} has no disk pool layer"),
+            });
+        }
+        let mut list = self.checkpoints.lock().unwrap();
+        let cp = Checkpoint {
+            id: format!("cp-{}", list.len() + 1),
+            session: id.into(),
+            name,
+            created_at_ms: 0,
+            size_bytes: 4096,
+            made_by: "user".into(),
+            parent: None,
+            running: true,
+        };
+        list.push(cp.clone());
+        Ok(cp)
+    }
+
+    async fn checkpoints(&self, id: &str) -> Result<Vec<Checkpoint>, HostError> {
+        self.get(id)?;
+        Ok(self
+            .checkpoints
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.session == id)
+            .cloned()
+            .collect())
+    }
+
+    async fn restore(&self, id: &str, checkpoint: &str) -> Result<Session, HostError> {
+        if !self
+            .checkpoints(id)
+            .await?
+            .iter()
+            .any(|c| c.id == checkpoint)
+        {
+            return Err(HostError {
+                kind: HostErrorKind::NotFound,
+                message: format!("checkpoint {checkpoint} of session {id} not found"),
+            });
+        }
+        self.get(id)
+    }
+
+    async fn fork(&self, id: &str, from: Option<&str>) -> Result<Session, HostError> {
+        if let Some(from) = from {
+            self.restore(id, from).await?;
+        }
+        let parent = self.get(id)?;
+        self.create_session(CreateSession {
+            image: Some(parent.image),
+            ..Default::default()
+        })
+        .await
     }
 
     fn follow(&self, id: &str) -> Result<BoxStream<'static, Event>, HostError> {
@@ -157,6 +224,7 @@ fn tokio_stream_of(rx: broadcast::Receiver<Event>) -> BoxStream<'static, Event> 
 async fn serve() -> (String, Arc<Stand>) {
     let host = Arc::new(Stand {
         sessions: Mutex::new(Vec::new()),
+        checkpoints: Mutex::new(Vec::new()),
         live: broadcast::channel(16).0,
     });
     let svc = firepit_mcp::http::service(host.clone(), Default::default());
@@ -388,6 +456,72 @@ async fn tools_and_the_errors_a_model_gets() {
     assert!(!err);
     let (err, text) = c.call("session_destroy", json!({"session": "s1"})).await;
     assert!(err && text.contains("session_create"), "{text}");
+}
+
+#[tokio::test]
+async fn checkpoint_tools_and_their_errors() {
+    let (url, _host) = serve().await;
+    let mut c = Client::open(&url).await;
+    let tools = c.request("tools/list", json!({})).await;
+    let names: Vec<_> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    for n in [
+        "checkpoint_create",
+        "checkpoint_list",
+        "checkpoint_restore",
+        "session_fork",
+    ] {
+        assert!(names.iter().any(|x| x == n), "{n} missing: {names:?}");
+    }
+    c.call("session_create", json!({})).await;
+    let (err, text) = c.call("checkpoint_list", json!({"session": "s1"})).await;
+    assert!(!err && text.contains("no checkpoints"), "{text}");
+    let (err, text) = c
+        .call(
+            "checkpoint_create",
+            json!({"session": "s1", "name": "before"}),
+        )
+        .await;
+    assert!(
+        !err && text.contains("checkpoint cp-1 made") && text.contains("checkpoint_restore"),
+        "{text}"
+    );
+    let (err, text) = c.call("checkpoint_list", json!({"session": "s1"})).await;
+    assert!(!err && text.contains("\"before\""), "{text}");
+    let (err, text) = c
+        .call(
+            "checkpoint_restore",
+            json!({"session": "s1", "checkpoint": "cp-1"}),
+        )
+        .await;
+    assert!(!err && text.contains("files of cp-1 again"), "{text}");
+    let (err, text) = c
+        .call("session_fork", json!({"session": "s1", "from": "cp-1"}))
+        .await;
+    assert!(!err && text.contains("\"s2\""), "{text}");
+
+    // The errors say what to do next.
+    let (err, text) = c
+        .call(
+            "checkpoint_restore",
+            json!({"session": "s1", "checkpoint": "cp-9"}),
+        )
+        .await;
+    assert!(err && text.contains("checkpoint_list"), "{text}");
+    let (err, text) = c.call("checkpoint_restore", json!({"session": "s1"})).await;
+    assert!(err && text.contains("missing field `checkpoint`"), "{text}");
+    let (err, text) = c.call("checkpoint_create", json!({"session": "s7"})).await;
+    assert!(err && text.contains("session_list"), "{text}");
+    c.call("session_create", json!({"image": "nopool"})).await;
+    let (err, text) = c.call("checkpoint_create", json!({"session": "s3"})).await;
+    assert!(
+        err && text.contains("no disk pool") && text.contains("cannot be checkpointed"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

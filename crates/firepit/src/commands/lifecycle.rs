@@ -1,14 +1,14 @@
-//! `firepit new`, `ls`, `stop`, `start`, `rm` and `run`.
+//! `firepit new`, `ls`, `rename`, `stop`, `start`, `rm` and `run`.
 
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use firepit_wire::api::Session;
+use firepit_wire::api::{Session, UpdateSession};
 use reqwest::Method;
 
-use crate::cli::{NewArgs, RunArgs};
+use crate::cli::{NewArgs, RenameArgs, RunArgs};
 use crate::client::Client;
-use crate::settings::{create_request, parse_duration, repo_name};
+use crate::settings::{create_request, labels, parse_duration, repo_name};
 
 /// `firepit new`: prints the new session's id.
 pub async fn new(client: &Client, args: &NewArgs) -> Result<()> {
@@ -21,6 +21,8 @@ pub async fn new(client: &Client, args: &NewArgs) -> Result<()> {
         .map(parse_duration)
         .transpose()
         .context("--timeout")?;
+    req.name = args.name.clone();
+    req.labels = labels(&args.labels)?;
     let session = client.create(&req).await?;
     if args.postgres
         && let Err(e) = crate::commands::postgres::run_service(client, &session.id).await
@@ -49,8 +51,8 @@ pub async fn ls(client: &Client) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<12} {:<9} {:<10} {:>8} {:>5} {:>6} {:<7} {:<6} STOPS",
-        "ID", "STATE", "IMAGE", "MEMORY", "CPUS", "DISK", "NETWORK", "AGE"
+        "{:<12} {:<9} {:<10} {:>8} {:>5} {:>6} {:<7} {:<6} {:<8} NAME",
+        "ID", "STATE", "IMAGE", "MEMORY", "CPUS", "DISK", "NETWORK", "AGE", "STOPS"
     )?;
     let mut cursor: Option<String> = None;
     loop {
@@ -79,7 +81,7 @@ fn print_sessions(out: &mut impl Write, sessions: Vec<Session>) -> Result<()> {
     for s in sessions {
         writeln!(
             out,
-            "{:<12} {:<9} {:<10} {:>8} {:>5} {:>6} {:<7} {:<6} {}",
+            "{:<12} {:<9} {:<10} {:>8} {:>5} {:>6} {:<7} {:<6} {:<8} {}",
             s.id,
             s.state.as_str(),
             s.image,
@@ -94,8 +96,48 @@ fn print_sessions(out: &mut impl Write, sessions: Vec<Session>) -> Result<()> {
             // When its timeout stops it; `-`: no timeout.
             s.stop_at
                 .map_or("-".into(), |t| format!("in {}", age(t - now))),
+            // The name, then the labels: `web app [team=web]`.
+            name_and_labels(&s),
         )?;
     }
+    Ok(())
+}
+
+/// A session's name and labels as `ls` shows them; `-` when it has neither.
+fn name_and_labels(s: &Session) -> String {
+    let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    match (&s.name, labels.is_empty()) {
+        (None, true) => "-".into(),
+        (Some(n), true) => n.clone(),
+        (None, false) => format!("[{}]", labels.join(" ")),
+        (Some(n), false) => format!("{n} [{}]", labels.join(" ")),
+    }
+}
+
+/// `firepit rename ID [NAME] [--label k=v]… [--no-labels]`: prints the id and its name.
+pub async fn rename(client: &Client, args: &RenameArgs) -> Result<()> {
+    let labels = if args.no_labels {
+        Some(Default::default())
+    } else if args.labels.is_empty() {
+        None
+    } else {
+        Some(labels(&args.labels)?)
+    };
+    if args.name.is_none() && labels.is_none() {
+        anyhow::bail!("give a new name, --label key=value or --no-labels");
+    }
+    let resp = client
+        .send(
+            client
+                .request(Method::PATCH, &format!("/v1/sessions/{}", args.id))
+                .json(&UpdateSession {
+                    name: args.name.clone(),
+                    labels,
+                }),
+        )
+        .await?;
+    let s: Session = resp.json().await.context("reading the session")?;
+    println!("{} {}", s.id, name_and_labels(&s));
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod checkpoint;
+pub mod closed_loop;
 pub mod cp;
 pub mod entrypoint;
 pub mod events;

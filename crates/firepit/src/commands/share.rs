@@ -18,6 +18,7 @@ pub async fn share(client: &Client, args: &ShareArgs) -> Result<()> {
                 .json(&CreateShare {
                     port: args.port,
                     ttl_seconds: Some(ttl),
+                    path: args.path.clone(),
                 }),
         )
         .await?;

@@ -590,7 +590,11 @@ fn with_waking_off_a_problem_is_logged_and_the_agent_sleeps() {
             .json()
             .await
             .unwrap();
-        assert_eq!(s, json!({"wake_agent": true}), "on by default");
+        assert_eq!(
+            s,
+            json!({"wake_agent": true, "preview_reports": true}),
+            "on by default"
+        );
         let r = d
             .http()
             .put(&url)
@@ -599,6 +603,16 @@ fn with_waking_off_a_problem_is_logged_and_the_agent_sleeps() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+        // A change names what changes; the rest stays.
+        let r = d
+            .http()
+            .put(&url)
+            .json(&json!({"preview_reports": false}))
+            .send()
+            .await
+            .unwrap();
+        let s: Value = r.json().await.unwrap();
+        assert_eq!(s, json!({"wake_agent": false, "preview_reports": false}));
         let r = d
             .http()
             .put(&url)
@@ -641,7 +655,7 @@ fn with_waking_off_a_problem_is_logged_and_the_agent_sleeps() {
             .json()
             .await
             .unwrap();
-        assert_eq!(s, json!({"wake_agent": false}));
+        assert_eq!(s, json!({"wake_agent": false, "preview_reports": false}));
     });
     assert_eq!(
         script.lock().unwrap().1.len(),
@@ -995,4 +1009,66 @@ http.server.HTTPServer(("127.0.0.1", 8000), Handler).serve_forever()
         );
         assert!(found.iter().all(|p| p["kind"] == "http_5xx"));
     });
+}
+
+/// A popup the agent's page opens (`window.open` from a click) is collected
+/// like the page: the model hears that it opened, and the error it throws,
+/// marked as the popup's (it throws every 50 ms, up to 200 times, so some
+/// throws come after it is attached however slow the machine).
+#[test]
+fn a_popups_error_reaches_the_model() {
+    const OPENER: &str = r#"<!doctype html><title>opener</title>
+<button id="open" onclick="window.open('/pop.html', '_blank')">Open</button>"#;
+    const POPUP: &str = r#"<!doctype html><title>popup</title><script>
+let n = 0;
+const t = setInterval(() => { if (++n > 200) clearInterval(t); else throw new Error('boom in the popup'); }, 50);
+</script>"#;
+    let script: Script = Default::default();
+    script.lock().unwrap().0.extend([
+        call("s1", "service_start", json!({"name": "site", "command": "python3 -m http.server 8000 --bind 127.0.0.1", "cwd": "/root/site"})),
+        call("o1", "browser_open", json!({"url": "localhost:8000/opener.html"})),
+        call("c1", "browser_click", json!({"selector": "#open"})),
+        turn("Clicked.", &[]),
+        turn("Seen.", &[]),
+    ]);
+    let d = with_model("lp2", &script);
+    let id = d.new_session(&["--image", &browser_image(), "--memory", "2G"]);
+    d.sh(&id, "mkdir -p /root/site");
+    for (name, body) in [("opener.html", OPENER), ("pop.html", POPUP)] {
+        let src = d.data_dir().join(name);
+        std::fs::write(&src, body).unwrap();
+        d.ok(&[
+            "cp",
+            src.to_str().unwrap(),
+            &format!("{id}:/root/site/{name}"),
+        ]);
+    }
+    d.ok(&["agent", &id, "open the page and press Open"]);
+    let seen = || -> String {
+        let requests = script.lock().unwrap().1.clone();
+        requests
+            .iter()
+            .flat_map(|r| r["messages"].as_array().cloned().unwrap_or_default())
+            .filter_map(|m| m["content"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = seen();
+        if s.contains("the page opened a popup: ") && s.contains("] Error: boom in the popup") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the model never heard of the popup:\n{s}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = seen();
+    assert!(
+        s.contains("[popup http://localhost:8000/pop.html] Error: boom in the popup"),
+        "{s}"
+    );
 }

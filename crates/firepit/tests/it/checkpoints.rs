@@ -137,17 +137,28 @@ fn checkpoint_restore_and_fork_from_the_cli() {
 }
 
 #[test]
-fn a_session_without_a_disk_limit_says_it_has_no_checkpoints() {
+fn a_session_without_a_disk_pool_checkpoints_restores_and_forks_by_copies() {
     let d = Daemon::start_with("cp2", &[("FIREPIT_DISK_POOL_SIZE", "off")]);
     let id = d.new_session(&[]);
-    let err = fails(&d, &["checkpoint", &id]);
-    assert!(err.contains("disk pool"), "{err}");
+    d.sh(
+        &id,
+        "echo one > /root/f; mkdir -p /root/d; echo keep > /root/d/k",
+    );
+    let cp = d.ok(&["checkpoint", &id]).trim().to_owned();
+    d.sh(&id, "echo two > /root/f; rm -r /root/d");
     assert_eq!(
         d.ok(&["checkpoints", &id]).lines().count(),
-        1,
-        "only the header"
+        2,
+        "the header and the copy"
     );
-    assert_eq!(d.sh(&id, "echo alive").trim(), "alive");
+    d.ok(&["restore", &id, &cp]);
+    assert_eq!(d.sh(&id, "cat /root/f /root/d/k").trim(), "one\nkeep");
+    let child = d.ok(&["fork", &id, "--from", &cp]).trim().to_owned();
+    assert_eq!(d.sh(&child, "cat /root/f").trim(), "one");
+    d.sh(&child, "echo child > /root/f");
+    assert_eq!(d.sh(&id, "cat /root/f").trim(), "one");
+    d.ok(&["checkpoint", "rm", &id, &cp]);
+    assert_eq!(d.ok(&["checkpoints", &id]).lines().count(), 1);
 }
 
 #[test]

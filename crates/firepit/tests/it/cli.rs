@@ -141,3 +141,50 @@ fn run_makes_and_removes_a_session() {
     );
     assert_eq!(d.ok(&["ls"]).lines().count(), 1, "the session is gone");
 }
+
+#[test]
+fn sessions_are_named_labelled_and_renamed() {
+    let d = Daemon::start("uis2");
+    let id = d
+        .ok(&[
+            "new",
+            "--name",
+            "checkout page",
+            "--label",
+            "team=web",
+            "--label",
+            "ticket=42",
+        ])
+        .trim()
+        .to_owned();
+    let ls = d.ok(&["ls"]);
+    let row = ls.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(row.ends_with("checkout page [team=web ticket=42]"), "{ls}");
+    assert!(ls.lines().next().unwrap().ends_with("NAME"), "{ls}");
+    // A new name keeps the labels; new labels replace them all.
+    assert_eq!(
+        d.ok(&["rename", &id, "shop"]).trim(),
+        format!("{id} shop [team=web ticket=42]")
+    );
+    assert_eq!(
+        d.ok(&["rename", &id, "--label", "team=api"]).trim(),
+        format!("{id} shop [team=api]")
+    );
+    assert_eq!(
+        d.ok(&["rename", &id, "", "--no-labels"]).trim(),
+        format!("{id} -")
+    );
+    // Bad input is refused with what would do, and nothing changes.
+    for (args, says) in [
+        (vec!["rename", &id, "--label", "Team=x"], "label key"),
+        (vec!["rename", &id, "--label", "team"], "not key=value"),
+        (vec!["rename", &id], "give a new name"),
+        (vec!["new", "--name", "a\tb"], "control characters"),
+    ] {
+        let out = d.run(&args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(d.ok(&["ls"]).lines().count(), 2, "no session was half made");
+}

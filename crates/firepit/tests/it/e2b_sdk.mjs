@@ -35,6 +35,30 @@ await sbx.files.write("/root/js.txt", "written from js");
 assert.equal(await sbx.files.read("/root/js.txt"), "written from js");
 assert.ok((await sbx.files.list("/root")).some((e) => e.name === "js.txt"));
 
+step("as user: a real account, its files");
+const who = await sbx.commands.run("id -un; pwd", { user: "user" });
+assert.equal(who.stdout, "user\n/home/user\n");
+await sbx.files.write("js-user.txt", "mine", { user: "user" });
+const owner = await sbx.commands.run("stat -c %U /home/user/js-user.txt");
+assert.equal(owner.stdout, "user\n");
+
+step("lifecycle onTimeout kill");
+const doomed = await Sandbox.create({ timeoutMs: 6_000, lifecycle: { onTimeout: "kill" } });
+const gone = async () => {
+  try {
+    await Sandbox.getInfo(doomed.sandboxId);
+    return false;
+  } catch (e) {
+    if (e instanceof NotFoundError) return true;
+    throw e;
+  }
+};
+const end = Date.now() + 60_000; // a hang guard, not a speed check
+while (!(await gone())) {
+  assert.ok(Date.now() < end, "the sandbox was never killed at its timeout");
+  await new Promise((r) => setTimeout(r, 100));
+}
+
 step("connect and kill");
 const again = await Sandbox.connect(sbx.sandboxId);
 assert.equal((await again.commands.run("echo again")).stdout, "again\n");

@@ -38,7 +38,10 @@ def wait_for(what, cond):
 
 
 step("create")
-sbx = Sandbox.create(metadata={"suite": "e2b", "run": RUN}, envs={"GREETING": "hello"}, timeout=300)
+# Paused, not killed, at its timeout (the set_timeout step below); older
+# SDKs send "kill" (E2B's default) unless told.
+sbx = Sandbox.create(metadata={"suite": "e2b", "run": RUN}, envs={"GREETING": "hello"}, timeout=300,
+                     lifecycle={"on_timeout": "pause"})
 assert sbx.sandbox_id
 assert sbx.is_running()
 
@@ -163,6 +166,43 @@ text = b"".join(chunks).decode(errors="replace")
 assert "pty-42" in text, text
 assert "30 100" in text, text
 
+step("the user argument: user is a real account, root the default")
+r = sbx.commands.run("id -un; id -u; echo $HOME; pwd", user="user")
+name, uid, home, cwd = r.stdout.split()
+assert name == "user" and uid != "0" and home == cwd == "/home/user", r.stdout
+assert sbx.commands.run("id -un", user="root").stdout == "root\n"
+assert sbx.commands.run("id -un").stdout == "root\n"
+try:
+    sbx.commands.run("touch /root/not-yours", user="user")
+    raise AssertionError("user could write in /root")
+except CommandExitException as e:
+    assert "Permission denied" in e.stderr, e.stderr
+
+step("files written as user are user's")
+sbx.files.write("/tmp/u/v/owned.txt", "mine", user="user")
+r = sbx.commands.run("stat -c %U /tmp/u/v/owned.txt /tmp/u/v /tmp/u; stat -c %U /tmp")
+assert r.stdout == "user\nuser\nuser\nroot\n", r.stdout
+sbx.files.write("rel.txt", "at home", user="user")
+assert sbx.files.read("/home/user/rel.txt") == "at home"
+assert sbx.commands.run("cat rel.txt", user="user").stdout == "at home"
+assert sbx.files.read("rel.txt", user="user") == "at home"
+assert sbx.files.make_dir("/tmp/u/made", user="user")
+assert sbx.commands.run("stat -c %U /tmp/u/made").stdout == "user\n"
+assert sbx.commands.run("echo ok > /tmp/u/made/f", user="user").exit_code == 0
+try:
+    sbx.commands.run("id", user="nobody-here")
+    raise AssertionError("an unknown user was taken")
+except Exception as e:
+    assert "root and user" in str(e), e
+
+step("a pty as user")
+chunks = []
+t = sbx.pty.create(PtySize(rows=24, cols=80), user="user")
+sbx.pty.send_stdin(t.pid, b"echo who-$(id -un)\nexit\n")
+t.wait(on_pty=lambda b: chunks.append(bytes(b)))
+text = b"".join(chunks).decode(errors="replace")
+assert "who-user" in text, text
+
 step("get_host answered through the preview proxy")
 sbx.commands.run("cd /tmp && exec python3 -m http.server 8000 >/dev/null 2>&1", background=True)
 host = sbx.get_host(8000)
@@ -216,6 +256,25 @@ step("connect resumes it")
 back = Sandbox.connect(sbx.sandbox_id, timeout=300)
 assert back.is_running()
 assert back.files.read("/root/kept.txt") == "kept"
+
+step("lifecycle on_timeout kill: the timeout destroys the sandbox")
+doomed = Sandbox.create(timeout=6, lifecycle={"on_timeout": "kill"}, metadata={"run": RUN, "kind": "kill"})
+try:
+    lifecycle = getattr(Sandbox.get_info(doomed.sandbox_id), "lifecycle", None)
+    assert lifecycle is None or lifecycle["on_timeout"] == "kill", lifecycle
+except NotFoundException:
+    pass  # already killed
+
+
+def doomed_gone():
+    try:
+        Sandbox.get_info(doomed.sandbox_id)
+        return False
+    except NotFoundException:
+        return True
+
+
+wait_for("the sandbox to be killed at its timeout", doomed_gone)
 
 step("kill")
 back.kill()

@@ -82,6 +82,11 @@ fn python_sdk_over_http() {
         out.contains("passed: browser_screenshot returns an image") || browser_image().is_empty(),
         "{out}"
     );
+    assert!(
+        out.contains("passed: the fork has the checkpoint's files")
+            && out.contains("passed: the files are the checkpoint's again"),
+        "{out}"
+    );
 }
 
 /// Without the token (or with the login cookie alone) `/mcp` answers 401.
@@ -196,7 +201,7 @@ fn call(via: &Via, tool: &str, args: &[String]) -> serde_json::Value {
 
 /// The inspector's steps: list the tools, make a session, run a command,
 /// write and read a file, open a served page in the browser, its snapshot
-/// and a screenshot, destroy.
+/// and a screenshot, a checkpoint restored after a change, destroy.
 fn inspector_steps(via: &Via) {
     let tools = inspector(via, &["--method", "tools/list"]);
     let names: Vec<&str> = tools["tools"]
@@ -205,7 +210,14 @@ fn inspector_steps(via: &Via) {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    for n in ["session_create", "exec", "write_file", "browser_snapshot"] {
+    for n in [
+        "session_create",
+        "exec",
+        "write_file",
+        "browser_snapshot",
+        "checkpoint_create",
+        "checkpoint_restore",
+    ] {
         assert!(names.contains(&n), "{n} in {names:?}");
     }
     let image = browser_image();
@@ -290,6 +302,46 @@ fn inspector_steps(via: &Via) {
             .unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     }
+    // A checkpoint, a change, the checkpoint back.
+    let made = ok_text(&call(
+        via,
+        "checkpoint_create",
+        &[s.clone(), "name=inspected".into()],
+    ));
+    let cp = made
+        .split_whitespace()
+        .nth(1)
+        .filter(|w| w.starts_with("cp-"))
+        .unwrap_or_else(|| panic!("no checkpoint id in {made}"))
+        .to_owned();
+    ok_text(&call(
+        via,
+        "exec",
+        &[s.clone(), "command=rm /root/site/index.html".into()],
+    ));
+    let listed = ok_text(&call(via, "checkpoint_list", std::slice::from_ref(&s)));
+    assert!(
+        listed.contains(&cp) && listed.contains("inspected"),
+        "{listed}"
+    );
+    ok_text(&call(
+        via,
+        "checkpoint_restore",
+        &[s.clone(), format!("checkpoint={cp}")],
+    ));
+    let read = ok_text(&call(
+        via,
+        "read_file",
+        &[s.clone(), "path=/root/site/index.html".into()],
+    ));
+    assert!(read.contains("Seen by the inspector"), "{read}");
+    let unknown = call(
+        via,
+        "checkpoint_restore",
+        &[s.clone(), "checkpoint=cp-nothing".into()],
+    );
+    assert_eq!(unknown["isError"], true, "{unknown}");
+
     let bad = call(
         via,
         "exec",

@@ -6,7 +6,8 @@ crates/firepit/tests/it/mcp.rs against a real daemon:
 
 It initializes, lists the tools, makes a session, runs commands, writes and
 reads a file (as a tool and as a resource), checks the errors a model gets
-for an unknown session, bad arguments and an unknown tool, and with a
+for an unknown session, bad arguments and an unknown tool, makes a
+checkpoint, forks from it and restores it, and with a
 browser image opens a page served in the machine, reads its snapshot and
 takes a screenshot; then it destroys the session. Each check that fails
 raises; the last line printed is `ok` when all passed.
@@ -14,6 +15,7 @@ raises; the last line printed is `ok` when all passed.
 
 import base64
 import json
+import re
 import sys
 
 import anyio
@@ -53,7 +55,8 @@ async def run(session: ClientSession, browser_image: str | None):
 
     tools = await session.list_tools()
     names = {t.name for t in tools.tools}
-    for n in ["session_create", "session_list", "session_destroy", "exec", "read_file",
+    for n in ["session_create", "session_list", "session_destroy", "checkpoint_create",
+              "checkpoint_list", "checkpoint_restore", "session_fork", "exec", "read_file",
               "write_file", "edit_file", "shell", "shell_read", "service_start", "ports",
               "browser_open", "browser_snapshot", "browser_screenshot", "problems"]:
         check(n in names, f"tool {n} is listed")
@@ -113,8 +116,48 @@ async def steps(session: ClientSession, sid: str, browser_image: str | None):
     r = await session.call_tool("shell", {"session": sid, "command": "echo from-the-shell"})
     check("from-the-shell" in text(r), "shell types into main and reads its output", r)
 
+    await checkpoints(session, sid)
+
     if browser_image:
         await browser(session, browser_image)
+
+
+async def checkpoints(session: ClientSession, sid: str):
+    r = await session.call_tool("write_file", {"session": sid, "path": "/root/kept.txt", "content": "first\n"})
+    check(not r.is_error, "a file to keep is written", r)
+    r = await session.call_tool("checkpoint_create", {"session": sid, "name": "first state"})
+    m = re.search(r"checkpoint (cp-[0-9a-z]+) made", text(r))
+    check(not r.is_error and m is not None, "checkpoint_create makes a checkpoint", r)
+    cp = m.group(1)
+    r = await session.call_tool("write_file", {"session": sid, "path": "/root/kept.txt", "content": "second\n"})
+    check(not r.is_error, "the file is changed after the checkpoint", r)
+    r = await session.call_tool("checkpoint_list", {"session": sid})
+    check(cp in text(r) and "first state" in text(r), "checkpoint_list lists it with its name", r)
+
+    r = await session.call_tool("session_fork", {"session": sid, "from": cp})
+    check(not r.is_error, "session_fork makes a session from the checkpoint", r)
+    child = json.JSONDecoder().raw_decode(text(r))[0]["id"]
+    try:
+        check(child != sid, "the fork is another session")
+        r = await session.call_tool("read_file", {"session": child, "path": "/root/kept.txt"})
+        check("first" in text(r) and "second" not in text(r), "the fork has the checkpoint's files", r)
+    finally:
+        r = await session.call_tool("session_destroy", {"session": child})
+        check(not r.is_error, "the fork is destroyed", r)
+    r = await session.call_tool("read_file", {"session": sid, "path": "/root/kept.txt"})
+    check("second" in text(r), "the original is left as it was", r)
+
+    r = await session.call_tool("checkpoint_restore", {"session": sid, "checkpoint": cp})
+    check(not r.is_error, "checkpoint_restore returns to the checkpoint", r)
+    r = await session.call_tool("read_file", {"session": sid, "path": "/root/kept.txt"})
+    check("first" in text(r) and "second" not in text(r), "the files are the checkpoint's again", r)
+    r = await session.call_tool("exec", {"session": sid, "command": "echo after-restore"})
+    check("after-restore" in text(r), "commands run after the restore", r)
+
+    r = await session.call_tool("checkpoint_restore", {"session": sid, "checkpoint": "cp-nosuchone"})
+    check(r.is_error and "checkpoint_list" in text(r), "an unknown checkpoint is an error that says what to do", r)
+    r = await session.call_tool("checkpoint_restore", {"session": sid, "checkpoint": "../x"})
+    check(r.is_error, "a malformed checkpoint id is refused", r)
 
 
 async def browser(session: ClientSession, image: str):

@@ -255,7 +255,7 @@ fn servers_inside_answer_through_their_preview_url() {
         assert!(r.text().contains("os-release"), "{r:?}");
         assert_eq!(
             r.header("content-security-policy").as_deref(),
-            Some(format!("frame-ancestors http://localhost:{}", port(&d)).as_str())
+            Some(format!("frame-ancestors http://localhost:{} 'self'", port(&d)).as_str())
         );
     }
     // Only on the machine's eth0 address: found through the guest's port list.
