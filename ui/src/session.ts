@@ -9,6 +9,7 @@ import { BrowserPane } from "./browser";
 import { Chat } from "./chat";
 import { age, h, notice, replace } from "./dom";
 import { EventStream } from "./events";
+import type { FileLink } from "./file-links";
 import { FilesPane } from "./files";
 import { navigate, type Page } from "./main";
 import { PreviewPane } from "./preview";
@@ -54,9 +55,11 @@ export class SessionPage implements Page {
     this.browser = new BrowserPane(id);
     this.services = new ServicesPane(id);
     this.files = new FilesPane(id);
+    this.files.onDirty = (dirty) => this.tabButtons.get("files")?.classList.toggle("dirty", dirty);
     replace(root, h("div.page", {}, this.header(), notice("loading", "Loading the session…")));
     // Capture: the terminal would otherwise take Alt+digit for itself.
     document.addEventListener("keydown", this.keys, true);
+    root.addEventListener("firepit:open-file", this.openFile);
     void this.load();
   }
 
@@ -67,7 +70,16 @@ export class SessionPage implements Page {
     this.terminal.dispose();
     this.browser.dispose();
     this.services.dispose();
+    this.files.dispose();
+    this.root.removeEventListener("firepit:open-file", this.openFile);
   }
+
+  /** A file link (a problem's traceback) was followed: the Files tab opens it. */
+  private openFile = (e: Event) => {
+    const { path, line } = (e as CustomEvent<FileLink>).detail;
+    this.show("files");
+    void this.files.openAt(path, line);
+  };
 
   private header(): HTMLElement {
     return h(
@@ -150,6 +162,7 @@ export class SessionPage implements Page {
       this.chat.onEvent(e);
       this.preview.onEvent(e);
       this.services.onEvent(e);
+      this.files.onEvent(e);
       this.timeline.onEvent(e);
       if (e.type === "session_state" && this.session) {
         this.setSession({ ...this.session, state: e.state as Session["state"], error: e.error as string | undefined });

@@ -183,6 +183,17 @@ pub enum EventKind {
         /// Whether a recognised problem wakes the idle agent.
         wake_agent: bool,
     },
+    /// Entries of directories in the machine were made, removed, renamed or
+    /// written (the file watch of the machine's working directory; at most
+    /// two a second).
+    FilesChanged {
+        /// The directories, sorted (at most 64).
+        dirs: Vec<String>,
+        /// More changed than `dirs` names: anything under the watched
+        /// directory may have changed.
+        #[serde(default)]
+        overflow: bool,
+    },
 }
 
 #[cfg(test)]

@@ -28,4 +28,6 @@ mod terminal;
 mod timeout;
 mod trust;
 mod ui;
+mod ui_files;
 mod web;
+mod workspace;
