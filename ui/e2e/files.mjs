@@ -305,6 +305,7 @@ await step("changes", async () => {
   await change.locator(".diff-line.del", { hasText: "-old" }).waitFor();
   await change.locator(".diff-line.add", { hasText: "+new" }).waitFor();
   await page.locator("#changes-list .changes-head", { hasText: "since" }).waitFor();
+  await page.screenshot({ path: join(shots, `${String(n).padStart(2, "0")}-changes-diff.png`) });
   await change.getByRole("button", { name: "Open" }).click();
   await page.locator("#file-path", { hasText: "/root/proj/notes.txt" }).waitFor();
   if ((await editorText()) !== "new\n") throw new Error("the change opened something else");
