@@ -97,16 +97,20 @@ fn tool(argv: &[&str], env: Vec<(String, String)>) -> ExecRequest {
     req
 }
 
-/// The search: ripgrep where the machine has it, else grep. `$1` the
-/// folder, `$2` the text, `$3` `-i` or empty. The first line names the tool.
+/// The search: ripgrep where the machine has it, else grep (over what
+/// `find` lists). `$1` the folder, `$2` the text, `$3` `-i` or empty. The
+/// first line names the tool. Neither leaves the folder's file system, so
+/// `/proc` and `/sys` are not read.
 const SEARCH_SCRIPT: &str = r#"dir=$1; q=$2; case_flag=$3
 if command -v rg >/dev/null 2>&1; then
   echo rg
   exec rg --no-config --null --line-number --no-heading --color never --fixed-strings \
-    --max-columns 500 --max-count 100 $case_flag -e "$q" -- "$dir"
+    --one-file-system --max-columns 500 --max-count 100 $case_flag -e "$q" -- "$dir"
 fi
 echo grep
-exec grep -rnIZF --exclude-dir=.git --exclude-dir=node_modules $case_flag -e "$q" -- "$dir"
+find "$dir" -xdev \( -name .git -o -name node_modules \) -prune -o -type f -print0 |
+  xargs -0 -r grep -HnIZF $case_flag -e "$q" --
+exit 0
 "#;
 
 /// Searches the files under `dir` for lines holding `query` (literally;
@@ -166,6 +170,9 @@ pub(crate) fn parse_search(out: &Output) -> SearchResult {
         else {
             continue;
         };
+        if no == 0 {
+            continue;
+        }
         let path = String::from_utf8_lossy(path);
         if !path.starts_with('/') || path.len() > 4096 {
             continue;
@@ -251,7 +258,7 @@ fn no_baseline(note: &str) -> Changes {
 pub(crate) fn parse_changes(out: &Output) -> Changes {
     let text = &out.stdout;
     match text.as_slice() {
-        b"nodir\n" => return no_baseline("The folder does not exist."),
+        b"nodir\n" => return no_baseline("There is no folder at that path."),
         b"nogit\n" => {
             return no_baseline(
                 "git is not in this machine: changes are shown against a git repository's last commit.",
@@ -624,7 +631,7 @@ new file mode 100644
         for (answer, words) in [
             (&b"norepo\n"[..], "not in a git repository"),
             (b"nogit\n", "git is not in this machine"),
-            (b"nodir\n", "does not exist"),
+            (b"nodir\n", "no folder at that path"),
             (b"garbage", "could not be read"),
         ] {
             let c = parse_changes(&out(answer, false));

@@ -205,9 +205,16 @@ pub(super) async fn archive(
     let guest = app.guest(&id).await?;
     let stat = guest.stat(&q.path).await.map_err(Error::Guest)?;
     if stat.kind != FileKind::Dir {
-        return Err(Error::BadRequest(format!(
-            "{} is not a folder (download a file with GET /files)",
-            q.path
+        // As the guest says it of a path that is not a directory: a conflict
+        // with what the machine holds, not a malformed request.
+        return Err(Error::Guest(firepit_guest_client::Error::Guest(
+            firepit_guest_client::WireError::new(
+                firepit_guest_client::ErrorKind::NotADirectory,
+                format!(
+                    "{} is not a folder (download a file with GET /files)",
+                    q.path
+                ),
+            ),
         )));
     }
     let exec = guest

@@ -60,7 +60,7 @@ async fn archives_search_changes_and_file_events() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 400, "a file is not a folder");
+    assert_eq!(resp.status(), 409, "a file is not a folder");
     let resp = http
         .get(format!("{base}/files/archive"))
         .query(&[("path", "/root/nothing")])
