@@ -18,7 +18,7 @@ const s = (id: string) => `/v1/sessions/${enc(id)}`;
 
 export const filesApi = {
   stat: (id: string, path: string) => json<FileStat>("GET", `${s(id)}/files/stat?path=${enc(path)}`),
-  mkdir: (id: string, path: string) => request("POST", `${s(id)}/files/mkdir`, JSON.stringify({ path, parents: false })).then(() => undefined),
+  mkdir: (id: string, path: string, parents = false) => request("POST", `${s(id)}/files/mkdir`, JSON.stringify({ path, parents })).then(() => undefined),
   rename: (id: string, from: string, to: string) => request("POST", `${s(id)}/files/rename`, JSON.stringify({ from, to })).then(() => undefined),
   remove: (id: string, path: string, recursive: boolean) =>
     request("DELETE", `${s(id)}/files?path=${enc(path)}&recursive=${recursive}`).then(() => undefined),

@@ -38,6 +38,40 @@ function validName(name: string | null): string | null {
   return n;
 }
 
+/** A file to upload and its path below the folder it goes to. */
+interface Upload {
+  rel: string;
+  file: File;
+}
+
+/** Most files one drop of folders uploads. */
+const MAX_DROPPED = 1000;
+
+/** The files of dropped entries, folders read through (at most MAX_DROPPED). */
+async function dropped(entries: (FileSystemEntry | null)[], files: File[]): Promise<Upload[]> {
+  const out: Upload[] = [];
+  const walk = async (entry: FileSystemEntry, rel: string): Promise<void> => {
+    if (out.length > MAX_DROPPED) return;
+    if (entry.isFile) {
+      const file = await new Promise<File>((ok, fail) => (entry as FileSystemFileEntry).file(ok, fail));
+      out.push({ rel, file });
+      return;
+    }
+    const reader = (entry as FileSystemDirectoryEntry).createReader();
+    for (;;) {
+      const batch = await new Promise<FileSystemEntry[]>((ok, fail) => reader.readEntries(ok, fail));
+      if (batch.length === 0) return;
+      for (const child of batch) await walk(child, `${rel}/${child.name}`);
+    }
+  };
+  for (const [i, entry] of entries.entries()) {
+    if (entry) await walk(entry, entry.name);
+    else if (files[i]) out.push({ rel: files[i].name, file: files[i] });
+  }
+  if (out.length > MAX_DROPPED) throw new Error(`more than ${MAX_DROPPED} files dropped: upload a folder that large as an archive and unpack it in the terminal`);
+  return out;
+}
+
 export class FilesPane {
   readonly el: HTMLElement;
   private tree = h("div.tree#file-tree", { role: "tree" });
@@ -83,7 +117,7 @@ export class FilesPane {
     this.upload.addEventListener("change", () => {
       const files = [...(this.upload.files ?? [])];
       this.upload.value = "";
-      void this.uploadFiles(this.target, files);
+      void this.uploadFiles(this.target, files.map((file) => ({ rel: file.name, file })));
     });
     this.searchInput.addEventListener("keydown", (e) => {
       if (e.key === "Enter") void this.search();
@@ -99,7 +133,20 @@ export class FilesPane {
       this.tree.classList.remove("drop");
       if (!e.dataTransfer?.files.length) return;
       e.preventDefault();
-      void this.uploadFiles(this.dropTarget(e.target as HTMLElement), [...e.dataTransfer.files]);
+      // Entries are taken while the event lasts; folders are read after.
+      const entries = [...e.dataTransfer.items].map((i) => i.webkitGetAsEntry?.() ?? null);
+      const files = [...e.dataTransfer.files];
+      const dir = this.dropTarget(e.target as HTMLElement);
+      void (async () => {
+        let items: Upload[];
+        try {
+          items = entries.some((en) => en?.isDirectory) ? await dropped(entries, files) : files.map((file) => ({ rel: file.name, file }));
+        } catch (err) {
+          this.say((err as Error).message);
+          return;
+        }
+        await this.uploadFiles(dir, items);
+      })();
     });
     const modeButton = (m: Mode, text: string) => {
       const b = h("button.small.seg", { type: "button", id: `files-mode-${m}`, "aria-pressed": String(m === this.mode), onclick: () => this.setMode(m) }, text);
@@ -386,16 +433,23 @@ export class FilesPane {
     this.say(`deleted ${path}`);
   }
 
-  private async uploadFiles(dir: string, files: File[]): Promise<void> {
+  /** Uploads files (`rel`: their paths below `dir`; a dropped folder's files have folders in it). */
+  private async uploadFiles(dir: string, files: Upload[]): Promise<void> {
     if (!this.running || files.length === 0) return;
     let done = 0;
-    for (const f of files) {
-      this.say(`uploading ${f.name} (${bytes(f.size)})…`);
+    const made = new Set<string>();
+    for (const { rel, file } of files) {
+      this.say(`uploading ${rel} (${bytes(file.size)})…`);
       try {
-        await filesApi.upload(this.session, join(dir, f.name), f);
+        const folder = parentOf(join(dir, rel));
+        if (folder !== dir && !made.has(folder)) {
+          await filesApi.mkdir(this.session, folder, true);
+          made.add(folder);
+        }
+        await filesApi.upload(this.session, join(dir, rel), file);
         done++;
       } catch (e) {
-        this.say(`${f.name}: ${(e as Error).message}`);
+        this.say(`${rel}: ${(e as Error).message}`);
         await this.relist(dir);
         return;
       }
