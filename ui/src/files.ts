@@ -205,8 +205,11 @@ export class FilesPane {
   }
 
   show(): void {
-    if (!this.loaded) void this.refresh();
+    if (!this.loaded || this.stale) void this.refresh();
   }
+
+  /** Changes came while the tab was hidden: the tree is listed again when it shows. */
+  private stale = false;
 
   /** Lets go of what the pane holds outside itself (the unsaved-changes guard). */
   dispose(): void {
@@ -222,18 +225,35 @@ export class FilesPane {
 
   /** Applies an event of the session's log: changed folders are listed again. */
   onEvent(e: SessionEvent): void {
-    if (e.type !== "files_changed" || !this.loaded || !this.running) return;
-    if (e.overflow) {
-      void this.refresh();
+    if ((e.type !== "files_changed" && e.type !== "restored") || !this.loaded || !this.running) return;
+    // A hidden tab fetches nothing (the machine may be busy restarting); it
+    // catches up when shown.
+    if (this.el.offsetParent === null) {
+      this.stale = true;
       return;
     }
-    for (const dir of e.dirs) {
-      if (this.listOf(dir)) void this.relist(dir);
-    }
+    if (e.type === "restored" || e.overflow) this.pendingAll = true;
+    else for (const dir of e.dirs) this.pendingDirs.add(dir);
+    // A burst of events (a build, or the log replayed on load) is one
+    // listing per folder.
+    this.pendingTimer ||= window.setTimeout(() => {
+      this.pendingTimer = 0;
+      const all = this.pendingAll;
+      const dirs = [...this.pendingDirs];
+      this.pendingAll = false;
+      this.pendingDirs.clear();
+      if (all) void this.refresh();
+      else for (const dir of dirs) if (this.listOf(dir)) void this.relist(dir);
+    }, 150);
   }
+
+  private pendingDirs = new Set<string>();
+  private pendingAll = false;
+  private pendingTimer = 0;
 
   async refresh(): Promise<void> {
     this.loaded = true;
+    this.stale = false;
     if (!this.running) {
       replace(this.tree, notice("empty", "The session is not running. Start it to see its files."));
       return;
