@@ -403,11 +403,13 @@ await step("files", async () => {
   await exec(session, "printf 'first line\\n' > /root/notes.txt");
   await page.keyboard.press("Alt+5");
   await page.locator("#file-tree [data-path='/root/notes.txt']").click();
-  await page.locator("#file-editor").waitFor();
-  const text = await page.locator("#file-editor").inputValue();
+  await page.locator("#file-editor .cm-content").waitFor();
+  const text = await page.evaluate(() => Array.from(document.querySelectorAll("#file-editor .cm-line"), (l) => l.textContent).join("\n"));
   if (text !== "first line\n") throw new Error(`the editor shows ${JSON.stringify(text)}`);
-  await page.locator("#file-editor").fill("edited in the browser\n");
-  await page.locator("#file-editor").press("Control+s");
+  await page.locator("#file-editor .cm-content").click();
+  await page.keyboard.press("Control+a");
+  await page.keyboard.insertText("edited in the browser\n");
+  await page.keyboard.press("Control+s");
   await page.locator("#file-status", { hasText: "saved" }).waitFor();
   const r = await fetch(`${url}/v1/sessions/${session}/files?path=/root/notes.txt`, { headers: { authorization: `Bearer ${token}` } });
   const saved = await r.text();

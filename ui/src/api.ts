@@ -43,7 +43,7 @@ export function setUnauthorizedHandler(f: () => void): void {
   onUnauthorized = f;
 }
 
-async function request(method: string, path: string, body?: BodyInit, json = true): Promise<Response> {
+export async function request(method: string, path: string, body?: BodyInit, json = true): Promise<Response> {
   let resp: Response;
   try {
     resp = await fetch(path, {
@@ -73,7 +73,7 @@ async function request(method: string, path: string, body?: BodyInit, json = tru
   return resp;
 }
 
-async function json<T>(method: string, path: string, body?: unknown): Promise<T> {
+export async function json<T>(method: string, path: string, body?: unknown): Promise<T> {
   const resp = await request(method, path, body === undefined ? undefined : JSON.stringify(body));
   return (await resp.json()) as T;
 }

@@ -5,6 +5,7 @@
 
 import { type AgentStatus, api, type SessionEvent, type ToolCall, type TranscriptItem } from "./api";
 import { h, replace } from "./dom";
+import { linkify } from "./file-links";
 import { rewind } from "./rewind";
 
 /** Shows at most this much of a tool's arguments or output before "show all". */
@@ -148,7 +149,7 @@ export class Chat {
         ` ${e.summary}`,
         count > 1 ? h("span.count", {}, ` ×${count}`) : null,
       ),
-      clipped(e.detail),
+      clipped(e.detail, true),
     );
   }
 
@@ -324,12 +325,13 @@ function brief(args: string): string {
 }
 
 /** A `<pre>` with long text clipped behind a "show all" button. */
-function clipped(text: string): HTMLElement {
-  const pre = h("pre.tool-text", {}, text.length > PREVIEW_CHARS ? text.slice(0, PREVIEW_CHARS) : text);
+function clipped(text: string, links = false): HTMLElement {
+  const show = (t: string) => (links ? linkify(t) : [t]);
+  const pre = h("pre.tool-text", {}, show(text.length > PREVIEW_CHARS ? text.slice(0, PREVIEW_CHARS) : text));
   if (text.length <= PREVIEW_CHARS) return pre;
   const more = h("button.small.link", {}, `show all ${text.length} characters`);
   more.addEventListener("click", () => {
-    pre.textContent = text;
+    replace(pre, show(text));
     more.remove();
   });
   return h("div", {}, pre, more);

@@ -10,6 +10,7 @@ import "./theme";
 import { setUnauthorizedHandler } from "./api";
 import { h, replace } from "./dom";
 import { notFoundPage, topbarTools } from "./layout";
+import { confirmLeave } from "./guard";
 import { SessionsPage } from "./sessions";
 import { SessionPage } from "./session";
 
@@ -21,14 +22,18 @@ export interface Page {
 const root = document.getElementById("app")!;
 let current: Page | null = null;
 let signedOut = false;
+/** The path of the page shown. */
+let shown = location.pathname;
 
 export function navigate(path: string, replaceState = false): void {
+  if (path !== location.pathname && !confirmLeave()) return;
   if (replaceState) history.replaceState(null, "", path);
   else history.pushState(null, "", path);
   render();
 }
 
 function render(): void {
+  shown = location.pathname;
   current?.dispose();
   current = null;
   if (signedOut) {
@@ -83,5 +88,13 @@ document.addEventListener("click", (e) => {
   e.preventDefault();
   navigate(a.getAttribute("href") ?? "/");
 });
-window.addEventListener("popstate", render);
+// Back and forward: when the person stays (unsaved work), the page they were
+// on is put back in the history.
+window.addEventListener("popstate", () => {
+  if (location.pathname !== shown && !confirmLeave()) {
+    history.pushState(null, "", shown);
+    return;
+  }
+  render();
+});
 render();

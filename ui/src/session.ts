@@ -11,6 +11,7 @@ import { BrowserPane } from "./browser";
 import { Chat } from "./chat";
 import { age, h, notice, replace } from "./dom";
 import { EventStream } from "./events";
+import type { FileLink } from "./file-links";
 import { FilesPane } from "./files";
 import { notFoundPage, topbarTools, Workspace } from "./layout";
 import { navigate, type Page } from "./main";
@@ -78,9 +79,11 @@ export class SessionPage implements Page {
     this.services = new ServicesPane(id);
     this.files = new FilesPane(id);
     this.info = new SessionHeader(id, (s) => this.setSession(s));
+    this.files.onDirty = (dirty) => this.tabButtons.get("files")?.classList.toggle("dirty", dirty);
     replace(root, h("div.page", {}, this.header(), notice("loading", "Loading the session…")));
     // Capture: the terminal would otherwise take Alt+digit for itself.
     document.addEventListener("keydown", this.keys, true);
+    root.addEventListener("firepit:open-file", this.openFile);
     void this.load();
   }
 
@@ -95,7 +98,16 @@ export class SessionPage implements Page {
     this.services.dispose();
     this.info.dispose();
     this.preview.dispose();
+    this.files.dispose();
+    this.root.removeEventListener("firepit:open-file", this.openFile);
   }
+
+  /** A file link (a problem's traceback) was followed: the Files tab opens it. */
+  private openFile = (e: Event) => {
+    const { path, line } = (e as CustomEvent<FileLink>).detail;
+    this.show("files");
+    void this.files.openAt(path, line);
+  };
 
   private header(): HTMLElement {
     return h(
@@ -189,6 +201,7 @@ export class SessionPage implements Page {
       this.chat.onEvent(e);
       this.preview.onEvent(e);
       this.services.onEvent(e);
+      this.files.onEvent(e);
       this.timeline.onEvent(e);
       if (e.type === "session_state" && this.session) {
         this.setSession({ ...this.session, state: e.state as Session["state"], error: e.error as string | undefined });

@@ -487,6 +487,94 @@ mode: number,
 mtime: number, };
 
 /**
+ * `GET /v1/sessions/{id}/files/search`: lines that hold the text.
+ */
+export type SearchResult = {
+/**
+ * What searched: `rg` (ripgrep: skips hidden files and what `.gitignore`
+ * ignores) or `grep` (ripgrep is not in the machine: every file but
+ * `.git` and `node_modules`).
+ */
+tool: string,
+/**
+ * The matching lines, in the tool's order.
+ */
+matches: Array<SearchMatch>,
+/**
+ * More matched than `matches` holds.
+ */
+truncated: boolean,
+/**
+ * What the tool said on its standard error, if anything (cut short).
+ */
+note?: string | null, };
+
+/**
+ * One matching line of a [`SearchResult`].
+ */
+export type SearchMatch = {
+/**
+ * The file, an absolute path in the machine.
+ */
+path: string,
+/**
+ * The line number, from 1.
+ */
+line: number,
+/**
+ * The line (cut at 500 characters).
+ */
+text: string, };
+
+/**
+ * `GET /v1/sessions/{id}/changes`: what differs from the baseline.
+ */
+export type Changes = {
+/**
+ * `git`: the folder is in a git repository, and this is what differs from
+ * its `HEAD` (new files git does not ignore included); `none`: it is not
+ * in one, so there is no baseline (`note` says why).
+ */
+baseline: string,
+/**
+ * The repository's top folder (with `git`).
+ */
+root?: string | null,
+/**
+ * The commit compared with (with `git`; absent before the first commit).
+ */
+head?: string | null,
+/**
+ * Per file, its diff.
+ */
+files: Array<FileChange>,
+/**
+ * The diff was cut short (too large, or too many new files).
+ */
+truncated: boolean,
+/**
+ * Why there is no baseline, or what was left out.
+ */
+note?: string | null, };
+
+/**
+ * One file of [`Changes`].
+ */
+export type FileChange = {
+/**
+ * The file's path relative to the repository's top.
+ */
+path: string,
+/**
+ * `added`, `deleted`, `modified` or `renamed`.
+ */
+status: string,
+/**
+ * Its unified diff (`diff --git …` on).
+ */
+diff: string, };
+
+/**
  * A control message sent as a text frame on a PTY WebSocket (binary frames carry
  * raw terminal bytes both ways).
  */
@@ -995,4 +1083,13 @@ wake_agent: boolean,
  * Whether the preview's pages report their errors (absent in
  * events older than the setting: on).
  */
-preview_reports: boolean, });
+preview_reports: boolean, } | { "type": "files_changed",
+/**
+ * The directories, sorted (at most 64).
+ */
+dirs: Array<string>,
+/**
+ * More changed than `dirs` names: anything under the watched
+ * directory may have changed.
+ */
+overflow: boolean, });

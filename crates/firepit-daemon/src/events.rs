@@ -71,6 +71,7 @@ pub fn is_rate_limited(kind: &EventKind) -> bool {
             | EventKind::ServiceStarted { .. }
             | EventKind::ServiceExited { .. }
             | EventKind::Problem { .. }
+            | EventKind::FilesChanged { .. }
     )
 }
 

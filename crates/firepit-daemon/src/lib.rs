@@ -33,6 +33,7 @@ pub mod sessions;
 pub mod store;
 pub mod triage;
 mod watchers;
+pub mod workspace;
 
 use std::sync::Arc;
 

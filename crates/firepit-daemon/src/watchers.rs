@@ -1,5 +1,6 @@
-//! One watcher task per running session: it turns the guest's port and service
-//! watches into events of the session's log.
+//! One watcher task per running session: it turns the guest's port, service
+//! and file watches into events of the session's log (the file watch:
+//! [`crate::workspace::watch_files`]).
 //!
 //! Ports are compared with what the log says is open ([`crate::Store::open_ports`]),
 //! so a watcher that starts again (after a daemon restart or a session start)
@@ -66,7 +67,13 @@ async fn watch(app: App, id: String) {
             }
         }
     };
-    tokio::join!(ports, closed_loop);
+    // The file watch ends alone where the guest has none (an older guest).
+    let files = async {
+        if let Err(e) = crate::workspace::watch_files(&app, &id).await {
+            tracing::debug!(session = %id, error = %crate::error::chain(&e), "the file watch ended");
+        }
+    };
+    tokio::join!(ports, closed_loop, files);
 }
 
 /// Appends to the log what differs between the ports it says are open and

@@ -9,7 +9,8 @@
 
 use bytes::{Bytes, BytesMut};
 use firepit_wire::guest::{
-    ExitStatus, LogChunk, OutputStream, PortInfo, PtyInfo, Request, Response, ServiceEvent,
+    ExitStatus, FilesChanged, LogChunk, OutputStream, PortInfo, PtyInfo, Request, Response,
+    ServiceEvent,
 };
 
 use crate::Error;
@@ -376,6 +377,39 @@ impl ServiceWatch {
                         )));
                     }
                     Ok(Some(e))
+                }
+                Response::Done => Ok(None),
+                _ => continue,
+            };
+        }
+    }
+}
+
+/// A watch of a tree of files (see `firepit_guest::watch`).
+pub struct FileWatch {
+    s: StreamHandle,
+}
+
+impl FileWatch {
+    pub(crate) fn new(s: StreamHandle) -> FileWatch {
+        FileWatch { s }
+    }
+
+    /// The next batch of changed directories; `Ok(None)` if the guest ended
+    /// the watch. A batch beyond the protocol's bounds
+    /// ([`FilesChanged::check`]) is a protocol error.
+    pub async fn next(&mut self) -> Result<Option<FilesChanged>, Error> {
+        loop {
+            let Some(item) = self.s.next().await? else {
+                return Ok(None);
+            };
+            let Item::Response(r) = item else { continue };
+            return match into_result(*r)? {
+                Response::FilesChanged(c) => {
+                    c.check().map_err(|e| {
+                        Error::Protocol(format!("a file watch's report: {}", e.message))
+                    })?;
+                    Ok(Some(c))
                 }
                 Response::Done => Ok(None),
                 _ => continue,

@@ -26,13 +26,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub use capture::{Captured, cut_note};
 pub use error::Error;
 pub use firepit_wire::guest::{
-    Command, DirEntry, ErrorKind, ExecRequest, ExitStatus, FileKind, FileStat, GuestInfo, LogChunk,
-    OutputStream, PortInfo, PtyCreate, PtyInfo, RestartPolicy, ServiceEvent, ServiceInfo,
-    ServiceSpec, ServiceState, WireError, WriteOptions,
+    Command, DirEntry, ErrorKind, ExecRequest, ExitStatus, FileKind, FileStat, FilesChanged,
+    GuestInfo, LogChunk, OutputStream, PortInfo, PtyCreate, PtyInfo, RestartPolicy, ServiceEvent,
+    ServiceInfo, ServiceSpec, ServiceState, WireError, WriteOptions,
 };
 pub use handles::{
-    Exec, ExecControl, ExecEvent, ExecOutput, FileReader, FileWriter, LogStream, PortEvent,
-    PortWatch, Pty, PtyEvent, PtyInput, ServiceWatch,
+    Exec, ExecControl, ExecEvent, ExecOutput, FileReader, FileWatch, FileWriter, LogStream,
+    PortEvent, PortWatch, Pty, PtyEvent, PtyInput, ServiceWatch,
 };
 
 use conn::Conn;
@@ -271,6 +271,21 @@ impl GuestClient {
         let mut s = self.conn.open(&Request::WatchServices).await?;
         match s.control().await? {
             Response::Ready => Ok(ServiceWatch::new(s)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Watches the tree under `root` (absent: the machine's working
+    /// directory): batches of changed directories from [`FileWatch::next`].
+    pub async fn watch_files(&self, root: Option<&str>) -> Result<FileWatch, Error> {
+        let mut s = self
+            .conn
+            .open(&Request::WatchFiles {
+                root: root.map(str::to_owned),
+            })
+            .await?;
+        match s.control().await? {
+            Response::Ready => Ok(FileWatch::new(s)),
             other => Err(unexpected(other)),
         }
     }

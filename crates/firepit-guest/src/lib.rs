@@ -19,6 +19,7 @@ pub mod process;
 pub mod pty;
 pub mod run_as;
 pub mod services;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -54,6 +54,7 @@ pub async fn dispatch(req: Request, mut stream: Stream, guest: Arc<Guest>) {
                 .await
         }
         Request::WatchServices => guest.services.watch(&mut stream).await,
+        Request::WatchFiles { root } => crate::watch::watch(root, &mut stream).await,
         Request::Cancel
         | Request::StdinClose
         | Request::Kill { .. }

@@ -322,6 +322,70 @@ pub struct RenameRequest {
     pub to: String,
 }
 
+/// `GET /v1/sessions/{id}/files/search`: lines that hold the text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct SearchResult {
+    /// What searched: `rg` (ripgrep: skips hidden files and what `.gitignore`
+    /// ignores) or `grep` (ripgrep is not in the machine: every file but
+    /// `.git` and `node_modules`).
+    pub tool: String,
+    /// The matching lines, in the tool's order.
+    pub matches: Vec<SearchMatch>,
+    /// More matched than `matches` holds.
+    pub truncated: bool,
+    /// What the tool said on its standard error, if anything (cut short).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One matching line of a [`SearchResult`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct SearchMatch {
+    /// The file, an absolute path in the machine.
+    pub path: String,
+    /// The line number, from 1.
+    pub line: u64,
+    /// The line (cut at 500 characters).
+    pub text: String,
+}
+
+/// `GET /v1/sessions/{id}/changes`: what differs from the baseline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct Changes {
+    /// `git`: the folder is in a git repository, and this is what differs from
+    /// its `HEAD` (new files git does not ignore included); `none`: it is not
+    /// in one, so there is no baseline (`note` says why).
+    pub baseline: String,
+    /// The repository's top folder (with `git`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// The commit compared with (with `git`; absent before the first commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// Per file, its diff.
+    pub files: Vec<FileChange>,
+    /// The diff was cut short (too large, or too many new files).
+    pub truncated: bool,
+    /// Why there is no baseline, or what was left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One file of [`Changes`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct FileChange {
+    /// The file's path relative to the repository's top.
+    pub path: String,
+    /// `added`, `deleted`, `modified` or `renamed`.
+    pub status: String,
+    /// Its unified diff (`diff --git …` on).
+    pub diff: String,
+}
+
 /// `GET /v1/sessions/{id}/ports`: a TCP port listening inside the machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]

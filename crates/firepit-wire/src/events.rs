@@ -187,6 +187,17 @@ pub enum EventKind {
         #[serde(default = "crate::api::on")]
         preview_reports: bool,
     },
+    /// Entries of directories in the machine were made, removed, renamed or
+    /// written (the file watch of the machine's working directory; at most
+    /// two a second).
+    FilesChanged {
+        /// The directories, sorted (at most 64).
+        dirs: Vec<String>,
+        /// More changed than `dirs` names: anything under the watched
+        /// directory may have changed.
+        #[serde(default)]
+        overflow: bool,
+    },
 }
 
 #[cfg(test)]

@@ -57,6 +57,8 @@
 //!   follow) → more `Data`/`Stderr` … → `Done` (without follow, or after `Cancel`).
 //!   `WatchServices` → G `Ready` → G `ServiceEvent` (a process started or exited) … until
 //!   `Cancel`.
+//! * file watch: C `WatchFiles` → G `Ready` → G `FilesChanged` (a batch of directories whose
+//!   entries changed, bounded by [`MAX_CHANGED_DIRS`] and [`MAX_WATCH_PATH`]) … until `Cancel`.
 //!
 //! Paths are absolute, without `..` components or NUL bytes ([`check_path`]).
 //!
@@ -770,6 +772,56 @@ pub struct LogChunk {
     pub data: Bytes,
 }
 
+/// Most directories one [`FilesChanged`] names; more changed at once are
+/// reported as `overflow`.
+pub const MAX_CHANGED_DIRS: usize = 64;
+/// Longest path a file watch reports, in bytes; deeper changes are reported
+/// as their nearest ancestor within it.
+pub const MAX_WATCH_PATH: usize = 1024;
+/// Most directories one file watch watches; a tree with more is watched in
+/// part (the first ones found, breadth first), and says so (`partial`).
+pub const MAX_WATCHES: usize = 4096;
+
+/// What a file watch reports: a batch of directories whose entries were made,
+/// removed, renamed or written (a file written and closed counts for its
+/// directory).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesChanged {
+    /// The directories, sorted, at most [`MAX_CHANGED_DIRS`], each at most
+    /// [`MAX_WATCH_PATH`] bytes.
+    pub dirs: Vec<String>,
+    /// More changed than `dirs` holds, or the kernel's queue overflowed: anything
+    /// under the watch's root may have changed.
+    #[serde(default)]
+    pub overflow: bool,
+    /// The watch covers only part of the tree (it holds [`MAX_WATCHES`]).
+    #[serde(default)]
+    pub partial: bool,
+}
+
+impl FilesChanged {
+    /// Checks what a guest sent: the bounds above and [`check_path`] on every
+    /// directory.
+    pub fn check(&self) -> Result<(), WireError> {
+        if self.dirs.len() > MAX_CHANGED_DIRS {
+            return Err(WireError::new(
+                ErrorKind::Protocol,
+                format!("{} changed directories in one report", self.dirs.len()),
+            ));
+        }
+        for d in &self.dirs {
+            if d.len() > MAX_WATCH_PATH {
+                return Err(WireError::new(
+                    ErrorKind::Protocol,
+                    "a changed directory's path is too long",
+                ));
+            }
+            check_path(d)?;
+        }
+        Ok(())
+    }
+}
+
 /// Something that happened to a service's process, as a service watch reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -900,6 +952,13 @@ pub enum Request {
     },
     /// Watch every service's processes start and exit.
     WatchServices,
+    /// Watch a tree of directories for entries made, removed, renamed or written.
+    WatchFiles {
+        /// The tree's top; absent: the machine's working directory (the
+        /// image's, else `/root`).
+        #[serde(default)]
+        root: Option<String>,
+    },
     /// End this stream early.
     Cancel,
 }
@@ -962,6 +1021,8 @@ pub enum Response {
     LogsLive,
     /// A service's process started or exited (on a service watch).
     ServiceEvent(ServiceEvent),
+    /// Directories whose entries changed (on a file watch).
+    FilesChanged(FilesChanged),
 }
 
 impl Response {

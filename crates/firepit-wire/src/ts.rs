@@ -70,6 +70,10 @@ fn generate() -> String {
         api::LogLine,
         api::FileKind,
         api::DirEntry,
+        api::SearchResult,
+        api::SearchMatch,
+        api::Changes,
+        api::FileChange,
         api::PtyControl,
         // The agent.
         api::AgentMessage,

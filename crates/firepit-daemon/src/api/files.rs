@@ -1,4 +1,6 @@
-//! `/v1/sessions/{id}/files`: read, write, list, stat, mkdir, remove, rename.
+//! `/v1/sessions/{id}/files`: read, write, list, stat, mkdir, remove, rename;
+//! a folder as a tar archive (`files/archive`) and search across files
+//! (`files/search`), both by tools in the machine ([`crate::workspace`]).
 //!
 //! Paths are absolute paths inside the machine; the guest refuses `..` and
 //! resolves everything inside the machine's own root, so no path reaches the
@@ -10,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use firepit_wire::api::{DirEntry, FileStat, MkdirRequest, RenameRequest};
+use firepit_wire::api::{DirEntry, FileKind, FileStat, MkdirRequest, RenameRequest, SearchResult};
 use firepit_wire::guest::WriteOptions;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -182,4 +184,65 @@ pub(super) async fn rename(
         .await
         .map_err(Error::Guest)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SearchQuery {
+    path: String,
+    q: String,
+}
+
+/// Longest search text, in characters.
+const MAX_QUERY: usize = 1000;
+
+pub(super) async fn archive(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    QueryArgs(q): QueryArgs<PathQuery>,
+) -> Result<Response, Error> {
+    valid::path("path", &q.path)?;
+    let guest = app.guest(&id).await?;
+    let stat = guest.stat(&q.path).await.map_err(Error::Guest)?;
+    if stat.kind != FileKind::Dir {
+        // As the guest says it of a path that is not a directory: a conflict
+        // with what the machine holds, not a malformed request.
+        return Err(Error::Guest(firepit_guest_client::Error::Guest(
+            firepit_guest_client::WireError::new(
+                firepit_guest_client::ErrorKind::NotADirectory,
+                format!(
+                    "{} is not a folder (download a file with GET /files)",
+                    q.path
+                ),
+            ),
+        )));
+    }
+    let exec = guest
+        .exec(crate::workspace::archive_request(&q.path))
+        .await
+        .map_err(Error::starting)?;
+    let name = crate::workspace::archive_name(&q.path);
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-tar")
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        )
+        .body(Body::from_stream(crate::workspace::stdout_stream(exec)))
+        .expect("static response parts"))
+}
+
+pub(super) async fn search(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    QueryArgs(q): QueryArgs<SearchQuery>,
+) -> Result<Json<SearchResult>, Error> {
+    valid::path("path", &q.path)?;
+    if q.q.is_empty() || q.q.chars().count() > MAX_QUERY || q.q.contains(['\0', '\n']) {
+        return Err(Error::BadRequest(format!(
+            "q must be 1 to {MAX_QUERY} bytes of one line"
+        )));
+    }
+    let guest = app.guest(&id).await?;
+    Ok(Json(crate::workspace::search(&guest, &q.path, &q.q).await?))
 }

@@ -9,6 +9,7 @@
 mod agent;
 mod artifacts;
 mod browser;
+mod changes;
 mod checkpoints;
 mod closed_loop;
 mod events;
@@ -62,6 +63,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/sessions/{id}/files/stat"),
     ("POST", "/v1/sessions/{id}/files/mkdir"),
     ("POST", "/v1/sessions/{id}/files/rename"),
+    ("GET", "/v1/sessions/{id}/files/archive"),
+    ("GET", "/v1/sessions/{id}/files/search"),
+    ("GET", "/v1/sessions/{id}/changes"),
     ("GET", "/v1/sessions/{id}/events"),
     ("GET", "/v1/sessions/{id}/events/ws"),
     ("GET", "/v1/sessions/{id}/ports"),
@@ -121,6 +125,9 @@ pub fn router(app: App) -> Router {
         .route("/files/stat", get(files::stat))
         .route("/files/mkdir", post(files::mkdir))
         .route("/files/rename", post(files::rename))
+        .route("/files/archive", get(files::archive))
+        .route("/files/search", get(files::search))
+        .route("/changes", get(changes::get))
         .route("/events", get(events::list))
         .route("/events/ws", get(events::websocket))
         .route("/ports", get(ports::list))

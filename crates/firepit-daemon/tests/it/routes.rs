@@ -792,6 +792,16 @@ async fn what_the_document_forbids_is_400_and_what_it_allows_is_not() {
         ("GET", "/v1/sessions/abc/files?path=/a/../b", None),
         ("GET", "/v1/sessions/abc/files?path=/a&x=1", None),
         ("GET", "/v1/sessions/abc/events?limit=0", None),
+        ("GET", "/v1/sessions/abc/files/search?path=/root&q=", None),
+        (
+            "GET",
+            "/v1/sessions/abc/files/search?path=/root&q=a%0Ab",
+            None,
+        ),
+        ("GET", "/v1/sessions/abc/files/search?path=/root", None),
+        ("GET", "/v1/sessions/abc/files/search?path=root&q=x", None),
+        ("GET", "/v1/sessions/abc/files/archive?path=/a/../b", None),
+        ("GET", "/v1/sessions/abc/changes?path=tmp", None),
         ("GET", "/v1/preview-auth?next=ftp://x", None),
         ("POST", "/v1/triage", Some(r#"{"repo":"o/r","label":" "}"#)),
     ];

@@ -338,6 +338,52 @@ async fn service_events_with_impossible_names_are_refused() {
     assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
 }
 
+/// A file watch whose guest sends `report` after `Ready`.
+fn file_watch_sending(report: firepit_wire::guest::FilesChanged) -> GuestClient {
+    let (client_io, mut guest) = tokio::io::duplex(1 << 20);
+    let client = GuestClient::over(client_io);
+    tokio::spawn(async move {
+        let mut buf = BytesMut::new();
+        let f = next_frame(&mut guest, &mut buf).await.unwrap();
+        let mut out = Frame::control(f.stream, &Response::Ready)
+            .to_bytes()
+            .to_vec();
+        out.extend(Frame::control(f.stream, &Response::FilesChanged(report)).to_bytes());
+        guest.write_all(&out).await.unwrap();
+        let _ = next_frame(&mut guest, &mut buf).await;
+    });
+    client
+}
+
+#[tokio::test]
+async fn file_watch_reports_beyond_the_bounds_are_refused() {
+    use firepit_wire::guest::{FilesChanged, MAX_CHANGED_DIRS, MAX_WATCH_PATH};
+    let bad = [
+        (0..=MAX_CHANGED_DIRS).map(|i| format!("/d{i}")).collect(),
+        vec![format!("/{}", "x".repeat(MAX_WATCH_PATH))],
+        vec!["relative".to_owned()],
+        vec!["/a/../etc".to_owned()],
+    ];
+    for dirs in bad {
+        let client = file_watch_sending(FilesChanged {
+            dirs,
+            ..FilesChanged::default()
+        });
+        let mut watch = guard(client.watch_files(Some("/root"))).await.unwrap();
+        let err = guard(watch.next()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    }
+    // Within them, the report comes through as sent.
+    let good = FilesChanged {
+        dirs: vec!["/root".into(), "/root/src".into()],
+        overflow: true,
+        partial: false,
+    };
+    let client = file_watch_sending(good.clone());
+    let mut watch = guard(client.watch_files(None)).await.unwrap();
+    assert_eq!(guard(watch.next()).await.unwrap(), Some(good));
+}
+
 #[tokio::test]
 async fn a_log_tail_keeps_what_was_asked_whatever_the_guest_sends() {
     let (client_io, mut guest) = tokio::io::duplex(1 << 16);

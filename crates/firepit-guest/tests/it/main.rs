@@ -7,6 +7,7 @@ mod listen;
 mod ports;
 mod pty;
 mod services;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::{Child, Command};

@@ -31,4 +31,6 @@ mod trust;
 mod ui;
 mod ui_layout;
 mod ui_sessions;
+mod ui_files;
 mod web;
+mod workspace;

@@ -1,0 +1,27 @@
+//! `GET /v1/sessions/{id}/changes?path=DIR`: what differs in the git
+//! repository `DIR` is in from its last commit, per file
+//! ([`crate::workspace::changes`], which says why git is the baseline).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use firepit_wire::api::Changes;
+use serde::Deserialize;
+
+use super::{QueryArgs, valid};
+use crate::{App, Error};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChangesQuery {
+    path: String,
+}
+
+pub(super) async fn get(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    QueryArgs(q): QueryArgs<ChangesQuery>,
+) -> Result<Json<Changes>, Error> {
+    valid::path("path", &q.path)?;
+    let guest = app.guest(&id).await?;
+    Ok(Json(crate::workspace::changes(&guest, &q.path).await?))
+}

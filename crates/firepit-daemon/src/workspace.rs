@@ -1,0 +1,714 @@
+//! What the web UI's files view asks of a machine beyond single file
+//! operations: search across files, the changes since the baseline, a
+//! folder as an archive, and the watch that tells the UI what changed.
+//!
+//! Search, changes and archives run tools in the machine (`rg` or `grep`,
+//! `git`, `tar`) through the guest, never on the host: the machine's files
+//! are the machine's, whatever their paths or symlinks say, and the daemon
+//! reads only what those tools print. What they print is hostile input (the
+//! machine's root may replace them): it is collected up to a bound
+//! ([`SEARCH_OUTPUT`], [`CHANGES_OUTPUT`]), parsed without trusting its
+//! shape, and whatever does not parse is left out.
+//!
+//! **Decision (the changes' baseline):** git. When the folder is in a git
+//! repository, the changes are what differs from its `HEAD` (the working
+//! tree against the last commit, staged or not, and new files git does not
+//! ignore), the view a person reviews an agent's work in before a commit.
+//! Without a repository there is no baseline, and the answer says so: the
+//! checkpoints' layers hold what changed above the image, not per-file
+//! history a diff could come from, and reading them on the host would walk
+//! trees the machine wrote.
+//!
+//! The watch ([`watch_files`]) takes the guest's reports of changed
+//! directories and writes them to the session's log as `files_changed`,
+//! merged so that at most one goes out per [`FILES_CHANGED_EVERY`], and
+//! through the session's rate limit besides.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use firepit_guest_client::{Exec, ExecEvent, ExecRequest, ExitStatus, GuestClient};
+use firepit_wire::api::{Changes, FileChange, SearchMatch, SearchResult};
+use firepit_wire::events::EventKind;
+use firepit_wire::guest::{MAX_CHANGED_DIRS, MAX_WATCH_PATH};
+
+use crate::{App, Error};
+
+/// Most bytes of a search's output read; more is `truncated`.
+pub const SEARCH_OUTPUT: usize = 1 << 20;
+/// Most matches a search answers.
+pub const MAX_MATCHES: usize = 1000;
+/// Longest line text a match carries, in characters.
+pub const MAX_LINE: usize = 500;
+/// Most bytes of a diff read; more is `truncated`.
+pub const CHANGES_OUTPUT: usize = 4 << 20;
+/// New files a diff shows at most.
+pub const MAX_NEW_FILES: usize = 200;
+/// Most bytes of a tool's standard error kept for a note.
+const NOTE: usize = 1000;
+/// How long a search or a diff may run.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Least time between two `files_changed` events of a session.
+pub const FILES_CHANGED_EVERY: Duration = Duration::from_millis(500);
+
+/// What a tool run printed, each stream cut at its bound.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Standard output went past its bound (the tool was stopped there).
+    pub truncated: bool,
+    pub status: Option<ExitStatus>,
+}
+
+/// Reads an exec's output up to `limit` bytes of stdout (and [`NOTE`] of
+/// stderr); past the limit the exec is dropped, which kills it.
+async fn collect(mut exec: Exec, limit: usize) -> Result<Output, Error> {
+    let mut out = Output::default();
+    loop {
+        match exec.next_event().await.map_err(Error::Guest)? {
+            Some(ExecEvent::Stdout(b)) => {
+                let room = limit - out.stdout.len();
+                if b.len() > room {
+                    out.stdout.extend_from_slice(&b[..room]);
+                    out.truncated = true;
+                    return Ok(out);
+                }
+                out.stdout.extend_from_slice(&b);
+            }
+            Some(ExecEvent::Stderr(b)) => {
+                let room = NOTE.saturating_sub(out.stderr.len());
+                out.stderr.extend_from_slice(&b[..b.len().min(room)]);
+            }
+            Some(ExecEvent::Exit(status)) => {
+                out.status = Some(status);
+                return Ok(out);
+            }
+            None => return Ok(out),
+        }
+    }
+}
+
+fn tool(argv: &[&str], env: Vec<(String, String)>) -> ExecRequest {
+    let mut req = ExecRequest::argv(argv.iter().copied());
+    req.env = env;
+    req.timeout_ms = Some(TOOL_TIMEOUT.as_millis() as u64);
+    req
+}
+
+/// The search: ripgrep where the machine has it, else grep (over what
+/// `find` lists). `$1` the folder, `$2` the text, `$3` `-i` or empty. The
+/// first line names the tool. Neither leaves the folder's file system, so
+/// `/proc` and `/sys` are not read.
+const SEARCH_SCRIPT: &str = r#"dir=$1; q=$2; case_flag=$3
+if command -v rg >/dev/null 2>&1; then
+  echo rg
+  exec rg --no-config --null --line-number --no-heading --color never --fixed-strings \
+    --one-file-system --max-columns 500 --max-count 100 $case_flag -e "$q" -- "$dir"
+fi
+echo grep
+find "$dir" -xdev \( -name .git -o -name node_modules \) -prune -o -type f -print0 |
+  xargs -0 -r grep -HnIZF $case_flag -e "$q" --
+exit 0
+"#;
+
+/// Searches the files under `dir` for lines holding `query` (literally;
+/// case does not matter unless the query has a capital letter).
+pub async fn search(guest: &GuestClient, dir: &str, query: &str) -> Result<SearchResult, Error> {
+    let case = if query.chars().any(char::is_uppercase) {
+        ""
+    } else {
+        "-i"
+    };
+    let exec = guest
+        .exec(tool(
+            &["/bin/sh", "-c", SEARCH_SCRIPT, "sh", dir, query, case],
+            Vec::new(),
+        ))
+        .await
+        .map_err(Error::starting)?;
+    let out = collect(exec, SEARCH_OUTPUT).await?;
+    Ok(parse_search(&out))
+}
+
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// Parses what [`SEARCH_SCRIPT`] printed: the tool's name, then
+/// `path\0line:text` lines.
+pub(crate) fn parse_search(out: &Output) -> SearchResult {
+    let mut lines = out.stdout.split(|&b| b == b'\n');
+    let tool = match lines.next() {
+        Some(b"rg") => "rg",
+        _ => "grep",
+    };
+    let mut matches = Vec::new();
+    let mut truncated = out.truncated;
+    // The last piece of a cut-off output is a partial line.
+    let complete: Vec<&[u8]> = lines.collect();
+    let n = if out.truncated {
+        complete.len().saturating_sub(1)
+    } else {
+        complete.len()
+    };
+    for line in &complete[..n] {
+        let Some(nul) = line.iter().position(|&b| b == 0) else {
+            continue;
+        };
+        let (path, rest) = (&line[..nul], &line[nul + 1..]);
+        let Some(colon) = rest.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let Ok(no) = std::str::from_utf8(&rest[..colon])
+            .unwrap_or("")
+            .parse::<u64>()
+        else {
+            continue;
+        };
+        if no == 0 {
+            continue;
+        }
+        let path = String::from_utf8_lossy(path);
+        if !path.starts_with('/') || path.len() > 4096 {
+            continue;
+        }
+        if matches.len() == MAX_MATCHES {
+            truncated = true;
+            break;
+        }
+        let text = String::from_utf8_lossy(&rest[colon + 1..]);
+        matches.push(SearchMatch {
+            path: path.into_owned(),
+            line: no,
+            text: cut(text.trim_end_matches('\r'), MAX_LINE),
+        });
+    }
+    let note = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    let mut note = (!note.is_empty()).then(|| cut(&note, NOTE));
+    if tool == "grep" {
+        let grep = "ripgrep (rg) is not in this machine: searched with grep, which also reads hidden and ignored files";
+        note = Some(match note {
+            Some(n) => format!("{grep}. {n}"),
+            None => grep.to_owned(),
+        });
+    }
+    SearchResult {
+        tool: tool.to_owned(),
+        matches,
+        truncated,
+        note,
+    }
+}
+
+/// The changes: `$1` the folder. Prints `nodir`, `nogit` or `norepo` alone,
+/// or `repo\0TOP\0HEAD\0NEW\0` (NEW: how many new files) and then the diff.
+const CHANGES_SCRIPT: &str = r#"cd -- "$1" 2>/dev/null || { echo nodir; exit 0; }
+command -v git >/dev/null 2>&1 || { echo nogit; exit 0; }
+top=$(git rev-parse --show-toplevel 2>/dev/null) || { echo norepo; exit 0; }
+cd -- "$top" || exit 1
+head=$(git rev-parse -q --verify HEAD 2>/dev/null) || head=
+base=${head:-$(git hash-object -t tree /dev/null)}
+new=$(git ls-files -z --others --exclude-standard | tr -cd '\000' | wc -c)
+printf 'repo\000%s\000%s\000%s\000' "$top" "$head" "$new"
+git -c core.quotepath=off diff --no-color --no-ext-diff --no-textconv -M "$base" --
+git ls-files -z --others --exclude-standard | head -z -n "$2" |
+  xargs -0 -r -n 1 git -c core.quotepath=off diff --no-color --no-ext-diff --no-index -- /dev/null
+exit 0
+"#;
+
+/// What differs in the git repository `dir` is in from its `HEAD`.
+pub async fn changes(guest: &GuestClient, dir: &str) -> Result<Changes, Error> {
+    // Repositories made by the machine's other users are still read.
+    let env = vec![
+        ("GIT_CONFIG_COUNT".to_owned(), "1".to_owned()),
+        ("GIT_CONFIG_KEY_0".to_owned(), "safe.directory".to_owned()),
+        ("GIT_CONFIG_VALUE_0".to_owned(), "*".to_owned()),
+        ("GIT_PAGER".to_owned(), "cat".to_owned()),
+        ("GIT_OPTIONAL_LOCKS".to_owned(), "0".to_owned()),
+    ];
+    let new = MAX_NEW_FILES.to_string();
+    let exec = guest
+        .exec(tool(
+            &["/bin/sh", "-c", CHANGES_SCRIPT, "sh", dir, &new],
+            env,
+        ))
+        .await
+        .map_err(Error::starting)?;
+    let out = collect(exec, CHANGES_OUTPUT).await?;
+    Ok(parse_changes(&out))
+}
+
+fn no_baseline(note: &str) -> Changes {
+    Changes {
+        baseline: "none".into(),
+        root: None,
+        head: None,
+        files: Vec::new(),
+        truncated: false,
+        note: Some(note.into()),
+    }
+}
+
+/// Parses what [`CHANGES_SCRIPT`] printed.
+pub(crate) fn parse_changes(out: &Output) -> Changes {
+    let text = &out.stdout;
+    match text.as_slice() {
+        b"nodir\n" => return no_baseline("There is no folder at that path."),
+        b"nogit\n" => {
+            return no_baseline(
+                "git is not in this machine: changes are shown against a git repository's last commit.",
+            );
+        }
+        b"norepo\n" => {
+            return no_baseline(
+                "The folder is not in a git repository: changes are shown against a repository's last commit (`git init && git add -A && git commit -m start` makes one).",
+            );
+        }
+        _ => {}
+    }
+    let mut fields = text.splitn(5, |&b| b == 0);
+    let (Some(b"repo"), Some(top), Some(head), Some(new), Some(diff)) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
+        let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        return no_baseline(&format!(
+            "git's answer could not be read. {}",
+            cut(&why, NOTE)
+        ));
+    };
+    let new: usize = std::str::from_utf8(new)
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let diff = String::from_utf8_lossy(diff);
+    let mut files = split_diff(&diff);
+    if out.truncated {
+        // The last file's diff was cut.
+        files.pop();
+    }
+    let mut notes = Vec::new();
+    if out.truncated {
+        notes.push(format!(
+            "The diff is larger than {} MiB: the rest is left out.",
+            CHANGES_OUTPUT >> 20
+        ));
+    }
+    if new > MAX_NEW_FILES {
+        notes.push(format!(
+            "{new} new files: the first {MAX_NEW_FILES} are shown."
+        ));
+    }
+    let head = String::from_utf8_lossy(head).into_owned();
+    Changes {
+        baseline: "git".into(),
+        root: Some(String::from_utf8_lossy(top).into_owned()),
+        head: (!head.is_empty()).then_some(head),
+        files,
+        truncated: out.truncated || new > MAX_NEW_FILES,
+        note: (!notes.is_empty()).then(|| notes.join(" ")),
+    }
+}
+
+/// A unified diff (`git diff` output) split per file.
+pub(crate) fn split_diff(diff: &str) -> Vec<FileChange> {
+    let mut files: Vec<FileChange> = Vec::new();
+    let mut current: Option<String> = None;
+    for line in diff.split_inclusive('\n') {
+        if line.starts_with("diff --git ") {
+            if let Some(text) = current.take() {
+                files.push(file_change(text));
+            }
+            current = Some(String::new());
+        }
+        if let Some(text) = current.as_mut() {
+            text.push_str(line);
+        }
+    }
+    if let Some(text) = current {
+        files.push(file_change(text));
+    }
+    files
+}
+
+fn file_change(diff: String) -> FileChange {
+    let mut status = "modified";
+    let (mut from, mut to, mut renamed_to) = (None, None, None);
+    for line in diff.lines().take_while(|l| !l.starts_with("@@")) {
+        if line.starts_with("new file mode") {
+            status = "added";
+        } else if line.starts_with("deleted file mode") {
+            status = "deleted";
+        } else if let Some(p) = line.strip_prefix("rename to ") {
+            status = "renamed";
+            renamed_to = Some(p.to_owned());
+        } else if let Some(p) = line.strip_prefix("+++ ") {
+            to = p.strip_prefix("b/").map(str::to_owned);
+        } else if let Some(p) = line.strip_prefix("--- ") {
+            from = p.strip_prefix("a/").map(str::to_owned);
+        }
+    }
+    let header = diff.lines().next().unwrap_or_default();
+    // `diff --git a/X b/X`: the path after the last ` b/`, for diffs without
+    // `+++` lines (binary files, mode changes).
+    let from_header = header
+        .rfind(" b/")
+        .map(|at| header[at + 3..].to_owned())
+        .unwrap_or_default();
+    let path = renamed_to.or(to).or(from).unwrap_or(from_header);
+    FileChange {
+        path,
+        status: status.to_owned(),
+        diff,
+    }
+}
+
+/// The archive of a folder: `tar` in the machine, run from its parent.
+pub fn archive_request(dir: &str) -> ExecRequest {
+    let trimmed = dir.trim_end_matches('/');
+    let (parent, name) = match trimmed.rsplit_once('/') {
+        Some(("", name)) if !name.is_empty() => ("/", name),
+        Some((parent, name)) if !name.is_empty() => (parent, name),
+        _ => ("/", "."),
+    };
+    // `./name`: a name that starts with `-` is not an option.
+    let member = if name == "." {
+        ".".to_owned()
+    } else {
+        format!("./{name}")
+    };
+    // `--one-file-system`: the machine's own files, not /proc or /sys.
+    ExecRequest::argv([
+        "tar",
+        "--one-file-system",
+        "-C",
+        parent,
+        "-cf",
+        "-",
+        &member,
+    ])
+}
+
+/// The name a downloaded archive of `dir` gets: its last component, with
+/// what is not a plain character replaced, and `.tar`.
+pub fn archive_name(dir: &str) -> String {
+    let name = dir
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let clean: String = name
+        .chars()
+        .take(100)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let clean = clean.trim_start_matches('.');
+    format!("{}.tar", if clean.is_empty() { "files" } else { clean })
+}
+
+/// The changed directories waiting to go out as one event.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct ChangedDirs {
+    dirs: BTreeSet<String>,
+    overflow: bool,
+}
+
+impl ChangedDirs {
+    pub(crate) fn add(&mut self, dirs: Vec<String>, overflow: bool) {
+        self.overflow |= overflow;
+        for d in dirs {
+            if d.len() > MAX_WATCH_PATH {
+                continue;
+            }
+            if self.dirs.len() >= MAX_CHANGED_DIRS {
+                self.overflow = true;
+                break;
+            }
+            self.dirs.insert(d);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.dirs.is_empty() && !self.overflow
+    }
+
+    pub(crate) fn take(&mut self) -> EventKind {
+        let taken = std::mem::take(self);
+        EventKind::FilesChanged {
+            dirs: taken.dirs.into_iter().collect(),
+            overflow: taken.overflow,
+        }
+    }
+}
+
+/// Writes the machine's file changes to the session's log until the guest
+/// ends the watch (the session stops).
+pub(crate) async fn watch_files(app: &App, id: &str) -> Result<(), Error> {
+    let guest = app.guest(id).await?;
+    let mut watch = guest.watch_files(None).await.map_err(Error::Guest)?;
+    let mut pending = ChangedDirs::default();
+    let mut next_out = tokio::time::Instant::now();
+    let mut due: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            report = watch.next() => match report.map_err(Error::Guest)? {
+                Some(report) => {
+                    pending.add(report.dirs, report.overflow);
+                    if !pending.is_empty() && due.is_none() {
+                        due = Some(next_out.max(tokio::time::Instant::now()));
+                    }
+                }
+                None => return Ok(()),
+            },
+            () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                due = None;
+                app.events().append_limited(id, pending.take())?;
+                next_out = tokio::time::Instant::now() + FILES_CHANGED_EVERY;
+            }
+        }
+    }
+}
+
+/// An exec's standard output as a byte stream that fails (cutting the
+/// download short) when the command does not end with status 0.
+pub fn stdout_stream(
+    exec: Exec,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures::stream::unfold(Some(exec), |state| async move {
+        let mut exec = state?;
+        loop {
+            return match exec.next_event().await {
+                Ok(Some(ExecEvent::Stdout(b))) => Some((Ok(b), Some(exec))),
+                Ok(Some(ExecEvent::Stderr(_))) => continue,
+                Ok(Some(ExecEvent::Exit(status))) if status.code == Some(0) => None,
+                Ok(Some(ExecEvent::Exit(status))) => Some((
+                    Err(std::io::Error::other(format!(
+                        "the archive failed: {status:?}"
+                    ))),
+                    None,
+                )),
+                Ok(None) => Some((Err(std::io::Error::other("the machine went away")), None)),
+                Err(e) => Some((Err(std::io::Error::other(e)), None)),
+            };
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(stdout: &[u8], truncated: bool) -> Output {
+        Output {
+            stdout: stdout.to_vec(),
+            truncated,
+            ..Output::default()
+        }
+    }
+
+    #[test]
+    fn search_output_parses_into_matches_and_bad_lines_are_left_out() {
+        let r = parse_search(&out(
+            b"rg\n/root/a.py\x0012:  print('hi')\n/root/b:c.txt\x003:x:y\nno-nul-here:1:x\n/root/c\x00NaN:x\n/root/d\x000:x\nrel\x001:x\n",
+            false,
+        ));
+        assert_eq!(r.tool, "rg");
+        assert_eq!(
+            r.matches,
+            vec![
+                SearchMatch {
+                    path: "/root/a.py".into(),
+                    line: 12,
+                    text: "  print('hi')".into()
+                },
+                SearchMatch {
+                    path: "/root/b:c.txt".into(),
+                    line: 3,
+                    text: "x:y".into()
+                },
+            ]
+        );
+        assert!(!r.truncated && r.note.is_none());
+    }
+
+    #[test]
+    fn grep_says_so_and_a_cut_output_drops_its_partial_line() {
+        let long = "x".repeat(2000);
+        let text = format!("grep\n/a\x001:{long}\n/b\x002:par");
+        let r = parse_search(&out(text.as_bytes(), true));
+        assert_eq!(r.tool, "grep");
+        assert_eq!(r.matches.len(), 1);
+        assert_eq!(r.matches[0].text.chars().count(), MAX_LINE + 1);
+        assert!(r.truncated);
+        assert!(
+            r.note
+                .unwrap()
+                .contains("ripgrep (rg) is not in this machine")
+        );
+    }
+
+    const DIFF: &str = "diff --git a/src/main.rs b/src/main.rs
+index 1..2 100644
+--- a/src/main.rs
++++ b/src/main.rs
+@@ -1 +1 @@
+-old
++new
+diff --git a/gone.txt b/gone.txt
+deleted file mode 100644
+--- a/gone.txt
++++ /dev/null
+@@ -1 +0,0 @@
+-bye
+diff --git a/old name b/new name
+similarity index 100%
+rename from old name
+rename to new name
+diff --git a/logo.png b/logo.png
+index 1..2 100644
+Binary files a/logo.png and b/logo.png differ
+diff --git a/fresh.txt b/fresh.txt
+new file mode 100644
+--- /dev/null
++++ b/fresh.txt
+@@ -0,0 +1 @@
++hello
+";
+
+    #[test]
+    fn a_diff_splits_per_file_with_path_and_status() {
+        let files = split_diff(DIFF);
+        let got: Vec<_> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.status.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("src/main.rs", "modified"),
+                ("gone.txt", "deleted"),
+                ("new name", "renamed"),
+                ("logo.png", "modified"),
+                ("fresh.txt", "added"),
+            ]
+        );
+        assert!(files[0].diff.contains("+new\n"));
+        assert!(files[4].diff.ends_with("+hello\n"));
+    }
+
+    #[test]
+    fn changes_answers_parse_and_no_repository_is_no_baseline() {
+        let text = format!("repo\0/root/app\0abc123\x000\0{DIFF}");
+        let c = parse_changes(&out(text.as_bytes(), false));
+        assert_eq!(c.baseline, "git");
+        assert_eq!(c.root.as_deref(), Some("/root/app"));
+        assert_eq!(c.head.as_deref(), Some("abc123"));
+        assert_eq!(c.files.len(), 5);
+        assert!(!c.truncated && c.note.is_none());
+
+        // Cut off: the last file is left out, and the note says so.
+        let text = format!("repo\0/r\0\x00500\0{DIFF}");
+        let c = parse_changes(&out(text.as_bytes(), true));
+        assert_eq!(c.head, None);
+        assert_eq!(c.files.len(), 4);
+        assert!(c.truncated);
+        assert!(c.note.unwrap().contains("500 new files"));
+
+        for (answer, words) in [
+            (&b"norepo\n"[..], "not in a git repository"),
+            (b"nogit\n", "git is not in this machine"),
+            (b"nodir\n", "no folder at that path"),
+            (b"garbage", "could not be read"),
+        ] {
+            let c = parse_changes(&out(answer, false));
+            assert_eq!(c.baseline, "none");
+            assert!(c.files.is_empty());
+            assert!(c.note.unwrap().contains(words));
+        }
+    }
+
+    #[test]
+    fn archives_run_tar_from_the_parent_and_get_a_plain_name() {
+        let argv = |r: ExecRequest| match r.command {
+            firepit_guest_client::Command::Argv(a) => a,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            argv(archive_request("/root/app/")),
+            [
+                "tar",
+                "--one-file-system",
+                "-C",
+                "/root",
+                "-cf",
+                "-",
+                "./app"
+            ]
+        );
+        assert_eq!(
+            argv(archive_request("/srv")),
+            ["tar", "--one-file-system", "-C", "/", "-cf", "-", "./srv"]
+        );
+        assert_eq!(
+            argv(archive_request("/")),
+            ["tar", "--one-file-system", "-C", "/", "-cf", "-", "."]
+        );
+        assert_eq!(
+            argv(archive_request("/root/-rf")),
+            [
+                "tar",
+                "--one-file-system",
+                "-C",
+                "/root",
+                "-cf",
+                "-",
+                "./-rf"
+            ]
+        );
+        assert_eq!(archive_name("/root/my app\"x"), "my_app_x.tar");
+        assert_eq!(archive_name("/"), "files.tar");
+        assert_eq!(archive_name("/root/.."), "files.tar");
+    }
+
+    #[test]
+    fn changed_dirs_merge_and_stay_bounded() {
+        let mut c = ChangedDirs::default();
+        assert!(c.is_empty());
+        c.add(
+            vec![
+                "/root".into(),
+                "/root".into(),
+                "x".repeat(MAX_WATCH_PATH + 1),
+            ],
+            false,
+        );
+        assert_eq!(
+            c.take(),
+            EventKind::FilesChanged {
+                dirs: vec!["/root".into()],
+                overflow: false
+            }
+        );
+        assert!(c.is_empty());
+        c.add((0..100).map(|i| format!("/d{i}")).collect(), false);
+        let EventKind::FilesChanged { dirs, overflow } = c.take() else {
+            unreachable!()
+        };
+        assert_eq!(dirs.len(), MAX_CHANGED_DIRS);
+        assert!(overflow);
+    }
+}

@@ -1,0 +1,117 @@
+// The Changes view of the Files tab: what differs from the baseline (the
+// git repository's last commit; see `workspace.rs` in the daemon for why),
+// one diff per file, for reviewing the agent's work.
+
+import { h, notice, replace } from "./dom";
+import { filesApi } from "./files-api";
+import type { Changes, FileChange } from "./wire";
+
+/** The lines of a diff, coloured by kind; the hunk headers carry their new line numbers. */
+function diffBody(change: FileChange, open: (line: number) => void): HTMLElement {
+  const pre = h("pre.diff");
+  let newLine = 0;
+  for (const line of change.diff.split("\n")) {
+    let cls = "";
+    if (line.startsWith("@@")) {
+      const m = /\+(\d+)/.exec(line);
+      newLine = m ? Number(m[1]) : 0;
+      const at = newLine;
+      const a = h("a.hunk", { href: "#files", title: `Open at line ${at}` }, line);
+      a.addEventListener("click", (e) => {
+        e.preventDefault();
+        open(at);
+      });
+      pre.appendChild(h("span.diff-line.hunk-line", {}, a));
+      pre.appendChild(document.createTextNode("\n"));
+      continue;
+    }
+    if (line.startsWith("+++") || line.startsWith("---") || line.startsWith("diff --git") || line.startsWith("index ")) cls = "meta";
+    else if (line.startsWith("+")) cls = "add";
+    else if (line.startsWith("-")) cls = "del";
+    pre.appendChild(h(`span.diff-line${cls ? "." + cls : ""}`, {}, line));
+    pre.appendChild(document.createTextNode("\n"));
+  }
+  return pre;
+}
+
+export class ChangesView {
+  readonly list = h("div.changes-list#changes-list");
+  readonly view = h("div.changes-view#changes-view");
+
+  constructor(
+    private readonly session: string,
+    /** Opens a file (absolute path) at a line. */
+    private readonly open: (path: string, line: number) => void,
+  ) {}
+
+  async load(folder: string): Promise<void> {
+    replace(this.list, notice("loading", "Comparing…"));
+    replace(this.view);
+    let c: Changes;
+    try {
+      c = await filesApi.changes(this.session, folder);
+    } catch (e) {
+      replace(this.list, notice("error", (e as Error).message));
+      return;
+    }
+    this.render(c);
+  }
+
+  private render(c: Changes): void {
+    if (c.baseline !== "git") {
+      replace(this.list, notice("empty", c.note ?? "No baseline to compare with."));
+      return;
+    }
+    const root = (c.root ?? "").replace(/\/$/, "");
+    const head = h(
+      "p.muted.changes-head",
+      {},
+      `${c.files.length} changed file${c.files.length === 1 ? "" : "s"} in ${root || "/"} since `,
+      h("code", {}, c.head ? c.head.slice(0, 12) : "the start (no commit yet)"),
+    );
+    const note = c.note ? h("p.muted.changes-note", {}, c.note) : null;
+    if (c.files.length === 0) {
+      replace(this.list, head, note, notice("empty", "Nothing changed since the last commit."));
+      return;
+    }
+    const sections = c.files.map((f, i) => {
+      const path = `${root}/${f.path}`;
+      const openAt = (line: number) => this.open(path, line);
+      const body = diffBody(f, openAt);
+      return h(
+        "details.change",
+        { open: true, id: `change-${i}`, "data-path": path },
+        h(
+          "summary",
+          {},
+          h(`span.change-status.${f.status}`, {}, f.status),
+          h("span.mono", {}, ` ${f.path} `),
+          f.status !== "deleted" ? h("button.small.link", { type: "button", onclick: () => openAt(1) }, "Open") : null,
+        ),
+        body,
+      );
+    });
+    replace(
+      this.list,
+      head,
+      note,
+      h(
+        "ul.changes-files",
+        {},
+        c.files.map((f, i) =>
+          h(
+            "li",
+            {},
+            h(
+              "button.tree-item",
+              { type: "button", "data-change": f.path, onclick: () => sections[i].scrollIntoView({ block: "start" }) },
+              h(`span.change-status.${f.status}`, {}, f.status[0].toUpperCase()),
+              ` ${f.path}`,
+            ),
+          ),
+        ),
+      ),
+    );
+    replace(this.view, sections);
+  }
+}
