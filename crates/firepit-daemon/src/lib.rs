@@ -27,6 +27,8 @@ pub mod machines;
 pub mod mcp;
 pub mod preview;
 pub mod proxy_relay;
+pub mod scrollback;
+pub mod services;
 pub mod sessions;
 pub mod store;
 pub mod triage;

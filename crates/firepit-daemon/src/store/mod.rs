@@ -3,7 +3,7 @@
 //! One connection behind a mutex; every call is a short statement, so callers
 //! run it inline. The schema is versioned with `PRAGMA user_version` and
 //! migrated forward on open. Each table's queries live in a file of their own
-//! (`events.rs`, `shares.rs`); sessions are here.
+//! (`events.rs`, `shares.rs`, `services.rs`); sessions are here.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -16,6 +16,7 @@ use crate::Error;
 mod deadlines;
 mod events;
 mod forge;
+pub(crate) mod services;
 pub(crate) mod shares;
 
 const SCHEMA: &[&str] = &[
@@ -77,6 +78,14 @@ const SCHEMA: &[&str] = &[
     CREATE INDEX triage_jobs_by_created ON triage_jobs (created_at, id);",
     // 7: timeouts: when the daemon stops a session (NULL: never; see `deadlines.rs`)
     "ALTER TABLE sessions ADD COLUMN stop_at INTEGER;",
+    // 8: services kept per session, started again with it (see `services.rs`)
+    "CREATE TABLE services (
+        session TEXT NOT NULL,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        autostart INTEGER NOT NULL,
+        PRIMARY KEY (session, name)
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// The daemon's embedded database.

@@ -24,6 +24,7 @@ mod oci;
 mod ports;
 mod preview;
 mod schemathesis;
+mod services;
 mod terminal;
 mod timeout;
 mod trust;
