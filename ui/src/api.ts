@@ -40,7 +40,7 @@ export function setUnauthorizedHandler(f: () => void): void {
   onUnauthorized = f;
 }
 
-async function request(method: string, path: string, body?: BodyInit, json = true): Promise<Response> {
+export async function request(method: string, path: string, body?: BodyInit, json = true): Promise<Response> {
   let resp: Response;
   try {
     resp = await fetch(path, {

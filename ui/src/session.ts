@@ -13,7 +13,7 @@ import { FilesPane } from "./files";
 import { navigate, type Page } from "./main";
 import { PreviewPane } from "./preview";
 import { ServicesPane } from "./services";
-import { TerminalPane } from "./terminal";
+import { TerminalTabs } from "./terminals";
 import { TimelinePane } from "./timeline";
 
 type TabName = "terminal" | "preview" | "browser" | "services" | "files" | "timeline";
@@ -22,7 +22,7 @@ const TABS: TabName[] = ["terminal", "preview", "browser", "services", "files", 
 export class SessionPage implements Page {
   private stream: EventStream | null = null;
   private chat: Chat;
-  private terminal: TerminalPane;
+  private terminal: TerminalTabs;
   private preview: PreviewPane;
   private browser: BrowserPane;
   private services: ServicesPane;
@@ -45,14 +45,14 @@ export class SessionPage implements Page {
   ) {
     document.title = `${id} · firepit`;
     this.chat = new Chat(id);
-    this.terminal = new TerminalPane(id, async () => {
+    this.terminal = new TerminalTabs(id, async () => {
       const s = await api.session(id);
       if (this.session && s.state !== this.session.state) this.setSession(s);
       return s.state === "running";
     });
     this.preview = new PreviewPane(id);
     this.browser = new BrowserPane(id);
-    this.services = new ServicesPane(id);
+    this.services = new ServicesPane(id, () => this.show("services"));
     this.files = new FilesPane(id);
     replace(root, h("div.page", {}, this.header(), notice("loading", "Loading the session…")));
     // Capture: the terminal would otherwise take Alt+digit for itself.
@@ -79,6 +79,7 @@ export class SessionPage implements Page {
       this.state,
       h("span.grow"),
       this.conn,
+      this.services.runButton,
       this.actions,
     );
   }
