@@ -30,8 +30,9 @@ pub const CAPTURE_WITHIN: Duration = Duration::from_secs(2);
 pub const MAIN: &str = "main";
 
 /// Where a new shell begins in the replayed history: leaves an alternate
-/// screen, resets the colours, and says so.
-pub const SEPARATOR: &[u8] = b"\x1b[?1049l\x1b[0m\r\n\x1b[2m[firepit: the session was stopped here; a new shell begins below]\x1b[0m\r\n";
+/// screen (mode 1047, whose reset does not move the cursor as 1049's does),
+/// resets the colours, and says so.
+pub const SEPARATOR: &[u8] = b"\x1b[?1047l\x1b[0m\r\n\x1b[2m[firepit: the session was stopped here; a new shell begins below]\x1b[0m\r\n";
 
 fn path(app: &App, id: &str) -> Option<PathBuf> {
     crate::sessions::is_valid_id(id).then(|| app.config().data_dir.join("scrollback").join(id))

@@ -29,4 +29,5 @@ mod terminal;
 mod timeout;
 mod trust;
 mod ui;
+mod ui_services;
 mod web;

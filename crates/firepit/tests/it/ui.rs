@@ -26,7 +26,7 @@ use crate::harness::Daemon;
 /// Longest the whole browser script may take before it counts as hung.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
 
-fn e2e_dir() -> PathBuf {
+pub(crate) fn e2e_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/e2e")
 }
 
@@ -44,7 +44,7 @@ fn fnv(bytes: &[u8]) -> String {
 }
 
 /// A dir whose `node_modules` holds the script's dependencies.
-fn deps() -> PathBuf {
+pub(crate) fn deps() -> PathBuf {
     let src = e2e_dir();
     let lock = std::fs::read(src.join("package-lock.json")).unwrap();
     let root = cache_dir().join("ui-e2e");
@@ -92,7 +92,7 @@ fn deps() -> PathBuf {
     dir
 }
 
-fn chromium() -> PathBuf {
+pub(crate) fn chromium() -> PathBuf {
     let path = std::env::var_os("CHROMIUM")
         .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
     assert!(
