@@ -42,7 +42,7 @@ export class ServicesPane {
         "div.pane-head",
         {},
         h("strong", {}, "Services"),
-        h("span.muted", {}, "kept with the session: they start again when it does"),
+        h("span.muted.services-hint", {}, "kept with the session: they start again when it does"),
         h("span.grow"),
         h("button.small#new-service", { type: "button", onclick: () => this.openForm() }, "New service"),
       ),

@@ -215,7 +215,11 @@ impl SessionHooks for Hooks {
     }
 
     fn service_stopped(&self, name: &str) {
-        if let Err(e) = self.app.store().set_service_autostart(&self.session, name, false) {
+        if let Err(e) = self
+            .app
+            .store()
+            .set_service_autostart(&self.session, name, false)
+        {
             tracing::warn!(session = %self.session, service = %name, error = %crate::error::chain(&e), "could not keep the agent's service");
         }
     }

@@ -171,9 +171,7 @@ pub enum Error {
         limit: usize,
     },
     /// The session neither runs nor keeps a service of this name.
-    #[error(
-        "session {session} has no service {name:?}; `firepit service ls {session}` lists them"
-    )]
+    #[error("session {session} has no service {name:?}; `firepit service ls {session}` lists them")]
     ServiceNotFound {
         /// The session.
         session: String,

@@ -139,8 +139,7 @@ pub fn kept(app: &App, id: &str) -> Vec<u8> {
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let from = len.saturating_sub(KEEP as u64);
     let mut buf = Vec::new();
-    if f.seek(SeekFrom::Start(from)).is_err()
-        || f.take(KEEP as u64).read_to_end(&mut buf).is_err()
+    if f.seek(SeekFrom::Start(from)).is_err() || f.take(KEEP as u64).read_to_end(&mut buf).is_err()
     {
         return Vec::new();
     }

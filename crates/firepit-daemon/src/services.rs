@@ -35,6 +35,20 @@ fn stopped(spec: ServiceSpec) -> ServiceInfo {
     }
 }
 
+/// The largest spec (as JSON) taken from what a machine lists to be kept.
+pub const MAX_SPEC_FROM_MACHINE: usize = 64 * 1024;
+
+/// A spec a machine listed, if the API would take it and it is small: the
+/// machine's word is kept in the store only within the API's own rules.
+fn from_machine(spec: ServiceSpec) -> Option<ServiceSpec> {
+    let fits = crate::api::valid::service_name(&spec.name).is_ok()
+        && crate::api::valid::command(&spec.command).is_ok()
+        && crate::api::valid::env(&spec.env).is_ok()
+        && crate::api::valid::cwd(spec.cwd.as_deref()).is_ok()
+        && serde_json::to_vec(&spec).is_ok_and(|b| b.len() <= MAX_SPEC_FROM_MACHINE);
+    fits.then_some(spec)
+}
+
 fn runs(info: &ServiceInfo) -> bool {
     matches!(info.state, ServiceState::Running | ServiceState::Backoff)
 }
@@ -79,7 +93,7 @@ impl App {
                 .map_err(Error::Guest)?
                 .into_iter()
                 .find(|s| s.name == name)
-                .map(|s| s.spec)
+                .and_then(|s| from_machine(s.spec))
                 .ok_or_else(|| Self::service_not_found(id, name))?,
         };
         self.start_service(id, spec).await
@@ -108,7 +122,9 @@ impl App {
             .find(|s| s.name == name);
         let spec = match (self.store().service(id, name)?, &running) {
             (Some(s), _) => s.spec,
-            (None, Some(r)) => r.spec.clone(),
+            (None, Some(r)) => {
+                from_machine(r.spec.clone()).ok_or_else(|| Self::service_not_found(id, name))?
+            }
             (None, None) => return Err(Self::service_not_found(id, name)),
         };
         if running.as_ref().is_some_and(runs) {
@@ -195,5 +211,32 @@ impl App {
             }
         }
         started
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firepit_wire::api::{Command, RestartPolicy};
+
+    fn spec(name: &str, line: String) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            command: Command::Shell(line),
+            env: Vec::new(),
+            cwd: None,
+            restart: RestartPolicy::OnFailure,
+        }
+    }
+
+    #[test]
+    fn a_machines_spec_is_kept_only_within_the_apis_rules_and_small() {
+        assert!(from_machine(spec("web", "python3 -m http.server".into())).is_some());
+        assert!(from_machine(spec("a/b", "true".into())).is_none());
+        assert!(from_machine(spec(&"x".repeat(65), "true".into())).is_none());
+        assert!(from_machine(spec("big", "x".repeat(MAX_SPEC_FROM_MACHINE))).is_none());
+        let mut relative = spec("rel", "true".into());
+        relative.cwd = Some("../etc".into());
+        assert!(from_machine(relative).is_none());
     }
 }

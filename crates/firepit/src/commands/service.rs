@@ -116,7 +116,9 @@ pub async fn service(client: &Client, cmd: ServiceCommand) -> Result<()> {
             eprintln!("firepit: the log of {} is empty now", a.name);
             Ok(())
         }
-        ServiceCommand::Logs(a) => crate::commands::logs::log(client, &a.id, &a.name, a.follow).await,
+        ServiceCommand::Logs(a) => {
+            crate::commands::logs::log(client, &a.id, &a.name, a.follow).await
+        }
     }
 }
 

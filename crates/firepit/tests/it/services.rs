@@ -77,7 +77,13 @@ fn a_service_comes_back_with_its_port_after_stop_and_start() {
     assert!(line(&ls, "idle").contains("running"), "{ls}");
 
     // Restart: a new process with the kept spec.
-    let pid = |ls: &str| line(ls, "web").split_whitespace().nth(2).unwrap().to_owned();
+    let pid = |ls: &str| {
+        line(ls, "web")
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .to_owned()
+    };
     let before = pid(&d.ok(&["service", "ls", &id]));
     d.ok(&["service", "restart", &id, "web"]);
     let after = pid(&d.ok(&["service", "ls", &id]));
@@ -88,7 +94,10 @@ fn a_service_comes_back_with_its_port_after_stop_and_start() {
         o.contains("Serving HTTP")
     });
     d.ok(&["service", "logs", &id, "web", "--clear"]);
-    assert!(!d.ok(&["service", "logs", &id, "web"]).contains("Serving HTTP"));
+    assert!(
+        !d.ok(&["service", "logs", &id, "web"])
+            .contains("Serving HTTP")
+    );
 
     // Forgotten: gone from the list and not back after a stop and start.
     d.ok(&["service", "rm", &id, "web"]);
@@ -138,7 +147,10 @@ async fn terminals_beside_main_and_mains_history_across_stop_and_start() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert!(names.contains(&"main") && names.contains(&"second"), "{list}");
+    assert!(
+        names.contains(&"main") && names.contains(&"second"),
+        "{list}"
+    );
     let r = http.delete(pty("main")).send().await.unwrap();
     assert_eq!(r.status(), 409);
     let body: serde_json::Value = r.json().await.unwrap();

@@ -83,7 +83,11 @@ fn services_and_terminals_work_in_chromium() {
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    for shot in ["narrow-terminal.png", "narrow-services.png", "-second-terminal-open.png"] {
+    for shot in [
+        "narrow-terminal.png",
+        "narrow-services.png",
+        "-second-terminal-open.png",
+    ] {
         assert!(
             shot_names.iter().any(|n| n.ends_with(shot)),
             "no screenshot {shot}: {shot_names:?}"
