@@ -1,9 +1,17 @@
 // Services of the session's machine and their logs, followed live (NDJSON
 // from `/v1/sessions/{id}/services/{name}/logs?follow=true`). The list
-// refreshes when the log says a service started or exited.
+// refreshes when the log says a service started or exited. Services are kept
+// with the session (they start again with it): each can be started, stopped,
+// restarted, forgotten and its log cleared here; "New service" adds one. The
+// service named `run` is the project's run command: the Run button (`runButton`,
+// in the session's header) restarts it, or asks for its command the first time.
 
-import { api, type LogLine, type ServiceInfo, type SessionEvent } from "./api";
+import "./ide-services.css";
+import { api, request, type LogLine, type RestartPolicy, type ServiceInfo, type ServiceSpec, type SessionEvent } from "./api";
 import { h, notice, replace } from "./dom";
+
+/** The project's run command's service. */
+export const RUN = "run";
 
 const MAX_LOG_CHARS = 400_000;
 
@@ -17,8 +25,121 @@ export class ServicesPane {
   private loaded = false;
   private disposed = false;
 
-  constructor(private readonly session: string) {
-    this.el = h("section.pane.services-pane", {}, h("div.pane-head", {}, h("strong", {}, "Services")), h("div.split", {}, this.list, h("div.log-wrap", {}, this.logHead, this.log)));
+  private form = h("form.service-form#service-form", { hidden: true });
+  /** The Run button, for the session's header. */
+  readonly runButton: HTMLButtonElement;
+
+  /** `reveal` brings the services tab to the front (to ask for the run command). */
+  constructor(
+    private readonly session: string,
+    private readonly reveal: () => void = () => {},
+  ) {
+    this.runButton = h("button.small.run#run-button", { type: "button", title: "Run the project (the service `run`; restarts it if it runs)", onclick: () => void this.run() }, "▶ Run");
+    this.el = h(
+      "section.pane.services-pane",
+      {},
+      h(
+        "div.pane-head",
+        {},
+        h("strong", {}, "Services"),
+        h("span.muted.services-hint", {}, "kept with the session: they start again when it does"),
+        h("span.grow"),
+        h("button.small#new-service", { type: "button", onclick: () => this.openForm() }, "New service"),
+      ),
+      this.form,
+      h("div.split", {}, this.list, h("div.log-wrap", {}, this.logHead, this.log)),
+    );
+  }
+
+  private path(name?: string, rest = ""): string {
+    const base = `/v1/sessions/${encodeURIComponent(this.session)}/services`;
+    return name === undefined ? base : `${base}/${encodeURIComponent(name)}${rest}`;
+  }
+
+  /** Runs an action on a service, showing its failure in the list's place. */
+  private async act(f: () => Promise<unknown>): Promise<void> {
+    try {
+      await f();
+    } catch (e) {
+      replace(this.list, notice("error", (e as Error).message, h("button.small", { onclick: () => void this.refresh() }, "Back")));
+      return;
+    }
+    await this.refresh();
+  }
+
+  /** The Run button: restarts (or starts) the service `run`, or asks for its command. */
+  async run(): Promise<void> {
+    let services: ServiceInfo[];
+    try {
+      services = await api.services(this.session);
+    } catch (e) {
+      this.reveal();
+      replace(this.list, notice("error", (e as Error).message));
+      return;
+    }
+    const run = services.find((s) => s.name === RUN);
+    if (!run) {
+      this.reveal();
+      this.openForm(RUN);
+      return;
+    }
+    await this.act(() => request("POST", this.path(RUN, "/restart")));
+    this.follow(RUN);
+  }
+
+  /** The form for a new service (`name` filled in: the run command's). */
+  openForm(name = ""): void {
+    const nameIn = h("input#service-name", { name: "name", required: true, maxlength: 64, value: name, placeholder: "web", autocomplete: "off" });
+    const cmdIn = h("input#service-command", { name: "command", required: true, placeholder: "npm run dev", autocomplete: "off" });
+    const cwdIn = h("input#service-cwd", { name: "cwd", placeholder: "/workspace (default: the image's)", autocomplete: "off" });
+    const restart = h(
+      "select#service-restart",
+      { name: "restart" },
+      h("option", { value: "on_failure" }, "when it fails"),
+      h("option", { value: "always" }, "always"),
+      h("option", { value: "never" }, "never"),
+    );
+    const error = h("div.form-error", { role: "alert" });
+    replace(
+      this.form,
+      h("label", { for: "service-name" }, "Name"),
+      nameIn,
+      h("label", { for: "service-command" }, "Command"),
+      cmdIn,
+      h("label", { for: "service-cwd" }, "Directory"),
+      cwdIn,
+      h("label", { for: "service-restart" }, "Restart"),
+      restart,
+      error,
+      h(
+        "div.form-actions",
+        {},
+        h("button.small.primary#service-submit", { type: "submit" }, name === RUN ? "Save and run" : "Start"),
+        h("button.small", { type: "button", onclick: () => (this.form.hidden = true) }, "Cancel"),
+        name === RUN ? h("span.muted", {}, "The run command: the Run button restarts it.") : null,
+      ),
+    );
+    this.form.onsubmit = async (ev) => {
+      ev.preventDefault();
+      const spec: ServiceSpec = {
+        name: nameIn.value.trim(),
+        command: { shell: cmdIn.value },
+        env: [],
+        cwd: cwdIn.value.trim() || null,
+        restart: restart.value as RestartPolicy,
+      };
+      try {
+        await request("POST", this.path(), JSON.stringify(spec));
+      } catch (e) {
+        replace(error, (e as Error).message);
+        return;
+      }
+      this.form.hidden = true;
+      await this.refresh();
+      this.follow(spec.name);
+    };
+    this.form.hidden = false;
+    (name ? cmdIn : nameIn).focus();
   }
 
   private running = true;
@@ -66,7 +187,12 @@ export class ServicesPane {
     if (services.length === 0) {
       replace(
         this.list,
-        notice("empty", "No services. The agent starts long-running processes (dev servers, workers) as services; so does", h("pre", {}, "POST /v1/sessions/{id}/services")),
+        notice(
+          "empty",
+          "No services yet. A service is a long-running process (a dev server, a worker) that starts again with the session; the agent starts them too. The one named `run` is the project's run command (the Run button).",
+          h("button.small", { type: "button", onclick: () => this.openForm() }, "New service"),
+          h("button.small", { type: "button", onclick: () => this.openForm(RUN) }, "Set the run command"),
+        ),
       );
       return;
     }
@@ -75,10 +201,13 @@ export class ServicesPane {
       h(
         "ul.items",
         {},
-        services.map((s) =>
-          h(
-            "li",
-            {},
+        services.map((s) => {
+          const runs = s.state === "running" || s.state === "backoff";
+          const act = (label: string, title: string, f: () => Promise<unknown>) =>
+            h("button.small", { type: "button", title, "data-action": label.toLowerCase(), onclick: () => void this.act(f) }, label);
+          return h(
+            "li.service-row",
+            { "data-service": s.name },
             h(
               "button.item",
               { type: "button", class: s.name === this.following ? "active" : "", onclick: () => this.follow(s.name) },
@@ -86,8 +215,20 @@ export class ServicesPane {
               h(`span.state.${s.state}`, {}, s.state),
               s.restarts ? h("span.muted", {}, ` ↻${s.restarts}`) : null,
             ),
-          ),
-        ),
+            h(
+              "span.service-actions",
+              {},
+              runs
+                ? act("Stop", "Stop it (kept; it no longer starts with the session)", () => request("DELETE", this.path(s.name)))
+                : act("Start", "Start it again", () => request("POST", this.path(s.name, "/start"))),
+              act("Restart", "Stop it if it runs and start it again", () => request("POST", this.path(s.name, "/restart"))),
+              act("Forget", "Stop it and forget it", async () => {
+                if (!confirm(`Forget the service ${s.name}? It stops and no longer starts with the session.`)) return;
+                await request("DELETE", `${this.path(s.name)}?forget=true`);
+              }),
+            ),
+          );
+        }),
       ),
     );
   }
@@ -97,7 +238,28 @@ export class ServicesPane {
     const abort = new AbortController();
     this.abort = abort;
     this.following = name;
-    replace(this.logHead, h("strong", {}, name), h("span.muted", {}, " log, followed live"));
+    replace(
+      this.logHead,
+      h("strong", {}, name),
+      h("span.muted", {}, " log, followed live"),
+      h("span.grow"),
+      h(
+        "button.small#clear-log",
+        {
+          type: "button",
+          title: "Empty this service's log (its process runs on)",
+          onclick: async () => {
+            try {
+              await request("DELETE", this.path(name, "/logs"));
+              if (this.following === name) replace(this.log);
+            } catch (e) {
+              this.append(`\n[${(e as Error).message}]\n`, true);
+            }
+          },
+        },
+        "Clear log",
+      ),
+    );
     replace(this.log);
     void this.refresh();
     void (async () => {

@@ -20,7 +20,7 @@ import { type Command, registerCommands } from "./palette";
 import { PreviewPane } from "./preview";
 import { SessionHeader } from "./sessionheader";
 import { ServicesPane } from "./services";
-import { TerminalPane } from "./terminal";
+import { TerminalTabs } from "./terminals";
 import { TimelinePane } from "./timeline";
 
 type TabName = "terminal" | "preview" | "browser" | "services" | "files" | "timeline";
@@ -29,7 +29,7 @@ const TABS: TabName[] = ["terminal", "preview", "browser", "services", "files", 
 export class SessionPage implements Page {
   private stream: EventStream | null = null;
   private chat: Chat;
-  private terminal: TerminalPane;
+  private terminal: TerminalTabs;
   private preview: PreviewPane;
   private browser: BrowserPane;
   private services: ServicesPane;
@@ -69,14 +69,14 @@ export class SessionPage implements Page {
   ) {
     document.title = `${id} · firepit`;
     this.chat = new Chat(id);
-    this.terminal = new TerminalPane(id, async () => {
+    this.terminal = new TerminalTabs(id, async () => {
       const s = await api.session(id);
       if (this.session && s.state !== this.session.state) this.setSession(s);
       return s.state === "running";
     });
     this.preview = new PreviewPane(id);
     this.browser = new BrowserPane(id);
-    this.services = new ServicesPane(id);
+    this.services = new ServicesPane(id, () => this.show("services"));
     this.files = new FilesPane(id);
     this.info = new SessionHeader(id, (s) => this.setSession(s));
     this.files.onDirty = (dirty) => this.tabButtons.get("files")?.classList.toggle("dirty", dirty);
@@ -120,6 +120,7 @@ export class SessionPage implements Page {
       this.state,
       h("span.grow"),
       this.conn,
+      this.services.runButton,
       this.actions,
       topbarTools(),
     );

@@ -1,10 +1,13 @@
-// The shared `main` PTY in xterm.js over `/v1/sessions/{id}/pty/main`:
-// binary frames carry terminal bytes both ways, text frames resize. On a drop
-// it reconnects and the daemon replays the scrollback into a cleared screen.
+// One PTY in xterm.js over `/v1/sessions/{id}/pty/<name>` (the shared shell is
+// `main`; `terminals.ts` holds the tabs): binary frames carry terminal bytes
+// both ways, text frames resize. On a drop it reconnects and the daemon
+// replays the scrollback into a cleared screen. Copy and paste keys are
+// `clipboard.ts`'s.
 
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
 import { type PtyControl, wsUrl } from "./api";
+import { clipboardKeys } from "./clipboard";
 import { h, replace } from "./dom";
 
 export class TerminalPane {
@@ -12,8 +15,9 @@ export class TerminalPane {
   private term: Terminal | null = null;
   private fit = new FitAddon();
   private ws: WebSocket | null = null;
-  private host = h("div.term-host#terminal");
-  private status = h("span.conn-status");
+  readonly host: HTMLElement;
+  /** The connection's state, shown by the tabs for the terminal in front. */
+  readonly status = h("span.conn-status");
   private retry = 0;
   private timer: number | undefined;
   private stopped = false;
@@ -29,13 +33,10 @@ export class TerminalPane {
   constructor(
     private readonly session: string,
     private readonly stillRunning: () => Promise<boolean>,
+    readonly name = "main",
   ) {
-    this.el = h(
-      "section.pane.terminal-pane",
-      {},
-      h("div.pane-head", {}, h("strong", {}, "Terminal"), h("span.muted", {}, "shared root shell · the agent types here too"), h("span.grow"), this.status),
-      this.host,
-    );
+    this.host = name === "main" ? h("div.term-host#terminal") : h("div.term-host", { "data-pty": name });
+    this.el = this.host;
   }
 
   /** Opens the terminal once the pane is in the document and visible. */
@@ -50,6 +51,7 @@ export class TerminalPane {
       });
       this.term.loadAddon(this.fit);
       this.term.open(this.host);
+      this.term.attachCustomKeyEventHandler(clipboardKeys(this.term));
       this.term.onData((d) => this.sendBytes(this.encoder.encode(d)));
       this.term.onBinary((d) => this.sendBytes(Uint8Array.from(d, (c) => c.charCodeAt(0))));
       this.term.onResize(({ cols, rows }) => this.sendResize(cols, rows));
@@ -109,7 +111,7 @@ export class TerminalPane {
   private connect(): void {
     if (this.stopped || !this.running) return;
     this.setStatus(this.retry ? "reconnecting…" : "connecting…", "pending");
-    const ws = new WebSocket(wsUrl(`/v1/sessions/${encodeURIComponent(this.session)}/pty/main`));
+    const ws = new WebSocket(wsUrl(`/v1/sessions/${encodeURIComponent(this.session)}/pty/${encodeURIComponent(this.name)}`));
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     let first = true;

@@ -198,6 +198,32 @@ impl Hooks {
 }
 
 impl SessionHooks for Hooks {
+    fn kept_service(&self, name: &str) -> Option<firepit_wire::api::ServiceSpec> {
+        match self.app.store().service(&self.session, name) {
+            Ok(s) => s.map(|s| s.spec),
+            Err(e) => {
+                tracing::warn!(session = %self.session, error = %crate::error::chain(&e), "could not read the kept services");
+                None
+            }
+        }
+    }
+
+    fn service_started(&self, spec: &firepit_wire::api::ServiceSpec) {
+        if let Err(e) = self.app.store().put_service(&self.session, spec, true) {
+            tracing::warn!(session = %self.session, service = %spec.name, error = %crate::error::chain(&e), "could not keep the agent's service");
+        }
+    }
+
+    fn service_stopped(&self, name: &str) {
+        if let Err(e) = self
+            .app
+            .store()
+            .set_service_autostart(&self.session, name, false)
+        {
+            tracing::warn!(session = %self.session, service = %name, error = %crate::error::chain(&e), "could not keep the agent's service");
+        }
+    }
+
     fn browser(&self) -> Arc<Browser> {
         self.app.browser(&self.session, &self.guest)
     }

@@ -14,7 +14,8 @@
 //! daemon drops what it ran for the session (watchers, guest connection,
 //! agent, previews, browser, broker) first, and afterwards connects again,
 //! starts the watchers, the broker and the services that ran before with
-//! their specs. If the backend fails, the machine has kept its files and its
+//! their specs, with the session's kept services (`services.rs`, the same
+//! path a start takes). If the backend fails, the machine has kept its files and its
 //! state (the backend's promise) and the session is brought back in line
 //! with it.
 //!
@@ -232,6 +233,7 @@ impl App {
             },
             _ => Vec::new(),
         };
+        crate::scrollback::keep(self, id).await;
         self.end_live(id).await;
         let restored = self
             .machine(id, move |b, m| b.restore(m, &cp))
@@ -245,15 +247,7 @@ impl App {
         if running {
             let guest = self.connect_guest(id).await?;
             live_guest = Some(guest.clone());
-            for spec in services {
-                let name = spec.name.clone();
-                match guest.service_start(spec).await {
-                    Ok(_) => started.push(name),
-                    Err(e) => {
-                        tracing::warn!(session = %id, service = %name, error = %crate::error::chain(&e), "service did not start again after the restore")
-                    }
-                }
-            }
+            started = self.bring_back_services(id, &guest, services).await;
         }
         watchers::close_known_ports(self, id)?;
         let state = if running {

@@ -174,6 +174,25 @@ pub enum Error {
     /// without checkpoints); the backend's words say why.
     #[error("{0}")]
     NoCheckpoints(#[source] firepit_machine::Error),
+    /// A session keeps no more services.
+    #[error(
+        "a session keeps at most {limit} services; forget one first (`firepit service rm ID NAME`)"
+    )]
+    TooManyServices {
+        /// The limit.
+        limit: usize,
+    },
+    /// The session neither runs nor keeps a service of this name.
+    #[error("session {session} has no service {name:?}; `firepit service ls {session}` lists them")]
+    ServiceNotFound {
+        /// The session.
+        session: String,
+        /// The name asked for.
+        name: String,
+    },
+    /// The shared terminal cannot be closed.
+    #[error("the shared terminal `main` cannot be closed; close the other terminals")]
+    MainTerminal,
     /// A blocking task panicked or was cancelled.
     #[error("an internal task failed")]
     Join(#[from] tokio::task::JoinError),
@@ -238,6 +257,9 @@ impl Error {
             Error::NotInMachine(_) => (StatusCode::CONFLICT, "not_in_machine"),
             Error::NoCheckpoints(_) => (StatusCode::CONFLICT, "unsupported"),
             Error::ImageExists(_) => (StatusCode::CONFLICT, "image_exists"),
+            Error::TooManyServices { .. } => (StatusCode::CONFLICT, "too_many_services"),
+            Error::ServiceNotFound { .. } => (StatusCode::NOT_FOUND, "service_not_found"),
+            Error::MainTerminal => (StatusCode::CONFLICT, "main_terminal"),
             Error::TriageNotFound(_) => (StatusCode::NOT_FOUND, "triage_not_found"),
             Error::Forge(e) => forge_status(e),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -29,6 +29,8 @@ pub mod mcp;
 pub mod preview;
 pub mod preview_reports;
 pub mod proxy_relay;
+pub mod scrollback;
+pub mod services;
 pub mod sessions;
 pub mod store;
 pub mod triage;

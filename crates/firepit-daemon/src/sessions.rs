@@ -150,6 +150,8 @@ impl App {
     pub(crate) fn forget_session(&self, id: &str) -> Result<(), Error> {
         self.store().delete_session(id)?;
         self.store().delete_session_repos(id)?;
+        self.store().delete_services(id)?;
+        crate::scrollback::forget(self, id);
         self.events().forget(id);
         self.sessions().forget(id);
         self.remove_artifacts(id);
@@ -293,6 +295,7 @@ impl App {
         let session = self.store().session(id)?;
         let lock = self.sessions().lock_for(id);
         let _guard = lock.lock().await;
+        crate::scrollback::keep(self, id).await;
         self.end_live(id).await;
         self.machine(id, |b, m| b.stop(m)).await?;
         self.store()
@@ -319,7 +322,9 @@ impl App {
         self.store().set_state(id, SessionState::Running, None)?;
         self.log_state(id, SessionState::Running, None)?;
         self.start_relay(id).await;
-        self.go_live(id, Some(guest)).await;
+        self.go_live(id, Some(guest.clone())).await;
+        // After the watchers: their events show the services coming back.
+        self.bring_back_services(id, &guest, Vec::new()).await;
         if let Err(e) = self.start_broker(id).await {
             tracing::warn!(session = %id, error = %crate::error::chain(&e), "could not start the forge broker");
         }

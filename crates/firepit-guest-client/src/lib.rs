@@ -304,6 +304,12 @@ impl GuestClient {
             .await
     }
 
+    /// Empties a service's log.
+    pub async fn service_clear_log(&self, name: &str) -> Result<(), Error> {
+        self.call_done(Request::ServiceClearLog { name: name.into() })
+            .await
+    }
+
     /// The services.
     pub async fn service_list(&self) -> Result<Vec<ServiceInfo>, Error> {
         match self.call(Request::ServiceList).await? {

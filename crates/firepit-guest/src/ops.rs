@@ -40,6 +40,9 @@ pub async fn dispatch(req: Request, mut stream: Stream, guest: Arc<Guest>) {
         Request::WatchPorts => crate::ports::watch(&mut stream).await,
         Request::ServiceStart(spec) => guest.services.start(spec).map(Response::Service),
         Request::ServiceStop { name } => guest.services.stop(&name).await.map(|()| Response::Done),
+        Request::ServiceClearLog { name } => {
+            guest.services.clear_log(&name).map(|()| Response::Done)
+        }
         Request::ServiceList => Ok(Response::Services {
             services: guest.services.list(),
         }),

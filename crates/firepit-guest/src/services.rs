@@ -185,6 +185,15 @@ impl Services {
         Ok(())
     }
 
+    /// Empties service `name`'s log; followers go on with new output.
+    pub fn clear_log(&self, name: &str) -> Result<(), WireError> {
+        let svc = self.get(name)?;
+        let mut st = svc.state();
+        st.log.clear();
+        st.log_bytes = 0;
+        Ok(())
+    }
+
     /// All services, sorted by name.
     pub fn list(&self) -> Vec<ServiceInfo> {
         let mut v: Vec<_> = self.map().values().map(|s| s.info()).collect();

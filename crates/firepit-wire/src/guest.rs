@@ -52,7 +52,7 @@
 //! * list dir / stat / mkdir / remove / rename: one request, one answer.
 //! * ports: C `ListPorts` → G `Ports` → G `Done`. C `WatchPorts` → G `Ports` (the current set) → G
 //!   `PortOpened` / `PortClosed` … until `Cancel`.
-//! * services: `ServiceStart` → `Service`; `ServiceStop` → `Done`; `ServiceList` →
+//! * services: `ServiceStart` → `Service`; `ServiceStop` and `ServiceClearLog` → `Done`; `ServiceList` →
 //!   `Services`; `ServiceLogs` → G `Ready` → G `Data`/`Stderr` (the tail) → G `LogsLive` (only with
 //!   follow) → more `Data`/`Stderr` … → `Done` (without follow, or after `Cancel`).
 //!   `WatchServices` → G `Ready` → G `ServiceEvent` (a process started or exited) … until
@@ -939,6 +939,11 @@ pub enum Request {
     },
     /// List services.
     ServiceList,
+    /// Empty a service's log (its process runs on).
+    ServiceClearLog {
+        /// Name.
+        name: String,
+    },
     /// A service's log.
     ServiceLogs {
         /// Name.

@@ -52,6 +52,11 @@ pub enum Command {
     Ports(IdArg),
     /// List a session's services, or print one service's log.
     Logs(LogsArgs),
+    /// Start, stop, restart, list and forget a session's services; they start
+    /// again with the session. `firepit service start ID run -- npm run dev`
+    /// sets the project's run command (the UI's Run button).
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Print a session's event log: seq, time, type, summary.
     Events(EventsArgs),
     /// Talk to a session's agent: `firepit agent ID "build a todo app"`.
@@ -416,6 +421,90 @@ pub struct LogsArgs {
     /// Keep printing new output.
     #[arg(long, short = 'f', requires = "service")]
     pub follow: bool,
+}
+
+/// `firepit service`
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// List the session's services, running and kept.
+    Ls {
+        /// Session id.
+        id: String,
+    },
+    /// Start a service: with a command, a new spec (kept with the session);
+    /// without one, the kept service of that name.
+    Start(ServiceStartArgs),
+    /// Stop a service; its spec is kept (`start ID NAME` starts it again).
+    Stop(ServiceNameArgs),
+    /// Stop a service if it runs and start it again.
+    Restart(ServiceNameArgs),
+    /// Stop a service if it runs and forget its spec.
+    Rm(ServiceNameArgs),
+    /// Print a service's log.
+    Logs(ServiceLogsArgs),
+}
+
+/// A session and one of its services.
+#[derive(Debug, Args)]
+pub struct ServiceNameArgs {
+    /// Session id.
+    pub id: String,
+    /// Service name.
+    pub name: String,
+}
+
+/// `firepit service start`
+#[derive(Debug, Args)]
+pub struct ServiceStartArgs {
+    /// Session id.
+    pub id: String,
+    /// Service name (`run` is the project's run command).
+    pub name: String,
+    /// When the guest starts it again after it exits.
+    #[arg(long, value_enum, default_value_t = Restart::Never)]
+    pub restart: Restart,
+    /// Working directory in the machine.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// `KEY=VALUE` added to its environment (repeatable).
+    #[arg(long = "env", short = 'e', value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// The command line, run by `/bin/sh -c` (after `--`); none: the kept spec.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// `firepit service start --restart`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Restart {
+    /// Never.
+    Never,
+    /// When it exits other than with code 0.
+    OnFailure,
+    /// Whenever it exits (with backoff).
+    Always,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// `firepit service logs`
+#[derive(Debug, Args)]
+pub struct ServiceLogsArgs {
+    /// Session id.
+    pub id: String,
+    /// Service name.
+    pub name: String,
+    /// Keep printing new output.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Empty the log instead of printing it.
+    #[arg(long, conflicts_with = "follow")]
+    pub clear: bool,
 }
 
 /// `firepit events`

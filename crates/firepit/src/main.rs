@@ -84,6 +84,9 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Image(cmd) => commands::image::run(&data_dir, cmd).await.map(|()| 0),
         Command::Ports(a) => commands::ports::ports(&client()?, &a.id).await.map(|()| 0),
         Command::Logs(args) => commands::logs::logs(&client()?, &args).await.map(|()| 0),
+        Command::Service(cmd) => commands::service::service(&client()?, cmd)
+            .await
+            .map(|()| 0),
         Command::Events(args) => commands::events::events(&client()?, &args)
             .await
             .map(|()| 0),

@@ -1,6 +1,7 @@
 //! What the browser and test tools need from the session beyond its guest:
 //! its browser, a place for artifacts, and the event log for test runs; and
-//! the checkpoints the loop makes before tools that can change files. The
+//! the checkpoints the loop makes before tools that can change files; the
+//! services the session keeps (the project's run command among them). The
 //! daemon implements it; without hooks those tools say they are unavailable
 //! and no checkpoints are made.
 
@@ -49,6 +50,21 @@ pub trait SessionHooks: Send + Sync {
     ) -> futures::future::BoxFuture<'static, Result<Option<String>, String>> {
         let _ = name;
         Box::pin(async { Ok(None) })
+    }
+    /// The spec of the session's kept service `name` (the project's run
+    /// command is the one named `run`), if the session keeps one.
+    fn kept_service(&self, name: &str) -> Option<firepit_guest_client::ServiceSpec> {
+        let _ = name;
+        None
+    }
+    /// A service the agent started, so the session keeps it as it keeps one
+    /// a person started: it comes back when the session starts again.
+    fn service_started(&self, spec: &firepit_guest_client::ServiceSpec) {
+        let _ = spec;
+    }
+    /// A service the agent stopped: kept, but no longer started with the session.
+    fn service_stopped(&self, name: &str) {
+        let _ = name;
     }
 }
 

@@ -1,5 +1,11 @@
 //! `service_start`, `service_stop`, `service_logs`: named long-running processes (the
 //! app server) supervised by the guest.
+//!
+//! The session keeps the services the agent starts, as it keeps the person's
+//! ([`SessionHooks::kept_service`](super::hooks::SessionHooks::kept_service)):
+//! they come back when the session starts again. The service named `run` is
+//! the project's run command (the UI's Run button restarts it): started
+//! without a command, the kept spec runs.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,13 +20,13 @@ use crate::message::ToolDef;
 pub(super) fn def_start() -> ToolDef {
     ToolDef {
         name: "service_start",
-        description: "Start a named long-running process (an app server, a watcher) in the background; it is not restarted on exit. Returns its first second of logs. Stop it before starting it again.",
+        description: "Start a named long-running process (an app server, a watcher) in the background; it is not restarted on exit, and it starts again when the session does. Returns its first second of logs. Stop it before starting it again. The service named 'run' is the project's run command (the person's Run button restarts it): give it the command that runs the app; without a command, 'run' starts the one the session keeps.",
         schema: json!({"type": "object", "properties": {
-            "name": {"type": "string", "description": "e.g. 'web'"},
-            "command": {"type": "string", "description": "A /bin/sh command line, e.g. 'mix phx.server'."},
+            "name": {"type": "string", "description": "e.g. 'web', or 'run' for the project's run command"},
+            "command": {"type": "string", "description": "A /bin/sh command line, e.g. 'mix phx.server'. May be left out to start the kept service of this name."},
             "cwd": {"type": "string", "description": "Default the repository."},
             "env": {"type": "object", "additionalProperties": {"type": "string"}}
-        }, "required": ["name", "command"]}),
+        }, "required": ["name"]}),
     }
 }
 
@@ -46,7 +52,7 @@ pub(super) fn def_logs() -> ToolDef {
 #[derive(Deserialize)]
 pub(super) struct StartArgs {
     name: String,
-    command: String,
+    command: Option<String>,
     cwd: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
@@ -64,14 +70,26 @@ pub(super) struct LogsArgs {
 }
 
 pub(super) async fn start(ctx: &ToolContext, a: StartArgs) -> Result<String, String> {
-    let spec = ServiceSpec {
-        name: a.name.clone(),
-        command: Command::Shell(a.command),
-        env: a.env.into_iter().collect(),
-        cwd: Some(ctx.path(a.cwd.as_deref().unwrap_or(""))),
-        restart: RestartPolicy::Never,
+    let spec = match a.command {
+        Some(command) => ServiceSpec {
+            name: a.name.clone(),
+            command: Command::Shell(command),
+            env: a.env.into_iter().collect(),
+            cwd: Some(ctx.path(a.cwd.as_deref().unwrap_or(""))),
+            restart: RestartPolicy::Never,
+        },
+        None => ctx
+            .hooks
+            .as_ref()
+            .and_then(|h| h.kept_service(&a.name))
+            .ok_or_else(|| {
+                format!(
+                    "the session keeps no service named {:?}: give its command",
+                    a.name
+                )
+            })?,
     };
-    let info = match ctx.guest.service_start(spec).await {
+    let info = match ctx.guest.service_start(spec.clone()).await {
         Ok(i) => i,
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
             return Err(format!(
@@ -81,6 +99,9 @@ pub(super) async fn start(ctx: &ToolContext, a: StartArgs) -> Result<String, Str
         }
         Err(e) => return Err(format!("starting {}: {e}", a.name)),
     };
+    if let Some(h) = &ctx.hooks {
+        h.service_started(&spec);
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let logs = tail(ctx, &a.name, 4000).await.unwrap_or_default();
     Ok(format!(
@@ -97,6 +118,9 @@ pub(super) async fn stop(ctx: &ToolContext, a: NameArgs) -> Result<String, Strin
         .service_stop(&a.name)
         .await
         .map_err(|e| format!("stopping {}: {e}", a.name))?;
+    if let Some(h) = &ctx.hooks {
+        h.service_stopped(&a.name);
+    }
     Ok(format!("stopped service {:?}", a.name))
 }
 

@@ -5,6 +5,7 @@
 mod checkpoints;
 mod providers;
 mod runs;
+mod services_tool;
 mod test_tool;
 
 use std::path::PathBuf;

@@ -72,9 +72,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/sessions/{id}/services"),
     ("POST", "/v1/sessions/{id}/services"),
     ("DELETE", "/v1/sessions/{id}/services/{name}"),
+    ("POST", "/v1/sessions/{id}/services/{name}/start"),
+    ("POST", "/v1/sessions/{id}/services/{name}/restart"),
     ("GET", "/v1/sessions/{id}/services/{name}/logs"),
+    ("DELETE", "/v1/sessions/{id}/services/{name}/logs"),
     ("GET", "/v1/sessions/{id}/pty"),
     ("GET", "/v1/sessions/{id}/pty/{name}"),
+    ("DELETE", "/v1/sessions/{id}/pty/{name}"),
     ("GET", "/v1/sessions/{id}/shares"),
     ("POST", "/v1/sessions/{id}/shares"),
     ("DELETE", "/v1/sessions/{id}/shares/{share}"),
@@ -133,9 +137,14 @@ pub fn router(app: App) -> Router {
         .route("/ports", get(ports::list))
         .route("/services", get(services::list).post(services::start))
         .route("/services/{name}", axum::routing::delete(services::stop))
-        .route("/services/{name}/logs", get(services::logs))
+        .route("/services/{name}/start", post(services::start_kept))
+        .route("/services/{name}/restart", post(services::restart))
+        .route(
+            "/services/{name}/logs",
+            get(services::logs).delete(services::clear_log),
+        )
         .route("/pty", get(pty::list))
-        .route("/pty/{name}", get(pty::attach))
+        .route("/pty/{name}", get(pty::attach).delete(pty::close))
         .route("/agent", get(agent::status).post(agent::send))
         .route("/agent/stop", post(agent::stop))
         .route("/shares", get(shares::list).post(shares::create))

@@ -4,7 +4,10 @@
 //! frames carry [`PtyControl`] JSON (resize from the client, exit from the
 //! daemon). A new client first receives the scrollback, then live output; every
 //! client attached to a PTY sees the same stream. Attaching to a name that does
-//! not exist creates a PTY running a login shell.
+//! not exist creates a PTY running a login shell. A client attaching to `main`
+//! gets the history kept from before the session's last stop first
+//! (`crate::scrollback`). `DELETE` closes a PTY (its process group killed);
+//! `main`, the shared shell, cannot be closed.
 //!
 //! Nothing queues for a slow client: the relay sends one message at a time and reads
 //! the guest only as the socket takes what it sent, so the guest's flow control holds
@@ -24,7 +27,8 @@ use firepit_wire::api::{PtyControl, PtyInfo};
 use firepit_wire::guest::PtyCreate;
 
 use super::{Upgrade, valid};
-use crate::{App, Error};
+use crate::{App, Error, scrollback};
+use axum::http::StatusCode;
 
 /// Largest frame a client may send.
 const MAX_FRAME: usize = 1 << 20;
@@ -78,13 +82,38 @@ pub(super) async fn attach(
         .pty_attach(&name, Some(PtyCreate::default()))
         .await
         .map_err(Error::Guest)?;
+    let history = if name == scrollback::MAIN {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || scrollback::replay(&app, &id)).await?
+    } else {
+        Vec::new()
+    };
     Ok(ws
         .max_frame_size(MAX_FRAME)
         .max_message_size(MAX_FRAME)
-        .on_upgrade(move |socket| relay(socket, pty)))
+        .on_upgrade(move |socket| relay(socket, pty, history)))
 }
 
-async fn relay(mut socket: WebSocket, mut pty: Pty) {
+pub(super) async fn close(
+    State(app): State<App>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<StatusCode, Error> {
+    valid::pty_name(&name)?;
+    if name == scrollback::MAIN {
+        return Err(Error::MainTerminal);
+    }
+    app.guest(&id)
+        .await?
+        .pty_close(&name)
+        .await
+        .map_err(Error::Guest)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn relay(mut socket: WebSocket, mut pty: Pty, history: Vec<u8>) {
+    if !history.is_empty() && !send(&mut socket, Message::Binary(history.into())).await {
+        return;
+    }
     loop {
         tokio::select! {
             event = pty.next_event() => match event {

@@ -1,4 +1,6 @@
-//! `/v1/sessions/{id}/services`: named background processes and their logs.
+//! `/v1/sessions/{id}/services`: named background processes and their logs,
+//! kept with the session (see `crate::services`): start a spec, start, stop,
+//! restart a kept one by name, forget one, read and clear a log.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -15,13 +17,7 @@ pub(super) async fn list(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<ServiceInfo>>, Error> {
-    Ok(Json(
-        app.guest(&id)
-            .await?
-            .service_list()
-            .await
-            .map_err(Error::Guest)?,
-    ))
+    Ok(Json(app.list_services(&id).await?))
 }
 
 pub(super) async fn start(
@@ -33,25 +29,53 @@ pub(super) async fn start(
     valid::command(&spec.command)?;
     valid::env(&spec.env)?;
     valid::cwd(spec.cwd.as_deref())?;
-    let info = app
-        .guest(&id)
-        .await?
-        .service_start(spec)
-        .await
-        .map_err(Error::starting)?;
+    let info = app.start_service(&id, spec).await?;
     Ok((StatusCode::CREATED, Json(info)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StopQuery {
+    #[serde(default)]
+    forget: bool,
 }
 
 pub(super) async fn stop(
     State(app): State<App>,
     Path((id, name)): Path<(String, String)>,
+    QueryArgs(q): QueryArgs<StopQuery>,
 ) -> Result<StatusCode, Error> {
     valid::service_name(&name)?;
-    app.guest(&id)
-        .await?
-        .service_stop(&name)
-        .await
-        .map_err(Error::Guest)?;
+    if q.forget {
+        app.forget_service(&id, &name).await?;
+    } else {
+        app.stop_service(&id, &name).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn start_kept(
+    State(app): State<App>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Json<ServiceInfo>, Error> {
+    valid::service_name(&name)?;
+    Ok(Json(app.start_stored_service(&id, &name).await?))
+}
+
+pub(super) async fn restart(
+    State(app): State<App>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Json<ServiceInfo>, Error> {
+    valid::service_name(&name)?;
+    Ok(Json(app.restart_service(&id, &name).await?))
+}
+
+pub(super) async fn clear_log(
+    State(app): State<App>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<StatusCode, Error> {
+    valid::service_name(&name)?;
+    app.clear_service_log(&id, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -3,7 +3,7 @@
 //! One connection behind a mutex; every call is a short statement, so callers
 //! run it inline. The schema is versioned with `PRAGMA user_version` and
 //! migrated forward on open. Each table's queries live in a file of their own
-//! (`events.rs`, `shares.rs`); sessions are here.
+//! (`events.rs`, `shares.rs`, `services.rs`); sessions are here.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -17,6 +17,7 @@ mod deadlines;
 mod events;
 mod forge;
 mod labels;
+pub(crate) mod services;
 pub(crate) mod shares;
 
 const SCHEMA: &[&str] = &[
@@ -83,6 +84,14 @@ const SCHEMA: &[&str] = &[
     "ALTER TABLE sessions ADD COLUMN name TEXT;
     ALTER TABLE sessions ADD COLUMN labels TEXT;
     ALTER TABLE shares ADD COLUMN path TEXT;",
+    // 9: services kept per session, started again with it (see `services.rs`)
+    "CREATE TABLE services (
+        session TEXT NOT NULL,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        autostart INTEGER NOT NULL,
+        PRIMARY KEY (session, name)
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// The daemon's embedded database.

@@ -193,3 +193,36 @@ async fn a_watch_sees_starts_restarts_and_exits() {
     // The connection still works after the watch was dropped (cancelled).
     assert_eq!(guard(h.client.service_list()).await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_cleared_log_starts_again_empty_while_the_service_runs() {
+    let h = Harness::start_with(&["--no-main-pty"]).await;
+    guard(h.client.service_start(spec(
+        "talk",
+        "echo before; exec sleep 100",
+        RestartPolicy::Never,
+    )))
+    .await
+    .unwrap();
+    let mut logs = guard(h.client.service_logs("talk", None, true))
+        .await
+        .unwrap();
+    read_until(&mut logs, "before").await;
+    guard(h.client.service_clear_log("talk")).await.unwrap();
+    let tail = guard(async {
+        h.client
+            .service_logs("talk", None, false)
+            .await
+            .unwrap()
+            .read_tail(1 << 20)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(tail.is_empty(), "{:?}", String::from_utf8_lossy(&tail));
+    let l = h.client.service_list().await.unwrap();
+    assert_eq!(l[0].state, ServiceState::Running);
+    let err = guard(h.client.service_clear_log("nope")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    guard(h.client.service_stop("talk")).await.unwrap();
+}

@@ -18,7 +18,7 @@ pub async fn logs(client: &Client, args: &LogsArgs) -> Result<()> {
     }
 }
 
-async fn list(client: &Client, id: &str) -> Result<()> {
+pub(crate) async fn list(client: &Client, id: &str) -> Result<()> {
     let resp = client
         .send(client.request(Method::GET, &format!("/v1/sessions/{id}/services")))
         .await?;
@@ -57,13 +57,16 @@ async fn list(client: &Client, id: &str) -> Result<()> {
     Ok(())
 }
 
-async fn log(client: &Client, id: &str, name: &str, follow: bool) -> Result<()> {
+pub(crate) async fn log(client: &Client, id: &str, name: &str, follow: bool) -> Result<()> {
     let resp = client
         .send(
             client
                 .request(
                     Method::GET,
-                    &format!("/v1/sessions/{id}/services/{name}/logs"),
+                    &format!(
+                        "/v1/sessions/{id}/services/{}/logs",
+                        crate::commands::service::seg(name)
+                    ),
                 )
                 .query(&[("follow", follow)]),
         )

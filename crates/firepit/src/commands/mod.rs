@@ -15,6 +15,7 @@ pub mod logs;
 pub mod mcp;
 pub mod ports;
 pub mod postgres;
+pub mod service;
 pub mod share;
 pub mod shell;
 pub mod triage;

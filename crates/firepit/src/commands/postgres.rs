@@ -1,14 +1,17 @@
 //! `firepit new --postgres` and `firepit start --postgres`: PostgreSQL as the session's
 //! service `postgres`, run by the image's `firepit-postgres` helper. The server's data lives
 //! in the machine's own files (`/var/lib/postgresql`), so it stays across stop and start and
-//! goes into checkpoints like every other file; the service itself is a process and is
-//! started again by `firepit start ID --postgres`.
+//! goes into checkpoints like every other file; the service is kept with the session, so
+//! the daemon starts it again with the session (`firepit start ID --postgres` then finds
+//! it running and waits for it to answer).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use firepit_image::contents::{POSTGRES_HELPER, POSTGRES_SERVICE, POSTGRES_URL};
-use firepit_wire::api::{Command, ExecEvent, ExecRequest, RestartPolicy, ServiceSpec};
+use firepit_wire::api::{
+    Command, ExecEvent, ExecRequest, RestartPolicy, ServiceInfo, ServiceSpec, ServiceState,
+};
 use reqwest::Method;
 
 use crate::cli::StartArgs;
@@ -48,14 +51,25 @@ pub async fn run_service(client: &Client, id: &str) -> Result<()> {
             "this session's image has no PostgreSQL ({POSTGRES_HELPER} is missing); use the `default` image"
         );
     }
-    client
-        .send(
-            client
-                .request(Method::POST, &format!("/v1/sessions/{id}/services"))
-                .json(&spec()),
-        )
+    let services: Vec<ServiceInfo> = client
+        .send(client.request(Method::GET, &format!("/v1/sessions/{id}/services")))
+        .await?
+        .json()
         .await
-        .context("starting the postgres service")?;
+        .context("reading the services")?;
+    let runs = services.iter().any(|s| {
+        s.name == SERVICE && matches!(s.state, ServiceState::Running | ServiceState::Backoff)
+    });
+    if !runs {
+        client
+            .send(
+                client
+                    .request(Method::POST, &format!("/v1/sessions/{id}/services"))
+                    .json(&spec()),
+            )
+            .await
+            .context("starting the postgres service")?;
+    }
     let started = Instant::now();
     loop {
         if exec_code(client, id, &[POSTGRES_HELPER, "status"]).await? == 0 {
