@@ -589,9 +589,7 @@ async fn measure(args: &Args, n: usize) -> Result<Figures> {
     let deletes = ids.iter().map(|id| {
         let d = d.clone();
         let id = id.clone();
-        async move {
-            d.destroy(&id).await
-        }
+        async move { d.destroy(&id).await }
     });
     let results = futures::future::join_all(deletes).await;
     let destroy_all = t.elapsed();
