@@ -308,11 +308,15 @@ await step("changes", async () => {
   await page.screenshot({ path: join(shots, `${String(n).padStart(2, "0")}-changes-diff.png`) });
   await change.getByRole("button", { name: "Open" }).click();
   await page.locator("#file-path", { hasText: "/root/proj/notes.txt" }).waitFor();
-  if ((await editorText()) !== "new\n") throw new Error("the change opened something else");
+  // The file's text loads after its path shows.
+  await waitFor("the changed file's text in the editor", async () => (await editorText()) === "new\n");
 });
 
 await step("problem-link", async () => {
   await api("POST", `/v1/sessions/${session}/services`, { name: "bad", command: { shell: "exec python3 /root/proj/bad.py" } });
+  // With no model configured the chat starts collapsed: open it to see the card.
+  const rail = page.locator("#chat-rail");
+  if (await rail.isVisible()) await rail.click();
   const card = page.locator(".msg.problem", { hasText: "ValueError" }).first();
   await card.waitFor();
   if (!(await card.evaluate((el) => el.open))) await card.locator("summary").click();

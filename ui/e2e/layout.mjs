@@ -163,7 +163,19 @@ async function api(method, path, body, base = url, tok = token) {
 /** The page scrolls sideways nowhere. */
 async function noSidewaysScroll(where) {
   const [sw, iw] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
-  if (sw > iw) throw new Error(`${where}: the page is ${sw} px wide in a ${iw} px window`);
+  if (sw > iw) {
+    // Name the widest elements that reach past the window, so the fix is clear.
+    const wide = await page.evaluate((iw) =>
+      [...document.querySelectorAll("body *")]
+        .map((e) => [e, e.getBoundingClientRect()])
+        .filter(([, r]) => r.right > iw + 1 && r.width > 0)
+        .sort((a, b) => b[1].right - a[1].right)
+        .slice(0, 5)
+        .map(([e, r]) => `${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""}.${[...e.classList].join(".")} (right ${Math.round(r.right)})`),
+      iw,
+    );
+    throw new Error(`${where}: the page is ${sw} px wide in a ${iw} px window: ${wide.join(", ")}`);
+  }
 }
 
 /** The element is shown, wholly inside the window, and nothing covers its

@@ -653,6 +653,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_closed_loop_change_leaves_out_but_never_nulls() {
+        let c: ClosedLoopChange = serde_json::from_str(r#"{"wake_agent":false}"#).unwrap();
+        assert_eq!((c.wake_agent, c.preview_reports), (Some(false), None));
+        for bad in [
+            r#"{"preview_reports":null}"#,
+            r#"{"wake_agent":null,"preview_reports":true}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ClosedLoopChange>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn integers_take_either_spelling_and_nothing_else() {
         let s: CreateShare = serde_json::from_str(r#"{"port":8000.0,"ttl_seconds":60}"#).unwrap();
         assert_eq!((s.port, s.ttl_seconds), (8000, Some(60)));
@@ -748,11 +763,29 @@ impl Default for ClosedLoopSettings {
 #[serde(deny_unknown_fields)]
 pub struct ClosedLoopChange {
     /// See [`ClosedLoopSettings::wake_agent`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "absent_not_null"
+    )]
     pub wake_agent: Option<bool>,
     /// See [`ClosedLoopSettings::preview_reports`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "absent_not_null"
+    )]
     pub preview_reports: Option<bool>,
+}
+
+/// A field a change may leave out (`None`, through `#[serde(default)]`) but
+/// not set to `null`, which would read as "leave it" without saying so.
+fn absent_not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 impl ClosedLoopChange {

@@ -156,9 +156,24 @@ fn postgres_runs_as_a_service_and_keeps_its_data() {
         "psql postgres://postgres:postgres@localhost:5432/app -tAc 'select body from notes'",
     );
     assert_eq!(kept.trim(), "kept");
-    // Without the service, the helper starts it on demand.
+    // The service is kept with the session: a plain start brings it back.
     d.ok(&["stop", &id]);
     d.ok(&["start", &id]);
+    d.sh(
+        &id,
+        "for i in $(seq 600); do firepit-postgres status >/dev/null && exit 0; sleep 0.1; done; exit 1",
+    );
+    assert_eq!(
+        d.sh(&id, "psql -d app -tAc 'select count(*) from notes'")
+            .trim(),
+        "1"
+    );
+    // Without the service, the helper starts it on demand.
+    d.ok(&["service", "stop", &id, "postgres"]);
+    d.ok(&["stop", &id]);
+    d.ok(&["start", &id]);
+    let services = d.get_json(&format!("/v1/sessions/{id}/services"));
+    assert!(!services.to_string().contains("\"running\""), "{services}");
     d.sh(&id, "firepit-postgres start");
     assert_eq!(
         d.sh(&id, "psql -d app -tAc 'select count(*) from notes'")

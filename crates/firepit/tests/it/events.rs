@@ -300,12 +300,16 @@ async fn the_log_survives_a_daemon_restart_without_gaps_or_repeats() {
     .await;
     d.ok(&["stop", &id]);
     d.ok(&["start", &id]);
-    let all = events(&d, &id).await;
+    // web2 is kept with the session: it comes back, and its port with it.
+    let all = wait_for(&d, &id, "port 8001 open again after the start", |all| {
+        count(all, "port_opened", |e| e["port"] == 8001) == 2
+    })
+    .await;
     let n = all.len();
-    assert_eq!(all[n - 1]["state"], "running");
-    assert_eq!(all[n - 2]["state"], "stopped");
-    assert_eq!(all[n - 3]["type"], "port_closed");
-    assert_eq!(all[n - 3]["port"], 8001);
+    let stopped = all.iter().rposition(|e| e["state"] == "stopped").unwrap();
+    assert_eq!(all[stopped + 1]["state"], "running");
+    assert_eq!(all[stopped - 1]["type"], "port_closed");
+    assert_eq!(all[stopped - 1]["port"], 8001);
     assert_eq!(seqs(&all), (1..=n as u64).collect::<Vec<_>>());
     let kinds: BTreeSet<_> = all
         .iter()
@@ -313,7 +317,7 @@ async fn the_log_survives_a_daemon_restart_without_gaps_or_repeats() {
         .collect();
     assert!(kinds.contains("service_exited"), "{kinds:?}");
     let out = d.ok(&["events", &id]);
-    assert_eq!(out.lines().count(), n, "{out}");
+    assert!(out.lines().count() >= n, "{out}");
 
     // Destroying the session deletes its log.
     d.ok(&["rm", &id]);
