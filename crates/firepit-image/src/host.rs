@@ -7,11 +7,13 @@ use std::process::Command;
 use crate::error::{Error, Result};
 
 /// Commands firepit runs on the host, and the package that provides each.
-/// `mkfs.btrfs` formats the disk pool that enforces machines' disk limits.
+/// `mkfs.btrfs` formats the disk pool that enforces machines' disk limits;
+/// `zstd` unpacks zstd-compressed OCI layers (`firepit-oci`'s `unpack`).
 pub const HOST_TOOLS: &[(&str, &str)] = &[
     ("mmdebstrap", "mmdebstrap"),
     ("nft", "nftables"),
     ("mkfs.btrfs", "btrfs-progs"),
+    ("zstd", "zstd"),
 ];
 
 /// The packages of [`HOST_TOOLS`] whose command is not installed.
