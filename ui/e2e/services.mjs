@@ -222,6 +222,10 @@ await step("stop-and-start-keeps-services-and-history", async () => {
   await page.locator(".topbar").getByRole("button", { name: "Stop" }).click();
   await page.locator(".topbar .state.stopped").waitFor();
   await page.locator(".terminal-pane .conn-status", { hasText: "session not running" }).waitFor();
+  // The Services tab of the stopped session lists what is kept with it.
+  await page.keyboard.press("Alt+4");
+  await page.locator(".kept-services li[data-service='web']").waitFor();
+  await page.keyboard.press("Alt+1");
   await page.locator(".topbar").getByRole("button", { name: "Start" }).click();
   await page.locator(".topbar .state.running").waitFor();
   await page.locator(".terminal-pane .conn-status.ok").waitFor();

@@ -174,7 +174,36 @@ export class ServicesPane {
   async refresh(): Promise<void> {
     this.loaded = true;
     if (!this.running) {
-      replace(this.list, notice("empty", "The session is not running. Start it to see its services."));
+      // A stopped session still lists the services kept with it.
+      let kept: ServiceInfo[] = [];
+      try {
+        kept = await api.services(this.session);
+      } catch {
+        // The notice below says what to do.
+      }
+      if (kept.length === 0) {
+        replace(this.list, notice("empty", "The session is not running. Start it to see its services."));
+        return;
+      }
+      replace(
+        this.list,
+        h(
+          "div.kept-services",
+          {},
+          notice("empty", "The session is not running. These services are kept with it; the ones that ran when it stopped start again when it starts."),
+          h(
+            "ul.items",
+            {},
+            kept.map((s) =>
+              h(
+                "li.service-row",
+                { "data-service": s.name },
+                h("span.item", {}, h("span", {}, s.name), h("span.muted", {}, ` ${"shell" in s.spec.command ? s.spec.command.shell : s.spec.command.argv.join(" ")}`)),
+              ),
+            ),
+          ),
+        ),
+      );
       return;
     }
     let services: ServiceInfo[];
