@@ -103,6 +103,93 @@ pub(crate) fn chromium() -> PathBuf {
     path
 }
 
+/// The UI's origin for daemon `d`: the preview domain's (`localhost`), as
+/// `up` prints it.
+pub(crate) fn ui_origin(d: &Daemon) -> String {
+    format!(
+        "http://localhost:{}",
+        d.url.rsplit(':').next().unwrap().trim_end_matches('/')
+    )
+}
+
+/// Runs `ui/e2e/<script>` with node against daemon `d` (`FIREPIT_URL`,
+/// `FIREPIT_TOKEN`), the script's dependencies, Chromium, the screenshot dir
+/// `<shots>` in the target's temp dir (emptied first) and `env`;
+/// fails the test when the script hangs past [`SCRIPT_LIMIT`], fails, or
+/// misses one of `steps` (each printed as `step <n> <name>: ok`). Returns
+/// its standard output and the screenshot dir.
+pub(crate) fn run_script(
+    d: &Daemon,
+    script: &str,
+    shots: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+    steps: &[&str],
+) -> (String, PathBuf) {
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join(shots);
+    let _ = std::fs::remove_dir_all(&shots);
+    let mut child = Command::new("node")
+        .arg(e2e_dir().join(script))
+        .env("FIREPIT_URL", ui_origin(d))
+        .env("FIREPIT_TOKEN", &d.token)
+        .env("E2E_DEPS", deps())
+        .env("E2E_SHOTS", &shots)
+        .env("CHROMIUM", chromium())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("node is needed for the UI tests: {e}"));
+    let read = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = read(Box::new(child.stdout.take().unwrap()));
+    let err = read(Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > SCRIPT_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let report = format!(
+        "stdout:\n{out}\nstderr:\n{err}\nscreenshots: {}\ndaemon log:\n{}",
+        shots.display(),
+        d.log()
+    );
+    let status = status.unwrap_or_else(|| panic!("the browser script hung:\n{report}"));
+    assert!(
+        status.success(),
+        "the browser script failed ({status}):\n{report}"
+    );
+    for step in steps {
+        assert!(
+            out.contains(&format!(" {step}: ok")),
+            "step {step} did not pass:\n{report}"
+        );
+    }
+    (out, shots)
+}
+
+/// The file names in `dir`.
+pub(crate) fn file_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 #[test]
 fn the_web_ui_works_end_to_end_in_chromium() {
     let script: Script = Default::default();
