@@ -219,7 +219,14 @@ impl Cgroups {
                 let p = dir(pids)?;
                 write(&p.join("pids.max"), &l.pids.to_string())?;
                 let c = dir(cpu)?;
-                write(&c.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+                // Each write of either file checks the bandwidth of every
+                // group on the host (a walk of the whole task-group tree), so
+                // the period, the kernel's default too, is written only when
+                // a group left by a crash holds another.
+                let period = c.join("cpu.cfs_period_us");
+                if fs::read_to_string(&period).map_or(true, |p| p.trim() != PERIOD_US.to_string()) {
+                    write(&period, &PERIOD_US.to_string())?;
+                }
                 write(&c.join("cpu.cfs_quota_us"), &quota.to_string())?;
                 if let Some(f) = freezer {
                     let f = dir(f)?;

@@ -29,7 +29,8 @@
 //! In the child: become root of the user namespace, set the hostname, mount
 //! /proc (with the kernel's more revealing files masked and its knobs
 //! read-only, [`MASKED_PATHS`], [`READ_ONLY_PATHS`]), /sys (read-only), a
-//! minimal /dev, /tmp and /run, pivot_root, configure lo and eth0, write
+//! minimal /dev, /tmp and /run, move the root onto `/` and chroot into it
+//! (see [`mount_filesystems`]), configure lo and eth0, write
 //! /etc/hostname, /etc/hosts and /etc/resolv.conf, listen on the guest
 //! socket, drop capabilities, set no_new_privs, install seccomp, and exec
 //! `/.firepit/guest --listen-fd N`.
@@ -38,7 +39,7 @@
 //! launcher runs as host root with the host's files in view, and the upper
 //! layer is the machine's to fill with symlinks. Mount points are made real
 //! directories (or files) and mounted on through their fds; the /etc files
-//! are written only after `pivot_root`, as the machine's root, where a link
+//! are written only once the machine is in its root, as its root, where a link
 //! can lead nowhere but into the machine.
 //!
 //! The guest's socket is bound by the launcher (host root) at a path in a
@@ -636,7 +637,7 @@ fn guest_env(req: &LaunchRequest, trusted: bool) -> io::Result<Vec<CString>> {
 /// Binds the working directory (the machine's root, as the launcher left it)
 /// onto itself and moves into the bind. The overlay came from the launcher's
 /// (more privileged) mount namespace, so it is locked here and cannot be
-/// pivoted to; a bind of it can. Done with `open_tree` and `move_mount` so
+/// moved; a bind of it can. Done with `open_tree` and `move_mount` so
 /// that no path leads there: the new mount is reached through its descriptor.
 fn enter_root() -> io::Result<()> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
@@ -674,7 +675,7 @@ fn enter_root() -> io::Result<()> {
         .map_err(|e| annotate(e, "fchdir", Path::new(".")))
 }
 
-/// Mounts the machine's file systems under `root` and pivots into it.
+/// Mounts the machine's file systems under `root` and enters it.
 /// `root` is relative to the working directory the machine's root is.
 /// Kernel files no machine reads (Docker's masked paths, under the new
 /// root): the kernel's memory, keyrings, timers and scheduler internals,
@@ -846,23 +847,39 @@ fn mount_filesystems(root: &Path) -> io::Result<()> {
         MS_NOSUID | MS_NODEV,
         Some("mode=755"),
     )?;
+    // The root is moved onto `/` and entered with chroot, not pivoted to:
+    // `pivot_root` visits every thread on the host (to move those whose root
+    // or working directory is the old root), so with a thousand machines it
+    // alone cost a millisecond of each create. Moved onto `/`, the root is
+    // the top of the mount stack there, so `..` from it, or from a chroot
+    // below it, ends in it again, never in what lies beneath (the copy of
+    // the launcher's mounts, which `/proc/self/mountinfo` does not show
+    // either, being outside the root); and nothing in the machine can
+    // unmount or move it (mount calls are refused by the seccomp filter,
+    // nested user namespaces too, and the copied mounts are locked).
+    // Test: `security::chroot_and_dotdot_never_leave_the_machine`.
     let root_c = cstr(root);
     let dot = cstr(".");
-    // SAFETY: path arguments are valid C strings; pivot_root(".", ".") stacks
-    // the old root under the new one, which the umount then detaches.
+    let slash = cstr("/");
+    // SAFETY: path arguments are valid C strings.
     unsafe {
         check(libc::chdir(root_c.as_ptr())).map_err(|e| annotate(e, "chdir", root))?;
-        check(libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as libc::c_int)
-            .map_err(|e| annotate(e, "pivot_root", root))?;
-        check(libc::umount2(dot.as_ptr(), libc::MNT_DETACH))
-            .map_err(|e| annotate(e, "umount old root", root))?;
-        check(libc::chdir(cstr("/").as_ptr())).map_err(|e| annotate(e, "chdir", Path::new("/")))?;
+        check(libc::mount(
+            dot.as_ptr(),
+            slash.as_ptr(),
+            std::ptr::null(),
+            libc::MS_MOVE,
+            std::ptr::null(),
+        ))
+        .map_err(|e| annotate(e, "move the root onto /", root))?;
+        check(libc::chroot(dot.as_ptr())).map_err(|e| annotate(e, "chroot", root))?;
+        check(libc::chdir(slash.as_ptr())).map_err(|e| annotate(e, "chdir", Path::new("/")))?;
     }
     Ok(())
 }
 
 /// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf from inside the
-/// machine: after `pivot_root`, as its root, so a symlink at /etc or at any
+/// machine: once it is in its root, as its root, so a symlink at /etc or at any
 /// of these files leads only to a place in the machine (links to /proc and
 /// other mounts, and magic links, are refused). Each file is replaced, not
 /// written through. Best effort: a machine whose /etc cannot take them

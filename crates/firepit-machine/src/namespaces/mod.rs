@@ -38,8 +38,8 @@
 //!
 //! **Architecture Invariant:** the host never walks a path through the
 //! machine's upper layer. The files the host decides (/etc/hostname,
-//! /etc/hosts, /etc/resolv.conf) are written by the machine's init after
-//! `pivot_root`, as the machine's root; mount points under the root are made
+//! /etc/hosts, /etc/resolv.conf) are written by the machine's init once it
+//! is in its root, as the machine's root; mount points under the root are made
 //! and mounted on by fd ([`resolve`]); the state dir is removed by
 //! [`resolve::remove_tree`], which follows no link and crosses no mount. The
 //! guest socket's path is in dirs only the host's root can write, and its

@@ -4,7 +4,7 @@
 //! A machine's root inside is writable by it: any entry of its upper layer may
 //! be a symlink (absolute or full of `..`), a file where a directory is
 //! expected, or the reverse. Code that runs with the host's view of the file
-//! system (the launcher, as host root, before the machine's init has pivoted
+//! system (the launcher, as host root, before the machine's init has entered its root
 //! into its root) therefore never follows a path through such entries:
 //!
 //! - a path below a root is opened with `openat2` relative to the root's fd,

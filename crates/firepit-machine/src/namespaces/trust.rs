@@ -1,7 +1,7 @@
 //! Extra trust anchors in a machine: the CA certificates the daemon adds to
 //! every machine's trust (the host's own additions, `firepit up --ca-file`).
 //!
-//! The machine's init installs them after `pivot_root`, as the machine's
+//! The machine's init installs them in its root, as the machine's
 //! root, so every path below resolves inside the machine (a link the machine
 //! left leads nowhere else):
 //!
@@ -116,7 +116,7 @@ pub struct Installed {
 }
 
 /// Installs `extra` (PEM) into the machine whose root is `/` (see the module
-/// docs). Run by the machine's init after `pivot_root`, before it gives up
+/// docs). Run by the machine's init in its root, before it gives up
 /// its capabilities. A bundle that cannot be rewritten is reported on
 /// standard error (the guest log) and skipped; [`Installed::trust_dir`] says
 /// whether the environment of [`env`] may name the files.
@@ -185,7 +185,7 @@ fn rewrite_bundle(
             meta.len()
         )));
     }
-    // Where the links led: after pivot_root, the machine's own path.
+    // Where the links led: a path in the machine, whose root it now is.
     let real = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
     let mut current = Vec::new();
     file.take(MAX_BUNDLE).read_to_end(&mut current)?;

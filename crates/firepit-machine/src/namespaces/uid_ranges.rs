@@ -23,6 +23,13 @@
 //! `<registry>/.lock`, so a stale entry is never removed after someone took
 //! its base again.
 //!
+//! **Allocation is round robin**: a cursor (per process) remembers where the
+//! last range was found and the next search starts after it, trying each
+//! base by making its symlink. A create therefore costs the same whatever
+//! the number of ranges in use (no listing of the registry), and a range
+//! given back is handed out again only after the cursor has gone round,
+//! well after its machine's files are gone.
+//!
 //! The machine records its base in `<state dir>/<id>/ids.json`, written
 //! before `spec.json`. An entry is stale when its machine dir is gone or
 //! records another base; [`Registry::reclaim`] removes those (the backend's
@@ -36,6 +43,8 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -167,6 +176,8 @@ pub(crate) struct Registry {
     maps: Vec<PathBuf>,
     first: u64,
     bases: u64,
+    /// Where the next search starts: the index after the last range found.
+    cursor: Arc<AtomicU64>,
 }
 
 impl Registry {
@@ -214,6 +225,7 @@ impl Registry {
             maps,
             first,
             bases,
+            cursor: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -233,21 +245,24 @@ impl Registry {
             .map(|t| parse_id_map(&t))
             .collect();
         for round in 0..2 {
-            let used = self.entries()?;
-            for i in 0..self.bases {
+            let start = self.cursor.load(Ordering::Relaxed);
+            for k in 0..self.bases {
+                let i = (start + k) % self.bases;
                 let span = Span::of(self.first + i * u64::from(UID_COUNT), UID_COUNT.into());
                 let Ok(base) = u32::try_from(span.start) else {
-                    break;
+                    continue;
                 };
-                if used.contains(&base)
-                    || blocked.iter().any(|b| b.meets(span))
+                if blocked.iter().any(|b| b.meets(span))
                     || !maps.iter().all(|m| m.iter().any(|e| span.within(*e)))
                 {
                     continue;
                 }
                 let entry = self.entry(base);
                 match std::os::unix::fs::symlink(&owner, &entry) {
-                    Ok(()) => return Ok(base),
+                    Ok(()) => {
+                        self.cursor.store(i + 1, Ordering::Relaxed);
+                        return Ok(base);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                     Err(e) => return Err(Error::io("registering a uid range", entry)(e)),
                 }
@@ -469,7 +484,21 @@ mod tests {
         assert!(f.registry.dir.join(base_a.to_string()).exists());
         f.registry.free(base_a, &a).unwrap();
         assert!(!f.registry.dir.join(base_a.to_string()).exists());
+        // Round robin: the freed range comes back once the others are taken.
+        let others: Vec<u32> = (2..8)
+            .map(|n| {
+                let m = f.machine(&format!("m{n}"));
+                f.registry.allocate(&m, 100000).unwrap()
+            })
+            .collect();
+        assert_eq!(u64::from(others[0]), FIRST_BASE + 2 * STEP);
+        assert!(!others.contains(&base_a) && !others.contains(&base_b));
         assert_eq!(f.registry.allocate(&a, 100000).unwrap(), base_a);
+        let full = f.machine("full");
+        assert!(matches!(
+            f.registry.allocate(&full, 100000),
+            Err(Error::UidRangesExhausted)
+        ));
         let mode = fs::metadata(&f.registry.dir).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
     }

@@ -293,6 +293,43 @@ fn guest_log(m: &Machine) -> String {
         .unwrap_or_default()
 }
 
+/// The machine's root is the top of the mount stack at `/`: neither `..` nor
+/// the chroot trick (chroot below the working directory, then `..` out of
+/// it) reaches what lies beneath, and the machine's mount table shows none
+/// of the launcher's mounts.
+#[test]
+fn chroot_and_dotdot_never_leave_the_machine() {
+    let _g = shared();
+    let c = Canaries::new("chroot");
+    let d = c.path();
+    let m = Machine::create(spec("it-chroot-escape", Network::None));
+    let script = format!(
+        "import os\n\
+         os.makedirs('/jail/in', exist_ok=True)\n\
+         top = os.open('/', os.O_RDONLY)\n\
+         os.chroot('/jail')\n\
+         os.fchdir(top)\n\
+         for _ in range(64): os.chdir('..')\n\
+         os.chroot('.')\n\
+         print(os.path.exists('{d}/x'), os.path.exists('/.firepit/guest'), os.path.exists('/jail/in'))\n"
+    );
+    m.ok(&format!("cat > /root/escape.py <<'EOF'\n{script}EOF"));
+    assert_eq!(m.ok("python3 /root/escape.py"), "False True True");
+    assert_eq!(
+        m.ok("cd / && cd ../../.. && pwd && test -e /.firepit/guest && echo in"),
+        "/\nin"
+    );
+    // The host's own mounts (its cgroup hierarchies, a second `/`) are not
+    // in the machine's table.
+    let mounts = m.ok("cat /proc/self/mountinfo");
+    let points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+    assert_eq!(points.iter().filter(|p| **p == "/").count(), 1, "{mounts}");
+    assert!(
+        !points.iter().any(|p| p.starts_with("/sys/fs/cgroup")),
+        "the machine sees mounts of the host:\n{mounts}"
+    );
+}
+
 #[test]
 fn links_at_etc_never_lead_the_host_out() {
     let _g = shared();
