@@ -1,6 +1,7 @@
 //! Services kept with their session (`firepit service …`): they come back
-//! with their port after a stop and start; terminals other than `main` are
-//! made and closed; `main`'s history is kept across a stop and start.
+//! with their port after a stop and start, and a fork runs its parent's;
+//! terminals other than `main` are made and closed; `main`'s history is kept
+//! across a stop and start.
 
 use std::time::{Duration, Instant};
 
@@ -117,6 +118,56 @@ fn a_service_comes_back_with_its_port_after_stop_and_start() {
     assert!(err.contains("no service \"nothing\""), "{err}");
     let out = d.run(&["service", "restart", &id, "nothing"]);
     assert!(!out.status.success());
+}
+
+#[test]
+fn a_fork_keeps_and_runs_its_parents_services() {
+    let d = Daemon::start("sv3");
+    let id = d.new_session(&[]);
+    d.ok(&[
+        "service",
+        "start",
+        &id,
+        "web",
+        "--",
+        "python3 -u -m http.server 8124 --bind 127.0.0.1",
+    ]);
+    d.ok(&["service", "start", &id, "idle", "--", "exec sleep 1000"]);
+    d.ok(&["service", "stop", &id, "idle"]);
+    until(&d, &["ports", &id], "the parent's port 8124", |o| {
+        o.contains("8124")
+    });
+
+    let child = d.ok(&["fork", &id]).trim().to_owned();
+    assert_ne!(child, id);
+    until(&d, &["ports", &child], "the child's port 8124", |o| {
+        o.contains("8124")
+    });
+    let ls = d.ok(&["service", "ls", &child]);
+    assert!(line(&ls, "web").contains("running"), "{ls}");
+    // What the parent keeps stopped, the child keeps stopped.
+    assert!(line(&ls, "idle").contains("stopped"), "{ls}");
+    let status = d.sh(
+        &child,
+        "python3 -c 'import urllib.request;print(urllib.request.urlopen(\"http://127.0.0.1:8124/\").status)'",
+    );
+    assert_eq!(status.trim(), "200");
+
+    // The child's are its own from then on: they come back with it, and
+    // forgetting one there leaves the parent's.
+    d.ok(&["stop", &child]);
+    d.ok(&["start", &child]);
+    until(
+        &d,
+        &["ports", &child],
+        "the child's port after its start",
+        |o| o.contains("8124"),
+    );
+    d.ok(&["service", "rm", &child, "idle"]);
+    assert!(!d.ok(&["service", "ls", &child]).contains("idle"));
+    let ls = d.ok(&["service", "ls", &id]);
+    assert!(line(&ls, "idle").contains("stopped"), "{ls}");
+    assert!(line(&ls, "web").contains("running"), "{ls}");
 }
 
 #[tokio::test]
