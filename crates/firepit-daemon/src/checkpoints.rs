@@ -329,7 +329,9 @@ impl App {
     }
 
     /// Makes a new session whose files start as one of session `id`'s
-    /// checkpoints (`from`), or as its files now; it runs beside its parent.
+    /// checkpoints (`from`), or as its files now; it runs beside its parent,
+    /// with a copy of the services the parent keeps (those wanted running
+    /// started, as a start does).
     pub async fn fork_session(&self, id: &str, from: Option<&str>) -> Result<Session, Error> {
         let parent = self.checked_session(id)?;
         let from = from.map(checkpoint_id).transpose()?;
@@ -355,7 +357,8 @@ impl App {
         };
         let child_lock = self.sessions().lock_for(&child.id);
         let _child_guard = child_lock.lock().await;
-        self.store().insert_session(&child)?;
+        // The child keeps the parent's services, and starts those wanted running.
+        self.store().insert_fork(&child, id)?;
         self.log_state(&child.id, SessionState::Creating, None)?;
         let child_mid = machines::id(&child.id);
         let source = from.clone();
@@ -379,7 +382,10 @@ impl App {
             .set_state(&child.id, SessionState::Running, None)?;
         self.log_state(&child.id, SessionState::Running, None)?;
         self.start_relay(&child.id).await;
-        self.go_live(&child.id, Some(guest)).await;
+        self.go_live(&child.id, Some(guest.clone())).await;
+        // After the watchers, as a start: their events show the services' ports.
+        self.bring_back_services(&child.id, &guest, Vec::new())
+            .await;
         let event = EventKind::Forked {
             parent: id.to_owned(),
             child: child.id.clone(),

@@ -92,6 +92,25 @@ const SCHEMA: &[&str] = &[
         autostart INTEGER NOT NULL,
         PRIMARY KEY (session, name)
     ) STRICT, WITHOUT ROWID;",
+    // 10: labels as rows, one per label, found through an index in the
+    // list's order (see `labels.rs`); filled from the JSON column, which
+    // stays what a session's labels are read back from. A column that is
+    // not a JSON object of strings (written by hand) reads as no labels, so
+    // it gets no rows.
+    "CREATE TABLE session_labels (
+        session_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (session_id, key)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX session_labels_by_value ON session_labels (key, value, created_at, session_id);
+    WITH o AS (SELECT id, created_at, CASE WHEN json_valid(labels)
+            THEN CASE WHEN json_type(labels) = 'object' THEN labels END END AS obj
+        FROM sessions)
+    INSERT OR REPLACE INTO session_labels (session_id, key, value, created_at)
+        SELECT o.id, j.key, j.value, o.created_at FROM o, json_each(o.obj) AS j
+        WHERE NOT EXISTS (SELECT 1 FROM json_each(o.obj) WHERE type != 'text');",
 ];
 
 /// The daemon's embedded database.
@@ -145,30 +164,12 @@ impl Store {
         tx.commit().map_err(Error::Store)
     }
 
-    /// Records a new session.
+    /// Records a new session (its row and its labels' rows, together).
     pub fn insert_session(&self, s: &Session) -> Result<(), Error> {
-        let conn = self.conn.lock().expect("store lock");
-        conn.execute(
-            "INSERT INTO sessions (id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes, stop_at, name, labels)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            params![
-                s.id,
-                s.image,
-                s.state.as_str(),
-                s.limits.memory_bytes.map(|v| v as i64),
-                s.limits.cpus,
-                s.limits.pids.map(|v| v as i64),
-                network_name(s.network),
-                s.created_at,
-                s.error,
-                s.limits.disk_bytes.map(|v| v as i64),
-                s.stop_at,
-                s.name,
-                labels::to_column(&s.labels),
-            ],
-        )
-        .map_err(Error::Store)?;
-        Ok(())
+        let mut conn = self.conn.lock().expect("store lock");
+        let tx = conn.transaction().map_err(Error::Store)?;
+        insert_session(&tx, s)?;
+        tx.commit().map_err(Error::Store)
     }
 
     /// Sets a session's state (and error, cleared when `None`).
@@ -191,12 +192,17 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets a session and its event log.
+    /// Forgets a session, its labels and its event log.
     pub fn delete_session(&self, id: &str) -> Result<(), Error> {
         let mut conn = self.conn.lock().expect("store lock");
         let tx = conn.transaction().map_err(Error::Store)?;
         tx.execute("DELETE FROM events WHERE session = ?1", params![id])
             .map_err(Error::Store)?;
+        tx.execute(
+            "DELETE FROM session_labels WHERE session_id = ?1",
+            params![id],
+        )
+        .map_err(Error::Store)?;
         tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
             .map_err(Error::Store)?;
         tx.commit().map_err(Error::Store)
@@ -272,7 +278,40 @@ pub(crate) fn test_store(ids: &[&str]) -> Store {
     store
 }
 
-const SELECT: &str = "SELECT id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes, stop_at, name, labels FROM sessions";
+/// Writes session `s`'s row and its labels' rows in `tx`.
+fn insert_session(tx: &rusqlite::Transaction<'_>, s: &Session) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO sessions (id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes, stop_at, name, labels)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            s.id,
+            s.image,
+            s.state.as_str(),
+            s.limits.memory_bytes.map(|v| v as i64),
+            s.limits.cpus,
+            s.limits.pids.map(|v| v as i64),
+            network_name(s.network),
+            s.created_at,
+            s.error,
+            s.limits.disk_bytes.map(|v| v as i64),
+            s.stop_at,
+            s.name,
+            labels::to_column(&s.labels),
+        ],
+    )
+    .map_err(Error::Store)?;
+    labels::put_rows(tx, &s.id, &s.labels)
+}
+
+/// A session's columns, in the order `row_to_session` reads them.
+macro_rules! session_columns {
+    () => {
+        "id, image, state, memory_bytes, cpus, pids, network, created_at, error, disk_bytes, stop_at, name, labels"
+    };
+}
+use session_columns;
+
+const SELECT: &str = concat!("SELECT ", session_columns!(), " FROM sessions");
 
 fn network_name(n: NetworkMode) -> &'static str {
     match n {

@@ -6,7 +6,7 @@
 //! stopping it clears it, forgetting it deletes the row. The services the
 //! daemon runs for itself (the agent's browser) are never stored.
 
-use firepit_wire::api::ServiceSpec;
+use firepit_wire::api::{ServiceSpec, Session};
 use rusqlite::params;
 
 use crate::{Error, Store};
@@ -113,6 +113,22 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Records `child`, a fork of session `parent`, with a copy of the
+    /// services `parent` keeps (wanted running or not, as they are), in one
+    /// transaction: the child is never there without them.
+    pub fn insert_fork(&self, child: &Session, parent: &str) -> Result<(), Error> {
+        let mut conn = self.conn.lock().expect("store lock");
+        let tx = conn.transaction().map_err(Error::Store)?;
+        super::insert_session(&tx, child)?;
+        tx.execute(
+            "INSERT INTO services (session, name, spec, autostart)
+             SELECT ?1, name, spec, autostart FROM services WHERE session = ?2",
+            params![child.id, parent],
+        )
+        .map_err(Error::Store)?;
+        tx.commit().map_err(Error::Store)
+    }
+
     /// Forgets every service of `session`.
     pub fn delete_services(&self, session: &str) -> Result<(), Error> {
         let conn = self.conn.lock().expect("store lock");
@@ -171,5 +187,32 @@ mod tests {
         // Replacing one that is kept still works.
         store.put_service("a", &spec("s0", "false"), true).unwrap();
         assert_eq!(store.services("a").unwrap().len(), MAX_STORED);
+    }
+
+    #[test]
+    fn a_fork_gets_a_copy_of_its_parents_services() {
+        let store = crate::store::test_store(&["p"]);
+        store.put_service("p", &spec("web", "one"), true).unwrap();
+        store.put_service("p", &spec("idle", "two"), false).unwrap();
+        store
+            .put_service("other", &spec("x", "three"), true)
+            .unwrap();
+        let mut child = store.session("p").unwrap();
+        child.id = "c".into();
+        store.insert_fork(&child, "p").unwrap();
+        assert_eq!(store.session("c").unwrap().id, "c");
+        assert_eq!(store.services("c").unwrap(), store.services("p").unwrap());
+        assert_eq!(store.services("c").unwrap().len(), 2);
+        // Each keeps its own from then on.
+        store.delete_service("c", "web").unwrap();
+        assert_eq!(store.services("p").unwrap().len(), 2);
+        // A child that cannot be recorded gets no services either.
+        child.id = "p".into();
+        assert!(store.insert_fork(&child, "p").is_err());
+        assert_eq!(store.services("p").unwrap().len(), 2);
+        // A parent that keeps none gives none.
+        child.id = "d".into();
+        store.insert_fork(&child, "nobody").unwrap();
+        assert!(store.services("d").unwrap().is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! Services kept with their session (`firepit service …`): they come back
-//! with their port after a stop and start; terminals other than `main` are
-//! made and closed; `main`'s history is kept across a stop and start.
+//! with their port after a stop and start, and a fork runs its parent's;
+//! terminals other than `main` are made and closed; `main`'s history is kept
+//! across a stop and start.
 
 use std::time::{Duration, Instant};
 
@@ -34,26 +35,48 @@ fn line<'a>(ls: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} in {ls}"))
 }
 
-#[test]
-fn a_service_comes_back_with_its_port_after_stop_and_start() {
-    let d = Daemon::start("sv1");
-    let id = d.new_session(&[]);
+/// Starts in session `id` a kept service `web` that answers HTTP on `port`
+/// and a kept service `idle`, stopped; waits for the port.
+fn web_and_idle(d: &Daemon, id: &str, port: u16) {
+    let server = format!("python3 -u -m http.server {port} --bind 127.0.0.1");
     d.ok(&[
         "service",
         "start",
-        &id,
+        id,
         "web",
         "--restart",
         "on-failure",
         "--",
-        "python3 -u -m http.server 8123 --bind 127.0.0.1",
+        &server,
     ]);
-    d.ok(&["service", "start", &id, "idle", "--", "exec sleep 1000"]);
-    d.ok(&["service", "stop", &id, "idle"]);
-    until(&d, &["ports", &id], "port 8123", |o| o.contains("8123"));
-    let ls = d.ok(&["service", "ls", &id]);
+    d.ok(&["service", "start", id, "idle", "--", "exec sleep 1000"]);
+    d.ok(&["service", "stop", id, "idle"]);
+    let port = port.to_string();
+    until(d, &["ports", id], &format!("port {port}"), |o| {
+        o.contains(&port)
+    });
+    let ls = d.ok(&["service", "ls", id]);
     assert!(line(&ls, "web").contains("running"), "{ls}");
     assert!(line(&ls, "idle").contains("stopped"), "{ls}");
+}
+
+/// The HTTP status of `GET /` on `port` inside session `id`.
+fn status(d: &Daemon, id: &str, port: u16) -> String {
+    d.sh(
+        id,
+        &format!(
+            "python3 -c 'import urllib.request;print(urllib.request.urlopen(\"http://127.0.0.1:{port}/\").status)'"
+        ),
+    )
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn a_service_comes_back_with_its_port_after_stop_and_start() {
+    let d = Daemon::start("sv1");
+    let id = d.new_session(&[]);
+    web_and_idle(&d, &id, 8123);
 
     d.ok(&["stop", &id]);
     // A stopped session lists what it keeps.
@@ -63,11 +86,7 @@ fn a_service_comes_back_with_its_port_after_stop_and_start() {
     until(&d, &["ports", &id], "port 8123 after the start", |o| {
         o.contains("8123")
     });
-    let body = d.sh(
-        &id,
-        "python3 -c 'import urllib.request;print(urllib.request.urlopen(\"http://127.0.0.1:8123/\").status)'",
-    );
-    assert_eq!(body.trim(), "200");
+    assert_eq!(status(&d, &id, 8123), "200");
     let ls = d.ok(&["service", "ls", &id]);
     assert!(line(&ls, "web").contains("running"), "{ls}");
     // What was stopped stays stopped, but can be started by name.
@@ -117,6 +136,40 @@ fn a_service_comes_back_with_its_port_after_stop_and_start() {
     assert!(err.contains("no service \"nothing\""), "{err}");
     let out = d.run(&["service", "restart", &id, "nothing"]);
     assert!(!out.status.success());
+}
+
+#[test]
+fn a_fork_keeps_and_runs_its_parents_services() {
+    let d = Daemon::start("sv3");
+    let id = d.new_session(&[]);
+    web_and_idle(&d, &id, 8124);
+
+    let child = d.ok(&["fork", &id]).trim().to_owned();
+    assert_ne!(child, id);
+    until(&d, &["ports", &child], "the child's port 8124", |o| {
+        o.contains("8124")
+    });
+    let ls = d.ok(&["service", "ls", &child]);
+    assert!(line(&ls, "web").contains("running"), "{ls}");
+    // What the parent keeps stopped, the child keeps stopped.
+    assert!(line(&ls, "idle").contains("stopped"), "{ls}");
+    assert_eq!(status(&d, &child, 8124), "200");
+
+    // The child's are its own from then on: they come back with it, and
+    // forgetting one there leaves the parent's.
+    d.ok(&["stop", &child]);
+    d.ok(&["start", &child]);
+    until(
+        &d,
+        &["ports", &child],
+        "the child's port after its start",
+        |o| o.contains("8124"),
+    );
+    d.ok(&["service", "rm", &child, "idle"]);
+    assert!(!d.ok(&["service", "ls", &child]).contains("idle"));
+    let ls = d.ok(&["service", "ls", &id]);
+    assert!(line(&ls, "idle").contains("stopped"), "{ls}");
+    assert!(line(&ls, "web").contains("running"), "{ls}");
 }
 
 #[tokio::test]
