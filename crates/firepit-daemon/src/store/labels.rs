@@ -3,7 +3,7 @@
 //! on the session's row (`{"key":"value",…}`, NULL when there are none),
 //! which is what a session's labels are read back from, and one row each in
 //! `session_labels` (schema step 10), whose index
-//! `(key, value, created_at, session_id)` finds a list's `label=key=value`
+//! `(key, value, created_at, session)` finds a list's `label=key=value`
 //! filter in the list's order: one index range, whatever the number of
 //! sessions, labelled or not.
 //!
@@ -42,13 +42,13 @@ pub(super) fn put_rows(
     labels: &BTreeMap<String, String>,
 ) -> Result<(), Error> {
     tx.execute(
-        "DELETE FROM session_labels WHERE session_id = ?1",
+        "DELETE FROM session_labels WHERE session = ?1",
         params![id],
     )
     .map_err(Error::Store)?;
     let mut insert = tx
         .prepare_cached(
-            "INSERT INTO session_labels (session_id, key, value, created_at)
+            "INSERT INTO session_labels (session, key, value, created_at)
              SELECT id, ?2, ?3, created_at FROM sessions WHERE id = ?1",
         )
         .map_err(Error::Store)?;
@@ -68,9 +68,9 @@ const LABELLED: &str = concat!(
     "SELECT ",
     super::session_columns!(),
     " FROM session_labels CROSS JOIN sessions USING (created_at)
-     WHERE id = session_id AND key = ?4 AND value = ?5
-     AND (created_at, session_id) > (?1, ?2)
-     ORDER BY created_at, session_id LIMIT ?3"
+     WHERE id = session AND key = ?4 AND value = ?5
+     AND (created_at, session) > (?1, ?2)
+     ORDER BY created_at, session LIMIT ?3"
 );
 
 impl Store {
@@ -239,7 +239,7 @@ mod tests {
     fn rows(store: &Store) -> Vec<(String, String, String)> {
         let conn = store.conn.lock().unwrap();
         let mut stmt = conn
-            .prepare("SELECT session_id, key, value FROM session_labels ORDER BY session_id, key")
+            .prepare("SELECT session, key, value FROM session_labels ORDER BY session, key")
             .unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .unwrap()
@@ -277,7 +277,7 @@ mod tests {
             .unwrap();
         let plan = plan.join("; ");
         assert!(
-            plan.starts_with("SEARCH session_labels USING COVERING INDEX session_labels_by_value (key=? AND value=? AND (created_at,session_id)>(?,?))"),
+            plan.starts_with("SEARCH session_labels USING COVERING INDEX session_labels_by_value (key=? AND value=? AND (created_at,session)>(?,?))"),
             "{plan}"
         );
         assert!(!plan.contains("SCAN"), "{plan}");

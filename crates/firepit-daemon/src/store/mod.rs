@@ -98,17 +98,17 @@ const SCHEMA: &[&str] = &[
     // not a JSON object of strings (written by hand) reads as no labels, so
     // it gets no rows.
     "CREATE TABLE session_labels (
-        session_id TEXT NOT NULL,
+        session TEXT NOT NULL,
         key TEXT NOT NULL,
         value TEXT NOT NULL,
         created_at INTEGER NOT NULL,
-        PRIMARY KEY (session_id, key)
+        PRIMARY KEY (session, key)
     ) STRICT, WITHOUT ROWID;
-    CREATE INDEX session_labels_by_value ON session_labels (key, value, created_at, session_id);
+    CREATE INDEX session_labels_by_value ON session_labels (key, value, created_at, session);
     WITH o AS (SELECT id, created_at, CASE WHEN json_valid(labels)
             THEN CASE WHEN json_type(labels) = 'object' THEN labels END END AS obj
         FROM sessions)
-    INSERT OR REPLACE INTO session_labels (session_id, key, value, created_at)
+    INSERT OR REPLACE INTO session_labels (session, key, value, created_at)
         SELECT o.id, j.key, j.value, o.created_at FROM o, json_each(o.obj) AS j
         WHERE NOT EXISTS (SELECT 1 FROM json_each(o.obj) WHERE type != 'text');",
 ];
@@ -199,7 +199,7 @@ impl Store {
         tx.execute("DELETE FROM events WHERE session = ?1", params![id])
             .map_err(Error::Store)?;
         tx.execute(
-            "DELETE FROM session_labels WHERE session_id = ?1",
+            "DELETE FROM session_labels WHERE session = ?1",
             params![id],
         )
         .map_err(Error::Store)?;
