@@ -11,7 +11,8 @@
 //
 // Steps: create a file and a folder, edit with Tab (line numbers,
 // highlighting, Ctrl+S), rename, upload by the file input and by a drop on
-// the tree, download a file and a folder (tar), delete, a change made in the
+// the tree, a whole folder uploaded by the folder input (its folders kept),
+// names that would leave the folder refused with nothing written, download a file and a folder (tar), delete, a change made in the
 // machine appears in the tree, unsaved changes are guarded (opening another
 // file, in-page navigation, reload), search opens a file at its line, the
 // Changes view shows the diff against git's last commit, a problem's
@@ -21,7 +22,8 @@
 // console has no errors.
 
 import { createRequire } from "node:module";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 
@@ -215,6 +217,53 @@ await step("upload-drag-and-drop", async () => {
   await page.locator("#file-status", { hasText: "uploaded 1 file to /root/pkg" }).waitFor();
   await item("/root/pkg/drop.txt").waitFor();
   if ((await machineFile("/root/pkg/drop.txt")) !== "dropped\n") throw new Error("the dropped file did not arrive whole");
+});
+
+await step("upload-folder-input", async () => {
+  // A folder on disk, picked whole: Playwright hands a directory to a
+  // webkitdirectory input as the browser's folder picker would.
+  const dir = join(mkdtempSync(join(tmpdir(), "firepit-upload-")), "site");
+  mkdirSync(join(dir, "css"), { recursive: true });
+  mkdirSync(join(dir, "deep", "er"), { recursive: true });
+  writeFileSync(join(dir, "index.html"), "<h1>up</h1>\n");
+  writeFileSync(join(dir, "css", "a.css"), "h1 { color: red }\n");
+  writeFileSync(join(dir, "deep", "er", "x.txt"), "deep\n");
+  await page.locator("#folder-upload-button").waitFor();
+  await page.locator("#folder-upload").setInputFiles(dir);
+  await page.locator("#file-status", { hasText: "uploaded 3 files to /root/pkg" }).waitFor();
+  await item("/root/pkg/site").waitFor();
+  const want = { "/root/pkg/site/index.html": "<h1>up</h1>\n", "/root/pkg/site/css/a.css": "h1 { color: red }\n", "/root/pkg/site/deep/er/x.txt": "deep\n" };
+  for (const [path, text] of Object.entries(want)) {
+    const got = await machineFile(path);
+    if (got !== text) throw new Error(`${path} holds ${JSON.stringify(got)}, not ${JSON.stringify(text)}`);
+  }
+});
+
+await step("upload-bad-names-refused", async () => {
+  // A drop whose names would leave the folder: the whole drop is refused,
+  // its good file too, and the error names the bad ones.
+  const dt = await page.evaluateHandle(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(["fine\n"], "fine.txt", { type: "text/plain" }));
+    dt.items.add(new File(["bad\n"], "..", { type: "text/plain" }));
+    return dt;
+  });
+  const target = item("/root/pkg");
+  await target.dispatchEvent("dragenter", { dataTransfer: dt });
+  await target.dispatchEvent("dragover", { dataTransfer: dt });
+  await target.dispatchEvent("drop", { dataTransfer: dt });
+  const status = page.locator("#file-status", { hasText: "nothing uploaded" });
+  await status.waitFor();
+  const text = await status.textContent();
+  if (!text.includes('".."')) throw new Error(`the error does not name the bad file: ${text}`);
+  if ((await machineFile("/root/pkg/fine.txt")) !== null) throw new Error("a refused drop wrote its good file");
+  // The same through the file input.
+  await page.locator("#file-upload").setInputFiles([
+    { name: "fine.txt", mimeType: "text/plain", buffer: Buffer.from("fine\n") },
+    { name: "..", mimeType: "text/plain", buffer: Buffer.from("bad\n") },
+  ]);
+  await page.locator("#file-status", { hasText: "nothing uploaded" }).waitFor();
+  if ((await machineFile("/root/pkg/fine.txt")) !== null) throw new Error("a refused upload wrote its good file");
 });
 
 await step("download", async () => {
