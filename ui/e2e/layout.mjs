@@ -450,6 +450,7 @@ await step("palette", async () => {
   await page.keyboard.press("Enter");
   await waitFor("the dark theme", async () => (await theme()) === "dark");
   await terminalIs("dark");
+  await page.locator("#tab-timeline").click(); // where the palette left it
   // The button opens it, a click runs a command, Escape closes.
   await page.locator("#open-palette").click();
   await page.locator("#palette-input").fill("toggle chat");
