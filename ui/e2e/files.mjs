@@ -11,7 +11,8 @@
 //
 // Steps: create a file and a folder, edit with Tab (line numbers,
 // highlighting, Ctrl+S), rename, upload by the file input and by a drop on
-// the tree, a whole folder uploaded by the folder input (its folders kept),
+// the tree, a whole folder uploaded by the folder input (its folders kept)
+// and by a drop (Chromium's own drag of a directory, an empty folder too),
 // names that would leave the folder refused with nothing written, download a file and a folder (tar), delete, a change made in the
 // machine appears in the tree, unsaved changes are guarded (opening another
 // file, in-page navigation, reload), search opens a file at its line, the
@@ -237,6 +238,31 @@ await step("upload-folder-input", async () => {
     const got = await machineFile(path);
     if (got !== text) throw new Error(`${path} holds ${JSON.stringify(got)}, not ${JSON.stringify(text)}`);
   }
+});
+
+await step("upload-folder-drop", async () => {
+  // A folder dropped from the desktop: Chromium's own drag (DevTools'
+  // Input.dispatchDragEvent with a directory's path) gives the page a real
+  // directory entry, which the tree walks, an empty folder included.
+  const dir = join(mkdtempSync(join(tmpdir(), "firepit-drop-")), "dropped");
+  mkdirSync(join(dir, "sub", "empty"), { recursive: true });
+  writeFileSync(join(dir, "a.txt"), "a\n");
+  writeFileSync(join(dir, "sub", "b.txt"), "b\n");
+  const box = await item("/root/pkg").boundingBox();
+  const cdp = await context.newCDPSession(page);
+  const data = { items: [], files: [dir], dragOperationsMask: 1 };
+  for (const type of ["dragEnter", "dragOver", "drop"]) {
+    await cdp.send("Input.dispatchDragEvent", { type, x: box.x + box.width / 2, y: box.y + box.height / 2, data });
+  }
+  await cdp.detach();
+  await page.locator("#file-status", { hasText: "uploaded 2 files and 3 folders to /root/pkg" }).waitFor();
+  await item("/root/pkg/dropped").waitFor();
+  for (const [path, text] of Object.entries({ "/root/pkg/dropped/a.txt": "a\n", "/root/pkg/dropped/sub/b.txt": "b\n" })) {
+    const got = await machineFile(path);
+    if (got !== text) throw new Error(`${path} holds ${JSON.stringify(got)}, not ${JSON.stringify(text)}`);
+  }
+  const empty = await api("GET", `/v1/sessions/${session}/files/stat?path=${encodeURIComponent("/root/pkg/dropped/sub/empty")}`);
+  if (empty.kind !== "dir") throw new Error(`the empty folder came as ${JSON.stringify(empty)}`);
 });
 
 await step("upload-bad-names-refused", async () => {
