@@ -11,6 +11,9 @@ import { json, type ClosedLoopSettings, type SessionEvent } from "./api";
 import { h } from "./dom";
 import "./preview-reports.css";
 
+const TITLE =
+  "Error reports: the preview adds a small script to the app's pages, so their uncaught errors and failed requests show as problems the agent can see. Off, pages are served exactly as the app sends them.";
+
 export class PreviewReportsSwitch {
   readonly el: HTMLElement;
   private box = h("input#preview-reports", { type: "checkbox", disabled: true });
@@ -20,10 +23,7 @@ export class PreviewReportsSwitch {
     this.path = `/v1/sessions/${encodeURIComponent(session)}/closed-loop`;
     this.el = h(
       "label.preview-reports",
-      {
-        title:
-          "Error reports: the preview adds a small script to the app's pages, so their uncaught errors and failed requests show as problems the agent can see. Off, pages are served exactly as the app sends them.",
-      },
+      { title: TITLE },
       this.box,
       h("span.text", {}, "Error reports"),
     );
@@ -59,6 +59,8 @@ export class PreviewReportsSwitch {
     this.box.checked = s.preview_reports;
     this.box.disabled = false;
     this.el.classList.remove("failed");
+    this.el.removeAttribute("aria-description");
+    this.el.title = TITLE;
     this.el.dataset.state = s.preview_reports ? "on" : "off";
   }
 

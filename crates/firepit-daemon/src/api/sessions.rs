@@ -169,7 +169,7 @@ pub(super) async fn usage_list(
             }
             Err(Error::SessionNotFound(_)) => out.unknown.push(id),
             Err(e) => {
-                out.errors.insert(id, e.to_string());
+                out.errors.insert(id, e.to_api().message);
             }
         }
     }
