@@ -139,20 +139,24 @@ pub(super) struct UsageQuery {
 /// `GET /v1/usage?ids=a,b,c`: the usage of each session named, read at
 /// once. Ids that name no session are listed as `unknown`, a session whose
 /// usage cannot be read has its error in `errors`; more than
-/// [`MAX_USAGE_IDS`] ids is refused.
+/// [`MAX_USAGE_IDS`] ids (as written: empty and repeated ones count) is
+/// refused.
 pub(super) async fn usage_list(
     State(app): State<App>,
     QueryArgs(q): QueryArgs<UsageQuery>,
 ) -> Result<Json<UsageList>, Error> {
-    let mut ids: Vec<&str> = q.ids.split(',').filter(|i| !i.is_empty()).collect();
-    ids.sort_unstable();
-    ids.dedup();
+    // Counted as written (empty and repeated ones too), as the document's
+    // pattern counts them.
+    let mut ids: Vec<&str> = q.ids.split(',').collect();
     if ids.len() > MAX_USAGE_IDS {
         return Err(Error::BadRequest(format!(
-            "ids names {} sessions: at most {MAX_USAGE_IDS} in one request",
+            "ids lists {} sessions: at most {MAX_USAGE_IDS} in one request",
             ids.len()
         )));
     }
+    ids.retain(|i| !i.is_empty());
+    ids.sort_unstable();
+    ids.dedup();
     let reads = ids.iter().map(|id| async {
         let read = if is_valid_id(id) {
             app.session_usage(id).await

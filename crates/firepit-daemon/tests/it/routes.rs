@@ -1261,7 +1261,9 @@ async fn usage_of_many_sessions_reads_in_one_request() {
     let (status, resp) = call(&h.app, "GET", "/v1/usage?ids=", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::OK, "{resp}");
     assert_eq!(resp, r#"{"usage":{}}"#);
-    // Bounded: 100 ids are read, 101 refused with the limit named.
+    // Bounded: 100 ids are read, 101 refused with the limit named, even when
+    // repeats or empty ones make them fewer (they count as written, as the
+    // document's pattern counts them).
     let many = |n: usize| {
         (0..n)
             .map(|i| format!("s{i}"))
@@ -1289,6 +1291,15 @@ async fn usage_of_many_sessions_reads_in_one_request() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
     assert!(resp.contains("at most 100"), "{resp}");
+    let (status, resp) = call(
+        &h.app,
+        "GET",
+        &format!("/v1/usage?ids={}", ["aaa"; 101].join(",")),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
     // `ids` is needed, and so is the token.
     let (status, _) = call(&h.app, "GET", "/v1/usage", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
