@@ -11,7 +11,9 @@
 //
 // Steps: create a file and a folder, edit with Tab (line numbers,
 // highlighting, Ctrl+S), rename, upload by the file input and by a drop on
-// the tree, download a file and a folder (tar), delete, a change made in the
+// the tree, a whole folder uploaded by the folder input (its folders kept)
+// and by a drop (Chromium's own drag of a directory, an empty folder too),
+// names that would leave the folder refused with nothing written, download a file and a folder (tar), delete, a change made in the
 // machine appears in the tree, unsaved changes are guarded (opening another
 // file, in-page navigation, reload), search opens a file at its line, the
 // Changes view shows the diff against git's last commit, a problem's
@@ -21,7 +23,8 @@
 // console has no errors.
 
 import { createRequire } from "node:module";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 
@@ -215,6 +218,78 @@ await step("upload-drag-and-drop", async () => {
   await page.locator("#file-status", { hasText: "uploaded 1 file to /root/pkg" }).waitFor();
   await item("/root/pkg/drop.txt").waitFor();
   if ((await machineFile("/root/pkg/drop.txt")) !== "dropped\n") throw new Error("the dropped file did not arrive whole");
+});
+
+await step("upload-folder-input", async () => {
+  // A folder on disk, picked whole: Playwright hands a directory to a
+  // webkitdirectory input as the browser's folder picker would.
+  const dir = join(mkdtempSync(join(tmpdir(), "firepit-upload-")), "site");
+  mkdirSync(join(dir, "css"), { recursive: true });
+  mkdirSync(join(dir, "deep", "er"), { recursive: true });
+  writeFileSync(join(dir, "index.html"), "<h1>up</h1>\n");
+  writeFileSync(join(dir, "css", "a.css"), "h1 { color: red }\n");
+  writeFileSync(join(dir, "deep", "er", "x.txt"), "deep\n");
+  await page.locator("#folder-upload-button").waitFor();
+  await page.locator("#folder-upload").setInputFiles(dir);
+  await page.locator("#file-status", { hasText: "uploaded 3 files to /root/pkg" }).waitFor();
+  await item("/root/pkg/site").waitFor();
+  const want = { "/root/pkg/site/index.html": "<h1>up</h1>\n", "/root/pkg/site/css/a.css": "h1 { color: red }\n", "/root/pkg/site/deep/er/x.txt": "deep\n" };
+  for (const [path, text] of Object.entries(want)) {
+    const got = await machineFile(path);
+    if (got !== text) throw new Error(`${path} holds ${JSON.stringify(got)}, not ${JSON.stringify(text)}`);
+  }
+});
+
+await step("upload-folder-drop", async () => {
+  // A folder dropped from the desktop: Chromium's own drag (DevTools'
+  // Input.dispatchDragEvent with a directory's path) gives the page a real
+  // directory entry, which the tree walks, an empty folder included.
+  const dir = join(mkdtempSync(join(tmpdir(), "firepit-drop-")), "dropped");
+  mkdirSync(join(dir, "sub", "empty"), { recursive: true });
+  writeFileSync(join(dir, "a.txt"), "a\n");
+  writeFileSync(join(dir, "sub", "b.txt"), "b\n");
+  const box = await item("/root/pkg").boundingBox();
+  const cdp = await context.newCDPSession(page);
+  const data = { items: [], files: [dir], dragOperationsMask: 1 };
+  for (const type of ["dragEnter", "dragOver", "drop"]) {
+    await cdp.send("Input.dispatchDragEvent", { type, x: box.x + box.width / 2, y: box.y + box.height / 2, data });
+  }
+  await cdp.detach();
+  await page.locator("#file-status", { hasText: "uploaded 2 files and 3 folders to /root/pkg" }).waitFor();
+  await item("/root/pkg/dropped").waitFor();
+  for (const [path, text] of Object.entries({ "/root/pkg/dropped/a.txt": "a\n", "/root/pkg/dropped/sub/b.txt": "b\n" })) {
+    const got = await machineFile(path);
+    if (got !== text) throw new Error(`${path} holds ${JSON.stringify(got)}, not ${JSON.stringify(text)}`);
+  }
+  const empty = await api("GET", `/v1/sessions/${session}/files/stat?path=${encodeURIComponent("/root/pkg/dropped/sub/empty")}`);
+  if (empty.kind !== "dir") throw new Error(`the empty folder came as ${JSON.stringify(empty)}`);
+});
+
+await step("upload-bad-names-refused", async () => {
+  // A drop whose names would leave the folder: the whole drop is refused,
+  // its good file too, and the error names the bad ones.
+  const dt = await page.evaluateHandle(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(["fine\n"], "fine.txt", { type: "text/plain" }));
+    dt.items.add(new File(["bad\n"], "..", { type: "text/plain" }));
+    return dt;
+  });
+  const target = item("/root/pkg");
+  await target.dispatchEvent("dragenter", { dataTransfer: dt });
+  await target.dispatchEvent("dragover", { dataTransfer: dt });
+  await target.dispatchEvent("drop", { dataTransfer: dt });
+  const status = page.locator("#file-status", { hasText: "nothing uploaded" });
+  await status.waitFor();
+  const text = await status.textContent();
+  if (!text.includes('".."')) throw new Error(`the error does not name the bad file: ${text}`);
+  if ((await machineFile("/root/pkg/fine.txt")) !== null) throw new Error("a refused drop wrote its good file");
+  // The same through the file input.
+  await page.locator("#file-upload").setInputFiles([
+    { name: "fine.txt", mimeType: "text/plain", buffer: Buffer.from("fine\n") },
+    { name: "..", mimeType: "text/plain", buffer: Buffer.from("bad\n") },
+  ]);
+  await page.locator("#file-status", { hasText: "nothing uploaded" }).waitFor();
+  if ((await machineFile("/root/pkg/fine.txt")) !== null) throw new Error("a refused upload wrote its good file");
 });
 
 await step("download", async () => {

@@ -198,6 +198,54 @@ async function reachable(selector) {
 const chatWidth = () => page.locator(".chat-slot").evaluate((e) => e.getBoundingClientRect().width);
 const theme = () => page.evaluate(() => document.documentElement.dataset.theme);
 
+/**
+ * The terminal as painted: the commonest colour of a screenshot of the main
+ * terminal's pane (its background), read back through a canvas, with the
+ * computed backgrounds of xterm's viewport and scrolling element.
+ */
+async function terminalColours() {
+  await page.locator("#tab-terminal").click();
+  await page.locator("#terminal .xterm-screen").waitFor();
+  await settle();
+  const png = await page.locator("#terminal").screenshot();
+  return page.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    const c = document.createElement("canvas");
+    c.width = img.width;
+    c.height = img.height;
+    const g = c.getContext("2d");
+    g.drawImage(img, 0, 0);
+    const d = g.getImageData(0, 0, c.width, c.height).data;
+    const count = new Map();
+    for (let i = 0; i < d.length; i += 4) {
+      const k = `${d[i]},${d[i + 1]},${d[i + 2]}`;
+      count.set(k, (count.get(k) ?? 0) + 1);
+    }
+    const painted = [...count].sort((a, b) => b[1] - a[1])[0][0].split(",").map(Number);
+    const bg = (sel) => getComputedStyle(document.querySelector(`#terminal ${sel}`)).backgroundColor;
+    return { painted, viewport: bg(".xterm-viewport"), scrollable: bg(".xterm-scrollable-element") };
+  }, png.toString("base64"));
+}
+
+/** Waits until the terminal is painted light (or dark) all through. */
+async function terminalIs(want) {
+  let seen;
+  const rgb = (s) => s.match(/\d+/g).slice(0, 3).map(Number);
+  const light = ([r, g, b]) => 0.2126 * r + 0.7152 * g + 0.0722 * b > 200;
+  const dark = ([r, g, b]) => 0.2126 * r + 0.7152 * g + 0.0722 * b < 60;
+  const ok = want === "light" ? light : dark;
+  try {
+    await waitFor(`a ${want} terminal`, async () => {
+      seen = await terminalColours();
+      return ok(seen.painted) && ok(rgb(seen.viewport)) && ok(rgb(seen.scrollable));
+    });
+  } catch {
+    throw new Error(`the terminal is not ${want} in the ${await theme()} theme: ${JSON.stringify(seen)}`);
+  }
+}
+
 let session = "";
 
 await step("login", async () => {
@@ -366,12 +414,16 @@ await step("theme", async () => {
   await page.emulateMedia({ colorScheme: "dark" });
   await waitFor("the dark theme to follow the system", async () => (await theme()) === "dark");
   const darkBg = await page.evaluate(() => getComputedStyle(document.documentElement).backgroundColor);
-  // The toggle picks, and the pick is remembered.
+  await terminalIs("dark");
+  // The toggle picks, and the pick is remembered; the open terminal follows.
   await page.locator(".topbar .theme-toggle").click();
   await waitFor("the light theme", async () => (await theme()) === "light");
+  await terminalIs("light");
   await page.reload();
   await page.locator(".topbar .state.running").waitFor();
   if ((await theme()) !== "light") throw new Error("the picked theme was forgotten over a reload");
+  // A terminal made in the light theme starts light.
+  await terminalIs("light");
   const lightBg = await page.evaluate(() => getComputedStyle(document.documentElement).backgroundColor);
   if (lightBg === darkBg || lightBg !== "rgb(255, 255, 255)") throw new Error(`backgrounds: dark ${darkBg}, light ${lightBg}`);
   const label = await page.locator(".topbar .theme-toggle").getAttribute("aria-label");
@@ -397,6 +449,8 @@ await step("palette", async () => {
   await page.keyboard.press("ArrowDown"); // wraps around a list of one
   await page.keyboard.press("Enter");
   await waitFor("the dark theme", async () => (await theme()) === "dark");
+  await terminalIs("dark");
+  await page.locator("#tab-timeline").click(); // where the palette left it
   // The button opens it, a click runs a command, Escape closes.
   await page.locator("#open-palette").click();
   await page.locator("#palette-input").fill("toggle chat");

@@ -1,7 +1,8 @@
-// End-to-end test of sessions' names, labels, limits and usage, the New
-// session dialog, and the Preview tab (URL bar following the app, back and
-// forward, share links with a lifetime, listed and revoked, the sign-in page
-// of a signed-out preview), in real headless Chromium driven by
+// End-to-end test of sessions' names, labels, limits and usage (the list's
+// in one request), the New session dialog, and the Preview tab (URL bar
+// following the app, back and forward, the error-report switch, share
+// links with a lifetime, listed and revoked, the sign-in page of a
+// signed-out preview), in real headless Chromium driven by
 // playwright-core. Started by `crates/firepit/tests/it/ui.rs`
 // (`sessions_names_usage_and_preview_work_in_chromium`) with:
 //
@@ -193,8 +194,26 @@ await step("list-search", async () => {
   await page.locator("a.brand").click();
   await page.locator(`tr.session-row[data-id='${session}'] .name`, { hasText: "renamed app" }).waitFor();
   await page.locator(`tr.session-row[data-id='${other}'] .label-chip`, { hasText: "team=db" }).waitFor();
-  // Live usage and limits in the list.
+  // Live usage and limits in the list, every running session's read in one
+  // request (`GET /v1/usage?ids=…`), none one by one.
+  const usageReads = [];
+  const onRequest = (r) => {
+    const u = new URL(r.url());
+    if (/^\/v1\/(sessions\/[^/]+\/)?usage$/.test(u.pathname)) usageReads.push(u);
+  };
+  page.on("request", onRequest);
   await page.locator(`tr.session-row[data-id='${session}'] .usage`, { hasText: "/ 1.0 GiB" }).waitFor();
+  await page.locator(`tr.session-row[data-id='${other}'] .usage`, { hasText: "/ 256 MiB" }).waitFor();
+  await waitFor("a read of both sessions' usage in one request", async () =>
+    usageReads.some((u) => u.pathname === "/v1/usage" && [session, other].every((id) => u.searchParams.get("ids").split(",").includes(id))),
+  );
+  page.off("request", onRequest);
+  const single = usageReads.filter((u) => u.pathname !== "/v1/usage");
+  if (single.length) throw new Error(`the list read usage one session at a time: ${single.map((u) => u.pathname).join(", ")}`);
+  const both = await ok("GET", `/v1/usage?ids=${session},${other},nosuchsession`);
+  if (!both.usage[session]?.running || !both.usage[other]?.running || JSON.stringify(both.unknown) !== '["nosuchsession"]') {
+    throw new Error(`GET /v1/usage gave ${JSON.stringify(both)}`);
+  }
   await page.locator(`tr.session-row[data-id='${other}'] .limits`, { hasText: "256 MiB memory" }).waitFor();
   await page.locator("#session-filter").fill("team=db");
   await waitFor("only the db session", async () => (await page.locator("tr.session-row").count()) === 1);
@@ -250,6 +269,42 @@ await step("back-forward", async () => {
   await waitFor("forward to /two.html", async () => (await urlBar()).endsWith("/two.html"));
   // The UI itself stayed on the session's page.
   if (!page.url().includes(`/s/${session}`)) throw new Error(`the UI went to ${page.url()}`);
+});
+
+await step("preview-error-reports-switch", async () => {
+  // The switch shows the session's setting (on by default) and the app's
+  // pages carry the reporting script.
+  const reportScript = () => app().locator('script[src$="/__firepit/report.js"]').count();
+  await page.locator("#preview-reports:checked:not([disabled])").waitFor();
+  if ((await ok("GET", `/v1/sessions/${session}/closed-loop`)).preview_reports !== true) throw new Error("the setting is not on by default");
+  await waitFor("the report script in the app's page", async () => (await reportScript()) === 1);
+  // Off: the daemon holds it, and a reloaded page comes as the app sent it.
+  await page.locator("#preview-reports").uncheck();
+  await waitFor("the setting off", async () => (await ok("GET", `/v1/sessions/${session}/closed-loop`)).preview_reports === false);
+  await page.locator("#preview-reports:not(:checked):not([disabled])").waitFor();
+  // (A page not in the browser's cache: a reload may revalidate and show the
+  // cached copy, whose script's reports the daemon now drops.)
+  await page.locator("#preview-url").fill("/index.html?reports=off");
+  await page.locator("#preview-url").press("Enter");
+  await app().getByText("Page one").waitFor();
+  await waitFor("a page without the report script", async () => (await reportScript()) === 0);
+  // A change made elsewhere shows in the switch (the session's events).
+  await ok("PUT", `/v1/sessions/${session}/closed-loop`, { preview_reports: true });
+  await page.locator("#preview-reports:checked").waitFor();
+  // And back off, then on again, from the switch.
+  await page.locator("#preview-reports").uncheck();
+  await waitFor("the setting off again", async () => (await ok("GET", `/v1/sessions/${session}/closed-loop`)).preview_reports === false);
+  await page.locator("#preview-reports:not([disabled])").check();
+  await waitFor("the setting on again", async () => (await ok("GET", `/v1/sessions/${session}/closed-loop`)).preview_reports === true);
+  // A reload of the whole page reads it from the daemon.
+  await page.reload();
+  await page.locator("#preview-reports:checked:not([disabled])").waitFor();
+  // Back to the page the next steps share.
+  await page.locator("#preview-port option[value='8000']").waitFor({ state: "attached" });
+  await page.locator("#preview-url").fill("/two.html");
+  await page.locator("#preview-url").press("Enter");
+  await app().getByText("Page two").waitFor();
+  await waitFor("the URL bar at /two.html", async () => (await urlBar()).endsWith("/two.html"));
 });
 
 let link = "";

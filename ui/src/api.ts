@@ -19,6 +19,7 @@ import type {
   Share,
   UpdateSession,
   Usage,
+  UsageList,
 } from "./wire";
 
 export type * from "./wire";
@@ -81,6 +82,9 @@ export async function json<T>(method: string, path: string, body?: unknown): Pro
 const enc = encodeURIComponent;
 const s = (id: string) => `/v1/sessions/${enc(id)}`;
 
+/** The most sessions one `GET /v1/usage` reads (the daemon refuses more). */
+export const MAX_USAGE_IDS = 100;
+
 export const api = {
   sessions: () => json<Session[]>("GET", "/v1/sessions"),
   session: (id: string) => json<Session>("GET", s(id)),
@@ -96,6 +100,8 @@ export const api = {
   revokeShare: (id: string, share: string) => request("DELETE", `${s(id)}/shares/${enc(share)}`).then(() => undefined),
   update: (id: string, body: UpdateSession) => json<Session>("PATCH", s(id), body),
   usage: (id: string) => json<Usage>("GET", `${s(id)}/usage`),
+  /** Several sessions' usage in one request (at most `MAX_USAGE_IDS` ids). */
+  usageList: (ids: string[]) => json<UsageList>("GET", `/v1/usage?ids=${ids.map(enc).join(",")}`),
   host: () => json<HostInfo>("GET", "/v1/host"),
   services: (id: string) => json<ServiceInfo[]>("GET", `${s(id)}/services`),
   /** A service's log as a stream of NDJSON lines (`follow` keeps it open). */

@@ -1,9 +1,10 @@
 // Files of the session's machine: a tree (folders load when opened) that
 // follows changes made in the machine (`files_changed` events), with new
-// file and folder, rename, delete, upload (a file input, or files dropped on
-// the tree), download (a folder as a tar archive); a code editor
-// (`editor.ts`; Ctrl+S saves) whose unsaved changes are guarded; search
-// across files; and the Changes view (`changes.ts`).
+// file and folder, rename, delete, upload (files or a whole folder picked,
+// or files and folders dropped on the tree: `upload.ts`), download (a
+// folder as a tar archive); a code editor (`editor.ts`; Ctrl+S saves)
+// whose unsaved changes are guarded; search across files; and the Changes
+// view (`changes.ts`).
 
 import { api, type DirEntry, type SessionEvent } from "./api";
 import { ChangesView } from "./changes";
@@ -12,6 +13,7 @@ import type { CodeEditor } from "./editor";
 import { filesApi } from "./files-api";
 import "./files.css";
 import { addGuard } from "./guard";
+import { dropped, picked, type Upload } from "./upload";
 
 /** Files larger than this open read-only as a notice, not in the editor. */
 const MAX_EDIT = 2 << 20;
@@ -38,40 +40,6 @@ function validName(name: string | null): string | null {
   return n;
 }
 
-/** A file to upload and its path below the folder it goes to. */
-interface Upload {
-  rel: string;
-  file: File;
-}
-
-/** Most files one drop of folders uploads. */
-const MAX_DROPPED = 1000;
-
-/** The files of dropped entries, folders read through (at most MAX_DROPPED). */
-async function dropped(entries: (FileSystemEntry | null)[], files: File[]): Promise<Upload[]> {
-  const out: Upload[] = [];
-  const walk = async (entry: FileSystemEntry, rel: string): Promise<void> => {
-    if (out.length > MAX_DROPPED) return;
-    if (entry.isFile) {
-      const file = await new Promise<File>((ok, fail) => (entry as FileSystemFileEntry).file(ok, fail));
-      out.push({ rel, file });
-      return;
-    }
-    const reader = (entry as FileSystemDirectoryEntry).createReader();
-    for (;;) {
-      const batch = await new Promise<FileSystemEntry[]>((ok, fail) => reader.readEntries(ok, fail));
-      if (batch.length === 0) return;
-      for (const child of batch) await walk(child, `${rel}/${child.name}`);
-    }
-  };
-  for (const [i, entry] of entries.entries()) {
-    if (entry) await walk(entry, entry.name);
-    else if (files[i]) out.push({ rel: files[i].name, file: files[i] });
-  }
-  if (out.length > MAX_DROPPED) throw new Error(`more than ${MAX_DROPPED} files dropped: upload a folder that large as an archive and unpack it in the terminal`);
-  return out;
-}
-
 export class FilesPane {
   readonly el: HTMLElement;
   private tree = h("div.tree#file-tree", { role: "tree" });
@@ -82,6 +50,7 @@ export class FilesPane {
   private status = h("span.muted#file-status", { role: "status" });
   private view = h("div.file-view", {}, notice("empty", "Pick a file to view or edit it."));
   private upload = h("input#file-upload", { type: "file", multiple: true, hidden: true, "aria-label": "Upload files" });
+  private uploadDir = h("input#folder-upload", { type: "file", multiple: true, webkitdirectory: true, hidden: true, "aria-label": "Upload a folder" });
   private searchInput = h("input.small#file-search", { type: "search", placeholder: "Search in files", "aria-label": "Search in files", spellcheck: false });
   private searchResults = h("div.search-results#file-search-results");
   private changes: ChangesView;
@@ -114,11 +83,20 @@ export class FilesPane {
       }
     });
     this.save.addEventListener("click", () => void this.write());
-    this.upload.addEventListener("change", () => {
-      const files = [...(this.upload.files ?? [])];
-      this.upload.value = "";
-      void this.uploadFiles(this.target, files.map((file) => ({ rel: file.name, file })));
-    });
+    for (const input of [this.upload, this.uploadDir]) {
+      input.addEventListener("change", () => {
+        const files = [...(input.files ?? [])];
+        input.value = "";
+        let items: Upload[];
+        try {
+          items = picked(files);
+        } catch (err) {
+          this.say((err as Error).message);
+          return;
+        }
+        void this.uploadFiles(this.target, items);
+      });
+    }
     this.searchInput.addEventListener("keydown", (e) => {
       if (e.key === "Enter") void this.search();
     });
@@ -140,7 +118,7 @@ export class FilesPane {
       void (async () => {
         let items: Upload[];
         try {
-          items = entries.some((en) => en?.isDirectory) ? await dropped(entries, files) : files.map((file) => ({ rel: file.name, file }));
+          items = await dropped(entries, files);
         } catch (err) {
           this.say((err as Error).message);
           return;
@@ -167,6 +145,7 @@ export class FilesPane {
       ),
       h("div.split", {}, this.side, this.main),
       this.upload,
+      this.uploadDir,
     );
     this.setMode("tree");
   }
@@ -185,6 +164,7 @@ export class FilesPane {
           h("button.small#file-new", { type: "button", title: "New file in the selected folder", onclick: () => void this.create(false) }, "+ File"),
           h("button.small#folder-new", { type: "button", title: "New folder in the selected folder", onclick: () => void this.create(true) }, "+ Folder"),
           h("button.small#file-upload-button", { type: "button", title: "Upload files to the selected folder (or drop them on the tree)", onclick: () => this.upload.click() }, "Upload"),
+          h("button.small#folder-upload-button", { type: "button", title: "Upload a folder, its folders kept, to the selected folder (or drop it on the tree)", onclick: () => this.uploadDir.click() }, "Upload folder"),
         ),
         this.tree,
       );
@@ -453,29 +433,39 @@ export class FilesPane {
     this.say(`deleted ${path}`);
   }
 
-  /** Uploads files (`rel`: their paths below `dir`; a dropped folder's files have folders in it). */
-  private async uploadFiles(dir: string, files: Upload[]): Promise<void> {
-    if (!this.running || files.length === 0) return;
+  /**
+   * Uploads files and makes folders (`rel`: their paths below `dir`, checked
+   * by `upload.ts`), in order; a failure stops there and says how far it got.
+   */
+  private async uploadFiles(dir: string, items: Upload[]): Promise<void> {
+    if (!this.running || items.length === 0) return;
+    const files = items.filter((i) => i.file).length;
     let done = 0;
-    const made = new Set<string>();
-    for (const { rel, file } of files) {
-      this.say(`uploading ${rel} (${bytes(file.size)})…`);
+    const made = new Set<string>([dir]);
+    const mkdir = async (folder: string) => {
+      if (made.has(folder)) return;
+      await filesApi.mkdir(this.session, folder, true);
+      made.add(folder);
+    };
+    for (const { rel, file } of items) {
       try {
-        const folder = parentOf(join(dir, rel));
-        if (folder !== dir && !made.has(folder)) {
-          await filesApi.mkdir(this.session, folder, true);
-          made.add(folder);
+        if (!file) {
+          await mkdir(join(dir, rel));
+          continue;
         }
+        this.say(`uploading ${rel} (${bytes(file.size)})…`);
+        await mkdir(parentOf(join(dir, rel)));
         await filesApi.upload(this.session, join(dir, rel), file);
         done++;
       } catch (e) {
-        this.say(`${rel}: ${(e as Error).message}`);
         await this.relist(dir);
+        this.say(`upload stopped at ${rel}: ${(e as Error).message} (${done} of ${files} file${files === 1 ? "" : "s"} uploaded to ${dir}, the rest not)`);
         return;
       }
     }
     await this.relist(dir);
-    this.say(`uploaded ${done} file${done === 1 ? "" : "s"} to ${dir}`);
+    const folders = items.length - files;
+    this.say(`uploaded ${done} file${done === 1 ? "" : "s"}${folders ? ` and ${folders} folder${folders === 1 ? "" : "s"}` : ""} to ${dir}`);
   }
 
   private async search(): Promise<void> {

@@ -1,7 +1,8 @@
 // The preview pane: the app a session serves, framed from its preview host
 // (`http://<port>-<session>.<domain>/`), with a port picker, back and
-// forward, a URL bar that follows the app, reload, open in a new tab, and
-// Share (signed links with a lifetime, listed and revocable: `shares.ts`).
+// forward, a URL bar that follows the app, reload, open in a new tab,
+// Share (signed links with a lifetime, listed and revocable: `shares.ts`),
+// and the switch for the pages' error reports (`preview-reports.ts`).
 //
 // The app is on its own origin, so this page cannot read where it is. It is
 // framed through the preview host's frame page (`/__firepit/frame?path=…`,
@@ -13,6 +14,7 @@
 
 import { api, type Port, type SessionEvent } from "./api";
 import { h, notice, replace } from "./dom";
+import { PreviewReportsSwitch } from "./preview-reports";
 import { SharesPanel } from "./shares";
 
 /** What the frame page reports. */
@@ -35,6 +37,8 @@ export class PreviewPane {
   private open = h("a.button.small#preview-open", { target: "_blank", rel: "noopener", title: "Open in a new tab" }, "Open ↗");
   private shareBtn = h("button.small#preview-share", { type: "button", title: "Share this page: a signed link with a lifetime; lists the links made" }, "Share");
   private shares: SharesPanel;
+  private reports: PreviewReportsSwitch;
+  private reportsRead = false;
   private body = h("div.preview-body");
   private frame: HTMLIFrameElement | null = null;
   private frameOrigin = "";
@@ -56,6 +60,7 @@ export class PreviewPane {
       }
     });
     this.shares = new SharesPanel(session);
+    this.reports = new PreviewReportsSwitch(session);
     this.shareBtn.addEventListener("click", () => {
       if (this.selected !== null) this.shares.toggle(this.selected, this.path);
     });
@@ -63,7 +68,7 @@ export class PreviewPane {
     this.el = h(
       "section.pane.preview-pane",
       {},
-      h("div.pane-head.toolbar", {}, this.picker, this.back, this.forward, this.url, reload, this.open, this.shareBtn),
+      h("div.pane-head.toolbar", {}, this.picker, this.back, this.forward, this.url, reload, this.open, this.shareBtn, this.reports.el),
       this.shares.el,
       this.body,
     );
@@ -76,6 +81,11 @@ export class PreviewPane {
 
   /** Loads the listening ports (the log's port events keep them current after). */
   async refresh(): Promise<void> {
+    if (!this.reportsRead) {
+      // Once the session is known to be there; its events keep it current.
+      this.reportsRead = true;
+      void this.reports.load();
+    }
     if (!this.running) return;
     try {
       for (const p of await api.ports(this.session)) this.ports.set(p.port, p);
@@ -93,6 +103,7 @@ export class PreviewPane {
   }
 
   onEvent(e: SessionEvent): void {
+    this.reports.onEvent(e);
     if (e.type === "port_opened") {
       this.ports.set(e.port as number, { port: e.port as number, addr: e.addr as string, url: e.url as string });
       this.render();

@@ -1,9 +1,10 @@
 // What the list and a session's header show of a session besides its
 // state: its name and labels (and renaming them), its limits, and its live
 // usage (CPU share, memory, disk), read from `GET /v1/sessions/{id}/usage`
-// only while someone looks (the page is visible), never in the background.
+// (a header) or `GET /v1/usage?ids=…` (the list, in one request) only while
+// someone looks (the page is visible), never in the background.
 
-import { api, ApiError, type Session, type Usage } from "./api";
+import { api, ApiError, MAX_USAGE_IDS, type Session, type Usage } from "./api";
 import { bytes, h, replace } from "./dom";
 
 /** The name, or the id when it has none. */
@@ -53,6 +54,27 @@ export class UsageReader {
     } catch {
       return null;
     }
+  }
+
+  /**
+   * Reads many sessions' usage in as few requests as the daemon allows
+   * (`GET /v1/usage`); sessions it could not read are left out.
+   */
+  async readMany(ids: string[]): Promise<Map<string, Usage>> {
+    const out = new Map<string, Usage>();
+    const chunks: string[][] = [];
+    for (let i = 0; i < ids.length; i += MAX_USAGE_IDS) chunks.push(ids.slice(i, i + MAX_USAGE_IDS));
+    await Promise.all(
+      chunks.map(async (chunk) => {
+        try {
+          const l = await api.usageList(chunk);
+          for (const [id, u] of Object.entries(l.usage)) out.set(id, u);
+        } catch {
+          // shown without usage this time
+        }
+      }),
+    );
+    return out;
   }
 
   /** `12% CPU · 140 MiB / 2 GiB · 30 MiB disk` (the same reading twice says the same). */

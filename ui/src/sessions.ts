@@ -77,20 +77,19 @@ export class SessionsPage implements Page {
     try {
       const sessions = await api.sessions();
       const ports = new Map<string, Port[]>();
-      const usage = new Map<string, Usage>();
+      const running = sessions.filter((s) => s.state === "running");
+      // Usage of every running session in one request.
+      const reading = this.usage.readMany(running.map((s) => s.id));
       await Promise.all(
-        sessions
-          .filter((s) => s.state === "running")
-          .map(async (s) => {
-            try {
-              ports.set(s.id, await api.ports(s.id));
-            } catch {
-              // the machine may have just stopped; shown without ports
-            }
-            const u = await this.usage.read(s.id);
-            if (u) usage.set(s.id, u);
-          }),
+        running.map(async (s) => {
+          try {
+            ports.set(s.id, await api.ports(s.id));
+          } catch {
+            // the machine may have just stopped; shown without ports
+          }
+        }),
       );
+      const usage = await reading;
       if (this.disposed) return;
       this.error.hidden = true;
       this.last = { sessions, ports, usage };

@@ -9,6 +9,7 @@ import { Terminal } from "@xterm/xterm";
 import { type PtyControl, wsUrl } from "./api";
 import { clipboardKeys } from "./clipboard";
 import { h, replace } from "./dom";
+import { followTheme, terminalTheme } from "./terminal-theme";
 
 export class TerminalPane {
   readonly el: HTMLElement;
@@ -25,6 +26,8 @@ export class TerminalPane {
   private encoder = new TextEncoder();
   /** Whether the session's machine runs (a stopped one has no shell to attach to). */
   private running = true;
+  /** Stops following the page's theme. */
+  private unfollow = () => {};
 
   /**
    * `stillRunning` asks whether the session's machine runs before a
@@ -47,8 +50,9 @@ export class TerminalPane {
         fontFamily: "ui-monospace, 'JetBrains Mono', Menlo, Consolas, monospace",
         fontSize: 13,
         scrollback: 10000,
-        theme: { background: "#0d1117", foreground: "#d6dde6", cursor: "#f97316" },
+        theme: terminalTheme(),
       });
+      this.unfollow = followTheme(this.term);
       this.term.loadAddon(this.fit);
       this.term.open(this.host);
       this.term.attachCustomKeyEventHandler(clipboardKeys(this.term));
@@ -90,6 +94,7 @@ export class TerminalPane {
     this.stopped = true;
     window.clearTimeout(this.timer);
     this.observer?.disconnect();
+    this.unfollow();
     this.ws?.close();
     this.term?.dispose();
   }

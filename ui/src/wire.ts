@@ -169,6 +169,26 @@ pids?: number | null,
 disk_bytes?: number | null, };
 
 /**
+ * `GET /v1/usage?ids=a,b,c`: several sessions' usage in one request (a
+ * list of sessions reads them all at once, not one request each).
+ */
+export type UsageList = {
+/**
+ * By session id: the usage of each session asked for that could be read.
+ */
+usage: { [key in string]: Usage },
+/**
+ * The ids asked for that name no session (destroyed since they were
+ * listed, say).
+ */
+unknown?: Array<string>,
+/**
+ * By session id: why a session's usage could not be read (its machine
+ * going away as it was read, say); such a session is not in `usage`.
+ */
+errors?: { [key in string]: string }, };
+
+/**
  * `GET /v1/host`: what the host has, for clients that choose limits.
  */
 export type HostInfo = {

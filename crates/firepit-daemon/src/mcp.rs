@@ -76,6 +76,10 @@ impl Host for DaemonHost {
             if let Some(branch) = &req.branch {
                 crate::api::valid::branch(branch)?;
             }
+            if let Some(name) = &req.name {
+                crate::api::valid::session_name(name)?;
+            }
+            crate::api::valid::labels(&req.labels)?;
             Ok::<_, Error>(())
         })();
         checked.map_err(host_error)?;

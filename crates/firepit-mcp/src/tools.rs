@@ -14,6 +14,7 @@
 //! the client hands it to its model; only a tool name that does not exist is
 //! a protocol error (`-32602`), as the protocol asks.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use firepit_agent::ToolContext;
@@ -104,12 +105,14 @@ fn session_defs() -> Vec<Def> {
                 "disk_mb": {"type": "integer", "minimum": 1, "description": "Limit on what the machine may write, in MiB."},
                 "network": {"type": "string", "enum": ["nat", "none"], "description": "'nat' (default): outbound network; 'none': loopback only."},
                 "repo": {"type": "string", "description": "A forge repository 'owner/name' to clone into /workspace (when the daemon has a forge configured)."},
-                "branch": {"type": "string", "description": "Branch to check out; the repository's default when absent."}
+                "branch": {"type": "string", "description": "Branch to check out; the repository's default when absent."},
+                "name": {"type": "string", "minLength": 1, "maxLength": 64, "description": "A name for people to know the session by (1 to 64 characters, shown in the web UI and by session_list); the tools still take the id."},
+                "labels": {"type": "object", "maxProperties": 32, "additionalProperties": {"type": "string", "maxLength": 128}, "description": "Labels, key to value (at most 32): a key is 1 to 63 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit; a value is at most 128 characters. The API finds sessions by label."}
             }, "additionalProperties": false}),
         },
         Def {
             name: "session_list",
-            description: "List the firepit sessions: id, image, state (running, stopped, failed), limits and creation time.".into(),
+            description: "List the firepit sessions: id, name and labels, image, state (running, stopped, failed), limits and creation time.".into(),
             schema: json!({"type": "object", "properties": {}, "additionalProperties": false}),
         },
         Def {
@@ -310,6 +313,9 @@ struct CreateArgs {
     network: Option<NetworkMode>,
     repo: Option<String>,
     branch: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -521,7 +527,8 @@ async fn create<H: Host>(host: &Arc<H>, args: &Map<String, Value>) -> Result<Ses
         repo: a.repo,
         branch: a.branch,
         timeout_secs: None,
-        ..Default::default()
+        name: a.name,
+        labels: a.labels,
     };
     host.create_session(req).await.map_err(host_error)
 }

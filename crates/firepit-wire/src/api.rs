@@ -212,6 +212,23 @@ pub struct Usage {
     pub disk_bytes: Option<u64>,
 }
 
+/// `GET /v1/usage?ids=a,b,c`: several sessions' usage in one request (a
+/// list of sessions reads them all at once, not one request each).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct UsageList {
+    /// By session id: the usage of each session asked for that could be read.
+    pub usage: BTreeMap<String, Usage>,
+    /// The ids asked for that name no session (destroyed since they were
+    /// listed, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<String>,
+    /// By session id: why a session's usage could not be read (its machine
+    /// going away as it was read, say); such a session is not in `usage`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, String>,
+}
+
 /// `GET /v1/host`: what the host has, for clients that choose limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]

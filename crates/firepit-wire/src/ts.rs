@@ -50,6 +50,7 @@ fn generate() -> String {
         api::Session,
         api::UpdateSession,
         api::Usage,
+        api::UsageList,
         api::HostInfo,
         api::Image,
         api::ImageSource,

@@ -53,6 +53,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/sessions/{id}"),
     ("PATCH", "/v1/sessions/{id}"),
     ("GET", "/v1/sessions/{id}/usage"),
+    ("GET", "/v1/usage"),
     ("POST", "/v1/sessions/{id}/stop"),
     ("POST", "/v1/sessions/{id}/start"),
     ("POST", "/v1/sessions/{id}/exec"),
@@ -169,6 +170,7 @@ pub fn router(app: App) -> Router {
     let v1 = Router::new()
         .route("/images", get(images::list))
         .route("/host", get(sessions::host))
+        .route("/usage", get(sessions::usage_list))
         .route("/sessions", get(sessions::list).post(sessions::create))
         .nest("/sessions/{id}", session)
         .route("/preview-auth", get(shares::preview_auth))

@@ -1,11 +1,12 @@
 //! `/v1/sessions`: create, list (by label too), get, rename and relabel,
-//! usage, stop, start, destroy.
+//! usage (one session's, or many in one request: `/v1/usage`), stop, start,
+//! destroy.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use firepit_wire::api::{CreateSession, Session, UpdateSession, Usage};
+use firepit_wire::api::{CreateSession, Session, UpdateSession, Usage, UsageList};
 use serde::Deserialize;
 
 use super::{JsonBody, QueryArgs, valid};
@@ -123,6 +124,60 @@ pub(super) async fn usage(
     Path(id): Path<String>,
 ) -> Result<Json<Usage>, Error> {
     Ok(Json(app.session_usage(&checked(id)?).await?))
+}
+
+/// The most sessions one `GET /v1/usage` reads.
+pub(crate) const MAX_USAGE_IDS: usize = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UsageQuery {
+    /// Session ids, comma-separated.
+    ids: String,
+}
+
+/// `GET /v1/usage?ids=a,b,c`: the usage of each session named, read at
+/// once. Ids that name no session are listed as `unknown`, a session whose
+/// usage cannot be read has its error in `errors`; more than
+/// [`MAX_USAGE_IDS`] ids (as written: empty and repeated ones count) is
+/// refused.
+pub(super) async fn usage_list(
+    State(app): State<App>,
+    QueryArgs(q): QueryArgs<UsageQuery>,
+) -> Result<Json<UsageList>, Error> {
+    // Counted as written (empty and repeated ones too), as the document's
+    // pattern counts them.
+    let mut ids: Vec<&str> = q.ids.split(',').collect();
+    if ids.len() > MAX_USAGE_IDS {
+        return Err(Error::BadRequest(format!(
+            "ids lists {} sessions: at most {MAX_USAGE_IDS} in one request",
+            ids.len()
+        )));
+    }
+    ids.retain(|i| !i.is_empty());
+    ids.sort_unstable();
+    ids.dedup();
+    let reads = ids.iter().map(|id| async {
+        let read = if is_valid_id(id) {
+            app.session_usage(id).await
+        } else {
+            Err(Error::SessionNotFound((*id).to_owned()))
+        };
+        ((*id).to_owned(), read)
+    });
+    let mut out = UsageList::default();
+    for (id, read) in futures::future::join_all(reads).await {
+        match read {
+            Ok(u) => {
+                out.usage.insert(id, u);
+            }
+            Err(Error::SessionNotFound(_)) => out.unknown.push(id),
+            Err(e) => {
+                out.errors.insert(id, e.to_api().message);
+            }
+        }
+    }
+    Ok(Json(out))
 }
 
 /// `GET /v1/host`: the host's memory and CPUs, the defaults, the forge.

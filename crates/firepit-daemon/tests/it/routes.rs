@@ -310,6 +310,43 @@ async fn a_failed_create_leaves_no_session() {
 }
 
 #[tokio::test]
+async fn mcp_session_create_checks_name_and_labels_as_the_api_does() {
+    use firepit_mcp::Host;
+    let h = harness();
+    tiny_image(&h.app);
+    let host = firepit_daemon::mcp::DaemonHost::new(h.app.clone());
+    let req = |name: Option<&str>, labels: &[(&str, &str)]| firepit_wire::api::CreateSession {
+        image: Some("tiny".into()),
+        name: name.map(Into::into),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..Default::default()
+    };
+    for (bad, says) in [
+        (req(Some(" "), &[]), "other than a space"),
+        (req(Some(&"n".repeat(65)), &[]), "at most 64"),
+        (req(None, &[("Team", "api")]), "label key"),
+    ] {
+        let e = host.create_session(bad).await.unwrap_err();
+        assert_eq!(e.kind, firepit_mcp::HostErrorKind::BadRequest, "{e:?}");
+        assert!(e.message.contains(says), "{e:?}");
+    }
+    assert!(
+        h.backend.0.lock().unwrap().is_empty(),
+        "a refused name or label made no machine"
+    );
+    // Good ones pass the checks and reach the backend (which makes no machines).
+    let e = host
+        .create_session(req(Some("api work"), &[("team", "api")]))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("makes no machines"), "{e:?}");
+    assert_eq!(h.backend.0.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn the_disk_limit_reaches_the_machine_with_the_daemons_default() {
     let h = harness();
     tiny_image(&h.app);
@@ -1198,6 +1235,76 @@ async fn usage_of_a_session_without_a_machine_reads_as_not_running() {
     assert!(!u.running && u.memory_bytes.is_none() && u.time_ms > 0);
     let (status, _) = call(&h.app, "GET", "/v1/sessions/nope/usage", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn usage_of_many_sessions_reads_in_one_request() {
+    let h = harness();
+    stored_session(&h, "aaa");
+    stored_session(&h, "bbb");
+    // Known ids (one twice), one that names no session, one no id at all.
+    let (status, resp) = call(
+        &h.app,
+        "GET",
+        "/v1/usage?ids=aaa,bbb,nope,aaa,..%2Fx",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let l: firepit_wire::api::UsageList = serde_json::from_str(&resp).unwrap();
+    assert_eq!(l.usage.keys().collect::<Vec<_>>(), ["aaa", "bbb"], "{resp}");
+    assert!(l.usage.values().all(|u| !u.running && u.time_ms > 0));
+    assert_eq!(l.unknown, ["../x", "nope"]);
+    assert!(l.errors.is_empty(), "{resp}");
+    // Nothing asked, nothing answered.
+    let (status, resp) = call(&h.app, "GET", "/v1/usage?ids=", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(resp, r#"{"usage":{}}"#);
+    // Bounded: 100 ids are read, 101 refused with the limit named, even when
+    // repeats or empty ones make them fewer (they count as written, as the
+    // document's pattern counts them).
+    let many = |n: usize| {
+        (0..n)
+            .map(|i| format!("s{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (status, resp) = call(
+        &h.app,
+        "GET",
+        &format!("/v1/usage?ids={}", many(100)),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let l: firepit_wire::api::UsageList = serde_json::from_str(&resp).unwrap();
+    assert_eq!(l.unknown.len(), 100);
+    let (status, resp) = call(
+        &h.app,
+        "GET",
+        &format!("/v1/usage?ids={}", many(101)),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+    assert!(resp.contains("at most 100"), "{resp}");
+    let (status, resp) = call(
+        &h.app,
+        "GET",
+        &format!("/v1/usage?ids={}", ["aaa"; 101].join(",")),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+    // `ids` is needed, and so is the token.
+    let (status, _) = call(&h.app, "GET", "/v1/usage", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call(&h.app, "GET", "/v1/usage?ids=aaa", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -71,8 +71,8 @@ impl Host for Stand {
             created_at: 0,
             error: None,
             stop_at: None,
-            name: None,
-            labels: Default::default(),
+            name: req.name,
+            labels: req.labels,
         };
         list.push(s.clone());
         Ok(s)
@@ -355,6 +355,36 @@ async fn tools_and_the_errors_a_model_gets() {
     );
     let (_, list) = c.call("session_list", json!({})).await;
     assert!(list.contains("\"s1\""), "{list}");
+
+    // A name and labels reach the session made, and show in the list.
+    let create = tools
+        .iter()
+        .find(|t| t["name"] == "session_create")
+        .unwrap();
+    let props = &create["inputSchema"]["properties"];
+    assert_eq!(props["name"]["type"], "string", "{create}");
+    assert_eq!(props["labels"]["type"], "object", "{create}");
+    let (err, text) = c
+        .call(
+            "session_create",
+            json!({"name": "api work", "labels": {"team": "api", "env": "dev"}}),
+        )
+        .await;
+    assert!(!err, "{text}");
+    assert!(
+        text.contains("\"name\": \"api work\"") && text.contains("\"team\": \"api\""),
+        "{text}"
+    );
+    let (_, list) = c.call("session_list", json!({})).await;
+    assert!(
+        list.contains("\"api work\"") && list.contains("\"env\": \"dev\""),
+        "{list}"
+    );
+    // Labels are a map of strings.
+    let (err, text) = c
+        .call("session_create", json!({"labels": ["team=api"]}))
+        .await;
+    assert!(err && text.contains("expected a map"), "{text}");
 
     // What a model can act on: each is a result with isError and a way out.
     let (err, text) = c

@@ -3,9 +3,12 @@
 //! same runner pieces as `ui.rs`): the dialog refuses more memory than the
 //! host has and lists every image once; a session made with a name and
 //! labels, its usage in its header, renamed, found in the list by label and
-//! name; the preview's URL bar following links and `pushState`, back and
-//! forward; a share of the page shown with a chosen lifetime, listed and
-//! revoked; a signed-out preview's sign-in page, which signs in and goes on.
+//! name, every running session's usage read by the list in one request;
+//! the preview's URL bar following links and `pushState`, back and forward;
+//! the switch for the preview's error reports (read back through the API,
+//! the app's page with and without the report script); a share of the page
+//! shown with a chosen lifetime, listed and revoked; a signed-out preview's
+//! sign-in page, which signs in and goes on.
 //!
 //! Screenshots of every step at 1440x900 and 390x844 are kept in
 //! `<target dir>/tmp/ui-sessions-e2e/`.
@@ -23,6 +26,7 @@ const STEPS: &[&str] = &[
     "list-search",
     "preview-url-follows",
     "back-forward",
+    "preview-error-reports-switch",
     "share-with-lifetime",
     "shares-listed-and-revoked",
     "signed-out-sign-in-page",
