@@ -159,7 +159,7 @@ fn session_defs() -> Vec<Def> {
         },
         Def {
             name: "session_fork",
-            description: "Make a new session whose files are a copy of a session's checkpoint, or of its files now when `from` is absent; it runs beside the original, which is left as it is. Use it to try two approaches side by side. Returns the new session, whose id the other tools take.".into(),
+            description: "Make a new session whose files are a copy of a session's checkpoint, or of its files now when `from` is absent; it runs beside the original, which is left as it is, with a copy of the services the original keeps (those running are started). Use it to try two approaches side by side. Returns the new session, whose id the other tools take.".into(),
             schema: session_schema(json!({
                 "from": {"type": "string", "description": "The checkpoint (cp-…) to start from; absent: the session's files now."}
             }), &[]),
