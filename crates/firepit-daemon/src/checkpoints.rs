@@ -117,10 +117,18 @@ impl App {
         };
         new.validate()
             .map_err(|e| Error::BadRequest(e.to_string()))?;
+        // The changes' baseline first, so the checkpoint holds it.
+        let label = new.name.clone().unwrap_or_else(|| new.id.to_string());
+        let baseline =
+            session.state == SessionState::Running && self.checkpoint_baseline(id, &label).await;
         let made = self
             .machine(id, move |b, m| b.checkpoint(m, &new))
             .await
-            .map_err(unsupported)?;
+            .map_err(unsupported);
+        if made.is_err() && baseline {
+            self.undo_checkpoint_baseline(id).await;
+        }
+        let made = made?;
         let cp = wire(id, made);
         self.events().append(
             id,

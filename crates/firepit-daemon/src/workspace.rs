@@ -205,38 +205,200 @@ pub(crate) fn parse_search(out: &Output) -> SearchResult {
     }
 }
 
-/// The changes: `$1` the folder. Prints `nodir`, `nogit` or `norepo` alone,
-/// or `repo\0TOP\0HEAD\0NEW\0` (NEW: how many new files) and then the diff.
-const CHANGES_SCRIPT: &str = r#"cd -- "$1" 2>/dev/null || { echo nodir; exit 0; }
-command -v git >/dev/null 2>&1 || { echo nogit; exit 0; }
-top=$(git rev-parse --show-toplevel 2>/dev/null) || { echo norepo; exit 0; }
-cd -- "$top" || exit 1
-head=$(git rev-parse -q --verify HEAD 2>/dev/null) || head=
-base=${head:-$(git hash-object -t tree /dev/null)}
-new=$(git ls-files -z --others --exclude-standard | tr -cd '\000' | wc -c)
-printf 'repo\000%s\000%s\000%s\000' "$top" "$head" "$new"
-git -c core.quotepath=off diff --no-color --no-ext-diff --no-textconv -M "$base" --
-git ls-files -z --others --exclude-standard | head -z -n "$2" |
-  xargs -0 -r -n 1 git -c core.quotepath=off diff --no-color --no-ext-diff --no-index -- /dev/null
-exit 0
-"#;
+/// The private git directory in the machine that holds the baseline (see
+/// the module docs); no user's repository is written.
+pub const BASELINE_GIT_DIR: &str = "/var/lib/firepit/baseline.git";
+/// The folders the baseline covers, with the git repositories nested in
+/// them: the home folder, where a session's repository is cloned, and the
+/// other users' homes.
+pub const BASELINE_ROOTS: &str = "/root /workspace /home";
+/// How long taking a baseline may run (a checkpoint waits for it).
+const BASELINE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What differs in the git repository `dir` is in from its `HEAD`.
-pub async fn changes(guest: &GuestClient, dir: &str) -> Result<Changes, Error> {
-    // Repositories made by the machine's other users are still read.
-    let env = vec![
-        ("GIT_CONFIG_COUNT".to_owned(), "1".to_owned()),
-        ("GIT_CONFIG_KEY_0".to_owned(), "safe.directory".to_owned()),
-        ("GIT_CONFIG_VALUE_0".to_owned(), "*".to_owned()),
-        ("GIT_PAGER".to_owned(), "cat".to_owned()),
-        ("GIT_OPTIONAL_LOCKS".to_owned(), "0".to_owned()),
+/// The baseline's operations and the changes, run by `/bin/sh` in the
+/// machine: `take`, `undo` and `diff` (its header comment says what each
+/// prints).
+const BASELINE_SCRIPT: &str = include_str!("baseline.sh");
+
+/// The environment the baseline's git runs with: repositories made by the
+/// machine's other users are still read, nothing waits on a pager or
+/// refreshes a user's index, and the baseline's commits have an author.
+fn git_env() -> Vec<(String, String)> {
+    [
+        ("GIT_CONFIG_COUNT", "1"),
+        ("GIT_CONFIG_KEY_0", "safe.directory"),
+        ("GIT_CONFIG_VALUE_0", "*"),
+        ("GIT_PAGER", "cat"),
+        ("GIT_OPTIONAL_LOCKS", "0"),
+        ("GIT_AUTHOR_NAME", "firepit"),
+        ("GIT_AUTHOR_EMAIL", "firepit@localhost"),
+        ("GIT_COMMITTER_NAME", "firepit"),
+        ("GIT_COMMITTER_EMAIL", "firepit@localhost"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+fn baseline_request(op: &str, args: &[&str], timeout: Duration) -> ExecRequest {
+    let mut argv = vec![
+        "/bin/sh",
+        "-c",
+        BASELINE_SCRIPT,
+        "sh",
+        op,
+        BASELINE_GIT_DIR,
+        BASELINE_ROOTS,
     ];
+    argv.extend_from_slice(args);
+    let mut req = tool(&argv, git_env());
+    req.cwd = Some("/".into());
+    req.timeout_ms = Some(timeout.as_millis() as u64);
+    req
+}
+
+/// What taking a baseline came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// The covered folders are the baseline now.
+    Taken,
+    /// There was one already and it was asked to be kept.
+    Kept,
+    /// git is not in the machine: there is no baseline.
+    NoGit,
+    /// It failed (timed out, a full disk …): the baseline before stays.
+    Failed(String),
+}
+
+/// The label a baseline taken before checkpoint `name` carries.
+pub fn checkpoint_label(name: &str) -> String {
+    format!("checkpoint {name}")
+}
+
+/// The label of the baseline taken when a session starts.
+pub const START_LABEL: &str = "start";
+
+/// Makes the covered folders' files, as they are now, the baseline
+/// labelled `label`; with `only_if_none`, a baseline already there is kept.
+pub async fn take_baseline(
+    guest: &GuestClient,
+    label: &str,
+    only_if_none: bool,
+) -> Result<Taken, Error> {
+    let flag = if only_if_none { "1" } else { "0" };
+    let exec = guest
+        .exec(baseline_request("take", &[label, flag], BASELINE_TIMEOUT))
+        .await
+        .map_err(Error::starting)?;
+    let out = collect(exec, NOTE).await?;
+    Ok(parse_taken(&out))
+}
+
+/// Reads what `take` printed.
+pub(crate) fn parse_taken(out: &Output) -> Taken {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ok = out.status.as_ref().is_some_and(|s| s.code == Some(0));
+    match text.trim_end() {
+        "kept" if ok => Taken::Kept,
+        "nogit" if ok => Taken::NoGit,
+        t if ok && t.starts_with("taken ") => Taken::Taken,
+        _ => {
+            let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            Taken::Failed(cut(
+                &format!(
+                    "status {:?}: {why}",
+                    out.status.as_ref().and_then(|s| s.code)
+                ),
+                NOTE,
+            ))
+        }
+    }
+}
+
+/// Puts back the baseline the last `take` replaced (its checkpoint was not
+/// made after all).
+pub async fn undo_baseline(guest: &GuestClient) -> Result<(), Error> {
+    let exec = guest
+        .exec(baseline_request("undo", &[], BASELINE_TIMEOUT))
+        .await
+        .map_err(Error::starting)?;
+    collect(exec, NOTE).await?;
+    Ok(())
+}
+
+impl App {
+    /// The baseline of a session that has just been made (after its
+    /// repository's clone), taken in the background by `create`: it waits
+    /// for the session's lock, so a checkpoint asked meanwhile comes after
+    /// it, and keeps a baseline already there.
+    pub(crate) async fn start_baseline(&self, id: &str) {
+        let lock = self.sessions().lock_for(id);
+        let _guard = lock.lock().await;
+        let running = self
+            .store()
+            .session(id)
+            .is_ok_and(|s| s.state == firepit_wire::api::SessionState::Running);
+        if !running {
+            return;
+        }
+        let taken = match self.guest(id).await {
+            Ok(g) => take_baseline(&g, START_LABEL, true).await,
+            Err(e) => Err(e),
+        };
+        match taken {
+            Ok(Taken::Failed(why)) => {
+                tracing::warn!(session = %id, %why, "could not take the changes' baseline at the start");
+            }
+            Ok(t) => {
+                tracing::debug!(session = %id, taken = ?t, "the changes' baseline at the start")
+            }
+            Err(e) => {
+                tracing::warn!(session = %id, error = %crate::error::chain(&e), "could not take the changes' baseline at the start");
+            }
+        }
+    }
+
+    /// The baseline taken just before checkpoint `label` of a running
+    /// session, so the checkpoint holds it. Whether one was taken (and
+    /// should be undone if the checkpoint fails); a failure leaves the one
+    /// before and the checkpoint goes on.
+    pub(crate) async fn checkpoint_baseline(&self, id: &str, label: &str) -> bool {
+        let taken = match self.guest(id).await {
+            Ok(g) => take_baseline(&g, &checkpoint_label(label), false).await,
+            Err(e) => Err(e),
+        };
+        match taken {
+            Ok(Taken::Taken) => true,
+            Ok(Taken::Failed(why)) => {
+                tracing::warn!(session = %id, %why, "could not take the changes' baseline before a checkpoint");
+                false
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(session = %id, error = %crate::error::chain(&e), "could not take the changes' baseline before a checkpoint");
+                false
+            }
+        }
+    }
+
+    /// Puts the baseline before [`App::checkpoint_baseline`]'s back.
+    pub(crate) async fn undo_checkpoint_baseline(&self, id: &str) {
+        let undone = match self.guest(id).await {
+            Ok(g) => undo_baseline(&g).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = undone {
+            tracing::warn!(session = %id, error = %crate::error::chain(&e), "could not put the changes' baseline back");
+        }
+    }
+}
+
+/// What differs in folder `dir` (widened to its git repository's top) from
+/// the session's baseline; without one, from the repository's `HEAD`.
+pub async fn changes(guest: &GuestClient, dir: &str) -> Result<Changes, Error> {
     let new = MAX_NEW_FILES.to_string();
     let exec = guest
-        .exec(tool(
-            &["/bin/sh", "-c", CHANGES_SCRIPT, "sh", dir, &new],
-            env,
-        ))
+        .exec(baseline_request("diff", &[dir, &new], TOOL_TIMEOUT))
         .await
         .map_err(Error::starting)?;
     let out = collect(exec, CHANGES_OUTPUT).await?;
@@ -246,6 +408,8 @@ pub async fn changes(guest: &GuestClient, dir: &str) -> Result<Changes, Error> {
 fn no_baseline(note: &str) -> Changes {
     Changes {
         baseline: "none".into(),
+        checkpoint: None,
+        taken_at: None,
         root: None,
         head: None,
         files: Vec::new(),
@@ -254,36 +418,86 @@ fn no_baseline(note: &str) -> Changes {
     }
 }
 
-/// Parses what [`CHANGES_SCRIPT`] printed.
+/// Why the answer is against `HEAD` and not the baseline.
+fn fallback_note(why: &[u8]) -> Option<String> {
+    match why {
+        b"nobase" => Some(
+            "No baseline was recorded for this session (it was made before baselines were, or git was missing at its start): these are the changes since the repository's last commit.".into(),
+        ),
+        b"outside" => Some(format!(
+            "The baseline covers {}: outside them these are the changes since the repository's last commit.",
+            BASELINE_ROOTS.replace(' ', ", ")
+        )),
+        _ => None,
+    }
+}
+
+/// The baseline's label as `take` wrote it, read back as `%ct %s`: its
+/// kind, the checkpoint it came before, and when it was taken.
+fn parse_label(label: &[u8]) -> (String, Option<String>, Option<i64>) {
+    let label = String::from_utf8_lossy(label);
+    let (time, subject) = label.split_once(' ').unwrap_or((&label, ""));
+    let taken_at = time.parse::<i64>().ok();
+    let plain: String = subject.chars().filter(|c| !c.is_control()).collect();
+    match plain.strip_prefix("checkpoint ") {
+        Some(name) => (
+            "checkpoint".into(),
+            (!name.is_empty()).then(|| cut(name, 200)),
+            taken_at,
+        ),
+        None if plain == START_LABEL => ("start".into(), None, taken_at),
+        None => ("checkpoint".into(), None, taken_at),
+    }
+}
+
+/// Parses what the `diff` operation of [`BASELINE_SCRIPT`] printed.
 pub(crate) fn parse_changes(out: &Output) -> Changes {
     let text = &out.stdout;
     match text.as_slice() {
         b"nodir\n" => return no_baseline("There is no folder at that path."),
         b"nogit\n" => {
             return no_baseline(
-                "git is not in this machine: changes are shown against a git repository's last commit.",
+                "git is not in this machine: the changes are kept and compared with git, so there is no baseline.",
             );
         }
-        b"norepo\n" => {
+        b"norepo nobase\n" => {
             return no_baseline(
-                "The folder is not in a git repository: changes are shown against a repository's last commit (`git init && git add -A && git commit -m start` makes one).",
+                "No baseline was recorded for this session (it was made before baselines were, or git was missing at its start), and the folder is not in a git repository to compare with.",
             );
+        }
+        b"norepo outside\n" => {
+            return no_baseline(&format!(
+                "The baseline covers {}, and this folder is outside them and not in a git repository.",
+                BASELINE_ROOTS.replace(' ', ", ")
+            ));
         }
         _ => {}
     }
-    let mut fields = text.splitn(5, |&b| b == 0);
-    let (Some(b"repo"), Some(top), Some(head), Some(new), Some(diff)) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
+    let unreadable = || {
         let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        return no_baseline(&format!(
+        no_baseline(&format!(
             "git's answer could not be read. {}",
             cut(&why, NOTE)
-        ));
+        ))
+    };
+    let (kind, top, label_or_head, new, why, diff) = if text.starts_with(b"base\0") {
+        let mut f = text.splitn(5, |&b| b == 0).skip(1);
+        let (Some(top), Some(label), Some(new), Some(diff)) =
+            (f.next(), f.next(), f.next(), f.next())
+        else {
+            return unreadable();
+        };
+        ("base", top, label, new, &b""[..], diff)
+    } else if text.starts_with(b"repo\0") {
+        let mut f = text.splitn(6, |&b| b == 0).skip(1);
+        let (Some(top), Some(head), Some(new), Some(why), Some(diff)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            return unreadable();
+        };
+        ("repo", top, head, new, why, diff)
+    } else {
+        return unreadable();
     };
     let new: usize = std::str::from_utf8(new)
         .ok()
@@ -296,6 +510,9 @@ pub(crate) fn parse_changes(out: &Output) -> Changes {
         files.pop();
     }
     let mut notes = Vec::new();
+    if kind == "repo" {
+        notes.extend(fallback_note(why));
+    }
     if out.truncated {
         notes.push(format!(
             "The diff is larger than {} MiB: the rest is left out.",
@@ -307,11 +524,24 @@ pub(crate) fn parse_changes(out: &Output) -> Changes {
             "{new} new files: the first {MAX_NEW_FILES} are shown."
         ));
     }
-    let head = String::from_utf8_lossy(head).into_owned();
+    let (baseline, checkpoint, taken_at, head) = if kind == "base" {
+        let (b, c, t) = parse_label(label_or_head);
+        (b, c, t, None)
+    } else {
+        let head = cut(&String::from_utf8_lossy(label_or_head), 64);
+        (
+            "git".to_owned(),
+            None,
+            None,
+            (!head.is_empty()).then_some(head),
+        )
+    };
     Changes {
-        baseline: "git".into(),
-        root: Some(String::from_utf8_lossy(top).into_owned()),
-        head: (!head.is_empty()).then_some(head),
+        baseline,
+        checkpoint,
+        taken_at,
+        root: Some(cut(&String::from_utf8_lossy(top), 4096)),
+        head,
         files,
         truncated: out.truncated || new > MAX_NEW_FILES,
         note: (!notes.is_empty()).then(|| notes.join(" ")),
@@ -611,34 +841,101 @@ new file mode 100644
     }
 
     #[test]
-    fn changes_answers_parse_and_no_repository_is_no_baseline() {
-        let text = format!("repo\0/root/app\0abc123\x000\0{DIFF}");
+    fn baseline_answers_parse_with_their_label() {
+        let text = format!("base\0/root/app\x001796000000 start\x000\0{DIFF}");
+        let c = parse_changes(&out(text.as_bytes(), false));
+        assert_eq!(c.baseline, "start");
+        assert_eq!(c.checkpoint, None);
+        assert_eq!(c.taken_at, Some(1796000000));
+        assert_eq!(c.root.as_deref(), Some("/root/app"));
+        assert_eq!(c.head, None);
+        assert_eq!(c.files.len(), 5);
+        assert!(!c.truncated && c.note.is_none());
+
+        let text = format!("base\0/w\x001796000001 checkpoint before\x07 turn 3\x00500\0{DIFF}");
+        let c = parse_changes(&out(text.as_bytes(), true));
+        assert_eq!(c.baseline, "checkpoint");
+        assert_eq!(c.checkpoint.as_deref(), Some("before turn 3"));
+        assert_eq!(c.taken_at, Some(1796000001));
+        // Cut off: the last file is left out, and the note says so.
+        assert_eq!(c.files.len(), 4);
+        assert!(c.truncated);
+        let note = c.note.unwrap();
+        assert!(
+            note.contains("500 new files") && note.contains("MiB"),
+            "{note}"
+        );
+
+        // A label that is no label, or a long one, is read without trust.
+        let long = "x".repeat(5000);
+        let text = format!("base\0/w\0junk checkpoint {long}\x000\0");
+        let c = parse_changes(&out(text.as_bytes(), false));
+        assert_eq!((c.baseline.as_str(), c.taken_at), ("checkpoint", None));
+        assert_eq!(c.checkpoint.unwrap().chars().count(), 201);
+        assert!(c.files.is_empty());
+    }
+
+    #[test]
+    fn head_answers_say_why_there_is_no_baseline() {
+        let text = format!("repo\0/root/app\0abc123\x000\0nobase\0{DIFF}");
         let c = parse_changes(&out(text.as_bytes(), false));
         assert_eq!(c.baseline, "git");
         assert_eq!(c.root.as_deref(), Some("/root/app"));
         assert_eq!(c.head.as_deref(), Some("abc123"));
         assert_eq!(c.files.len(), 5);
-        assert!(!c.truncated && c.note.is_none());
+        assert!(c.note.unwrap().contains("No baseline was recorded"));
 
-        // Cut off: the last file is left out, and the note says so.
-        let text = format!("repo\0/r\0\x00500\0{DIFF}");
+        let text = format!("repo\0/srv/app\0\x00500\0outside\0{DIFF}");
         let c = parse_changes(&out(text.as_bytes(), true));
         assert_eq!(c.head, None);
         assert_eq!(c.files.len(), 4);
         assert!(c.truncated);
-        assert!(c.note.unwrap().contains("500 new files"));
+        let note = c.note.unwrap();
+        assert!(
+            note.contains("/root, /workspace, /home") && note.contains("500 new files"),
+            "{note}"
+        );
 
         for (answer, words) in [
-            (&b"norepo\n"[..], "not in a git repository"),
+            (&b"norepo nobase\n"[..], "not in a git repository"),
+            (b"norepo outside\n", "outside them"),
             (b"nogit\n", "git is not in this machine"),
             (b"nodir\n", "no folder at that path"),
             (b"garbage", "could not be read"),
+            (b"base\0/only-a-top", "could not be read"),
+            (b"repo\0/r\0h\x001\0", "could not be read"),
+            (b"", "could not be read"),
         ] {
             let c = parse_changes(&out(answer, false));
             assert_eq!(c.baseline, "none");
             assert!(c.files.is_empty());
-            assert!(c.note.unwrap().contains(words));
+            assert!(c.note.unwrap().contains(words), "{answer:?}");
         }
+    }
+
+    #[test]
+    fn taking_a_baseline_reads_only_what_it_expects() {
+        let done = |stdout: &[u8], code: i32| Output {
+            stdout: stdout.to_vec(),
+            stderr: b"disk full".to_vec(),
+            truncated: false,
+            status: Some(ExitStatus {
+                code: Some(code),
+                signal: None,
+                timed_out: false,
+            }),
+        };
+        assert_eq!(parse_taken(&done(b"taken 0123abcd\n", 0)), Taken::Taken);
+        assert_eq!(parse_taken(&done(b"kept\n", 0)), Taken::Kept);
+        assert_eq!(parse_taken(&done(b"nogit\n", 0)), Taken::NoGit);
+        for (stdout, code) in [(&b"taken x\n"[..], 1), (b"", 0), (b"what\n", 0)] {
+            let Taken::Failed(why) = parse_taken(&done(stdout, code)) else {
+                panic!("{stdout:?} is no baseline");
+            };
+            assert!(why.contains("disk full"));
+        }
+        assert!(matches!(parse_taken(&Output::default()), Taken::Failed(_)));
+        assert_eq!(checkpoint_label("x y"), "checkpoint x y");
     }
 
     #[test]
