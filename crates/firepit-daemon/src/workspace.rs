@@ -10,14 +10,38 @@
 //! ([`SEARCH_OUTPUT`], [`CHANGES_OUTPUT`]), parsed without trusting its
 //! shape, and whatever does not parse is left out.
 //!
-//! **Decision (the changes' baseline):** git. When the folder is in a git
-//! repository, the changes are what differs from its `HEAD` (the working
-//! tree against the last commit, staged or not, and new files git does not
-//! ignore), the view a person reviews an agent's work in before a commit.
-//! Without a repository there is no baseline, and the answer says so: the
-//! checkpoints' layers hold what changed above the image, not per-file
-//! history a diff could come from, and reading them on the host would walk
-//! trees the machine wrote.
+//! **Decision (the changes' baseline):** the session's start, then its last
+//! checkpoint, as a git tree kept inside the machine. The product asks for
+//! what differs from the session's start (or its last checkpoint), the view
+//! a person reviews an agent's work in; a repository's `HEAD` would let the
+//! agent's commits hide its changes and leaves folders without a repository
+//! without a baseline. So `BASELINE_SCRIPT` (`baseline.sh`) keeps a
+//! private git dir in the machine ([`BASELINE_GIT_DIR`]) whose ref
+//! `refs/firepit/baseline` is a commit (its message the label: `start` or
+//! `checkpoint NAME`) of one tree of the folders it covers
+//! ([`BASELINE_ROOTS`]), each git repository nested in them taken by itself
+//! (its own `.gitignore`s; `git add` alone would store it as a gitlink). The
+//! trees are made with `git add -A` into index files of the private dir
+//! (kept as a stat cache, so unchanged files are not read again), so a
+//! user's index, work tree, refs and stash are never touched; a private
+//! dir, not the repository's own store with a private ref, because it
+//! serves folders in no repository and leaves the user's repository with
+//! nothing of ours. The daemon takes it in the background after a create
+//! (`App::start_baseline`, behind the session's lock) and just before
+//! each checkpoint of a running session (`App::checkpoint_baseline`;
+//! undone when the checkpoint fails), so the checkpoint holds it and a
+//! restore or a fork comes back with the right baseline. The diff snapshots
+//! the folder's root the same way into a temporary object dir (the
+//! baseline's objects as alternates) and compares the two trees under the
+//! folder, widened to its repository's top when it is in one. Without a
+//! recorded baseline (a session made before them), or outside what it
+//! covers, the answer is the repository's `HEAD` diff and says why; without
+//! git, it says git is missing. Its work is bounded like the rest: a
+//! timeout for each run (`BASELINE_TIMEOUT`, `TOOL_TIMEOUT`), at most
+//! 100 nested repositories 5 levels down, the output bounds, and common
+//! caches and dependency folders (`node_modules`, `.cache` …) left out.
+//! The daemon never reads the private dir on the host: what `git` prints is
+//! all it sees, as hostile as the rest.
 //!
 //! The watch ([`watch_files`]) takes the guest's reports of changed
 //! directories and writes them to the session's log as `files_changed`,

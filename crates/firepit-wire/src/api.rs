@@ -388,7 +388,7 @@ pub struct Changes {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub struct FileChange {
-    /// The file's path relative to [`Changes::root`].
+    /// The file's path relative to the answer's `root`.
     pub path: String,
     /// `added`, `deleted`, `modified` or `renamed`.
     pub status: String,
