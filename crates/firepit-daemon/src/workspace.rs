@@ -245,13 +245,17 @@ const BASELINE_TIMEOUT: Duration = Duration::from_secs(30);
 const BASELINE_SCRIPT: &str = include_str!("baseline.sh");
 
 /// The environment the baseline's git runs with: repositories made by the
-/// machine's other users are still read, nothing waits on a pager or
-/// refreshes a user's index, and the baseline's commits have an author.
+/// machine's other users are still read (but their config runs no
+/// file-system monitor, a program of theirs, as root), nothing waits on a
+/// pager or refreshes a user's index, and the baseline's commits have an
+/// author.
 fn git_env() -> Vec<(String, String)> {
     [
-        ("GIT_CONFIG_COUNT", "1"),
+        ("GIT_CONFIG_COUNT", "2"),
         ("GIT_CONFIG_KEY_0", "safe.directory"),
         ("GIT_CONFIG_VALUE_0", "*"),
+        ("GIT_CONFIG_KEY_1", "core.fsmonitor"),
+        ("GIT_CONFIG_VALUE_1", "false"),
         ("GIT_PAGER", "cat"),
         ("GIT_OPTIONAL_LOCKS", "0"),
         ("GIT_AUTHOR_NAME", "firepit"),
@@ -446,7 +450,7 @@ fn no_baseline(note: &str) -> Changes {
 fn fallback_note(why: &[u8]) -> Option<String> {
     match why {
         b"nobase" => Some(
-            "No baseline was recorded for this session (it was made before baselines were, or git was missing at its start): these are the changes since the repository's last commit.".into(),
+            "No baseline was recorded for this session (it was made before baselines were, git was missing at its start, or taking it failed: the daemon's log says why): these are the changes since the repository's last commit.".into(),
         ),
         b"outside" => Some(format!(
             "The baseline covers {}: outside them these are the changes since the repository's last commit.",
@@ -486,7 +490,7 @@ pub(crate) fn parse_changes(out: &Output) -> Changes {
         }
         b"norepo nobase\n" => {
             return no_baseline(
-                "No baseline was recorded for this session (it was made before baselines were, or git was missing at its start), and the folder is not in a git repository to compare with.",
+                "No baseline was recorded for this session (it was made before baselines were, git was missing at its start, or taking it failed: the daemon's log says why), and the folder is not in a git repository to compare with.",
             );
         }
         b"norepo outside\n" => {
