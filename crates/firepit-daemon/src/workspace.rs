@@ -966,6 +966,154 @@ new file mode 100644
         assert_eq!(checkpoint_label("x y"), "checkpoint x y");
     }
 
+    /// Runs [`BASELINE_SCRIPT`] with the host's `/bin/sh` and `git`, the
+    /// private dir and the roots under `tmp` (what the machine does, on
+    /// folders this test made).
+    fn script(tmp: &std::path::Path, op: &str, args: &[&str]) -> Output {
+        let g = tmp.join("baseline.git");
+        let roots = format!("{0}/root {0}/workspace", tmp.display());
+        let done = std::process::Command::new("/bin/sh")
+            .args(["-c", BASELINE_SCRIPT, "sh", op])
+            .arg(&g)
+            .arg(&roots)
+            .args(args)
+            .envs(git_env())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .expect("/bin/sh runs");
+        Output {
+            stdout: done.stdout,
+            stderr: done.stderr,
+            truncated: false,
+            status: Some(ExitStatus {
+                code: done.status.code(),
+                signal: None,
+                timed_out: false,
+            }),
+        }
+    }
+
+    fn sh(dir: &std::path::Path, line: &str) {
+        let ok = std::process::Command::new("/bin/sh")
+            .args(["-c", line])
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{line}");
+    }
+
+    fn names(c: &Changes) -> Vec<(&str, &str)> {
+        let mut v: Vec<_> = c
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.status.as_str()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn the_baseline_script_snapshots_compares_and_undoes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        let dir = |p: &str| format!("{}/{p}", t.display());
+        sh(
+            t,
+            "mkdir -p root/proj root/node_modules/x workspace && echo hi > root/a.txt && \
+             echo junk > root/node_modules/x/i.js && cd root/proj && echo old > notes.txt && \
+             echo bye > gone.txt && git init -q && git add -A && \
+             git -c user.name=t -c user.email=t@t commit -qm s",
+        );
+        // No baseline yet: the repository's HEAD, and a plain folder has none.
+        let c = parse_changes(&script(t, "diff", &[&dir("root/proj"), "200"]));
+        assert_eq!(c.baseline, "git");
+        let c = parse_changes(&script(t, "diff", &[&dir("root"), "200"]));
+        assert_eq!(c.baseline, "none");
+
+        assert_eq!(
+            parse_taken(&script(t, "take", &["start", "1"])),
+            Taken::Taken
+        );
+        assert_eq!(
+            parse_taken(&script(t, "take", &["start", "1"])),
+            Taken::Kept
+        );
+
+        // The repository's own commit hides nothing; node_modules is left out.
+        sh(
+            t,
+            "cd root/proj && echo new > notes.txt && rm gone.txt && echo f > fresh.txt && \
+             git add -A && git -c user.name=t -c user.email=t@t commit -qm agent && \
+             echo more > ../node_modules/x/i.js && echo b > ../b.txt",
+        );
+        let c = parse_changes(&script(
+            t,
+            "diff",
+            &[&format!("{}/", dir("root/proj")), "200"],
+        ));
+        assert_eq!(c.baseline, "start");
+        assert_eq!(c.root.as_deref(), Some(dir("root/proj").as_str()));
+        assert_eq!(
+            names(&c),
+            [
+                ("fresh.txt", "added"),
+                ("gone.txt", "deleted"),
+                ("notes.txt", "modified")
+            ]
+        );
+        let c = parse_changes(&script(t, "diff", &[&dir("root"), "200"]));
+        assert_eq!(
+            names(&c),
+            [
+                ("b.txt", "added"),
+                ("proj/fresh.txt", "added"),
+                ("proj/gone.txt", "deleted"),
+                ("proj/notes.txt", "modified"),
+            ]
+        );
+        // At most MAX_NEW of the new files, and the count says how many.
+        let c = parse_changes(&script(t, "diff", &[&dir("root"), "1"]));
+        assert_eq!(c.files.len(), 3);
+
+        // A checkpoint's baseline: only what came after it.
+        assert_eq!(
+            parse_taken(&script(t, "take", &["checkpoint cp one", "0"])),
+            Taken::Taken
+        );
+        sh(t, "echo x > workspace/w.txt && echo again >> root/a.txt");
+        let c = parse_changes(&script(t, "diff", &[&dir("root"), "200"]));
+        assert_eq!(c.baseline, "checkpoint");
+        assert_eq!(c.checkpoint.as_deref(), Some("cp one"));
+        assert_eq!(names(&c), [("a.txt", "modified")]);
+        let c = parse_changes(&script(t, "diff", &[&dir("workspace"), "200"]));
+        assert_eq!(names(&c), [("w.txt", "added")]);
+
+        // Undone (its checkpoint failed): the start is the baseline again.
+        script(t, "undo", &[]);
+        let c = parse_changes(&script(t, "diff", &[&dir("root/proj"), "200"]));
+        assert_eq!(c.baseline, "start");
+        assert_eq!(c.files.len(), 3);
+
+        // The user's repository got nothing of the baseline.
+        let refs = std::process::Command::new("git")
+            .args(["for-each-ref", "--format=%(refname)"])
+            .current_dir(t.join("root/proj"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&refs.stdout).lines().count(), 1);
+
+        // Outside the roots, in no repository: no baseline, and why.
+        let c = parse_changes(&script(t, "diff", &["/", "200"]));
+        assert_eq!(c.baseline, "none");
+        assert!(c.note.unwrap().contains("outside them"));
+        let c = parse_changes(&script(t, "diff", &[&dir("nothing"), "200"]));
+        assert!(c.note.unwrap().contains("no folder"));
+    }
+
     #[test]
     fn archives_run_tar_from_the_parent_and_get_a_plain_name() {
         let argv = |r: ExecRequest| match r.command {
