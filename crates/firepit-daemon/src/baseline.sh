@@ -66,12 +66,12 @@ take)
   # shellcheck disable=SC2086 # the roots are words
   tree=$(snapshot "$G/idx" "$G/idx.new" $roots) || exit 1
   commit=$(printf '%s\n' "$label" | GIT_DIR=$G git commit-tree "$tree") || exit 1
-  if old=$(GIT_DIR=$G git rev-parse -q --verify refs/firepit/baseline); then
-    GIT_DIR=$G git update-ref refs/firepit/previous "$old"
-  fi
+  old=$(GIT_DIR=$G git rev-parse -q --verify refs/firepit/baseline) || old=
+  [ -n "$old" ] && GIT_DIR=$G git update-ref refs/firepit/previous "$old"
   GIT_DIR=$G git update-ref refs/firepit/baseline "$commit" || exit 1
   rm -rf -- "$G/idx" && mv -- "$G/idx.new" "$G/idx"
-  GIT_DIR=$G git prune --expire=now >/dev/null 2>&1
+  # What neither this baseline nor the one before holds goes.
+  [ -n "$old" ] && GIT_DIR=$G git prune --expire=now >/dev/null 2>&1
   echo "taken $commit"
   ;;
 undo)

@@ -19,6 +19,13 @@
 //! state (the backend's promise) and the session is brought back in line
 //! with it.
 //!
+//! A checkpoint of a running session first makes the session's files the
+//! Changes view's baseline (`workspace.rs`), so the checkpoint holds the
+//! baseline that matches it and a restore or a fork brings it back; when
+//! the checkpoint then fails, the baseline before is put back. That costs
+//! one run of `git` in the machine, which hashes only what changed since
+//! the last baseline.
+//!
 //! **Decision (automatic checkpoints, prune policy):** the agent makes a
 //! checkpoint (`made_by: agent`) before each turn whose tools can change
 //! files ([`AGENT_KEEP`] and [`AGENT_KEEP_BYTES`] bound them): after each one,
