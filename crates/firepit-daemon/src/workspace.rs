@@ -380,6 +380,10 @@ impl App {
             Ok(t) => {
                 tracing::debug!(session = %id, taken = ?t, "the changes' baseline at the start")
             }
+            // No `/bin/sh` in the image: no baseline, as without git.
+            Err(e @ Error::NotInMachine(_)) => {
+                tracing::debug!(session = %id, error = %crate::error::chain(&e), "no changes' baseline at the start");
+            }
             Err(e) => {
                 tracing::warn!(session = %id, error = %crate::error::chain(&e), "could not take the changes' baseline at the start");
             }
@@ -401,7 +405,7 @@ impl App {
                 tracing::warn!(session = %id, %why, "could not take the changes' baseline before a checkpoint");
                 false
             }
-            Ok(_) => false,
+            Ok(_) | Err(Error::NotInMachine(_)) => false,
             Err(e) => {
                 tracing::warn!(session = %id, error = %crate::error::chain(&e), "could not take the changes' baseline before a checkpoint");
                 false
