@@ -91,7 +91,10 @@ diff)
   base=$(GIT_DIR=$G git rev-parse -q --verify 'refs/firepit/baseline^{commit}' 2>/dev/null) || { base=; why=nobase; }
   [ -n "$base" ] && [ -z "$root" ] && why=outside
   if [ -z "$why" ]; then
-    tmp=$(mktemp -d) || exit 1
+    # Under the private dir, where the next view finds what a killed one
+    # (past its timeout) left.
+    find "$G" -maxdepth 1 -name 'view.*' -mmin +10 -exec rm -rf -- {} + 2>/dev/null
+    tmp=$(mktemp -d "$G/view.XXXXXX") || exit 1
     trap 'rm -rf -- "$tmp"' EXIT
     mkdir -- "$tmp/objects" "$tmp/idx" || exit 1
     export GIT_OBJECT_DIRECTORY="$tmp/objects" GIT_ALTERNATE_OBJECT_DIRECTORIES="$G/objects"

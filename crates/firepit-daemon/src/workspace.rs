@@ -1116,6 +1116,13 @@ new file mode 100644
         assert!(c.note.unwrap().contains("outside them"));
         let c = parse_changes(&script(t, "diff", &[&dir("nothing"), "200"]));
         assert!(c.note.unwrap().contains("no folder"));
+        // The views left nothing behind.
+        let left: Vec<_> = std::fs::read_dir(t.join("baseline.git"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("view."))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]
