@@ -946,6 +946,32 @@ new file mode 100644
     }
 
     #[test]
+    fn junk_answers_never_panic() {
+        // A fixed generator: the same junk every run.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut byte = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Mostly the bytes the format is made of.
+            let alphabet = b"\0\n ab/+-@diff --git rename to \xff\xc3";
+            alphabet[(x % alphabet.len() as u64) as usize]
+        };
+        for i in 0..2000 {
+            let prefix: &[u8] = match i % 3 {
+                0 => b"base\0",
+                1 => b"repo\0",
+                _ => b"",
+            };
+            let mut text = prefix.to_vec();
+            text.extend((0..(i % 300)).map(|_| byte()));
+            let c = parse_changes(&out(&text, i % 2 == 0));
+            assert!(["start", "checkpoint", "git", "none"].contains(&c.baseline.as_str()));
+            let _ = parse_taken(&out(&text, false));
+        }
+    }
+
+    #[test]
     fn taking_a_baseline_reads_only_what_it_expects() {
         let done = |stdout: &[u8], code: i32| Output {
             stdout: stdout.to_vec(),
