@@ -70,7 +70,10 @@ take)
   [ -n "$old" ] && GIT_DIR=$G git update-ref refs/firepit/previous "$old"
   GIT_DIR=$G git update-ref refs/firepit/baseline "$commit" || exit 1
   rm -rf -- "$G/idx" && mv -- "$G/idx.new" "$G/idx"
-  # What neither this baseline nor the one before holds goes.
+  # Many loose objects (a file system block each) go into one pack, and
+  # what neither this baseline nor the one before holds goes.
+  loose=$(GIT_DIR=$G git count-objects | cut -d' ' -f1)
+  [ "${loose:-0}" -gt 1000 ] 2>/dev/null && GIT_DIR=$G git repack -a -d -q >/dev/null 2>&1
   [ -n "$old" ] && GIT_DIR=$G git prune --expire=now >/dev/null 2>&1
   echo "taken $commit"
   ;;
