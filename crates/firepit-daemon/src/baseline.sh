@@ -65,7 +65,7 @@ take)
   rm -rf -- "$G/idx.new" && mkdir -- "$G/idx.new" && mkdir -p -- "$G/idx" || exit 1
   # shellcheck disable=SC2086 # the roots are words
   tree=$(snapshot "$G/idx" "$G/idx.new" $roots) || exit 1
-  commit=$(printf '%s\n' "$label" | GIT_DIR=$G git commit-tree "$tree") || exit 1
+  commit=$(printf '%s\n' "$label" | GIT_DIR=$G git commit-tree --no-gpg-sign "$tree") || exit 1
   old=$(GIT_DIR=$G git rev-parse -q --verify refs/firepit/baseline) || old=
   [ -n "$old" ] && GIT_DIR=$G git update-ref refs/firepit/previous "$old"
   GIT_DIR=$G git update-ref refs/firepit/baseline "$commit" || exit 1
