@@ -16,7 +16,7 @@
 // names that would leave the folder refused with nothing written, download a file and a folder (tar), delete, a change made in the
 // machine appears in the tree, unsaved changes are guarded (opening another
 // file, in-page navigation, reload), search opens a file at its line, the
-// Changes view shows the diff against git's last commit, a problem's
+// Changes view shows the diff against the last checkpoint, a problem's
 // traceback path opens the file at its line, and the tab at 1440x900 and
 // 390x844. Each step prints `step <n> <name>: ok`; the first failure prints
 // `FAILED <step>: <why>` and exits 1. Every step also checks that the page's
@@ -135,14 +135,18 @@ let session = "";
 await step("open-files", async () => {
   const s = await api("POST", "/v1/sessions", { image });
   session = s.id;
+  // The start's baseline is taken in the background: the files come after it.
+  await waitFor("the start's baseline", async () => (await api("GET", `/v1/sessions/${session}/changes?path=/root`)).baseline === "start");
   await exec(
     "mkdir -p /root/proj/src && cd /root/proj && " +
       "printf 'fn main() {\\n    println!(\"Needle here\");\\n}\\n' > src/main.rs && " +
       "printf 'old\\n' > notes.txt && " +
       "printf 'import os\\n\\nraise ValueError(\"broken on purpose\")\\n' > bad.py && " +
-      "git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm start && " +
-      "printf 'new\\n' > notes.txt",
+      "git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm start",
   );
+  // A checkpoint: the Changes view compares with the files just before it.
+  await api("POST", `/v1/sessions/${session}/checkpoints`, { name: "setup" });
+  await exec("printf 'new\\n' > /root/proj/notes.txt");
   await page.goto(`${url}/?token=${encodeURIComponent(token)}`);
   await page.goto(`${url}/s/${session}#files`);
   await page.locator("#tab-files[aria-selected=true]").waitFor();
@@ -379,7 +383,7 @@ await step("changes", async () => {
   await change.waitFor();
   await change.locator(".diff-line.del", { hasText: "-old" }).waitFor();
   await change.locator(".diff-line.add", { hasText: "+new" }).waitFor();
-  await page.locator("#changes-list .changes-head", { hasText: "since" }).waitFor();
+  await page.locator("#changes-list .changes-head[data-baseline=checkpoint]", { hasText: "since checkpoint setup" }).waitFor();
   await page.screenshot({ path: join(shots, `${String(n).padStart(2, "0")}-changes-diff.png`) });
   await change.getByRole("button", { name: "Open" }).click();
   await page.locator("#file-path", { hasText: "/root/proj/notes.txt" }).waitFor();

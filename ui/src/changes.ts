@@ -1,6 +1,7 @@
 // The Changes view of the Files tab: what differs from the baseline (the
-// git repository's last commit; see `workspace.rs` in the daemon for why),
-// one diff per file, for reviewing the agent's work.
+// session's start or its last checkpoint, kept with git in the machine; the
+// repository's last commit for sessions without one; see `workspace.rs` in
+// the daemon for why), one diff per file, for reviewing the agent's work.
 
 import { h, notice, replace } from "./dom";
 import { filesApi } from "./files-api";
@@ -34,6 +35,29 @@ function diffBody(change: FileChange, open: (line: number) => void): HTMLElement
   return pre;
 }
 
+/** What the changes are compared with, for the header: an element, plain words, and when. */
+function baselineName(c: Changes): { label: HTMLElement; text: string; when: string } {
+  const when = c.taken_at ? new Date(c.taken_at * 1000).toLocaleString() : "";
+  switch (c.baseline) {
+    case "start":
+      return { label: h("strong", {}, "the session's start"), text: "the session's start", when };
+    case "checkpoint": {
+      const name = c.checkpoint ?? "";
+      return {
+        label: h("span", {}, "checkpoint ", h("code", {}, name || "(unnamed)")),
+        text: name ? `checkpoint ${name}` : "the last checkpoint",
+        when,
+      };
+    }
+    default:
+      return {
+        label: h("code", {}, c.head ? c.head.slice(0, 12) : "the start (no commit yet)"),
+        text: "the last commit",
+        when: "",
+      };
+  }
+}
+
 export class ChangesView {
   readonly list = h("div.changes-list#changes-list");
   readonly view = h("div.changes-view#changes-view");
@@ -58,20 +82,22 @@ export class ChangesView {
   }
 
   private render(c: Changes): void {
-    if (c.baseline !== "git") {
+    if (c.baseline === "none") {
       replace(this.list, notice("empty", c.note ?? "No baseline to compare with."));
       return;
     }
     const root = (c.root ?? "").replace(/\/$/, "");
+    const since = baselineName(c);
     const head = h(
       "p.muted.changes-head",
-      {},
+      { "data-baseline": c.baseline },
       `${c.files.length} changed file${c.files.length === 1 ? "" : "s"} in ${root || "/"} since `,
-      h("code", {}, c.head ? c.head.slice(0, 12) : "the start (no commit yet)"),
+      since.label,
+      since.when ? ` (${since.when})` : null,
     );
     const note = c.note ? h("p.muted.changes-note", {}, c.note) : null;
     if (c.files.length === 0) {
-      replace(this.list, head, note, notice("empty", "Nothing changed since the last commit."));
+      replace(this.list, head, note, notice("empty", `Nothing changed since ${since.text}.`));
       return;
     }
     const sections = c.files.map((f, i) => {

@@ -551,13 +551,25 @@ text: string, };
  */
 export type Changes = {
 /**
- * `git`: the folder is in a git repository, and this is what differs from
- * its `HEAD` (new files git does not ignore included); `none`: it is not
- * in one, so there is no baseline (`note` says why).
+ * What the files are compared with: `start`, the session's files when
+ * it was made; `checkpoint`, its files just before its last
+ * checkpoint (`checkpoint` names it); `git`, no baseline was recorded
+ * (or the folder is outside what it covers), so this is what differs
+ * from the folder's git repository's `HEAD`; `none`, none of these
+ * (`note` says why). New files git does not ignore are included.
  */
 baseline: string,
 /**
- * The repository's top folder (with `git`).
+ * The checkpoint's name (or id) a `checkpoint` baseline was taken for.
+ */
+checkpoint?: string | null,
+/**
+ * Unix time (seconds) the `start` or `checkpoint` baseline was taken.
+ */
+taken_at?: number | null,
+/**
+ * The folder compared: the asked one, or its git repository's top
+ * when it is in one (`files`' paths are relative to it).
  */
 root?: string | null,
 /**
@@ -582,7 +594,7 @@ note?: string | null, };
  */
 export type FileChange = {
 /**
- * The file's path relative to the repository's top.
+ * The file's path relative to the answer's `root`.
  */
 path: string,
 /**

@@ -19,6 +19,13 @@
 //! state (the backend's promise) and the session is brought back in line
 //! with it.
 //!
+//! A checkpoint of a running session first makes the session's files the
+//! Changes view's baseline (`workspace.rs`), so the checkpoint holds the
+//! baseline that matches it and a restore or a fork brings it back; when
+//! the checkpoint then fails, the baseline before is put back. That costs
+//! one run of `git` in the machine, which hashes only what changed since
+//! the last baseline.
+//!
 //! **Decision (automatic checkpoints, prune policy):** the agent makes a
 //! checkpoint (`made_by: agent`) before each turn whose tools can change
 //! files ([`AGENT_KEEP`] and [`AGENT_KEEP_BYTES`] bound them): after each one,
@@ -117,10 +124,18 @@ impl App {
         };
         new.validate()
             .map_err(|e| Error::BadRequest(e.to_string()))?;
+        // The changes' baseline first, so the checkpoint holds it.
+        let label = new.name.clone().unwrap_or_else(|| new.id.to_string());
+        let baseline =
+            session.state == SessionState::Running && self.checkpoint_baseline(id, &label).await;
         let made = self
             .machine(id, move |b, m| b.checkpoint(m, &new))
             .await
-            .map_err(unsupported)?;
+            .map_err(unsupported);
+        if made.is_err() && baseline {
+            self.undo_checkpoint_baseline(id).await;
+        }
+        let made = made?;
         let cp = wire(id, made);
         self.events().append(
             id,

@@ -247,6 +247,9 @@ impl App {
         if let Some(t) = timeout {
             self.set_stop_at(&session.id, Some(now().saturating_add_unsigned(t)))?;
         }
+        // The changes' baseline, in the background: it waits for this lock.
+        let (app, sid) = (self.clone(), session.id.clone());
+        tokio::spawn(async move { app.start_baseline(&sid).await });
         tracing::info!(session = %session.id, image = %session.image, "session created");
         self.store().session(&session.id)
     }

@@ -10,14 +10,38 @@
 //! ([`SEARCH_OUTPUT`], [`CHANGES_OUTPUT`]), parsed without trusting its
 //! shape, and whatever does not parse is left out.
 //!
-//! **Decision (the changes' baseline):** git. When the folder is in a git
-//! repository, the changes are what differs from its `HEAD` (the working
-//! tree against the last commit, staged or not, and new files git does not
-//! ignore), the view a person reviews an agent's work in before a commit.
-//! Without a repository there is no baseline, and the answer says so: the
-//! checkpoints' layers hold what changed above the image, not per-file
-//! history a diff could come from, and reading them on the host would walk
-//! trees the machine wrote.
+//! **Decision (the changes' baseline):** the session's start, then its last
+//! checkpoint, as a git tree kept inside the machine. The product asks for
+//! what differs from the session's start (or its last checkpoint), the view
+//! a person reviews an agent's work in; a repository's `HEAD` would let the
+//! agent's commits hide its changes and leaves folders without a repository
+//! without a baseline. So `BASELINE_SCRIPT` (`baseline.sh`) keeps a
+//! private git dir in the machine ([`BASELINE_GIT_DIR`]) whose ref
+//! `refs/firepit/baseline` is a commit (its message the label: `start` or
+//! `checkpoint NAME`) of one tree of the folders it covers
+//! ([`BASELINE_ROOTS`]), each git repository nested in them taken by itself
+//! (its own `.gitignore`s; `git add` alone would store it as a gitlink). The
+//! trees are made with `git add -A` into index files of the private dir
+//! (kept as a stat cache, so unchanged files are not read again), so a
+//! user's index, work tree, refs and stash are never touched; a private
+//! dir, not the repository's own store with a private ref, because it
+//! serves folders in no repository and leaves the user's repository with
+//! nothing of ours. The daemon takes it in the background after a create
+//! (`App::start_baseline`, behind the session's lock) and just before
+//! each checkpoint of a running session (`App::checkpoint_baseline`;
+//! undone when the checkpoint fails), so the checkpoint holds it and a
+//! restore or a fork comes back with the right baseline. The diff snapshots
+//! the folder's root the same way into a temporary object dir (the
+//! baseline's objects as alternates) and compares the two trees under the
+//! folder, widened to its repository's top when it is in one. Without a
+//! recorded baseline (a session made before them), or outside what it
+//! covers, the answer is the repository's `HEAD` diff and says why; without
+//! git, it says git is missing. Its work is bounded like the rest: a
+//! timeout for each run (`BASELINE_TIMEOUT`, `TOOL_TIMEOUT`), at most
+//! 100 nested repositories 5 levels down, the output bounds, and common
+//! caches and dependency folders (`node_modules`, `.cache` …) left out.
+//! The daemon never reads the private dir on the host: what `git` prints is
+//! all it sees, as hostile as the rest.
 //!
 //! The watch ([`watch_files`]) takes the guest's reports of changed
 //! directories and writes them to the session's log as `files_changed`,
@@ -205,38 +229,208 @@ pub(crate) fn parse_search(out: &Output) -> SearchResult {
     }
 }
 
-/// The changes: `$1` the folder. Prints `nodir`, `nogit` or `norepo` alone,
-/// or `repo\0TOP\0HEAD\0NEW\0` (NEW: how many new files) and then the diff.
-const CHANGES_SCRIPT: &str = r#"cd -- "$1" 2>/dev/null || { echo nodir; exit 0; }
-command -v git >/dev/null 2>&1 || { echo nogit; exit 0; }
-top=$(git rev-parse --show-toplevel 2>/dev/null) || { echo norepo; exit 0; }
-cd -- "$top" || exit 1
-head=$(git rev-parse -q --verify HEAD 2>/dev/null) || head=
-base=${head:-$(git hash-object -t tree /dev/null)}
-new=$(git ls-files -z --others --exclude-standard | tr -cd '\000' | wc -c)
-printf 'repo\000%s\000%s\000%s\000' "$top" "$head" "$new"
-git -c core.quotepath=off diff --no-color --no-ext-diff --no-textconv -M "$base" --
-git ls-files -z --others --exclude-standard | head -z -n "$2" |
-  xargs -0 -r -n 1 git -c core.quotepath=off diff --no-color --no-ext-diff --no-index -- /dev/null
-exit 0
-"#;
+/// The private git directory in the machine that holds the baseline (see
+/// the module docs); no user's repository is written.
+pub const BASELINE_GIT_DIR: &str = "/var/lib/firepit/baseline.git";
+/// The folders the baseline covers, with the git repositories nested in
+/// them: the home folder, where a session's repository is cloned, and the
+/// other users' homes.
+pub const BASELINE_ROOTS: &str = "/root /workspace /home";
+/// How long taking a baseline may run (a checkpoint waits for it).
+const BASELINE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What differs in the git repository `dir` is in from its `HEAD`.
-pub async fn changes(guest: &GuestClient, dir: &str) -> Result<Changes, Error> {
-    // Repositories made by the machine's other users are still read.
-    let env = vec![
-        ("GIT_CONFIG_COUNT".to_owned(), "1".to_owned()),
-        ("GIT_CONFIG_KEY_0".to_owned(), "safe.directory".to_owned()),
-        ("GIT_CONFIG_VALUE_0".to_owned(), "*".to_owned()),
-        ("GIT_PAGER".to_owned(), "cat".to_owned()),
-        ("GIT_OPTIONAL_LOCKS".to_owned(), "0".to_owned()),
+/// The baseline's operations and the changes, run by `/bin/sh` in the
+/// machine: `take`, `undo` and `diff` (its header comment says what each
+/// prints).
+const BASELINE_SCRIPT: &str = include_str!("baseline.sh");
+
+/// The environment the baseline's git runs with: repositories made by the
+/// machine's other users are still read (but their config runs no
+/// file-system monitor, a program of theirs, as root), nothing waits on a
+/// pager or refreshes a user's index, and the baseline's commits have an
+/// author.
+fn git_env() -> Vec<(String, String)> {
+    [
+        ("GIT_CONFIG_COUNT", "2"),
+        ("GIT_CONFIG_KEY_0", "safe.directory"),
+        ("GIT_CONFIG_VALUE_0", "*"),
+        ("GIT_CONFIG_KEY_1", "core.fsmonitor"),
+        ("GIT_CONFIG_VALUE_1", "false"),
+        ("GIT_PAGER", "cat"),
+        ("GIT_OPTIONAL_LOCKS", "0"),
+        ("GIT_AUTHOR_NAME", "firepit"),
+        ("GIT_AUTHOR_EMAIL", "firepit@localhost"),
+        ("GIT_COMMITTER_NAME", "firepit"),
+        ("GIT_COMMITTER_EMAIL", "firepit@localhost"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+fn baseline_request(op: &str, args: &[&str], timeout: Duration) -> ExecRequest {
+    let mut argv = vec![
+        "/bin/sh",
+        "-c",
+        BASELINE_SCRIPT,
+        "sh",
+        op,
+        BASELINE_GIT_DIR,
+        BASELINE_ROOTS,
     ];
+    argv.extend_from_slice(args);
+    let mut req = tool(&argv, git_env());
+    req.cwd = Some("/".into());
+    req.timeout_ms = Some(timeout.as_millis() as u64);
+    req
+}
+
+/// What taking a baseline came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// The covered folders are the baseline now.
+    Taken,
+    /// There was one already and it was asked to be kept.
+    Kept,
+    /// git is not in the machine: there is no baseline.
+    NoGit,
+    /// It failed (timed out, a full disk …): the baseline before stays.
+    Failed(String),
+}
+
+/// The label a baseline taken before checkpoint `name` carries.
+pub fn checkpoint_label(name: &str) -> String {
+    format!("checkpoint {name}")
+}
+
+/// The label of the baseline taken when a session starts.
+pub const START_LABEL: &str = "start";
+
+/// Makes the covered folders' files, as they are now, the baseline
+/// labelled `label`; with `only_if_none`, a baseline already there is kept.
+pub async fn take_baseline(
+    guest: &GuestClient,
+    label: &str,
+    only_if_none: bool,
+) -> Result<Taken, Error> {
+    let flag = if only_if_none { "1" } else { "0" };
+    let exec = guest
+        .exec(baseline_request("take", &[label, flag], BASELINE_TIMEOUT))
+        .await
+        .map_err(Error::starting)?;
+    let out = collect(exec, NOTE).await?;
+    Ok(parse_taken(&out))
+}
+
+/// Reads what `take` printed.
+pub(crate) fn parse_taken(out: &Output) -> Taken {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ok = out.status.as_ref().is_some_and(|s| s.code == Some(0));
+    match text.trim_end() {
+        "kept" if ok => Taken::Kept,
+        "nogit" if ok => Taken::NoGit,
+        t if ok && t.starts_with("taken ") => Taken::Taken,
+        _ => {
+            let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            Taken::Failed(cut(
+                &format!(
+                    "status {:?}: {why}",
+                    out.status.as_ref().and_then(|s| s.code)
+                ),
+                NOTE,
+            ))
+        }
+    }
+}
+
+/// Puts back the baseline the last `take` replaced (its checkpoint was not
+/// made after all).
+pub async fn undo_baseline(guest: &GuestClient) -> Result<(), Error> {
+    let exec = guest
+        .exec(baseline_request("undo", &[], BASELINE_TIMEOUT))
+        .await
+        .map_err(Error::starting)?;
+    collect(exec, NOTE).await?;
+    Ok(())
+}
+
+impl App {
+    /// The baseline of a session that has just been made (after its
+    /// repository's clone), taken in the background by `create`: it waits
+    /// for the session's lock, so a checkpoint asked meanwhile comes after
+    /// it, and keeps a baseline already there.
+    pub(crate) async fn start_baseline(&self, id: &str) {
+        let lock = self.sessions().lock_for(id);
+        let _guard = lock.lock().await;
+        let running = self
+            .store()
+            .session(id)
+            .is_ok_and(|s| s.state == firepit_wire::api::SessionState::Running);
+        if !running {
+            return;
+        }
+        let taken = match self.guest(id).await {
+            Ok(g) => take_baseline(&g, START_LABEL, true).await,
+            Err(e) => Err(e),
+        };
+        match taken {
+            Ok(Taken::Failed(why)) => {
+                tracing::warn!(session = %id, %why, "could not take the changes' baseline at the start");
+            }
+            Ok(t) => {
+                tracing::debug!(session = %id, taken = ?t, "the changes' baseline at the start")
+            }
+            // No `/bin/sh` in the image: no baseline, as without git.
+            Err(e @ Error::NotInMachine(_)) => {
+                tracing::debug!(session = %id, error = %crate::error::chain(&e), "no changes' baseline at the start");
+            }
+            Err(e) => {
+                tracing::warn!(session = %id, error = %crate::error::chain(&e), "could not take the changes' baseline at the start");
+            }
+        }
+    }
+
+    /// The baseline taken just before checkpoint `label` of a running
+    /// session, so the checkpoint holds it. Whether one was taken (and
+    /// should be undone if the checkpoint fails); a failure leaves the one
+    /// before and the checkpoint goes on.
+    pub(crate) async fn checkpoint_baseline(&self, id: &str, label: &str) -> bool {
+        let taken = match self.guest(id).await {
+            Ok(g) => take_baseline(&g, &checkpoint_label(label), false).await,
+            Err(e) => Err(e),
+        };
+        match taken {
+            Ok(Taken::Taken) => true,
+            Ok(Taken::Failed(why)) => {
+                tracing::warn!(session = %id, %why, "could not take the changes' baseline before a checkpoint");
+                false
+            }
+            Ok(_) | Err(Error::NotInMachine(_)) => false,
+            Err(e) => {
+                tracing::warn!(session = %id, error = %crate::error::chain(&e), "could not take the changes' baseline before a checkpoint");
+                false
+            }
+        }
+    }
+
+    /// Puts the baseline before [`App::checkpoint_baseline`]'s back.
+    pub(crate) async fn undo_checkpoint_baseline(&self, id: &str) {
+        let undone = match self.guest(id).await {
+            Ok(g) => undo_baseline(&g).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = undone {
+            tracing::warn!(session = %id, error = %crate::error::chain(&e), "could not put the changes' baseline back");
+        }
+    }
+}
+
+/// What differs in folder `dir` (widened to its git repository's top) from
+/// the session's baseline; without one, from the repository's `HEAD`.
+pub async fn changes(guest: &GuestClient, dir: &str) -> Result<Changes, Error> {
     let new = MAX_NEW_FILES.to_string();
     let exec = guest
-        .exec(tool(
-            &["/bin/sh", "-c", CHANGES_SCRIPT, "sh", dir, &new],
-            env,
-        ))
+        .exec(baseline_request("diff", &[dir, &new], TOOL_TIMEOUT))
         .await
         .map_err(Error::starting)?;
     let out = collect(exec, CHANGES_OUTPUT).await?;
@@ -246,6 +440,8 @@ pub async fn changes(guest: &GuestClient, dir: &str) -> Result<Changes, Error> {
 fn no_baseline(note: &str) -> Changes {
     Changes {
         baseline: "none".into(),
+        checkpoint: None,
+        taken_at: None,
         root: None,
         head: None,
         files: Vec::new(),
@@ -254,36 +450,86 @@ fn no_baseline(note: &str) -> Changes {
     }
 }
 
-/// Parses what [`CHANGES_SCRIPT`] printed.
+/// Why the answer is against `HEAD` and not the baseline.
+fn fallback_note(why: &[u8]) -> Option<String> {
+    match why {
+        b"nobase" => Some(
+            "No baseline was recorded for this session (it was made before baselines were, git was missing at its start, or taking it failed: the daemon's log says why): these are the changes since the repository's last commit.".into(),
+        ),
+        b"outside" => Some(format!(
+            "The baseline covers {}: outside them these are the changes since the repository's last commit.",
+            BASELINE_ROOTS.replace(' ', ", ")
+        )),
+        _ => None,
+    }
+}
+
+/// The baseline's label as `take` wrote it, read back as `%ct %s`: its
+/// kind, the checkpoint it came before, and when it was taken.
+fn parse_label(label: &[u8]) -> (String, Option<String>, Option<i64>) {
+    let label = String::from_utf8_lossy(label);
+    let (time, subject) = label.split_once(' ').unwrap_or((&label, ""));
+    let taken_at = time.parse::<i64>().ok();
+    let plain: String = subject.chars().filter(|c| !c.is_control()).collect();
+    match plain.strip_prefix("checkpoint ") {
+        Some(name) => (
+            "checkpoint".into(),
+            (!name.is_empty()).then(|| cut(name, 200)),
+            taken_at,
+        ),
+        None if plain == START_LABEL => ("start".into(), None, taken_at),
+        None => ("checkpoint".into(), None, taken_at),
+    }
+}
+
+/// Parses what the `diff` operation of [`BASELINE_SCRIPT`] printed.
 pub(crate) fn parse_changes(out: &Output) -> Changes {
     let text = &out.stdout;
     match text.as_slice() {
         b"nodir\n" => return no_baseline("There is no folder at that path."),
         b"nogit\n" => {
             return no_baseline(
-                "git is not in this machine: changes are shown against a git repository's last commit.",
+                "git is not in this machine: the changes are kept and compared with git, so there is no baseline.",
             );
         }
-        b"norepo\n" => {
+        b"norepo nobase\n" => {
             return no_baseline(
-                "The folder is not in a git repository: changes are shown against a repository's last commit (`git init && git add -A && git commit -m start` makes one).",
+                "No baseline was recorded for this session (it was made before baselines were, git was missing at its start, or taking it failed: the daemon's log says why), and the folder is not in a git repository to compare with.",
             );
+        }
+        b"norepo outside\n" => {
+            return no_baseline(&format!(
+                "The baseline covers {}, and this folder is outside them and not in a git repository.",
+                BASELINE_ROOTS.replace(' ', ", ")
+            ));
         }
         _ => {}
     }
-    let mut fields = text.splitn(5, |&b| b == 0);
-    let (Some(b"repo"), Some(top), Some(head), Some(new), Some(diff)) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
+    let unreadable = || {
         let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        return no_baseline(&format!(
+        no_baseline(&format!(
             "git's answer could not be read. {}",
             cut(&why, NOTE)
-        ));
+        ))
+    };
+    let (kind, top, label_or_head, new, why, diff) = if text.starts_with(b"base\0") {
+        let mut f = text.splitn(5, |&b| b == 0).skip(1);
+        let (Some(top), Some(label), Some(new), Some(diff)) =
+            (f.next(), f.next(), f.next(), f.next())
+        else {
+            return unreadable();
+        };
+        ("base", top, label, new, &b""[..], diff)
+    } else if text.starts_with(b"repo\0") {
+        let mut f = text.splitn(6, |&b| b == 0).skip(1);
+        let (Some(top), Some(head), Some(new), Some(why), Some(diff)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            return unreadable();
+        };
+        ("repo", top, head, new, why, diff)
+    } else {
+        return unreadable();
     };
     let new: usize = std::str::from_utf8(new)
         .ok()
@@ -296,6 +542,9 @@ pub(crate) fn parse_changes(out: &Output) -> Changes {
         files.pop();
     }
     let mut notes = Vec::new();
+    if kind == "repo" {
+        notes.extend(fallback_note(why));
+    }
     if out.truncated {
         notes.push(format!(
             "The diff is larger than {} MiB: the rest is left out.",
@@ -307,11 +556,24 @@ pub(crate) fn parse_changes(out: &Output) -> Changes {
             "{new} new files: the first {MAX_NEW_FILES} are shown."
         ));
     }
-    let head = String::from_utf8_lossy(head).into_owned();
+    let (baseline, checkpoint, taken_at, head) = if kind == "base" {
+        let (b, c, t) = parse_label(label_or_head);
+        (b, c, t, None)
+    } else {
+        let head = cut(&String::from_utf8_lossy(label_or_head), 64);
+        (
+            "git".to_owned(),
+            None,
+            None,
+            (!head.is_empty()).then_some(head),
+        )
+    };
     Changes {
-        baseline: "git".into(),
-        root: Some(String::from_utf8_lossy(top).into_owned()),
-        head: (!head.is_empty()).then_some(head),
+        baseline,
+        checkpoint,
+        taken_at,
+        root: Some(cut(&String::from_utf8_lossy(top), 4096)),
+        head,
         files,
         truncated: out.truncated || new > MAX_NEW_FILES,
         note: (!notes.is_empty()).then(|| notes.join(" ")),
@@ -611,34 +873,282 @@ new file mode 100644
     }
 
     #[test]
-    fn changes_answers_parse_and_no_repository_is_no_baseline() {
-        let text = format!("repo\0/root/app\0abc123\x000\0{DIFF}");
+    fn baseline_answers_parse_with_their_label() {
+        let text = format!("base\0/root/app\x001796000000 start\x000\0{DIFF}");
+        let c = parse_changes(&out(text.as_bytes(), false));
+        assert_eq!(c.baseline, "start");
+        assert_eq!(c.checkpoint, None);
+        assert_eq!(c.taken_at, Some(1796000000));
+        assert_eq!(c.root.as_deref(), Some("/root/app"));
+        assert_eq!(c.head, None);
+        assert_eq!(c.files.len(), 5);
+        assert!(!c.truncated && c.note.is_none());
+
+        let text = format!("base\0/w\x001796000001 checkpoint before\x07 turn 3\x00500\0{DIFF}");
+        let c = parse_changes(&out(text.as_bytes(), true));
+        assert_eq!(c.baseline, "checkpoint");
+        assert_eq!(c.checkpoint.as_deref(), Some("before turn 3"));
+        assert_eq!(c.taken_at, Some(1796000001));
+        // Cut off: the last file is left out, and the note says so.
+        assert_eq!(c.files.len(), 4);
+        assert!(c.truncated);
+        let note = c.note.unwrap();
+        assert!(
+            note.contains("500 new files") && note.contains("MiB"),
+            "{note}"
+        );
+
+        // A label that is no label, or a long one, is read without trust.
+        let long = "x".repeat(5000);
+        let text = format!("base\0/w\0junk checkpoint {long}\x000\0");
+        let c = parse_changes(&out(text.as_bytes(), false));
+        assert_eq!((c.baseline.as_str(), c.taken_at), ("checkpoint", None));
+        assert_eq!(c.checkpoint.unwrap().chars().count(), 201);
+        assert!(c.files.is_empty());
+    }
+
+    #[test]
+    fn head_answers_say_why_there_is_no_baseline() {
+        let text = format!("repo\0/root/app\0abc123\x000\0nobase\0{DIFF}");
         let c = parse_changes(&out(text.as_bytes(), false));
         assert_eq!(c.baseline, "git");
         assert_eq!(c.root.as_deref(), Some("/root/app"));
         assert_eq!(c.head.as_deref(), Some("abc123"));
         assert_eq!(c.files.len(), 5);
-        assert!(!c.truncated && c.note.is_none());
+        assert!(c.note.unwrap().contains("No baseline was recorded"));
 
-        // Cut off: the last file is left out, and the note says so.
-        let text = format!("repo\0/r\0\x00500\0{DIFF}");
+        let text = format!("repo\0/srv/app\0\x00500\0outside\0{DIFF}");
         let c = parse_changes(&out(text.as_bytes(), true));
         assert_eq!(c.head, None);
         assert_eq!(c.files.len(), 4);
         assert!(c.truncated);
-        assert!(c.note.unwrap().contains("500 new files"));
+        let note = c.note.unwrap();
+        assert!(
+            note.contains("/root, /workspace, /home") && note.contains("500 new files"),
+            "{note}"
+        );
 
         for (answer, words) in [
-            (&b"norepo\n"[..], "not in a git repository"),
+            (&b"norepo nobase\n"[..], "not in a git repository"),
+            (b"norepo outside\n", "outside them"),
             (b"nogit\n", "git is not in this machine"),
             (b"nodir\n", "no folder at that path"),
             (b"garbage", "could not be read"),
+            (b"base\0/only-a-top", "could not be read"),
+            (b"repo\0/r\0h\x001\0", "could not be read"),
+            (b"", "could not be read"),
         ] {
             let c = parse_changes(&out(answer, false));
             assert_eq!(c.baseline, "none");
             assert!(c.files.is_empty());
-            assert!(c.note.unwrap().contains(words));
+            assert!(c.note.unwrap().contains(words), "{answer:?}");
         }
+    }
+
+    #[test]
+    fn junk_answers_never_panic() {
+        // A fixed generator: the same junk every run.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut byte = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Mostly the bytes the format is made of.
+            let alphabet = b"\0\n ab/+-@diff --git rename to \xff\xc3";
+            alphabet[(x % alphabet.len() as u64) as usize]
+        };
+        for i in 0..2000 {
+            let prefix: &[u8] = match i % 3 {
+                0 => b"base\0",
+                1 => b"repo\0",
+                _ => b"",
+            };
+            let mut text = prefix.to_vec();
+            text.extend((0..(i % 300)).map(|_| byte()));
+            let c = parse_changes(&out(&text, i % 2 == 0));
+            assert!(["start", "checkpoint", "git", "none"].contains(&c.baseline.as_str()));
+            let _ = parse_taken(&out(&text, false));
+        }
+    }
+
+    #[test]
+    fn taking_a_baseline_reads_only_what_it_expects() {
+        let done = |stdout: &[u8], code: i32| Output {
+            stdout: stdout.to_vec(),
+            stderr: b"disk full".to_vec(),
+            truncated: false,
+            status: Some(ExitStatus {
+                code: Some(code),
+                signal: None,
+                timed_out: false,
+            }),
+        };
+        assert_eq!(parse_taken(&done(b"taken 0123abcd\n", 0)), Taken::Taken);
+        assert_eq!(parse_taken(&done(b"kept\n", 0)), Taken::Kept);
+        assert_eq!(parse_taken(&done(b"nogit\n", 0)), Taken::NoGit);
+        for (stdout, code) in [(&b"taken x\n"[..], 1), (b"", 0), (b"what\n", 0)] {
+            let Taken::Failed(why) = parse_taken(&done(stdout, code)) else {
+                panic!("{stdout:?} is no baseline");
+            };
+            assert!(why.contains("disk full"));
+        }
+        assert!(matches!(parse_taken(&Output::default()), Taken::Failed(_)));
+        assert_eq!(checkpoint_label("x y"), "checkpoint x y");
+    }
+
+    /// Runs [`BASELINE_SCRIPT`] with the host's `/bin/sh` and `git`, the
+    /// private dir and the roots under `tmp` (what the machine does, on
+    /// folders this test made).
+    fn script(tmp: &std::path::Path, op: &str, args: &[&str]) -> Output {
+        let g = tmp.join("baseline.git");
+        let roots = format!("{0}/root {0}/workspace", tmp.display());
+        let done = std::process::Command::new("/bin/sh")
+            .args(["-c", BASELINE_SCRIPT, "sh", op])
+            .arg(&g)
+            .arg(&roots)
+            .args(args)
+            .envs(git_env())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .expect("/bin/sh runs");
+        Output {
+            stdout: done.stdout,
+            stderr: done.stderr,
+            truncated: false,
+            status: Some(ExitStatus {
+                code: done.status.code(),
+                signal: None,
+                timed_out: false,
+            }),
+        }
+    }
+
+    fn sh(dir: &std::path::Path, line: &str) {
+        let ok = std::process::Command::new("/bin/sh")
+            .args(["-c", line])
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{line}");
+    }
+
+    fn names(c: &Changes) -> Vec<(&str, &str)> {
+        let mut v: Vec<_> = c
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.status.as_str()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn the_baseline_script_snapshots_compares_and_undoes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        let dir = |p: &str| format!("{}/{p}", t.display());
+        sh(
+            t,
+            "mkdir -p root/proj root/node_modules/x workspace && echo hi > root/a.txt && \
+             echo junk > root/node_modules/x/i.js && cd root/proj && echo old > notes.txt && \
+             echo bye > gone.txt && git init -q && git add -A && \
+             git -c user.name=t -c user.email=t@t commit -qm s",
+        );
+        // No baseline yet: the repository's HEAD, and a plain folder has none.
+        let c = parse_changes(&script(t, "diff", &[&dir("root/proj"), "200"]));
+        assert_eq!(c.baseline, "git");
+        let c = parse_changes(&script(t, "diff", &[&dir("root"), "200"]));
+        assert_eq!(c.baseline, "none");
+
+        assert_eq!(
+            parse_taken(&script(t, "take", &["start", "1"])),
+            Taken::Taken
+        );
+        assert_eq!(
+            parse_taken(&script(t, "take", &["start", "1"])),
+            Taken::Kept
+        );
+
+        // The repository's own commit hides nothing; node_modules is left out.
+        sh(
+            t,
+            "cd root/proj && echo new > notes.txt && rm gone.txt && echo f > fresh.txt && \
+             git add -A && git -c user.name=t -c user.email=t@t commit -qm agent && \
+             echo more > ../node_modules/x/i.js && echo b > ../b.txt",
+        );
+        let c = parse_changes(&script(
+            t,
+            "diff",
+            &[&format!("{}/", dir("root/proj")), "200"],
+        ));
+        assert_eq!(c.baseline, "start");
+        assert_eq!(c.root.as_deref(), Some(dir("root/proj").as_str()));
+        assert_eq!(
+            names(&c),
+            [
+                ("fresh.txt", "added"),
+                ("gone.txt", "deleted"),
+                ("notes.txt", "modified")
+            ]
+        );
+        let c = parse_changes(&script(t, "diff", &[&dir("root"), "200"]));
+        assert_eq!(
+            names(&c),
+            [
+                ("b.txt", "added"),
+                ("proj/fresh.txt", "added"),
+                ("proj/gone.txt", "deleted"),
+                ("proj/notes.txt", "modified"),
+            ]
+        );
+        // At most MAX_NEW of the new files, and the count says how many.
+        let c = parse_changes(&script(t, "diff", &[&dir("root"), "1"]));
+        assert_eq!(c.files.len(), 3);
+
+        // A checkpoint's baseline: only what came after it.
+        assert_eq!(
+            parse_taken(&script(t, "take", &["checkpoint cp one", "0"])),
+            Taken::Taken
+        );
+        sh(t, "echo x > workspace/w.txt && echo again >> root/a.txt");
+        let c = parse_changes(&script(t, "diff", &[&dir("root"), "200"]));
+        assert_eq!(c.baseline, "checkpoint");
+        assert_eq!(c.checkpoint.as_deref(), Some("cp one"));
+        assert_eq!(names(&c), [("a.txt", "modified")]);
+        let c = parse_changes(&script(t, "diff", &[&dir("workspace"), "200"]));
+        assert_eq!(names(&c), [("w.txt", "added")]);
+
+        // Undone (its checkpoint failed): the start is the baseline again.
+        script(t, "undo", &[]);
+        let c = parse_changes(&script(t, "diff", &[&dir("root/proj"), "200"]));
+        assert_eq!(c.baseline, "start");
+        assert_eq!(c.files.len(), 3);
+
+        // The user's repository got nothing of the baseline.
+        let refs = std::process::Command::new("git")
+            .args(["for-each-ref", "--format=%(refname)"])
+            .current_dir(t.join("root/proj"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&refs.stdout).lines().count(), 1);
+
+        // Outside the roots, in no repository: no baseline, and why.
+        let c = parse_changes(&script(t, "diff", &["/", "200"]));
+        assert_eq!(c.baseline, "none");
+        assert!(c.note.unwrap().contains("outside them"));
+        let c = parse_changes(&script(t, "diff", &[&dir("nothing"), "200"]));
+        assert!(c.note.unwrap().contains("no folder"));
+        // The views left nothing behind.
+        let left: Vec<_> = std::fs::read_dir(t.join("baseline.git"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("view."))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

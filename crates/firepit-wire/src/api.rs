@@ -372,11 +372,21 @@ pub struct SearchMatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Changes {
-    /// `git`: the folder is in a git repository, and this is what differs from
-    /// its `HEAD` (new files git does not ignore included); `none`: it is not
-    /// in one, so there is no baseline (`note` says why).
+    /// What the files are compared with: `start`, the session's files when
+    /// it was made; `checkpoint`, its files just before its last
+    /// checkpoint (`checkpoint` names it); `git`, no baseline was recorded
+    /// (or the folder is outside what it covers), so this is what differs
+    /// from the folder's git repository's `HEAD`; `none`, none of these
+    /// (`note` says why). New files git does not ignore are included.
     pub baseline: String,
-    /// The repository's top folder (with `git`).
+    /// The checkpoint's name (or id) a `checkpoint` baseline was taken for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    /// Unix time (seconds) the `start` or `checkpoint` baseline was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_at: Option<i64>,
+    /// The folder compared: the asked one, or its git repository's top
+    /// when it is in one (`files`' paths are relative to it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
     /// The commit compared with (with `git`; absent before the first commit).
@@ -395,7 +405,7 @@ pub struct Changes {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub struct FileChange {
-    /// The file's path relative to the repository's top.
+    /// The file's path relative to the answer's `root`.
     pub path: String,
     /// `added`, `deleted`, `modified` or `renamed`.
     pub status: String,

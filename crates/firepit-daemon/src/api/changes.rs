@@ -1,6 +1,7 @@
-//! `GET /v1/sessions/{id}/changes?path=DIR`: what differs in the git
-//! repository `DIR` is in from its last commit, per file
-//! ([`crate::workspace::changes`], which says why git is the baseline).
+//! `GET /v1/sessions/{id}/changes?path=DIR`: what differs in `DIR` (or the
+//! git repository it is in) from the session's start or its last
+//! checkpoint, per file ([`crate::workspace::changes`], whose module says
+//! how the baseline is kept).
 
 use axum::Json;
 use axum::extract::{Path, State};

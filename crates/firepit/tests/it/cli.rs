@@ -144,7 +144,7 @@ fn run_makes_and_removes_a_session() {
 
 #[test]
 fn sessions_are_named_labelled_and_renamed() {
-    let d = Daemon::start("uis2");
+    let d = Daemon::start("clin");
     let id = d
         .ok(&[
             "new",

@@ -1,7 +1,9 @@
 //! What the web UI's Files tab asks of a machine: a folder as a tar archive,
 //! search across files (grep where the image has no ripgrep), the changes
-//! against a git repository's last commit, and changes made in the machine
-//! reported as `files_changed` events.
+//! against the session's start and then its last checkpoint (commits made
+//! in the machine hide nothing; folders outside a repository have them too;
+//! a restore brings its checkpoint's baseline back), and changes made in
+//! the machine reported as `files_changed` events.
 
 use std::time::Duration;
 
@@ -11,12 +13,68 @@ async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
 }
 
+/// The changes of folder `path` (`base`: the session's URL).
+async fn changes(http: &reqwest::Client, base: &str, path: &str) -> serde_json::Value {
+    http.get(format!("{base}/changes"))
+        .query(&[("path", path)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The changed files of an answer, as (path, status), sorted.
+fn files(c: &serde_json::Value) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = c["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+/// The diff of `path` in an answer.
+fn diff_of<'a>(c: &'a serde_json::Value, path: &str) -> &'a str {
+    c["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == path)
+        .unwrap_or_else(|| panic!("{path} not in {c}"))["diff"]
+        .as_str()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn archives_search_changes_and_file_events() {
     let d = Daemon::start("t90");
     let id = d.new_session(&["--image", "git"]);
     let http = d.http();
     let base = format!("{}/v1/sessions/{id}", d.url);
+    // The start's baseline is taken in the background after the create:
+    // what is written before it is there would be part of it.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while changes(&http, &base, "/root").await["baseline"] != "start" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the start's baseline");
     d.sh(
         &id,
         "mkdir -p /root/proj/src /root/proj/node_modules/x && cd /root/proj && \
@@ -95,64 +153,71 @@ async fn archives_search_changes_and_file_events() {
         .unwrap();
     assert_eq!(resp.status(), 400);
 
-    // Changes against the last commit, per file.
-    let c: serde_json::Value = http
-        .get(format!("{base}/changes"))
-        .query(&[("path", "/root/proj/src")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(c["baseline"], "git", "{c}");
+    // Changes since the start, per file, for the repository the folder is
+    // in: its commit in the machine hides nothing, what was made and
+    // removed since is not there, nor what the baseline leaves out
+    // (node_modules).
+    let c = changes(&http, &base, "/root/proj/src").await;
+    assert_eq!(c["baseline"], "start", "{c}");
+    assert!(c["taken_at"].as_i64().unwrap() > 0, "{c}");
     assert_eq!(c["root"], "/root/proj");
-    let mut files: Vec<(String, String)> = c["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["path"].as_str().unwrap().to_owned(),
-                f["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    files.sort();
     assert_eq!(
-        files,
-        [
-            ("fresh.txt".to_owned(), "added".to_owned()),
-            ("gone.txt".to_owned(), "deleted".to_owned()),
-            ("link".to_owned(), "added".to_owned()),
-            ("notes.txt".to_owned(), "modified".to_owned()),
-        ],
+        files(&c),
+        pairs(&[
+            ("fresh.txt", "added"),
+            ("link", "added"),
+            ("notes.txt", "added"),
+            ("src/main.rs", "added"),
+        ]),
         "{c}"
     );
-    let notes = c["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == "notes.txt")
-        .unwrap();
-    assert!(notes["diff"].as_str().unwrap().contains("-old\n+new\n"));
-    // Outside a repository there is no baseline, and the answer says why.
-    let c: serde_json::Value = http
-        .get(format!("{base}/changes"))
-        .query(&[("path", "/tmp")])
+    assert!(diff_of(&c, "notes.txt").contains("+new\n"));
+    // The user's repository is left as it was: no baseline ref in it,
+    // nothing staged.
+    let refs = d.sh(
+        &id,
+        "cd /root/proj && git for-each-ref --format='%(refname)' && git diff --cached --quiet && echo unstaged",
+    );
+    assert_eq!(refs.lines().count(), 2, "{refs}");
+    assert!(
+        refs.starts_with("refs/heads/") && refs.ends_with("unstaged\n"),
+        "{refs}"
+    );
+
+    // A checkpoint moves the baseline: then only what changed after it
+    // shows, committed or not, in a repository or not.
+    let cp: serde_json::Value = http
+        .post(format!("{base}/checkpoints"))
+        .json(&serde_json::json!({ "name": "before the fix" }))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(c["baseline"], "none");
-    assert!(
-        c["note"]
-            .as_str()
-            .unwrap()
-            .contains("not in a git repository")
+    assert!(cp["id"].as_str().unwrap().starts_with("cp-"), "{cp}");
+    d.sh(
+        &id,
+        "cd /root/proj && printf 'newer\\n' > fresh.txt && git add -A && \
+         git -c user.name=t -c user.email=t@t commit -qm fix && \
+         mkdir -p /root/plain && printf 'plain\\n' > /root/plain/new.txt",
     );
+    let c = changes(&http, &base, "/root/proj").await;
+    assert_eq!(c["baseline"], "checkpoint", "{c}");
+    assert_eq!(c["checkpoint"], "before the fix", "{c}");
+    assert_eq!(files(&c), pairs(&[("fresh.txt", "modified")]), "{c}");
+    assert!(diff_of(&c, "fresh.txt").contains("-hello\n+newer\n"), "{c}");
+    let c = changes(&http, &base, "/root/plain").await;
+    assert_eq!(c["baseline"], "checkpoint", "{c}");
+    assert_eq!(c["root"], "/root/plain");
+    assert_eq!(files(&c), pairs(&[("new.txt", "added")]), "{c}");
+    assert!(diff_of(&c, "new.txt").contains("+plain\n"));
+
+    // Outside what the baseline covers and outside a repository there is
+    // nothing to compare with, and the answer says why.
+    let c = changes(&http, &base, "/tmp").await;
+    assert_eq!(c["baseline"], "none");
+    assert!(c["note"].as_str().unwrap().contains("outside them"), "{c}");
 
     // A change made in the machine comes out as a `files_changed` event
     // naming its folder.
@@ -181,4 +246,68 @@ async fn archives_search_changes_and_file_events() {
     .await
     .expect("a files_changed event for /root/proj/src");
     assert_eq!(found["overflow"], false);
+
+    // A restore brings the checkpoint's files back with the baseline taken
+    // just before it: nothing differs.
+    let cp = cp["id"].as_str().unwrap();
+    let resp = http
+        .post(format!("{base}/checkpoints/{cp}/restore"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let c = changes(&http, &base, "/root/proj").await;
+    assert_eq!(c["baseline"], "checkpoint", "{c}");
+    assert_eq!(c["checkpoint"], "before the fix", "{c}");
+    assert_eq!(files(&c), Vec::<(String, String)>::new(), "{c}");
+
+    // A session without a recorded baseline (made before there were
+    // baselines) gets its repository's last commit, and is told so.
+    d.sh(&id, "rm -rf /var/lib/firepit/baseline.git");
+    let c = changes(&http, &base, "/root/proj").await;
+    assert_eq!(c["baseline"], "git", "{c}");
+    assert!(
+        c["note"]
+            .as_str()
+            .unwrap()
+            .contains("No baseline was recorded"),
+        "{c}"
+    );
+    assert_eq!(
+        files(&c),
+        pairs(&[
+            ("fresh.txt", "added"),
+            ("gone.txt", "deleted"),
+            ("link", "added"),
+            ("notes.txt", "modified"),
+        ]),
+        "{c}"
+    );
+}
+
+#[tokio::test]
+async fn without_git_in_the_machine_the_changes_say_so() {
+    let d = Daemon::start("wsng");
+    let id = d.new_session(&["--image", "minimal"]);
+    let base = format!("{}/v1/sessions/{id}", d.url);
+    d.sh(&id, "mkdir -p /root/a && echo x > /root/a/f");
+    // A checkpoint is still made.
+    let status = d
+        .http()
+        .post(format!("{base}/checkpoints"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 201);
+    let c = changes(&d.http(), &base, "/root/a").await;
+    assert_eq!(c["baseline"], "none", "{c}");
+    assert!(
+        c["note"]
+            .as_str()
+            .unwrap()
+            .contains("git is not in this machine"),
+        "{c}"
+    );
 }
