@@ -41,11 +41,8 @@ pub(super) fn put_rows(
     id: &str,
     labels: &BTreeMap<String, String>,
 ) -> Result<(), Error> {
-    tx.execute(
-        "DELETE FROM session_labels WHERE session = ?1",
-        params![id],
-    )
-    .map_err(Error::Store)?;
+    tx.execute("DELETE FROM session_labels WHERE session = ?1", params![id])
+        .map_err(Error::Store)?;
     let mut insert = tx
         .prepare_cached(
             "INSERT INTO session_labels (session, key, value, created_at)

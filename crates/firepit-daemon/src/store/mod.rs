@@ -198,11 +198,8 @@ impl Store {
         let tx = conn.transaction().map_err(Error::Store)?;
         tx.execute("DELETE FROM events WHERE session = ?1", params![id])
             .map_err(Error::Store)?;
-        tx.execute(
-            "DELETE FROM session_labels WHERE session = ?1",
-            params![id],
-        )
-        .map_err(Error::Store)?;
+        tx.execute("DELETE FROM session_labels WHERE session = ?1", params![id])
+            .map_err(Error::Store)?;
         tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
             .map_err(Error::Store)?;
         tx.commit().map_err(Error::Store)
