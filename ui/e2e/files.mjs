@@ -15,9 +15,8 @@
 // machine appears in the tree, unsaved changes are guarded (opening another
 // file, in-page navigation, reload), search opens a file at its line, the
 // Changes view shows the diff against the last checkpoint (and, switched,
-// against the session's start), a problem's
-// traceback path opens the file at its line, and the tab at 1440x900 and
-// 390x844. Each step prints `step <n> <name>: ok`; the first failure prints
+// against the session's start), a problem's traceback path opens the file
+// at its line, and the tab at 1440x900 and 390x844. Each step prints `step <n> <name>: ok`; the first failure prints
 // `FAILED <step>: <why>` and exits 1. Every step also checks that the page's
 // console has no errors.
 

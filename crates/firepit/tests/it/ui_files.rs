@@ -3,8 +3,8 @@
 //! `ui.rs`'s): create, rename, upload (file input and a drop), download (a
 //! file, a folder as tar), delete, a change made in the machine appearing in
 //! the tree, editing with Tab, the unsaved-changes guard, search, the Changes
-//! view, a problem's traceback path as a link, and the tab at 1440x900 and
-//! 390x844. Each step's screenshot is kept in `<target dir>/tmp/ui-files-e2e/`.
+//! view (since the last checkpoint, and switched to since the start), a
+//! problem's traceback path as a link, and the tab at 1440x900 and 390x844. Each step's screenshot is kept in `<target dir>/tmp/ui-files-e2e/`.
 
 use crate::harness::Daemon;
 use crate::ui::run_script;
