@@ -16,9 +16,9 @@
 // names that would leave the folder refused with nothing written, download a file and a folder (tar), delete, a change made in the
 // machine appears in the tree, unsaved changes are guarded (opening another
 // file, in-page navigation, reload), search opens a file at its line, the
-// Changes view shows the diff against the last checkpoint, a problem's
-// traceback path opens the file at its line, and the tab at 1440x900 and
-// 390x844. Each step prints `step <n> <name>: ok`; the first failure prints
+// Changes view shows the diff against the last checkpoint (and, switched,
+// against the session's start), a problem's traceback path opens the file
+// at its line, and the tab at 1440x900 and 390x844. Each step prints `step <n> <name>: ok`; the first failure prints
 // `FAILED <step>: <why>` and exits 1. Every step also checks that the page's
 // console has no errors.
 
@@ -385,6 +385,22 @@ await step("changes", async () => {
   await change.locator(".diff-line.add", { hasText: "+new" }).waitFor();
   await page.locator("#changes-list .changes-head[data-baseline=checkpoint]", { hasText: "since checkpoint setup" }).waitFor();
   await page.screenshot({ path: join(shots, `${String(n).padStart(2, "0")}-changes-diff.png`) });
+  // Since the start: what came before the checkpoint shows too, and the
+  // browser remembers the pick.
+  const before = page.locator("#changes-view details.change[data-path='/root/proj/src/main.rs']");
+  if (await before.count()) throw new Error("a change from before the checkpoint shows since the checkpoint");
+  await page.locator("#changes-since-checkpoint[aria-pressed=true]").waitFor();
+  await page.locator("#changes-since-start").click();
+  await page.locator("#changes-list .changes-head[data-baseline=start]", { hasText: "since the session's start" }).waitFor();
+  await page.locator("#changes-since-start[aria-pressed=true]").waitFor();
+  await before.locator(".diff-line.add", { hasText: "Needle here" }).waitFor();
+  await change.locator(".diff-line.add", { hasText: "+new" }).waitFor();
+  const kept = await page.evaluate(() => localStorage.getItem("firepit.changes.since"));
+  if (kept !== "start") throw new Error(`the pick was remembered as ${kept}`);
+  await page.screenshot({ path: join(shots, `${String(n).padStart(2, "0")}-changes-since-start.png`) });
+  await page.locator("#changes-since-checkpoint").click();
+  await page.locator("#changes-list .changes-head[data-baseline=checkpoint]").waitFor();
+  await before.waitFor({ state: "detached" });
   await change.getByRole("button", { name: "Open" }).click();
   await page.locator("#file-path", { hasText: "/root/proj/notes.txt" }).waitFor();
   // The file's text loads after its path shows.

@@ -2,10 +2,33 @@
 // session's start or its last checkpoint, kept with git in the machine; the
 // repository's last commit for sessions without one; see `workspace.rs` in
 // the daemon for why), one diff per file, for reviewing the agent's work.
+// Where the session has both, a switch picks "since start" (all of the
+// agent's work) or "since last checkpoint" (its last turn), remembered per
+// browser.
 
 import { h, notice, replace } from "./dom";
 import { filesApi } from "./files-api";
 import type { Changes, FileChange } from "./wire";
+
+type Since = "start" | "checkpoint";
+const SINCE_KEY = "firepit.changes.since";
+
+/** The baseline this browser last picked (the last checkpoint's until one is picked). */
+function storedSince(): Since {
+  try {
+    return localStorage.getItem(SINCE_KEY) === "start" ? "start" : "checkpoint";
+  } catch {
+    return "checkpoint";
+  }
+}
+
+function storeSince(since: Since): void {
+  try {
+    localStorage.setItem(SINCE_KEY, since);
+  } catch {
+    // Storage refused (private mode): the pick lasts for this page only.
+  }
+}
 
 /** The lines of a diff, coloured by kind; the hunk headers carry their new line numbers. */
 function diffBody(change: FileChange, open: (line: number) => void): HTMLElement {
@@ -61,6 +84,8 @@ function baselineName(c: Changes): { label: HTMLElement; text: string; when: str
 export class ChangesView {
   readonly list = h("div.changes-list#changes-list");
   readonly view = h("div.changes-view#changes-view");
+  private since: Since = storedSince();
+  private folder = "/root";
 
   constructor(
     private readonly session: string,
@@ -69,16 +94,48 @@ export class ChangesView {
   ) {}
 
   async load(folder: string): Promise<void> {
+    this.folder = folder;
+    const since = this.since;
     replace(this.list, notice("loading", "Comparing…"));
     replace(this.view);
     let c: Changes;
     try {
-      c = await filesApi.changes(this.session, folder);
+      c = await filesApi.changes(this.session, folder, since);
     } catch (e) {
       replace(this.list, notice("error", (e as Error).message));
       return;
     }
+    // A newer load (another folder, or the switch flipped) answers instead.
+    if (folder !== this.folder || since !== this.since) return;
     this.render(c);
+  }
+
+  /** The "since start" / "since last checkpoint" switch, where the session has both. */
+  private sinceSwitch(c: Changes): HTMLElement | null {
+    const have = c.baselines ?? [];
+    if (!(have.includes("start") && have.includes("checkpoint"))) return null;
+    const button = (since: Since, text: string) =>
+      h(
+        "button.small.seg",
+        {
+          type: "button",
+          id: `changes-since-${since}`,
+          "aria-pressed": String(c.baseline === since),
+          onclick: () => {
+            if (c.baseline === since) return;
+            this.since = since;
+            storeSince(since);
+            void this.load(this.folder);
+          },
+        },
+        text,
+      );
+    return h(
+      "span.seg-group.changes-since",
+      { role: "group", "aria-label": "Compare with" },
+      button("start", "since start"),
+      button("checkpoint", "since last checkpoint"),
+    );
   }
 
   private render(c: Changes): void {
@@ -96,8 +153,9 @@ export class ChangesView {
       since.when ? ` (${since.when})` : null,
     );
     const note = c.note ? h("p.muted.changes-note", {}, c.note) : null;
+    const pick = this.sinceSwitch(c);
     if (c.files.length === 0) {
-      replace(this.list, head, note, notice("empty", `Nothing changed since ${since.text}.`));
+      replace(this.list, pick, head, note, notice("empty", `Nothing changed since ${since.text}.`));
       return;
     }
     const sections = c.files.map((f, i) => {
@@ -119,6 +177,7 @@ export class ChangesView {
     });
     replace(
       this.list,
+      pick,
       head,
       note,
       h(

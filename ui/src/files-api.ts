@@ -25,7 +25,9 @@ export const filesApi = {
   /** Writes bytes (an upload); the parent folder must exist. */
   upload: (id: string, path: string, data: Blob) => request("PUT", `${s(id)}/files?path=${enc(path)}`, data, false).then(() => undefined),
   search: (id: string, path: string, q: string) => json<SearchResult>("GET", `${s(id)}/files/search?path=${enc(path)}&q=${enc(q)}`),
-  changes: (id: string, path: string) => json<Changes>("GET", `${s(id)}/changes?path=${enc(path)}`),
+  /** The changes since the session's start or its last checkpoint (the daemon's default). */
+  changes: (id: string, path: string, since?: "start" | "checkpoint") =>
+    json<Changes>("GET", `${s(id)}/changes?path=${enc(path)}${since ? `&since=${since}` : ""}`),
   /** A file's bytes, as a download. */
   fileUrl: (id: string, path: string) => `${s(id)}/files?path=${enc(path)}`,
   /** A folder as a tar archive, as a download. */

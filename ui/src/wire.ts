@@ -547,7 +547,8 @@ line: number,
 text: string, };
 
 /**
- * `GET /v1/sessions/{id}/changes`: what differs from the baseline.
+ * `GET /v1/sessions/{id}/changes`: what differs from the baseline (the
+ * session's start, or its last checkpoint; `since` picks).
  */
 export type Changes = {
 /**
@@ -563,6 +564,12 @@ baseline: string,
  * The checkpoint's name (or id) a `checkpoint` baseline was taken for.
  */
 checkpoint?: string | null,
+/**
+ * The baselines the session has, that the query's `since` picks
+ * from: `start` (kept for good) and `checkpoint` (its last one's, once
+ * there is one). Empty with `git` and `none`.
+ */
+baselines?: Array<string>,
 /**
  * Unix time (seconds) the `start` or `checkpoint` baseline was taken.
  */

@@ -2,9 +2,12 @@
 # $1 the operation, $2 the private git dir, $3 the folders the baseline
 # covers (absolute, no spaces), then the operation's own arguments:
 #   take LABEL ONLY_IF_NONE  snapshot the covered folders as the baseline
+#                            (the first, labelled `start`, is also kept for
+#                            good as refs/firepit/start)
 #   undo                     puts the baseline before the last `take` back
-#   diff DIR MAX_NEW         what differs in DIR (widened to its repository's
-#                            top) from the baseline; without one, from HEAD
+#   diff DIR MAX_NEW SINCE   what differs in DIR (widened to its repository's
+#                            top) from the baseline (SINCE `start`: from the
+#                            session's start); without one, from HEAD
 # Nothing here writes to a user's repository: the snapshots go through
 # temporary and private index files into the private git dir only.
 op=$1; G=$2; roots=$3; shift 3
@@ -51,10 +54,25 @@ snapshot() {
   comb write-tree
 }
 
+# keep_start: the session's start for good, as refs/firepit/start (set
+# once, never moved; what it holds is never pruned). A private dir from
+# before that ref gets its `start`-labelled baseline while one is there.
+keep_start() {
+  GIT_DIR=$G git rev-parse -q --verify refs/firepit/start >/dev/null 2>&1 && return 0
+  for r in refs/firepit/baseline refs/firepit/previous; do
+    c=$(GIT_DIR=$G git rev-parse -q --verify "$r^{commit}" 2>/dev/null) || continue
+    [ "$(GIT_DIR=$G git log -1 --format=%s "$c")" = start ] || continue
+    GIT_DIR=$G git update-ref refs/firepit/start "$c"
+    return
+  done
+  return 0
+}
+
 case $op in
 take)
   label=$1; only_if_none=$2
   if [ "$only_if_none" = 1 ] && GIT_DIR=$G git rev-parse -q --verify refs/firepit/baseline >/dev/null 2>&1; then
+    keep_start
     echo kept; exit 0
   fi
   if [ ! -f "$G/HEAD" ]; then
@@ -67,11 +85,13 @@ take)
   tree=$(snapshot "$G/idx" "$G/idx.new" $roots) || exit 1
   commit=$(printf '%s\n' "$label" | GIT_DIR=$G git commit-tree --no-gpg-sign "$tree") || exit 1
   old=$(GIT_DIR=$G git rev-parse -q --verify refs/firepit/baseline) || old=
+  keep_start
   [ -n "$old" ] && GIT_DIR=$G git update-ref refs/firepit/previous "$old"
   GIT_DIR=$G git update-ref refs/firepit/baseline "$commit" || exit 1
+  keep_start || exit 1
   rm -rf -- "$G/idx" && mv -- "$G/idx.new" "$G/idx"
   # Many loose objects (a file system block each) go into one pack, and
-  # what neither this baseline nor the one before holds goes.
+  # what neither this baseline, the one before nor the start holds goes.
   loose=$(GIT_DIR=$G git count-objects | cut -d' ' -f1)
   [ "${loose:-0}" -gt 1000 ] 2>/dev/null && GIT_DIR=$G git repack -a -d -q >/dev/null 2>&1
   [ -n "$old" ] && GIT_DIR=$G git prune --expire=now >/dev/null 2>&1
@@ -82,7 +102,7 @@ undo)
   GIT_DIR=$G git update-ref refs/firepit/baseline "$prev" && echo undone
   ;;
 diff)
-  dir=$1; max=$2
+  dir=$1; max=$2; since=${3:-checkpoint}
   cd -- "$dir" 2>/dev/null || { echo nodir; exit 0; }
   repo_top=$(git rev-parse --show-toplevel 2>/dev/null) || repo_top=
   top=${repo_top:-$(pwd -P)}
@@ -91,7 +111,21 @@ diff)
   for r in $roots; do
     case "$top/" in "$r"/*) root=$r ;; esac
   done
-  base=$(GIT_DIR=$G git rev-parse -q --verify 'refs/firepit/baseline^{commit}' 2>/dev/null) || { base=; why=nobase; }
+  # The baselines there are (`have`): the start, and the last checkpoint's
+  # where it is another; `bwhy` says why SINCE could not be had.
+  last=$(GIT_DIR=$G git rev-parse -q --verify 'refs/firepit/baseline^{commit}' 2>/dev/null) || last=
+  start=$(GIT_DIR=$G git rev-parse -q --verify 'refs/firepit/start^{commit}' 2>/dev/null) || start=
+  if [ -z "$start" ] && [ -n "$last" ] && [ "$(GIT_DIR=$G git log -1 --format=%s "$last")" = start ]; then
+    start=$last
+  fi
+  have=
+  [ -n "$start" ] && have=start
+  [ -n "$last" ] && [ "$last" != "$start" ] && have="${have:+$have }checkpoint"
+  base=${last:-$start}; bwhy=
+  if [ "$since" = start ]; then
+    if [ -n "$start" ]; then base=$start; else bwhy=nostart; fi
+  fi
+  [ -n "$base" ] || why=nobase
   [ -n "$base" ] && [ -z "$root" ] && why=outside
   if [ -z "$why" ]; then
     # Under the private dir, where the next view finds what a killed one
@@ -105,7 +139,7 @@ diff)
     label=$(GIT_DIR=$G git log -1 --format='%ct %s' "$base" | head -c 300 | tr -d '\000\n')
     rel=${top#/}
     new=$(GIT_DIR=$G git diff --name-only -z -M --diff-filter=A "$base" "$now" -- "$rel" | tr -cd '\000' | wc -c)
-    printf 'base\000%s\000%s\000%s\000' "$top" "$label" "$new"
+    printf 'base\000%s\000%s\000%s\000%s\000%s\000' "$top" "$label" "$new" "$have" "$bwhy"
     GIT_DIR=$G git -c core.quotepath=off diff --no-color --no-ext-diff --no-textconv -M \
       --diff-filter=a --relative="$rel" "$base" "$now" -- "$rel"
     GIT_DIR=$G git diff --name-only -z -M --diff-filter=A "$base" "$now" -- "$rel" | head -z -n "$max" |

@@ -10,38 +10,45 @@
 //! ([`SEARCH_OUTPUT`], [`CHANGES_OUTPUT`]), parsed without trusting its
 //! shape, and whatever does not parse is left out.
 //!
-//! **Decision (the changes' baseline):** the session's start, then its last
-//! checkpoint, as a git tree kept inside the machine. The product asks for
-//! what differs from the session's start (or its last checkpoint), the view
-//! a person reviews an agent's work in; a repository's `HEAD` would let the
-//! agent's commits hide its changes and leaves folders without a repository
-//! without a baseline. So `BASELINE_SCRIPT` (`baseline.sh`) keeps a
-//! private git dir in the machine ([`BASELINE_GIT_DIR`]) whose ref
-//! `refs/firepit/baseline` is a commit (its message the label: `start` or
-//! `checkpoint NAME`) of one tree of the folders it covers
-//! ([`BASELINE_ROOTS`]), each git repository nested in them taken by itself
-//! (its own `.gitignore`s; `git add` alone would store it as a gitlink). The
-//! trees are made with `git add -A` into index files of the private dir
-//! (kept as a stat cache, so unchanged files are not read again), so a
-//! user's index, work tree, refs and stash are never touched; a private
-//! dir, not the repository's own store with a private ref, because it
-//! serves folders in no repository and leaves the user's repository with
-//! nothing of ours. The daemon takes it in the background after a create
-//! (`App::start_baseline`, behind the session's lock) and just before
-//! each checkpoint of a running session (`App::checkpoint_baseline`;
-//! undone when the checkpoint fails), so the checkpoint holds it and a
-//! restore or a fork comes back with the right baseline. The diff snapshots
-//! the folder's root the same way into a temporary object dir (the
-//! baseline's objects as alternates) and compares the two trees under the
-//! folder, widened to its repository's top when it is in one. Without a
-//! recorded baseline (a session made before them), or outside what it
-//! covers, the answer is the repository's `HEAD` diff and says why; without
-//! git, it says git is missing. Its work is bounded like the rest: a
-//! timeout for each run (`BASELINE_TIMEOUT`, `TOOL_TIMEOUT`), at most
-//! 100 nested repositories 5 levels down, the output bounds, and common
-//! caches and dependency folders (`node_modules`, `.cache` …) left out.
-//! The daemon never reads the private dir on the host: what `git` prints is
-//! all it sees, as hostile as the rest.
+//! **Decision (the changes' baseline):** the session's start or its last
+//! checkpoint ([`Since`], the route's `since`; the last checkpoint by
+//! default, the start before the first one), as git trees kept inside the
+//! machine. The product asks for what differs from the session's start (or
+//! its last checkpoint), the view a person reviews an agent's work in: the
+//! agent checkpoints before each turn that can change files, so the start
+//! shows all its work, the last checkpoint its last turn; a repository's
+//! `HEAD` would let the agent's commits hide its changes and leaves folders
+//! without a repository without a baseline. So `BASELINE_SCRIPT`
+//! (`baseline.sh`) keeps a private git dir in the machine
+//! ([`BASELINE_GIT_DIR`]) whose ref `refs/firepit/baseline` is the last
+//! commit taken (its message the label: `start` or `checkpoint NAME`), and
+//! `refs/firepit/start` the first, kept for good (set once, never moved; a
+//! dir from before that ref gets its `start`-labelled baseline), each of
+//! one tree of the folders it covers ([`BASELINE_ROOTS`]), each git
+//! repository nested in them taken by itself (its own `.gitignore`s; `git
+//! add` alone would store it as a gitlink). The trees are made with `git
+//! add -A` into index files of the private dir (kept as a stat cache, so
+//! unchanged files are not read again), so a user's index, work tree, refs
+//! and stash are never touched; a private dir, not the repository's own
+//! store with a private ref, because it serves folders in no repository and
+//! leaves the user's repository with nothing of ours. The daemon takes it
+//! in the background after a create (`App::start_baseline`, behind the
+//! session's lock) and just before each checkpoint of a running session
+//! (`App::checkpoint_baseline`; undone when the checkpoint fails), so the
+//! checkpoint holds it and a restore or a fork comes back with the right
+//! baselines. Each one prunes what neither the start nor the last two
+//! baselines hold. The diff snapshots the folder's root the same way into a
+//! temporary object dir (the baseline's objects as alternates) and compares
+//! the two trees under the folder, widened to its repository's top when it
+//! is in one. Without a recorded baseline (a session made before them), or
+//! outside what it covers, the answer is the repository's `HEAD` diff and
+//! says why; the start asked for where it was not kept answers the last
+//! checkpoint's and says so; without git, it says git is missing. Its work
+//! is bounded like the rest: a timeout for each run (`BASELINE_TIMEOUT`,
+//! `TOOL_TIMEOUT`), at most 100 nested repositories 5 levels down, the
+//! output bounds, and common caches and dependency folders (`node_modules`,
+//! `.cache` …) left out. The daemon never reads the private dir on the
+//! host: what `git` prints is all it sees, as hostile as the rest.
 //!
 //! The watch ([`watch_files`]) takes the guest's reports of changed
 //! directories and writes them to the session's log as `files_changed`,
@@ -425,12 +432,49 @@ impl App {
     }
 }
 
+/// Which baseline the changes are compared with (the changes route's
+/// `since`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Since {
+    /// The session's start, kept for good.
+    Start,
+    /// The last checkpoint's baseline; the start before the first one.
+    #[default]
+    Checkpoint,
+}
+
+impl Since {
+    /// Reads the route's `since`: `start` or `checkpoint`.
+    pub fn parse(s: &str) -> Result<Since, Error> {
+        match s {
+            "start" => Ok(Since::Start),
+            "checkpoint" => Ok(Since::Checkpoint),
+            other => Err(Error::BadRequest(format!(
+                "since {:?} is not a baseline: it is `start` (the session's start) or `checkpoint` (its last checkpoint)",
+                cut(other, 100)
+            ))),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Since::Start => "start",
+            Since::Checkpoint => "checkpoint",
+        }
+    }
+}
+
 /// What differs in folder `dir` (widened to its git repository's top) from
-/// the session's baseline; without one, from the repository's `HEAD`.
-pub async fn changes(guest: &GuestClient, dir: &str) -> Result<Changes, Error> {
+/// the session's baseline `since` picks; without one, from the
+/// repository's `HEAD`.
+pub async fn changes(guest: &GuestClient, dir: &str, since: Since) -> Result<Changes, Error> {
     let new = MAX_NEW_FILES.to_string();
     let exec = guest
-        .exec(baseline_request("diff", &[dir, &new], TOOL_TIMEOUT))
+        .exec(baseline_request(
+            "diff",
+            &[dir, &new, since.as_str()],
+            TOOL_TIMEOUT,
+        ))
         .await
         .map_err(Error::starting)?;
     let out = collect(exec, CHANGES_OUTPUT).await?;
@@ -441,6 +485,7 @@ fn no_baseline(note: &str) -> Changes {
     Changes {
         baseline: "none".into(),
         checkpoint: None,
+        baselines: Vec::new(),
         taken_at: None,
         root: None,
         head: None,
@@ -512,14 +557,14 @@ pub(crate) fn parse_changes(out: &Output) -> Changes {
             cut(&why, NOTE)
         ))
     };
-    let (kind, top, label_or_head, new, why, diff) = if text.starts_with(b"base\0") {
-        let mut f = text.splitn(5, |&b| b == 0).skip(1);
-        let (Some(top), Some(label), Some(new), Some(diff)) =
-            (f.next(), f.next(), f.next(), f.next())
+    let (kind, top, label_or_head, new, have, why, diff) = if text.starts_with(b"base\0") {
+        let mut f = text.splitn(7, |&b| b == 0).skip(1);
+        let (Some(top), Some(label), Some(new), Some(have), Some(why), Some(diff)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
         else {
             return unreadable();
         };
-        ("base", top, label, new, &b""[..], diff)
+        ("base", top, label, new, have, why, diff)
     } else if text.starts_with(b"repo\0") {
         let mut f = text.splitn(6, |&b| b == 0).skip(1);
         let (Some(top), Some(head), Some(new), Some(why), Some(diff)) =
@@ -527,7 +572,7 @@ pub(crate) fn parse_changes(out: &Output) -> Changes {
         else {
             return unreadable();
         };
-        ("repo", top, head, new, why, diff)
+        ("repo", top, head, new, &b""[..], why, diff)
     } else {
         return unreadable();
     };
@@ -544,6 +589,10 @@ pub(crate) fn parse_changes(out: &Output) -> Changes {
     let mut notes = Vec::new();
     if kind == "repo" {
         notes.extend(fallback_note(why));
+    } else if why == b"nostart" {
+        notes.push(
+            "The session's start was not kept (it was made before starts were, or taking it failed): these are the changes since its last checkpoint.".into(),
+        );
     }
     if out.truncated {
         notes.push(format!(
@@ -568,9 +617,17 @@ pub(crate) fn parse_changes(out: &Output) -> Changes {
             (!head.is_empty()).then_some(head),
         )
     };
+    // Only the two names, once each, in this order.
+    let have = String::from_utf8_lossy(have);
+    let baselines = ["start", "checkpoint"]
+        .into_iter()
+        .filter(|b| kind == "base" && have.split(' ').any(|h| h == *b))
+        .map(str::to_owned)
+        .collect();
     Changes {
         baseline,
         checkpoint,
+        baselines,
         taken_at,
         root: Some(cut(&String::from_utf8_lossy(top), 4096)),
         head,
@@ -874,9 +931,10 @@ new file mode 100644
 
     #[test]
     fn baseline_answers_parse_with_their_label() {
-        let text = format!("base\0/root/app\x001796000000 start\x000\0{DIFF}");
+        let text = format!("base\0/root/app\x001796000000 start\x000\0start\0\0{DIFF}");
         let c = parse_changes(&out(text.as_bytes(), false));
         assert_eq!(c.baseline, "start");
+        assert_eq!(c.baselines, ["start"]);
         assert_eq!(c.checkpoint, None);
         assert_eq!(c.taken_at, Some(1796000000));
         assert_eq!(c.root.as_deref(), Some("/root/app"));
@@ -884,9 +942,12 @@ new file mode 100644
         assert_eq!(c.files.len(), 5);
         assert!(!c.truncated && c.note.is_none());
 
-        let text = format!("base\0/w\x001796000001 checkpoint before\x07 turn 3\x00500\0{DIFF}");
+        let text = format!(
+            "base\0/w\x001796000001 checkpoint before\x07 turn 3\x00500\0start checkpoint\0\0{DIFF}"
+        );
         let c = parse_changes(&out(text.as_bytes(), true));
         assert_eq!(c.baseline, "checkpoint");
+        assert_eq!(c.baselines, ["start", "checkpoint"]);
         assert_eq!(c.checkpoint.as_deref(), Some("before turn 3"));
         assert_eq!(c.taken_at, Some(1796000001));
         // Cut off: the last file is left out, and the note says so.
@@ -900,11 +961,23 @@ new file mode 100644
 
         // A label that is no label, or a long one, is read without trust.
         let long = "x".repeat(5000);
-        let text = format!("base\0/w\0junk checkpoint {long}\x000\0");
+        let text = format!("base\0/w\0junk checkpoint {long}\x000\0checkpoint start x start\0\0");
         let c = parse_changes(&out(text.as_bytes(), false));
         assert_eq!((c.baseline.as_str(), c.taken_at), ("checkpoint", None));
         assert_eq!(c.checkpoint.unwrap().chars().count(), 201);
+        assert_eq!(c.baselines, ["start", "checkpoint"]);
         assert!(c.files.is_empty());
+
+        // The start was asked for and is not kept: the last checkpoint's,
+        // and the note says so.
+        let text = "base\0/w\x001796000001 checkpoint a\x000\0checkpoint\0nostart\0";
+        let c = parse_changes(&out(text.as_bytes(), false));
+        assert_eq!(c.baseline, "checkpoint");
+        assert_eq!(c.baselines, ["checkpoint"]);
+        assert!(c.note.unwrap().contains("start was not kept"));
+        // The old shape (no baselines, no why) is not read as a diff.
+        let c = parse_changes(&out(b"base\0/w\x001 start\x000\0", false));
+        assert_eq!(c.baseline, "none");
     }
 
     #[test]
@@ -912,6 +985,7 @@ new file mode 100644
         let text = format!("repo\0/root/app\0abc123\x000\0nobase\0{DIFF}");
         let c = parse_changes(&out(text.as_bytes(), false));
         assert_eq!(c.baseline, "git");
+        assert!(c.baselines.is_empty());
         assert_eq!(c.root.as_deref(), Some("/root/app"));
         assert_eq!(c.head.as_deref(), Some("abc123"));
         assert_eq!(c.files.len(), 5);
@@ -1121,12 +1195,54 @@ new file mode 100644
         assert_eq!(names(&c), [("a.txt", "modified")]);
         let c = parse_changes(&script(t, "diff", &[&dir("workspace"), "200"]));
         assert_eq!(names(&c), [("w.txt", "added")]);
+        assert_eq!(c.baselines, ["start", "checkpoint"]);
+        // Since the start: what came before the checkpoint too.
+        let since_start = [
+            ("a.txt", "modified"),
+            ("b.txt", "added"),
+            ("proj/fresh.txt", "added"),
+            ("proj/gone.txt", "deleted"),
+            ("proj/notes.txt", "modified"),
+        ];
+        let c = parse_changes(&script(t, "diff", &[&dir("root"), "200", "start"]));
+        assert_eq!(c.baseline, "start");
+        assert_eq!(names(&c), since_start);
+        let c = parse_changes(&script(t, "diff", &[&dir("root"), "200", "checkpoint"]));
+        assert_eq!(names(&c), [("a.txt", "modified")]);
 
         // Undone (its checkpoint failed): the start is the baseline again.
         script(t, "undo", &[]);
         let c = parse_changes(&script(t, "diff", &[&dir("root/proj"), "200"]));
         assert_eq!(c.baseline, "start");
+        assert_eq!(c.baselines, ["start"]);
         assert_eq!(c.files.len(), 3);
+
+        // The start is kept for good: two checkpoints on (each prunes what
+        // neither it nor the one before holds), it still answers.
+        for label in ["checkpoint cp two", "checkpoint cp three"] {
+            assert_eq!(parse_taken(&script(t, "take", &[label, "0"])), Taken::Taken);
+        }
+        let c = parse_changes(&script(t, "diff", &[&dir("root"), "200", "checkpoint"]));
+        assert_eq!(c.checkpoint.as_deref(), Some("cp three"));
+        assert!(c.files.is_empty());
+        let c = parse_changes(&script(t, "diff", &[&dir("root"), "200", "start"]));
+        assert_eq!((c.baseline.as_str(), c.note.as_deref()), ("start", None));
+        assert_eq!(names(&c), since_start);
+        // A private dir from before the start was kept: its `start`
+        // baseline is the start, and the next checkpoint keeps it.
+        let g = t.join("baseline.git");
+        sh(
+            &g,
+            "git update-ref refs/firepit/baseline refs/firepit/start && \
+             git update-ref -d refs/firepit/start && git update-ref -d refs/firepit/previous",
+        );
+        let c = parse_changes(&script(t, "diff", &[&dir("root"), "200", "start"]));
+        assert_eq!((c.baseline.as_str(), c.baselines.len()), ("start", 1));
+        script(t, "take", &["checkpoint cp four", "0"]);
+        script(t, "take", &["checkpoint cp five", "0"]);
+        let c = parse_changes(&script(t, "diff", &[&dir("root"), "200", "start"]));
+        assert_eq!(c.baselines, ["start", "checkpoint"]);
+        assert_eq!(names(&c), since_start);
 
         // The user's repository got nothing of the baseline.
         let refs = std::process::Command::new("git")

@@ -368,7 +368,8 @@ pub struct SearchMatch {
     pub text: String,
 }
 
-/// `GET /v1/sessions/{id}/changes`: what differs from the baseline.
+/// `GET /v1/sessions/{id}/changes`: what differs from the baseline (the
+/// session's start, or its last checkpoint; `since` picks).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Changes {
@@ -382,6 +383,11 @@ pub struct Changes {
     /// The checkpoint's name (or id) a `checkpoint` baseline was taken for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+    /// The baselines the session has, that the query's `since` picks
+    /// from: `start` (kept for good) and `checkpoint` (its last one's, once
+    /// there is one). Empty with `git` and `none`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baselines: Vec<String>,
     /// Unix time (seconds) the `start` or `checkpoint` baseline was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taken_at: Option<i64>,

@@ -839,6 +839,12 @@ async fn what_the_document_forbids_is_400_and_what_it_allows_is_not() {
         ("GET", "/v1/sessions/abc/files/search?path=root&q=x", None),
         ("GET", "/v1/sessions/abc/files/archive?path=/a/../b", None),
         ("GET", "/v1/sessions/abc/changes?path=tmp", None),
+        (
+            "GET",
+            "/v1/sessions/abc/changes?path=/tmp&since=yesterday",
+            None,
+        ),
+        ("GET", "/v1/sessions/abc/changes?path=/tmp&since=", None),
         ("GET", "/v1/preview-auth?next=ftp://x", None),
         ("POST", "/v1/triage", Some(r#"{"repo":"o/r","label":" "}"#)),
     ];
@@ -871,6 +877,13 @@ async fn what_the_document_forbids_is_400_and_what_it_allows_is_not() {
         (StatusCode::NOT_FOUND, "preview_not_found"),
         "{b}"
     );
+    // Both baselines the document names pass the check (this session has
+    // no machine to answer from).
+    for since in ["start", "checkpoint"] {
+        let uri = format!("/v1/sessions/abc/changes?path=/tmp&since={since}");
+        let (s, b) = call(&h.app, "GET", &uri, t, None).await;
+        assert_ne!(s, StatusCode::BAD_REQUEST, "{uri}: {b}");
+    }
     // Valid but unanswerable without a model: 409, not 400.
     let (s, b) = call(
         &h.app,

@@ -4,8 +4,9 @@
 //! by the folder input and by a drop; names that would leave the folder
 //! refused), download (a file, a folder as tar), delete, a change made in
 //! the machine appearing in the tree, editing with Tab, the unsaved-changes
-//! guard, search, the Changes view, a problem's traceback path as a link, and
-//! the tab at 1440x900 and 390x844. Each step's screenshot is kept in
+//! guard, search, the Changes view (since the last checkpoint, and switched
+//! to since the start), a problem's traceback path as a link, and the tab at
+//! 1440x900 and 390x844. Each step's screenshot is kept in
 //! `<target dir>/tmp/ui-files-e2e/`.
 
 use crate::harness::Daemon;

@@ -1,6 +1,6 @@
 //! What the web UI's Files tab asks of a machine: a folder as a tar archive,
 //! search across files (grep where the image has no ripgrep), the changes
-//! against the session's start and then its last checkpoint (commits made
+//! against the session's start or its last checkpoint (commits made
 //! in the machine hide nothing; folders outside a repository have them too;
 //! a restore brings its checkpoint's baseline back), and changes made in
 //! the machine reported as `files_changed` events.
@@ -15,8 +15,20 @@ async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
 
 /// The changes of folder `path` (`base`: the session's URL).
 async fn changes(http: &reqwest::Client, base: &str, path: &str) -> serde_json::Value {
+    changes_since(http, base, path, None).await
+}
+
+/// The changes of folder `path` since the baseline `since` names.
+async fn changes_since(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    since: Option<&str>,
+) -> serde_json::Value {
+    let mut query = vec![("path", path)];
+    query.extend(since.map(|s| ("since", s)));
     http.get(format!("{base}/changes"))
-        .query(&[("path", path)])
+        .query(&query)
         .send()
         .await
         .unwrap()
@@ -161,16 +173,13 @@ async fn archives_search_changes_and_file_events() {
     assert_eq!(c["baseline"], "start", "{c}");
     assert!(c["taken_at"].as_i64().unwrap() > 0, "{c}");
     assert_eq!(c["root"], "/root/proj");
-    assert_eq!(
-        files(&c),
-        pairs(&[
-            ("fresh.txt", "added"),
-            ("link", "added"),
-            ("notes.txt", "added"),
-            ("src/main.rs", "added"),
-        ]),
-        "{c}"
-    );
+    let since_start = pairs(&[
+        ("fresh.txt", "added"),
+        ("link", "added"),
+        ("notes.txt", "added"),
+        ("src/main.rs", "added"),
+    ]);
+    assert_eq!(files(&c), since_start, "{c}");
     assert!(diff_of(&c, "notes.txt").contains("+new\n"));
     // The user's repository is left as it was: no baseline ref in it,
     // nothing staged.
@@ -207,11 +216,34 @@ async fn archives_search_changes_and_file_events() {
     assert_eq!(c["checkpoint"], "before the fix", "{c}");
     assert_eq!(files(&c), pairs(&[("fresh.txt", "modified")]), "{c}");
     assert!(diff_of(&c, "fresh.txt").contains("-hello\n+newer\n"), "{c}");
+    assert_eq!(c["baselines"], serde_json::json!(["start", "checkpoint"]));
+    let c = changes_since(&http, &base, "/root/proj", Some("checkpoint")).await;
+    assert_eq!(files(&c), pairs(&[("fresh.txt", "modified")]), "{c}");
     let c = changes(&http, &base, "/root/plain").await;
     assert_eq!(c["baseline"], "checkpoint", "{c}");
     assert_eq!(c["root"], "/root/plain");
     assert_eq!(files(&c), pairs(&[("new.txt", "added")]), "{c}");
     assert!(diff_of(&c, "new.txt").contains("+plain\n"));
+    // The session's start is kept besides: since it, what came before the
+    // checkpoint shows as well.
+    let c = changes_since(&http, &base, "/root/proj", Some("start")).await;
+    assert_eq!(c["baseline"], "start", "{c}");
+    assert_eq!(c["baselines"], serde_json::json!(["start", "checkpoint"]));
+    assert_eq!(files(&c), since_start, "{c}");
+    assert!(diff_of(&c, "fresh.txt").contains("+newer\n"), "{c}");
+    // A `since` that names no baseline is refused, and says what it takes.
+    let resp = http
+        .get(format!("{base}/changes"))
+        .query(&[("path", "/root/proj"), ("since", "yesterday")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("`start`") && body.contains("`checkpoint`"),
+        "{body}"
+    );
 
     // Outside what the baseline covers and outside a repository there is
     // nothing to compare with, and the answer says why.
@@ -260,6 +292,11 @@ async fn archives_search_changes_and_file_events() {
     assert_eq!(c["baseline"], "checkpoint", "{c}");
     assert_eq!(c["checkpoint"], "before the fix", "{c}");
     assert_eq!(files(&c), Vec::<(String, String)>::new(), "{c}");
+    // And the start with it.
+    let c = changes_since(&http, &base, "/root/proj", Some("start")).await;
+    assert_eq!(c["baseline"], "start", "{c}");
+    assert_eq!(files(&c), since_start, "{c}");
+    assert!(diff_of(&c, "fresh.txt").contains("+hello\n"), "{c}");
 
     // A session without a recorded baseline (made before there were
     // baselines) gets its repository's last commit, and is told so.
