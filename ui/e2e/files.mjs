@@ -22,29 +22,13 @@
 // `FAILED <step>: <why>` and exits 1. Every step also checks that the page's
 // console has no errors.
 
-import { createRequire } from "node:module";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
+import { url, token, shots, T, launchChromium } from "./harness.mjs";
 
-const require = createRequire(join(process.env.E2E_DEPS ?? ".", "package.json"));
-const { chromium } = require("playwright-core");
-
-const url = need("FIREPIT_URL").replace(/\/$/, "");
-const token = need("FIREPIT_TOKEN");
-const shots = need("E2E_SHOTS");
 const image = process.env.E2E_IMAGE || "git";
-mkdirSync(shots, { recursive: true });
-
-function need(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.log(`FAILED setup: ${name} is not set`);
-    process.exit(2);
-  }
-  return v;
-}
 
 async function api(method, path, body) {
   const r = await fetch(`${url}${path}`, {
@@ -76,11 +60,7 @@ async function machineFile(path) {
   return r.text();
 }
 
-const T = 60_000;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-});
+const browser = await launchChromium();
 const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, acceptDownloads: true });
 const page = await context.newPage();
 page.setDefaultTimeout(T);

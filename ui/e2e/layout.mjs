@@ -20,36 +20,15 @@
 // `FAILED <step>: <why>` and exits 1. Every step also checks that the page's
 // console has no errors.
 
-import { createRequire } from "node:module";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { extname, join } from "node:path";
+import { need, url, token, shots, T, launchChromium } from "./harness.mjs";
 
-const require = createRequire(join(process.env.E2E_DEPS ?? ".", "package.json"));
-const { chromium } = require("playwright-core");
-
-const url = need("FIREPIT_URL").replace(/\/$/, "");
-const token = need("FIREPIT_TOKEN");
-const shots = need("E2E_SHOTS");
-mkdirSync(shots, { recursive: true });
-
-function need(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.log(`FAILED setup: ${name} is not set`);
-    process.exit(2);
-  }
-  return v;
-}
-
-const T = 60_000;
 const WIDE = { width: 1440, height: 900 };
 const PHONE = { width: 390, height: 844 };
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  // A page served by the test (E2E_DIST) has no address, so Chromium would
-  // keep it from the daemon's sockets on localhost.
-  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", ...(process.env.E2E_DIST ? ["--disable-features=LocalNetworkAccessChecks"] : [])],
-});
+// A page served by the test (E2E_DIST) has no address, so Chromium would
+// keep it from the daemon's sockets on localhost.
+const browser = await launchChromium(process.env.E2E_DIST ? ["--disable-features=LocalNetworkAccessChecks"] : []);
 const context = await browser.newContext({ viewport: WIDE, colorScheme: "dark" });
 await context.grantPermissions(["notifications"], { origin: url });
 // Notifications the page shows are recorded (headless Chromium shows none).

@@ -15,26 +15,8 @@
 // `step <n> <name>: ok`; the first failure prints `FAILED <step>: <why>` and
 // exits 1. Every step also checks that the page's console has no errors.
 
-import { createRequire } from "node:module";
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-
-const require = createRequire(join(process.env.E2E_DEPS ?? ".", "package.json"));
-const { chromium } = require("playwright-core");
-
-const url = need("FIREPIT_URL").replace(/\/$/, "");
-const token = need("FIREPIT_TOKEN");
-const shots = need("E2E_SHOTS");
-mkdirSync(shots, { recursive: true });
-
-function need(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.log(`FAILED setup: ${name} is not set`);
-    process.exit(2);
-  }
-  return v;
-}
+import { url, token, shots, T, launchChromium } from "./harness.mjs";
 
 async function api(method, path, body) {
   const r = await fetch(`${url}${path}`, {
@@ -47,11 +29,7 @@ async function api(method, path, body) {
   return text ? JSON.parse(text) : null;
 }
 
-const T = 60_000;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-});
+const browser = await launchChromium();
 const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
 await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: url });
 const page = await context.newPage();

@@ -12,26 +12,8 @@
 // `FAILED <step>: <why>` and exits 1. Every step also checks that the page's
 // console has no errors.
 
-import { createRequire } from "node:module";
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-
-const require = createRequire(join(process.env.E2E_DEPS ?? ".", "package.json"));
-const { chromium } = require("playwright-core");
-
-const url = need("FIREPIT_URL").replace(/\/$/, "");
-const token = need("FIREPIT_TOKEN");
-const shots = need("E2E_SHOTS");
-mkdirSync(shots, { recursive: true });
-
-function need(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.log(`FAILED setup: ${name} is not set`);
-    process.exit(2);
-  }
-  return v;
-}
+import { need, url, token, shots, T, launchChromium } from "./harness.mjs";
 
 /** Runs a command in the session through the API (not the UI), for setup only. */
 async function exec(session, line) {
@@ -44,11 +26,7 @@ async function exec(session, line) {
   if (!r.ok || !text.includes('"exit"')) throw new Error(`exec ${line}: ${r.status} ${text}`);
 }
 
-const T = 60_000;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-});
+const browser = await launchChromium();
 const context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
 const page = await context.newPage();
 page.setDefaultTimeout(T);
