@@ -45,11 +45,14 @@ export class PreviewPane {
   /** The app's path now, as the frame page last said. */
   private path = "/";
   private running = true;
+  /** Whether the frame page has reported since the frame was last loaded:
+   * until then a message to it is lost (its window is not yet on its origin). */
+  private frameReady = false;
   private onMessage = (e: MessageEvent) => this.message(e);
 
   constructor(private readonly session: string) {
     const reload = h("button.small#preview-reload", { type: "button", title: "Reload" }, "↻");
-    reload.addEventListener("click", () => this.post({ firepit: "reload" }) || this.load());
+    reload.addEventListener("click", () => (this.frameReady && this.post({ firepit: "reload" })) || this.load());
     this.back.addEventListener("click", () => this.post({ firepit: "back" }));
     this.forward.addEventListener("click", () => this.post({ firepit: "forward" }));
     this.picker.addEventListener("change", () => this.select(Number(this.picker.value)));
@@ -185,6 +188,7 @@ export class PreviewPane {
       replace(this.body, this.frame);
     }
     this.frameOrigin = origin;
+    this.frameReady = false;
     this.back.disabled = true;
     this.forward.disabled = true;
     // Setting src navigates, and reloads when it is unchanged.
@@ -204,7 +208,8 @@ export class PreviewPane {
     }
     this.path = path;
     this.showUrl(origin + path);
-    if (!this.post({ firepit: "go", path })) this.load();
+    // A frame page still loading would lose the message: frame the path anew.
+    if (!this.frameReady || !this.post({ firepit: "go", path })) this.load();
   }
 
   /** Sends the frame page a message; false when there is no frame to send to. */
@@ -225,6 +230,7 @@ export class PreviewPane {
     if (!this.frame || e.source !== this.frame.contentWindow || e.origin !== this.frameOrigin) return;
     const m = e.data as Partial<Location> | null;
     if (!m || m.firepit !== "preview-location" || typeof m.path !== "string" || !m.path.startsWith("/")) return;
+    this.frameReady = true;
     this.path = m.path;
     this.showUrl(this.frameOrigin + m.path);
     this.back.disabled = m.canGoBack !== true;
